@@ -1,0 +1,463 @@
+"""Tests of tinysnn.quant: formats, rounding, saturation, populations, range analysis (SPEC.md section 2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tinysnn.quant import (
+    NEAREST,
+    NONE,
+    STOCHASTIC,
+    TRUNCATE,
+    QFormat,
+    QuantSpec,
+    Rounding,
+    Scheme,
+    format_text,
+    formats_for_total_bits,
+    integer_bits_for,
+    parse_format,
+    parse_quant_arg,
+    population_qparams,
+    population_rows,
+    quantize,
+    quantize_,
+    quantize_rows,
+    quantize_scalar,
+    range_of,
+    ranges_per_network,
+    rounding_code,
+    to_codes,
+)
+
+INF = math.inf
+NAN = math.nan
+
+
+def bits_of(t: torch.Tensor) -> torch.Tensor:
+    """The raw float32 bit patterns, so that equality is bitwise (-0.0 != 0.0, NaN payloads count)."""
+    return t.contiguous().view(torch.int32)
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality of float32 tensors, any NaN equal to any NaN (payloads vary between ops)."""
+    nan = torch.tensor(NAN)
+    return torch.equal(bits_of(torch.where(a.isnan(), nan, a)), bits_of(torch.where(b.isnan(), nan, b)))
+
+
+# ---- rounding on hand-picked values ------------------------------------------------------------
+# SQ2.2: q = 0.25, range [-2, 1.75]. x / q in the comments.
+X = [0.30, -0.30, 0.125, 0.375, -0.125, -0.375, 0.5, 1.75, 1.8, 1.9, 100.0, -2.0, -2.1, -100.0, INF, -INF]
+#      1.2   -1.2  0.5    1.5    -0.5    -1.5   2     7     7.2  7.6  sat    -8    sat   sat    sat   sat
+TRUNC = [0.25, -0.5, 0.0, 0.25, -0.25, -0.5, 0.5, 1.75, 1.75, 1.75, 1.75, -2.0, -2.0, -2.0, 1.75, -2.0]
+# nearest: floor(x/q + 1/2), ties up (+0.5 -> 1, -0.5 -> 0, -1.5 -> -1); 1.9 -> 2.0 saturates to 1.75
+NEAR = [0.25, -0.25, 0.25, 0.5, 0.0, -0.25, 0.5, 1.75, 1.75, 1.75, 1.75, -2.0, -2.0, -2.0, 1.75, -2.0]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("truncate", TRUNC), ("nearest", NEAR)])
+def test_deterministic_rounding_hand_values(mode: str, expected: list) -> None:
+    x = torch.tensor([X])
+    fmt = parse_format("SQ2.2")
+    assert fmt is not None and fmt.range() == (-2.0, 1.75)
+    assert quantize(x, *fmt.qparams(mode)).tolist() == [expected]
+    assert fmt.quantize(x, mode).tolist() == [expected]
+
+
+def test_stochastic_rounding_hand_values() -> None:
+    # x = 0.3: x/q = 1.2, floor 1, frac 0.2 -> up iff u < 0.2.  x = -0.3: floor -2, frac 0.8.
+    x = torch.tensor([[0.3, 0.3, -0.3, -0.3, 0.5, 0.5, 9.0, -9.0]])
+    u = torch.tensor([[0.1, 0.5, 0.5, 0.9, 0.0, 0.999, 0.0, 0.0]])
+    out = quantize(x, 2, -2.0, 1.75, "stochastic", u=u)
+    assert out.tolist() == [[0.5, 0.25, -0.25, -0.5, 0.5, 0.5, 1.75, -2.0]]
+
+
+def test_unsigned_saturation_all_modes() -> None:
+    fmt = parse_format("UQ1.7")
+    assert fmt is not None and fmt.range() == (0.0, 2 - 2**-7)
+    x = torch.tensor([[-0.5, -1e-6, 0.0, 1.0, 1.99, 2.0, 2.5, 1e30, INF]])
+    for mode in Rounding:
+        out = fmt.quantize(x, mode, generator=torch.Generator().manual_seed(0))
+        assert out.min() >= 0.0 and out.max() <= 2 - 2**-7
+        assert out[0, [0, 1, 2]].tolist() == [0.0, 0.0, 0.0]
+        assert out[0, 3] == 1.0  # on the grid: exact
+        assert out[0, 5:].tolist() == [2 - 2**-7] * 4
+
+
+def test_fp32_passthrough_is_bitwise() -> None:
+    x = torch.tensor([[0.1, -0.0, 1e-40, INF, -INF, NAN, 3.14159, -65.123]])
+    same = quantize(x, 7, 0.0, 1.0, NONE)
+    assert same is x
+    assert torch.equal(bits_of(quantize(x, 7, 0.0, 1.0, "none")), bits_of(x))
+    out = torch.empty_like(x)
+    quantize(x, 7, 0.0, 1.0, None, out=out)  # type: ignore[arg-type]
+    assert torch.equal(bits_of(out), bits_of(x))
+
+
+def test_nan_stays_nan_and_grid_values_are_fixed_points() -> None:
+    fmt = parse_format("SQ9.7")
+    assert fmt is not None
+    grid = torch.arange(-256 * 128, 256 * 128, 97, dtype=torch.float32).unsqueeze(0) / 128  # exact
+    for mode in Rounding:
+        assert torch.equal(fmt.quantize(grid, mode, generator=torch.Generator().manual_seed(1)), grid)
+    assert torch.isnan(quantize(torch.tensor([[NAN]]), 7, -1.0, 1.0, TRUNCATE)).all()
+
+
+def test_nearest_is_exact_where_x_over_q_plus_half_would_round() -> None:
+    # UQ24.0: x = 2^23 + 1 is an integer; in float32 x + 0.5 rounds to 2^23 + 2 (ties to even).
+    x = torch.tensor([[2.0**23 + 1]])
+    assert quantize(x, 0, 0.0, 2.0**24 - 1, NEAREST).item() == 2.0**23 + 1
+    assert quantize_scalar(2.0**23 + 1, 1.0, 0.0, 2.0**24 - 1, NEAREST, 0.0) == 2.0**23 + 1
+
+
+# ---- stochastic rounding is unbiased -----------------------------------------------------------
+# For a fixed x with r = frac(x/q): Q(x) = q (floor(x/q) + b), b ~ Bernoulli(r), so E[Q(x)] = x and
+# Var[Q(x)] = q^2 r (1 - r); the mean of n independent roundings has sd q sqrt(r (1 - r) / n).
+# For x uniform over a cell, the error e = Q(x) - x has Var = q^2 E[r (1 - r)] = q^2 (1/2 - 1/3)
+# = q^2 / 6 (not the q^2 / 12 of nearest rounding's error), so sd(mean e) = q / sqrt(6 n).
+# Bounds are 5 sd (two-sided false-alarm rate 6e-7). u is float32 on a 2^-24 grid, a bias below
+# q 2^-24, far under the bounds.
+N_DRAWS = 200_000
+
+
+@pytest.mark.parametrize("r", [0.1, 0.5, 0.9])
+def test_stochastic_rounding_is_unbiased_for_fixed_x(r: float) -> None:
+    q = 2.0**-4
+    x32 = float(np.float32(3 * q + r * q))
+    r_exact = x32 / q - math.floor(x32 / q)
+    x = torch.full((1, N_DRAWS), x32)
+    out = quantize(x, 4, 0.0, 16.0 - q, STOCHASTIC, generator=torch.Generator().manual_seed(123))
+    assert set(out.unique().tolist()) == {3 * q, 4 * q}
+    err = out.double().mean().item() - x32
+    assert abs(err) < 5 * q * math.sqrt(r_exact * (1 - r_exact) / N_DRAWS)
+
+
+def test_stochastic_rounding_is_unbiased_for_uniform_x_and_truncation_is_not() -> None:
+    q = 2.0**-3
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand((1, N_DRAWS), generator=gen) * 4 - 2  # inside SQ3.3 = [-4, 3.875]
+    stochastic = quantize(x, 3, -4.0, 4.0 - q, STOCHASTIC, generator=gen)
+    bound = 5 * q / math.sqrt(6 * N_DRAWS)
+    assert abs((stochastic.double() - x.double()).mean().item()) < bound
+    # Truncation errs by -q/2 on average (error uniform on (-q, 0], sd q / sqrt(12)): the test sees it.
+    trunc_bias = (quantize(x, 3, -4.0, 4.0 - q, TRUNCATE).double() - x.double()).mean().item()
+    assert abs(trunc_bias + q / 2) < 5 * q / math.sqrt(12 * N_DRAWS)
+    assert abs(trunc_bias) > 100 * bound
+
+
+def test_stochastic_rounding_is_seeded() -> None:
+    x = torch.rand((3, 50), generator=torch.Generator().manual_seed(0))
+    a = quantize(x, 3, 0.0, 1.0, "stochastic", torch.Generator().manual_seed(5))
+    b = quantize(x, 3, 0.0, 1.0, "stochastic", torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+# ---- populations: per-network formats and modes in one call ------------------------------------
+
+
+def test_per_network_formats_and_modes_in_one_call() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn((5, 4, 6), generator=gen) * 3).contiguous()
+    x[0, 0, 0] = NAN
+    u = torch.rand(x.shape, generator=gen)
+    frac = torch.tensor([7, 4, 2, 0, 3])
+    lo = torch.tensor([0.0, -8.0, -2.0, -INF, -4.0])
+    hi = torch.tensor([2 - 2**-7, 8 - 2**-4, 2 - 2**-2, INF, 4 - 2**-3])
+    mode = torch.tensor([TRUNCATE, NEAREST, STOCHASTIC, NONE, NEAREST])
+    out = quantize(x, frac, lo, hi, mode, u=u)
+    for p in range(5):
+        alone = quantize(x[p : p + 1], int(frac[p]), float(lo[p]), float(hi[p]), int(mode[p]), u=u[p : p + 1])
+        assert same(out[p : p + 1], alone), p
+    assert torch.equal(bits_of(out[3]), bits_of(x[3]))  # fp32 network untouched, bit for bit
+    assert torch.isnan(out[0, 0, 0])
+
+
+def test_population_helpers_and_rows_agree_with_quantize() -> None:
+    specs = [
+        parse_quant_arg("weights=Q1.7,vmem=Q9.7,vth=Q9.7"),
+        parse_quant_arg("weights=Q2.2,vmem=Q8.0", rounding="nearest"),
+        parse_quant_arg("weights=Q1.3,vmem=Q7.1,rounding=stochastic"),
+        QuantSpec(),
+    ]
+    gen = torch.Generator().manual_seed(11)
+    v = torch.randn((4, 1, 30), generator=gen) * 20 - 60  # mV
+    u = torch.rand(v.shape, generator=gen)
+    rows = population_rows(specs, "vmem")
+    assert rows.shape == (4, 4) and rows[0].tolist() == [128.0, -256.0, 256 - 2**-7, TRUNCATE]
+    assert rows[3, 3] == NONE
+    qp = population_qparams([s.vmem for s in specs], [s.rounding for s in specs], signed=True)
+    by_rows = quantize_rows(v, rows, u=u)
+    by_params = quantize(v, *qp, u=u)
+    assert same(by_rows, by_params)
+    for p, spec in enumerate(specs):
+        alone = quantize(v[p : p + 1], *spec.qparams("vmem"), u=u[p : p + 1])
+        assert same(by_rows[p : p + 1], alone)
+
+
+def test_in_place_and_out() -> None:
+    x = torch.tensor([[0.3, 0.7], [1.3, -0.2]])
+    expected = quantize(x, torch.tensor([1, 2]), 0.0, 1.5, torch.tensor([TRUNCATE, NONE]))
+    assert expected.tolist() == [[0.0, 0.5], [1.3, -0.2]] or torch.allclose(
+        expected, torch.tensor([[0.0, 0.5], [1.3, -0.2]])
+    )
+    y = x.clone()
+    assert quantize_(y, torch.tensor([1, 2]), 0.0, 1.5, torch.tensor([TRUNCATE, NONE])) is y
+    assert torch.equal(y, expected)
+    z = x.clone()
+    quantize_(z, 2, 0.0, 1.5, "nearest")
+    assert z.tolist() == [[0.25, 0.75], [1.25, 0.0]]
+
+
+def test_to_codes() -> None:
+    fmt = parse_format("SQ2.6")
+    assert fmt is not None
+    x = fmt.quantize(torch.linspace(-3, 3, 101).unsqueeze(0), "nearest")
+    codes = to_codes(x, fmt.frac_bits)
+    lo, hi = fmt.code_range()
+    assert codes.dtype == torch.int64 and codes.min() == lo and codes.max() == hi
+    assert torch.equal(codes.float() / 64, x)
+    per_net = to_codes(torch.tensor([[0.5], [0.5]]), torch.tensor([1, 3]))
+    assert per_net.tolist() == [[1], [4]]
+
+
+# ---- the scalar kernel agrees with the tensor path ---------------------------------------------
+
+
+def _scalar_cases() -> tuple:
+    gen = torch.Generator().manual_seed(42)
+    formats = ["UQ1.7", "SQ9.7", "SQ8.0", "UQ0.4", "SQ2.2", "UQ16.16", "SQ1.23", "UQ24.0"]
+    x = torch.cat([torch.randn(400, generator=gen) * s for s in (0.5, 4, 100, 1e5)])
+    x = torch.cat([x, torch.tensor([0.0, -0.0, INF, -INF, NAN, 1e-40, 0.5, -0.5, 2.0**23 + 1])])
+    u = torch.rand(x.shape, generator=gen)
+    return formats, x, u
+
+
+def test_quantize_scalar_agrees_bitwise_with_quantize() -> None:
+    formats, x, u = _scalar_cases()
+    for text in formats:
+        fmt = parse_format(text)
+        assert fmt is not None
+        lo, hi = fmt.range()
+        for code in (NONE, TRUNCATE, NEAREST, STOCHASTIC):
+            ref = quantize(x.unsqueeze(0), fmt.frac_bits, lo, hi, code, u=u.unsqueeze(0))[0]
+            got = torch.tensor(
+                [quantize_scalar(float(a), fmt.scale, lo, hi, code, float(b)) for a, b in zip(x, u)],
+                dtype=torch.float32,
+            )
+            assert same(got, ref), (text, code)
+
+
+def test_quantize_scalar_compiles_with_numba() -> None:
+    numba = pytest.importorskip("numba")
+    kernel = numba.njit(quantize_scalar)
+    _, x, u = _scalar_cases()
+    fmt = QFormat(9, 7, True)
+    lo, hi = fmt.range()
+    for code in (NONE, TRUNCATE, NEAREST, STOCHASTIC):
+        ref = quantize(x.unsqueeze(0), 7, lo, hi, code, u=u.unsqueeze(0))[0]
+        got = torch.tensor([kernel(float(a), 128.0, lo, hi, code, float(b)) for a, b in zip(x, u)])
+        assert same(got.float(), ref), code
+
+
+# ---- formats -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "i", "f", "signed", "lo", "hi"),
+    [
+        ("UQ0.8", 0, 8, False, 0.0, 1 - 2**-8),
+        ("UQ1.7", 1, 7, False, 0.0, 2 - 2**-7),
+        ("SQ9.7", 9, 7, True, -256.0, 256 - 2**-7),
+        ("SQ1.0", 1, 0, True, -1.0, 0.0),
+        ("UQ32.0", 32, 0, False, 0.0, 2.0**32 - 1),
+        ("SQ1.31", 1, 31, True, -1.0, 1 - 2**-31),
+    ],
+)
+def test_format_parse_range_and_round_trip(text: str, i: int, f: int, signed: bool, lo: float, hi: float) -> None:
+    fmt = parse_format(text)
+    assert fmt == QFormat(i, f, signed)
+    assert str(fmt) == text and format_text(fmt) == text
+    assert fmt.total_bits == i + f and fmt.step == 2.0**-f and fmt.scale == 2.0**f
+    assert fmt.range() == (lo, hi)
+    assert fmt.code_range() == ((-(2 ** (i + f - 1)), 2 ** (i + f - 1) - 1) if signed else (0, 2 ** (i + f) - 1))
+
+
+def test_open_signedness_is_decided_by_the_parameter() -> None:
+    fmt = parse_format("Q1.7")
+    assert fmt == QFormat(1, 7, None) and str(fmt) == "Q1.7"
+    assert fmt.range(False) == (0.0, 2 - 2**-7)  # weights
+    assert fmt.range(True) == (-1.0, 1 - 2**-7)  # V_mem, V_th
+    assert fmt.resolve(False) == QFormat(1, 7, False)
+    assert parse_format("uq1.7") == QFormat(1, 7, False)  # case-insensitive
+    assert parse_format("FP32") is None and format_text(None) == "fp32"
+    with pytest.raises(ValueError, match="pass signed"):
+        fmt.range()
+    with pytest.raises(ValueError, match="i = 0"):
+        QFormat(0, 8).range(True)
+    assert QFormat(0, 8, None).range(False) == (0.0, 1 - 2**-8)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("Q0.0", "i\\+f = 0"),
+        ("Q-1.8", "negative"),
+        ("Q4.-2", "negative"),
+        ("Q20.20", "i\\+f = 40"),
+        ("UQ33.0", "i\\+f = 33"),
+        ("SQ0.8", "sign bit"),
+        ("Q1", ""),
+        ("Qa.b", ""),
+        ("int8", ""),
+        ("Q1.7.1", ""),
+        ("", ""),
+    ],
+)
+def test_format_rejects_nonsense_with_a_clear_message(text: str, why: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_format(text)
+    message = str(info.value)
+    assert repr(text) in message
+    assert "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32" in message
+    assert why == "" or __import__("re").search(why, message)
+
+
+def test_qformat_constructor_validates() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        QFormat(-1, 8)
+    with pytest.raises(ValueError, match="i\\+f = 0"):
+        QFormat(0, 0)
+    with pytest.raises(ValueError, match="sign bit"):
+        QFormat(0, 4, True)
+
+
+def test_rounding_codes() -> None:
+    assert (NONE, TRUNCATE, NEAREST, STOCHASTIC) == (0, 1, 2, 3)
+    assert [r.code for r in Rounding] == [TRUNCATE, NEAREST, STOCHASTIC]
+    assert rounding_code("Stochastic") == STOCHASTIC and rounding_code(None) == NONE and rounding_code(2) == 2
+    with pytest.raises(ValueError, match="truncate, nearest, stochastic"):
+        rounding_code("round")
+    with pytest.raises(ValueError):
+        rounding_code(7)
+
+
+# ---- QuantSpec ---------------------------------------------------------------------------------
+
+
+def test_parse_quant_arg() -> None:
+    spec = parse_quant_arg("weights=Q1.7,vmem=Q9.7,vth=Q9.7")
+    assert spec.weights == QFormat(1, 7) and spec.vmem == QFormat(9, 7) and spec.vth == QFormat(9, 7)
+    assert spec.rounding is Rounding.TRUNCATE and spec.scheme is Scheme.PTQ
+    assert spec.quantizes_weights and spec.quantizes_neurons and spec.label == "qWN"
+    assert spec.bits_of("weights") == 8 and spec.bits_of("vmem") == 16
+    assert spec.range_of("weights") == (0.0, 2 - 2**-7) and spec.range_of("vmem") == (-256.0, 256 - 2**-7)
+    assert parse_quant_arg(spec.to_text()) == spec
+    assert spec.to_text() == "weights=Q1.7,vmem=Q9.7,vth=Q9.7,rounding=truncate,scheme=ptq"
+
+    qw = parse_quant_arg(" weights = UQ0.8 , vmem=fp32 ", rounding="stochastic", scheme="itq")
+    assert qw.label == "qW" and not qw.quantizes_neurons and qw.vmem is None and qw.vth is None
+    assert qw.rounding is Rounding.STOCHASTIC and qw.scheme is Scheme.ITQ
+    assert qw.bits_of("vmem") == 32 and qw.range_of("vth") == (-INF, INF)
+    assert qw.qparams("vth") == (0, -INF, INF, NONE)
+    assert parse_quant_arg("weights=Q1.7,rounding=nearest,scheme=itq").rounding is Rounding.NEAREST
+    assert parse_quant_arg("vth=Q8.8").label == "qN"
+    for empty in ("", "fp32"):
+        assert parse_quant_arg(empty) == QuantSpec() and QuantSpec().is_fp32 and QuantSpec().label == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("w=Q1.7", "weights, vmem, vth, rounding, scheme"),
+        ("weights", "key=value"),
+        ("weights=Q1.7,weights=Q2.6", "twice"),
+        ("weights=Q0.0", "i\\+f = 0"),
+        ("vmem=Q0.8", "i = 0"),  # V_mem is signed: no room for the sign bit
+        ("rounding=round", "truncate, nearest, stochastic"),
+        ("scheme=qat", "ptq, itq"),
+    ],
+)
+def test_parse_quant_arg_errors(text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_quant_arg(text)
+
+
+# ---- range analysis ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "signed", "expected"),
+    [
+        (0.0, 1.0, None, (1, False)),  # max exactly 2^0: 1.0 must be representable -> UQ1.f
+        (0.0, 0.99, None, (0, False)),  # UQ0.f covers [0, 1)
+        (0.0, 0.3, None, (0, False)),
+        (0.0, 1.5, None, (1, False)),
+        (0.0, 2.0, None, (2, False)),  # max exactly 2^1
+        (0.0, 0.0, None, (0, False)),
+        (-64.0, -52.0, None, (7, True)),  # min exactly -2^6 fits SQ7.f = [-64, 64)
+        (-65.0, -52.0, None, (8, True)),
+        (-80.0, 10.0, None, (8, True)),
+        (-1.0, 0.5, None, (1, True)),  # SQ1.f = [-1, 1)
+        (-0.5, 1.0, None, (2, True)),  # 1.0 needs SQ2.f
+        (-0.25, 0.25, None, (1, True)),
+        (0.0, 1.0, True, (2, True)),  # forced sign bit
+        (-52.0, -52.0, True, (7, True)),
+    ],
+)
+def test_integer_bits_for(lo: float, hi: float, signed: bool | None, expected: tuple) -> None:
+    assert integer_bits_for(lo, hi, signed) == expected
+
+
+def test_integer_bits_for_is_the_fewest_that_fit() -> None:
+    def fits(i: int, signed: bool, a: float, b: float) -> bool:  # as f grows: [-2^(i-1), 2^(i-1)) or [0, 2^i)
+        return (-(2.0 ** (i - 1)) <= a and b < 2.0 ** (i - 1)) if signed else (0 <= a and b < 2.0**i)
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        a, b = sorted(rng.normal(scale=10.0 ** rng.integers(-2, 4), size=2).tolist())
+        i, signed = integer_bits_for(a, b)
+        assert signed == (a < 0) and fits(i, signed, a, b)
+        assert i == (1 if signed else 0) or not fits(i - 1, signed, a, b)
+
+
+def test_integer_bits_for_rejects_bad_ranges() -> None:
+    for lo, hi in [(1.0, 0.0), (NAN, 1.0), (0.0, INF)]:
+        with pytest.raises(ValueError, match="expected finite lo <= hi"):
+            integer_bits_for(lo, hi)
+    with pytest.raises(ValueError, match="signed"):
+        integer_bits_for(-1.0, 1.0, signed=False)
+
+
+def test_formats_for_total_bits() -> None:
+    ranges = {"weights": (0.0, 1.0), "vmem": (-80.0, -52.0), "vth": (-52.0, -20.0), "other": (-1.0, 1.0)}
+    formats = formats_for_total_bits(8, ranges)
+    assert {k: str(v) for k, v in formats.items()} == {
+        "weights": "Q1.7",  # unsigned by convention: open
+        "vmem": "Q8.0",  # 80 < 2^7, plus sign
+        "vth": "Q7.1",  # -52 >= -2^6
+        "other": "SQ2.6",  # no convention: explicit
+    }
+    assert formats["vmem"].range(True) == (-128.0, 127.0)
+    assert str(formats_for_total_bits(16, {"vmem": (-70.0, -40.0)})["vmem"]) == "Q8.8"
+    per_param = formats_for_total_bits({"weights": 4, "vmem": 12}, {"weights": (0, 0.3), "vmem": (-70, -40)})
+    assert {k: str(v) for k, v in per_param.items()} == {"weights": "Q0.4", "vmem": "Q8.4"}
+    spec = QuantSpec(weights=formats["weights"], vmem=formats["vmem"], vth=formats["vth"])
+    assert spec.bits_of("vth") == 8 and parse_quant_arg(spec.to_text()) == spec
+    with pytest.raises(ValueError, match="8 <= B <= 32"):
+        formats_for_total_bits(4, {"vmem": (-80.0, -52.0)})
+    with pytest.raises(ValueError, match="B <= 32"):
+        formats_for_total_bits(40, {"weights": (0.0, 1.0)})
+
+
+def test_range_of() -> None:
+    x = torch.tensor([[0.5, -2.0], [3.0, 1.0]])
+    assert range_of(x) == (-2.0, 3.0)
+    lo, hi = ranges_per_network(x)
+    assert lo.tolist() == [-2.0, 1.0] and hi.tolist() == [0.5, 3.0]
+    with pytest.raises(ValueError, match="empty"):
+        range_of(torch.zeros(0))
+    with pytest.raises(ValueError, match="NaN"):
+        range_of(torch.tensor([1.0, NAN]))

@@ -1,0 +1,237 @@
+"""Datasets: MNIST and Fashion-MNIST from IDX files, and scikit-learn's bundled digits.
+
+* ``mnist`` and ``fashion-mnist`` are read from IDX files in torchvision's layout,
+  ``<root>/MNIST/raw/train-images-idx3-ubyte`` (or ``FashionMNIST``), gzipped or not. ``root`` may
+  also point at the ``raw`` folder itself or at a flat folder of IDX files (as Debian's package
+  dataset-fashion-mnist installs them in /usr/share/datasets/fashion-mnist). With ``download=True``
+  torchvision fetches them (extra ``tinysnn[vision]``).
+* ``digits`` is scikit-learn's 8x8 digits (1,797 images, bundled with the package, so it works
+  offline). We use the 64 pixels directly as 64 inputs, scaled from 0..16 to 0..255; this keeps
+  networks small and tests fast. Its train/test split is a fixed permutation (seed 0): the last
+  360 images are the test set.
+
+Splits are deterministic: a validation split is carved from the END of the training set, never
+from the test set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+DATASETS = ("mnist", "fashion-mnist", "digits")
+_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_SYSTEM_DIRS = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"], "mnist": []}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+DIGITS_TEST_SIZE = 360
+
+
+class DatasetError(FileNotFoundError):
+    """A dataset could not be found or read; the message says where we looked and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: images as flat uint8 intensities and integer labels."""
+
+    images: torch.Tensor
+    """(n, n_input) uint8, 0..255."""
+    labels: torch.Tensor
+    """(n,) int64 class indices."""
+    image_shape: Tuple[int, int]
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_input(self) -> int:
+        return int(self.images.shape[1])
+
+    def take(self, n: Optional[int]) -> "Split":
+        """The first ``n`` samples (all when ``n`` is None)."""
+        if n is None:
+            return self
+        n = check_count(n, "sample count")
+        if n > len(self):
+            raise ValueError(f"{self.name}: asked for {n} samples but the split has {len(self)}")
+        return Split(self.images[:n], self.labels[:n], self.image_shape, self.name)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    test: Split
+    validation: Optional[Split] = None
+
+
+def check_count(n: int, what: str) -> int:
+    """Validate a non-negative sample count."""
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {n!r}")
+    return int(n)
+
+
+def normalize_name(name: str) -> str:
+    key = str(name).lower().replace("_", "-")
+    if key == "fashion":
+        key = "fashion-mnist"
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return key
+
+
+def load(
+    name: str,
+    root: Union[str, Path, None] = None,
+    *,
+    download: bool = False,
+    validation: int = 0,
+) -> Splits:
+    """Load a dataset's train and test splits (and an optional validation split).
+
+    Args:
+        name: ``mnist``, ``fashion-mnist`` or ``digits``.
+        root: data root in torchvision's layout (``<root>/MNIST/raw``), the ``raw`` folder, or a
+            flat folder of IDX files. Defaults to ``$TINYSNN_DATA`` or ``./data``.
+        download: fetch MNIST / Fashion-MNIST with torchvision into ``root`` when missing.
+        validation: number of training samples moved (from the end) into a validation split.
+    """
+    key = normalize_name(name)
+    validation = check_count(validation, "validation")
+    if key == "digits":
+        train, test = _load_digits()
+    else:
+        train, test = _load_idx_dataset(key, root, download)
+    val = None
+    if validation:
+        if validation >= len(train):
+            raise ValueError(f"validation={validation} leaves no training data ({len(train)} samples)")
+        cut = len(train) - validation
+        val = Split(train.images[cut:], train.labels[cut:], train.image_shape, key + ":validation")
+        train = Split(train.images[:cut], train.labels[:cut], train.image_shape, key + ":train")
+    return Splits(train=train, test=test, validation=val)
+
+
+def _load_digits() -> Tuple[Split, Split]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.data * (255.0 / 16.0)).astype(np.uint8)
+    y = d.target.astype(np.int64)
+    perm = np.random.RandomState(0).permutation(len(y))
+    x, y = x[perm], y[perm]
+    cut = len(y) - DIGITS_TEST_SIZE
+    tr = Split(torch.from_numpy(x[:cut].copy()), torch.from_numpy(y[:cut].copy()), (8, 8), "digits:train")
+    te = Split(torch.from_numpy(x[cut:].copy()), torch.from_numpy(y[cut:].copy()), (8, 8), "digits:test")
+    return tr, te
+
+
+def _candidates(key: str, root: Union[str, Path, None]) -> List[Path]:
+    folder = _FOLDERS[key]
+    roots: List[Path] = []
+    if root is not None:
+        roots.append(Path(root).expanduser())
+    else:
+        roots.append(Path(os.environ.get("TINYSNN_DATA", "data")).expanduser())
+    out: List[Path] = []
+    for r in roots:
+        out += [r / folder / "raw", r / "raw", r]
+    if root is None:
+        out += [Path(p) for p in _SYSTEM_DIRS[key]]
+    return out
+
+
+def _find(dirs: List[Path], stem: str) -> Optional[Path]:
+    for d in dirs:
+        for suffix in ("", ".gz"):
+            p = d / (stem + suffix)
+            if p.is_file():
+                return p
+    return None
+
+
+def _missing_message(key: str, dirs: List[Path], root: Union[str, Path, None]) -> str:
+    looked = "\n".join(f"  - {d}" for d in dirs)
+    where = root if root is not None else "data"
+    return (
+        f"dataset {key!r} not found (train-images-idx3-ubyte[.gz] and friends). Looked in:\n{looked}\n"
+        "Get it one of three ways:\n"
+        f"  1. let torchvision download it: pass --download (needs `pip install \"tinysnn[vision]\"`) "
+        f"and it lands in {where}/{_FOLDERS[key]}/raw;\n"
+        "  2. point --data-root (or $TINYSNN_DATA) at a folder holding "
+        f"{_FOLDERS[key]}/raw/<IDX files>;\n"
+        "  3. on Debian/Ubuntu: `apt-get install dataset-fashion-mnist` installs Fashion-MNIST in "
+        "/usr/share/datasets/fashion-mnist (pass that folder as the data root)."
+    )
+
+
+def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) -> Tuple[Split, Split]:
+    dirs = _candidates(key, root)
+    if _find(dirs, _FILES["train"][0]) is None and download:
+        _download(key, root)
+        dirs = _candidates(key, root)
+    splits = []
+    for split, (img_stem, lbl_stem) in _FILES.items():
+        img_p, lbl_p = _find(dirs, img_stem), _find(dirs, lbl_stem)
+        if img_p is None or lbl_p is None:
+            raise DatasetError(_missing_message(key, dirs, root))
+        images = read_idx(img_p)
+        labels = read_idx(lbl_p)
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise DatasetError(f"{img_p} / {lbl_p}: inconsistent IDX shapes {images.shape} / {labels.shape}")
+        h, w = images.shape[1:]
+        splits.append(
+            Split(
+                torch.from_numpy(images.reshape(len(images), h * w).copy()),
+                torch.from_numpy(labels.astype(np.int64)),
+                (int(h), int(w)),
+                f"{key}:{split}",
+            )
+        )
+    return splits[0], splits[1]
+
+
+def read_idx(path: Union[str, Path]) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into a numpy array of uint8."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:  # type: ignore[operator]
+            data = f.read()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DatasetError(f"{path} is truncated: header says {dims}, found {body.size} values")
+    return body.reshape(dims)
+
+
+def _download(key: str, root: Union[str, Path, None]) -> None:
+    try:
+        import torchvision.datasets as tvd
+    except ImportError as exc:
+        raise DatasetError(
+            "--download needs torchvision: pip install \"tinysnn[vision]\"" 
+        ) from exc
+    cls = tvd.MNIST if key == "mnist" else tvd.FashionMNIST
+    target = str(Path(root if root is not None else os.environ.get("TINYSNN_DATA", "data")).expanduser())
+    for train in (True, False):
+        cls(target, train=train, download=True)
+
+
+__all__ = ["DATASETS", "DatasetError", "Split", "Splits", "check_count", "load", "read_idx"]

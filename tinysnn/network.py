@@ -1,0 +1,262 @@
+"""A population of P spiking networks simulated together (DESIGN.md, "The shape of the data").
+
+All P networks share the variant, the input size and the LIF constants; each has its own size
+(masking pads smaller networks to the largest N), seed, learning constants, inhibition strength,
+normalization total and fixed-point formats, stored as ``(P,)`` tensors. One network is P = 1.
+
+Learned state that persists across samples: weights ``(P, n_in, N)`` and adaptive thresholds theta
+``(P, N)``. The per-sample state (membrane potentials, refractory counters, traces) is reset at
+the start of every sample (SPEC.md §1) and lives inside the simulation kernels.
+
+Topologies (SPEC.md §1):
+
+* ``diehl_cook`` / ``sl_stdp``: N excitatory and N inhibitory neurons; exc -> inh one-to-one
+  (w_exc_inh), inh -> exc all-but-self (w_inh_exc). A spike of an excitatory neuron at step t
+  drives its inhibitory partner at t + 1, whose spike inhibits the other excitatory neurons at t + 2.
+* ``tinysnn``: no inhibitory neurons; a spike of excitatory neuron j at step t lowers v of every
+  other excitatory neuron by w_inh at step t + 1 (direct lateral inhibition, one scalar).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+
+from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
+
+#: Per-network learning constants stored as (P,) float32 tensors.
+LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th")
+#: Per-network network constants stored as (P,) float32 tensors.
+NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total")
+#: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
+QUANT_TARGETS = ("weights", "vmem", "vth")
+
+
+@dataclass
+class Population:
+    """P networks of one variant, with per-network settings as (P,) tensors."""
+
+    variant: Variant
+    n_input: int
+    sizes: torch.Tensor
+    """(P,) int64: excitatory neurons of each network."""
+    weights: torch.Tensor
+    """(P, n_in, N) float32 input weights, N = max(sizes); padded columns are 0."""
+    theta: torch.Tensor
+    """(P, N) float32 adaptive threshold increments, mV."""
+    exc: LIFParams
+    inh: LIFParams
+    tau_theta: float
+    tau_pre: float
+    tau_post: float
+    params: Dict[str, torch.Tensor]
+    """Per-network constants, each (P,) float32 (see NET_FIELDS and LEARN_FIELDS)."""
+    t_update: torch.Tensor
+    """(P,) int64 tinysnn update period T_u in steps."""
+    quant: Dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per-target (P, 4) float32 [scale, lo, hi, mode]; mode 0 means FP32 (no quantization)."""
+    seeds: List[int] = field(default_factory=list)
+    quant_seed: int = 0
+    """Seed of stochastic rounding inside the kernels."""
+
+    @property
+    def n_networks(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_max(self) -> int:
+        return int(self.weights.shape[2])
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights.device
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(P, N) bool: True for neurons that exist."""
+        idx = torch.arange(self.n_max, device=self.device)
+        return idx[None, :] < self.sizes.to(self.device)[:, None]
+
+    @property
+    def has_inhibitory_layer(self) -> bool:
+        return self.variant in (Variant.DIEHL_COOK, Variant.SL_STDP)
+
+    def to(self, device: Union[str, torch.device]) -> "Population":
+        dev = torch.device(device)
+        self.weights = self.weights.to(dev)
+        self.theta = self.theta.to(dev)
+        self.sizes = self.sizes.to(dev)
+        self.t_update = self.t_update.to(dev)
+        self.params = {k: v.to(dev) for k, v in self.params.items()}
+        self.quant = {k: v.to(dev) for k, v in self.quant.items()}
+        return self
+
+    def select(self, index: int) -> "Population":
+        """Network ``index`` as a population of one (tensors copied)."""
+        sl = slice(index, index + 1)
+        n = int(self.sizes[index])
+        return Population(
+            variant=self.variant,
+            n_input=self.n_input,
+            sizes=self.sizes[sl].clone(),
+            weights=self.weights[sl, :, :n].clone(),
+            theta=self.theta[sl, :n].clone(),
+            exc=self.exc,
+            inh=self.inh,
+            tau_theta=self.tau_theta,
+            tau_pre=self.tau_pre,
+            tau_post=self.tau_post,
+            params={k: v[sl].clone() for k, v in self.params.items()},
+            t_update=self.t_update[sl].clone(),
+            quant={k: v[sl].clone() for k, v in self.quant.items()},
+            seeds=self.seeds[index : index + 1],
+            quant_seed=self.quant_seed,
+        )
+
+    def state_dict(self) -> Dict[str, object]:
+        """Everything needed to restore the population (tensors on CPU)."""
+        return {
+            "variant": self.variant.value,
+            "n_input": self.n_input,
+            "sizes": self.sizes.cpu(),
+            "weights": self.weights.cpu(),
+            "theta": self.theta.cpu(),
+            "params": {k: v.cpu() for k, v in self.params.items()},
+            "t_update": self.t_update.cpu(),
+            "quant": {k: v.cpu() for k, v in self.quant.items()},
+            "seeds": list(self.seeds),
+        }
+
+    def load_state_dict(self, state: Dict[str, object]) -> None:
+        """Restore weights, thresholds and settings saved by :meth:`state_dict`."""
+        w = state["weights"]
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != tuple(self.weights.shape):
+            raise ValueError(
+                f"state has weights of shape {getattr(w, 'shape', None)}, the population has "
+                f"{tuple(self.weights.shape)}: it belongs to another configuration"
+            )
+        dev = self.device
+        self.weights = w.to(dev).clone()
+        self.theta = state["theta"].to(dev).clone()  # type: ignore[union-attr]
+        self.sizes = state["sizes"].to(dev).clone()  # type: ignore[union-attr]
+        self.t_update = state["t_update"].to(dev).clone()  # type: ignore[union-attr]
+        self.params = {k: v.to(dev).clone() for k, v in state["params"].items()}  # type: ignore[union-attr]
+        self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}  # type: ignore[union-attr]
+
+
+def build_population(
+    networks: Union[NetworkConfig, Sequence[NetworkConfig]],
+    learning: Union[LearningConfig, Sequence[LearningConfig], None] = None,
+    seeds: Union[int, Sequence[int]] = 0,
+    device: Union[str, torch.device] = "cpu",
+) -> Population:
+    """Create P networks with fresh weights U[0, w_init_max) and zero thresholds.
+
+    Args:
+        networks: one config (P = 1, or broadcast to ``len(seeds)``) or one per network. All must
+            share variant, input size and LIF constants; sizes may differ (padded and masked).
+        learning: learning constants, one or one per network.
+        seeds: weight-initialization seed of each network. A network's weights depend only on its
+            own seed and size, so a network trained in a population equals the same network alone.
+        device: ``cpu`` or ``cuda``.
+    """
+    seed_list = [int(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+    nets = [networks] if isinstance(networks, NetworkConfig) else list(networks)
+    if learning is None:
+        learning = LearningConfig()
+    learns = [learning] if isinstance(learning, LearningConfig) else list(learning)
+    p = max(len(seed_list), len(nets), len(learns))
+    for name, seq in (("seeds", seed_list), ("networks", nets), ("learning", learns)):
+        if len(seq) not in (1, p):
+            raise ConfigError(f"{name} has {len(seq)} entries; expected 1 or {p} (one per network)")
+    seed_list = seed_list * p if len(seed_list) == 1 else seed_list
+    nets = nets * p if len(nets) == 1 else nets
+    learns = learns * p if len(learns) == 1 else learns
+    first = nets[0]
+    for c in nets[1:]:
+        if (c.variant, c.n_input, c.exc, c.inh, c.tau_theta) != (
+            first.variant, first.n_input, first.exc, first.inh, first.tau_theta
+        ):
+            raise ConfigError("networks of one population must share variant, n_input and LIF constants")
+    for lc in learns[1:]:
+        if (lc.tau_pre, lc.tau_post) != (learns[0].tau_pre, learns[0].tau_post):
+            raise ConfigError("networks of one population must share the trace time constants")
+    n_max = max(c.n_neurons for c in nets)
+    dev = torch.device(device)
+    w = torch.zeros((p, first.n_input, n_max), dtype=torch.float32)
+    for k, (c, s) in enumerate(zip(nets, seed_list)):
+        g = torch.Generator().manual_seed(s)
+        w[k, :, : c.n_neurons] = torch.rand((first.n_input, c.n_neurons), generator=g) * c.w_init_max
+
+    def vec(values: List[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=dev)
+
+    params = {f: vec([float(getattr(c, f)) for c in nets]) for f in NET_FIELDS}
+    params.update({f: vec([float(getattr(lc, f)) for lc in learns]) for f in LEARN_FIELDS})
+    quant = {t: torch.zeros((p, 4), dtype=torch.float32, device=dev) for t in QUANT_TARGETS}
+    return Population(
+        variant=first.variant,
+        n_input=first.n_input,
+        sizes=torch.tensor([c.n_neurons for c in nets], dtype=torch.int64, device=dev),
+        weights=w.to(dev),
+        theta=torch.zeros((p, n_max), dtype=torch.float32, device=dev),
+        exc=first.exc,
+        inh=first.inh,
+        tau_theta=first.tau_theta,
+        tau_pre=learns[0].tau_pre,
+        tau_post=learns[0].tau_post,
+        params=params,
+        t_update=torch.tensor([int(lc.t_update) for lc in learns], dtype=torch.int64, device=dev),
+        quant=quant,
+        seeds=seed_list,
+    )
+
+
+@dataclass(frozen=True)
+class Constants:
+    """Per-step constants derived from dt (float32-rounded exactly as the kernels use them)."""
+
+    dec_exc: float
+    dec_inh: float
+    dec_pre: float
+    dec_post: float
+    dec_theta_sample: float
+    """exp(-T dt / tau_theta): theta decays once per sample (equal to T per-step decays)."""
+    refrac_exc: int
+    refrac_inh: int
+
+
+def constants(pop: Population, enc: EncodingConfig) -> Constants:
+    """Decay factors and refractory periods in steps for a population and time step."""
+    dt = float(enc.dt)
+
+    def f32(x: float) -> float:
+        return float(torch.tensor(x, dtype=torch.float32))
+
+    return Constants(
+        dec_exc=f32(math.exp(-dt / pop.exc.tau)),
+        dec_inh=f32(math.exp(-dt / pop.inh.tau)),
+        dec_pre=f32(math.exp(-dt / pop.tau_pre)),
+        dec_post=f32(math.exp(-dt / pop.tau_post)),
+        dec_theta_sample=f32(math.exp(-dt * enc.time_steps / pop.tau_theta)),
+        refrac_exc=int(round(pop.exc.refractory / dt)),
+        refrac_inh=int(round(pop.inh.refractory / dt)),
+    )
+
+
+def resolve_device(device: Optional[Union[str, torch.device]]) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto``; a clear error where CUDA is asked for but absent."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU: use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}: use cpu or cuda")
+    return dev
+
+
+__all__ = ["Constants", "Population", "build_population", "constants", "resolve_device"]

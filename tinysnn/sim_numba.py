@@ -1,0 +1,346 @@
+"""Fast CPU kernels (numba): the same window as :mod:`tinysnn.sim_torch`, element by element.
+
+What makes them fast (each measured by bench/throughput.py):
+
+* Input current by gathering the weight rows of the inputs that fire in a step (about 13 of 784
+  for MNIST) instead of a dense product.
+* Poisson trains from inter-spike intervals: each input's gaps are Geometric(p), which is exactly
+  the distribution of per-step Bernoulli(p) spikes, so a sample costs one random number per
+  input spike instead of one per input per step. Each sample's train depends only on
+  (seed, stream, sample index), never on P or on threads.
+* The presynaptic trace is evaluated lazily from the time of the last input spike with a float32
+  table built by repeated multiplication, which equals the step-by-step decay bit for bit.
+* Weights change only in the rows of inputs that fired and the columns of neurons that spiked;
+  only those entries are clipped and (ITQ) re-quantized (the rest are already on the grid).
+* The P networks of a population run in parallel (prange), sharing one encoded train.
+
+All arithmetic is float32 in the same order as the torch reference; sums of weights (input
+current, column sums) are accumulated in index order, so they can differ from torch's in the
+last bit. Tests compare spikes exactly and weights to a stated tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+    from numba import njit, prange
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only where numba is absent
+    HAVE_NUMBA = False
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        def wrap(f):
+            return f
+
+        return wrap(args[0]) if args and callable(args[0]) else wrap
+
+    prange = range  # type: ignore[assignment]
+
+VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
+# columns of the per-network float32 parameter matrix fp (P, N_FP)
+FP_COLUMNS = (
+    "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
+    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th",
+)  # fmt: skip
+(
+    C_THETA_PLUS, C_W_EI, C_W_IE, C_W_INH, C_W_MAX, C_NORM,
+    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH,
+) = range(len(FP_COLUMNS))  # fmt: skip
+# columns of the float32 constants vector k
+(K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
+ K_DEC_POST, K_DEC_THETA) = range(10)  # fmt: skip
+
+
+@njit(cache=True)
+def mix_seed(seed: int, stream: int, index: int) -> int:
+    """A 32-bit seed from (seed, stream, sample index) by splitmix64 mixing."""
+    z = (seed * 0x9E3779B1 + stream * 0x85EBCA77 + index * 0xC2B2AE3D + 0x27D4EB2F) & 0xFFFFFFFFFFFF
+    z = (z ^ (z >> 17)) * 0xED5AD4BB & 0xFFFFFFFFFFFF
+    z = (z ^ (z >> 11)) * 0xAC4C1B51 & 0xFFFFFFFFFFFF
+    z = z ^ (z >> 15)
+    return z & 0x7FFFFFFF
+
+
+@njit(cache=True)
+def encode_isi(prob, T, seed):
+    """Poisson trains of one sample as CSR: step t fires inputs idx[ptr[t]:ptr[t+1]] (ascending).
+
+    ``prob`` (n_in,) float32 holds each input's firing probability per step.
+    """
+    n_in = prob.shape[0]
+    cnt = np.zeros(T + 1, np.int64)
+    np.random.seed(seed)
+    for i in range(n_in):
+        p = prob[i]
+        if p <= 0.0:
+            continue
+        t = np.random.geometric(p) - 1
+        while t < T:
+            cnt[t + 1] += 1
+            t += np.random.geometric(p)
+    ptr = np.cumsum(cnt)
+    fill = ptr[:-1].copy()
+    idx = np.empty(ptr[T], np.int32)
+    np.random.seed(seed)
+    for i in range(n_in):
+        p = prob[i]
+        if p <= 0.0:
+            continue
+        t = np.random.geometric(p) - 1
+        while t < T:
+            idx[fill[t]] = i
+            fill[t] += 1
+            t += np.random.geometric(p)
+    return ptr, idx
+
+
+def dense_to_csr(train: np.ndarray):
+    """CSR (ptr, idx) of a dense bool train (T, n_in) — for running given trains."""
+    t_idx, i_idx = np.nonzero(train)
+    T = train.shape[0]
+    ptr = np.zeros(T + 1, np.int64)
+    np.add.at(ptr, t_idx + 1, 1)
+    return np.cumsum(ptr), i_idx.astype(np.int32)
+
+
+@njit(inline="always")
+def _q(x, qrow):
+    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode]."""
+    mode = qrow[3]
+    if mode == 0:
+        return x
+    y = x * qrow[0]
+    fl = np.floor(y)
+    if mode == 2:
+        r = np.floor(y + np.float32(0.5))
+    elif mode == 3:
+        r = fl + (np.float32(1.0) if np.random.random() < (y - fl) else np.float32(0.0))
+    else:
+        r = fl
+    r = r / qrow[0]
+    return min(max(r, qrow[1]), qrow[2])
+
+
+@njit(inline="always")
+def _fix_w(x, wmax, qrow):
+    return _q(min(max(x, np.float32(0.0)), wmax), qrow)
+
+
+@njit(cache=True)
+def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+             pre_table, T, counts, b):  # fmt: skip
+    n_in = W.shape[1]
+    vr_e, vres_e, vth_e, dec_e = k[K_VR_E], k[K_VRESET_E], k[K_VTH_E], k[K_DEC_E]
+    vr_i, vres_i, vth_i, dec_i = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I]
+    dec_post = k[K_DEC_POST]
+    baseline = variant != 2
+    w_lat = fp[p, C_W_IE] if baseline else fp[p, C_W_INH]
+    w_ei = fp[p, C_W_EI]
+    wmax = fp[p, C_W_MAX]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    v = np.full(n, vr_e, np.float32)
+    ref = np.zeros(n, np.int32)
+    s = np.zeros(n, np.bool_)
+    vi = np.full(n, vr_i, np.float32)
+    refi = np.zeros(n, np.int32)
+    si = np.zeros(n, np.bool_)
+    si_new = np.zeros(n, np.bool_)
+    cur = np.zeros(n, np.float32)
+    acc = np.zeros(n, np.float64)
+    cnt = np.zeros(n, np.int32)
+    x_post = np.zeros(n, np.float32)
+    spiked = np.zeros(n, np.bool_)
+    last_in = np.full(n_in, -1, np.int64)
+    spk = np.empty(n, np.int64)
+    thr = np.empty(n, np.float32)
+    for j in range(n):
+        thr[j] = vth_e + theta[p, j]
+    for t in range(T):
+        a0, a1 = ptr[t], ptr[t + 1]
+        for j in range(n):
+            acc[j] = 0.0
+        for kk in range(a0, a1):
+            row = W[p, idx[kk]]
+            for j in range(n):
+                acc[j] += row[j]
+        for j in range(n):
+            cur[j] = np.float32(acc[j])
+        if baseline:
+            for j in range(n):
+                x = vr_i + (vi[j] - vr_i) * dec_i
+                if refi[j] <= 0:
+                    x = x + w_ei * (one if s[j] else zero)
+                x = _q(x, qv)
+                refi[j] -= 1
+                sp = x > vth_i
+                if sp:
+                    refi[j] = refr_i
+                    x = vres_i
+                vi[j] = x
+                si_new[j] = sp
+            lat = si
+        else:
+            lat = s
+        nlat = 0
+        for j in range(n):
+            nlat += 1 if lat[j] else 0
+        if nlat > 0:
+            for j in range(n):
+                cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
+        nsp = 0
+        for j in range(n):
+            x = vr_e + (v[j] - vr_e) * dec_e
+            if ref[j] <= 0:
+                x = x + cur[j]
+            x = _q(x, qv)
+            ref[j] -= 1
+            sp = x > thr[j]
+            if sp:
+                ref[j] = refr_e
+                x = vres_e
+                cnt[j] += 1
+                spk[nsp] = j
+                nsp += 1
+            v[j] = x
+            s[j] = sp
+        if baseline:
+            for j in range(n):
+                si[j] = si_new[j]
+        if not learn:
+            continue
+        # adaptive thresholds and traces
+        for m in range(nsp):
+            j = spk[m]
+            th = theta[p, j] + fp[p, C_THETA_PLUS]
+            if qth[3] != 0:
+                th = _q(vth_e + th, qth) - vth_e
+            theta[p, j] = th
+            thr[j] = vth_e + th
+        for kk in range(a0, a1):
+            last_in[idx[kk]] = t
+        for j in range(n):
+            x_post[j] = one if s[j] else x_post[j] * dec_post
+        if variant == 0:  # pair-wise STDP: depression rows, potentiation columns, then clip
+            nu_pre = fp[p, C_NU_PRE]
+            nu_post = fp[p, C_NU_POST]
+            for kk in range(a0, a1):
+                row = W[p, idx[kk]]
+                for j in range(n):
+                    row[j] = row[j] - nu_pre * x_post[j]
+            for m in range(nsp):
+                j = spk[m]
+                for i in range(n_in):
+                    if last_in[i] >= 0:
+                        W[p, i, j] = W[p, i, j] + nu_post * pre_table[t - last_in[i]]
+            for kk in range(a0, a1):
+                row = W[p, idx[kk]]
+                for j in range(n):
+                    row[j] = _fix_w(row[j], wmax, qw)
+            for m in range(nsp):
+                j = spk[m]
+                for i in range(n_in):
+                    W[p, i, j] = _fix_w(W[p, i, j], wmax, qw)
+        elif variant == 1:  # SL-STDP (approximate baseline)
+            eta_p, eta_d, x_th = fp[p, C_ETA_P], fp[p, C_ETA_D], fp[p, C_X_TH]
+            for m in range(nsp):
+                j = spk[m]
+                for i in range(n_in):
+                    xp = pre_table[t - last_in[i]] if last_in[i] >= 0 else zero
+                    w = W[p, i, j]
+                    if xp > x_th:
+                        w = w + eta_p * (wmax - w)
+                    else:
+                        w = w - eta_d * w
+                    W[p, i, j] = _fix_w(w, wmax, qw)
+        else:  # tinySNN: timestep-based adaptive potentiation (Eq. 1, Eq. 2)
+            for m in range(nsp):
+                spiked[spk[m]] = True
+            if (t + 1) % t_upd[p] == 0 or t == T - 1:
+                max_n = 0
+                for j in range(n):
+                    if cnt[j] > max_n:
+                        max_n = cnt[j]
+                kf = np.float32(math.ceil(np.float32(max_n) / fp[p, C_N_TH]))
+                a = kf * fp[p, C_ETA_POST]
+                for j in range(n):
+                    if not spiked[j]:
+                        continue
+                    spiked[j] = False
+                    for i in range(n_in):
+                        if last_in[i] < 0:
+                            continue
+                        bi = a * pre_table[t - last_in[i]]
+                        w = W[p, i, j]
+                        W[p, i, j] = _fix_w(w + bi * (wmax - w), wmax, qw)
+    for j in range(n):
+        counts[p, b, j] = cnt[j]
+    if learn:
+        dth = k[K_DEC_THETA]
+        for j in range(n):
+            th = theta[p, j] * dth
+            if qth[3] != 0:
+                th = _q(vth_e + th, qth) - vth_e
+            theta[p, j] = th
+        total = fp[p, C_NORM]
+        csum = np.zeros(n, np.float64)
+        for i in range(n_in):
+            for j in range(n):
+                csum[j] += W[p, i, j]
+        colsum = np.empty(n, np.float32)
+        for j in range(n):
+            cs = np.float32(csum[j])
+            colsum[j] = total / cs if cs > zero else one
+        for i in range(n_in):
+            for j in range(n):
+                W[p, i, j] = _fix_w(W[p, i, j] * colsum[j], wmax, qw)
+
+
+@njit(cache=True, parallel=True)
+def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+                 pre_table, T, qseed, counts):  # fmt: skip
+    """One training sample for all P networks (in parallel); counts (P, 1, N) is written."""
+    P = W.shape[0]
+    for p in prange(P):
+        np.random.seed(mix_seed(qseed, 7, p))
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
+                 k, refr_e, refr_i, pre_table, T, counts, 0)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
+                 pre_table, T, counts):  # fmt: skip
+    """B samples x P networks without learning; each sample encoded from its own seed."""
+    P = W.shape[0]
+    B = probs.shape[0]
+    noq = np.zeros(4, np.float32)
+    for job in prange(P * B):
+        p = job // B
+        b = job % B
+        ptr, idx = encode_isi(probs[b], T, seeds[b])
+        np.random.seed(mix_seed(seeds[b], 11, p))
+        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq,
+                 k, refr_e, refr_i, pre_table, T, counts, b)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, qv, k, refr_e,
+                        refr_i, pre_table, T, counts):  # fmt: skip
+    """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]."""
+    P = W.shape[0]
+    B = ptrs.shape[0]
+    noq = np.zeros(4, np.float32)
+    for job in prange(P * B):
+        p = job // B
+        b = job % B
+        _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
+                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b)  # fmt: skip
+
+
+def num_threads() -> int:
+    return int(numba.get_num_threads()) if HAVE_NUMBA else 1

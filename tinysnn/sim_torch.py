@@ -1,0 +1,213 @@
+"""The reference simulator in plain PyTorch: any device, one step at a time, no host sync.
+
+This is the readable definition of what a presentation window computes; the numba kernels in
+:mod:`tinysnn.sim_numba` compute the same thing faster on CPU and are tested against it on the
+same input trains. On CUDA this path is the one used (dense products, no ``.item()`` or
+``nonzero`` inside the time loop).
+
+One step t of the excitatory layer (SPEC.md §1), for every network p and sample b:
+
+    v   <- v_rest + (v - v_rest) exp(-dt/tau)
+    I   <- s_in(t) @ W  -  inhibition from spikes at t - 1
+    v   <- v + I            unless refractory;  then quantize v (ITQ, qWN)
+    s   <- v > v_th + theta (existing neurons only);  v <- v_reset, refractory, theta += theta_plus
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import learning as L
+from .config import EncodingConfig, Variant
+from .network import Population, constants
+
+MODE_NONE, MODE_TRUNCATE, MODE_NEAREST, MODE_STOCHASTIC = 0, 1, 2, 3
+
+
+def quantize_rows(x: torch.Tensor, q: torch.Tensor, gen: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Fake-quantize x (P, ...) with per-network rows q (P, 4) = [scale, lo, hi, mode].
+
+    Mode 0 leaves a network's values untouched; see :mod:`tinysnn.quant` for the formats.
+    """
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    scale, lo, hi, mode = (q[:, k].reshape(shape) for k in range(4))
+    y = x * scale
+    fl = torch.floor(y)
+    u = torch.rand(x.shape, generator=gen, device=x.device) if bool((mode == MODE_STOCHASTIC).any()) else None
+    r = torch.where(mode == MODE_NEAREST, torch.floor(y + 0.5), fl)
+    if u is not None:
+        r = torch.where(mode == MODE_STOCHASTIC, fl + (u < (y - fl)).to(x.dtype), r)
+    r = torch.minimum(torch.maximum(r / scale, lo), hi)
+    return torch.where(mode == MODE_NONE, x, r)
+
+
+def _any_quant(pop: Population, target: str) -> bool:
+    q = pop.quant.get(target)
+    return q is not None and bool((q[:, 3] != MODE_NONE).any())
+
+
+def run_window(
+    pop: Population,
+    trains: torch.Tensor,
+    enc: EncodingConfig,
+    learn: bool,
+    gen: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Present one window of input spikes to every network of the population.
+
+    Args:
+        pop: the population; with ``learn`` its weights and thresholds are updated in place.
+        trains: bool input spikes ``(T, B, n_in)`` shared by all networks (B must be 1 to learn).
+        enc: the time step and presentation length.
+        learn: apply the variant's learning rule, threshold adaptation and normalization.
+        gen: generator for stochastic rounding (ITQ).
+
+    Returns:
+        Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window.
+    """
+    T, B, n_in = trains.shape
+    if learn and B != 1:
+        raise ValueError("learning is online: present one sample at a time (B = 1)")
+    dev = pop.device
+    trains = trains.to(dev)
+    c = constants(pop, enc)
+    P, N = pop.n_networks, pop.n_max
+    mask = pop.mask[:, None, :]  # (P, 1, N)
+    prm = pop.params
+    qv = pop.quant["vmem"] if _any_quant(pop, "vmem") else None
+    qth = pop.quant["vth"] if _any_quant(pop, "vth") else None
+    qw = pop.quant["weights"] if _any_quant(pop, "weights") else None
+    ex, ih = pop.exc, pop.inh
+    baseline = pop.has_inhibitory_layer
+    w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
+    # Input currents are accumulated in float64 on CPU (rounded once to float32), as the numba
+    # kernels do, so both give the same spikes; float32 on CUDA for speed.
+    acc = torch.float64 if dev.type == "cpu" else torch.float32
+
+    v = torch.full((P, B, N), ex.v_rest, device=dev)
+    ref = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
+    s = torch.zeros((P, B, N), dtype=torch.bool, device=dev)
+    if baseline:
+        vi = torch.full((P, B, N), ih.v_rest, device=dev)
+        refi = torch.zeros_like(ref)
+        si = torch.zeros_like(s)
+    counts = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
+    w, theta = pop.weights, pop.theta
+    if learn:
+        x_pre = torch.zeros((n_in,), device=dev)
+        x_post = torch.zeros((P, N), device=dev)
+        spiked = torch.zeros((P, N), dtype=torch.bool, device=dev)
+        t_upd = pop.t_update
+    thr = _threshold(pop, theta, qth)
+
+    for t in range(T):
+        s_in = trains[t]
+        cur = torch.einsum("bi,pin->pbn", s_in.to(acc), w.to(acc)).to(torch.float32)
+        if baseline:
+            # inhibitory layer integrates the excitatory spikes of t - 1
+            vi = ih.v_rest + (vi - ih.v_rest) * c.dec_inh
+            vi = torch.where(refi <= 0, vi + prm["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
+            if qv is not None:
+                vi = quantize_rows(vi, qv, gen)
+            refi = refi - 1
+            si_new = (vi > ih.v_th) & mask
+            refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
+            vi = torch.where(si_new, torch.full_like(vi, ih.v_reset), vi)
+            lat = si  # inhibitory spikes of t - 1 inhibit the excitatory layer now
+        else:
+            lat = s  # excitatory spikes of t - 1 inhibit directly
+        nlat = lat.sum(dim=2, keepdim=True, dtype=torch.int32)
+        cur = cur - w_lat * (nlat - lat.to(torch.int32)).to(torch.float32)
+        v = ex.v_rest + (v - ex.v_rest) * c.dec_exc
+        v = torch.where(ref <= 0, v + cur, v)
+        if qv is not None:
+            v = quantize_rows(v, qv, gen)
+        ref = ref - 1
+        s = (v > thr[:, None, :]) & mask
+        ref = torch.where(s, torch.full_like(ref, c.refrac_exc), ref)
+        v = torch.where(s, torch.full_like(v, ex.v_reset), v)
+        counts = counts + s.to(torch.int32)
+        if baseline:
+            si = si_new
+        if learn:
+            s0 = s[:, 0, :]
+            theta = theta + prm["theta_plus"][:, None] * s0.to(torch.float32)
+            if qth is not None:
+                theta = _requantize_theta(pop, theta, qth, gen)
+            thr = _threshold(pop, theta, qth)
+            x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
+            x_post = L.trace_step(x_post, s0, c.dec_post)
+            w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd)
+            if pop.variant is Variant.TINYSNN:
+                upd = ((t + 1) % t_upd == 0) | (t == T - 1)
+                spiked = (spiked | s0) & ~upd[:, None]
+            if qw is not None:
+                w = quantize_rows(w, qw, gen)
+    if learn:
+        theta = theta * c.dec_theta_sample
+        if qth is not None:
+            theta = _requantize_theta(pop, theta, qth, gen)
+        w = L.normalize(w, prm["norm_total"], pop.mask)
+        w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
+        if qw is not None:
+            w = quantize_rows(w, qw, gen)
+        pop.weights, pop.theta = w, theta
+    return counts
+
+
+def _threshold(pop: Population, theta: torch.Tensor, qth: Optional[torch.Tensor]) -> torch.Tensor:
+    return pop.exc.v_th + theta
+
+
+def _requantize_theta(
+    pop: Population, theta: torch.Tensor, qth: torch.Tensor, gen: Optional[torch.Generator]
+) -> torch.Tensor:
+    """Keep the effective threshold v_th + theta on its fixed-point grid (qWN)."""
+    return quantize_rows(pop.exc.v_th + theta, qth, gen) - pop.exc.v_th
+
+
+def _learn_step(
+    pop: Population,
+    w: torch.Tensor,
+    s_in: torch.Tensor,
+    x_pre: torch.Tensor,
+    s: torch.Tensor,
+    x_post: torch.Tensor,
+    counts: torch.Tensor,
+    spiked: torch.Tensor,
+    t: int,
+    T: int,
+    t_upd: torch.Tensor,
+) -> torch.Tensor:
+    prm = pop.params
+    if pop.variant is Variant.DIEHL_COOK:
+        return L.pair_stdp(w, s_in, x_pre, s, x_post, prm["nu_pre"], prm["nu_post"], prm["w_max"])
+    if pop.variant is Variant.SL_STDP:
+        return L.sl_stdp(w, x_pre, s, prm["eta_p"], prm["eta_d"], prm["x_th"], prm["w_max"])
+    upd = ((t + 1) % t_upd == 0) | (t == T - 1)  # (P,)
+    k = L.adaptive_factor(counts.max(dim=1).values, prm["n_th"])
+    k = torch.where(upd, k, torch.zeros_like(k))
+    return L.tinysnn_update(w, x_pre, (spiked | s) & upd[:, None], k, prm["eta_post"], prm["w_max"])
+
+
+def train_sample(
+    pop: Population, train: torch.Tensor, enc: EncodingConfig, gen: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """Learn from one sample's input train ``(T, n_in)``; returns counts ``(P, N)``."""
+    return run_window(pop, train[:, None, :], enc, learn=True, gen=gen)[:, 0, :]
+
+
+def infer(pop: Population, trains: torch.Tensor, enc: EncodingConfig) -> torch.Tensor:
+    """Counts ``(P, B, N)`` for a batch of trains ``(T, B, n_in)`` without learning."""
+    with torch.no_grad():
+        return run_window(pop, trains, enc, learn=False)
+
+
+def spike_totals(counts: torch.Tensor) -> Tuple[int, int]:
+    """(total spikes, samples) of a counts tensor (P, B, N)."""
+    return int(counts.sum()), int(counts.shape[1])
+
+
+__all__ = ["infer", "quantize_rows", "run_window", "train_sample"]

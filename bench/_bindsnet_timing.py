@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -58,14 +59,10 @@ def build(n_neurons: int, dt: float, time_ms: int, monitors: str) -> DiehlAndCoo
     steps = int(time_ms / dt)
     if monitors == "example":
         for name in ("Ae", "Ai"):
-            net.add_monitor(
-                Monitor(net.layers[name], ["v"], time=steps), name=f"{name}_voltages"
-            )
+            net.add_monitor(Monitor(net.layers[name], ["v"], time=steps), name=f"{name}_voltages")
     if monitors in ("example", "spikes"):
         for name in set(net.layers):
-            net.add_monitor(
-                Monitor(net.layers[name], ["s"], time=steps), name=f"{name}_spikes"
-            )
+            net.add_monitor(Monitor(net.layers[name], ["s"], time=steps), name=f"{name}_spikes")
     return net
 
 
@@ -75,17 +72,21 @@ def run_phase(
     """Present every image once; return timing stats over the non-warmup samples."""
     steps = int(time_ms / dt)
     times: list[float] = []
+    cpu = 0.0
     spikes_out = 0.0
     for i in range(images.shape[0]):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         enc = poisson(datum=images[i] * INTENSITY, time=time_ms, dt=dt)
         net.run(inputs={"X": enc.view(steps, 1, 1, 28, 28)}, time=time_ms)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         if "Ae_spikes" in net.monitors:
             spikes_out += float(net.monitors["Ae_spikes"].get("s").sum())
         net.reset_state_variables()
         if i >= warmup:
             times.append(t1 - t0)
+            cpu += c1 - c0
+    if not times:
+        return {"samples": 0}
     med = statistics.median(times)
     return {
         "samples": len(times),
@@ -93,6 +94,8 @@ def run_phase(
         "median_rate": 1.0 / med,
         "total_s": sum(times),
         "total_rate": len(times) / sum(times),
+        "cpu_s": cpu,  # process CPU time; >> total_s * threads hints at contention
+        "loadavg_1min_end": os.getloadavg()[0],
         "mean_exc_spikes_per_sample": spikes_out / max(images.shape[0], 1),
     }
 
@@ -107,12 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument(
-        "--monitors", choices=("example", "spikes", "none"), default="example"
-    )
+    p.add_argument("--monitors", choices=("example", "spikes", "none"), default="example")
     p.add_argument("--json", default=None, help="write the result here as well")
     a = p.parse_args(argv)
 
+    load0 = os.getloadavg()[0]
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     net = build(a.neurons, a.dt, a.time, a.monitors)
@@ -127,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "simulator": "bindsnet",
-        "bindsnet_version": getattr(bindsnet, "__version__", None)
-        or _dist_version("bindsnet"),
+        "bindsnet_version": getattr(bindsnet, "__version__", None) or _dist_version("bindsnet"),
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "python": platform.python_version(),
+        "loadavg_1min_start": load0,
         "threads": torch.get_num_threads(),
         "neurons": a.neurons,
         "time_ms": a.time,

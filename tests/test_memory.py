@@ -68,10 +68,15 @@ def test_tinysnn_quantized_by_hand() -> None:
     # qWN, compact: V_mem and V_th at 16 bits: 2 x 100 x 16 = 3,200
     assert memory_bits("tinysnn", 100, widths=qwn) == 627_200 + 32 + 3_200 + 128 == 630_560
     # qW, as simulated: dense lateral inhibition 100 x 100 x 32 = 320,000 replaces w_inh
-    assert memory_bits("tinysnn", 100, widths=qw, convention="as_simulated") == 627_200 + 320_000 + 6_400 + 128
+    assert (
+        memory_bits("tinysnn", 100, widths=qw, convention="as_simulated") == 627_200 + 320_000 + 6_400 + 128
+    )
     # ... or at 8 bits when stated
     widths = BitWidths.from_spec(qw, fixed_weights=8)
-    assert memory_bits("tinysnn", 100, widths=widths, convention="as_simulated") == 627_200 + 80_000 + 6_400 + 128
+    assert (
+        memory_bits("tinysnn", 100, widths=widths, convention="as_simulated")
+        == 627_200 + 80_000 + 6_400 + 128
+    )
     b = memory_breakdown("tinysnn", 100, widths=qw)
     assert not any(g.name.startswith("inh") for g in b.groups)
     assert b.as_dict()["input_weights_bits"] == 627_200 and b.as_dict()["convention"] == "compact"
@@ -154,9 +159,15 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
             xq = fmt.quantize(x, spec.rounding, PARAM_SIGNED[param])
             arrays[param] = (to_codes(xq, fmt.frac_bits), fmt.total_bits)
     if variant != "tinysnn":
-        arrays["inh_vmem"] = (fp32_codes(np.full(n, -60.0)), 32) if spec.vmem is None else (
-            to_codes(spec.vmem.quantize(torch.full((1, n), -60.0), spec.rounding, True), spec.vmem.frac_bits),
-            spec.vmem.total_bits,
+        arrays["inh_vmem"] = (
+            (fp32_codes(np.full(n, -60.0)), 32)
+            if spec.vmem is None
+            else (
+                to_codes(
+                    spec.vmem.quantize(torch.full((1, n), -60.0), spec.rounding, True), spec.vmem.frac_bits
+                ),
+                spec.vmem.total_bits,
+            )
         )
         arrays["inh_constants"] = (fp32_codes([-60.0, -45.0, -40.0, 0.905, 2.0]), 32)
         arrays["connection_constants"] = (fp32_codes([22.5, 120.0]), 32)
@@ -195,6 +206,8 @@ def test_packed_size_pads_each_array_to_a_byte(variant: str, text: str, n_input:
     breakdown = memory_breakdown(variant, n, n_input, spec)
     packed = packed_size_bytes(list(arrays.values()))
     # sum_k ceil(N_k B_k / 8): Eq. 4's ceil(M / 8) plus under one byte of padding per extra array
-    assert packed == breakdown.packed_bytes == sum(-(-np.asarray(c).size * b // 8) for c, b in arrays.values())
+    assert (
+        packed == breakdown.packed_bytes == sum(-(-np.asarray(c).size * b // 8) for c, b in arrays.values())
+    )
     assert breakdown.bytes <= packed <= breakdown.bytes + len(arrays) - 1
     assert packed > breakdown.bytes  # these shapes do leave padding

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -229,7 +230,9 @@ def test_to_codes() -> None:
 def _scalar_cases() -> tuple:
     gen = torch.Generator().manual_seed(42)
     formats = ["UQ1.7", "SQ9.7", "SQ8.0", "UQ0.4", "SQ2.2", "UQ16.16", "SQ1.23", "UQ24.0"]
-    x = torch.cat([torch.randn(400, generator=gen) * s for s in (0.5, 4, 100, 1e5)])
+    x = torch.cat(
+        [torch.randn(400, generator=gen) * s for s in (1e-3, 0.5, 4, 100, 1e5)]
+    )  # 1e-3: -q/2 < x < 0 cases
     x = torch.cat([x, torch.tensor([0.0, -0.0, INF, -INF, NAN, 1e-40, 0.5, -0.5, 2.0**23 + 1])])
     u = torch.rand(x.shape, generator=gen)
     return formats, x, u
@@ -276,13 +279,17 @@ def test_quantize_scalar_compiles_with_numba() -> None:
         ("SQ1.31", 1, 31, True, -1.0, 1 - 2**-31),
     ],
 )
-def test_format_parse_range_and_round_trip(text: str, i: int, f: int, signed: bool, lo: float, hi: float) -> None:
+def test_format_parse_range_and_round_trip(
+    text: str, i: int, f: int, signed: bool, lo: float, hi: float
+) -> None:
     fmt = parse_format(text)
     assert fmt == QFormat(i, f, signed)
     assert str(fmt) == text and format_text(fmt) == text
     assert fmt.total_bits == i + f and fmt.step == 2.0**-f and fmt.scale == 2.0**f
     assert fmt.range() == (lo, hi)
-    assert fmt.code_range() == ((-(2 ** (i + f - 1)), 2 ** (i + f - 1) - 1) if signed else (0, 2 ** (i + f) - 1))
+    assert fmt.code_range() == (
+        (-(2 ** (i + f - 1)), 2 ** (i + f - 1) - 1) if signed else (0, 2 ** (i + f) - 1)
+    )
 
 
 def test_open_signedness_is_decided_by_the_parameter() -> None:
@@ -407,7 +414,7 @@ def test_parse_quant_arg_errors(text: str, match: str) -> None:
         (-52.0, -52.0, True, (7, True)),
     ],
 )
-def test_integer_bits_for(lo: float, hi: float, signed: bool | None, expected: tuple) -> None:
+def test_integer_bits_for(lo: float, hi: float, signed: Optional[bool], expected: tuple) -> None:
     assert integer_bits_for(lo, hi, signed) == expected
 
 
@@ -461,3 +468,47 @@ def test_range_of() -> None:
         range_of(torch.zeros(0))
     with pytest.raises(ValueError, match="NaN"):
         range_of(torch.tensor([1.0, NAN]))
+
+
+def test_negative_zero_becomes_code_zero() -> None:
+    x = torch.tensor([[-0.0]])
+    for mode in Rounding:
+        assert bits_of(quantize(x, 4, -8.0, 8.0 - 2**-4, mode, u=torch.full_like(x, 0.5))).item() == 0
+        assert math.copysign(1.0, quantize_scalar(-0.0, 16.0, -8.0, 8.0 - 2**-4, mode.code, 0.5)) == 1.0
+
+
+def test_stochastic_decision_is_exact_for_small_negative_values() -> None:
+    # y = x/q = -(1/4 + 3 2^-25), so frac(y) = 3/4 - 1.5 2^-24, which float32 rounds down to
+    # 3/4 - 2^-23. With u = 3/4 - 2^-23 < frac(y) the value must round up, to 0.
+    y = -(0.25 + 3 * 2.0**-25)
+    u = 0.75 - 2.0**-23
+    assert float(np.float32(y)) == y and float(np.float32(1 + np.float32(y))) == u  # the trap is real
+    out = quantize(torch.tensor([[y]]), 0, -4.0, 3.0, STOCHASTIC, u=torch.tensor([[u]]))
+    assert out.item() == 0.0
+    assert quantize_scalar(y, 1.0, -4.0, 3.0, STOCHASTIC, u) == 0.0
+    assert quantize(torch.tensor([[y]]), 0, -4.0, 3.0, STOCHASTIC, u=torch.tensor([[0.75]])).item() == -1.0
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not hasattr(torch.cuda, "set_sync_debug_mode"), reason="needs CUDA"
+)
+def test_cuda_matches_cpu_without_host_sync() -> None:
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn((4, 3, 1000), generator=gen) * 50
+    u = torch.rand(x.shape, generator=gen)
+    args = (torch.tensor([7, 4, 0, 2]), torch.tensor([-256.0, -8.0, -INF, -2.0]))
+    hi, mode = torch.tensor([256 - 2**-7, 8 - 2**-4, INF, 2 - 2**-2]), torch.tensor([1, 2, 0, 3])
+    ref = quantize(x, *args, hi, mode, u=u)
+    dev = torch.device("cuda")
+    on_dev = [t.to(dev) for t in (x, *args, hi, mode, u)]
+    cuda_gen = torch.Generator(device=dev).manual_seed(0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = quantize(*on_dev[:5], u=on_dev[5])
+        quantize(on_dev[0], *on_dev[1:5], cuda_gen)  # draws u on the device
+        quantize(on_dev[0], 7, -256.0, 256 - 2**-7, "stochastic", cuda_gen)
+        quantize_(on_dev[0].clone(), *on_dev[1:3], 4.0, on_dev[4], any_stochastic=False)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert same(out.cpu(), ref)

@@ -163,9 +163,7 @@ def from_mapping(cls: Type[_T], values: Mapping[str, Any]) -> _T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(
-            f"unknown {cls.__name__} key(s) {unknown}: valid keys are {sorted(names)}"
-        )
+        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}: valid keys are {sorted(names)}")
     return cls(**dict(values))
 
 

@@ -167,7 +167,7 @@ def _missing_message(key: str, dirs: List[Path], root: Union[str, Path, None]) -
     return (
         f"dataset {key!r} not found (train-images-idx3-ubyte[.gz] and friends). Looked in:\n{looked}\n"
         "Get it one of three ways:\n"
-        f"  1. let torchvision download it: pass --download (needs `pip install \"tinysnn[vision]\"`) "
+        f'  1. let torchvision download it: pass --download (needs `pip install "tinysnn[vision]"`) '
         f"and it lands in {where}/{_FOLDERS[key]}/raw;\n"
         "  2. point --data-root (or $TINYSNN_DATA) at a folder holding "
         f"{_FOLDERS[key]}/raw/<IDX files>;\n"
@@ -225,9 +225,7 @@ def _download(key: str, root: Union[str, Path, None]) -> None:
     try:
         import torchvision.datasets as tvd
     except ImportError as exc:
-        raise DatasetError(
-            "--download needs torchvision: pip install \"tinysnn[vision]\"" 
-        ) from exc
+        raise DatasetError('--download needs torchvision: pip install "tinysnn[vision]"') from exc
     cls = tvd.MNIST if key == "mnist" else tvd.FashionMNIST
     target = str(Path(root if root is not None else os.environ.get("TINYSNN_DATA", "data")).expanduser())
     for train in (True, False):

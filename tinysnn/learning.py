@@ -21,24 +21,24 @@ def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:
     return torch.where(s, torch.ones_like(x), x * decay)
 
 
-def pair_stdp(
-    w: torch.Tensor,
-    s_in: torch.Tensor,
-    x_pre: torch.Tensor,
-    s: torch.Tensor,
-    x_post: torch.Tensor,
-    nu_pre: torch.Tensor,
-    nu_post: torch.Tensor,
-    w_max: torch.Tensor,
+def pair_depression(
+    w: torch.Tensor, s_in: torch.Tensor, x_post: torch.Tensor, nu_pre: torch.Tensor
 ) -> torch.Tensor:
-    """Pair-wise ("PostPre") STDP of the Diehl & Cook baseline.
+    """Pair-wise STDP, presynaptic half: on a spike of input i, w_ij -= nu_pre x_post_j; clip at 0.
 
-    On a presynaptic spike of input i: w_ij -= nu_pre x_post_j (depression);
-    on a postsynaptic spike of neuron j: w_ij += nu_post x_pre_i (potentiation); then clip.
-    Depression is applied before potentiation.
+    Diehl & Cook's baseline ("PostPre"). The simulators apply depression, clip, then
+    :func:`pair_potentiation`, clip (BindsNET clips once after both; they differ only for a
+    weight that is pushed below 0 and potentiated in the same step).
     """
     dep = nu_pre[:, None] * x_post  # (P, N)
     w = w - s_in.to(w.dtype)[None, :, None] * dep[:, None, :]
+    return w.clamp_min(0.0)
+
+
+def pair_potentiation(
+    w: torch.Tensor, x_pre: torch.Tensor, s: torch.Tensor, nu_post: torch.Tensor, w_max: torch.Tensor
+) -> torch.Tensor:
+    """Pair-wise STDP, postsynaptic half: on a spike of neuron j, w_ij += nu_post x_pre_i; clip."""
     pot = nu_post[:, None] * x_pre[None, :]  # (P, n_in)
     w = w + pot[:, :, None] * s.to(w.dtype)[:, None, :]
     return torch.minimum(w.clamp_min(0.0), w_max[:, None, None])
@@ -114,7 +114,8 @@ def normalize(w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor) -> torch
 __all__ = [
     "adaptive_factor",
     "normalize",
-    "pair_stdp",
+    "pair_depression",
+    "pair_potentiation",
     "sl_stdp",
     "tinysnn_update",
     "trace_step",

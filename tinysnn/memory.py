@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -99,9 +99,13 @@ class BitWidths:
                 raise ValueError(f"bit width {name}={bits} out of range: expected 1 <= bits <= 64")
 
     @classmethod
-    def from_spec(cls, spec: QuantSpec, constants: int = FP32_BITS, fixed_weights: int = FP32_BITS) -> BitWidths:
+    def from_spec(
+        cls, spec: QuantSpec, constants: int = FP32_BITS, fixed_weights: int = FP32_BITS
+    ) -> BitWidths:
         """The widths of a quantization spec: B of each format, 32 for fp32 parameters."""
-        return cls(spec.bits_of("weights"), spec.bits_of("vmem"), spec.bits_of("vth"), constants, fixed_weights)
+        return cls(
+            spec.bits_of("weights"), spec.bits_of("vmem"), spec.bits_of("vth"), constants, fixed_weights
+        )
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,9 @@ class MemoryBreakdown:
         :func:`packed_size_bytes` returns): between ``bytes`` and ``bytes + len(groups) - 1``."""
         return sum(g.packed_bytes for g in self.groups)
 
-    def as_dict(self) -> dict[str, int | float | str]:
+    def as_dict(self) -> Dict[str, Union[int, float, str]]:
         """Flat summary (for a trial's user attributes or a table row)."""
-        summary: dict[str, int | float | str] = {
+        summary: Dict[str, Union[int, float, str]] = {
             "variant": self.variant,
             "convention": self.convention.value,
             "n_input": self.n_input,
@@ -212,8 +216,8 @@ def memory_breakdown(
     variant: str,
     n_neurons: int,
     n_input: int = 784,
-    widths: BitWidths | QuantSpec | None = None,
-    convention: Convention | str = Convention.COMPACT,
+    widths: Optional[Union[BitWidths, QuantSpec]] = None,
+    convention: Union[Convention, str] = Convention.COMPACT,
 ) -> MemoryBreakdown:
     """The stored parameters of a network and their bits, Eq. 4 (SPEC.md section 3).
 
@@ -269,8 +273,8 @@ def memory_bits(
     variant: str,
     n_neurons: int,
     n_input: int = 784,
-    widths: BitWidths | QuantSpec | None = None,
-    convention: Convention | str = Convention.COMPACT,
+    widths: Optional[Union[BitWidths, QuantSpec]] = None,
+    convention: Union[Convention, str] = Convention.COMPACT,
 ) -> int:
     """M of Eq. 4 in bits (see :func:`memory_breakdown`)."""
     return memory_breakdown(variant, n_neurons, n_input, widths, convention).bits
@@ -280,8 +284,8 @@ def memory_bytes(
     variant: str,
     n_neurons: int,
     n_input: int = 784,
-    widths: BitWidths | QuantSpec | None = None,
-    convention: Convention | str = Convention.COMPACT,
+    widths: Optional[Union[BitWidths, QuantSpec]] = None,
+    convention: Union[Convention, str] = Convention.COMPACT,
 ) -> int:
     """M of Eq. 4 in bytes, ceil(bits / 8) (see :func:`memory_breakdown`)."""
     return memory_breakdown(variant, n_neurons, n_input, widths, convention).bytes
@@ -290,14 +294,14 @@ def memory_bytes(
 def reference_memory(
     n_neurons: int,
     n_input: int = 784,
-    convention: Convention | str = Convention.COMPACT,
+    convention: Union[Convention, str] = Convention.COMPACT,
     variant: str = "diehl_cook",
 ) -> MemoryBreakdown:
     """M_0: the FP32 reference network, by default the Diehl & Cook baseline (SPEC.md section 3)."""
     return memory_breakdown(variant, n_neurons, n_input, BitWidths(), convention)
 
 
-def memory_norm(model: MemoryBreakdown | int, reference: MemoryBreakdown | int) -> float:
+def memory_norm(model: Union[MemoryBreakdown, int], reference: Union[MemoryBreakdown, int]) -> float:
     """M_norm = M_q / M_0 (SPEC.md section 3), from breakdowns or bit counts.
 
     Raises:
@@ -333,7 +337,7 @@ def _as_int64(codes: object) -> np.ndarray:
     return array.astype(np.int64, copy=False).ravel()
 
 
-def pack_codes(codes: object, bits: int, signed: bool | None = None) -> bytes:
+def pack_codes(codes: object, bits: int, signed: Optional[bool] = None) -> bytes:
     """Pack integer codes at ``bits`` bits each, big-endian bit order, into ceil(n bits / 8) bytes.
 
     Negative codes are stored in two's complement. The last byte is zero-padded.
@@ -354,7 +358,9 @@ def pack_codes(codes: object, bits: int, signed: bool | None = None) -> bytes:
         lo = -(2 ** (bits - 1)) if signed is not False else 0
         hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
         if int(flat.min()) < lo or int(flat.max()) > hi:
-            raise ValueError(f"codes in [{int(flat.min())}, {int(flat.max())}] do not fit {bits} bits ([{lo}, {hi}])")
+            raise ValueError(
+                f"codes in [{int(flat.min())}, {int(flat.max())}] do not fit {bits} bits ([{lo}, {hi}])"
+            )
     words = flat.astype(np.uint64) & np.uint64(2**bits - 1 if bits < 64 else 2**64 - 1)
     if bits in (8, 16, 32, 64):  # whole bytes: a big-endian cast is the packing
         return words.astype(f">u{bits // 8}").tobytes()
@@ -381,7 +387,7 @@ def unpack_codes(data: bytes, bits: int, count: int, signed: bool) -> np.ndarray
     return values
 
 
-def packed_size_bytes(arrays: Mapping[str, Tuple[object, int]] | Sequence[Tuple[object, int]]) -> int:
+def packed_size_bytes(arrays: Union[Mapping[str, Tuple[object, int]], Sequence[Tuple[object, int]]]) -> int:
     """Pack each array of integer codes at its bit width and return the total length in bytes.
 
     Each array is packed on its own and padded to a whole byte, so for K arrays the result is
@@ -398,4 +404,3 @@ def packed_size_bytes(arrays: Mapping[str, Tuple[object, int]] | Sequence[Tuple[
     """
     items = arrays.values() if isinstance(arrays, Mapping) else arrays
     return sum(len(pack_codes(codes, bits)) for codes, bits in items)
-

@@ -178,7 +178,11 @@ def build_population(
     first = nets[0]
     for c in nets[1:]:
         if (c.variant, c.n_input, c.exc, c.inh, c.tau_theta) != (
-            first.variant, first.n_input, first.exc, first.inh, first.tau_theta
+            first.variant,
+            first.n_input,
+            first.exc,
+            first.inh,
+            first.tau_theta,
         ):
             raise ConfigError("networks of one population must share variant, n_input and LIF constants")
     for lc in learns[1:]:

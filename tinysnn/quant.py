@@ -19,6 +19,9 @@ Rounding, with ``q = 2^-f`` (SPEC.md section 2), then saturation to ``[lo, hi]``
 * stochastic: ``q floor(x/q) + q [u < frac(x/q)]``, ``u ~ U[0, 1)``, so ``E[Q(x)] = x`` (unbiased) and
   values on the grid stay exact.
 
+Zero is always +0.0 (code 0). In float32 every result is exactly ``k 2^-f`` (a float32 with
+``|x/q| >= 2^24`` is already on the grid); for B > 24 only the bounds lo, hi may round to float32.
+
 PTQ (post-training) and ITQ (in-training) call the same :func:`quantize`; only the points in the
 training loop differ (SPEC.md section 2). Integer-bit analysis (:func:`integer_bits_for`) turns the
 value range of an FP32 run into ``i``; the fractional bits are what is left of the precision B.
@@ -30,7 +33,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Sequence, Union
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -74,7 +77,7 @@ MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (SPEC.md section 2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
 #: [0, w_max]; V_mem and V_th are in mV and negative at rest.
-PARAM_SIGNED: dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
+PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
 
 _FORMAT_RULE = "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
 _FORMAT_RE = re.compile(r"^([US]?)Q(-?\d+)\.(-?\d+)$", re.IGNORECASE)
@@ -103,7 +106,7 @@ class Scheme(str, enum.Enum):
     ITQ = "itq"
 
 
-def rounding_code(mode: Rounding | str | int | None) -> int:
+def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
     """The integer code of a rounding mode; ``None``, ``"none"`` and ``"fp32"`` give :data:`NONE`.
 
     Raises:
@@ -119,7 +122,9 @@ def rounding_code(mode: Rounding | str | int | None) -> int:
             return NONE
         if name in _ROUNDING_CODES:
             return _ROUNDING_CODES[name]
-        raise ValueError(f"unknown rounding {mode!r}: expected one of truncate, nearest, stochastic (or none)")
+        raise ValueError(
+            f"unknown rounding {mode!r}: expected one of truncate, nearest, stochastic (or none)"
+        )
     code = int(mode)
     if code not in (NONE, TRUNCATE, NEAREST, STOCHASTIC):
         raise ValueError(f"unknown rounding code {mode!r}: expected 0 (none), 1, 2 or 3")
@@ -139,7 +144,7 @@ class QFormat:
 
     int_bits: int
     frac_bits: int
-    signed: bool | None = None
+    signed: Optional[bool] = None
 
     def __post_init__(self) -> None:
         problem = None
@@ -170,7 +175,7 @@ class QFormat:
         """2^f = 1 / step, the factor from a value to its integer code."""
         return float(2**self.frac_bits)
 
-    def is_signed(self, default: bool | None = None) -> bool:
+    def is_signed(self, default: Optional[bool] = None) -> bool:
         """Whether the format is signed: its own ``signed`` if set, else ``default`` (the parameter's).
 
         Raises:
@@ -184,11 +189,11 @@ class QFormat:
             raise ValueError(f"format {self} has i = 0, so it cannot hold a signed value: {_FORMAT_RULE}")
         return default
 
-    def resolve(self, signed: bool | None) -> QFormat:
+    def resolve(self, signed: Optional[bool]) -> QFormat:
         """This format with the signedness made explicit (see :meth:`is_signed`)."""
         return QFormat(self.int_bits, self.frac_bits, self.is_signed(signed))
 
-    def range(self, signed: bool | None = None) -> tuple[float, float]:
+    def range(self, signed: Optional[bool] = None) -> Tuple[float, float]:
         """(lo, hi): signed ``[-2^(i-1), 2^(i-1) - 2^-f]``, unsigned ``[0, 2^i - 2^-f]``.
 
         Args:
@@ -200,13 +205,13 @@ class QFormat:
             return -half, half - q
         return 0.0, 2.0**self.int_bits - q
 
-    def code_range(self, signed: bool | None = None) -> tuple[int, int]:
+    def code_range(self, signed: Optional[bool] = None) -> Tuple[int, int]:
         """(k_lo, k_hi), the integer codes of :meth:`range`."""
         if self.is_signed(signed):
             return -(2 ** (self.total_bits - 1)), 2 ** (self.total_bits - 1) - 1
         return 0, 2**self.total_bits - 1
 
-    def qparams(self, rounding: Rounding | str, signed: bool | None = None) -> QParams:
+    def qparams(self, rounding: Union[Rounding, str], signed: Optional[bool] = None) -> QParams:
         """Scalar arguments for :func:`quantize`: ``quantize(x, *fmt.qparams("nearest", True))``."""
         lo, hi = self.range(signed)
         return QParams(self.frac_bits, lo, hi, rounding_code(rounding))
@@ -214,9 +219,9 @@ class QFormat:
     def quantize(
         self,
         x: torch.Tensor,
-        rounding: Rounding | str = Rounding.TRUNCATE,
-        signed: bool | None = None,
-        generator: torch.Generator | None = None,
+        rounding: Union[Rounding, str] = Rounding.TRUNCATE,
+        signed: Optional[bool] = None,
+        generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
         """Round ``x`` to this format and saturate it (see :func:`quantize`)."""
         return quantize(x, *self.qparams(rounding, signed), generator=generator)
@@ -227,12 +232,12 @@ def _text(fmt: QFormat) -> str:
     return f"{prefix}{fmt.int_bits}.{fmt.frac_bits}"
 
 
-def format_text(fmt: QFormat | None) -> str:
+def format_text(fmt: Optional[QFormat]) -> str:
     """The text of a format, ``"fp32"`` for None; inverse of :func:`parse_format`."""
     return "fp32" if fmt is None else str(fmt)
 
 
-def parse_format(text: str) -> QFormat | None:
+def parse_format(text: str) -> Optional[QFormat]:
     """Parse ``Qi.f``, ``UQi.f``, ``SQi.f`` or ``fp32`` (None) into a format.
 
     Example:
@@ -264,10 +269,10 @@ class QParams(NamedTuple):
         mode: rounding code, :data:`NONE` for fp32 (int or int64 tensor).
     """
 
-    frac_bits: int | torch.Tensor
-    lo: float | torch.Tensor
-    hi: float | torch.Tensor
-    mode: int | torch.Tensor
+    frac_bits: Union[int, torch.Tensor]
+    lo: Union[float, torch.Tensor]
+    hi: Union[float, torch.Tensor]
+    mode: Union[int, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -282,9 +287,9 @@ class QuantSpec:
         scheme: PTQ (quantize after training) or ITQ (re-quantize during training).
     """
 
-    weights: QFormat | None = None
-    vmem: QFormat | None = None
-    vth: QFormat | None = None
+    weights: Optional[QFormat] = None
+    vmem: Optional[QFormat] = None
+    vth: Optional[QFormat] = None
     rounding: Rounding = Rounding.TRUNCATE
     scheme: Scheme = Scheme.PTQ
 
@@ -296,11 +301,11 @@ class QuantSpec:
             if fmt is not None:
                 fmt.is_signed(PARAM_SIGNED[param])  # rejects Q0.f for a signed parameter
 
-    def format_of(self, param: str) -> QFormat | None:
+    def format_of(self, param: str) -> Optional[QFormat]:
         """The format of ``param`` (one of :data:`PARAMS`), None for fp32."""
         if param not in PARAMS:
             raise ValueError(f"unknown parameter {param!r}: expected one of {', '.join(PARAMS)}")
-        fmt: QFormat | None = getattr(self, param)
+        fmt: Optional[QFormat] = getattr(self, param)
         return fmt
 
     def bits_of(self, param: str) -> int:
@@ -308,7 +313,7 @@ class QuantSpec:
         fmt = self.format_of(param)
         return 32 if fmt is None else fmt.total_bits
 
-    def range_of(self, param: str) -> tuple[float, float]:
+    def range_of(self, param: str) -> Tuple[float, float]:
         """(lo, hi) of ``param``'s format, with the parameter's signedness; (-inf, inf) for fp32."""
         fmt = self.format_of(param)
         return (-math.inf, math.inf) if fmt is None else fmt.range(PARAM_SIGNED[param])
@@ -354,8 +359,8 @@ _SPEC_KEYS = PARAMS + ("rounding", "scheme")
 
 def parse_quant_arg(
     text: str,
-    rounding: Rounding | str = Rounding.TRUNCATE,
-    scheme: Scheme | str = Scheme.PTQ,
+    rounding: Union[Rounding, str] = Rounding.TRUNCATE,
+    scheme: Union[Scheme, str] = Scheme.PTQ,
 ) -> QuantSpec:
     """Parse ``"weights=Q1.7,vmem=Q9.7,vth=Q9.7"`` (any subset, ``fp32`` for none) into a spec.
 
@@ -369,7 +374,7 @@ def parse_quant_arg(
     Raises:
         ValueError: for an unknown or repeated key (listing the valid keys) or a bad value.
     """
-    values: dict[str, str] = {}
+    values: Dict[str, str] = {}
     if text.strip().lower() not in ("", "fp32"):
         for item in text.split(","):
             if not item.strip():
@@ -409,7 +414,7 @@ def parse_quant_arg(
 def quantize_scalar(x: float, scale: float, lo: float, hi: float, mode: int, u: float) -> float:
     """Quantize one value: the scalar twin of :func:`quantize`, numba-compatible (``njit`` it).
 
-    Only ``math.floor`` and comparisons. For float32 inputs (and float32-exact ``lo``, ``hi``) the
+    Only ``math.floor``, ``math.isnan``, ``min``/``max`` and comparisons. For float32 inputs (and float32-exact ``lo``, ``hi``) the
     result, cast to float32, equals :func:`quantize` bit for bit given the same ``u``.
 
     Args:
@@ -432,12 +437,16 @@ def quantize_scalar(x: float, scale: float, lo: float, hi: float, mode: int, u: 
     x = min(x, hi)
     y = x * scale
     k = math.floor(y)
-    r = y - k  # frac(x / q), exact
+    r = y - k  # frac(x / q); exact unless -1/2 < y < 0
     if mode == NEAREST:
         if r >= 0.5:
             k += 1
-    elif mode == STOCHASTIC and u < r:
-        k += 1
+    elif mode == STOCHASTIC:
+        if -0.5 < y < 0.0:  # 1 + y may round: test the same event exactly, as _stochastic_up
+            if u - 1.0 < y:
+                k += 1
+        elif u < r:
+            k += 1
     v = k / scale
     v = max(v, lo)
     v = min(v, hi)
@@ -447,7 +456,7 @@ def quantize_scalar(x: float, scale: float, lo: float, hi: float, mode: int, u: 
 Number = Union[int, float, torch.Tensor]
 
 
-def _per_network(value: Number, x: torch.Tensor, dtype: torch.dtype | None = None) -> Number:
+def _per_network(value: Number, x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> Number:
     """A ``(P,)`` tensor viewed as ``(P, 1, ..., 1)`` to broadcast along dim 0 of ``x``; scalars pass."""
     if not isinstance(value, torch.Tensor):
         return value
@@ -457,7 +466,7 @@ def _per_network(value: Number, x: torch.Tensor, dtype: torch.dtype | None = Non
     return value
 
 
-def _scale(frac_bits: Number, x: torch.Tensor) -> tuple[Number, Number]:
+def _scale(frac_bits: Number, x: torch.Tensor) -> Tuple[Number, Number]:
     """(2^f, 2^-f), exact: for tensors built by an integer shift rather than exp2/pow."""
     if not isinstance(frac_bits, torch.Tensor):
         scale = float(2 ** int(frac_bits))
@@ -468,24 +477,24 @@ def _scale(frac_bits: Number, x: torch.Tensor) -> tuple[Number, Number]:
 
 
 def _clamp(x: torch.Tensor, lo: Number, hi: Number) -> torch.Tensor:
-    if isinstance(lo, torch.Tensor) or isinstance(hi, torch.Tensor):
-        lo_t = lo if isinstance(lo, torch.Tensor) else torch.tensor(lo, dtype=x.dtype, device=x.device)
-        hi_t = hi if isinstance(hi, torch.Tensor) else torch.tensor(hi, dtype=x.dtype, device=x.device)
-        return torch.minimum(torch.maximum(x, lo_t), hi_t)
-    return torch.clamp(x, float(lo), float(hi))
+    """min(max(x, lo), hi) with scalar or broadcastable tensor bounds (NaN stays NaN)."""
+    if not isinstance(lo, torch.Tensor) and not isinstance(hi, torch.Tensor):
+        return torch.clamp(x, float(lo), float(hi))
+    x = torch.maximum(x, lo) if isinstance(lo, torch.Tensor) else torch.clamp(x, min=float(lo))
+    return torch.minimum(x, hi) if isinstance(hi, torch.Tensor) else torch.clamp(x, max=float(hi))
 
 
 def quantize(
     x: torch.Tensor,
-    frac_bits: int | torch.Tensor,
-    lo: float | torch.Tensor,
-    hi: float | torch.Tensor,
-    mode: int | Rounding | str | torch.Tensor,
-    generator: torch.Generator | None = None,
+    frac_bits: Union[int, torch.Tensor],
+    lo: Union[float, torch.Tensor],
+    hi: Union[float, torch.Tensor],
+    mode: Union[int, Rounding, str, torch.Tensor],
+    generator: Optional[torch.Generator] = None,
     *,
-    u: torch.Tensor | None = None,
-    any_stochastic: bool | None = None,
-    out: torch.Tensor | None = None,
+    u: Optional[torch.Tensor] = None,
+    any_stochastic: Optional[bool] = None,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Round ``x`` to the grid 2^-f and saturate to [lo, hi] (SPEC.md section 2), for a population.
 
@@ -504,7 +513,8 @@ def quantize(
         generator: source of the stochastic-rounding draws ``u ~ U[0, 1)``, on ``x.device``.
         u: the draws themselves, shape of ``x``, instead of ``generator`` (kernels and tests use it).
         any_stochastic: whether any network rounds stochastically; None = from ``mode`` (a tensor
-            ``mode`` is assumed to, so ``u`` is drawn). Pass False to skip the draw.
+            ``mode`` is assumed to, so ``u`` is drawn). Pass False to skip the draw when no network
+            rounds stochastically (one that does would then truncate).
         out: where to write the result (may be ``x`` itself, see :func:`quantize_`).
 
     Returns:
@@ -531,18 +541,18 @@ def _round_saturate(
     lo: Number,
     hi: Number,
     code: int,
-    mode_t: torch.Tensor | None,
-    generator: torch.Generator | None,
-    u: torch.Tensor | None,
-    any_stochastic: bool | None,
-    out: torch.Tensor | None,
+    mode_t: Optional[torch.Tensor],
+    generator: Optional[torch.Generator],
+    u: Optional[torch.Tensor],
+    any_stochastic: Optional[bool],
+    out: Optional[torch.Tensor],
 ) -> torch.Tensor:
     """The kernel shared by :func:`quantize` and :func:`quantize_rows` (scalar ``code`` or ``mode_t``)."""
     lo_b = _per_network(lo, x, x.dtype)
     hi_b = _per_network(hi, x, x.dtype)
     y = _clamp(x, lo_b, hi_b) * scale  # clamp first: see quantize_scalar
     k = torch.floor(y)
-    r = y - k  # frac(x / q), exact in float32
+    r = y - k  # frac(x / q); exact unless -1/2 < y < 0 (see _stochastic_up)
     stochastic = any_stochastic if any_stochastic is not None else (mode_t is not None or code == STOCHASTIC)
     if stochastic and u is None:
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -554,12 +564,12 @@ def _round_saturate(
         elif code == STOCHASTIC:
             if u is None:
                 raise ValueError("stochastic rounding needs u or a draw (any_stochastic=False was given)")
-            k = k + (u < r).to(x.dtype)
+            k = k + _stochastic_up(u, y, r).to(x.dtype)
     else:
         m = _per_network(mode_t, x)
         bump = (m == NEAREST) & (r >= 0.5)
         if u is not None:
-            bump = bump | ((m == STOCHASTIC) & (u < r))
+            bump = bump | ((m == STOCHASTIC) & _stochastic_up(u, y, r))
         k = k + bump.to(x.dtype)
     v = _clamp(k * step, lo_b, hi_b)
     if mode_t is not None:
@@ -568,14 +578,25 @@ def _round_saturate(
     return v if out is None else out.copy_(v)
 
 
+def _stochastic_up(u: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """[u < frac(y)], exactly.
+
+    ``r = y - floor(y)`` is exact in floating point except for -1/2 < y < 0, where ``1 + y`` may
+    round (up to 1.0 for tiny y). There the test ``u - 1 < y`` is used: the same event, exact for
+    u >= 1/2 (Sterbenz) and true either way for u < 1/2. Nearest rounding needs no such care: the
+    rounding of r never crosses 1/2.
+    """
+    return torch.where((y < 0.0) & (y > -0.5), (u - 1.0) < y, u < r)
+
+
 def quantize_rows(
     x: torch.Tensor,
     rows: torch.Tensor,
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
     *,
-    u: torch.Tensor | None = None,
-    any_stochastic: bool | None = None,
-    out: torch.Tensor | None = None,
+    u: Optional[torch.Tensor] = None,
+    any_stochastic: Optional[bool] = None,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`quantize` with per-network rows ``(P, 4)`` = ``[scale = 2^f, lo, hi, mode]``.
 
@@ -584,23 +605,25 @@ def quantize_rows(
     """
     scale = _per_network(rows[:, 0].to(x.dtype), x)
     step = _per_network(1.0 / rows[:, 0].to(x.dtype), x)
-    return _round_saturate(x, scale, step, rows[:, 1], rows[:, 2], NONE, rows[:, 3], generator, u, any_stochastic, out)
+    return _round_saturate(
+        x, scale, step, rows[:, 1], rows[:, 2], NONE, rows[:, 3], generator, u, any_stochastic, out
+    )
 
 
 def quantize_(
     x: torch.Tensor,
-    frac_bits: int | torch.Tensor,
-    lo: float | torch.Tensor,
-    hi: float | torch.Tensor,
-    mode: int | Rounding | str | torch.Tensor,
-    generator: torch.Generator | None = None,
-    **kwargs: torch.Tensor | bool | None,
+    frac_bits: Union[int, torch.Tensor],
+    lo: Union[float, torch.Tensor],
+    hi: Union[float, torch.Tensor],
+    mode: Union[int, Rounding, str, torch.Tensor],
+    generator: Optional[torch.Generator] = None,
+    **kwargs: Optional[Union[torch.Tensor, bool]],
 ) -> torch.Tensor:
     """In-place :func:`quantize`: writes the result into ``x`` and returns it (ITQ re-quantization)."""
     return quantize(x, frac_bits, lo, hi, mode, generator, out=x, **kwargs)  # type: ignore[arg-type]
 
 
-def to_codes(x: torch.Tensor, frac_bits: int | torch.Tensor) -> torch.Tensor:
+def to_codes(x: torch.Tensor, frac_bits: Union[int, torch.Tensor]) -> torch.Tensor:
     """Integer codes ``k = x * 2^f`` (int64) of values already on the grid, e.g. for export or packing.
 
     ``frac_bits`` may be a ``(P,)`` tensor, broadcast along dim 0. Off-grid values are rounded to
@@ -611,10 +634,10 @@ def to_codes(x: torch.Tensor, frac_bits: int | torch.Tensor) -> torch.Tensor:
 
 
 def population_qparams(
-    formats: Sequence[QFormat | None],
-    rounding: Rounding | str | Sequence[Rounding | str],
+    formats: Sequence[Optional[QFormat]],
+    rounding: Union[Rounding, str, Sequence[Union[Rounding, str]]],
     signed: bool,
-    device: torch.device | str | None = None,
+    device: Optional[Union[torch.device, str]] = None,
     dtype: torch.dtype = torch.float32,
 ) -> QParams:
     """``(P,)`` tensors of :func:`quantize` arguments for P networks, one format (None = fp32) each.
@@ -659,7 +682,7 @@ def population_qparams(
 def population_rows(
     specs: Sequence[QuantSpec],
     param: str,
-    device: torch.device | str | None = None,
+    device: Optional[Union[torch.device, str]] = None,
 ) -> torch.Tensor:
     """Rows ``(P, 4)`` float32 ``[2^f, lo, hi, mode]`` of ``param`` for P networks, for :func:`quantize_rows`.
 
@@ -671,7 +694,10 @@ def population_rows(
                 [  1.0000,     -inf,      inf,   0.0000]])
     """
     p = population_qparams(
-        [spec.format_of(param) for spec in specs], [spec.rounding for spec in specs], PARAM_SIGNED[param], device
+        [spec.format_of(param) for spec in specs],
+        [spec.rounding for spec in specs],
+        PARAM_SIGNED[param],
+        device,
     )
     scale = (torch.ones_like(p.frac_bits) << p.frac_bits).to(torch.float32)  # type: ignore[operator]
     return torch.stack([scale, p.lo, p.hi, p.mode.to(torch.float32)], dim=1)  # type: ignore[union-attr]
@@ -697,7 +723,7 @@ def _bits_at_most(m: float) -> int:
     return max(e - 1 if mant == 0.5 else e, 0)
 
 
-def integer_bits_for(lo: float, hi: float, signed: bool | None = None) -> tuple[int, bool]:
+def integer_bits_for(lo: float, hi: float, signed: Optional[bool] = None) -> Tuple[int, bool]:
     """Integer bits i (and signedness) for values in [lo, hi] (SPEC.md section 2).
 
     i is the fewest bits whose range holds [lo, hi] once f is large: unsigned ``hi < 2^i``; signed
@@ -734,7 +760,7 @@ def integer_bits_for(lo: float, hi: float, signed: bool | None = None) -> tuple[
     return 1 + max(_bits_at_most(-lo) if lo < 0.0 else 0, _bits_below(hi)), True
 
 
-def range_of(x: torch.Tensor) -> tuple[float, float]:
+def range_of(x: torch.Tensor) -> Tuple[float, float]:
     """(min, max) of a tensor as Python floats (synchronizes; an analysis step, not a kernel).
 
     Raises:
@@ -749,16 +775,16 @@ def range_of(x: torch.Tensor) -> tuple[float, float]:
     return lo_f, hi_f
 
 
-def ranges_per_network(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ranges_per_network(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """(min, max) over all but dim 0: ``(P,)`` tensors, one range per network of the population."""
     flat = x.detach().reshape(x.shape[0], -1)
     return flat.amin(dim=1), flat.amax(dim=1)
 
 
 def formats_for_total_bits(
-    total_bits: int | Mapping[str, int],
-    ranges: Mapping[str, tuple[float, float]],
-) -> dict[str, QFormat]:
+    total_bits: Union[int, Mapping[str, int]],
+    ranges: Mapping[str, Tuple[float, float]],
+) -> Dict[str, QFormat]:
     """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (SPEC.md section 2).
 
     i comes from the observed range (:func:`integer_bits_for`), with the signedness of
@@ -777,7 +803,7 @@ def formats_for_total_bits(
     Raises:
         ValueError: if B exceeds 32, or is below the i a range needs (the message says the minimum B).
     """
-    formats: dict[str, QFormat] = {}
+    formats: Dict[str, QFormat] = {}
     for param, (lo, hi) in ranges.items():
         bits = total_bits if isinstance(total_bits, int) else total_bits[param]
         convention = PARAM_SIGNED.get(param)

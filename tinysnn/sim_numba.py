@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from .quant import quantize_scalar
+
 try:
     import numba
     from numba import njit, prange
@@ -108,22 +110,17 @@ def dense_to_csr(train: np.ndarray):
     return np.cumsum(ptr), i_idx.astype(np.int32)
 
 
+_qs = njit(inline="always")(quantize_scalar)
+
+
 @njit(inline="always")
 def _q(x, qrow):
-    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode]."""
+    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode] (tinysnn.quant)."""
     mode = qrow[3]
     if mode == 0:
         return x
-    y = x * qrow[0]
-    fl = np.floor(y)
-    if mode == 2:
-        r = np.floor(y + np.float32(0.5))
-    elif mode == 3:
-        r = fl + (np.float32(1.0) if np.random.random() < (y - fl) else np.float32(0.0))
-    else:
-        r = fl
-    r = r / qrow[0]
-    return min(max(r, qrow[1]), qrow[2])
+    u = np.random.random() if mode == 3 else 0.0
+    return np.float32(_qs(x, qrow[0], qrow[1], qrow[2], mode, u))
 
 
 @njit(inline="always")
@@ -158,6 +155,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     spiked = np.zeros(n, np.bool_)
     last_in = np.full(n_in, -1, np.int64)
     spk = np.empty(n, np.int64)
+    dep = np.empty(n, np.float32)
+    plain_w = qw[3] == 0
     thr = np.empty(n, np.float32)
     for j in range(n):
         thr[j] = vth_e + theta[p, j]
@@ -226,26 +225,25 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             last_in[idx[kk]] = t
         for j in range(n):
             x_post[j] = one if s[j] else x_post[j] * dec_post
-        if variant == 0:  # pair-wise STDP: depression rows, potentiation columns, then clip
+        if variant == 0:  # pair-wise STDP: depression rows (clip), then potentiation columns (clip)
             nu_pre = fp[p, C_NU_PRE]
             nu_post = fp[p, C_NU_POST]
-            for kk in range(a0, a1):
-                row = W[p, idx[kk]]
+            if a1 > a0:
                 for j in range(n):
-                    row[j] = row[j] - nu_pre * x_post[j]
+                    dep[j] = nu_pre * x_post[j]
+                for kk in range(a0, a1):
+                    row = W[p, idx[kk]]
+                    if plain_w:
+                        for j in range(n):
+                            row[j] = max(row[j] - dep[j], zero)
+                    else:
+                        for j in range(n):
+                            row[j] = _fix_w(row[j] - dep[j], wmax, qw)
             for m in range(nsp):
                 j = spk[m]
                 for i in range(n_in):
                     if last_in[i] >= 0:
-                        W[p, i, j] = W[p, i, j] + nu_post * pre_table[t - last_in[i]]
-            for kk in range(a0, a1):
-                row = W[p, idx[kk]]
-                for j in range(n):
-                    row[j] = _fix_w(row[j], wmax, qw)
-            for m in range(nsp):
-                j = spk[m]
-                for i in range(n_in):
-                    W[p, i, j] = _fix_w(W[p, i, j], wmax, qw)
+                        W[p, i, j] = _fix_w(W[p, i, j] + nu_post * pre_table[t - last_in[i]], wmax, qw)
         elif variant == 1:  # SL-STDP (approximate baseline)
             eta_p, eta_d, x_th = fp[p, C_ETA_P], fp[p, C_ETA_D], fp[p, C_X_TH]
             for m in range(nsp):
@@ -290,15 +288,21 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         total = fp[p, C_NORM]
         csum = np.zeros(n, np.float64)
         for i in range(n_in):
+            row = W[p, i]
             for j in range(n):
-                csum[j] += W[p, i, j]
+                csum[j] += row[j]
         colsum = np.empty(n, np.float32)
         for j in range(n):
             cs = np.float32(csum[j])
             colsum[j] = total / cs if cs > zero else one
         for i in range(n_in):
-            for j in range(n):
-                W[p, i, j] = _fix_w(W[p, i, j] * colsum[j], wmax, qw)
+            row = W[p, i]
+            if plain_w:
+                for j in range(n):
+                    row[j] = min(max(row[j] * colsum[j], zero), wmax)
+            else:
+                for j in range(n):
+                    row[j] = _fix_w(row[j] * colsum[j], wmax, qw)
 
 
 @njit(cache=True, parallel=True)

@@ -15,37 +15,19 @@ One step t of the excitatory layer (SPEC.md §1), for every network p and sample
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
 from . import learning as L
 from .config import EncodingConfig, Variant
 from .network import Population, constants
-
-MODE_NONE, MODE_TRUNCATE, MODE_NEAREST, MODE_STOCHASTIC = 0, 1, 2, 3
-
-
-def quantize_rows(x: torch.Tensor, q: torch.Tensor, gen: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Fake-quantize x (P, ...) with per-network rows q (P, 4) = [scale, lo, hi, mode].
-
-    Mode 0 leaves a network's values untouched; see :mod:`tinysnn.quant` for the formats.
-    """
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    scale, lo, hi, mode = (q[:, k].reshape(shape) for k in range(4))
-    y = x * scale
-    fl = torch.floor(y)
-    u = torch.rand(x.shape, generator=gen, device=x.device) if bool((mode == MODE_STOCHASTIC).any()) else None
-    r = torch.where(mode == MODE_NEAREST, torch.floor(y + 0.5), fl)
-    if u is not None:
-        r = torch.where(mode == MODE_STOCHASTIC, fl + (u < (y - fl)).to(x.dtype), r)
-    r = torch.minimum(torch.maximum(r / scale, lo), hi)
-    return torch.where(mode == MODE_NONE, x, r)
+from .quant import NONE, quantize_rows
 
 
 def _any_quant(pop: Population, target: str) -> bool:
     q = pop.quant.get(target)
-    return q is not None and bool((q[:, 3] != MODE_NONE).any())
+    return q is not None and bool((q[:, 3] != NONE).any())
 
 
 def run_window(
@@ -139,7 +121,7 @@ def run_window(
             thr = _threshold(pop, theta, qth)
             x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
             x_post = L.trace_step(x_post, s0, c.dec_post)
-            w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd)
+            w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, qw, gen)
             if pop.variant is Variant.TINYSNN:
                 upd = ((t + 1) % t_upd == 0) | (t == T - 1)
                 spiked = (spiked | s0) & ~upd[:, None]
@@ -180,10 +162,15 @@ def _learn_step(
     t: int,
     T: int,
     t_upd: torch.Tensor,
+    qw: Optional[torch.Tensor],
+    gen: Optional[torch.Generator],
 ) -> torch.Tensor:
     prm = pop.params
     if pop.variant is Variant.DIEHL_COOK:
-        return L.pair_stdp(w, s_in, x_pre, s, x_post, prm["nu_pre"], prm["nu_post"], prm["w_max"])
+        w = L.pair_depression(w, s_in, x_post, prm["nu_pre"])
+        if qw is not None:
+            w = quantize_rows(w, qw, gen)
+        return L.pair_potentiation(w, x_pre, s, prm["nu_post"], prm["w_max"])
     if pop.variant is Variant.SL_STDP:
         return L.sl_stdp(w, x_pre, s, prm["eta_p"], prm["eta_d"], prm["x_th"], prm["w_max"])
     upd = ((t + 1) % t_upd == 0) | (t == T - 1)  # (P,)
@@ -205,9 +192,4 @@ def infer(pop: Population, trains: torch.Tensor, enc: EncodingConfig) -> torch.T
         return run_window(pop, trains, enc, learn=False)
 
 
-def spike_totals(counts: torch.Tensor) -> Tuple[int, int]:
-    """(total spikes, samples) of a counts tensor (P, B, N)."""
-    return int(counts.sum()), int(counts.shape[1])
-
-
-__all__ = ["infer", "quantize_rows", "run_window", "train_sample"]
+__all__ = ["infer", "run_window", "train_sample"]

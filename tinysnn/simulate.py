@@ -34,9 +34,7 @@ class Simulator:
         backend: ``auto``, ``numba`` (CPU only) or ``torch``.
     """
 
-    def __init__(
-        self, pop: Population, enc: EncodingConfig, seed: int = 0, backend: str = "auto"
-    ) -> None:
+    def __init__(self, pop: Population, enc: EncodingConfig, seed: int = 0, backend: str = "auto") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         on_cpu = pop.device.type == "cpu"
@@ -48,18 +46,32 @@ class Simulator:
             raise ValueError("backend 'numba' needs numba: pip install numba")
         self.pop, self.enc, self.seed, self.backend = pop, enc, int(seed), backend
         self._consts = constants(pop, enc)
-        self._samples_trained = 0
+        self._args_key: object = None
+        self._args: dict = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def _sample_seed(self, stream: int, index: int) -> int:
         return int(K.mix_seed(self.seed, stream, int(index)))
 
     def _numba_args(self):
-        pop, c = self.pop, self._consts
+        """Kernel arguments (numpy views of the population's tensors), cached while unchanged."""
+        pop = self.pop
         if pop.weights.dtype != torch.float32 or not pop.weights.is_contiguous():
             pop.weights = pop.weights.to(torch.float32).contiguous()
         if not pop.theta.is_contiguous():
             pop.theta = pop.theta.contiguous()
+        tensors = [pop.weights, pop.theta, pop.sizes, pop.t_update]
+        tensors += list(pop.params.values()) + list(pop.quant.values())
+        key = tuple((id(x), x.data_ptr(), x._version) for x in tensors[2:]) + tuple(
+            (id(x), x.data_ptr()) for x in tensors[:2]
+        )
+        if self._args_key != key:
+            self._args = self._build_numba_args()
+            self._args_key = key
+        return self._args
+
+    def _build_numba_args(self):
+        pop, c = self.pop, self._consts
         fp = np.stack([pop.params[name].cpu().numpy() for name in K.FP_COLUMNS], axis=1)
         fp = np.ascontiguousarray(fp, dtype=np.float32)
         ex, ih = pop.exc, pop.inh
@@ -151,9 +163,7 @@ class Simulator:
         counts = np.zeros((self.pop.n_networks, B, self.pop.n_max), np.int32)
         if trains is None:
             probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy())
-            seeds = np.array(
-                [self._sample_seed(stream, first_index + b) for b in range(B)], dtype=np.int64
-            )
+            seeds = np.array([self._sample_seed(stream, first_index + b) for b in range(B)], dtype=np.int64)
             K.infer_kernel(
                 a["variant"], probs, seeds, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
                 a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],

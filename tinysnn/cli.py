@@ -1,0 +1,220 @@
+"""The ``tinysnn`` command: ``tinysnn train`` trains and tests networks and prints a table.
+
+Example::
+
+    tinysnn train --dataset mnist --data-root DIR --variant diehl_cook --neurons 100 \\
+        --train-samples 1000 --test-samples 1000 --json result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .config import ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant
+
+VARIANT_HELP = (
+    "diehl_cook (baseline), sl_stdp (APPROXIMATE SL-STDP baseline: our reading of Srinivasan et "
+    "al. 2017, not checked against the paper), tinysnn"
+)
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got 0")
+    return v
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by `tinysnn train` and the benchmarks."""
+    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or digits (default mnist)")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
+    p.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST with torchvision")
+    p.add_argument("--variant", default="tinysnn", help=VARIANT_HELP)
+    p.add_argument("--neurons", type=_pos_int, nargs="+", default=[100],
+                   help="excitatory neurons; several values train a population of that many networks")  # fmt: skip
+    p.add_argument("--population", type=_pos_int, default=None,
+                   help="train P networks with seeds seed..seed+P-1 in one run")  # fmt: skip
+    p.add_argument("--train-samples", type=_nonneg_int, default=None, help="training samples (default all)")
+    p.add_argument("--assign-samples", type=_nonneg_int, default=None,
+                   help="training samples used for label assignment (default: the training samples)")  # fmt: skip
+    p.add_argument("--test-samples", type=_nonneg_int, default=None, help="test samples (default all)")
+    p.add_argument("--validation", type=_nonneg_int, default=0,
+                   help="carve N samples from the end of the training set and evaluate on them")  # fmt: skip
+    p.add_argument("--epochs", type=_pos_int, default=1, help="passes over the training samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--backend", default="auto", help="auto, numba (CPU) or torch")
+    p.add_argument("--time-steps", type=_pos_int, default=250, help="presentation steps (dt = 1 ms)")
+    p.add_argument("--max-rate", type=float, default=128.0, help="rate of a full pixel, Hz")
+    p.add_argument("--batch-size", type=_pos_int, default=500, help="inference batch")
+    for name, default, hlp in [
+        ("w-inh", None, "tinysnn lateral inhibition w_inh (mV)"),
+        ("w-inh-exc", None, "baselines: inh -> exc weight (mV)"),
+        ("norm-total", None, "column normalization total (default 0.1 x inputs)"),
+        ("theta-plus", None, "adaptive threshold increment (mV)"),
+        ("eta-post", None, "tinysnn eta_post"),
+        ("t-update", None, "tinysnn update period T_u (steps)"),
+        ("n-th", None, "tinysnn N_th"),
+        ("nu-pre", None, "pair STDP nu_pre"),
+        ("nu-post", None, "pair STDP nu_post"),
+        ("eta-p", None, "SL-STDP eta_p (approximate baseline)"),
+        ("eta-d", None, "SL-STDP eta_d (approximate baseline)"),
+    ]:
+        p.add_argument("--" + name, type=float, default=default, help=hlp)
+    p.add_argument("--scheme", default="ptq", help="quantization scheme: ptq or itq")
+    p.add_argument("--quant", default="fp32",
+                   help="formats, e.g. weights=Q1.7,vmem=Q9.7,vth=Q9.7 (any subset; fp32 for none)")  # fmt: skip
+    p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
+    p.add_argument("--energy", default="estimate",
+                   help="energy meter: auto, nvml, jetson, rapl or estimate[:WATTS] (default estimate)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_configs(args: argparse.Namespace, n_input: int):  # type: ignore[no-untyped-def]
+    """(networks, learning, seeds) from parsed arguments."""
+    variant = Variant.parse(args.variant)
+    net_kw: Dict[str, Any] = {"variant": variant, "n_input": n_input}
+    norm = args.norm_total if args.norm_total is not None else round(0.1 * n_input, 6)
+    net_kw["norm_total"] = norm
+    for arg, key in [("w_inh", "w_inh"), ("w_inh_exc", "w_inh_exc"), ("theta_plus", "theta_plus")]:
+        if getattr(args, arg) is not None:
+            net_kw[key] = getattr(args, arg)
+    learn_kw: Dict[str, Any] = {}
+    for arg in ("eta_post", "n_th", "nu_pre", "nu_post", "eta_p", "eta_d"):
+        if getattr(args, arg) is not None:
+            learn_kw[arg] = getattr(args, arg)
+    if args.t_update is not None:
+        learn_kw["t_update"] = int(args.t_update)
+    sizes: List[int] = list(args.neurons)
+    pop = args.population or 1
+    if len(sizes) > 1 and pop > 1:
+        raise ConfigError("give either several --neurons values or --population, not both")
+    if len(sizes) == 1:
+        sizes = sizes * pop
+    nets = [NetworkConfig(n_neurons=n, **net_kw) for n in sizes]
+    seeds = [args.seed + k for k in range(len(sizes))]
+    return nets, LearningConfig(**learn_kw), seeds
+
+
+def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Load data, build the population, train and evaluate; returns (RunResult, extras)."""
+    import torch
+
+    from . import data as D
+    from .energy import make_meter
+    from .network import build_population, resolve_device
+    from .quant import parse_quant_arg
+    from .train import run
+
+    splits = D.load(args.dataset, args.data_root, download=args.download, validation=args.validation)
+    train = splits.train.take(args.train_samples)
+    test = splits.validation if args.validation else splits.test
+    assert test is not None
+    test = test.take(args.test_samples) if args.test_samples is not None else test
+    assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
+    nets, learn, seeds = build_configs(args, train.n_input)
+    device = resolve_device(args.device)
+    spec = parse_quant_arg(args.quant, rounding=args.rounding, scheme=args.scheme)
+    torch.set_grad_enabled(False)
+    pop = build_population(nets, learn, seeds, device)
+    enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    meter = make_meter(args.energy, sync=sync)
+    meter.start()
+    result = run(
+        pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
+        backend=args.backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    reading = meter.stop()
+    result.extra["energy_meter"] = reading.meter
+    result.extra["energy_is_estimate"] = reading.is_estimate
+    result.extra["energy_joules_run"] = reading.joules
+    result.extra["idle_power_w"] = reading.idle_power_w
+    return result, pop
+
+
+def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
+    """A short result table, one row per network."""
+    file = file if file is not None else sys.stdout
+    hdr = f"{'#':>3} {'variant':<11} {'N':>5} {'seed':>5} {'quant':<24} {'acc(all)':>9} {'acc(prop)':>9} {'spk/smp':>8}"
+    print(hdr, file=file)
+    for n in result.networks:
+        name = n.variant + ("*" if n.variant == "sl_stdp" else "")
+        print(
+            f"{n.index:>3} {name:<11} {n.n_neurons:>5} {n.seed:>5} {n.quant[:24]:<24} "
+            f"{100 * n.accuracy:>8.2f}% {100 * n.accuracy_proportion:>8.2f}% {n.spikes_per_sample_test:>8.1f}",
+            file=file,
+        )
+    print(
+        f"train {result.train_samples} x {result.epochs} samples in {result.train_seconds:.1f} s "
+        f"({result.train_samples_per_s:.1f} samples/s, {result.aggregate_train_samples_per_s:.1f} "
+        f"network-samples/s); inference {result.infer_samples_per_s:.1f} samples/s; "
+        f"wall {result.wall_seconds:.1f} s on {result.device} ({result.backend}); "
+        f"evaluated on {result.eval_split}",
+        file=file,
+    )
+    if any(n.variant == "sl_stdp" for n in result.networks):
+        print("* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked)", file=file)
+
+
+def machine_info() -> Dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    result, _ = run_from_args(args)
+    print_table(result)
+    if args.json:
+        recs = [result.record(k) for k in range(len(result.networks))]
+        payload: Any = recs[0] if len(recs) == 1 else recs
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="tinysnn", description="tinySNN spiking networks: train and test")
+    sub = parser.add_subparsers(dest="command")
+    tr = sub.add_parser("train", help="train networks with STDP and test them")
+    add_train_arguments(tr)
+    tr.add_argument("--json", default=None, help="write the result record(s) to this file")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return cmd_train(args)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"tinysnn: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

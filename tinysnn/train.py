@@ -1,0 +1,284 @@
+"""Training and evaluation loops: online STDP over a sample stream, then label assignment and test.
+
+One run trains a whole population (P networks) on the same stream of samples; every network gets
+its own result. Quantization (SPEC.md §2) plugs in here:
+
+* ITQ: the networks' fixed-point rows are active during training (weights re-quantized after
+  every update and normalization, V_mem every step, V_th after every change).
+* PTQ: training runs in FP32; afterwards weights and thresholds are quantized once and V_mem is
+  quantized at every inference step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from . import evaluate as E
+from .config import EncodingConfig
+from .data import Split
+from .network import Population
+from .quant import PARAMS, QuantSpec, Scheme, population_rows, quantize_rows
+from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
+
+
+@dataclass
+class NetworkResult:
+    """What one network of a run achieved."""
+
+    index: int
+    variant: str
+    n_neurons: int
+    seed: int
+    accuracy: float
+    """All-activity test accuracy (the headline number), in [0, 1]."""
+    accuracy_proportion: float
+    """Proportion-weighting test accuracy, in [0, 1]."""
+    no_prediction: int
+    """Test samples that made no assigned neuron fire (counted as wrong)."""
+    spikes_per_sample_train: float
+    spikes_per_sample_test: float
+    confusion: List[List[int]]
+    """(C, C + 1): true class x predicted class, last column = no prediction."""
+    quant: str = "fp32"
+    scheme: str = "fp32"
+    rounding: str = ""
+
+
+@dataclass
+class RunResult:
+    """A training + evaluation run of a population."""
+
+    networks: List[NetworkResult]
+    dataset: str
+    eval_split: str
+    train_samples: int
+    epochs: int
+    assign_samples: int
+    test_samples: int
+    device: str
+    backend: str
+    seed: int
+    n_networks: int
+    train_seconds: float
+    assign_seconds: float
+    test_seconds: float
+    wall_seconds: float
+    train_samples_per_s: float
+    """Samples/s of the population's training loop (each network sees every sample)."""
+    infer_samples_per_s: float
+    """Samples/s of inference (label assignment + test), per network."""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def aggregate_train_samples_per_s(self) -> float:
+        return self.train_samples_per_s * self.n_networks
+
+    def record(self, index: int = 0) -> Dict[str, Any]:
+        """A flat JSON-ready record for network ``index`` (the `tinysnn train --json` format)."""
+        net = asdict(self.networks[index])
+        out = {k: v for k, v in asdict(self).items() if k not in ("networks", "extra")}
+        out.update(net)
+        out["aggregate_train_samples_per_s"] = self.aggregate_train_samples_per_s
+        out.update(self.extra)
+        return out
+
+
+def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], training: bool) -> None:
+    """Set the population's fixed-point rows from one spec per network.
+
+    With ``training=True`` only ITQ networks get active rows (PTQ trains in FP32).
+    """
+    if len(specs) != pop.n_networks:
+        raise ValueError(f"{len(specs)} quantization specs for {pop.n_networks} networks")
+    full = [s if s is not None else QuantSpec() for s in specs]
+    use = [s if (not training or s.scheme == Scheme.ITQ) else QuantSpec() for s in full]
+    for param in PARAMS:
+        pop.quant[param] = population_rows(use, param, pop.device).to(torch.float32)
+
+
+def quantize_parameters(pop: Population) -> None:
+    """Put weights and effective thresholds on their grids (PTQ after training; ITQ at start)."""
+    pop.weights = quantize_rows(pop.weights, pop.quant["weights"]).contiguous()
+    vth = pop.exc.v_th
+    pop.theta = (quantize_rows(vth + pop.theta, pop.quant["vth"]) - vth).contiguous()
+
+
+def train_population(
+    sim: Simulator,
+    images: torch.Tensor,
+    epochs: int = 1,
+    progress: bool = True,
+    start: int = 0,
+    on_sample: Optional[Callable[[int, torch.Tensor], None]] = None,
+) -> Dict[str, Any]:
+    """Online training over ``images`` for ``epochs`` passes, from global sample ``start``.
+
+    ``on_sample(i, counts)`` is called after global sample ``i`` (e.g. to checkpoint).
+    Returns timing and spike statistics.
+    """
+    n = int(images.shape[0])
+    total = n * int(epochs)
+    spikes = torch.zeros(sim.pop.n_networks, dtype=torch.float64)
+    bar = _bar(total, "train", progress, initial=start)
+    t0 = time.perf_counter()
+    for i in range(start, total):
+        counts = sim.train_sample(images[i % n], i)
+        spikes += counts.sum(dim=1).to(torch.float64).cpu()
+        if on_sample is not None:
+            on_sample(i, counts)
+        if bar is not None:
+            bar.update(1)
+    if sim.pop.device.type == "cuda":
+        torch.cuda.synchronize(sim.pop.device)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    done = max(total - start, 0)
+    return {
+        "seconds": seconds,
+        "samples": done,
+        "spikes_per_sample": (spikes / max(done, 1)).tolist(),
+    }
+
+
+def infer_counts(
+    sim: Simulator, images: torch.Tensor, stream: int, batch_size: int = 500, progress: bool = True,
+    desc: str = "infer",
+) -> torch.Tensor:  # fmt: skip
+    """Spike counts (P, S, N) of all images, in batches, without learning."""
+    n = int(images.shape[0])
+    out = []
+    bar = _bar(n, desc, progress)
+    for a in range(0, n, batch_size):
+        chunk = images[a : a + batch_size]
+        out.append(sim.infer(chunk, stream, first_index=a).cpu())
+        if bar is not None:
+            bar.update(int(chunk.shape[0]))
+    if bar is not None:
+        bar.close()
+    if not out:
+        return torch.zeros((sim.pop.n_networks, 0, sim.pop.n_max), dtype=torch.int32)
+    return torch.cat(out, dim=1)
+
+
+def run(
+    pop: Population,
+    enc: EncodingConfig,
+    train: Split,
+    test: Split,
+    *,
+    assign: Optional[Split] = None,
+    epochs: int = 1,
+    seed: int = 0,
+    backend: str = "auto",
+    quant: Optional[Sequence[Optional[QuantSpec]]] = None,
+    batch_size: int = 500,
+    progress: bool = True,
+    n_classes: int = 10,
+    start: int = 0,
+    on_sample: Optional[Callable[[int, torch.Tensor], None]] = None,
+    after_train: Optional[Callable[[Population], None]] = None,
+) -> RunResult:
+    """Train a population on ``train``, assign labels on ``assign`` (default: ``train``), test.
+
+    Args:
+        pop: the population (trained in place).
+        enc: presentation window.
+        train, test: splits; ``test`` may be a validation split.
+        assign: samples for label assignment (learning off); defaults to the training samples.
+        epochs: passes over ``train``.
+        seed: seed of the input trains (the weights' seeds are in the population).
+        backend: ``auto``, ``numba`` or ``torch``.
+        quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme.
+        start, on_sample: resume from a global sample index; callback after each sample.
+        after_train: called with the trained population before quantization (range analysis).
+    """
+    t_wall = time.perf_counter()
+    specs = list(quant) if quant is not None else [None] * pop.n_networks
+    apply_quant_rows(pop, specs, training=True)
+    if start == 0 and any(s is not None and s.scheme == Scheme.ITQ for s in specs):
+        quantize_parameters(pop)
+    sim = Simulator(pop, enc, seed=seed, backend=backend)
+    tr = train_population(sim, train.images, epochs, progress, start, on_sample)
+    if after_train is not None:
+        after_train(pop)
+    apply_quant_rows(pop, specs, training=False)
+    quantize_parameters(pop)
+    sim = Simulator(pop, enc, seed=seed, backend=sim.backend)
+    assign = assign if assign is not None else train
+    t0 = time.perf_counter()
+    a_counts = infer_counts(sim, assign.images, STREAM_ASSIGN, batch_size, progress, "assign")
+    t_assign = time.perf_counter() - t0
+    assignment = E.assign_labels(a_counts, assign.labels, n_classes)
+    t0 = time.perf_counter()
+    t_counts = infer_counts(sim, test.images, STREAM_TEST, batch_size, progress, "test")
+    t_test = time.perf_counter() - t0
+    pred_all = E.predict_all_activity(t_counts, assignment)
+    pred_prop = E.predict_proportion(t_counts, assignment)
+    acc_all = E.accuracy(pred_all, test.labels)
+    acc_prop = E.accuracy(pred_prop, test.labels)
+    spikes_test = t_counts.to(torch.float64).sum(dim=(1, 2)) / max(len(test), 1)
+    nets = []
+    for k in range(pop.n_networks):
+        spec = specs[k]
+        nets.append(
+            NetworkResult(
+                index=k,
+                variant=pop.variant.value,
+                n_neurons=int(pop.sizes[k]),
+                seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
+                accuracy=float(acc_all[k]),
+                accuracy_proportion=float(acc_prop[k]),
+                no_prediction=int((pred_all[k] < 0).sum()),
+                spikes_per_sample_train=float(tr["spikes_per_sample"][k]),
+                spikes_per_sample_test=float(spikes_test[k]),
+                confusion=E.confusion_matrix(pred_all[k], test.labels, n_classes).tolist(),
+                quant=spec.to_text() if spec is not None and not spec.is_fp32 else "fp32",
+                scheme=spec.scheme.value if spec is not None and not spec.is_fp32 else "fp32",
+                rounding=spec.rounding.value if spec is not None and not spec.is_fp32 else "",
+            )
+        )
+    n_inf = len(assign) + len(test)
+    t_inf = t_assign + t_test
+    return RunResult(
+        networks=nets,
+        dataset=train.name.split(":")[0],
+        eval_split=test.name,
+        train_samples=len(train),
+        epochs=int(epochs),
+        assign_samples=len(assign),
+        test_samples=len(test),
+        device=str(pop.device),
+        backend=sim.backend,
+        seed=int(seed),
+        n_networks=pop.n_networks,
+        train_seconds=tr["seconds"],
+        assign_seconds=t_assign,
+        test_seconds=t_test,
+        wall_seconds=time.perf_counter() - t_wall,
+        train_samples_per_s=tr["samples"] / tr["seconds"] if tr["seconds"] > 0 else 0.0,
+        infer_samples_per_s=n_inf / t_inf if t_inf > 0 else 0.0,
+    )
+
+
+def _bar(total: int, desc: str, enabled: bool, initial: int = 0):  # type: ignore[no-untyped-def]
+    if not enabled or total <= 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True, leave=False)
+
+
+__all__ = [
+    "NetworkResult",
+    "RunResult",
+    "apply_quant_rows",
+    "infer_counts",
+    "quantize_parameters",
+    "run",
+    "train_population",
+]

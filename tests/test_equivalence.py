@@ -54,6 +54,7 @@ def test_training_is_identical_on_the_same_trains(variant, sizes, quant) -> None
         ca = sa.train_sample(imgs[k], k, train=tr)
         cb = sb.train_sample(imgs[k], k, train=tr)
         assert torch.equal(ca, cb), f"spike counts differ at sample {k}"
+        assert torch.equal(sa.last_stats, sb.last_stats), f"kernel statistics differ at sample {k}"
         total += int(ca.sum())
     assert total > 20  # the comparison exercised learning
     assert torch.allclose(a.weights, b.weights, atol=ATOL, rtol=0)
@@ -62,6 +63,7 @@ def test_training_is_identical_on_the_same_trains(variant, sizes, quant) -> None
     ia = sa.infer(imgs[:6], 2, trains=trains)
     ib = sb.infer(imgs[:6], 2, trains=trains)
     assert torch.equal(ia, ib)
+    assert torch.equal(sa.last_stats, sb.last_stats)
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])

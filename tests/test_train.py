@@ -37,7 +37,8 @@ def test_cli_writes_json_record(tmp_path: Path, capsys) -> None:
     assert code == 0
     rec = json.loads(out.read_text())
     for key in ("accuracy", "accuracy_proportion", "train_samples_per_s", "infer_samples_per_s",
-                "wall_seconds", "spikes_per_sample_test", "device", "seed", "energy_meter"):  # fmt: skip
+                "wall_seconds", "spikes_per_sample_test", "device", "seed", "energy_meter",
+                "energy_train_joules", "energy_infer_joules_per_sample", "op_energy_infer_j_per_sample"):  # fmt: skip
         assert key in rec, key
     assert rec["train_samples"] == 100 and rec["test_samples"] == 50
     assert rec["energy_is_estimate"] is True

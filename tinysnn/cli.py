@@ -136,17 +136,14 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     meter = make_meter(args.energy, sync=sync)
-    meter.start()
-    result = run(
-        pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
-        backend=args.backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )  # fmt: skip
-    reading = meter.stop()
-    result.extra["energy_meter"] = reading.meter
-    result.extra["energy_is_estimate"] = reading.is_estimate
-    result.extra["energy_joules_run"] = reading.joules
-    result.extra["idle_power_w"] = reading.idle_power_w
+    try:
+        result = run(
+            pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
+            backend=args.backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
+            progress=not args.no_progress, meter=meter,
+        )  # fmt: skip
+    finally:
+        meter.close()
     return result, pop
 
 
@@ -170,6 +167,24 @@ def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
         f"evaluated on {result.eval_split}",
         file=file,
     )
+    ex = result.extra
+    if ex.get("energy_meter"):
+        tag = "ESTIMATE (time x stated power), not a measurement" if ex["energy_is_estimate"] else "measured"
+        idle = ex.get("idle_power_w")
+        idle_txt = f", idle {idle:.2f} W subtracted" if idle is not None and ex.get("idle_subtracted") else ""
+        print(
+            f"energy [{ex['energy_meter']}: {tag}{idle_txt}]: training {ex['energy_train_joules']:.3g} J "
+            f"({ex['energy_train_joules_per_sample']:.3g} J/sample), inference "
+            f"{ex['energy_infer_joules_per_sample']:.3g} J/sample (whole population)",
+            file=file,
+        )
+    for n in result.networks[:8]:
+        print(
+            f"op-count model, network {n.index}: training {n.op_energy_train_j_per_sample:.3g} J/sample, "
+            f"inference {n.op_energy_infer_j_per_sample:.3g} J/sample, "
+            f"{n.synops_per_sample_test:.0f} synaptic ops/sample",
+            file=file,
+        )
     if any(n.variant == "sl_stdp" for n in result.networks):
         print("* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked)", file=file)
 

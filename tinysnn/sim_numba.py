@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 
     prange = range  # type: ignore[assignment]
 
+#: columns of the per-sample statistics (P, B, 3) the kernels write
+STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
 VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
 FP_COLUMNS = (
@@ -130,8 +132,10 @@ def _fix_w(x, wmax, qrow):
 
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-             pre_table, T, counts, b):  # fmt: skip
+             pre_table, T, counts, b, stats):  # fmt: skip
     n_in = W.shape[1]
+    n_inh_spikes = 0
+    n_cols = 0
     vr_e, vres_e, vth_e, dec_e = k[K_VR_E], k[K_VRESET_E], k[K_VTH_E], k[K_DEC_E]
     vr_i, vres_i, vth_i, dec_i = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I]
     dec_post = k[K_DEC_POST]
@@ -181,6 +185,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                 if sp:
                     refi[j] = refr_i
                     x = vres_i
+                    n_inh_spikes += 1
                 vi[j] = x
                 si_new[j] = sp
             lat = si
@@ -239,6 +244,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                     else:
                         for j in range(n):
                             row[j] = _fix_w(row[j] - dep[j], wmax, qw)
+            n_cols += nsp
             for m in range(nsp):
                 j = spk[m]
                 for i in range(n_in):
@@ -246,6 +252,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                         W[p, i, j] = _fix_w(W[p, i, j] + nu_post * pre_table[t - last_in[i]], wmax, qw)
         elif variant == 1:  # SL-STDP (approximate baseline)
             eta_p, eta_d, x_th = fp[p, C_ETA_P], fp[p, C_ETA_D], fp[p, C_X_TH]
+            n_cols += nsp
             for m in range(nsp):
                 j = spk[m]
                 for i in range(n_in):
@@ -270,6 +277,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                     if not spiked[j]:
                         continue
                     spiked[j] = False
+                    n_cols += 1
                     for i in range(n_in):
                         if last_in[i] < 0:
                             continue
@@ -278,6 +286,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                         W[p, i, j] = _fix_w(w + bi * (wmax - w), wmax, qw)
     for j in range(n):
         counts[p, b, j] = cnt[j]
+    stats[p, b, 0] = ptr[T] - ptr[0]
+    stats[p, b, 1] = n_inh_spikes
+    stats[p, b, 2] = n_cols
     if learn:
         dth = k[K_DEC_THETA]
         for j in range(n):
@@ -307,18 +318,18 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
 
 @njit(cache=True, parallel=True)
 def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                 pre_table, T, qseed, counts):  # fmt: skip
+                 pre_table, T, qseed, counts, stats):  # fmt: skip
     """One training sample for all P networks (in parallel); counts (P, 1, N) is written."""
     P = W.shape[0]
     for p in prange(P):
         np.random.seed(mix_seed(qseed, 7, p))
         _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
-                 k, refr_e, refr_i, pre_table, T, counts, 0)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, 0, stats)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
-                 pre_table, T, counts):  # fmt: skip
+                 pre_table, T, counts, stats):  # fmt: skip
     """B samples x P networks without learning; each sample encoded from its own seed."""
     P = W.shape[0]
     B = probs.shape[0]
@@ -329,12 +340,12 @@ def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, r
         ptr, idx = encode_isi(probs[b], T, seeds[b])
         np.random.seed(mix_seed(seeds[b], 11, p))
         _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq,
-                 k, refr_e, refr_i, pre_table, T, counts, b)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, b, stats)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, qv, k, refr_e,
-                        refr_i, pre_table, T, counts):  # fmt: skip
+                        refr_i, pre_table, T, counts, stats):  # fmt: skip
     """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]."""
     P = W.shape[0]
     B = ptrs.shape[0]
@@ -343,7 +354,7 @@ def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, q
         p = job // B
         b = job % B
         _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
-                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b)  # fmt: skip
+                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats)  # fmt: skip
 
 
 def num_threads() -> int:

@@ -15,7 +15,7 @@ One step t of the excitatory layer (SPEC.md §1), for every network p and sample
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -47,7 +47,8 @@ def run_window(
         gen: generator for stochastic rounding (ITQ).
 
     Returns:
-        Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window.
+        Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window, and
+        statistics ``(P, B, 3)`` int64: input spikes, inhibitory spikes, weight columns updated.
     """
     T, B, n_in = trains.shape
     if learn and B != 1:
@@ -76,6 +77,8 @@ def run_window(
         refi = torch.zeros_like(ref)
         si = torch.zeros_like(s)
     counts = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
+    n_inh = torch.zeros((P, B), dtype=torch.int64, device=dev)
+    n_cols = torch.zeros((P,), dtype=torch.int64, device=dev)
     w, theta = pop.weights, pop.theta
     if learn:
         x_pre = torch.zeros((n_in,), device=dev)
@@ -97,6 +100,7 @@ def run_window(
             si_new = (vi > ih.v_th) & mask
             refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
             vi = torch.where(si_new, torch.full_like(vi, ih.v_reset), vi)
+            n_inh = n_inh + si_new.sum(dim=2)
             lat = si  # inhibitory spikes of t - 1 inhibit the excitatory layer now
         else:
             lat = s  # excitatory spikes of t - 1 inhibit directly
@@ -124,7 +128,10 @@ def run_window(
             w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, qw, gen)
             if pop.variant is Variant.TINYSNN:
                 upd = ((t + 1) % t_upd == 0) | (t == T - 1)
+                n_cols = n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
                 spiked = (spiked | s0) & ~upd[:, None]
+            else:
+                n_cols = n_cols + s0.sum(dim=1)
             if qw is not None:
                 w = quantize_rows(w, qw, gen)
     if learn:
@@ -136,7 +143,16 @@ def run_window(
         if qw is not None:
             w = quantize_rows(w, qw, gen)
         pop.weights, pop.theta = w, theta
-    return counts
+    n_in_spk = trains.sum(dim=(0, 2)).to(torch.int64)  # (B,)
+    stats = torch.stack(
+        [
+            n_in_spk[None, :].expand(P, B),
+            n_inh,
+            n_cols[:, None].expand(P, B) if learn else torch.zeros_like(n_inh),
+        ],
+        dim=2,
+    )
+    return counts, stats
 
 
 def _threshold(pop: Population, theta: torch.Tensor, qth: Optional[torch.Tensor]) -> torch.Tensor:
@@ -181,13 +197,14 @@ def _learn_step(
 
 def train_sample(
     pop: Population, train: torch.Tensor, enc: EncodingConfig, gen: Optional[torch.Generator] = None
-) -> torch.Tensor:
-    """Learn from one sample's input train ``(T, n_in)``; returns counts ``(P, N)``."""
-    return run_window(pop, train[:, None, :], enc, learn=True, gen=gen)[:, 0, :]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Learn from one sample's input train ``(T, n_in)``; counts ``(P, N)`` and stats (P, 1, 3)."""
+    counts, stats = run_window(pop, train[:, None, :], enc, learn=True, gen=gen)
+    return counts[:, 0, :], stats
 
 
-def infer(pop: Population, trains: torch.Tensor, enc: EncodingConfig) -> torch.Tensor:
-    """Counts ``(P, B, N)`` for a batch of trains ``(T, B, n_in)`` without learning."""
+def infer(pop: Population, trains: torch.Tensor, enc: EncodingConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Counts ``(P, B, N)`` and stats ``(P, B, 3)`` for trains ``(T, B, n_in)`` without learning."""
     with torch.no_grad():
         return run_window(pop, trains, enc, learn=False)
 

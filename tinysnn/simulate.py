@@ -46,6 +46,9 @@ class Simulator:
             raise ValueError("backend 'numba' needs numba: pip install numba")
         self.pop, self.enc, self.seed, self.backend = pop, enc, int(seed), backend
         self._consts = constants(pop, enc)
+        self.last_stats: Optional[torch.Tensor] = None
+        """(P, B, 3) int64 of the last call: input spikes, inhibitory spikes, weight columns
+        updated by learning (see :mod:`tinysnn.sim_numba`); the op-count energy model uses them."""
         self._args_key: object = None
         self._args: dict = {}
 
@@ -124,7 +127,8 @@ class Simulator:
             if train is None:
                 train = self.encode(image, STREAM_TRAIN, index)
             g = make_generator(self._sample_seed(7, index), self.pop.device)
-            return sim_torch.train_sample(self.pop, train, self.enc, g)
+            counts, self.last_stats = sim_torch.train_sample(self.pop, train, self.enc, g)
+            return counts
         a = self._numba_args()
         if train is None:
             prob = spike_probability(image.cpu(), self.enc).numpy()
@@ -132,11 +136,13 @@ class Simulator:
         else:
             ptr, idx = K.dense_to_csr(train.cpu().numpy())
         counts = np.zeros((self.pop.n_networks, 1, self.pop.n_max), np.int32)
+        stats = np.zeros((self.pop.n_networks, 1, 3), np.int64)
         K.train_kernel(
             a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
             a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
-            a["table"], a["T"], self._sample_seed(7, index), counts,
+            a["table"], a["T"], self._sample_seed(7, index), counts, stats,
         )  # fmt: skip
+        self.last_stats = torch.from_numpy(stats)
         return torch.from_numpy(counts[:, 0, :])
 
     # -- inference -----------------------------------------------------------------------------
@@ -158,16 +164,18 @@ class Simulator:
                 if trains is None:
                     g = make_generator(self._sample_seed(stream, first_index), self.pop.device)
                     trains = poisson(images.to(self.pop.device), self.enc, g)
-                return sim_torch.infer(self.pop, trains, self.enc)
+                counts, self.last_stats = sim_torch.infer(self.pop, trains, self.enc)
+                return counts
         a = self._numba_args()
         counts = np.zeros((self.pop.n_networks, B, self.pop.n_max), np.int32)
+        stats = np.zeros((self.pop.n_networks, B, 3), np.int64)
         if trains is None:
             probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy())
             seeds = np.array([self._sample_seed(stream, first_index + b) for b in range(B)], dtype=np.int64)
             K.infer_kernel(
                 a["variant"], probs, seeds, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
                 a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                a["T"], counts,
+                a["T"], counts, stats,
             )  # fmt: skip
         else:
             parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
@@ -177,8 +185,9 @@ class Simulator:
             K.infer_trains_kernel(
                 a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
                 a["fp"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                a["T"], counts,
+                a["T"], counts, stats,
             )  # fmt: skip
+        self.last_stats = torch.from_numpy(stats)
         return torch.from_numpy(counts)
 
 

@@ -20,7 +20,9 @@ import torch
 from . import evaluate as E
 from .config import EncodingConfig
 from .data import Split
+from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joules
 from .network import Population
+from .ops import sample_op_counts
 from .quant import PARAMS, QuantSpec, Scheme, population_rows, quantize_rows
 from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
 
@@ -46,6 +48,14 @@ class NetworkResult:
     quant: str = "fp32"
     scheme: str = "fp32"
     rounding: str = ""
+    synops_per_sample_train: float = 0.0
+    synops_per_sample_test: float = 0.0
+    neuron_updates_per_sample_test: float = 0.0
+    weight_updates_per_sample_train: float = 0.0
+    op_energy_train_j_per_sample: float = 0.0
+    """Op-count model energy of one training sample at this network's bit widths (J)."""
+    op_energy_infer_j_per_sample: float = 0.0
+    """Op-count model energy of one inference sample at this network's bit widths (J)."""
 
 
 @dataclass
@@ -113,23 +123,31 @@ def train_population(
     epochs: int = 1,
     progress: bool = True,
     start: int = 0,
-    on_sample: Optional[Callable[[int, torch.Tensor], None]] = None,
+    on_sample: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
+    start_sums: Optional[torch.Tensor] = None,
 ) -> Dict[str, Any]:
     """Online training over ``images`` for ``epochs`` passes, from global sample ``start``.
 
-    ``on_sample(i, counts)`` is called after global sample ``i`` (e.g. to checkpoint).
-    Returns timing and spike statistics.
+    ``on_sample(i, counts, sums)`` is called after global sample ``i`` (e.g. to checkpoint);
+    ``sums`` (P, 4) float64 holds the running totals of excitatory spikes, input spikes,
+    inhibitory spikes and weight columns updated since sample 0; pass it back as ``start_sums``
+    when resuming so the statistics cover the whole run.
+    Returns timing and per-sample means of those statistics.
     """
     n = int(images.shape[0])
     total = n * int(epochs)
-    spikes = torch.zeros(sim.pop.n_networks, dtype=torch.float64)
+    P = sim.pop.n_networks
+    # running sums per network: excitatory spikes, input spikes, inhibitory spikes, columns updated
+    sums = torch.zeros((P, 4), dtype=torch.float64) if start_sums is None else start_sums.clone()
     bar = _bar(total, "train", progress, initial=start)
     t0 = time.perf_counter()
     for i in range(start, total):
         counts = sim.train_sample(images[i % n], i)
-        spikes += counts.sum(dim=1).to(torch.float64).cpu()
+        sums[:, 0] += counts.sum(dim=1).to(torch.float64).cpu()
+        if sim.last_stats is not None:
+            sums[:, 1:] += sim.last_stats[:, 0, :].to(torch.float64).cpu()
         if on_sample is not None:
-            on_sample(i, counts)
+            on_sample(i, counts, sums)
         if bar is not None:
             bar.update(1)
     if sim.pop.device.type == "cuda":
@@ -138,28 +156,31 @@ def train_population(
     if bar is not None:
         bar.close()
     done = max(total - start, 0)
-    return {
-        "seconds": seconds,
-        "samples": done,
-        "spikes_per_sample": (spikes / max(done, 1)).tolist(),
-    }
+    return {"seconds": seconds, "samples": done, "means": sums / max(total, 1)}
 
 
 def infer_counts(
     sim: Simulator, images: torch.Tensor, stream: int, batch_size: int = 500, progress: bool = True,
     desc: str = "infer",
 ) -> torch.Tensor:  # fmt: skip
-    """Spike counts (P, S, N) of all images, in batches, without learning."""
+    """Spike counts (P, S, N) of all images, in batches, without learning.
+
+    The mean per-sample kernel statistics (P, 3) are left in ``sim.mean_stats``.
+    """
     n = int(images.shape[0])
     out = []
+    stat_sum = torch.zeros((sim.pop.n_networks, 3), dtype=torch.float64)
     bar = _bar(n, desc, progress)
     for a in range(0, n, batch_size):
         chunk = images[a : a + batch_size]
         out.append(sim.infer(chunk, stream, first_index=a).cpu())
+        if sim.last_stats is not None:
+            stat_sum += sim.last_stats.to(torch.float64).sum(dim=1).cpu()
         if bar is not None:
             bar.update(int(chunk.shape[0]))
     if bar is not None:
         bar.close()
+    sim.mean_stats = stat_sum / max(n, 1)  # type: ignore[attr-defined]
     if not out:
         return torch.zeros((sim.pop.n_networks, 0, sim.pop.n_max), dtype=torch.int32)
     return torch.cat(out, dim=1)
@@ -180,8 +201,11 @@ def run(
     progress: bool = True,
     n_classes: int = 10,
     start: int = 0,
-    on_sample: Optional[Callable[[int, torch.Tensor], None]] = None,
+    start_sums: Optional[torch.Tensor] = None,
+    on_sample: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
     after_train: Optional[Callable[[Population], None]] = None,
+    meter: Optional[EnergyMeter] = None,
+    op_costs: OpEnergyCosts = DEFAULT_OP_COSTS,
 ) -> RunResult:
     """Train a population on ``train``, assign labels on ``assign`` (default: ``train``), test.
 
@@ -194,8 +218,12 @@ def run(
         seed: seed of the input trains (the weights' seeds are in the population).
         backend: ``auto``, ``numba`` or ``torch``.
         quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme.
-        start, on_sample: resume from a global sample index; callback after each sample.
+        start, start_sums, on_sample: resume from a global sample index with the running
+            statistics saved by ``on_sample(i, counts, sums)`` (see :func:`train_population`).
         after_train: called with the trained population before quantization (range analysis).
+        meter: energy meter (:func:`tinysnn.energy.make_meter`) read around the training phase
+            and the inference phase (assignment + test); its joules are the population's.
+        op_costs: energy per operation for the op-count model.
     """
     t_wall = time.perf_counter()
     specs = list(quant) if quant is not None else [None] * pop.n_networks
@@ -203,47 +231,85 @@ def run(
     if start == 0 and any(s is not None and s.scheme == Scheme.ITQ for s in specs):
         quantize_parameters(pop)
     sim = Simulator(pop, enc, seed=seed, backend=backend)
-    tr = train_population(sim, train.images, epochs, progress, start, on_sample)
+    if meter is not None:
+        meter.start()
+    tr = train_population(sim, train.images, epochs, progress, start, on_sample, start_sums)
+    e_train = meter.stop() if meter is not None else None
     if after_train is not None:
         after_train(pop)
     apply_quant_rows(pop, specs, training=False)
     quantize_parameters(pop)
     sim = Simulator(pop, enc, seed=seed, backend=sim.backend)
     assign = assign if assign is not None else train
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     a_counts = infer_counts(sim, assign.images, STREAM_ASSIGN, batch_size, progress, "assign")
     t_assign = time.perf_counter() - t0
-    assignment = E.assign_labels(a_counts, assign.labels, n_classes)
     t0 = time.perf_counter()
     t_counts = infer_counts(sim, test.images, STREAM_TEST, batch_size, progress, "test")
     t_test = time.perf_counter() - t0
+    e_infer = meter.stop() if meter is not None else None
+    test_stats = sim.mean_stats  # type: ignore[attr-defined]
+    assignment = E.assign_labels(a_counts, assign.labels, n_classes)
     pred_all = E.predict_all_activity(t_counts, assignment)
     pred_prop = E.predict_proportion(t_counts, assignment)
     acc_all = E.accuracy(pred_all, test.labels)
     acc_prop = E.accuracy(pred_prop, test.labels)
     spikes_test = t_counts.to(torch.float64).sum(dim=(1, 2)) / max(len(test), 1)
+    means = tr["means"]
     nets = []
     for k in range(pop.n_networks):
-        spec = specs[k]
+        spec = specs[k] if specs[k] is not None else QuantSpec()
+        n_k = int(pop.sizes[k])
+        ops_train = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(means[k, 0]),
+                                     float(means[k, 1]), float(means[k, 2]), float(means[k, 3]), True)  # fmt: skip
+        ops_test = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(spikes_test[k]),
+                                    float(test_stats[k, 0]), float(test_stats[k, 1]), 0.0, False)  # fmt: skip
+        wb = spec.bits_of("weights") if spec.format_of("weights") is not None else None
+        nb = spec.bits_of("vmem") if spec.format_of("vmem") is not None else None
         nets.append(
             NetworkResult(
                 index=k,
                 variant=pop.variant.value,
-                n_neurons=int(pop.sizes[k]),
+                n_neurons=n_k,
                 seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
                 accuracy=float(acc_all[k]),
                 accuracy_proportion=float(acc_prop[k]),
                 no_prediction=int((pred_all[k] < 0).sum()),
-                spikes_per_sample_train=float(tr["spikes_per_sample"][k]),
+                spikes_per_sample_train=float(means[k, 0]),
                 spikes_per_sample_test=float(spikes_test[k]),
                 confusion=E.confusion_matrix(pred_all[k], test.labels, n_classes).tolist(),
-                quant=spec.to_text() if spec is not None and not spec.is_fp32 else "fp32",
-                scheme=spec.scheme.value if spec is not None and not spec.is_fp32 else "fp32",
-                rounding=spec.rounding.value if spec is not None and not spec.is_fp32 else "",
+                quant=spec.to_text() if not spec.is_fp32 else "fp32",
+                scheme=spec.scheme.value if not spec.is_fp32 else "fp32",
+                rounding=spec.rounding.value if not spec.is_fp32 else "",
+                synops_per_sample_train=ops_train.synaptic_ops,
+                synops_per_sample_test=ops_test.synaptic_ops,
+                neuron_updates_per_sample_test=ops_test.neuron_updates,
+                weight_updates_per_sample_train=ops_train.weight_updates,
+                op_energy_train_j_per_sample=op_energy_joules(
+                    ops_train, weight_bits=wb, neuron_bits=nb, costs=op_costs
+                ),
+                op_energy_infer_j_per_sample=op_energy_joules(
+                    ops_test, weight_bits=wb, neuron_bits=nb, costs=op_costs
+                ),
             )
         )
     n_inf = len(assign) + len(test)
     t_inf = t_assign + t_test
+    extra: Dict[str, Any] = {}
+    if e_train is not None and e_infer is not None:
+        extra = {
+            "energy_meter": e_train.meter,
+            "energy_is_estimate": e_train.is_estimate,
+            "idle_power_w": e_train.idle_power_w,
+            "idle_subtracted": e_train.idle_subtracted,
+            "energy_train_joules": e_train.joules,
+            "energy_train_joules_per_sample": e_train.joules / max(tr["samples"], 1),
+            "energy_infer_joules": e_infer.joules,
+            "energy_infer_joules_per_sample": e_infer.joules / max(n_inf, 1),
+            "energy_note": e_train.note,
+        }
     return RunResult(
         networks=nets,
         dataset=train.name.split(":")[0],
@@ -262,6 +328,7 @@ def run(
         wall_seconds=time.perf_counter() - t_wall,
         train_samples_per_s=tr["samples"] / tr["seconds"] if tr["seconds"] > 0 else 0.0,
         infer_samples_per_s=n_inf / t_inf if t_inf > 0 else 0.0,
+        extra=extra,
     )
 
 

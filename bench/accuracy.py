@@ -1,0 +1,127 @@
+"""Accuracy benchmark: train and test named configurations on the full datasets.
+
+Protocols:
+
+* ``single`` (default): one configuration given by the same options as ``tinysnn train``.
+* ``paper-fp32``: diehl_cook, sl_stdp (APPROXIMATE) and tinysnn at ``--neurons`` (default 400)
+  on MNIST and Fashion-MNIST, one pass over the training images (``--epochs`` for more).
+
+Prints a table and writes JSON (``--json``, default bench/out/accuracy-<protocol>.json) with the
+accuracy under both voting schemes, training and inference samples/s, spikes and synaptic
+operations per sample, wall time, the machine and the git revision.
+
+Example::
+
+    python bench/accuracy.py --data-root ../shared/datasets --dataset mnist --variant diehl_cook \\
+        --neurons 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+from tinysnn.cli import add_train_arguments, machine_info, run_from_args
+
+
+def git_revision() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:
+    if args.protocol == "single":
+        return [args]
+    if args.protocol == "paper-fp32":
+        out = []
+        for ds in args.datasets:
+            for variant in ("diehl_cook", "sl_stdp", "tinysnn"):
+                a = copy.copy(args)
+                a.dataset, a.variant = ds, variant
+                out.append(a)
+        return out
+    raise SystemExit(f"unknown protocol {args.protocol!r}: single or paper-fp32")
+
+
+def row_of(args: argparse.Namespace, result: Any) -> Dict[str, Any]:
+    rec = result.record(0)
+    rec["variant_label"] = rec["variant"] + (" (approx.)" if rec["variant"] == "sl_stdp" else "")
+    return rec
+
+
+def print_rows(rows: List[Dict[str, Any]]) -> None:
+    hdr = (f"{'dataset':<14} {'variant':<20} {'N':>5} {'train':>6} {'ep':>3} {'acc all':>8} {'acc prop':>8} "
+           f"{'train/s':>8} {'infer/s':>8} {'spk/smp':>8} {'synops/smp':>11} {'wall s':>8}")  # fmt: skip
+    print(hdr)
+    for r in rows:
+        print(
+            f"{r['dataset']:<14} {r['variant_label']:<20} {r['n_neurons']:>5} {r['train_samples']:>6} "
+            f"{r['epochs']:>3} {100 * r['accuracy']:>7.2f}% {100 * r['accuracy_proportion']:>7.2f}% "
+            f"{r['train_samples_per_s']:>8.1f} {r['infer_samples_per_s']:>8.1f} "
+            f"{r['spikes_per_sample_test']:>8.1f} {r.get('synops_per_sample_test', float('nan')):>11.0f} "
+            f"{r['wall_seconds']:>8.1f}"
+        )
+    if any(r["variant"] == "sl_stdp" for r in rows):
+        print("sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)")
+
+
+def main(argv: Any = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(p)
+    p.add_argument("--protocol", default="single", help="single or paper-fp32")
+    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], help="for paper-* protocols")
+    p.add_argument("--json", default=None, help="output JSON (default bench/out/accuracy-<protocol>.json)")
+    args = p.parse_args(argv)
+    if args.protocol != "single" and args.neurons == [100]:
+        args.neurons = [400]
+    rows = []
+    started = _dt.datetime.now().isoformat(timespec="seconds")
+    for a in runs_for(args):
+        print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
+        result, _ = run_from_args(a)
+        rows.append(row_of(a, result))
+        print_rows(rows[-1:])
+    print()
+    print_rows(rows)
+    out = Path(args.json or f"bench/out/accuracy-{args.protocol}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "accuracy",
+        "protocol": args.protocol,
+        "command": " ".join([Path(sys.argv[0]).name] + (list(argv) if argv else sys.argv[1:])),
+        "started": started,
+        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        "git_revision": git_revision(),
+        "machine": dict(machine_info(), cpu_model=cpu_model()),
+        "rows": rows,
+    }
+    out.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -99,6 +99,7 @@ def main(argv: Any = None) -> int:
         args.neurons = [400]
     rows = []
     started = _dt.datetime.now().isoformat(timespec="seconds")
+    revision = git_revision()  # of the code that runs, before anything else changes
     for a in runs_for(args):
         print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
         result, _ = run_from_args(a)
@@ -114,7 +115,7 @@ def main(argv: Any = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name] + (list(argv) if argv else sys.argv[1:])),
         "started": started,
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "machine": dict(machine_info(), cpu_model=cpu_model()),
         "rows": rows,
     }

@@ -15,7 +15,7 @@ One step t of the excitatory layer (SPEC.md §1), for every network p and sample
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -36,7 +36,8 @@ def run_window(
     enc: EncodingConfig,
     learn: bool,
     gen: Optional[torch.Generator] = None,
-) -> torch.Tensor:
+    record: Optional[Dict[str, List[torch.Tensor]]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Present one window of input spikes to every network of the population.
 
     Args:
@@ -45,6 +46,9 @@ def run_window(
         enc: the time step and presentation length.
         learn: apply the variant's learning rule, threshold adaptation and normalization.
         gen: generator for stochastic rounding (ITQ).
+        record: if given, the excitatory potentials after every step are appended to
+            ``record["v"]`` (P, B, N) and, while learning, the weights to ``record["w"]``
+            (for tests and inspection; slow).
 
     Returns:
         Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window, and
@@ -115,6 +119,8 @@ def run_window(
         ref = torch.where(s, torch.full_like(ref, c.refrac_exc), ref)
         v = torch.where(s, torch.full_like(v, ex.v_reset), v)
         counts = counts + s.to(torch.int32)
+        if record is not None:
+            record.setdefault("v", []).append(v.clone())
         if baseline:
             si = si_new
         if learn:
@@ -134,6 +140,8 @@ def run_window(
                 n_cols = n_cols + s0.sum(dim=1)
             if qw is not None:
                 w = quantize_rows(w, qw, gen)
+            if record is not None:
+                record.setdefault("w", []).append(w.clone())
     if learn:
         theta = theta * c.dec_theta_sample
         if qth is not None:

@@ -5,6 +5,8 @@ Protocols:
 * ``single`` (default): one configuration given by the same options as ``tinysnn train``.
 * ``paper-fp32``: diehl_cook, sl_stdp (APPROXIMATE) and tinysnn at ``--neurons`` (default 400)
   on MNIST and Fashion-MNIST, one pass over the training images (``--epochs`` for more).
+* ``paper-quant``: tinysnn at 400 neurons, precisions x {PTQ, ITQ} x roundings x {qW, qWN},
+  with memory under both conventions (see bench/paper_quant.py).
 
 Prints a table and writes JSON (``--json``, default bench/out/accuracy-<protocol>.json) with the
 accuracy under both voting schemes, training and inference samples/s, spikes and synaptic
@@ -63,7 +65,7 @@ def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:
                 a.dataset, a.variant = ds, variant
                 out.append(a)
         return out
-    raise SystemExit(f"unknown protocol {args.protocol!r}: single or paper-fp32")
+    raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
 
 
 def row_of(args: argparse.Namespace, result: Any) -> Dict[str, Any]:
@@ -91,22 +93,31 @@ def print_rows(rows: List[Dict[str, Any]]) -> None:
 def main(argv: Any = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(p)
-    p.add_argument("--protocol", default="single", help="single or paper-fp32")
+    p.add_argument("--protocol", default="single", help="single, paper-fp32 or paper-quant")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], help="for paper-* protocols")
     p.add_argument("--json", default=None, help="output JSON (default bench/out/accuracy-<protocol>.json)")
+    p.add_argument("--precisions", type=int, nargs="+", default=[16, 12, 10, 8, 6, 4], help="paper-quant bits")
+    p.add_argument("--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant")
     args = p.parse_args(argv)
     if args.protocol != "single" and args.neurons == [100]:
         args.neurons = [400]
     rows = []
     started = _dt.datetime.now().isoformat(timespec="seconds")
     revision = git_revision()  # of the code that runs, before anything else changes
-    for a in runs_for(args):
-        print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
-        result, _ = run_from_args(a)
-        rows.append(row_of(a, result))
-        print_rows(rows[-1:])
-    print()
-    print_rows(rows)
+    if args.protocol == "paper-quant":
+        from paper_quant import print_quant_rows, run_paper_quant
+
+        rows = run_paper_quant(args, row_of)
+        print()
+        print_quant_rows(rows)
+    else:
+        for a in runs_for(args):
+            print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
+            result, _ = run_from_args(a)
+            rows.append(row_of(a, result))
+            print_rows(rows[-1:])
+        print()
+        print_rows(rows)
     out = Path(args.json or f"bench/out/accuracy-{args.protocol}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -125,4 +136,5 @@ def main(argv: Any = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

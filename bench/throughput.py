@@ -220,10 +220,15 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     backend = "torch" if cuda else spec.get("cpu_backend", "auto")
     sim = Simulator(pop, enc, seed=0, backend=backend)
 
+    numba_default = int(numba.config.NUMBA_NUM_THREADS)
+    train_threads = int(spec.get("train_threads") or 0)
+    if sim.backend == "numba" and train_threads:
+        numba.set_num_threads(min(train_threads, numba_default))
+    threads_train = int(numba.get_num_threads()) if sim.backend == "numba" else torch.get_num_threads()
+
     # Warmup: JIT compile or cache load, thread pool and CUDA start; not timed.
     for i in range(warmup):
         sim.train_sample(train_imgs[i], i).cpu()
-    sim.infer(infer_imgs[:warmup], STREAM_INFER, first_index=0).cpu()
     sync()
 
     t_train: List[float] = []
@@ -235,6 +240,11 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         t_train.append(time.perf_counter() - t0)
         spikes_train += float(counts.sum())
 
+    if sim.backend == "numba":
+        numba.set_num_threads(numba_default)
+    threads_infer = int(numba.get_num_threads()) if sim.backend == "numba" else torch.get_num_threads()
+    sim.infer(infer_imgs[:warmup], STREAM_INFER, first_index=0).cpu()  # warmup, not timed
+    sync()
     t_infer: List[float] = []
     sizes: List[int] = []
     spikes_infer = 0.0
@@ -257,7 +267,8 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         "population": P,
         "device": str(device),
         "backend": sim.backend,
-        "threads": int(numba.get_num_threads()) if sim.backend == "numba" else torch.get_num_threads(),
+        "threads": threads_infer,
+        "train_threads": threads_train,
         "train_samples": n_train,
         "train_seconds": sum(t_train),
         "train_rate": train_rate,
@@ -330,6 +341,7 @@ def run_bindsnet(python: str, neurons: int, n_train: int, n_infer: int, images: 
         "device": "cpu",
         "backend": "bindsnet",
         "threads": threads,
+        "train_threads": threads,
         "monitors": monitors,
         "python": python,
         "loadavg_start": loadavg(),
@@ -423,7 +435,7 @@ def add_ratios(rows: List[Dict[str, Any]]) -> None:
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    hdr = (f"{'simulator':<9} {'variant':<16} {'N':>4} {'P':>3} {'device':<6} {'thr':>3} "
+    hdr = (f"{'simulator':<9} {'variant':<16} {'N':>4} {'P':>3} {'device':<6} {'thr t/i':>7} "
            f"{'train/s/net':>11} {'train agg/s':>11} {'infer/s/net':>11} {'infer agg/s':>11} "
            f"{'peakRSS MB':>10} {'train x BN':>10} {'infer x BN':>10}")  # fmt: skip
     print(hdr)
@@ -436,7 +448,7 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
             continue
         print(
             head
-            + f"{r.get('threads', 0):>3} {fmt_rate(r.get('train_rate')):>11} {fmt_rate(r.get('train_agg_rate')):>11} "
+            + f"{str(r.get('train_threads', r.get('threads'))) + '/' + str(r.get('threads')):>7} {fmt_rate(r.get('train_rate')):>11} {fmt_rate(r.get('train_agg_rate')):>11} "
             f"{fmt_rate(r.get('infer_rate')):>11} {fmt_rate(r.get('infer_agg_rate')):>11} "
             f"{r.get('peak_rss_mb', 0):>10,.0f} {fmt_ratio(r.get('train_agg_x_bindsnet')):>10} "
             f"{fmt_ratio(r.get('infer_agg_x_bindsnet')):>10}"
@@ -517,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sample counts: a smoke run")
     p.add_argument("--cpu-backend", choices=("auto", "numba", "torch"), default="auto",
                    help="simulator backend on CPU (default auto = numba)")  # fmt: skip
+    p.add_argument("--train-threads", type=int, default=0,
+                   help="numba threads while training on CPU (default 0: the library's default, all cores)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per child process")
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"write results here (default {DEFAULT_JSON})")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -572,7 +586,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  "train_samples": samples_for(n_train, pp, floor),
                                  "infer_samples": samples_for(n_infer, pp, floor), "batch": batch,
                                  "train_file": images["train_file"], "infer_file": images["infer_file"],
-                                 "cpu_backend": args.cpu_backend})  # fmt: skip
+                                 "cpu_backend": args.cpu_backend, "train_threads": args.train_threads})  # fmt: skip
         if bn_python:
             first_big = next(
                 (i for i, s in enumerate(plan) if s["neurons"] == n and s["population"] > 1), len(plan)
@@ -604,7 +618,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_table(rows)
     print("\nrates: TOTAL rate = timed samples / summed time of the timed samples (warmup excluded; "
           "medians in the JSON); agg = P x per-net, network-samples/s; tinysnn inference in batches of "
-          f"{batch}, BindsNET batch 1 with {args.bindsnet_threads} torch thread(s), monitors "
+          f"{batch}; thr t/i = threads training/inference; BindsNET batch 1, {args.bindsnet_threads} torch thread(s), monitors "
           f"'{args.bindsnet_monitors}'; x BN = tinysnn agg / BindsNET at the same N (like for like: diehl_cook)")  # fmt: skip
     for s in skipped:
         print(f"skipped {s}")
@@ -635,6 +649,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "sample_scaling": f"count x min(1, 16/P), at least {floor}",
             "infer_batch": batch,
             "cpu_backend": args.cpu_backend,
+            "train_threads": args.train_threads or "library default (all cores)",
             "quick": bool(args.quick),
             "rate": "total: timed samples / summed seconds of timed samples; *_median: median per sample/batch",
             "images": {k: v for k, v in images.items() if not k.endswith("_file")},

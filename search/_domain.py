@@ -125,7 +125,9 @@ def parse_domain(
         raise ValueError(f"unknown domain kind {kind!r}")
     if isinstance(value, list):
         if not value:
-            raise SpecError(f"{path} is an empty list: give at least one value (a list of choices or a scalar)")
+            raise SpecError(
+                f"{path} is an empty list: give at least one value (a list of choices or a scalar)"
+            )
         vals = tuple(_check_scalar(v, f"{path}[{i}]", kind, allowed) for i, v in enumerate(value))
         if len(set(vals)) != len(vals):
             raise SpecError(f"{path}: the choices {list(value)} repeat a value; list each value once")

@@ -110,3 +110,17 @@ def test_cuda_matches_cpu_spikes() -> None:
     c1 = Simulator(cpu, enc, backend="torch").infer(imgs, 2, trains=trains)
     c2 = Simulator(gpu, enc, backend="torch").infer(imgs, 2, trains=trains.cuda()).cpu()
     assert (c1 != c2).float().mean() < 0.02  # float32 sums on the GPU may flip a rare spike
+
+
+def test_vmem_range_is_tracked_identically() -> None:
+    a, b = _pair("tinysnn", [10, 6])
+    enc = EncodingConfig(time_steps=40)
+    sa, sb = Simulator(a, enc, backend="torch"), Simulator(b, enc, backend="numba")
+    g = make_generator(1)
+    for k, img in enumerate(_images(3, 50)):
+        tr = poisson(img, enc, g)
+        sa.train_sample(img, k, train=tr)
+        sb.train_sample(img, k, train=tr)
+    assert torch.equal(sa.vmem_range, sb.vmem_range)
+    lo, hi = sa.vmem_range[0].tolist()
+    assert lo < -65.0 < hi  # lateral inhibition pushes v below rest; input lifts it above

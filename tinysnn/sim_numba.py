@@ -132,8 +132,10 @@ def _fix_w(x, wmax, qrow):
 
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-             pre_table, T, counts, b, stats):  # fmt: skip
+             pre_table, T, counts, b, stats, vrange):  # fmt: skip
     n_in = W.shape[1]
+    v_lo = vrange[p, 0]
+    v_hi = vrange[p, 1]
     n_inh_spikes = 0
     n_cols = 0
     vr_e, vres_e, vth_e, dec_e = k[K_VR_E], k[K_VRESET_E], k[K_VTH_E], k[K_DEC_E]
@@ -203,6 +205,10 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             if ref[j] <= 0:
                 x = x + cur[j]
             x = _q(x, qv)
+            if x < v_lo:
+                v_lo = x
+            if x > v_hi:
+                v_hi = x
             ref[j] -= 1
             sp = x > thr[j]
             if sp:
@@ -290,6 +296,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     stats[p, b, 1] = n_inh_spikes
     stats[p, b, 2] = n_cols
     if learn:
+        vrange[p, 0] = v_lo
+        vrange[p, 1] = v_hi
         dth = k[K_DEC_THETA]
         for j in range(n):
             th = theta[p, j] * dth
@@ -318,13 +326,16 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
 
 @njit(cache=True, parallel=True)
 def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                 pre_table, T, qseed, counts, stats):  # fmt: skip
-    """One training sample for all P networks (in parallel); counts (P, 1, N) is written."""
+                 pre_table, T, qseed, counts, stats, vrange):  # fmt: skip
+    """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
+
+    ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis).
+    """
     P = W.shape[0]
     for p in prange(P):
         np.random.seed(mix_seed(qseed, 7, p))
         _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
-                 k, refr_e, refr_i, pre_table, T, counts, 0, stats)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -334,13 +345,14 @@ def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, r
     P = W.shape[0]
     B = probs.shape[0]
     noq = np.zeros(4, np.float32)
+    dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
     for job in prange(P * B):
         p = job // B
         b = job % B
         ptr, idx = encode_isi(probs[b], T, seeds[b])
         np.random.seed(mix_seed(seeds[b], 11, p))
         _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq,
-                 k, refr_e, refr_i, pre_table, T, counts, b, stats)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -350,11 +362,12 @@ def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, q
     P = W.shape[0]
     B = ptrs.shape[0]
     noq = np.zeros(4, np.float32)
+    dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
     for job in prange(P * B):
         p = job // B
         b = job % B
         _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
-                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats)  # fmt: skip
+                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy)  # fmt: skip
 
 
 def num_threads() -> int:

@@ -37,6 +37,7 @@ def run_window(
     learn: bool,
     gen: Optional[torch.Generator] = None,
     record: Optional[Dict[str, List[torch.Tensor]]] = None,
+    vrange: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Present one window of input spikes to every network of the population.
 
@@ -46,6 +47,7 @@ def run_window(
         enc: the time step and presentation length.
         learn: apply the variant's learning rule, threshold adaptation and normalization.
         gen: generator for stochastic rounding (ITQ).
+        vrange: (P, 2) running min/max of the excitatory V_mem, updated in place while learning.
         record: if given, the excitatory potentials after every step are appended to
             ``record["v"]`` (P, B, N) and, while learning, the weights to ``record["w"]``
             (for tests and inspection; slow).
@@ -90,6 +92,9 @@ def run_window(
         spiked = torch.zeros((P, N), dtype=torch.bool, device=dev)
         t_upd = pop.t_update
     thr = _threshold(pop, theta, qth)
+    track = learn and vrange is not None
+    inf = torch.tensor(float("inf"), device=dev)
+    v_lo, v_hi = torch.full((P,), float("inf"), device=dev), torch.full((P,), -float("inf"), device=dev)
 
     for t in range(T):
         s_in = trains[t]
@@ -114,6 +119,9 @@ def run_window(
         v = torch.where(ref <= 0, v + cur, v)
         if qv is not None:
             v = quantize_rows(v, qv, gen)
+        if track:
+            v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
+            v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
         ref = ref - 1
         s = (v > thr[:, None, :]) & mask
         ref = torch.where(s, torch.full_like(ref, c.refrac_exc), ref)
@@ -151,6 +159,10 @@ def run_window(
         if qw is not None:
             w = quantize_rows(w, qw, gen)
         pop.weights, pop.theta = w, theta
+    if track:
+        assert vrange is not None
+        vrange[:, 0] = torch.minimum(vrange[:, 0], v_lo.cpu())
+        vrange[:, 1] = torch.maximum(vrange[:, 1], v_hi.cpu())
     n_in_spk = trains.sum(dim=(0, 2)).to(torch.int64)  # (B,)
     stats = torch.stack(
         [
@@ -204,10 +216,14 @@ def _learn_step(
 
 
 def train_sample(
-    pop: Population, train: torch.Tensor, enc: EncodingConfig, gen: Optional[torch.Generator] = None
+    pop: Population,
+    train: torch.Tensor,
+    enc: EncodingConfig,
+    gen: Optional[torch.Generator] = None,
+    vrange: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Learn from one sample's input train ``(T, n_in)``; counts ``(P, N)`` and stats (P, 1, 3)."""
-    counts, stats = run_window(pop, train[:, None, :], enc, learn=True, gen=gen)
+    counts, stats = run_window(pop, train[:, None, :], enc, learn=True, gen=gen, vrange=vrange)
     return counts[:, 0, :], stats
 
 

@@ -49,6 +49,8 @@ class Simulator:
         self.last_stats: Optional[torch.Tensor] = None
         """(P, B, 3) int64 of the last call: input spikes, inhibitory spikes, weight columns
         updated by learning (see :mod:`tinysnn.sim_numba`); the op-count energy model uses them."""
+        self.vmem_range = torch.tensor([[np.inf, -np.inf]] * pop.n_networks, dtype=torch.float32)
+        """(P, 2) min and max excitatory V_mem seen while training (mV), for range analysis."""
         self._args_key: object = None
         self._args: dict = {}
 
@@ -105,6 +107,9 @@ class Simulator:
             T=T,
         )
 
+    def _vrange_np(self) -> np.ndarray:
+        return self.vmem_range.numpy()
+
     def encode(self, image: torch.Tensor, stream: int, index: int) -> torch.Tensor:
         """The dense bool train (T, n_in) this simulator presents for a sample."""
         T = int(self.enc.time_steps)
@@ -127,7 +132,7 @@ class Simulator:
             if train is None:
                 train = self.encode(image, STREAM_TRAIN, index)
             g = make_generator(self._sample_seed(7, index), self.pop.device)
-            counts, self.last_stats = sim_torch.train_sample(self.pop, train, self.enc, g)
+            counts, self.last_stats = sim_torch.train_sample(self.pop, train, self.enc, g, self.vmem_range)
             return counts
         a = self._numba_args()
         if train is None:
@@ -140,7 +145,7 @@ class Simulator:
         K.train_kernel(
             a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
             a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
-            a["table"], a["T"], self._sample_seed(7, index), counts, stats,
+            a["table"], a["T"], self._sample_seed(7, index), counts, stats, self._vrange_np(),
         )  # fmt: skip
         self.last_stats = torch.from_numpy(stats)
         return torch.from_numpy(counts[:, 0, :])

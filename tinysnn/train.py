@@ -21,6 +21,7 @@ from . import evaluate as E
 from .config import EncodingConfig
 from .data import Split
 from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joules
+from .memory import memory_breakdown, memory_norm, reference_memory
 from .network import Population
 from .ops import sample_op_counts
 from .quant import PARAMS, QuantSpec, Scheme, population_rows, quantize_rows
@@ -56,6 +57,10 @@ class NetworkResult:
     """Op-count model energy of one training sample at this network's bit widths (J)."""
     op_energy_infer_j_per_sample: float = 0.0
     """Op-count model energy of one inference sample at this network's bit widths (J)."""
+    memory: Dict[str, Any] = field(default_factory=dict)
+    """Eq. 4 in bits and bytes under both conventions, M_norm and its reference."""
+    ranges: Dict[str, List[float]] = field(default_factory=dict)
+    """Observed FP32 ranges [min, max] of weights, V_mem and V_th after training."""
 
 
 @dataclass
@@ -115,6 +120,33 @@ def quantize_parameters(pop: Population) -> None:
     pop.weights = quantize_rows(pop.weights, pop.quant["weights"]).contiguous()
     vth = pop.exc.v_th
     pop.theta = (quantize_rows(vth + pop.theta, pop.quant["vth"]) - vth).contiguous()
+
+
+def memory_figures(
+    variant: str, n_neurons: int, n_input: int, spec: QuantSpec, reference_neurons: int
+) -> Dict[str, Any]:
+    """Eq. 4 memory of a network under both conventions, and M_norm against FP32 diehl_cook."""
+    out: Dict[str, Any] = {"reference": f"diehl_cook FP32 N={reference_neurons}"}
+    for conv in ("compact", "as_simulated"):
+        m = memory_breakdown(variant, n_neurons, n_input, spec, conv)
+        ref = reference_memory(reference_neurons, n_input, conv)
+        out[conv] = {"bits": m.bits, "bytes": m.bytes, "reference_bytes": ref.bytes, "m_norm": memory_norm(m, ref)}
+    return out
+
+
+def observed_ranges(pop: Population, vmem_range: torch.Tensor) -> List[Dict[str, List[float]]]:
+    """Per network, the [min, max] of weights, V_mem (seen while training) and V_th = v_th + theta."""
+    out = []
+    for k in range(pop.n_networks):
+        n = int(pop.sizes[k])
+        w = pop.weights[k, :, :n]
+        vth = pop.exc.v_th + pop.theta[k, :n]
+        out.append({
+            "weights": [float(w.min()), float(w.max())],
+            "vmem": [float(vmem_range[k, 0]), float(vmem_range[k, 1])],
+            "vth": [float(vth.min()), float(vth.max())],
+        })  # fmt: skip
+    return out
 
 
 def train_population(
@@ -206,6 +238,7 @@ def run(
     after_train: Optional[Callable[[Population], None]] = None,
     meter: Optional[EnergyMeter] = None,
     op_costs: OpEnergyCosts = DEFAULT_OP_COSTS,
+    reference_neurons: Optional[int] = None,
 ) -> RunResult:
     """Train a population on ``train``, assign labels on ``assign`` (default: ``train``), test.
 
@@ -224,6 +257,8 @@ def run(
         meter: energy meter (:func:`tinysnn.energy.make_meter`) read around the training phase
             and the inference phase (assignment + test); its joules are the population's.
         op_costs: energy per operation for the op-count model.
+        reference_neurons: size of the FP32 diehl_cook reference network of M_norm (default:
+            the largest network of the population).
     """
     t_wall = time.perf_counter()
     specs = list(quant) if quant is not None else [None] * pop.n_networks
@@ -235,6 +270,7 @@ def run(
         meter.start()
     tr = train_population(sim, train.images, epochs, progress, start, on_sample, start_sums)
     e_train = meter.stop() if meter is not None else None
+    ranges = observed_ranges(pop, sim.vmem_range)
     if after_train is not None:
         after_train(pop)
     apply_quant_rows(pop, specs, training=False)
@@ -293,6 +329,10 @@ def run(
                 op_energy_infer_j_per_sample=op_energy_joules(
                     ops_test, weight_bits=wb, neuron_bits=nb, costs=op_costs
                 ),
+                memory=memory_figures(
+                    pop.variant.value, n_k, pop.n_input, spec, reference_neurons or int(pop.sizes.max())
+                ),
+                ranges=ranges[k],
             )
         )
     n_inf = len(assign) + len(test)

@@ -1,0 +1,175 @@
+"""Opening a study: the storage URL, the seeded sampler with its constraints, create-or-resume checks."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from .errors import SpecError, StorageError
+from .objective import DIRECTIONS, METRIC_NAMES
+from .spec import StudySpec
+
+__all__ = ["constraint_values", "make_sampler", "open_storage", "open_study", "optuna_version"]
+
+CONSTRAINTS_KEY = "constraints"
+"""The system attribute Optuna 4 and 5 and optuna-dashboard 0.21 read constraint values from."""
+
+
+def optuna_version() -> tuple:
+    """(major, minor) of the installed Optuna."""
+    parts = optuna.__version__.split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage for ``url`` (SQLite, PostgreSQL, MySQL), with a clear error when it fails.
+
+    SQLite files get their folder created and a 60 s lock timeout so that several workers can share
+    one file.
+
+    Raises:
+        StorageError: naming the URL, the problem and the fix.
+    """
+    hint = "use sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+    if not isinstance(url, str) or "://" not in url:
+        raise StorageError(f"storage {url!r} is not an Optuna storage URL: {hint}")
+    kwargs: Dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            try:
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"storage {url}: cannot create the folder of {path} ({exc.strerror})"
+                ) from None
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as exc:
+        raise StorageError(
+            f"storage {url}: a database driver is missing ({exc}); for PostgreSQL: pip install psycopg2-binary"
+        ) from None
+    except Exception as exc:  # sqlalchemy ArgumentError, OperationalError, NoSuchModuleError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {url}: {first[:300]}. Check the URL ({hint}) and that the "
+                           "database server is running and reachable") from None  # fmt: skip
+
+
+def constraint_values(spec: StudySpec, attrs: Dict[str, Any]) -> List[float]:
+    """Constraint values of a trial (feasible when all <= 0) from its user attributes."""
+    c = spec.constraints
+    out: List[float] = []
+    for limit, key in ((c.max_memory_norm, "memory_norm"), (c.max_energy_j, "energy")):
+        if limit is None:
+            continue
+        value = attrs.get(key)
+        out.append(float(value) - float(limit) if isinstance(value, (int, float)) else 1.0)
+    return out
+
+
+def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded, with the memory/energy budgets as its constraints.
+
+    Constraints go through ``constraints_func`` (deprecated in Optuna 5 in favour of
+    ``trial.set_constraint``, whose records optuna-dashboard 0.21 cannot read).
+
+    Raises:
+        SpecError: for a sampler this Optuna cannot provide.
+    """
+    sm = spec.sampler
+    cf: Optional[Callable[[FrozenTrial], Sequence[float]]] = None
+    if spec.constraints.active:
+
+        def cf(trial: FrozenTrial) -> Sequence[float]:  # noqa: E306
+            return constraint_values(spec, trial.user_attrs)
+
+    pop = sm.population_size or max(10, spec.study.population)
+    S = optuna.samplers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sm.name == "tpe":
+            return S.TPESampler(seed=seed, n_startup_trials=sm.startup_trials, multivariate=True, group=True,
+                                constant_liar=True, constraints_func=cf)  # fmt: skip
+        if sm.name == "nsga2":
+            return S.NSGAIISampler(population_size=pop, seed=seed, constraints_func=cf)
+        if sm.name == "nsga3":
+            return S.NSGAIIISampler(population_size=pop, seed=seed, constraints_func=cf)
+        if sm.name == "gp":
+            need = (4, 5) if cf is not None else (4, 4)
+            if optuna_version() < need:
+                raise SpecError(
+                    f"sampler.name = 'gp': multi-objective{' constrained' if cf else ''} GPSampler needs Optuna "
+                    f">= {need[0]}.{need[1]} (found {optuna.__version__}); use tpe or nsga2, or upgrade Optuna"
+                )
+            return S.GPSampler(seed=seed, n_startup_trials=sm.startup_trials, constraints_func=cf)
+        return S.RandomSampler(seed=seed)
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> List[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: List[str] = []
+        for k in sorted(set(old) | set(new)):
+            out += _changed_keys(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)
+        return out
+    return [] if old == new else [prefix or "(root)"]
+
+
+def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
+    """Create the spec's study, or load it when it exists (``load_if_exists``), and check it.
+
+    A resumed study must come from the same spec (same data, space, objectives and seed); the
+    budget, population, device and sampler may change. The sampler is seeded with the spec's seed
+    plus the number of trials already in the study, so a resumed run does not replay the first
+    trials' random draws.
+
+    Raises:
+        SpecError: if the study exists with other directions or from another spec.
+        StorageError: if the storage refuses the study.
+    """
+    name = spec.study.name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS,
+                                        sampler=optuna.samplers.RandomSampler(seed=spec.study.seed),
+                                        load_if_exists=True)  # fmt: skip
+    except Exception as exc:
+        raise StorageError(f"cannot create or load study {name!r}: {exc}") from None
+    dirs = [d.name.lower() for d in study.directions]
+    if dirs != DIRECTIONS:
+        raise SpecError(f"study {name!r} already exists with directions {dirs}, not {DIRECTIONS}: "
+                        "give [study] another name")  # fmt: skip
+    stored = study.user_attrs.get("spec_fingerprint")
+    science = spec.science()
+    if stored is None and study.get_trials(deepcopy=False):
+        raise SpecError(f"study {name!r} already holds trials that tinysnn-search did not make: "
+                        "give [study] another name")  # fmt: skip
+    if stored is not None and stored != spec.fingerprint():
+        changed = _changed_keys(study.user_attrs.get("spec_science", {}), science)
+        raise SpecError(
+            f"study {name!r} was created from another spec (changed: {', '.join(changed[:8]) or 'unknown'}); "
+            "resume it with the spec it was created from, or give [study] a new name for the new spec"
+        )
+    if stored is None:
+        study.set_user_attr("spec_fingerprint", spec.fingerprint())
+        study.set_user_attr("spec_science", science)
+        study.set_user_attr("spec_source", spec.source or "")
+    study.set_user_attr("trials", spec.study.trials)
+    study.set_user_attr("artifact_dir", str(spec.study.artifact_dir.resolve() / "artifacts"))
+    study.set_user_attr("energy_objective", spec.objectives.energy)
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.set_metric_names(METRIC_NAMES)
+    study.sampler = make_sampler(spec, spec.study.seed + 7919 * len(study.get_trials(deepcopy=False)))
+    return study

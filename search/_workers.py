@@ -1,0 +1,177 @@
+"""Worker liveness for ask-and-tell: heartbeats, stale trials, and re-queueing their parameters.
+
+Optuna's heartbeat only runs inside ``study.optimize`` (and only on RDB storages), so the runner does
+its own: every running trial carries its worker (host, pid, pid namespace) and a heartbeat time in
+its system attributes. A RUNNING trial is stale when
+
+* its worker ran on this machine (same host and pid namespace) and that process is gone, or
+* its heartbeat is older than ``stale_after_s`` (a worker on another machine, or a hung one).
+
+A stale trial is failed with ``storage.set_trial_state_values(FAIL)``, which raises for a trial that
+is already finished, so when two workers see the same stale trial only one wins, and only the
+winner re-queues it: ``study.enqueue_trial(params, user_attrs={"retry_of": n, ...})`` with the
+trial's weight seed and checkpoint, so that the retry continues where the dead worker stopped.
+A worker that dies between the two steps leaves a failed trial without a retry; the next run finds
+it (``fail_reason`` set, no trial with ``retry_of`` = its number) and re-queues it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "reap", "stale_reason"]
+
+WORKER_KEY = "tinysnn:worker"
+BEAT_KEY = "tinysnn:heartbeat"
+CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position")
+"""User attributes a retry inherits from the trial it replaces."""
+ORPHAN_GRACE_S = 60.0
+
+
+def identity() -> Dict[str, Any]:
+    """This process: host name, pid and pid namespace (containers on one host have their own pids)."""
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns = ""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "ns": ns}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent) is dead for us
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str, Any]] = None,
+                 now: Optional[float] = None) -> Optional[str]:  # fmt: skip
+    """Why a RUNNING trial is stale, or None when its worker may still be alive."""
+    me = me or identity()
+    now = time.time() if now is None else now
+    worker = trial.system_attrs.get(WORKER_KEY)
+    beat = trial.system_attrs.get(BEAT_KEY)
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    age = now - float(beat) if beat is not None else float("inf")
+    if isinstance(worker, dict) and worker.get("host") == me["host"] and worker.get("ns") == me["ns"]:
+        pid = int(worker.get("pid", -1))
+        if pid == me["pid"]:
+            return None
+        if not _pid_alive(pid):
+            return f"its worker (pid {pid} on {worker['host']}) is gone"
+    if age > stale_after_s:
+        who = (
+            f"{worker.get('host')} pid {worker.get('pid')}"
+            if isinstance(worker, dict)
+            else "an unknown worker"
+        )
+        return f"no heartbeat from {who} for {age:.0f} s (stale after {stale_after_s:.0f} s)"
+    return None
+
+
+def fail_and_requeue(study: optuna.Study, storage: Any, trial: FrozenTrial, reason: str) -> Optional[int]:
+    """Fail ``trial`` and enqueue its parameters again; returns None when another worker got there first."""
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return None
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return None
+    return _enqueue_retry(study, trial, reason)
+
+
+def _enqueue_retry(study: optuna.Study, trial: FrozenTrial, reason: str) -> int:
+    attrs = {k: trial.user_attrs[k] for k in CARRIED_ATTRS if k in trial.user_attrs}
+    attrs["retry_of"] = trial.number
+    attrs["retry_reason"] = reason
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+    return trial.number
+
+
+def reap(study: optuna.Study, storage: Any, stale_after_s: float, log: Callable[[str], None]) -> List[int]:
+    """Fail and re-queue the stale RUNNING trials of ``study``, and re-queue orphaned failures.
+
+    Returns:
+        The numbers of the trials re-queued.
+    """
+    me = identity()
+    done: List[int] = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = stale_reason(t, stale_after_s, me)
+        if reason is not None and fail_and_requeue(study, storage, t, reason) is not None:
+            log(f"trial {t.number} was running but {reason}: failed and re-queued with its parameters")
+            done.append(t.number)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    now = time.time()
+    for t in trials:
+        if t.state != TrialState.FAIL or "fail_reason" not in t.user_attrs or t.number in retried:
+            continue
+        if t.datetime_complete is not None and now - t.datetime_complete.timestamp() < ORPHAN_GRACE_S:
+            continue
+        _enqueue_retry(study, t, str(t.user_attrs["fail_reason"]))
+        log(f"trial {t.number} failed without a retry: re-queued with its parameters")
+        done.append(t.number)
+    return done
+
+
+class Heartbeat:
+    """A daemon thread that stamps the running trials of this worker every ``interval_s`` seconds."""
+
+    def __init__(self, storage: Any, interval_s: float) -> None:
+        self._storage = storage
+        self._interval = float(interval_s)
+        self._ids: Set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._me = identity()
+        self._thread = threading.Thread(target=self._loop, name="tinysnn-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def add(self, trial_ids: Iterable[int]) -> None:
+        """Claim trials: record this worker on them and start beating."""
+        ids = list(trial_ids)
+        for tid in ids:
+            self._storage.set_trial_system_attr(tid, WORKER_KEY, self._me)
+            self._storage.set_trial_system_attr(tid, BEAT_KEY, time.time())
+        with self._lock:
+            self._ids.update(ids)
+
+    def discard(self, trial_id: int) -> None:
+        """Stop beating for a finished trial."""
+        with self._lock:
+            self._ids.discard(trial_id)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                ids = list(self._ids)
+            for tid in ids:
+                try:
+                    self._storage.set_trial_system_attr(tid, BEAT_KEY, time.time())
+                except Exception:  # finished meanwhile, or the storage is briefly busy: next beat
+                    pass

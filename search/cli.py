@@ -1,0 +1,273 @@
+"""The ``tinysnn-search`` command: run, status, select and dashboard of an Optuna study of tinySNN models.
+
+Example::
+
+    tinysnn-search run studies/quickstart.toml
+    tinysnn-search status
+    tinysnn-search select --mu 0.2
+    tinysnn-search dashboard
+
+``run`` remembers its study in ``runs/.last.json``, so the other commands need no arguments after it;
+they also take the spec (``tinysnn-search select studies/mnist-n400.toml --mu 0.2``) or a storage URL
+(``--storage URL [--study NAME]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple
+
+LAST = Path("runs") / ".last.json"
+
+
+def _pos_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinysnn-search", description="Optuna search for small, accurate, "
+                                "energy-efficient spiking networks (tinySNN)")  # fmt: skip
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="create or resume a study from a spec and run it to its trial budget")
+    r.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
+    r.add_argument(
+        "--storage", help="Optuna storage URL (default: the spec's, else sqlite:///runs/<study>.db)"
+    )
+    r.add_argument("--trials", type=_pos_int, help="the study's total of complete trials (not N more)")
+    r.add_argument("--population", type=_pos_int, help="trials asked and trained together")
+    r.add_argument(
+        "--device", choices=["cpu", "cuda", "auto"], help="where trials train (default: the spec's)"
+    )
+    r.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
+                      ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
+                      ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
+        s = sub.add_parser(name, help=hlp)
+        s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
+        s.add_argument("--storage", help="Optuna storage URL")
+        s.add_argument("--study", help="study name (default: the only study in the storage)")
+        if name == "select":
+            s.add_argument("--mu", type=_nonneg_float, default=0.2, help="memory weight mu (default 0.2)")
+            s.add_argument("--nu", type=_nonneg_float, default=0.0,
+                           help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
+            s.add_argument("--sweep", nargs="*", type=_nonneg_float, default=None, metavar="MU",
+                           help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
+            s.add_argument("--json", help="write the selection, the ranked front and the sweep to this file")
+            s.add_argument("--export", help="download the selected trial's model file into this folder")
+        if name == "dashboard":
+            s.add_argument("--host", default="127.0.0.1")
+            s.add_argument("--port", type=_pos_int, default=8080)
+            s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
+    return p
+
+
+def _locate(args: argparse.Namespace) -> Tuple[str, Optional[str], Optional[str]]:
+    """(storage URL, study name or None, artifact folder or None) from a spec, --storage or the last run."""
+    from .errors import SearchError
+    from .spec import load_spec
+
+    if args.spec:
+        spec = load_spec(args.spec)
+        return args.storage or spec.study.storage_url, args.study or spec.study.name, \
+            str(spec.study.artifact_dir / "artifacts")  # fmt: skip
+    if args.storage:
+        return args.storage, args.study, None
+    if LAST.is_file():
+        try:
+            last = json.loads(LAST.read_text())
+            return last["storage"], args.study or last["study"], last.get("artifacts")
+        except (ValueError, KeyError):
+            pass
+    dbs = sorted(Path("runs").glob("*.db"))
+    if len(dbs) == 1:
+        return f"sqlite:///{dbs[0]}", args.study, None
+    raise SearchError("which study? pass the spec (tinysnn-search select studies/quickstart.toml), or "
+                      "--storage URL [--study NAME]; no run of this folder was recorded in runs/.last.json")  # fmt: skip
+
+
+def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
+    import optuna
+
+    from ._study import open_storage
+    from .errors import SearchError
+
+    url, name, artifacts = _locate(args)
+    storage = open_storage(url)
+    names = optuna.get_all_study_names(storage)
+    if name is None:
+        if len(names) != 1:
+            raise SearchError(
+                f"{url} holds {len(names)} studies ({', '.join(names) or 'none'}): pick one with --study NAME"
+            )
+        name = names[0]
+    if name not in names:
+        raise SearchError(f"no study {name!r} in {url} (it holds: {', '.join(names) or 'none'}): "
+                          "run `tinysnn-search run SPEC.toml` first, or check --storage / --study")  # fmt: skip
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study, url, artifacts or study.user_attrs.get("artifact_dir")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .report import trials_table
+    from .runner import run_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec).replace(storage=args.storage, trials=args.trials, population=args.population,
+                                        device=args.device).with_data_root(args.data_root)  # fmt: skip
+    report = run_study(spec, progress=not args.no_progress)
+    LAST.parent.mkdir(parents=True, exist_ok=True)
+    LAST.write_text(json.dumps({"storage": report.storage_url, "study": report.study_name,
+                                "artifacts": str(Path(report.artifact_dir) / "artifacts")}))  # fmt: skip
+    study, url, _ = _load(argparse.Namespace(spec=None, storage=report.storage_url, study=report.study_name))
+    told = [t for t in study.get_trials(deepcopy=False) if t.number in set(report.told)]
+    if told:
+        print(trials_table(told))
+    from .report import status_lines
+
+    print("\n".join(status_lines(study, url)))
+    extra = []
+    if report.rejected:
+        extra.append(f"{report.rejected} impossible combinations rejected before training (PRUNED)")
+    if report.requeued:
+        extra.append(f"re-queued trials {report.requeued} of stopped workers")
+    if report.running_elsewhere:
+        extra.append(f"{report.running_elsewhere} trials still running on other workers")
+    for line in extra:
+        print("  " + line)
+    print("next: tinysnn-search select --mu 0.2   |   tinysnn-search dashboard")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
+    from .report import status_lines, trials_table
+    from .select import pareto_front
+
+    study, url, _ = _load(args)
+    print("\n".join(status_lines(study, url)))
+    front = pareto_front(study)
+    if front:
+        print("Pareto front:")
+        print(trials_table(front))
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    if running:
+        print("running or waiting:")
+        print(trials_table(running))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .report import candidates_table, sweep_table
+    from .select import DEFAULT_MUS, mu_sweep, select
+
+    study, _, artifacts = _load(args)
+    best, ranked = select(study, args.mu, args.nu)
+    print(candidates_table(ranked, args.mu, args.nu, best.number))
+    print(f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
+          f"M_norm {best.memory_norm:.4f}, {best.attrs.get('quant_text', '')})")  # fmt: skip
+    sweep = None
+    if args.sweep is not None:
+        sweep = mu_sweep(study, args.sweep or DEFAULT_MUS, args.nu)
+        print(sweep_table(sweep))
+    if args.json:
+        payload = {"mu": args.mu, "nu": args.nu, "selected": best.number,
+                   "front": [c.__dict__ for c in ranked],
+                   "sweep": [{"mu": m, "trial": c.number, "reward": c.reward} for m, c in sweep or []]}  # fmt: skip
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {args.json}")
+    if args.export:
+        print(f"wrote {_export(study, best.number, artifacts, Path(args.export))}")
+    return 0
+
+
+def _export(study: Any, number: int, artifacts: Optional[str], folder: Path) -> Path:
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+
+    from .errors import SearchError
+
+    trial = study.trials[number]
+    metas = [m for m in get_all_artifact_meta(trial, storage=study._storage) if m.filename == "model.pt"]
+    if not metas or not artifacts or not Path(artifacts).is_dir():
+        raise SearchError(
+            f"trial {number} has no model artifact in {artifacts}: was its artifact folder moved?"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{study.study_name}-trial{number}-model.pt"
+    out.unlink(missing_ok=True)
+    download_artifact(artifact_store=FileSystemArtifactStore(artifacts), file_path=str(out),
+                      artifact_id=metas[0].artifact_id)  # fmt: skip
+    return out
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .errors import SearchError
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise SearchError('optuna-dashboard is not installed: pip install -e ".[dashboard]"') from None
+    from optuna.artifacts import FileSystemArtifactStore
+
+    study, url, artifacts = _load(args)
+    folder = args.artifacts or artifacts
+    store = FileSystemArtifactStore(folder) if folder and Path(folder).is_dir() else None
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/dashboard/ for {url} "
+          f"(artifacts: {folder if store else 'none found'}); Ctrl-C stops it", flush=True)  # fmt: skip
+    optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=store)
+    return 0
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tinysnn-search``."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    import optuna
+
+    from .errors import SearchError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if args.command == "run":
+        signal.signal(signal.SIGTERM, _sigterm)
+    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "dashboard": cmd_dashboard}
+    try:
+        return commands[args.command](args)
+    except (SearchError, ValueError, FileNotFoundError) as exc:
+        print(f"tinysnn-search: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinysnn-search: interrupted; run the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Short text tables of trials, Pareto fronts and mu sweeps, for the terminal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .select import Candidate
+
+__all__ = ["APPROX_NOTE", "candidates_table", "format_table", "status_lines", "sweep_table", "trials_table"]
+
+APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned text columns, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_num(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        lines.append(
+            "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip()
+        )
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_num(text: str) -> bool:
+    try:
+        float(text.rstrip("%*"))
+        return True
+    except ValueError:
+        return text == ""
+
+
+def _variant(attrs: Dict[str, Any]) -> str:
+    v = str(attrs.get("variant", "?"))
+    return v + "*" if v == "sl_stdp" else v
+
+
+def _formats(attrs: Dict[str, Any]) -> str:
+    fm = [str(attrs.get(f"{p}_format", "")) for p in ("weights", "vmem", "vth")]
+    return "/".join(fm) if any(f and f != "fp32" for f in fm) else "fp32"
+
+
+def _row(t: FrozenTrial) -> List[Any]:
+    a = t.user_attrs
+    vals = t.values if t.values is not None else [None, None, None]
+    acc = f"{100 * vals[0]:.2f}" if vals[0] is not None else ""
+    mem = f"{vals[1]:.4f}" if vals[1] is not None else ""
+    energy = f"{vals[2]:.3g}" if vals[2] is not None else ""
+    scheme = f"{a.get('scheme', '')} {a.get('rounding', '')}".strip()
+    return [t.number, _variant(a), a.get("n_neurons", t.params.get("n_neurons", "")), a.get("quant", ""),
+            _formats(a), scheme, acc, mem, energy, t.state.name]  # fmt: skip
+
+
+TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp", "state"]
+
+
+def trials_table(trials: Sequence[FrozenTrial]) -> str:
+    """One row per trial: size, formats, objectives, state."""
+    text = format_table(TRIAL_HEADERS, [_row(t) for t in trials])
+    if any(t.user_attrs.get("variant") == "sl_stdp" for t in trials):
+        text += "\n" + APPROX_NOTE
+    return text
+
+
+def candidates_table(
+    cands: Sequence[Candidate], mu: float, nu: float = 0.0, selected: Optional[int] = None
+) -> str:
+    """The ranked front with each trial's reward."""
+    head = [
+        "",
+        "#",
+        "variant",
+        "N",
+        "quant",
+        "W/Vmem/Vth",
+        "acc %",
+        "M_norm",
+        "E J/smp",
+        f"R(mu={mu:g}" + (f",nu={nu:g})" if nu else ")"),
+    ]
+    rows = []
+    for c in cands:
+        a = c.attrs
+        rows.append([">" if c.number == selected else "", c.number, _variant(a), a.get("n_neurons", ""),
+                     a.get("quant", ""), _formats(a), f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}",
+                     f"{c.energy:.3g}", f"{c.reward:.4f}"])  # fmt: skip
+    text = format_table(head, rows)
+    if any(c.attrs.get("variant") == "sl_stdp" for c in cands):
+        text += "\n" + APPROX_NOTE
+    return text
+
+
+def sweep_table(sweep: Sequence[Tuple[float, Candidate]]) -> str:
+    """The selected trial for each mu."""
+    rows = []
+    for mu, c in sweep:
+        a = c.attrs
+        rows.append([f"{mu:g}", c.number, _variant(a), a.get("n_neurons", ""), a.get("quant", ""), _formats(a),
+                     f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}", f"{c.energy:.3g}", f"{c.reward:.4f}"])  # fmt: skip
+    return format_table(
+        ["mu", "#", "variant", "N", "quant", "W/Vmem/Vth", "acc %", "M_norm", "E J/smp", "R"], rows
+    )
+
+
+def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
+    """A summary of a study: trial states against the budget, the front, the best accuracy."""
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state for t in trials)
+    budget = study.user_attrs.get("trials")
+    complete = states[TrialState.COMPLETE]
+    lines = [
+        f"study {study.study_name} in {storage_url}",
+        f"  trials: {complete} complete"
+        + (f" of {budget}" if budget is not None else "")
+        + "".join(
+            f", {states[s]} {s.name.lower()}"
+            for s in (TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED, TrialState.FAIL)
+            if states[s]
+        ),  # fmt: skip
+        f"  objectives: {', '.join(study.metric_names or [])} "
+        f"(energy: {study.user_attrs.get('energy_objective', '?')} J per inference sample)",
+    ]
+    if complete:
+        front = study.best_trials
+        best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
+        lines.append(
+            f"  Pareto front: {len(front)} trials; best accuracy {100 * best.values[0]:.2f} % (trial {best.number})"
+        )
+    return lines

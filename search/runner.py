@@ -1,0 +1,282 @@
+"""Run a study: create or resume it, ask a population of trials, train them together, tell each.
+
+The loop (batched ask-and-tell):
+
+1. Load the data first (a missing dataset fails before anything is created), open the storage,
+   create or resume the study (``search._study``).
+2. Fail and re-queue the trials left RUNNING by dead workers (``search._workers``).
+3. While complete trials + trials running elsewhere < the budget: ask up to ``population`` trials
+   (a re-queued trial comes back first, with its parameters), reject impossible combinations
+   (PRUNED, reason in ``rejected``), group the rest into populations (re-queued trials with their
+   checkpoint's population; new trials by size), train each population, upload artifacts and tell.
+4. Anything that stops the run (an error, Ctrl-C, SIGTERM) fails and re-queues the trials it held,
+   so that no trial is lost; the same command resumes the study.
+
+The budget is the study's total of COMPLETE trials (``MaxTrialsCallback`` semantics), so running
+the command again after a crash, or on a second machine, never overshoots it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FixedTrial, TrialState
+
+from . import _workers as W
+from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ._study import CONSTRAINTS_KEY, constraint_values, open_storage, open_study
+from .errors import CheckpointError, SearchError
+from .objective import Context, Member, Outcome, evaluate_population, load_context
+from .space import Rejected
+from .spec import StudySpec
+
+__all__ = ["RunReport", "run_study"]
+
+
+@dataclass
+class RunReport:
+    """What one run of a study did."""
+
+    study_name: str
+    storage_url: str
+    artifact_dir: str
+    budget: int
+    complete: int = 0
+    told: List[int] = field(default_factory=list)
+    rejected: int = 0
+    requeued: List[int] = field(default_factory=list)
+    running_elsewhere: int = 0
+
+
+@dataclass
+class _Held:
+    trial: optuna.Trial
+    member: Member
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _count(study: optuna.Study) -> Dict[TrialState, int]:
+    out: Dict[TrialState, int] = {s: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state] += 1
+    return out
+
+
+def run_study(
+    spec: StudySpec, *, progress: bool = True, log: Optional[Callable[[str], None]] = None
+) -> RunReport:
+    """Run ``spec``'s study until it holds ``spec.study.trials`` complete trials.
+
+    Example:
+        >>> from search import load_spec, run_study
+        >>> report = run_study(load_spec("studies/quickstart.toml").replace(trials=4))  # doctest: +SKIP
+
+    Raises:
+        SpecError: bad spec or data (before any trial starts).
+        StorageError: the storage cannot be opened.
+        CheckpointError: a re-queued trial's checkpoint is corrupt (its trials are re-queued again).
+    """
+    log = log or _stderr
+    folder = spec.study.artifact_dir.resolve()
+    ctx = load_context(spec, folder / "tmp", progress)
+    url = spec.study.storage_url
+    study = open_study(spec, open_storage(url))
+    storage = study._storage
+    store = FileSystemArtifactStore(str(_mkdir(folder / "artifacts")))
+    report = RunReport(spec.study.name, url, str(folder), spec.study.trials)
+    report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
+    _collect_garbage(study, folder / "checkpoints")
+    bar = _bar(spec, study, progress)
+    try:
+        with W.Heartbeat(storage, spec.study.heartbeat_s) as beat:
+            while True:
+                counts = _count(study)
+                remaining = spec.study.trials - counts[TrialState.COMPLETE] - counts[TrialState.RUNNING]
+                if remaining <= 0:
+                    report.running_elsewhere = counts[TrialState.RUNNING]
+                    break
+                held = _ask(study, spec, ctx, min(spec.study.population, remaining), beat, report, log)
+                _train_and_tell(study, spec, ctx, held, beat, store, report, bar, log)
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(folder / "tmp", ignore_errors=True)
+    _collect_garbage(study, folder / "checkpoints")
+    report.complete = _count(study)[TrialState.COMPLETE]
+    return report
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _bar(spec: StudySpec, study: optuna.Study, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    done = _count(study)[TrialState.COMPLETE]
+    return tqdm(total=spec.study.trials, initial=min(done, spec.study.trials), desc=spec.study.name,
+                unit="trial", dynamic_ncols=True)  # fmt: skip
+
+
+def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat, report: RunReport,
+         log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
+    """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
+    held: List[_Held] = []
+    limit = 100 + 20 * spec.study.trials
+    while len(held) < n:
+        trial = study.ask()
+        beat.add([trial._trial_id])
+        try:
+            config = spec.space.suggest(trial, ctx.n_input)
+        except Rejected as exc:
+            trial.set_user_attr("rejected", str(exc))
+            study.tell(trial, state=TrialState.PRUNED)
+            beat.discard(trial._trial_id)
+            report.rejected += 1
+            log(f"trial {trial.number} rejected before training: {exc}")
+            if report.rejected > limit:
+                raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
+                                  "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
+            continue
+        seed = trial.user_attrs.get("weight_seed")
+        if seed is None:
+            seed = (spec.study.seed * 100003 + trial.number) % (2**31)
+            trial.set_user_attr("weight_seed", seed)
+        held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
+    return held
+
+
+def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held], folder: Path,
+          log: Callable[[str], None]) -> List[Tuple[List[Member], Path, Optional[Checkpoint]]]:  # fmt: skip
+    """Populations to train: re-queued trials with their checkpoint's population, new ones by group key."""
+    plans: List[Tuple[List[Member], Path, Optional[Checkpoint]]] = []
+    fresh: List[_Held] = []
+    by_ckpt: "OrderedDict[str, List[_Held]]" = OrderedDict()
+    for h in held:
+        path = h.trial.user_attrs.get("checkpoint")
+        if path and Path(path).is_file():
+            by_ckpt.setdefault(path, []).append(h)
+        else:
+            if path:
+                log(f"trial {h.trial.number}: checkpoint {path} is gone; training from sample 0")
+            fresh.append(h)
+    for path, group in by_ckpt.items():
+        ckpt = load_checkpoint(path, spec.fingerprint())
+        slots: Dict[int, _Held] = {}
+        for h in group:
+            pos = h.trial.user_attrs.get("checkpoint_position")
+            if isinstance(pos, int) and 0 <= pos < len(ckpt.trials) and pos not in slots and \
+                    ckpt.params[pos] == h.member.params:  # fmt: skip
+                slots[pos] = h
+            else:
+                fresh.append(h)
+        if not slots:
+            continue
+        members = []
+        for pos, (num, params, seed) in enumerate(zip(ckpt.trials, ckpt.params, ckpt.seeds)):
+            if pos in slots:
+                m = slots[pos].member
+                members.append(Member(m.number, m.params, m.config, int(seed)))
+            else:  # a ghost: trained along so that every network sees the same population, never told
+                try:
+                    cfg = spec.space.suggest(FixedTrial(params), ctx.n_input)
+                except (Rejected, ValueError) as exc:
+                    raise CheckpointError(f"checkpoint {path}: trial {num}'s parameters no longer fit the "
+                                          f"space ({exc}): delete the file to restart its trials") from None  # fmt: skip
+                members.append(Member(num, params, cfg, int(seed), live=False))
+        log(
+            f"trials {[m.number for m in members if m.live]} continue from {path} at sample {ckpt.next_sample}"
+        )
+        plans.append((members, folder / f"pop-{min(slots[p].trial.number for p in slots)}.pt", ckpt))
+    groups: "OrderedDict[Tuple[Any, ...], List[_Held]]" = OrderedDict()
+    for h in fresh:
+        groups.setdefault(h.member.config.group_key(spec.study.group), []).append(h)
+    for group in groups.values():
+        plans.append(([h.member for h in group], folder / f"pop-{group[0].trial.number}.pt", None))
+    return plans
+
+
+def _train_and_tell(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held], beat: W.Heartbeat,
+                    store: Any, report: RunReport, bar: Any, log: Callable[[str], None]) -> None:  # fmt: skip
+    by_number = {h.trial.number: h for h in held}
+    pending = set(by_number)
+    folder = _mkdir(spec.study.artifact_dir.resolve() / "checkpoints")
+    try:
+        for members, path, resume in _plan(study, spec, ctx, held, folder, log):
+            if resume is not None:  # a copy under this population's name before the retries point at it
+                save_checkpoint(path, dataclasses.replace(resume, trials=[m.number for m in members]))
+            for pos, m in enumerate(members):
+                if m.live:
+                    by_number[m.number].trial.set_user_attr("checkpoint", str(path))
+                    by_number[m.number].trial.set_user_attr("checkpoint_position", pos)
+            outcomes = evaluate_population(ctx, members, path, resume, log)
+            for o in outcomes:
+                _tell(study, spec, by_number[o.number].trial, o, store, log)
+                beat.discard(by_number[o.number].trial._trial_id)
+                pending.discard(o.number)
+                report.told.append(o.number)
+                if bar is not None:
+                    bar.update(1)
+            if not any(m.number in pending for m in members):
+                path.unlink(missing_ok=True)
+    except BaseException as exc:
+        reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
+        for number in sorted(pending):
+            tid = by_number[number].trial._trial_id
+            if W.fail_and_requeue(study, study._storage, study._storage.get_trial(tid), reason) is not None:
+                report.requeued.append(number)
+            beat.discard(tid)
+        if pending:
+            log(f"stopped: trials {sorted(pending)} failed and re-queued with their parameters; "
+                "run the same command to continue")  # fmt: skip
+        raise
+
+
+def _tell(study: optuna.Study, spec: StudySpec, trial: optuna.Trial, o: Outcome, store: Any,
+          log: Callable[[str], None]) -> None:  # fmt: skip
+    attrs = dict(o.attrs)
+    attrs["energy"] = o.values[2]
+    if spec.constraints.active:
+        values = constraint_values(spec, attrs)
+        attrs["feasible"] = all(v <= 0 for v in values)
+        study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, values)
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    for path in o.files.values():
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    for path in o.files.values():
+        path.unlink(missing_ok=True)
+    frozen = study.tell(trial, list(o.values), skip_if_finished=True)
+    if frozen.state != TrialState.COMPLETE:
+        log(
+            f"trial {trial.number} had been failed by another worker (it looked stale); its result is dropped"
+        )
+        return
+    acc, mem, energy = o.values
+    log(f"trial {trial.number}: {attrs['variant']} N={attrs['n_neurons']} {attrs['quant']} "
+        f"({attrs['quant_text']}): accuracy {100 * acc:.1f} %, M_norm {mem:.4f}, energy {energy:.3g} J/sample")  # fmt: skip
+
+
+def _collect_garbage(study: optuna.Study, folder: Path) -> None:
+    """Delete checkpoints that no waiting or running trial refers to."""
+    if not folder.is_dir():
+        return
+    live = {t.user_attrs.get("checkpoint") for t in
+            study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}  # fmt: skip
+    for f in folder.glob("pop-*.pt"):
+        if str(f) not in live:
+            f.unlink(missing_ok=True)

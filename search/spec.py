@@ -1,0 +1,335 @@
+"""Study specs: one TOML file per experiment (``studies/*.toml``), parsed and checked before any trial.
+
+Tables (every key optional unless said; ``studies/README.md`` documents them with examples):
+
+* ``[study]`` name (default: the file's stem), trials (the total budget of complete trials),
+  population (trials asked and trained together), storage (an Optuna URL, default
+  ``sqlite:///runs/<name>.db``), artifacts (folder, default ``runs/<name>``), seed, device
+  (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
+  heartbeat_s, stale_after_s.
+* ``[sampler]`` name (tpe, nsga2, nsga3, gp, random), startup_trials, population_size (NSGA).
+* ``[data]`` dataset (mnist, fashion-mnist, digits; required), root, download, train_samples,
+  test_samples, assign_samples, validation, epochs.
+* ``[encoding]`` time_steps, dt, max_rate (tinysnn.config.EncodingConfig).
+* ``[network]``, ``[learning]``: fixed constants; ``[space]``: the search space (``search.space``).
+* ``[objectives]`` energy (``opcount`` or ``meter``), meter (auto, nvml, jetson, rapl,
+  estimate[:W]), idle_seconds, solo_samples, memory_convention (compact, as_simulated),
+  reference_variant, reference_neurons.
+* ``[constraints]`` max_memory_norm, max_energy_j.
+* ``[checkpoint]`` every (samples between checkpoints; 0 = only after training).
+
+Unknown keys are errors that name the key; so are empty lists and impossible bit widths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+from tinysnn.config import ConfigError, EncodingConfig, from_mapping
+from tinysnn.data import DATASETS
+from tinysnn.energy import EnergySpecError, parse_meter_spec
+
+from .errors import SpecError
+from .space import SearchSpace, parse_space
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11 (Jetson images ship 3.8)
+    import tomli as tomllib
+
+__all__ = [
+    "SAMPLERS",
+    "CheckpointSection",
+    "ConstraintSection",
+    "DataSection",
+    "ObjectiveSection",
+    "SamplerSection",
+    "StudySection",
+    "StudySpec",
+    "load_spec",
+    "parse_spec",
+]
+
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+ENERGY_OBJECTIVES = ("opcount", "meter")
+_TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "space", "objectives",
+             "constraints", "checkpoint")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudySection:
+    """``[study]``: name, budget and where the study lives."""
+
+    name: str
+    trials: int = 20
+    """Total budget of COMPLETE trials, across restarts (MaxTrialsCallback semantics)."""
+    population: int = 4
+    """Trials asked at once and trained together (one population per shared size)."""
+    storage: Optional[str] = None
+    """Optuna storage URL; default ``sqlite:///runs/<name>.db``."""
+    artifacts: Optional[str] = None
+    """Folder of artifacts and checkpoints; default ``runs/<name>``."""
+    seed: int = 0
+    device: str = "cpu"
+    group: str = "size"
+    heartbeat_s: float = 30.0
+    """Seconds between heartbeats of a running trial."""
+    stale_after_s: float = 300.0
+    """A running trial of another machine without a heartbeat for this long is failed and re-queued."""
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///runs/{self.name}.db"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return Path(self.artifacts or f"runs/{self.name}")
+
+
+@dataclass(frozen=True)
+class SamplerSection:
+    """``[sampler]``: the Optuna sampler, always seeded."""
+
+    name: str = "tpe"
+    startup_trials: int = 10
+    population_size: Optional[int] = None
+    """NSGA-II/III generation size; default max(10, study.population)."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``[data]``: the dataset and how much of it a trial uses."""
+
+    dataset: str = "digits"
+    root: Optional[str] = None
+    download: bool = False
+    train_samples: Optional[int] = None
+    test_samples: Optional[int] = None
+    assign_samples: Optional[int] = None
+    validation: int = 0
+    """Samples carved from the end of the training set; when > 0 trials are scored on them, not on the test set."""
+    epochs: int = 1
+
+
+@dataclass(frozen=True)
+class ObjectiveSection:
+    """``[objectives]``: how memory and energy are scored."""
+
+    energy: str = "opcount"
+    meter: str = "auto"
+    idle_seconds: float = 1.0
+    solo_samples: int = 200
+    """energy = "meter": test samples each network runs alone under the meter."""
+    memory_convention: str = "compact"
+    reference_variant: str = "diehl_cook"
+    reference_neurons: Optional[int] = None
+    """Size of the FP32 reference of M_norm; default the largest size in the space."""
+
+
+@dataclass(frozen=True)
+class ConstraintSection:
+    """``[constraints]``: budgets a feasible trial must meet (None = no budget)."""
+
+    max_memory_norm: Optional[float] = None
+    max_energy_j: Optional[float] = None
+
+    @property
+    def active(self) -> bool:
+        return self.max_memory_norm is not None or self.max_energy_j is not None
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """``[checkpoint]``: save a running population every ``every`` training samples (0: only after training)."""
+
+    every: int = 5000
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A parsed, checked study spec."""
+
+    study: StudySection
+    sampler: SamplerSection
+    data: DataSection
+    encoding: EncodingConfig
+    space: SearchSpace
+    objectives: ObjectiveSection
+    constraints: ConstraintSection
+    checkpoint: CheckpointSection
+    raw: Dict[str, Any] = field(default_factory=dict, compare=False)
+    source: Optional[str] = None
+
+    def science(self) -> Dict[str, Any]:
+        """The part of the spec that decides trial results; a resumed study must keep it."""
+        keep = {k: v for k, v in self.raw.items() if k not in ("study", "sampler", "checkpoint")}
+        data = dict(keep.get("data", {}))
+        for k in ("root", "download"):
+            data.pop(k, None)
+        keep["data"] = data
+        keep["seed"] = self.study.seed
+        return json.loads(json.dumps(keep, sort_keys=True, default=str))
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`science`."""
+        text = json.dumps(self.science(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def replace(self, **study_fields: Any) -> "StudySpec":
+        """A copy with ``[study]`` fields overridden (None values are ignored)."""
+        upd = {k: v for k, v in study_fields.items() if v is not None}
+        return dataclasses.replace(self, study=dataclasses.replace(self.study, **upd))
+
+    def with_data_root(self, root: Optional[str]) -> "StudySpec":
+        """A copy reading the dataset from ``root`` (None keeps the spec's)."""
+        if root is None:
+            return self
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, root=str(root)))
+
+
+def _section(raw: Mapping[str, Any], name: str, cls: Any, checks: Mapping[str, type]) -> Any:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise SpecError(f"[{name}] must be a table")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        keys = ", ".join(f"{name}.{k}" for k in unknown)
+        raise SpecError(f"unknown key {keys}: valid keys in [{name}] are {', '.join(names)}")
+    for key, value in table.items():
+        want = checks.get(key)
+        if want is None or value is None:
+            continue
+        ok = isinstance(value, want) and not (want in (int, float, (int, float)) and isinstance(value, bool))
+        if not ok:
+            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+                want, "a number"
+            )  # type: ignore[call-overload]
+            raise SpecError(f"{name}.{key} must be {kind}, got {value!r}")
+    return table
+
+
+def _positive(value: Optional[float], key: str, zero_ok: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not zero_ok):
+        raise SpecError(f"{key} must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+
+def parse_spec(
+    raw: Mapping[str, Any], source: Optional[str] = None, default_name: str = "study"
+) -> StudySpec:
+    """Check a spec given as a dict (the TOML tables) and build a :class:`StudySpec`.
+
+    Raises:
+        SpecError: naming the key, for anything that would fail later.
+    """
+    if not isinstance(raw, dict):
+        raise SpecError("a study spec is a TOML document of tables ([study], [data], [space], ...)")
+    unknown = sorted(set(raw) - set(_TOP_KEYS))
+    if unknown:
+        raise SpecError(f"unknown key(s) {unknown} at the top level: valid tables are {', '.join(_TOP_KEYS)}")
+    num = (int, float)
+    st = _section(raw, "study", StudySection, {"name": str, "trials": int, "population": int, "storage": str,
+                  "artifacts": str, "seed": int, "device": str, "group": str, "heartbeat_s": num,
+                  "stale_after_s": num})  # fmt: skip
+    study = StudySection(**{"name": default_name, **st})
+    if not study.name or any(c in study.name for c in "/\\ "):
+        raise SpecError(f"study.name {study.name!r} must be a non-empty name without spaces or slashes")
+    _positive(study.trials, "study.trials")
+    _positive(study.population, "study.population")
+    _positive(study.heartbeat_s, "study.heartbeat_s")
+    _positive(study.stale_after_s, "study.stale_after_s")
+    if study.group not in ("size", "variant"):
+        raise SpecError(f"study.group = {study.group!r}: choose size (no padding) or variant (pad sizes)")
+    if study.device not in ("cpu", "cuda", "auto"):
+        raise SpecError(f"study.device = {study.device!r}: choose cpu, cuda or auto")
+    sm = _section(
+        raw, "sampler", SamplerSection, {"name": str, "startup_trials": int, "population_size": int}
+    )
+    sampler = SamplerSection(**sm)
+    if sampler.name not in SAMPLERS:
+        raise SpecError(f"sampler.name = {sampler.name!r}: choose one of {', '.join(SAMPLERS)}")
+    _positive(sampler.startup_trials, "sampler.startup_trials", zero_ok=True)
+    if sampler.population_size is not None and sampler.population_size < 2:
+        raise SpecError(f"sampler.population_size must be >= 2, got {sampler.population_size}")
+    dt = _section(raw, "data", DataSection, {"dataset": str, "root": str, "download": bool, "train_samples": int,
+                  "test_samples": int, "assign_samples": int, "validation": int, "epochs": int})  # fmt: skip
+    if "dataset" not in dt:
+        raise SpecError(f"data.dataset is missing: choose one of {', '.join(DATASETS)}")
+    data = DataSection(**dt)
+    if data.dataset.lower().replace("_", "-") not in DATASETS + ("fashion",):
+        raise SpecError(f"data.dataset = {data.dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
+    for key in ("train_samples", "test_samples", "assign_samples"):
+        value = getattr(data, key)
+        if value is not None and value < 1:
+            raise SpecError(f"data.{key} must be >= 1 (or left out for all samples), got {value}")
+    _positive(data.validation, "data.validation", zero_ok=True)
+    _positive(data.epochs, "data.epochs")
+    enc_table = raw.get("encoding", {})
+    if not isinstance(enc_table, dict):
+        raise SpecError("[encoding] must be a table")
+    try:
+        encoding = from_mapping(EncodingConfig, enc_table)
+    except (ConfigError, TypeError) as exc:
+        raise SpecError(f"[encoding]: {exc}") from None
+    space = parse_space(raw.get("space"), raw.get("network"), raw.get("learning"))
+    ob = _section(raw, "objectives", ObjectiveSection, {"energy": str, "meter": str, "idle_seconds": num,
+                  "solo_samples": int, "memory_convention": str, "reference_variant": str,
+                  "reference_neurons": int})  # fmt: skip
+    objectives = ObjectiveSection(**ob)
+    if objectives.energy not in ENERGY_OBJECTIVES:
+        raise SpecError(f"objectives.energy = {objectives.energy!r}: choose opcount or meter")
+    try:
+        parse_meter_spec(objectives.meter)
+    except EnergySpecError as exc:
+        raise SpecError(f"objectives.meter: {exc}") from None
+    if objectives.memory_convention not in ("compact", "as_simulated"):
+        raise SpecError(
+            f"objectives.memory_convention = {objectives.memory_convention!r}: choose compact or as_simulated"
+        )
+    if objectives.reference_variant not in ("diehl_cook", "sl_stdp", "tinysnn"):
+        raise SpecError(
+            f"objectives.reference_variant = {objectives.reference_variant!r}: choose diehl_cook, sl_stdp or tinysnn"
+        )
+    _positive(objectives.reference_neurons, "objectives.reference_neurons")
+    _positive(objectives.solo_samples, "objectives.solo_samples")
+    _positive(objectives.idle_seconds, "objectives.idle_seconds", zero_ok=True)
+    co = _section(raw, "constraints", ConstraintSection, {"max_memory_norm": num, "max_energy_j": num})
+    constraints = ConstraintSection(**co)
+    _positive(constraints.max_memory_norm, "constraints.max_memory_norm")
+    _positive(constraints.max_energy_j, "constraints.max_energy_j")
+    ck = _section(raw, "checkpoint", CheckpointSection, {"every": int})
+    checkpoint = CheckpointSection(**ck)
+    _positive(checkpoint.every, "checkpoint.every", zero_ok=True)
+    return StudySpec(study, sampler, data, encoding, space, objectives, constraints, checkpoint,
+                     json.loads(json.dumps(raw, default=str)), source)  # fmt: skip
+
+
+def load_spec(path: Union[str, Path]) -> StudySpec:
+    """Read and check a study spec (TOML).
+
+    Example:
+        >>> spec = load_spec("studies/quickstart.toml")
+        >>> spec.study.name, spec.data.dataset
+        ('quickstart', 'digits')
+
+    Raises:
+        SpecError: if the file is missing, is not TOML, or fails a check (the message names the key).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read study spec {p}: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{p} is not valid TOML: {exc}") from None
+    return parse_spec(raw, str(p), default_name=p.stem)

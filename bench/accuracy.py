@@ -96,8 +96,12 @@ def main(argv: Any = None) -> int:
     p.add_argument("--protocol", default="single", help="single, paper-fp32 or paper-quant")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], help="for paper-* protocols")
     p.add_argument("--json", default=None, help="output JSON (default bench/out/accuracy-<protocol>.json)")
-    p.add_argument("--precisions", type=int, nargs="+", default=[16, 12, 10, 8, 6, 4], help="paper-quant bits")
-    p.add_argument("--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant")
+    p.add_argument(
+        "--precisions", type=int, nargs="+", default=[16, 12, 10, 8, 6, 4], help="paper-quant bits"
+    )
+    p.add_argument(
+        "--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant"
+    )
     args = p.parse_args(argv)
     if args.protocol != "single" and args.neurons == [100]:
         args.neurons = [400]

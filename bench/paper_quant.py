@@ -71,8 +71,20 @@ def configurations(
                 continue
             for rnd in roundings:
                 spec = QuantSpec(rounding=Rounding(rnd), scheme=scheme, **fmts)
-                ok.append({"bits": bits, "label": label, "rounding": rnd, "scheme": scheme.value, "spec": spec})
+                ok.append(
+                    {"bits": bits, "label": label, "rounding": rnd, "scheme": scheme.value, "spec": spec}
+                )
     return ok, bad
+
+
+def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population],
+           **kw: Any):  # fmt: skip
+    a = copy.copy(ctx["args"])
+    a.variant, a.dataset = variant, ctx["ds"]
+    nets, learn, seeds = build_configs(a, ctx["train"].n_input)
+    k = len(specs or [None])
+    p = pop if pop is not None else build_population(nets * k, learn, seeds * k)
+    return run(p, ctx["enc"], ctx["train"], ctx["test"], quant=specs, **ctx["common"], **kw), p
 
 
 def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -87,19 +99,13 @@ def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  
         common = dict(assign=assign, epochs=args.epochs, seed=args.seed, backend=args.backend,
                       batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
 
-        def one(variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population] = None, **kw: Any):
-            a = copy.copy(args)
-            a.variant, a.dataset = variant, ds
-            nets, learn, seeds = build_configs(a, train.n_input)
-            p = pop if pop is not None else build_population(nets * len(specs or [None]), learn,
-                                                             seeds * len(specs or [None]))  # fmt: skip
-            return run(p, enc, train, test, quant=specs, **common, **kw), p
+        ctx = dict(args=args, ds=ds, train=train, test=test, enc=enc, common=common)
 
         print(f"== {ds}: diehl_cook FP32", flush=True)
-        res, _ = one("diehl_cook", None)
+        res, _ = _train(ctx, "diehl_cook", None, None)
         rows.append(dict(row_of(args, res), config="diehl_cook FP32"))
         print(f"== {ds}: tinysnn FP32", flush=True)
-        res, fp32_pop = one("tinysnn", None)
+        res, fp32_pop = _train(ctx, "tinysnn", None, None)
         base = dict(row_of(args, res), config="tinysnn FP32")
         rows.append(base)
         w_inh = float(fp32_pop.params["w_inh"][0])
@@ -115,9 +121,9 @@ def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  
             print(f"== {ds}: tinysnn {scheme.value.upper()} x {len(specs)} configurations", flush=True)
             if scheme is Scheme.PTQ:
                 pop = replicate(fp32_pop, len(specs))
-                res, _ = one("tinysnn", specs, pop=pop, start=len(train) * args.epochs)
+                res, _ = _train(ctx, "tinysnn", specs, pop, start=len(train) * args.epochs)
             else:
-                res, _ = one("tinysnn", specs)
+                res, _ = _train(ctx, "tinysnn", specs, None)
             for k, c in enumerate(ok):
                 r = res.record(k)
                 r["config"] = f"tinysnn {c['label']} {c['bits']}b {scheme.value} {c['rounding']}"

@@ -29,7 +29,9 @@ def test_lateral_inhibition_hits_every_other_neuron_one_step_later() -> None:
     runs = {}
     for w_inh in (0.0, 7.5):
         rec: dict = {}
-        sim_torch.run_window(_three_neurons(w_inh), trains, EncodingConfig(time_steps=4), learn=False, record=rec)
+        sim_torch.run_window(
+            _three_neurons(w_inh), trains, EncodingConfig(time_steps=4), learn=False, record=rec
+        )
         runs[w_inh] = torch.stack(rec["v"])[:, 0, 0, :]  # (T, N)
     v0, v1 = runs[0.0], runs[7.5]
     assert float(v1[0, 0]) == -60.0  # neuron 0 spiked at step 0 and was reset
@@ -81,7 +83,9 @@ def test_sl_stdp_signs_on_constructed_traces() -> None:
     w = torch.full((1, 3, 2), 0.5)
     x_pre = torch.tensor([0.9, 0.1, 0.0])  # above, below and at zero vs x_th = 0.3
     s = torch.tensor([[True, False]])
-    out = L.sl_stdp(w, x_pre, s, torch.tensor([0.1]), torch.tensor([0.2]), torch.tensor([0.3]), torch.tensor([1.0]))
+    out = L.sl_stdp(
+        w, x_pre, s, torch.tensor([0.1]), torch.tensor([0.2]), torch.tensor([0.3]), torch.tensor([1.0])
+    )
     assert float(out[0, 0, 0]) == pytest.approx(0.5 + 0.1 * 0.5)  # potentiated toward w_max
     assert float(out[0, 1, 0]) == pytest.approx(0.5 - 0.2 * 0.5)  # depressed
     assert float(out[0, 2, 0]) == pytest.approx(0.4)

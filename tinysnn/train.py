@@ -130,7 +130,12 @@ def memory_figures(
     for conv in ("compact", "as_simulated"):
         m = memory_breakdown(variant, n_neurons, n_input, spec, conv)
         ref = reference_memory(reference_neurons, n_input, conv)
-        out[conv] = {"bits": m.bits, "bytes": m.bytes, "reference_bytes": ref.bytes, "m_norm": memory_norm(m, ref)}
+        out[conv] = {
+            "bits": m.bits,
+            "bytes": m.bytes,
+            "reference_bytes": ref.bytes,
+            "m_norm": memory_norm(m, ref),
+        }
     return out
 
 

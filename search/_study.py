@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -25,6 +26,26 @@ def optuna_version() -> tuple:
     return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", str(url))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, older versions to psycopg2; the dev
+    extra installs psycopg2-binary. Pick psycopg2 when psycopg 3 is missing.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage for ``url`` (SQLite, PostgreSQL, MySQL), with a clear error when it fails.
 
@@ -35,9 +56,11 @@ def open_storage(url: str) -> Any:
         StorageError: naming the URL, the problem and the fix.
     """
     hint = "use sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+    shown = safe_url(url)
     if not isinstance(url, str) or "://" not in url:
-        raise StorageError(f"storage {url!r} is not an Optuna storage URL: {hint}")
+        raise StorageError(f"storage {shown!r} is not an Optuna storage URL: {hint}")
     kwargs: Dict[str, Any] = {}
+    url = _with_driver(url)
     if url.startswith("sqlite:"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
@@ -45,7 +68,7 @@ def open_storage(url: str) -> Any:
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(
-                    f"storage {url}: cannot create the folder of {path} ({exc.strerror})"
+                    f"storage {shown}: cannot create the folder of {path} ({exc.strerror})"
                 ) from None
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     else:
@@ -56,11 +79,11 @@ def open_storage(url: str) -> Any:
             return optuna.storages.RDBStorage(url, **kwargs)
     except ImportError as exc:
         raise StorageError(
-            f"storage {url}: a database driver is missing ({exc}); for PostgreSQL: pip install psycopg2-binary"
+            f"storage {shown}: a database driver is missing ({exc}); for PostgreSQL: pip install psycopg2-binary"
         ) from None
     except Exception as exc:  # sqlalchemy ArgumentError, OperationalError, NoSuchModuleError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {url}: {first[:300]}. Check the URL ({hint}) and that the "
+        raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
                            "database server is running and reachable") from None  # fmt: skip
 
 

@@ -22,7 +22,22 @@ import torch
 from . import learning as L
 from .config import EncodingConfig, Variant
 from .network import Population, constants
-from .quant import NONE, quantize_rows
+from .quant import NONE, STOCHASTIC, quantize_rows
+
+
+def _q(x: torch.Tensor, rows: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+    """Fake-quantize with per-network rows; uniforms are drawn only if a network rounds stochastically.
+
+    Whether any does is decided from the rows' mode column on the host once per window (the rows
+    are tiny CPU-side constants), so the time loop never waits for the device.
+    """
+    return quantize_rows(x, rows, gen, any_stochastic=bool(getattr(rows, "_tinysnn_stochastic", True)))
+
+
+def _mark(rows: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    if rows is not None:
+        rows._tinysnn_stochastic = bool((rows[:, 3] == STOCHASTIC).any())  # type: ignore[attr-defined]
+    return rows
 
 
 def _any_quant(pop: Population, target: str) -> bool:
@@ -65,9 +80,9 @@ def run_window(
     P, N = pop.n_networks, pop.n_max
     mask = pop.mask[:, None, :]  # (P, 1, N)
     prm = pop.params
-    qv = pop.quant["vmem"] if _any_quant(pop, "vmem") else None
-    qth = pop.quant["vth"] if _any_quant(pop, "vth") else None
-    qw = pop.quant["weights"] if _any_quant(pop, "weights") else None
+    qv = _mark(pop.quant["vmem"]) if _any_quant(pop, "vmem") else None
+    qth = _mark(pop.quant["vth"]) if _any_quant(pop, "vth") else None
+    qw = _mark(pop.quant["weights"]) if _any_quant(pop, "weights") else None
     ex, ih = pop.exc, pop.inh
     baseline = pop.has_inhibitory_layer
     w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
@@ -104,7 +119,7 @@ def run_window(
             vi = ih.v_rest + (vi - ih.v_rest) * c.dec_inh
             vi = torch.where(refi <= 0, vi + prm["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
             if qv is not None:
-                vi = quantize_rows(vi, qv, gen)
+                vi = _q(vi, qv, gen)
             refi = refi - 1
             si_new = (vi > ih.v_th) & mask
             refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
@@ -118,7 +133,7 @@ def run_window(
         v = ex.v_rest + (v - ex.v_rest) * c.dec_exc
         v = torch.where(ref <= 0, v + cur, v)
         if qv is not None:
-            v = quantize_rows(v, qv, gen)
+            v = _q(v, qv, gen)
         if track:
             v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
             v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
@@ -147,7 +162,7 @@ def run_window(
             else:
                 n_cols = n_cols + s0.sum(dim=1)
             if qw is not None:
-                w = quantize_rows(w, qw, gen)
+                w = _q(w, qw, gen)
             if record is not None:
                 record.setdefault("w", []).append(w.clone())
     if learn:
@@ -157,7 +172,7 @@ def run_window(
         w = L.normalize(w, prm["norm_total"], pop.mask)
         w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
         if qw is not None:
-            w = quantize_rows(w, qw, gen)
+            w = _q(w, qw, gen)
         pop.weights, pop.theta = w, theta
     if track:
         assert vrange is not None
@@ -183,7 +198,7 @@ def _requantize_theta(
     pop: Population, theta: torch.Tensor, qth: torch.Tensor, gen: Optional[torch.Generator]
 ) -> torch.Tensor:
     """Keep the effective threshold v_th + theta on its fixed-point grid (qWN)."""
-    return quantize_rows(pop.exc.v_th + theta, qth, gen) - pop.exc.v_th
+    return _q(pop.exc.v_th + theta, qth, gen) - pop.exc.v_th
 
 
 def _learn_step(
@@ -205,7 +220,7 @@ def _learn_step(
     if pop.variant is Variant.DIEHL_COOK:
         w = L.pair_depression(w, s_in, x_post, prm["nu_pre"])
         if qw is not None:
-            w = quantize_rows(w, qw, gen)
+            w = _q(w, qw, gen)
         return L.pair_potentiation(w, x_pre, s, prm["nu_post"], prm["w_max"])
     if pop.variant is Variant.SL_STDP:
         return L.sl_stdp(w, x_pre, s, prm["eta_p"], prm["eta_d"], prm["x_th"], prm["w_max"])

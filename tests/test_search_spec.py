@@ -1,0 +1,188 @@
+"""Tests of study specs, the search space and bad input (search.spec, search.space): no training here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import torch
+from optuna.trial import FixedTrial
+
+from search import SpecError, load_spec, parse_spec, reward
+from search._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from search._study import open_storage
+from search.cli import main
+from search.errors import CheckpointError, StorageError
+from search.runner import run_study
+from search.select import rank
+from search.space import Rejected
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+BASE = """
+[study]
+name = "t"
+trials = 2
+[data]
+dataset = "digits"
+[space]
+n_neurons = [10, 20]
+quantize = ["fp32", "qW", "qWN"]
+scheme = ["ptq", "itq"]
+[space.bits.weights]
+int = 1
+frac = { low = 2, high = 8 }
+[space.bits.vmem]
+int = { low = 7, high = 9 }
+frac = { low = 0, high = 6 }
+[space.bits.vth]
+int = 8
+total = [8, 12]
+"""
+
+
+def _raw(**patch: Any) -> Dict[str, Any]:
+    """The BASE spec with tables patched: _raw(space={"n_neurons": []}) merges into [space]."""
+    raw = tomllib.loads(BASE)
+    for table, values in patch.items():
+        if values is None:
+            raw.pop(table, None)
+        elif isinstance(values, dict) and isinstance(raw.get(table), dict):
+            raw[table].update(values)
+        else:
+            raw[table] = values
+    return raw
+
+
+@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_studies_load(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.study.name == path.stem
+    assert spec.study.trials >= 1 and spec.space.max_neurons >= 1
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"studyy": {"name": "x"}}, "studyy"),
+        ({"study": {"trails": 3}}, "study.trails"),
+        ({"space": {"neurons": [10]}}, "space.neurons"),
+        ({"space": {"bits": {"weights": {"int": 1, "fracc": 3}}}}, "space.bits.weights.fracc"),
+        ({"learning": {"eta_postt": 0.1}}, "learning.eta_postt"),
+        ({"space": {"n_neurons": []}}, "space.n_neurons"),
+        ({"space": None}, "[space]"),
+        ({"space": {"quantize": []}}, "space.quantize"),
+        (
+            {"space": {"bits": {"weights": {"int": 1, "frac": {"low": 30, "high": 40}}}}},
+            "space.bits.weights.frac",
+        ),
+        (
+            {
+                "space": {
+                    "bits": {
+                        "weights": {"int": 1, "frac": 4},
+                        "vmem": {"int": 6, "frac": 2},
+                        "vth": {"int": 8, "frac": 2},
+                    }
+                }
+            },
+            "space.bits.vmem.int",
+        ),  # fmt: skip
+        (
+            {"space": {"bits": {"weights": {"int": 20, "frac": {"low": 20, "high": 25}}}}},
+            "space.bits.weights",
+        ),
+        ({"space": {"bits": {"weights": {"int": 1, "frac": 3}}}}, "space.bits.vmem"),
+        ({"space": {"variant": ["tinysnn", "lstm"]}}, "space.variant"),
+        ({"space": {"n_neurons": {"low": 10, "high": 5}}}, "space.n_neurons"),
+        ({"data": {"dataset": "cifar"}}, "data.dataset"),
+        ({"objectives": {"energy": "joules"}}, "objectives.energy"),
+        ({"objectives": {"meter": "estimate:-3"}}, "objectives.meter"),
+        ({"sampler": {"name": "cmaes"}}, "sampler.name"),
+        ({"encoding": {"time_stepz": 10}}, "time_stepz"),
+        ({"study": {"trials": 0}}, "study.trials"),
+    ],
+)
+def test_bad_spec_names_the_key(patch: Dict[str, Any], key: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        parse_spec(_raw(**patch))
+    assert key in str(exc.value)
+
+
+def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:
+    raw = _raw(data={"dataset": "mnist", "root": str(tmp_path / "nowhere")},
+               study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip
+    with pytest.raises(SpecError) as exc:
+        run_study(parse_spec(raw), progress=False)
+    assert "data.dataset" in str(exc.value) and "not found" in str(exc.value)
+    assert not (tmp_path / "s.db").exists()  # no study, let alone a trial
+
+
+def test_cli_bad_spec_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE.replace("n_neurons = [10, 20]", "n_neurons = []"))
+    assert main(["run", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinysnn-search: error:") and "space.n_neurons" in err and "Traceback" not in err
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read study spec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["runs/study.db", "nosuchdb://x/y", "postgresql://nobody@127.0.0.1:1/none"])
+def test_unreadable_storage_url(url: str) -> None:
+    with pytest.raises(StorageError) as exc:
+        open_storage(url)
+    assert url in str(exc.value) and "sqlite:///" in str(exc.value)
+
+
+def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
+    spec = parse_spec(_raw())
+    params = {"n_neurons": 20, "quantize": "qWN", "scheme": "itq", "weights_int": 1,
+              "weights_frac": 7, "vmem_int": 9, "vmem_frac": 5, "vth_int": 8, "vth_total": 12}  # fmt: skip
+    cfg = spec.space.suggest(FixedTrial(params), n_input=64)
+    assert cfg.quant is not None and cfg.label == "qWN"
+    assert cfg.quant.to_text() == "weights=Q1.7,vmem=Q9.5,vth=Q8.4,rounding=truncate,scheme=itq"
+    assert cfg.network.n_neurons == 20 and cfg.network.norm_total == pytest.approx(6.4)
+    with pytest.raises(Rejected, match="vmem: Q7.5 cannot hold v_rest"):
+        spec.space.suggest(FixedTrial(dict(params, vmem_int=7)), n_input=64)
+    fp32 = spec.space.suggest(FixedTrial({"n_neurons": 10, "quantize": "fp32"}), n_input=64)
+    assert fp32.quant is None and fp32.label == "fp32"
+    assert cfg.group_key("size") != fp32.group_key("size") and cfg.group_key("variant") == fp32.group_key(
+        "variant"
+    )
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "pop-0.pt"
+    ckpt = Checkpoint(
+        "abc", [0], [{"n_neurons": 4}], [1], 5, 10, [3.0], 0.0, {"weights": torch.zeros(1, 2, 4)}
+    )
+    save_checkpoint(path, ckpt)
+    assert load_checkpoint(path, "abc").next_sample == 5
+    with pytest.raises(CheckpointError, match="another fingerprint"):
+        load_checkpoint(path, "xyz")
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match=r"corrupt or truncated.*delete"):
+        load_checkpoint(path, "abc")
+
+
+def test_reward_and_tie_breaks() -> None:
+    assert reward(0.9, 0.25, 0.2) == pytest.approx(0.85)
+    with pytest.raises(ValueError):
+        reward(0.9, 0.1, -1)
+
+    class T:  # the FrozenTrial fields rank() reads
+        def __init__(self, number: int, values: Any) -> None:
+            self.number, self.values, self.user_attrs = number, values, {}
+
+    trials = [T(0, [0.8, 0.5, 1.0]), T(1, [0.9, 1.0, 2.0]), T(2, [0.8, 0.5, 1.0]), T(3, [0.7, 0.0, 4.0])]
+    assert rank(trials, 0.0)[0].number == 1  # mu = 0: the most accurate
+    assert rank(trials, 0.2)[0].number == 0  # 0.8 - 0.1 = 0.70 beats 0.70 - 0 on accuracy, 0 before 2
+    assert rank(trials, 1.0)[0].number == 3  # a large mu: the smallest
+    assert rank(trials, 0.2, nu=1.0)[0].number == 0  # E_norm = E / 4

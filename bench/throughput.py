@@ -168,7 +168,8 @@ def prepare_images(data_root: Optional[str], n_train: int, n_infer: int, folder:
         allx = split.images.numpy()
         train, infer = allx[:n_train], allx[n_train : n_train + n_infer]
         desc = (f"MNIST training images from {data_root}: training uses images 0..{n_train - 1}, "
-                f"inference images {n_train}..{n_train + n_infer - 1}")  # fmt: skip
+                f"inference images {n_train}..{n_train + n_infer - 1} (the first {WARMUP} of each "
+                "are warmup)")  # fmt: skip
         source = "mnist"
     else:
         train, infer = synthetic_images(n_train, 0), synthetic_images(n_infer, 1)
@@ -386,8 +387,8 @@ def run_bindsnet(python: str, neurons: int, n_train: int, n_infer: int, images: 
 
 # -- orchestration ------------------------------------------------------------------------------
 def samples_for(base: int, population: int, floor: int) -> int:
-    """Scale a P = 1 sample count down for larger populations (x 16 / P beyond P = 16)."""
-    return max(floor, int(math.ceil(base * min(1.0, 16.0 / max(population, 1)))))
+    """Scale a P = 1 sample count down for larger populations (x 16 / P beyond P = 16), never above it."""
+    return max(min(floor, base), int(math.ceil(base * min(1.0, 16.0 / max(population, 1)))))
 
 
 def run_config(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:

@@ -92,7 +92,7 @@ def fail_and_requeue(study: optuna.Study, storage: Any, trial: FrozenTrial, reas
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return None
-    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+    except (RuntimeError, optuna.exceptions.OptunaError):  # UpdateFinishedTrialError (Optuna >= 4.x)
         return None
     return _enqueue_retry(study, trial, reason)
 

@@ -172,7 +172,6 @@ def evaluate_population(
         One outcome per live member, in population order.
     """
     spec = ctx.spec
-    torch.set_grad_enabled(False)
     cfgs = [m.config for m in members]
     pop = build_population([c.network for c in cfgs], [c.learning for c in cfgs], [m.seed for m in members],
                            ctx.device)  # fmt: skip

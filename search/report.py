@@ -48,7 +48,14 @@ def _formats(attrs: Dict[str, Any]) -> str:
 
 
 def _row(t: FrozenTrial) -> List[Any]:
-    a = t.user_attrs
+    a = dict(t.user_attrs)
+    if "quant" not in a:  # not trained (yet): what its parameters say
+        a.setdefault("variant", t.params.get("variant", ""))
+        a["quant"] = t.params.get("quantize", "")
+        for p in ("weights", "vmem", "vth"):
+            if f"{p}_int" in t.params and f"{p}_frac" in t.params:
+                a[f"{p}_format"] = f"Q{t.params[f'{p}_int']}.{t.params[f'{p}_frac']}"
+        a["scheme"], a["rounding"] = t.params.get("scheme", ""), t.params.get("rounding", "")
     vals = t.values if t.values is not None else [None, None, None]
     acc = f"{100 * vals[0]:.2f}" if vals[0] is not None else ""
     mem = f"{vals[1]:.4f}" if vals[1] is not None else ""

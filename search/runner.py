@@ -19,8 +19,10 @@ the command again after a crash, or on a second machine, never overshoots it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,12 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _bar_safe(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
 def _count(study: optuna.Study) -> Dict[TrialState, int]:
     out: Dict[TrialState, int] = {s: 0 for s in TrialState}
     for t in study.get_trials(deepcopy=False):
@@ -87,9 +95,9 @@ def run_study(
         StorageError: the storage cannot be opened.
         CheckpointError: a re-queued trial's checkpoint is corrupt (its trials are re-queued again).
     """
-    log = log or _stderr
+    log = log or (_bar_safe if progress else _stderr)
     folder = spec.study.artifact_dir.resolve()
-    ctx = load_context(spec, folder / "tmp", progress)
+    ctx = load_context(spec, folder, progress)  # data first: a missing dataset creates nothing
     url = spec.study.storage_url
     study = open_study(spec, open_storage(url))
     storage = study._storage
@@ -98,6 +106,7 @@ def run_study(
     report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
     _collect_garbage(study, folder / "checkpoints")
     bar = _bar(spec, study, progress)
+    ctx.work_dir = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=folder))  # one per worker
     try:
         with W.Heartbeat(storage, spec.study.heartbeat_s) as beat:
             while True:
@@ -111,7 +120,7 @@ def run_study(
     finally:
         if bar is not None:
             bar.close()
-        shutil.rmtree(folder / "tmp", ignore_errors=True)
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
     _collect_garbage(study, folder / "checkpoints")
     report.complete = _count(study)[TrialState.COMPLETE]
     return report
@@ -137,26 +146,30 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
     held: List[_Held] = []
     limit = 100 + 20 * spec.study.trials
-    while len(held) < n:
-        trial = study.ask()
-        beat.add([trial._trial_id])
-        try:
-            config = spec.space.suggest(trial, ctx.n_input)
-        except Rejected as exc:
-            trial.set_user_attr("rejected", str(exc))
-            study.tell(trial, state=TrialState.PRUNED)
-            beat.discard(trial._trial_id)
-            report.rejected += 1
-            log(f"trial {trial.number} rejected before training: {exc}")
-            if report.rejected > limit:
-                raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
-                                  "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
-            continue
-        seed = trial.user_attrs.get("weight_seed")
-        if seed is None:
-            seed = (spec.study.seed * 100003 + trial.number) % (2**31)
-            trial.set_user_attr("weight_seed", seed)
-        held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
+    try:
+        while len(held) < n:
+            trial = study.ask()
+            beat.add([trial._trial_id])
+            try:
+                config = spec.space.suggest(trial, ctx.n_input)
+            except Rejected as exc:
+                trial.set_user_attr("rejected", str(exc))
+                study.tell(trial, state=TrialState.PRUNED)
+                beat.discard(trial._trial_id)
+                report.rejected += 1
+                log(f"trial {trial.number} rejected before training: {exc}")
+                if report.rejected > limit:
+                    raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
+                                      "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
+                continue
+            seed = trial.user_attrs.get("weight_seed")
+            if seed is None:
+                seed = (spec.study.seed * 100003 + trial.number) % (2**31)
+                trial.set_user_attr("weight_seed", seed)
+            held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
+    except BaseException as exc:
+        _requeue(study, [h.trial for h in held], exc, beat, report, log)
+        raise
     return held
 
 
@@ -234,16 +247,22 @@ def _train_and_tell(study: optuna.Study, spec: StudySpec, ctx: Context, held: Li
             if not any(m.number in pending for m in members):
                 path.unlink(missing_ok=True)
     except BaseException as exc:
-        reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
-        for number in sorted(pending):
-            tid = by_number[number].trial._trial_id
-            if W.fail_and_requeue(study, study._storage, study._storage.get_trial(tid), reason) is not None:
-                report.requeued.append(number)
-            beat.discard(tid)
-        if pending:
-            log(f"stopped: trials {sorted(pending)} failed and re-queued with their parameters; "
-                "run the same command to continue")  # fmt: skip
+        _requeue(study, [by_number[n].trial for n in sorted(pending)], exc, beat, report, log)
         raise
+
+
+def _requeue(study: optuna.Study, trials: List[optuna.Trial], exc: BaseException, beat: W.Heartbeat,
+             report: RunReport, log: Callable[[str], None]) -> None:  # fmt: skip
+    """Fail the trials this worker holds and enqueue their parameters again: a stopped run loses none."""
+    reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
+    for trial in trials:
+        frozen = study._storage.get_trial(trial._trial_id)
+        if W.fail_and_requeue(study, study._storage, frozen, reason) is not None:
+            report.requeued.append(trial.number)
+        beat.discard(trial._trial_id)
+    if trials:
+        log(f"stopped: trials {[t.number for t in trials]} failed and re-queued with their parameters; "
+            "run the same command to continue")  # fmt: skip
 
 
 def _tell(study: optuna.Study, spec: StudySpec, trial: optuna.Trial, o: Outcome, store: Any,

@@ -25,6 +25,7 @@ from .memory import memory_breakdown, memory_norm, reference_memory
 from .network import Population
 from .ops import sample_op_counts
 from .quant import PARAMS, QuantSpec, Scheme, population_rows, quantize_rows
+from .sim_numba import mix_seed
 from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
 
 
@@ -61,6 +62,8 @@ class NetworkResult:
     """Eq. 4 in bits and bytes under both conventions, M_norm and its reference."""
     ranges: Dict[str, List[float]] = field(default_factory=dict)
     """Observed FP32 ranges [min, max] of weights, V_mem and V_th after training."""
+    assignment: List[int] = field(default_factory=list)
+    """Class of each excitatory neuron from label assignment (-1: silent, does not vote)."""
 
 
 @dataclass
@@ -115,11 +118,21 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
         pop.quant[param] = population_rows(use, param, pop.device).to(torch.float32)
 
 
-def quantize_parameters(pop: Population) -> None:
-    """Put weights and effective thresholds on their grids (PTQ after training; ITQ at start)."""
-    pop.weights = quantize_rows(pop.weights, pop.quant["weights"]).contiguous()
+def quantize_parameters(pop: Population, seed: int = 0) -> None:
+    """Put weights and effective thresholds on their grids (PTQ after training; ITQ at start).
+
+    Stochastic rounding draws from a generator per network seeded by (seed, the network's own
+    seed), so a network's quantized values do not depend on the rest of the population.
+    """
     vth = pop.exc.v_th
-    pop.theta = (quantize_rows(vth + pop.theta, pop.quant["vth"]) - vth).contiguous()
+    weights, theta = pop.weights.clone(), pop.theta.clone()
+    for k in range(pop.n_networks):
+        g = torch.Generator(device=pop.device)
+        g.manual_seed(int(mix_seed(int(seed), 13, int(pop.seeds[k]) if k < len(pop.seeds) else k)))
+        sl = slice(k, k + 1)
+        weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], g)
+        theta[sl] = quantize_rows(vth + pop.theta[sl], pop.quant["vth"][sl], g) - vth
+    pop.weights, pop.theta = weights.contiguous(), theta.contiguous()
 
 
 def memory_figures(
@@ -269,7 +282,7 @@ def run(
     specs = list(quant) if quant is not None else [None] * pop.n_networks
     apply_quant_rows(pop, specs, training=True)
     if start == 0 and any(s is not None and s.scheme == Scheme.ITQ for s in specs):
-        quantize_parameters(pop)
+        quantize_parameters(pop, seed)
     sim = Simulator(pop, enc, seed=seed, backend=backend)
     if meter is not None:
         meter.start()
@@ -279,7 +292,7 @@ def run(
     if after_train is not None:
         after_train(pop)
     apply_quant_rows(pop, specs, training=False)
-    quantize_parameters(pop)
+    quantize_parameters(pop, seed)
     sim = Simulator(pop, enc, seed=seed, backend=sim.backend)
     assign = assign if assign is not None else train
     if meter is not None:
@@ -338,6 +351,7 @@ def run(
                     pop.variant.value, n_k, pop.n_input, spec, reference_neurons or int(pop.sizes.max())
                 ),
                 ranges=ranges[k],
+                assignment=assignment.labels[k, :n_k].tolist(),
             )
         )
     n_inf = len(assign) + len(test)

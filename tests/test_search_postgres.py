@@ -1,0 +1,61 @@
+"""A tiny study on PostgreSQL (postgresql://postgres@127.0.0.1:5432/test, trust auth).
+
+Skipped with the reason when the server is unreachable, unless TINYSNN_REQUIRE_POSTGRES=1 (CI), in
+which case it fails. The study gets a unique name and is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import METRIC_NAMES, parse_spec, run_study, select
+from search._study import open_storage
+from search.errors import StorageError
+
+URL = os.environ.get("TINYSNN_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _storage():  # type: ignore[no-untyped-def]
+    try:
+        return open_storage(URL)
+    except StorageError as exc:
+        if os.environ.get("TINYSNN_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"TINYSNN_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable ({exc}); set TINYSNN_REQUIRE_POSTGRES=1 to make this a failure")
+
+
+def test_tiny_study_on_postgres(tmp_path: Path) -> None:
+    storage = _storage()
+    name = f"tinysnn-test-{uuid.uuid4().hex[:12]}"
+    raw = {
+        "study": {"name": name, "trials": 2, "population": 2, "seed": 5, "storage": URL,
+                  "artifacts": str(tmp_path / "run")},
+        "sampler": {"name": "nsga2", "population_size": 2},
+        "data": {"dataset": "digits", "train_samples": 100, "test_samples": 60},
+        "encoding": {"time_steps": 40},
+        "space": {"n_neurons": 8, "quantize": ["qW", "fp32"],
+                  "bits": {"weights": {"int": 1, "frac": {"low": 3, "high": 8}}}},
+        "checkpoint": {"every": 0},
+    }  # fmt: skip
+    try:
+        report = run_study(parse_spec(raw), progress=False, log=lambda s: None)
+        assert report.complete == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.load_study(study_name=name, storage=storage)
+        assert study.metric_names == METRIC_NAMES
+        done = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(done) == 2 and all("memory_bytes_compact" in t.user_attrs for t in done)
+        assert select(study, 0.2)[0].number in {t.number for t in done}
+        assert run_study(parse_spec(raw), progress=False, log=lambda s: None).told == []  # budget holds
+    finally:
+        if name in optuna.get_all_study_names(storage):
+            optuna.delete_study(study_name=name, storage=storage)
+    assert name not in optuna.get_all_study_names(storage)

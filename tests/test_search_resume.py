@@ -1,0 +1,129 @@
+"""A study killed mid-trial (SIGKILL) resumes with the same command: no trial lost or duplicated, and the
+re-queued trials continue from their checkpoint to the result an uninterrupted run gives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from search import load_spec, run_study
+
+# One size, so that each batch of 2 trials is one population: checkpoints at samples 50, 100, 150 and
+# 200 (after training) for the first; the worker is killed at the 6th checkpoint, sample 100 of the second.
+SPEC = """
+[study]
+name = "resume"
+trials = 4
+population = 2
+seed = 3
+
+[sampler]
+name = "tpe"
+startup_trials = 4
+
+[data]
+dataset = "digits"
+train_samples = 200
+test_samples = 100
+
+[encoding]
+time_steps = 50
+
+[space]
+n_neurons = 12
+quantize = ["qW", "qWN"]
+scheme = ["ptq", "itq"]
+rounding = ["truncate", "stochastic"]
+
+[space.bits.weights]
+int = 1
+frac = { low = 3, high = 8 }
+
+[space.bits.vmem]
+int = 9
+frac = { low = 0, high = 4 }
+
+[space.bits.vth]
+int = 8
+frac = { low = 0, high = 4 }
+
+[checkpoint]
+every = 50
+"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(tmp: Path, env: Dict[str, str]) -> subprocess.Popen:
+    full = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
+    return subprocess.Popen(
+        cmd, cwd=tmp, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _trials(storage: str) -> List[FrozenTrial]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.load_study(study_name="resume", storage=storage).get_trials()
+
+
+def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "spec.toml").write_text(SPEC)
+    storage = f"sqlite:///{tmp_path}/runs/resume.db"
+    marker = tmp_path / "paused"
+    proc = _cli(tmp_path, {"TINYSNN_SEARCH_TEST_PAUSE": f"6:{marker}"})
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), proc.communicate()[0] if proc.poll() is not None else "worker never paused"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    before = _trials(storage)
+    running = [t for t in before if t.state == TrialState.RUNNING]
+    assert [t.state for t in before].count(TrialState.COMPLETE) == 2 and len(running) == 2
+
+    resumed = _cli(tmp_path, {})
+    out = resumed.communicate(timeout=180)[0]
+    assert resumed.returncode == 0, out
+    assert "continue from" in out and "at sample 100" in out
+
+    after = _trials(storage)
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    failed = [t for t in after if t.state == TrialState.FAIL]
+    assert len(complete) == 4  # the budget, no more
+    assert sorted(t.number for t in failed) == sorted(t.number for t in running)
+    retries = [t for t in complete if "retry_of" in t.user_attrs]
+    assert sorted(t.user_attrs["retry_of"] for t in retries) == sorted(t.number for t in failed)  # once each
+    by_number = {t.number: t for t in after}
+    for r in retries:
+        dead = by_number[r.user_attrs["retry_of"]]
+        assert r.params == dead.params and r.user_attrs["weight_seed"] == dead.user_attrs["weight_seed"]
+        assert r.user_attrs["resumed_from_sample"] == 100
+    assert not list((tmp_path / "runs" / "resume" / "checkpoints").glob("*.pt"))
+
+    # The same study without the kill: the re-queued trials match the trials they replace.
+    spec = load_spec(tmp_path / "spec.toml").replace(storage=f"sqlite:///{tmp_path}/ref.db",
+                                                     artifacts=str(tmp_path / "ref"))  # fmt: skip
+    run_study(spec, progress=False, log=lambda s: None)
+    reference = {t.number: t for t in _trials(f"sqlite:///{tmp_path}/ref.db")}
+    for r in retries:
+        ref = reference[r.user_attrs["retry_of"]]
+        assert ref.params == r.params
+        assert ref.values == r.values  # exact: same weights, same spikes, same accuracy
+        assert ref.user_attrs["spikes_per_sample_train"] == pytest.approx(
+            r.user_attrs["spikes_per_sample_train"]
+        )
+    for t in complete:
+        if "retry_of" not in t.user_attrs:
+            assert reference[t.number].values == t.values

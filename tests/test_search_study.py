@@ -1,0 +1,198 @@
+"""A real study on digits, end to end on SQLite: objectives, user attributes, artifacts, selection,
+constraints, the budget across runs, the CLI tables and optuna-dashboard's WSGI app."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import optuna
+import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from search import METRIC_NAMES, load_spec, mu_sweep, reward, run_study, select
+from search.cli import main
+
+TINY = """
+[study]
+name = "tiny"
+trials = 4
+population = 2
+seed = 1
+storage = "sqlite:///{root}/tiny.db"
+artifacts = "{root}/run"
+
+[sampler]
+name = "tpe"
+startup_trials = 4
+
+[data]
+dataset = "digits"
+train_samples = 150
+test_samples = 100
+
+[encoding]
+time_steps = 50
+
+[space]
+n_neurons = [8, 12]
+quantize = ["fp32", "qW", "qWN"]
+scheme = ["ptq", "itq"]
+rounding = ["truncate", "nearest"]
+
+[space.bits.weights]
+int = 1
+frac = {{ low = 3, high = 8 }}
+
+[space.bits.vmem]
+int = 9
+frac = {{ low = 0, high = 4 }}
+
+[space.bits.vth]
+int = 8
+frac = {{ low = 0, high = 4 }}
+
+[constraints]
+max_memory_norm = 0.5
+
+[checkpoint]
+every = 0
+"""
+ATTRS = [
+    "variant", "n_neurons", "quant", "scheme", "rounding", "quant_text", "weights_format", "vmem_format",
+    "vth_format", "accuracy", "accuracy_proportion", "memory_norm", "memory_bytes_compact",
+    "memory_bytes_as_simulated", "energy", "energy_objective", "energy_meter", "energy_is_estimate",
+    "energy_train_j", "energy_infer_j_per_sample", "energy_opcount_train_j_per_sample",
+    "energy_opcount_infer_j_per_sample", "wall_seconds", "train_samples_per_s", "infer_samples_per_s",
+    "spikes_per_sample_train", "spikes_per_sample_test", "device", "weight_seed", "feasible",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Path, Any, optuna.Study]]:
+    root = tmp_path_factory.mktemp("study")
+    path = root / "tiny.toml"
+    path.write_text(TINY.format(root=root))
+    spec = load_spec(path)
+    report = run_study(spec, progress=False, log=lambda s: None)
+    assert report.complete == 4 and len(report.told) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name="tiny", storage=spec.study.storage_url)
+    yield path, spec, study
+
+
+def test_three_named_objectives(tiny: Tuple[Path, Any, optuna.Study]) -> None:
+    _, _, study = tiny
+    assert study.metric_names == METRIC_NAMES == ["accuracy", "memory_norm", "energy"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    for t in complete:
+        acc, mem, energy = t.values
+        assert 0 <= acc <= 1 and mem > 0 and energy > 0
+        assert acc == pytest.approx(t.user_attrs["accuracy"]) and mem == pytest.approx(
+            t.user_attrs["memory_norm"]
+        )
+
+
+def test_user_attrs_and_artifacts(tiny: Tuple[Path, Any, optuna.Study]) -> None:
+    _, spec, study = tiny
+    store = spec.study.artifact_dir / "artifacts"
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        missing = [k for k in ATTRS if k not in t.user_attrs]
+        assert not missing, (t.number, missing)
+        a = t.user_attrs
+        assert a["energy_is_estimate"] is True and a["device"] == "cpu"
+        assert a["memory_bytes_as_simulated"] >= a["memory_bytes_compact"] > 0
+        if a["quant"] != "fp32":
+            assert a["weights_format"].startswith("Q1.")
+        metas = {m.filename: m for m in get_all_artifact_meta(t, storage=study._storage)}
+        assert set(metas) == {"weights.png", "confusion.png", "model.pt"}
+        for m in metas.values():
+            assert (store / m.artifact_id).is_file()
+        assert (store / metas["weights.png"].artifact_id).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_constraints_are_recorded_and_the_front_is_feasible(tiny: Tuple[Path, Any, optuna.Study]) -> None:
+    _, _, study = tiny
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        (value,) = t.system_attrs["constraints"]
+        assert value == pytest.approx(t.values[1] - 0.5)
+        assert t.user_attrs["feasible"] is (value <= 0)
+    assert all(t.user_attrs["feasible"] for t in study.best_trials)
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.2, 1.0, 5.0])
+def test_selection_is_the_argmax_of_the_reward(tiny: Tuple[Path, Any, optuna.Study], mu: float) -> None:
+    _, _, study = tiny
+    front = study.best_trials
+    if not front:
+        pytest.skip("no feasible trial in this tiny study")
+    best, ranked = select(study, mu)
+    top = max(reward(t.values[0], t.values[1], mu) for t in front)
+    assert best.reward == pytest.approx(top)
+    assert reward(best.accuracy, best.memory_norm, mu) == pytest.approx(top)
+    assert {c.number for c in ranked} == {t.number for t in front}
+    assert [m for m, _ in mu_sweep(study)] == [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
+
+
+def test_budget_holds_when_run_again(tiny: Tuple[Path, Any, optuna.Study]) -> None:
+    path, spec, study = tiny
+    report = run_study(spec, progress=False, log=lambda s: None)
+    assert report.told == [] and report.complete == 4
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+def test_cli_status_and_select(
+    tiny: Tuple[Path, Any, optuna.Study], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    path, spec, study = tiny
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 complete of 4" in out and "Pareto front" in out
+    if not study.best_trials:
+        return
+    out_json = tmp_path / "sel.json"
+    assert main(["select", "--storage", spec.study.storage_url, "--mu", "0.2", "--sweep", "--json", str(out_json),
+                 "--export", str(tmp_path)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "selected: trial" in out and "R(mu=0.2)" in out
+    chosen = json.loads(out_json.read_text())["selected"]
+    assert chosen == select(study, 0.2)[0].number
+    assert (tmp_path / f"tiny-trial{chosen}-model.pt").is_file()
+
+
+def _wsgi_get(app: Any, path: str) -> Dict[str, Any]:
+    status = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+               "wsgi.url_scheme": "http"}  # fmt: skip
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+    assert status and status[0].startswith("200"), (path, status)
+    return json.loads(body)
+
+
+def test_dashboard_serves_the_study(tiny: Tuple[Path, Any, optuna.Study]) -> None:
+    pytest.importorskip("optuna_dashboard")
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import wsgi
+
+    _, spec, study = tiny
+    app = wsgi(
+        spec.study.storage_url,
+        artifact_store=FileSystemArtifactStore(str(spec.study.artifact_dir / "artifacts")),
+    )
+    listed = _wsgi_get(app, "/api/studies")["study_summaries"]
+    ids = {s["study_name"]: s["study_id"] for s in listed}
+    assert "tiny" in ids
+    detail = _wsgi_get(app, f"/api/studies/{ids['tiny']}")
+    assert detail["objective_names"] == METRIC_NAMES
+    assert len(detail["trials"]) == len(study.trials)
+    done = [t for t in detail["trials"] if t["state"] == "Complete"]
+    assert all(len(t["artifacts"]) == 3 and t["constraints"] for t in done)

@@ -338,6 +338,11 @@ def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, 
                  k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange)  # fmt: skip
 
 
+#: The same kernel without the thread pool: for P = 1, waking worker threads for one network every
+#: sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
+train_kernel_serial = njit(cache=True)(train_kernel.py_func) if HAVE_NUMBA else train_kernel
+
+
 @njit(cache=True, parallel=True)
 def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
                  pre_table, T, counts, stats):  # fmt: skip

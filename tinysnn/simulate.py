@@ -142,7 +142,8 @@ class Simulator:
             ptr, idx = K.dense_to_csr(train.cpu().numpy())
         counts = np.zeros((self.pop.n_networks, 1, self.pop.n_max), np.int32)
         stats = np.zeros((self.pop.n_networks, 1, 3), np.int64)
-        K.train_kernel(
+        kernel = K.train_kernel_serial if self.pop.n_networks == 1 else K.train_kernel
+        kernel(
             a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
             a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
             a["table"], a["T"], self._sample_seed(7, index), counts, stats, self._vrange_np(),

@@ -24,34 +24,14 @@ import argparse
 import copy
 import datetime as _dt
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 from tinysnn.cli import add_train_arguments, machine_info, run_from_args
 
-
-def git_revision() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, git_revision  # noqa: E402  (bench/ sibling)
 
 
 def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:

@@ -60,7 +60,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--estimate-watts", type=float, default=15.0)
     p.add_argument("--json", default="bench/out/energy.json")
     args = p.parse_args(argv)
-    from accuracy import cpu_model, git_revision  # bench/ sibling
+    from _common import cpu_model, git_revision  # bench/ sibling
 
     revision = git_revision()
     device = resolve_device(args.device)

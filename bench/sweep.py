@@ -59,7 +59,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--grid", nargs="+", default=["w_inh=120"], help="key=v1,v2,... (cartesian product)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    from accuracy import cpu_model, git_revision  # bench/ sibling
+    from _common import cpu_model, git_revision  # bench/ sibling
 
     revision = git_revision()
     started = _dt.datetime.now().isoformat(timespec="seconds")

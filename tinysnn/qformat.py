@@ -1,0 +1,356 @@
+"""Fixed-point formats Qi.f, rounding modes and per-parameter quantization specs (SPEC.md section 2).
+
+The text forms, ranges and conventions are described in :mod:`tinysnn.quant`, which re-exports
+everything public here.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass
+from typing import Dict, NamedTuple, Optional, Tuple, Union
+
+import torch
+
+# Integer rounding codes, as the kernels (and per-network ``(P,)`` mode tensors) use them.
+NONE = 0  #: fp32 passthrough: the value is left untouched, bit for bit.
+TRUNCATE = 1  #: q * floor(x / q)
+NEAREST = 2  #: q * floor(x / q + 1/2)
+STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
+
+MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
+PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (SPEC.md section 2)
+#: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
+#: [0, w_max]; V_mem and V_th are in mV and negative at rest.
+PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
+
+_FORMAT_RULE = "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
+_FORMAT_RE = re.compile(r"^([US]?)Q(-?\d+)\.(-?\d+)$", re.IGNORECASE)
+
+
+class Rounding(str, enum.Enum):
+    """Rounding mode of a quantizer (SPEC.md section 2)."""
+
+    TRUNCATE = "truncate"
+    NEAREST = "nearest"
+    STOCHASTIC = "stochastic"
+
+    @property
+    def code(self) -> int:
+        """The integer code the kernels use (:data:`TRUNCATE`, :data:`NEAREST`, :data:`STOCHASTIC`)."""
+        return _ROUNDING_CODES[self.value]
+
+
+_ROUNDING_CODES = {"truncate": TRUNCATE, "nearest": NEAREST, "stochastic": STOCHASTIC}
+
+
+class Scheme(str, enum.Enum):
+    """When quantization is applied: after training (PTQ) or during it (ITQ), SPEC.md section 2."""
+
+    PTQ = "ptq"
+    ITQ = "itq"
+
+
+def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
+    """The integer code of a rounding mode; ``None``, ``"none"`` and ``"fp32"`` give :data:`NONE`.
+
+    Raises:
+        ValueError: for an unknown name or code.
+    """
+    if mode is None:
+        return NONE
+    if isinstance(mode, Rounding):
+        return mode.code
+    if isinstance(mode, str):
+        name = mode.strip().lower()
+        if name in ("none", "fp32"):
+            return NONE
+        if name in _ROUNDING_CODES:
+            return _ROUNDING_CODES[name]
+        raise ValueError(
+            f"unknown rounding {mode!r}: expected one of truncate, nearest, stochastic (or none)"
+        )
+    code = int(mode)
+    if code not in (NONE, TRUNCATE, NEAREST, STOCHASTIC):
+        raise ValueError(f"unknown rounding code {mode!r}: expected 0 (none), 1, 2 or 3")
+    return code
+
+
+@dataclass(frozen=True)
+class QFormat:
+    """A fixed-point format Qi.f (SPEC.md section 2).
+
+    Attributes:
+        int_bits: i, integer bits, including the sign bit when signed.
+        frac_bits: f, fractional bits; the step is 2^-f.
+        signed: True (two's complement, ``SQ``), False (``UQ``) or None: decided by the parameter
+            the format is applied to (:data:`PARAM_SIGNED`), written ``Q``.
+    """
+
+    int_bits: int
+    frac_bits: int
+    signed: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        problem = None
+        if self.int_bits < 0 or self.frac_bits < 0:
+            problem = "negative bit counts"
+        elif not 1 <= self.int_bits + self.frac_bits <= MAX_TOTAL_BITS:
+            problem = f"i+f = {self.int_bits + self.frac_bits}"
+        elif self.signed and self.int_bits == 0:
+            problem = "a signed format needs i >= 1 for the sign bit"
+        if problem is not None:
+            raise ValueError(f"invalid fixed-point format {_text(self)!r} ({problem}): {_FORMAT_RULE}")
+
+    def __str__(self) -> str:
+        return _text(self)
+
+    @property
+    def total_bits(self) -> int:
+        """B = i + f, bits per stored value."""
+        return self.int_bits + self.frac_bits
+
+    @property
+    def step(self) -> float:
+        """q = 2^-f, the value of one unit of the integer code."""
+        return 2.0**-self.frac_bits
+
+    @property
+    def scale(self) -> float:
+        """2^f = 1 / step, the factor from a value to its integer code."""
+        return float(2**self.frac_bits)
+
+    def is_signed(self, default: Optional[bool] = None) -> bool:
+        """Whether the format is signed: its own ``signed`` if set, else ``default`` (the parameter's).
+
+        Raises:
+            ValueError: if neither says, or if ``default`` is signed and ``i = 0``.
+        """
+        if self.signed is not None:
+            return self.signed
+        if default is None:
+            raise ValueError(f"format {self} leaves the sign to the parameter: pass signed=True or False")
+        if default and self.int_bits == 0:
+            raise ValueError(f"format {self} has i = 0, so it cannot hold a signed value: {_FORMAT_RULE}")
+        return default
+
+    def resolve(self, signed: Optional[bool]) -> QFormat:
+        """This format with the signedness made explicit (see :meth:`is_signed`)."""
+        return QFormat(self.int_bits, self.frac_bits, self.is_signed(signed))
+
+    def range(self, signed: Optional[bool] = None) -> Tuple[float, float]:
+        """(lo, hi): signed ``[-2^(i-1), 2^(i-1) - 2^-f]``, unsigned ``[0, 2^i - 2^-f]``.
+
+        Args:
+            signed: the parameter's signedness, used when the format's own ``signed`` is None.
+        """
+        q = self.step
+        if self.is_signed(signed):
+            half = 2.0 ** (self.int_bits - 1)
+            return -half, half - q
+        return 0.0, 2.0**self.int_bits - q
+
+    def code_range(self, signed: Optional[bool] = None) -> Tuple[int, int]:
+        """(k_lo, k_hi), the integer codes of :meth:`range`."""
+        if self.is_signed(signed):
+            return -(2 ** (self.total_bits - 1)), 2 ** (self.total_bits - 1) - 1
+        return 0, 2**self.total_bits - 1
+
+    def qparams(self, rounding: Union[Rounding, str], signed: Optional[bool] = None) -> QParams:
+        """Scalar arguments for :func:`quantize`: ``quantize(x, *fmt.qparams("nearest", True))``."""
+        lo, hi = self.range(signed)
+        return QParams(self.frac_bits, lo, hi, rounding_code(rounding))
+
+    def quantize(
+        self,
+        x: torch.Tensor,
+        rounding: Union[Rounding, str] = Rounding.TRUNCATE,
+        signed: Optional[bool] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Round ``x`` to this format and saturate it (see :func:`quantize`)."""
+        from .rounding import quantize
+
+        return quantize(x, *self.qparams(rounding, signed), generator=generator)
+
+
+def _text(fmt: QFormat) -> str:
+    prefix = {None: "Q", True: "SQ", False: "UQ"}[fmt.signed]
+    return f"{prefix}{fmt.int_bits}.{fmt.frac_bits}"
+
+
+def format_text(fmt: Optional[QFormat]) -> str:
+    """The text of a format, ``"fp32"`` for None; inverse of :func:`parse_format`."""
+    return "fp32" if fmt is None else str(fmt)
+
+
+def parse_format(text: str) -> Optional[QFormat]:
+    """Parse ``Qi.f``, ``UQi.f``, ``SQi.f`` or ``fp32`` (None) into a format.
+
+    Example:
+        >>> parse_format("UQ0.8").range()
+        (0.0, 0.99609375)
+
+    Raises:
+        ValueError: naming the text and the rule, for anything else (``Q0.0``, ``Q-1.8``, ``Q20.20``,
+            ``SQ0.8``, ``Q1``, ``int8``).
+    """
+    stripped = text.strip()
+    if stripped.lower() == "fp32":
+        return None
+    match = _FORMAT_RE.match(stripped)
+    if match is None:
+        raise ValueError(f"invalid fixed-point format {text!r}: {_FORMAT_RULE}")
+    prefix = match.group(1).upper()
+    signed = {"": None, "S": True, "U": False}[prefix]
+    return QFormat(int(match.group(2)), int(match.group(3)), signed)
+
+
+class QParams(NamedTuple):
+    """The arguments of :func:`quantize` after ``x``: Python scalars, or ``(P,)`` tensors for a population.
+
+    Attributes:
+        frac_bits: f, fractional bits (int or int64 tensor).
+        lo: lowest representable value (float or tensor), in the parameter's unit (mV for V_mem).
+        hi: highest representable value.
+        mode: rounding code, :data:`NONE` for fp32 (int or int64 tensor).
+    """
+
+    frac_bits: Union[int, torch.Tensor]
+    lo: Union[float, torch.Tensor]
+    hi: Union[float, torch.Tensor]
+    mode: Union[int, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """Per-parameter formats of one network, with its rounding mode and scheme (SPEC.md section 2).
+
+    Attributes:
+        weights: format of the input synaptic weights (dimensionless, in [0, w_max]); None = fp32.
+        vmem: format of the membrane potential V_mem, in mV; None = fp32.
+        vth: format of the effective threshold V_th = v_th + theta, in mV; None = fp32.
+        rounding: rounding mode for every quantized parameter.
+        scheme: PTQ (quantize after training) or ITQ (re-quantize during training).
+    """
+
+    weights: Optional[QFormat] = None
+    vmem: Optional[QFormat] = None
+    vth: Optional[QFormat] = None
+    rounding: Rounding = Rounding.TRUNCATE
+    scheme: Scheme = Scheme.PTQ
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rounding", Rounding(self.rounding))
+        object.__setattr__(self, "scheme", Scheme(self.scheme))
+        for param in PARAMS:
+            fmt = self.format_of(param)
+            if fmt is not None:
+                fmt.is_signed(PARAM_SIGNED[param])  # rejects Q0.f for a signed parameter
+
+    def format_of(self, param: str) -> Optional[QFormat]:
+        """The format of ``param`` (one of :data:`PARAMS`), None for fp32."""
+        if param not in PARAMS:
+            raise ValueError(f"unknown parameter {param!r}: expected one of {', '.join(PARAMS)}")
+        fmt: Optional[QFormat] = getattr(self, param)
+        return fmt
+
+    def bits_of(self, param: str) -> int:
+        """B of ``param``'s format, 32 for fp32 (the bit width in Eq. 4)."""
+        fmt = self.format_of(param)
+        return 32 if fmt is None else fmt.total_bits
+
+    def range_of(self, param: str) -> Tuple[float, float]:
+        """(lo, hi) of ``param``'s format, with the parameter's signedness; (-inf, inf) for fp32."""
+        fmt = self.format_of(param)
+        return (-math.inf, math.inf) if fmt is None else fmt.range(PARAM_SIGNED[param])
+
+    def qparams(self, param: str) -> QParams:
+        """Scalar :func:`quantize` arguments for ``param``: ``quantize(x, *spec.qparams("vmem"))``."""
+        fmt = self.format_of(param)
+        if fmt is None:
+            return QParams(0, -math.inf, math.inf, NONE)
+        return fmt.qparams(self.rounding, PARAM_SIGNED[param])
+
+    @property
+    def quantizes_weights(self) -> bool:
+        """True when the weights are quantized (qW and qWN)."""
+        return self.weights is not None
+
+    @property
+    def quantizes_neurons(self) -> bool:
+        """True when V_mem or V_th is quantized (qWN rather than qW)."""
+        return self.vmem is not None or self.vth is not None
+
+    @property
+    def is_fp32(self) -> bool:
+        """True when nothing is quantized."""
+        return not (self.quantizes_weights or self.quantizes_neurons)
+
+    @property
+    def label(self) -> str:
+        """``"fp32"``, ``"qW"`` (weights only), ``"qWN"`` (weights and neurons) or ``"qN"``."""
+        if self.is_fp32:
+            return "fp32"
+        return ("qW" if self.quantizes_weights else "q") + ("N" if self.quantizes_neurons else "")
+
+    def to_text(self) -> str:
+        """All fields as ``key=value`` pairs; :func:`parse_quant_arg` reads it back."""
+        parts = [f"{param}={format_text(self.format_of(param))}" for param in PARAMS]
+        parts += [f"rounding={self.rounding.value}", f"scheme={self.scheme.value}"]
+        return ",".join(parts)
+
+
+_SPEC_KEYS = PARAMS + ("rounding", "scheme")
+
+
+def parse_quant_arg(
+    text: str,
+    rounding: Union[Rounding, str] = Rounding.TRUNCATE,
+    scheme: Union[Scheme, str] = Scheme.PTQ,
+) -> QuantSpec:
+    """Parse ``"weights=Q1.7,vmem=Q9.7,vth=Q9.7"`` (any subset, ``fp32`` for none) into a spec.
+
+    The keys ``rounding`` and ``scheme`` may appear in the text too and then override the arguments;
+    missing parameters are fp32. ``""`` and ``"fp32"`` give an all-fp32 spec.
+
+    Example:
+        >>> parse_quant_arg("weights=Q1.7,rounding=stochastic").label
+        'qW'
+
+    Raises:
+        ValueError: for an unknown or repeated key (listing the valid keys) or a bad value.
+    """
+    values: Dict[str, str] = {}
+    if text.strip().lower() not in ("", "fp32"):
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            key = key.strip().lower()
+            if not sep or key not in _SPEC_KEYS:
+                raise ValueError(
+                    f"invalid quantization item {item.strip()!r} in {text!r}: expected key=value "
+                    f"with key one of {', '.join(_SPEC_KEYS)}"
+                )
+            if key in values:
+                raise ValueError(f"quantization key {key!r} given twice in {text!r}")
+            values[key] = value.strip()
+    formats = {param: parse_format(values[param]) for param in PARAMS if param in values}
+    try:
+        mode = Rounding(values.get("rounding", rounding))
+    except ValueError:
+        raise ValueError(
+            f"unknown rounding {values.get('rounding', rounding)!r} in {text!r}: expected one of "
+            f"{', '.join(r.value for r in Rounding)}"
+        ) from None
+    try:
+        when = Scheme(values.get("scheme", scheme))
+    except ValueError:
+        raise ValueError(
+            f"unknown scheme {values.get('scheme', scheme)!r} in {text!r}: expected one of "
+            f"{', '.join(s.value for s in Scheme)}"
+        ) from None
+    return QuantSpec(rounding=mode, scheme=when, **formats)

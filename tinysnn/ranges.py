@@ -1,0 +1,121 @@
+"""Range analysis: integer bits from an FP32 run, fractional bits from the precision B (SPEC.md section 2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+import torch
+
+from .qformat import MAX_TOTAL_BITS, PARAM_SIGNED, QFormat
+
+
+def _bits_below(m: float) -> int:
+    """Smallest i >= 0 with m < 2^i (m >= 0)."""
+    if m <= 0.0:
+        return 0
+    _, e = math.frexp(m)  # m = mant * 2^e, mant in [0.5, 1), so 2^(e-1) <= m < 2^e
+    return max(e, 0)
+
+
+def _bits_at_most(m: float) -> int:
+    """Smallest j >= 0 with m <= 2^j (m >= 0)."""
+    if m <= 0.0:
+        return 0
+    mant, e = math.frexp(m)
+    return max(e - 1 if mant == 0.5 else e, 0)
+
+
+def integer_bits_for(lo: float, hi: float, signed: Optional[bool] = None) -> Tuple[int, bool]:
+    """Integer bits i (and signedness) for values in [lo, hi] (SPEC.md section 2).
+
+    i is the fewest bits whose range holds [lo, hi] once f is large: unsigned ``hi < 2^i``; signed
+    ``-2^(i-1) <= lo`` and ``hi < 2^(i-1)``. That is "the bits needed for max |x|, plus a sign bit if
+    negative", with the power-of-two edges made exact:
+
+    * a maximum of exactly 2^k needs i = k + 1, since the range stops at 2^i - 2^-f: weights in
+      [0, 1] need UQ1.f (1.0 representable), not UQ0.f;
+    * a minimum of exactly -2^k fits with i = k + 1 (two's complement holds -2^(i-1)), so
+      [-64, -52] gives SQ7.f where the plain rule would give SQ8.f;
+    * a maximum just below 2^i, within one step of it, saturates to 2^i - 2^-f: the error is
+      below one step, as for rounding itself;
+    * values in [0, 1) give i = 0 (UQ0.f); a range of zeros gives i = 0 (1 if signed).
+
+    Args:
+        lo: smallest value observed.
+        hi: largest value observed.
+        signed: force the signedness (V_mem and V_th are signed even if never negative);
+            None = signed iff ``lo < 0``.
+
+    Returns:
+        (int_bits, signed).
+
+    Raises:
+        ValueError: for non-finite or reversed bounds, or ``signed=False`` with ``lo < 0``.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"invalid value range [{lo}, {hi}]: expected finite lo <= hi")
+    is_signed = lo < 0.0 if signed is None else signed
+    if not is_signed:
+        if lo < 0.0:
+            raise ValueError(f"value range [{lo}, {hi}] has negative values: it needs a signed format")
+        return _bits_below(hi), False
+    return 1 + max(_bits_at_most(-lo) if lo < 0.0 else 0, _bits_below(hi)), True
+
+
+def range_of(x: torch.Tensor) -> Tuple[float, float]:
+    """(min, max) of a tensor as Python floats (synchronizes; an analysis step, not a kernel).
+
+    Raises:
+        ValueError: for an empty tensor or one with NaN.
+    """
+    if x.numel() == 0:
+        raise ValueError("cannot take the range of an empty tensor")
+    lo, hi = torch.aminmax(x.detach())
+    lo_f, hi_f = float(lo), float(hi)
+    if math.isnan(lo_f) or math.isnan(hi_f):
+        raise ValueError("cannot take the range of a tensor with NaN")
+    return lo_f, hi_f
+
+
+def ranges_per_network(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) over all but dim 0: ``(P,)`` tensors, one range per network of the population."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    return flat.amin(dim=1), flat.amax(dim=1)
+
+
+def formats_for_total_bits(
+    total_bits: Union[int, Mapping[str, int]],
+    ranges: Mapping[str, Tuple[float, float]],
+) -> Dict[str, QFormat]:
+    """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (SPEC.md section 2).
+
+    i comes from the observed range (:func:`integer_bits_for`), with the signedness of
+    :data:`PARAM_SIGNED` for known parameters (V_mem and V_th are always signed) and ``lo < 0``
+    otherwise. Where the parameter's convention already gives the signedness the format leaves it
+    open (``Q1.7``), else it is explicit (``SQ8.0``).
+
+    Args:
+        total_bits: B for every parameter, or a B per parameter (keys of ``ranges``).
+        ranges: (min, max) per parameter, e.g. from :func:`range_of` on an FP32 run.
+
+    Example:
+        >>> {k: str(v) for k, v in formats_for_total_bits(8, {"weights": (0, 1), "vmem": (-80, -52)}).items()}
+        {'weights': 'Q1.7', 'vmem': 'Q8.0'}
+
+    Raises:
+        ValueError: if B exceeds 32, or is below the i a range needs (the message says the minimum B).
+    """
+    formats: Dict[str, QFormat] = {}
+    for param, (lo, hi) in ranges.items():
+        bits = total_bits if isinstance(total_bits, int) else total_bits[param]
+        convention = PARAM_SIGNED.get(param)
+        int_bits, signed = integer_bits_for(lo, hi, True if convention else None)
+        minimum = max(int_bits, 1)
+        if bits < minimum or bits > MAX_TOTAL_BITS:
+            raise ValueError(
+                f"B = {bits} bits does not fit {param!r} in [{lo}, {hi}]: it needs i = {int_bits} integer "
+                f"bits{' with sign' if signed else ''}, so {minimum} <= B <= {MAX_TOTAL_BITS}"
+            )
+        formats[param] = QFormat(int_bits, bits - int_bits, None if convention == signed else signed)
+    return formats

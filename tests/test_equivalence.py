@@ -26,8 +26,9 @@ def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, n_in, generator=g) * 600).clamp(max=255).to(torch.uint8)
 
 
-def _pair(variant: str, sizes, quant=None):
-    nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0) for n in sizes]
+def _pair(variant: str, sizes, quant=None, one_spike: bool = False):
+    nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0, one_spike=one_spike)
+            for n in sizes]  # fmt: skip
     seeds = list(range(1, len(sizes) + 1))
     pops = [build_population(nets, seeds=seeds) for _ in range(2)]
     if quant is not None:
@@ -64,6 +65,24 @@ def test_training_is_identical_on_the_same_trains(variant, sizes, quant) -> None
     ib = sb.infer(imgs[:6], 2, trains=trains)
     assert torch.equal(ia, ib)
     assert torch.equal(sa.last_stats, sb.last_stats)
+
+
+@pytest.mark.parametrize("variant", ["diehl_cook", "tinysnn"])
+def test_one_spike_per_step_is_identical_and_limits_spikes(variant: str) -> None:
+    a, b = _pair(variant, [30, 20], one_spike=True)
+    enc = EncodingConfig(time_steps=60)
+    sa, sb = Simulator(a, enc, backend="torch"), Simulator(b, enc, backend="numba")
+    g = make_generator(2)
+    imgs = _images(6, 50)
+    for k in range(6):
+        tr = poisson(imgs[k], enc, g)
+        ca, cb = sa.train_sample(imgs[k], k, train=tr), sb.train_sample(imgs[k], k, train=tr)
+        assert torch.equal(ca, cb)
+        assert int(ca.sum(dim=1).max()) <= 60  # at most one spike per step per network
+    assert torch.allclose(a.weights, b.weights, atol=ATOL, rtol=0)
+    assert torch.allclose(a.theta, b.theta, atol=ATOL, rtol=0)
+    trains = poisson(imgs[:2], enc, g)
+    assert torch.equal(sb.infer(imgs[:2], 2, trains=trains), sa.infer(imgs[:2], 2, trains=trains))
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])

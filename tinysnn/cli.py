@@ -77,6 +77,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         ("eta-d", None, "SL-STDP eta_d (approximate baseline)"),
     ]:
         p.add_argument("--" + name, type=float, default=default, help=hlp)
+    p.add_argument("--one-spike", action="store_true",
+                   help="at most one excitatory spike per step (BindsNET's DiehlAndCookNodes default)")  # fmt: skip
     p.add_argument("--scheme", default="ptq", help="quantization scheme: ptq or itq")
     p.add_argument("--quant", default="fp32",
                    help="formats, e.g. weights=Q1.7,vmem=Q9.7,vth=Q9.7 (any subset; fp32 for none)")  # fmt: skip
@@ -92,6 +94,7 @@ def build_configs(args: argparse.Namespace, n_input: int):  # type: ignore[no-un
     net_kw: Dict[str, Any] = {"variant": variant, "n_input": n_input}
     norm = args.norm_total if args.norm_total is not None else round(0.1 * n_input, 6)
     net_kw["norm_total"] = norm
+    net_kw["one_spike"] = bool(getattr(args, "one_spike", False))
     for arg, key in [("w_inh", "w_inh"), ("w_inh_exc", "w_inh_exc"), ("theta_plus", "theta_plus")]:
         if getattr(args, arg) is not None:
             net_kw[key] = getattr(args, arg)

@@ -88,6 +88,12 @@ class NetworkConfig:
     """Initial weights are drawn from U[0, w_init_max)."""
     norm_total: float = 78.4
     """Each neuron's input-weight column is scaled to this sum after every sample."""
+    one_spike: bool = False
+    """At most one excitatory spike per step, as BindsNET's DiehlAndCookNodes (default there):
+    every neuron that crosses its threshold is reset, becomes refractory and raises theta, but
+    only one emits a spike (drives inhibition, learning and the counts). BindsNET picks it at
+    random; we pick the largest overshoot v - threshold (lowest index on ties), so both of our
+    backends agree. Not in SPEC.md; off by default."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", Variant.parse(self.variant))

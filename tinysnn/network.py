@@ -30,7 +30,7 @@ from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, Netw
 #: Per-network learning constants stored as (P,) float32 tensors.
 LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th")
 #: Per-network network constants stored as (P,) float32 tensors.
-NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total")
+NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total", "one_spike")
 #: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
 QUANT_TARGETS = ("weights", "vmem", "vth")
 

@@ -49,11 +49,11 @@ VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
 FP_COLUMNS = (
     "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
-    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th",
+    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike",
 )  # fmt: skip
 (
     C_THETA_PLUS, C_W_EI, C_W_IE, C_W_INH, C_W_MAX, C_NORM,
-    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH,
+    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE,
 ) = range(len(FP_COLUMNS))  # fmt: skip
 # columns of the float32 constants vector k
 (K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
@@ -161,6 +161,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     spiked = np.zeros(n, np.bool_)
     last_in = np.full(n_in, -1, np.int64)
     spk = np.empty(n, np.int64)
+    cross = np.empty(n, np.int64)
+    one_spike = fp[p, C_ONE_SPIKE] > zero
     dep = np.empty(n, np.float32)
     plain_w = qw[3] == 0
     thr = np.empty(n, np.float32)
@@ -200,6 +202,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             for j in range(n):
                 cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
         nsp = 0
+        ncross = 0
+        best = -1
+        best_over = zero
         for j in range(n):
             x = vr_e + (v[j] - vr_e) * dec_e
             if ref[j] <= 0:
@@ -212,21 +217,34 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             ref[j] -= 1
             sp = x > thr[j]
             if sp:
+                if one_spike:
+                    over = x - thr[j]
+                    if best < 0 or over > best_over:
+                        best = j
+                        best_over = over
+                else:
+                    cnt[j] += 1
+                    spk[nsp] = j
+                    nsp += 1
                 ref[j] = refr_e
                 x = vres_e
-                cnt[j] += 1
-                spk[nsp] = j
-                nsp += 1
+                cross[ncross] = j
+                ncross += 1
             v[j] = x
-            s[j] = sp
+            s[j] = sp and not one_spike
+        if best >= 0:  # one spike per step: the largest overshoot is the one that fires
+            s[best] = True
+            cnt[best] += 1
+            spk[0] = best
+            nsp = 1
         if baseline:
             for j in range(n):
                 si[j] = si_new[j]
         if not learn:
             continue
-        # adaptive thresholds and traces
-        for m in range(nsp):
-            j = spk[m]
+        # adaptive thresholds (every neuron that crossed, as BindsNET) and traces
+        for m in range(ncross):
+            j = cross[m]
             th = theta[p, j] + fp[p, C_THETA_PLUS]
             if qth[3] != 0:
                 th = _q(vth_e + th, qth) - vth_e

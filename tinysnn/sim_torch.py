@@ -86,6 +86,7 @@ def run_window(
     ex, ih = pop.exc, pop.inh
     baseline = pop.has_inhibitory_layer
     w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
+    one = (prm["one_spike"] > 0) if bool((prm["one_spike"] > 0).any()) else None
     # Input currents are accumulated in float64 on CPU (rounded once to float32), as the numba
     # kernels do, so both give the same spikes; float32 on CUDA for speed.
     acc = torch.float64 if dev.type == "cpu" else torch.float32
@@ -138,9 +139,10 @@ def run_window(
             v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
             v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
         ref = ref - 1
-        s = (v > thr[:, None, :]) & mask
-        ref = torch.where(s, torch.full_like(ref, c.refrac_exc), ref)
-        v = torch.where(s, torch.full_like(v, ex.v_reset), v)
+        cross = (v > thr[:, None, :]) & mask
+        s = _one_spike(cross, v - thr[:, None, :], one) if one is not None else cross
+        ref = torch.where(cross, torch.full_like(ref, c.refrac_exc), ref)
+        v = torch.where(cross, torch.full_like(v, ex.v_reset), v)
         counts = counts + s.to(torch.int32)
         if record is not None:
             record.setdefault("v", []).append(v.clone())
@@ -148,7 +150,7 @@ def run_window(
             si = si_new
         if learn:
             s0 = s[:, 0, :]
-            theta = theta + prm["theta_plus"][:, None] * s0.to(torch.float32)
+            theta = theta + prm["theta_plus"][:, None] * cross[:, 0, :].to(torch.float32)
             if qth is not None:
                 theta = _requantize_theta(pop, theta, qth, gen)
             thr = _threshold(pop, theta, qth)
@@ -188,6 +190,14 @@ def run_window(
         dim=2,
     )
     return counts, stats
+
+
+def _one_spike(cross: torch.Tensor, over: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
+    """Keep only the largest overshoot's spike (lowest index on ties) where ``one`` (P,) is set."""
+    score = torch.where(cross, over, torch.full_like(over, -float("inf")))
+    best = score.argmax(dim=-1, keepdim=True)
+    win = torch.zeros_like(cross).scatter_(-1, best, True) & cross.any(dim=-1, keepdim=True)
+    return torch.where(one[:, None, None], win, cross)
 
 
 def _threshold(pop: Population, theta: torch.Tensor, qth: Optional[torch.Tensor]) -> torch.Tensor:

@@ -83,8 +83,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="fp32",
                    help="formats, e.g. weights=Q1.7,vmem=Q9.7,vth=Q9.7 (any subset; fp32 for none)")  # fmt: skip
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
-    p.add_argument("--energy", default="estimate",
-                   help="energy meter: auto, nvml, jetson, rapl or estimate[:WATTS] (default estimate)")  # fmt: skip
+    p.add_argument("--energy", default="auto",
+                   help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -23,17 +23,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
+from tinysnn.cli import positive_int as _pos_int
+
 LAST = Path("runs") / ".last.json"
-
-
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _nonneg_float(text: str) -> float:

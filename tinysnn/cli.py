@@ -33,7 +33,8 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
-def _pos_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a message naming the bad value."""
     v = _nonneg_int(text)
     if v == 0:
         raise argparse.ArgumentTypeError("expected a positive integer, got 0")
@@ -46,9 +47,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
     p.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST with torchvision")
     p.add_argument("--variant", default="tinysnn", help=VARIANT_HELP)
-    p.add_argument("--neurons", type=_pos_int, nargs="+", default=[100],
+    p.add_argument("--neurons", type=positive_int, nargs="+", default=[100],
                    help="excitatory neurons; several values train a population of that many networks")  # fmt: skip
-    p.add_argument("--population", type=_pos_int, default=None,
+    p.add_argument("--population", type=positive_int, default=None,
                    help="train P networks with seeds seed..seed+P-1 in one run")  # fmt: skip
     p.add_argument("--train-samples", type=_nonneg_int, default=None, help="training samples (default all)")
     p.add_argument("--assign-samples", type=_nonneg_int, default=None,
@@ -56,13 +57,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-samples", type=_nonneg_int, default=None, help="test samples (default all)")
     p.add_argument("--validation", type=_nonneg_int, default=0,
                    help="carve N samples from the end of the training set and evaluate on them")  # fmt: skip
-    p.add_argument("--epochs", type=_pos_int, default=1, help="passes over the training samples")
+    p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--backend", default="auto", help="auto, numba (CPU) or torch")
-    p.add_argument("--time-steps", type=_pos_int, default=250, help="presentation steps (dt = 1 ms)")
+    p.add_argument("--time-steps", type=positive_int, default=250, help="presentation steps (dt = 1 ms)")
     p.add_argument("--max-rate", type=float, default=128.0, help="rate of a full pixel, Hz")
-    p.add_argument("--batch-size", type=_pos_int, default=500, help="inference batch")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="inference batch")
     for name, default, hlp in [
         ("w-inh", None, "tinysnn lateral inhibition w_inh (mV)"),
         ("w-inh-exc", None, "baselines: inh -> exc weight (mV)"),

@@ -28,7 +28,7 @@ from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Varian
 from tinysnn.network import build_population
 from tinysnn.train import run
 
-NET_KEYS = {"w_inh", "w_inh_exc", "norm_total", "theta_plus"}
+NET_KEYS = {"w_inh", "w_inh_exc", "norm_total", "theta_plus", "one_spike"}
 LEARN_KEYS = {"eta_post", "t_update", "n_th", "nu_pre", "nu_post", "eta_p", "eta_d", "x_th"}
 
 
@@ -75,7 +75,8 @@ def main(argv: Any = None) -> int:
                              norm_total=round(0.1 * n_in, 6))  # fmt: skip
     nets, learns = [], []
     for pt in points:
-        nets.append(replace(base_net, **{k: v for k, v in pt.items() if k in NET_KEYS}))
+        net_kw = {k: (bool(v) if k == "one_spike" else v) for k, v in pt.items() if k in NET_KEYS}
+        nets.append(replace(base_net, **net_kw))
         lk = {k: (int(v) if k == "t_update" else v) for k, v in pt.items() if k in LEARN_KEYS}
         learns.append(LearningConfig(**lk))
     torch.set_grad_enabled(False)

@@ -306,6 +306,16 @@ class QuantSpec:
 _SPEC_KEYS = PARAMS + ("rounding", "scheme")
 
 
+def _choice(enum_cls, value, what: str, text: str):  # type: ignore[no-untyped-def]
+    """``enum_cls(value)``, or a ValueError naming the bad value and the choices."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise ValueError(
+            f"unknown {what} {value!r} in {text!r}: expected one of {', '.join(e.value for e in enum_cls)}"
+        ) from None
+
+
 def parse_quant_arg(
     text: str,
     rounding: Union[Rounding, str] = Rounding.TRUNCATE,
@@ -339,18 +349,6 @@ def parse_quant_arg(
                 raise ValueError(f"quantization key {key!r} given twice in {text!r}")
             values[key] = value.strip()
     formats = {param: parse_format(values[param]) for param in PARAMS if param in values}
-    try:
-        mode = Rounding(values.get("rounding", rounding))
-    except ValueError:
-        raise ValueError(
-            f"unknown rounding {values.get('rounding', rounding)!r} in {text!r}: expected one of "
-            f"{', '.join(r.value for r in Rounding)}"
-        ) from None
-    try:
-        when = Scheme(values.get("scheme", scheme))
-    except ValueError:
-        raise ValueError(
-            f"unknown scheme {values.get('scheme', scheme)!r} in {text!r}: expected one of "
-            f"{', '.join(s.value for s in Scheme)}"
-        ) from None
+    mode = _choice(Rounding, values.get("rounding", rounding), "rounding", text)
+    when = _choice(Scheme, values.get("scheme", scheme), "scheme", text)
     return QuantSpec(rounding=mode, scheme=when, **formats)

@@ -15,7 +15,7 @@ One step t of the excitatory layer (SPEC.md §1), for every network p and sample
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -25,24 +25,25 @@ from .network import Population, constants
 from .quant import NONE, STOCHASTIC, quantize_rows
 
 
-def _q(x: torch.Tensor, rows: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
-    """Fake-quantize with per-network rows; uniforms are drawn only if a network rounds stochastically.
+class _Rows(NamedTuple):
+    """A population's (P, 4) fixed-point rows and whether any network rounds stochastically
+    (decided once per window on the host, so the time loop never waits for the device)."""
 
-    Whether any does is decided from the rows' mode column on the host once per window (the rows
-    are tiny CPU-side constants), so the time loop never waits for the device.
-    """
-    return quantize_rows(x, rows, gen, any_stochastic=bool(getattr(rows, "_tinysnn_stochastic", True)))
-
-
-def _mark(rows: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    if rows is not None:
-        rows._tinysnn_stochastic = bool((rows[:, 3] == STOCHASTIC).any())  # type: ignore[attr-defined]
-    return rows
+    rows: torch.Tensor
+    stochastic: bool
 
 
-def _any_quant(pop: Population, target: str) -> bool:
+def _q(x: torch.Tensor, q: _Rows, gen: Optional[torch.Generator]) -> torch.Tensor:
+    """Fake-quantize with per-network rows; uniforms are drawn only if some network needs them."""
+    return quantize_rows(x, q.rows, gen, any_stochastic=q.stochastic)
+
+
+def _rows(pop: Population, target: str) -> Optional[_Rows]:
+    """The rows of ``target``, or None when every network keeps it in FP32."""
     q = pop.quant.get(target)
-    return q is not None and bool((q[:, 3] != NONE).any())
+    if q is None or not bool((q[:, 3] != NONE).any()):
+        return None
+    return _Rows(q, bool((q[:, 3] == STOCHASTIC).any()))
 
 
 def run_window(
@@ -80,9 +81,7 @@ def run_window(
     P, N = pop.n_networks, pop.n_max
     mask = pop.mask[:, None, :]  # (P, 1, N)
     prm = pop.params
-    qv = _mark(pop.quant["vmem"]) if _any_quant(pop, "vmem") else None
-    qth = _mark(pop.quant["vth"]) if _any_quant(pop, "vth") else None
-    qw = _mark(pop.quant["weights"]) if _any_quant(pop, "weights") else None
+    qv, qth, qw = _rows(pop, "vmem"), _rows(pop, "vth"), _rows(pop, "weights")
     ex, ih = pop.exc, pop.inh
     baseline = pop.has_inhibitory_layer
     w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
@@ -107,7 +106,7 @@ def run_window(
         x_post = torch.zeros((P, N), device=dev)
         spiked = torch.zeros((P, N), dtype=torch.bool, device=dev)
         t_upd = pop.t_update
-    thr = _threshold(pop, theta, qth)
+    thr = pop.exc.v_th + theta
     track = learn and vrange is not None
     inf = torch.tensor(float("inf"), device=dev)
     v_lo, v_hi = torch.full((P,), float("inf"), device=dev), torch.full((P,), -float("inf"), device=dev)
@@ -153,7 +152,7 @@ def run_window(
             theta = theta + prm["theta_plus"][:, None] * cross[:, 0, :].to(torch.float32)
             if qth is not None:
                 theta = _requantize_theta(pop, theta, qth, gen)
-            thr = _threshold(pop, theta, qth)
+            thr = pop.exc.v_th + theta
             x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
             x_post = L.trace_step(x_post, s0, c.dec_post)
             w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, qw, gen)
@@ -200,12 +199,8 @@ def _one_spike(cross: torch.Tensor, over: torch.Tensor, one: torch.Tensor) -> to
     return torch.where(one[:, None, None], win, cross)
 
 
-def _threshold(pop: Population, theta: torch.Tensor, qth: Optional[torch.Tensor]) -> torch.Tensor:
-    return pop.exc.v_th + theta
-
-
 def _requantize_theta(
-    pop: Population, theta: torch.Tensor, qth: torch.Tensor, gen: Optional[torch.Generator]
+    pop: Population, theta: torch.Tensor, qth: _Rows, gen: Optional[torch.Generator]
 ) -> torch.Tensor:
     """Keep the effective threshold v_th + theta on its fixed-point grid (qWN)."""
     return _q(pop.exc.v_th + theta, qth, gen) - pop.exc.v_th
@@ -223,7 +218,7 @@ def _learn_step(
     t: int,
     T: int,
     t_upd: torch.Tensor,
-    qw: Optional[torch.Tensor],
+    qw: Optional[_Rows],
     gen: Optional[torch.Generator],
 ) -> torch.Tensor:
     prm = pop.params

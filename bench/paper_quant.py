@@ -6,7 +6,8 @@ Per dataset:
 1. diehl_cook FP32 (the reference of the memory saving and of the accuracy claim) and tinysnn
    FP32 are trained once each.
 2. Integer bits per parameter come from the tinysnn FP32 run's observed ranges (range analysis,
-   SPEC.md §2). V_mem's lower bound is taken as max(observed min, v_rest - w_inh): deeper
+   SPEC.md §2). V_mem is stored as V_mem - v_rest (tinysnn.train.vmem_rows_about_rest), so its
+   range is taken about rest; its lower bound is max(observed min, v_rest - w_inh): deeper
    inhibition saturates there, which keeps the neuron just as silent (our decision; the observed
    minimum under direct inhibition can be below -1000 mV and would eat every bit).
 3. PTQ: the trained FP32 network is replicated into one population, one copy per configuration,
@@ -49,11 +50,15 @@ def replicate(pop: Population, k: int) -> Population:
     return out
 
 
-def format_ranges(ranges: Dict[str, List[float]], v_floor: float) -> Dict[str, Tuple[float, float]]:
+def format_ranges(
+    ranges: Dict[str, List[float]], v_floor: float, v_rest: float
+) -> Dict[str, Tuple[float, float]]:
+    """Ranges the formats must hold: V_mem about rest (V_mem - v_rest, as stored), floored at v_floor."""
     w_lo, w_hi = ranges["weights"]
     v_lo, v_hi = ranges["vmem"]
     t_lo, t_hi = ranges["vth"]
-    return {"weights": (0.0, w_hi), "vmem": (max(v_lo, v_floor), v_hi), "vth": (t_lo, t_hi)}
+    vmem = (max(v_lo, v_floor) - v_rest, v_hi - v_rest)
+    return {"weights": (0.0, w_hi), "vmem": vmem, "vth": (t_lo, t_hi)}
 
 
 def configurations(
@@ -109,7 +114,7 @@ def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  
         base = dict(row_of(args, res), config="tinysnn FP32")
         rows.append(base)
         w_inh = float(fp32_pop.params["w_inh"][0])
-        ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh)
+        ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh, fp32_pop.exc.v_rest)
         for scheme in (Scheme.PTQ, Scheme.ITQ):
             ok, bad = configurations(ranges, args.precisions, args.roundings, LABELS, scheme)
             for b in bad:

@@ -60,15 +60,21 @@ class Rejected(Exception):
     """A sampled combination cannot be trained; ``str(exc)`` is the reason recorded on the trial."""
 
 
+#: What a V_mem format must hold, in the words of the error messages.
+VMEM_NEEDS = "V_mem - v_rest from 0 (rest) to 13 mV (v_th)"
+
+
 def min_integer_bits(param: str) -> int:
     """Integer bits (sign included) a parameter needs to hold its resting values.
 
-    V_mem must hold v_rest and v_reset (-65 and -60 mV: 8 bits), V_th must hold v_th (-52 mV: 7 bits);
-    the weights lie in [0, w_max] and may use UQ0.f (values up to 1 - 2^-f).
+    V_mem is stored as V_mem - v_rest and must hold rest, v_reset and v_th (0, 5 and 13 mV about
+    rest: 5 bits); V_th must hold v_th (-52 mV: 7 bits); the weights lie in [0, w_max] and may use
+    UQ0.f (values up to 1 - 2^-f).
     """
     ex = EXCITATORY
     if param == "vmem":
-        return integer_bits_for(min(ex.v_rest, ex.v_reset), ex.v_th, signed=True)[0]
+        lo = min(ex.v_rest, ex.v_reset) - ex.v_rest
+        return integer_bits_for(lo, max(ex.v_th, ex.v_reset) - ex.v_rest, signed=True)[0]
     if param == "vth":
         return integer_bits_for(ex.v_th, ex.v_th, signed=True)[0]
     return 0
@@ -198,7 +204,7 @@ def _format_problem(param: str, i: int, f: int) -> str:
     if not 1 <= i + f <= MAX_TOTAL_BITS:
         return f"{param}: Q{i}.{f} has {i + f} bits; a format has 1 to {MAX_TOTAL_BITS}"
     if i < need:
-        what = "v_rest = -65 mV" if param == "vmem" else "v_th = -52 mV"
+        what = VMEM_NEEDS if param == "vmem" else "v_th = -52 mV"
         return f"{param}: Q{i}.{f} cannot hold {what}; it needs at least {need} integer bits (sign included)"
     return ""
 
@@ -287,7 +293,7 @@ def _check_feasible(dom: BitsDomain, total: Optional[Domain]) -> None:
     need = min_integer_bits(dom.param)
     ints = [i for i in dom.int_bits.numeric_values() if i >= need]
     if not ints:
-        what = "v_rest = -65 mV" if dom.param == "vmem" else "v_th = -52 mV"
+        what = VMEM_NEEDS if dom.param == "vmem" else "v_th = -52 mV"
         raise SpecError(
             f"{dom.int_bits.path}: {dom.param} must hold {what} and needs at least {need} integer bits "
             f"(sign included); the largest value here is {int(dom.int_bits.bounds()[1])}"

@@ -143,3 +143,33 @@ def test_vmem_range_is_tracked_identically() -> None:
     assert torch.equal(sa.vmem_range, sb.vmem_range)
     lo, hi = sa.vmem_range[0].tolist()
     assert lo < -65.0 < hi  # lateral inhibition pushes v below rest; input lifts it above
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_vmem_format_is_about_rest(backend) -> None:
+    """V_mem is stored as V_mem - v_rest: SQ5.2 saturates at v_rest - 16 and v_rest + 16 - 1/4 mV."""
+    pops = _pair("tinysnn", [10], quant="vmem=SQ5.2")
+    pop = pops[0]
+    lo, hi = pop.quant["vmem"][0, 1:3].tolist()
+    assert (lo, hi) == (-65.0 - 16.0, -65.0 + 16.0 - 0.25)
+    enc = EncodingConfig(time_steps=40)
+    sim = Simulator(pop, enc, backend=backend)
+    g = make_generator(1)
+    for k, img in enumerate(_images(4, 50)):
+        sim.train_sample(img, k, train=poisson(img, enc, g))
+    v_lo, v_hi = sim.vmem_range[0].tolist()
+    # without the format, w_inh = 120 mV of inhibition drives V_mem far below -81 mV (previous test)
+    assert v_lo == -81.0 and -65.0 < v_hi <= -49.25
+
+
+def test_vmem_rest_must_lie_on_the_grid() -> None:
+    from tinysnn.quant import population_rows
+    from tinysnn.train import vmem_rows_about_rest
+
+    rows = population_rows([parse_quant_arg("vmem=Q8.0"), parse_quant_arg("vmem=Q8.1")], "vmem")
+    assert vmem_rows_about_rest(rows, -65.0)[:, 1].tolist() == [-193.0, -193.0]
+    assert vmem_rows_about_rest(rows[1:], -65.5)[0, 2].item() == 128 - 0.5 - 65.5
+    with pytest.raises(
+        ValueError, match="v_rest = -65.5 mV is not a multiple of the V_mem format's step 1 mV"
+    ):
+        vmem_rows_about_rest(rows, -65.5)

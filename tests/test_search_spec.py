@@ -87,7 +87,7 @@ def test_shipped_studies_load(path: Path) -> None:
                 "space": {
                     "bits": {
                         "weights": {"int": 1, "frac": 4},
-                        "vmem": {"int": 6, "frac": 2},
+                        "vmem": {"int": 4, "frac": 2},
                         "vth": {"int": 8, "frac": 2},
                     }
                 }
@@ -149,8 +149,8 @@ def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
     assert cfg.quant is not None and cfg.label == "qWN"
     assert cfg.quant.to_text() == "weights=Q1.7,vmem=Q9.5,vth=Q8.4,rounding=truncate,scheme=itq"
     assert cfg.network.n_neurons == 20 and cfg.network.norm_total == pytest.approx(6.4)
-    with pytest.raises(Rejected, match="vmem: Q7.5 cannot hold v_rest"):
-        spec.space.suggest(FixedTrial(dict(params, vmem_int=7)), n_input=64)
+    with pytest.raises(Rejected, match=r"vmem: Q4.5 cannot hold V_mem - v_rest from 0 \(rest\) to 13 mV"):
+        spec.space.suggest(FixedTrial(dict(params, vmem_int=4)), n_input=64)
     fp32 = spec.space.suggest(FixedTrial({"n_neurons": 10, "quantize": "fp32"}), n_input=64)
     assert fp32.quant is None and fp32.label == "fp32"
     assert cfg.group_key("size") != fp32.group_key("size") and cfg.group_key("variant") == fp32.group_key(

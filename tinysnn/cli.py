@@ -82,7 +82,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most one excitatory spike per step (BindsNET's DiehlAndCookNodes default)")  # fmt: skip
     p.add_argument("--scheme", default="ptq", help="quantization scheme: ptq or itq")
     p.add_argument("--quant", default="fp32",
-                   help="formats, e.g. weights=Q1.7,vmem=Q9.7,vth=Q9.7 (any subset; fp32 for none)")  # fmt: skip
+                   help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)")  # fmt: skip
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
     p.add_argument("--energy", default="auto",
                    help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip

@@ -23,7 +23,7 @@ STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
 MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (SPEC.md section 2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
-#: [0, w_max]; V_mem and V_th are in mV and negative at rest.
+#: [0, w_max]; V_mem (stored as V_mem - v_rest) and V_th are in mV and may be negative.
 PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
 
 _FORMAT_RULE = "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
@@ -230,7 +230,10 @@ class QuantSpec:
 
     Attributes:
         weights: format of the input synaptic weights (dimensionless, in [0, w_max]); None = fp32.
-        vmem: format of the membrane potential V_mem, in mV; None = fp32.
+        vmem: format of the membrane potential, stored as V_mem - v_rest in mV (0 at rest, 13 mV at
+            the base threshold, negative under inhibition); None = fp32. The population applies the
+            offset (:func:`tinysnn.train.vmem_rows_about_rest`); :meth:`range_of` gives the
+            format's range about rest.
         vth: format of the effective threshold V_th = v_th + theta, in mV; None = fp32.
         rounding: rounding mode for every quantized parameter.
         scheme: PTQ (quantize after training) or ITQ (re-quantize during training).

@@ -115,7 +115,38 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
     full = [s if s is not None else QuantSpec() for s in specs]
     use = [s if (not training or s.scheme == Scheme.ITQ) else QuantSpec() for s in full]
     for param in PARAMS:
-        pop.quant[param] = population_rows(use, param, pop.device).to(torch.float32)
+        rows = population_rows(use, param, pop.device).to(torch.float32)
+        pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
+
+
+def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
+    """Rows of a V_mem format read as V_mem - v_rest: the saturation bounds move by v_rest.
+
+    V_mem is stored relative to the excitatory resting potential (our decision, SPEC.md section 2
+    is silent): a neuron at rest holds 0, the threshold v_th - v_rest = 13 mV, and inhibition
+    pushes it negative. With v_rest on the grid (any whole mV when f >= 0) the grid itself is the
+    same as in absolute mV; only the range moves, so ``Q8.0`` holds -128..127 mV around rest
+    (-193..62 mV absolute) instead of -128..127 mV absolute, which would cut v_rest - w_inh.
+    The same rows serve the baselines' inhibitory neurons (their V_mem near -60..-40 mV lies
+    5..25 mV above the excitatory rest).
+
+    Raises:
+        ValueError: if v_rest is not a multiple of a quantized row's step 2^-f.
+    """
+    active = rows[:, 3] != 0
+    scaled = rows[:, 0].double() * float(v_rest)
+    off_grid = active & (scaled != torch.floor(scaled))
+    if bool(off_grid.any()):
+        step = 1.0 / float(rows[int(off_grid.nonzero()[0]), 0])
+        raise ValueError(
+            f"v_rest = {v_rest} mV is not a multiple of the V_mem format's step {step:g} mV: V_mem is "
+            f"stored as V_mem - v_rest, so v_rest must lie on the grid; use more fractional bits or "
+            f"a v_rest in whole mV"
+        )
+    out = rows.clone()
+    out[:, 1] += float(v_rest)
+    out[:, 2] += float(v_rest)
+    return out
 
 
 def quantize_parameters(pop: Population, seed: int = 0) -> None:

@@ -12,15 +12,15 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     [space.bits.weights]                 # Qi.f of each quantized parameter
     int = 1
     frac = { low = 3, high = 15 }        # or total = [4, 8, 16]: f = total - int
-    [space.bits.vmem]
-    int = 9
+    [space.bits.vmem]                    # V_mem - v_rest in mV (0 at rest, 13 at v_th)
+    int = { low = 6, high = 9 }
     frac = { low = 0, high = 7 }
 
     [space.learning]                     # optional: searched learning constants
     eta_post = { low = 5e-4, high = 5e-3, log = true }
 
 A shared precision ``[space.bits] total = [4, 8, 16]`` gives every quantized parameter B bits,
-with its own ``int``. A combination that cannot work (a V_mem format that cannot hold v_rest, more
+with its own ``int``. A combination that cannot work (a V_mem format that cannot hold 0..13 mV about rest, more
 than 32 bits, no fractional bits left) is rejected before training: :class:`Rejected` carries the
 reason, which the runner records on the trial (state PRUNED, user attribute ``rejected``).
 """

@@ -225,8 +225,12 @@ def _parse_constants(table: Any, path: str, cls: Any, exclude: Tuple[str, ...]) 
         raise SpecError(f"[{path}] must be a table of constants")
     allowed = [k for k in _dataclass_keys(cls) if k not in exclude]
     _check_keys(table, path, allowed)
+    flags = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, bool)}
     for k, v in table.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) and not isinstance(v, (list, dict)):
+        if k in flags:
+            if not isinstance(v, bool):
+                raise SpecError(f"{path}.{k}: expected true or false, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) and not isinstance(v, (list, dict)):
             raise SpecError(f"{path}.{k}: expected a number, got {v!r}")
     return dict(table)
 

@@ -107,12 +107,20 @@ def test_shipped_studies_load(path: Path) -> None:
         ({"sampler": {"name": "cmaes"}}, "sampler.name"),
         ({"encoding": {"time_stepz": 10}}, "time_stepz"),
         ({"study": {"trials": 0}}, "study.trials"),
+        ({"network": {"one_spike": 1}}, "network.one_spike: expected true or false"),
+        ({"network": {"w_inh": True}}, "network.w_inh: expected a number"),
     ],
 )
 def test_bad_spec_names_the_key(patch: Dict[str, Any], key: str) -> None:
     with pytest.raises(SpecError) as exc:
         parse_spec(_raw(**patch))
     assert key in str(exc.value)
+
+
+def test_fixed_flags_reach_the_network() -> None:
+    spec = parse_spec(_raw(network={"one_spike": True, "w_inh": 240.0}))
+    cfg = spec.space.suggest(FixedTrial({"n_neurons": 10, "quantize": "fp32"}), n_input=64)
+    assert cfg.network.one_spike is True and cfg.network.w_inh == 240.0
 
 
 def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:

@@ -43,21 +43,26 @@ def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:
             for variant in ("diehl_cook", "sl_stdp", "tinysnn"):
                 a = copy.copy(args)
                 a.dataset, a.variant = ds, variant
-                for key, value in overrides(args.override, variant).items():
+                for key, value in overrides(args.override, variant, ds).items():
                     setattr(a, key, value)
                 out.append(a)
         return out
     raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
 
 
-def overrides(items: List[str], variant: str) -> Dict[str, float]:
-    """``VARIANT:key=value,...`` items that apply to ``variant`` (keys as in `tinysnn train`)."""
+def overrides(items: List[str], variant: str, dataset: str) -> Dict[str, float]:
+    """``[DATASET/]VARIANT:key=value,...`` items that apply to ``variant`` on ``dataset``.
+
+    Keys are those of `tinysnn train` (``norm_total``, ``w_inh``, ``n_th``, ...); an item without a
+    dataset applies to every dataset. Later items win.
+    """
     out: Dict[str, float] = {}
     for item in items or []:
-        name, _, assignments = item.partition(":")
+        target, _, assignments = item.partition(":")
         if not assignments or "=" not in assignments:
-            raise SystemExit(f"--override {item!r}: expected VARIANT:key=value[,key=value...]")
-        if name != variant:
+            raise SystemExit(f"--override {item!r}: expected [DATASET/]VARIANT:key=value[,key=value...]")
+        ds, _, name = target.rpartition("/")
+        if name != variant or (ds and ds != dataset):
             continue
         for pair in assignments.split(","):
             key, _, value = pair.partition("=")
@@ -93,7 +98,8 @@ def main(argv: Any = None) -> int:
     p.add_argument("--protocol", default="single", help="single, paper-fp32 or paper-quant")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], help="for paper-* protocols")
     p.add_argument("--override", nargs="*", default=[],
-                   help="paper-fp32: per-variant settings, e.g. tinysnn:norm_total=45,w_inh=240")  # fmt: skip
+                   help="paper-* protocols: per-variant settings, optionally per dataset, e.g. "
+                        "fashion-mnist/tinysnn:norm_total=45,w_inh=240")  # fmt: skip
     p.add_argument("--json", default=None, help="output JSON (default bench/out/accuracy-<protocol>.json)")
     p.add_argument(
         "--precisions", type=int, nargs="+", default=[16, 12, 10, 8, 6, 4], help="paper-quant bits"

@@ -84,8 +84,12 @@ def configurations(
 
 def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population],
            **kw: Any):  # fmt: skip
+    from accuracy import overrides  # bench/ sibling
+
     a = copy.copy(ctx["args"])
     a.variant, a.dataset = variant, ctx["ds"]
+    for key, value in overrides(a.override, variant, a.dataset).items():
+        setattr(a, key, value)
     nets, learn, seeds = build_configs(a, ctx["train"].n_input)
     k = len(specs or [None])
     p = pop if pop is not None else build_population(nets * k, learn, seeds * k)

@@ -275,6 +275,23 @@ def _solo_energy(ctx: Context, pop: Population, k: int, backend: str) -> float:
     return reading.joules / max(int(images.shape[0]), 1)
 
 
+def config_attrs(cfg: TrialConfig) -> Dict[str, Any]:
+    """What a trial trains, as user attributes: set when it is asked (so a running trial shows its
+    formats in `tinysnn-search status` and the dashboard) and again with its results."""
+    quant = cfg.quant
+    attrs: Dict[str, Any] = {
+        "variant": cfg.network.variant.value,
+        "n_neurons": cfg.network.n_neurons,
+        "quant": cfg.label,
+        "scheme": quant.scheme.value if quant is not None else "fp32",
+        "rounding": quant.rounding.value if quant is not None else "",
+        "quant_text": quant.to_text() if quant is not None else "fp32",
+    }
+    for param in PARAMS:
+        attrs[f"{param}_format"] = format_text(quant.format_of(param)) if quant is not None else "fp32"
+    return attrs
+
+
 def _score(
     ctx: Context, pop: Population, result: Any, k: int, m: Member, shared: Dict[str, Any], spikes_train: float
 ) -> Outcome:
@@ -288,15 +305,10 @@ def _score(
         net, quant, ctx.n_input, spec.encoding, ctx.input_spikes_train, ctx.input_spikes_test, spikes_train
     )
     attrs: Dict[str, Any] = dict(shared)
+    attrs.update(config_attrs(cfg))
     attrs.update({
-        "variant": variant,
-        "n_neurons": n,
         "weight_seed": m.seed,
         "population_position": k,
-        "quant": cfg.label,
-        "scheme": quant.scheme.value if quant is not None else "fp32",
-        "rounding": quant.rounding.value if quant is not None else "",
-        "quant_text": quant.to_text() if quant is not None else "fp32",
         "accuracy": net.accuracy,
         "accuracy_proportion": net.accuracy_proportion,
         "no_prediction": net.no_prediction,
@@ -312,8 +324,6 @@ def _score(
         "energy_opcount_infer_j_per_sample": op_infer,
         "energy_opcount_source": op_source,
     })  # fmt: skip
-    for param in PARAMS:
-        attrs[f"{param}_format"] = format_text(quant.format_of(param)) if quant is not None else "fp32"
     if variant == "sl_stdp":
         attrs["note"] = APPROXIMATE
     energy = op_infer

@@ -36,7 +36,7 @@ from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._study import CONSTRAINTS_KEY, constraint_values, open_storage, open_study
 from .errors import CheckpointError, SearchError
-from .objective import Context, Member, Outcome, evaluate_population, load_context
+from .objective import Context, Member, Outcome, config_attrs, evaluate_population, load_context
 from .space import Rejected
 from .spec import StudySpec
 
@@ -162,6 +162,8 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
                     raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
                                       "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
                 continue
+            for key, value in config_attrs(config).items():
+                trial.set_user_attr(key, value)
             seed = trial.user_attrs.get("weight_seed")
             if seed is None:
                 seed = (spec.study.seed * 100003 + trial.number) % (2**31)

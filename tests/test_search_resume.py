@@ -17,6 +17,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from search import load_spec, run_study
+from search.report import _row
 
 # One size, so that each batch of 2 trials is one population: checkpoints at samples 50, 100, 150 and
 # 200 (after training) for the first; the worker is killed at the 6th checkpoint, sample 100 of the second.
@@ -92,6 +93,12 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     before = _trials(storage)
     running = [t for t in before if t.state == TrialState.RUNNING]
     assert [t.state for t in before].count(TrialState.COMPLETE) == 2 and len(running) == 2
+    for t in running:  # a running trial already says what it trains (status table, dashboard)
+        assert {"variant", "n_neurons", "quant", "quant_text", "weights_format", "vmem_format"} <= set(
+            t.user_attrs
+        )
+        row = _row(t)
+        assert row[3] == t.params["quantize"] and ("Q" in row[4]) == (row[3] != "fp32")
 
     resumed = _cli(tmp_path, {})
     out = resumed.communicate(timeout=180)[0]

@@ -4,7 +4,8 @@ Protocols:
 
 * ``single`` (default): one configuration given by the same options as ``tinysnn train``.
 * ``paper-fp32``: diehl_cook, sl_stdp (APPROXIMATE) and tinysnn at ``--neurons`` (default 400)
-  on MNIST and Fashion-MNIST, one pass over the training images (``--epochs`` for more).
+  on MNIST and Fashion-MNIST, one pass over the training images (``--epochs`` for more);
+  ``--population P`` trains P seeds of each variant in one run and adds mean +- sd per variant.
 * ``paper-quant``: tinysnn at 400 neurons, precisions x {PTQ, ITQ} x roundings x {qW, qWN},
   with memory under both conventions (see bench/paper_quant.py).
 
@@ -24,6 +25,7 @@ import argparse
 import copy
 import datetime as _dt
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -70,19 +72,43 @@ def overrides(items: List[str], variant: str, dataset: str) -> Dict[str, float]:
     return out
 
 
-def row_of(args: argparse.Namespace, result: Any) -> Dict[str, Any]:
-    rec = result.record(0)
+def row_of(args: argparse.Namespace, result: Any, k: int = 0) -> Dict[str, Any]:
+    rec = result.record(k)
     rec["variant_label"] = rec["variant"] + (" (approx.)" if rec["variant"] == "sl_stdp" else "")
     return rec
 
 
+def seed_summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Mean and sample standard deviation of the accuracy over seeds, per (dataset, variant)."""
+    groups: Dict[Any, List[Dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["variant_label"]), []).append(r)
+    out = []
+    for (ds, label), rs in groups.items():
+        out.append({"dataset": ds, "variant_label": label, "seeds": [r["seed"] for r in rs],
+                    **{f"{key}_mean": statistics.mean(r[key] for r in rs) for key in ("accuracy", "accuracy_proportion")},
+                    **{f"{key}_sd": statistics.stdev(r[key] for r in rs) if len(rs) > 1 else float("nan")
+                       for key in ("accuracy", "accuracy_proportion")}})  # fmt: skip
+    return out
+
+
+def print_summary(summary: List[Dict[str, Any]]) -> None:
+    print(
+        f"{'dataset':<14} {'variant':<20} {'seeds':>5} {'acc all (mean +- sd)':>22} {'acc prop (mean +- sd)':>22}"
+    )
+    for s in summary:
+        print(f"{s['dataset']:<14} {s['variant_label']:<20} {len(s['seeds']):>5} "
+              f"{100 * s['accuracy_mean']:>13.2f} +- {100 * s['accuracy_sd']:.2f}% "
+              f"{100 * s['accuracy_proportion_mean']:>13.2f} +- {100 * s['accuracy_proportion_sd']:.2f}%")  # fmt: skip
+
+
 def print_rows(rows: List[Dict[str, Any]]) -> None:
-    hdr = (f"{'dataset':<14} {'variant':<20} {'N':>5} {'train':>6} {'ep':>3} {'acc all':>8} {'acc prop':>8} "
+    hdr = (f"{'dataset':<14} {'variant':<20} {'N':>5} {'seed':>4} {'train':>6} {'ep':>3} {'acc all':>8} {'acc prop':>8} "
            f"{'train/s':>8} {'infer/s':>8} {'spk/smp':>8} {'synops/smp':>11} {'wall s':>8}")  # fmt: skip
     print(hdr)
     for r in rows:
         print(
-            f"{r['dataset']:<14} {r['variant_label']:<20} {r['n_neurons']:>5} {r['train_samples']:>6} "
+            f"{r['dataset']:<14} {r['variant_label']:<20} {r['n_neurons']:>5} {r['seed']:>4} {r['train_samples']:>6} "
             f"{r['epochs']:>3} {100 * r['accuracy']:>7.2f}% {100 * r['accuracy_proportion']:>7.2f}% "
             f"{r['train_samples_per_s']:>8.1f} {r['infer_samples_per_s']:>8.1f} "
             f"{r['spikes_per_sample_test']:>8.1f} {r.get('synops_per_sample_test', float('nan')):>11.0f} "
@@ -123,10 +149,15 @@ def main(argv: Any = None) -> int:
         for a in runs_for(args):
             print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
             result, _ = run_from_args(a)
-            rows.append(row_of(a, result))
-            print_rows(rows[-1:])
+            new = [row_of(a, result, k) for k in range(len(result.networks))]
+            rows.extend(new)
+            print_rows(new)
         print()
         print_rows(rows)
+        summary = seed_summary(rows)
+        if any(len(s["seeds"]) > 1 for s in summary):
+            print()
+            print_summary(summary)
     out = Path(args.json or f"bench/out/accuracy-{args.protocol}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -138,6 +169,7 @@ def main(argv: Any = None) -> int:
         "git_revision": revision,
         "machine": dict(machine_info(), cpu_model=cpu_model()),
         "rows": rows,
+        "summary": seed_summary(rows) if args.protocol != "paper-quant" else [],
     }
     out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out}")

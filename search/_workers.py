@@ -30,8 +30,9 @@ __all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "reap",
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
-CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position")
-"""User attributes a retry inherits from the trial it replaces."""
+CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position", "variant", "n_neurons", "quant", "scheme",
+                 "rounding", "quant_text", "weights_format", "vmem_format", "vth_format")  # fmt: skip
+"""User attributes a retry inherits from the trial it replaces (its seed, checkpoint and what it trains)."""
 ORPHAN_GRACE_S = 60.0
 
 

@@ -92,6 +92,7 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
 
     before = _trials(storage)
     running = [t for t in before if t.state == TrialState.RUNNING]
+    by_number_before = {t.number: t for t in before}
     assert [t.state for t in before].count(TrialState.COMPLETE) == 2 and len(running) == 2
     for t in running:  # a running trial already says what it trains (status table, dashboard)
         assert {"variant", "n_neurons", "quant", "quant_text", "weights_format", "vmem_format"} <= set(
@@ -111,6 +112,10 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     assert len(complete) == 4  # the budget, no more
     assert sorted(t.number for t in failed) == sorted(t.number for t in running)
     retries = [t for t in complete if "retry_of" in t.user_attrs]
+    for r in retries:  # a retry carries what it trains while it waits
+        assert (
+            r.user_attrs["quant_text"] == by_number_before[r.user_attrs["retry_of"]].user_attrs["quant_text"]
+        )
     assert sorted(t.user_attrs["retry_of"] for t in retries) == sorted(t.number for t in failed)  # once each
     by_number = {t.number: t for t in after}
     for r in retries:

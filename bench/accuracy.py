@@ -136,13 +136,31 @@ def main(argv: Any = None) -> int:
     args = p.parse_args(argv)
     if args.protocol != "single" and args.neurons == [100]:
         args.neurons = [400]
-    rows = []
+    rows: List[Dict[str, Any]] = []
     started = _dt.datetime.now().isoformat(timespec="seconds")
     revision = git_revision()  # of the code that runs, before anything else changes
+    out = Path(args.json or f"bench/out/accuracy-{args.protocol}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(so_far: List[Dict[str, Any]], partial: bool) -> None:
+        payload = {
+            "benchmark": "accuracy",
+            "protocol": args.protocol,
+            "command": " ".join([Path(sys.argv[0]).name] + (list(argv) if argv else sys.argv[1:])),
+            "started": started,
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            "partial": partial,  # True while a long run is still going (or was stopped)
+            "git_revision": revision,
+            "machine": dict(machine_info(), cpu_model=cpu_model()),
+            "rows": so_far,
+            "summary": seed_summary(so_far) if args.protocol != "paper-quant" else [],
+        }
+        out.write_text(json.dumps(payload, indent=1, default=str))
+
     if args.protocol == "paper-quant":
         from paper_quant import print_quant_rows, run_paper_quant
 
-        rows = run_paper_quant(args, row_of)
+        rows = run_paper_quant(args, row_of, on_rows=lambda so_far: write(so_far, partial=True))
         print()
         print_quant_rows(rows)
     else:
@@ -158,20 +176,7 @@ def main(argv: Any = None) -> int:
         if any(len(s["seeds"]) > 1 for s in summary):
             print()
             print_summary(summary)
-    out = Path(args.json or f"bench/out/accuracy-{args.protocol}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "accuracy",
-        "protocol": args.protocol,
-        "command": " ".join([Path(sys.argv[0]).name] + (list(argv) if argv else sys.argv[1:])),
-        "started": started,
-        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-        "git_revision": revision,
-        "machine": dict(machine_info(), cpu_model=cpu_model()),
-        "rows": rows,
-        "summary": seed_summary(rows) if args.protocol != "paper-quant" else [],
-    }
-    out.write_text(json.dumps(payload, indent=1))
+    write(rows, partial=False)
     print(f"wrote {out}")
     return 0
 

@@ -96,8 +96,17 @@ def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], 
     return run(p, ctx["enc"], ctx["train"], ctx["test"], quant=specs, **ctx["common"], **kw), p
 
 
-def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  # type: ignore[no-untyped-def]
-    """Run the protocol for every dataset in ``args.datasets``; returns table rows."""
+def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Run the protocol for every dataset in ``args.datasets``; returns table rows.
+
+    ``on_rows(rows)``, if given, is called after every training run with the rows so far, so that
+    a long run that is stopped leaves the phases it finished.
+    """
+
+    def done() -> None:
+        if on_rows is not None:
+            on_rows(rows)
+
     rows: List[Dict[str, Any]] = []
     for ds in args.datasets:
         splits = D.load(ds, args.data_root, download=args.download)
@@ -113,10 +122,12 @@ def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  
         print(f"== {ds}: diehl_cook FP32", flush=True)
         res, _ = _train(ctx, "diehl_cook", None, None)
         rows.append(dict(row_of(args, res), config="diehl_cook FP32"))
+        done()
         print(f"== {ds}: tinysnn FP32", flush=True)
         res, fp32_pop = _train(ctx, "tinysnn", None, None)
         base = dict(row_of(args, res), config="tinysnn FP32")
         rows.append(base)
+        done()
         w_inh = float(fp32_pop.params["w_inh"][0])
         ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh, fp32_pop.exc.v_rest)
         for scheme in (Scheme.PTQ, Scheme.ITQ):
@@ -140,6 +151,7 @@ def run_paper_quant(args: argparse.Namespace, row_of) -> List[Dict[str, Any]]:  
                 if scheme is Scheme.PTQ:  # training was the FP32 run's
                     r["train_samples_per_s"] = base["train_samples_per_s"]
                 rows.append(r)
+            done()
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return rows
 

@@ -60,8 +60,12 @@ class Rejected(Exception):
     """A sampled combination cannot be trained; ``str(exc)`` is the reason recorded on the trial."""
 
 
-#: What a V_mem format must hold, in the words of the error messages.
-VMEM_NEEDS = "V_mem - v_rest from 0 (rest) to 13 mV (v_th)"
+def _must_hold(param: str) -> str:
+    """What a format of ``param`` must hold, in the words of the error messages."""
+    ex = EXCITATORY
+    if param == "vmem":
+        return f"V_mem - v_rest from 0 (rest) to {ex.v_th - ex.v_rest:g} mV (v_th)"
+    return f"v_th = {ex.v_th:g} mV"
 
 
 def min_integer_bits(param: str) -> int:
@@ -204,8 +208,7 @@ def _format_problem(param: str, i: int, f: int) -> str:
     if not 1 <= i + f <= MAX_TOTAL_BITS:
         return f"{param}: Q{i}.{f} has {i + f} bits; a format has 1 to {MAX_TOTAL_BITS}"
     if i < need:
-        what = VMEM_NEEDS if param == "vmem" else "v_th = -52 mV"
-        return f"{param}: Q{i}.{f} cannot hold {what}; it needs at least {need} integer bits (sign included)"
+        return f"{param}: Q{i}.{f} cannot hold {_must_hold(param)}; it needs at least {need} integer bits (sign included)"
     return ""
 
 
@@ -297,9 +300,8 @@ def _check_feasible(dom: BitsDomain, total: Optional[Domain]) -> None:
     need = min_integer_bits(dom.param)
     ints = [i for i in dom.int_bits.numeric_values() if i >= need]
     if not ints:
-        what = VMEM_NEEDS if dom.param == "vmem" else "v_th = -52 mV"
         raise SpecError(
-            f"{dom.int_bits.path}: {dom.param} must hold {what} and needs at least {need} integer bits "
+            f"{dom.int_bits.path}: {dom.param} must hold {_must_hold(dom.param)} and needs at least {need} integer bits "
             f"(sign included); the largest value here is {int(dom.int_bits.bounds()[1])}"
         )
     if dom.frac_bits is not None:

@@ -1,0 +1,175 @@
+"""Quantization inside training (issue 5): ITQ keeps values on their grids, PTQ leaves training alone.
+
+Also checks the numba kernels' vectorized normalization pass against the scalar quantizer it
+replaces (truncation and nearest: bit for bit; stochastic: on the grid, exact values exact, and
+unbiased within a bound from the sample size).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tinysnn.config import EncodingConfig, NetworkConfig
+from tinysnn.data import Split
+from tinysnn.network import build_population
+from tinysnn.quant import parse_quant_arg
+from tinysnn.simulate import Simulator
+from tinysnn.train import apply_quant_rows, quantize_parameters, run
+
+ENC = EncodingConfig(time_steps=60)
+
+
+def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, n_in, generator=g) * 600).clamp(max=255).to(torch.uint8)
+
+
+def _population(variant: str, n_networks: int = 3):
+    nets = [NetworkConfig(variant=variant, n_neurons=20, n_input=50, norm_total=5.0, one_spike=True)]
+    return build_population(nets * n_networks, seeds=list(range(1, n_networks + 1)))
+
+
+def _on_grid(x: torch.Tensor, frac_bits: int) -> bool:
+    y = x.double() * 2.0**frac_bits
+    return bool(torch.equal(y, torch.floor(y)))
+
+
+def _backends():
+    out = ["torch"]
+    try:
+        import numba  # noqa: F401
+
+        out.append("numba")
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("variant", ["diehl_cook", "tinysnn"])
+def test_itq_keeps_weights_and_thresholds_on_the_grid_after_every_sample(backend: str, variant: str) -> None:
+    pop = _population(variant)
+    texts = ["weights=UQ0.6", "weights=UQ0.5,vmem=Q9.3,vth=Q8.4", "weights=UQ0.7"]
+    modes = ["truncate", "nearest", "stochastic"]
+    specs = [parse_quant_arg(t, rounding=m, scheme="itq") for t, m in zip(texts, modes)]
+    apply_quant_rows(pop, specs, training=True)
+    quantize_parameters(pop)
+    start = pop.weights.clone()
+    sim = Simulator(pop, ENC, seed=3, backend=backend)
+    imgs = _images(12, 50)
+    spikes = 0
+    vth = pop.exc.v_th
+    for k in range(12):
+        spikes += int(sim.train_sample(imgs[k], k).sum())
+        for p, frac in enumerate((6, 5, 7)):
+            assert _on_grid(pop.weights[p], frac), f"network {p} left the weight grid at sample {k}"
+            assert float(pop.weights[p].min()) >= 0.0 and float(pop.weights[p].max()) <= 1.0
+        assert _on_grid(vth + pop.theta[1], 4), f"V_th left its grid at sample {k}"
+    assert spikes > 20  # learning ran
+    assert not torch.equal(start, pop.weights)  # and changed the weights
+
+
+def test_ptq_trains_exactly_as_fp32_and_quantizes_once_after() -> None:
+    n_in = 50
+    imgs = _images(40, n_in, seed=1)
+    labels = torch.arange(40) % 4
+    train = Split(imgs[:30], labels[:30], (5, 10), "toy:train")
+    test = Split(imgs[30:], labels[30:], (5, 10), "toy:test")
+    ptq = parse_quant_arg("weights=UQ0.4,vth=Q8.2", rounding="truncate", scheme="ptq")
+    trained = {}
+
+    def keep(name):
+        return lambda pop: trained.__setitem__(name, (pop.weights.clone(), pop.theta.clone()))
+
+    pops = {name: _population("tinysnn", 1) for name in ("fp32", "ptq")}
+    run(pops["fp32"], ENC, train, test, quant=[None], progress=False, n_classes=4, after_train=keep("fp32"))
+    run(pops["ptq"], ENC, train, test, quant=[ptq], progress=False, n_classes=4, after_train=keep("ptq"))
+    # training itself is untouched: the same weights and thresholds bit for bit
+    assert torch.equal(trained["fp32"][0], trained["ptq"][0])
+    assert torch.equal(trained["fp32"][1], trained["ptq"][1])
+    assert not _on_grid(trained["ptq"][0], 4)  # FP32 weights are off the 4-bit grid ...
+    w = trained["fp32"][0]
+    assert torch.equal(pops["ptq"].weights, torch.floor(w * 16) / 16)  # ... and truncated once after
+    assert torch.equal(pops["fp32"].weights, w)
+
+
+# ---- the numba normalization pass --------------------------------------------------------------
+
+numba = pytest.importorskip("numba")
+
+
+def _kernels():
+    from tinysnn import sim_numba as K
+
+    @numba.njit
+    def norm_rows(w, colsum, wmax, qrow, seed):
+        np.random.seed(seed)
+        for i in range(w.shape[0]):
+            K._norm_row_q(w[i], colsum, wmax, qrow)
+
+    @numba.njit
+    def fix_rows(w, colsum, wmax, qrow):
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                w[i, j] = K._fix_w(w[i, j] * colsum[j], wmax, qrow)
+
+    return norm_rows, fix_rows
+
+
+def _qrow(frac: int, mode: int, hi: float = None) -> np.ndarray:
+    top = (1 - 2.0**-frac) if hi is None else hi
+    return np.array([2.0**frac, 0.0, top, mode], np.float32)
+
+
+def _cases(rng: np.random.Generator, frac: int) -> np.ndarray:
+    w = rng.uniform(-0.2, 1.3, size=(64, 40)).astype(np.float32)
+    w[0] = (rng.integers(0, 2**frac, size=40) / 2.0**frac).astype(np.float32)  # on the grid
+    w[1] = ((rng.integers(0, 2**frac, size=40) + 0.5) / 2.0**frac).astype(np.float32)  # exact ties
+    w[2, :4] = [0.0, 1.0, 5.0, -1.0]
+    return w
+
+
+@pytest.mark.parametrize("mode", [1, 2])  # truncation, nearest
+@pytest.mark.parametrize("frac", [3, 8, 16])
+def test_normalization_pass_equals_the_scalar_quantizer_bit_for_bit(mode: int, frac: int) -> None:
+    norm_rows, fix_rows = _kernels()
+    rng = np.random.default_rng(frac)
+    w = _cases(rng, frac)
+    colsum = rng.uniform(0.5, 1.5, size=40).astype(np.float32)
+    colsum[:8] = 1.0
+    for wmax in (np.float32(1.0), np.float32(0.75)):
+        a, b = w.copy(), w.copy()
+        norm_rows(a, colsum, wmax, _qrow(frac, mode), 0)
+        fix_rows(b, colsum, wmax, _qrow(frac, mode))
+        assert np.array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def test_stochastic_normalization_is_on_the_grid_exact_on_the_grid_and_unbiased() -> None:
+    norm_rows, _ = _kernels()
+    frac = 6
+    q = 2.0**-frac
+    rng = np.random.default_rng(0)
+    ones = np.ones(256, np.float32)
+    grid = (rng.integers(0, 2**frac, size=(4, 256)) * q).astype(np.float32)
+    out = grid.copy()
+    norm_rows(out, ones, np.float32(1.0), _qrow(frac, 3), 1)
+    assert np.array_equal(out, grid)  # values on the grid stay exact
+    x = rng.uniform(0.0, 1.0 - q, size=(400, 256)).astype(np.float32)
+    out = x.copy()
+    norm_rows(out, ones, np.float32(1.0), _qrow(frac, 3), 2)
+    assert np.array_equal(out * 2**frac, np.floor(out * 2**frac))
+    assert np.all(out >= np.floor(x / q) * q) and np.all(out <= np.floor(x / q) * q + q)
+    err = (out.astype(np.float64) - x).ravel()
+    # each error lies in (-q, q) with mean 0 when unbiased: 5 standard errors of the mean
+    bound = 5 * q / math.sqrt(err.size)
+    assert abs(err.mean()) < bound, (err.mean(), bound)
+    # and truncation of the same values is biased by about -q/2, far outside that bound
+    trunc = (np.floor(x / q) * q - x).ravel()
+    assert trunc.mean() < -10 * bound
+    again = x.copy()
+    norm_rows(again, ones, np.float32(1.0), _qrow(frac, 3), 2)
+    assert np.array_equal(again, out)  # seeded

@@ -38,6 +38,11 @@ Examples::
     python bench/throughput.py --data-root /work/shared/datasets \\
         --bindsnet-python /work/bindsnet-venv/bin/python
     python bench/throughput.py --variants tinysnn --neurons 400 --populations 64 --devices cuda
+    python bench/throughput.py --variants tinysnn --neurons 400 --populations 8 --no-bindsnet \
+        --quant fp32 --quant weights=UQ0.8,rounding=truncate,scheme=itq
+
+``--quant`` (repeatable) times quantized networks: ITQ rows are active while training, and every
+network infers with its quantized values. The targets are checked on the FP32 rows only.
 """
 
 from __future__ import annotations
@@ -172,7 +177,9 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     from tinysnn.config import EncodingConfig, NetworkConfig
     from tinysnn.network import build_population
+    from tinysnn.quant import parse_quant_arg
     from tinysnn.simulate import Simulator
+    from tinysnn.train import apply_quant_rows, quantize_parameters
 
     rss_imports = peak_rss_mb()
     load_start = loadavg()
@@ -191,6 +198,11 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     P = int(spec["population"])
     net = NetworkConfig(variant=spec["variant"], n_neurons=int(spec["neurons"]))
     pop = build_population(net, seeds=list(range(P)), device=device)
+    qtext = spec.get("quant") or "fp32"
+    qspec = None if qtext == "fp32" else parse_quant_arg(qtext)
+    if qspec is not None:  # ITQ rows are active while training; PTQ trains in FP32
+        apply_quant_rows(pop, [qspec] * P, training=True)
+        quantize_parameters(pop)
     enc = EncodingConfig(time_steps=TIME_STEPS, dt=DT, max_rate=MAX_RATE)
     backend = "torch" if cuda else spec.get("cpu_backend", "auto")
     sim = Simulator(pop, enc, seed=0, backend=backend)
@@ -215,6 +227,10 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         t_train.append(time.perf_counter() - t0)
         spikes_train += float(counts.sum())
 
+    if qspec is not None:  # inference with the quantized values (V_mem rows for PTQ too)
+        apply_quant_rows(pop, [qspec] * P, training=False)
+        quantize_parameters(pop)
+        sim = Simulator(pop, enc, seed=0, backend=backend)
     if sim.backend == "numba":
         numba.set_num_threads(numba_default)
     threads_infer = int(numba.get_num_threads()) if sim.backend == "numba" else torch.get_num_threads()
@@ -238,6 +254,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     row: Dict[str, Any] = {
         "simulator": "tinysnn",
         "variant": spec["variant"],
+        "quant": qtext,
         "neurons": int(spec["neurons"]),
         "population": P,
         "device": str(device),
@@ -412,7 +429,7 @@ def add_ratios(rows: List[Dict[str, Any]]) -> None:
 def print_table(rows: List[Dict[str, Any]]) -> None:
     hdr = (f"{'simulator':<9} {'variant':<16} {'N':>4} {'P':>3} {'device':<6} {'thr t/i':>7} "
            f"{'train/s/net':>11} {'train agg/s':>11} {'infer/s/net':>11} {'infer agg/s':>11} "
-           f"{'peakRSS MB':>10} {'train x BN':>10} {'infer x BN':>10}")  # fmt: skip
+           f"{'peakRSS MB':>10} {'train x BN':>10} {'infer x BN':>10}  quant")  # fmt: skip
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -426,7 +443,7 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
             + f"{str(r.get('train_threads', r.get('threads'))) + '/' + str(r.get('threads')):>7} {fmt_rate(r.get('train_rate')):>11} {fmt_rate(r.get('train_agg_rate')):>11} "
             f"{fmt_rate(r.get('infer_rate')):>11} {fmt_rate(r.get('infer_agg_rate')):>11} "
             f"{r.get('peak_rss_mb', 0):>10,.0f} {fmt_ratio(r.get('train_agg_x_bindsnet')):>10} "
-            f"{fmt_ratio(r.get('infer_agg_x_bindsnet')):>10}"
+            f"{fmt_ratio(r.get('infer_agg_x_bindsnet')):>10}  {r.get('quant', '')}"
         )
 
 
@@ -436,7 +453,7 @@ def target_check(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     def find(variant: str, p: int, device: str) -> Optional[Dict[str, Any]]:
         for r in rows:
             if (r.get("simulator"), r.get("variant"), r.get("neurons"), r.get("population"), r.get("device"),
-                    "error" in r) == ("tinysnn", variant, 400, p, device, False):  # fmt: skip
+                    "error" in r, r.get("quant", "fp32")) == ("tinysnn", variant, 400, p, device, False, "fp32"):  # fmt: skip
                 return r
         return None
 
@@ -490,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed training samples at P<=16 (default 200; quick 20); x 16/P beyond P=16")  # fmt: skip
     p.add_argument("--infer-samples", type=int, default=None,
                    help="timed inference samples per network at P<=16 (default 1000; quick 100); x 16/P beyond")  # fmt: skip
+    p.add_argument("--quant", action="append", default=None,
+                   help="a quantization spec as tinysnn train's --quant plus rounding and scheme, e.g. "
+                        "'weights=UQ0.8,rounding=truncate,scheme=itq'; repeat for several (default: fp32 only; "
+                        "give 'fp32' to include it)")  # fmt: skip
     p.add_argument("--batch", type=int, default=500, help="inference batch size (default 500)")
     p.add_argument("--data-root", default=None, help="MNIST root (tinysnn.data.load); else synthetic images")
     p.add_argument("--bindsnet-python", default=None,
@@ -529,6 +550,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     variants = parse_list(args.variants)
     neurons = parse_list(args.neurons, int)
     pops = sorted(parse_list(args.populations, int))
+    quants = args.quant or ["fp32"]
+    from tinysnn.quant import parse_quant_arg
+
+    for q in quants:
+        if q != "fp32":
+            try:
+                parse_quant_arg(q)
+            except ValueError as exc:
+                raise SystemExit(f"--quant {q!r}: {exc}") from None
     devices = parse_list(args.devices)
     skipped: List[str] = []
     if "cuda" in devices and not torch.cuda.is_available():
@@ -556,8 +586,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for n in neurons:
         for dev in devices:
             for pp in pops:
-                for v in variants:
-                    plan.append({"kind": "tinysnn", "variant": v, "neurons": n, "population": pp, "device": dev,
+                for v, q in [(v, q) for v in variants for q in quants]:
+                    plan.append({"kind": "tinysnn", "variant": v, "quant": q, "neurons": n, "population": pp, "device": dev,
                                  "train_samples": samples_for(n_train, pp, floor),
                                  "infer_samples": samples_for(n_infer, pp, floor), "batch": batch,
                                  "train_file": images["train_file"], "infer_file": images["infer_file"],
@@ -576,7 +606,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             row = run_bindsnet(bn_python, spec["neurons"], bn_train, bn_infer, images,  # type: ignore[arg-type]
                                args.bindsnet_threads, args.bindsnet_monitors, args.timeout)  # fmt: skip
         else:
-            label = (f"tinysnn {spec['variant']} N={spec['neurons']} P={spec['population']} {spec['device']} "
+            label = (f"tinysnn {spec['variant']} {spec['quant']} N={spec['neurons']} P={spec['population']} {spec['device']} "
                      f"({spec['train_samples']} train, {spec['infer_samples']} infer)")  # fmt: skip
             print(f"[{k}/{len(plan)}] {label} ...", flush=True)
             row = run_config({key: v for key, v in spec.items() if key != "kind"}, args.timeout)
@@ -616,6 +646,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "max_rate_hz": MAX_RATE,
             "warmup_samples": WARMUP,
             "variants": variants,
+            "quant": quants,
             "neurons": neurons,
             "populations": pops,
             "devices": devices,

@@ -380,6 +380,18 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         for j in range(n):
             cs = np.float32(csum[j])
             colsum[j] = total / cs if cs > zero else one
+        if qw[3] == 1 or qw[3] == 2:  # leave settled silent columns alone (learning.settled_columns)
+            tot = np.float64(total)
+            slack = n_in / np.float64(qw[0])
+            for j in range(n):
+                if cnt[j] > 0:
+                    continue
+                if qw[3] == 1:
+                    settled = csum[j] <= tot and csum[j] > tot - slack
+                else:
+                    settled = abs(csum[j] - tot) <= slack / 2
+                if settled:
+                    colsum[j] = one
         for i in range(n_in):
             row = W[p, i]
             if plain_w:

@@ -170,7 +170,8 @@ def run_window(
         theta = theta * c.dec_theta_sample
         if qth is not None:
             theta = _requantize_theta(pop, theta, qth, gen)
-        w = L.normalize(w, prm["norm_total"], pop.mask)
+        keep = None if qw is None else L.settled_columns(w, prm["norm_total"], counts[:, 0, :] > 0, qw.rows)
+        w = L.normalize(w, prm["norm_total"], pop.mask, keep)
         w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
         if qw is not None:
             w = _q(w, qw, gen)

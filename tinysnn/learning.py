@@ -119,7 +119,9 @@ def normalize(
     return w * factor
 
 
-def settled_columns(w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def settled_columns(
+    w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
     """Columns that fixed-point normalization must leave alone: (P, N) bool.
 
     Our decision (SPEC.md section 2 says only "re-quantized after normalization"): with

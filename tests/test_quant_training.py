@@ -73,6 +73,34 @@ def test_itq_keeps_weights_and_thresholds_on_the_grid_after_every_sample(backend
     assert not torch.equal(start, pop.weights)  # and changed the weights
 
 
+@pytest.mark.parametrize("variant", ["diehl_cook", "tinysnn"])
+def test_itq_weights_are_on_the_grid_after_every_step_of_a_sample(variant: str) -> None:
+    from tinysnn import sim_torch
+    from tinysnn.encoding import make_generator, poisson
+
+    pop = _population(variant)
+    specs = [
+        parse_quant_arg("weights=UQ0.6", rounding=m, scheme="itq")
+        for m in ("truncate", "nearest", "stochastic")
+    ]
+    apply_quant_rows(pop, specs, training=True)
+    quantize_parameters(pop)
+    g = make_generator(1)
+    imgs = _images(4, 50, seed=2)
+    changed = 0
+    for k in range(4):
+        rec: dict = {}
+        before = pop.weights.clone()
+        trains = poisson(imgs[k], ENC, g)[:, None, :]
+        sim_torch.run_window(pop, trains, ENC, learn=True, gen=make_generator(k), record=rec)
+        assert len(rec["w"]) == ENC.time_steps
+        for t, w in enumerate(rec["w"]):
+            assert _on_grid(w, 6), f"sample {k}: a weight left the grid at step {t}"
+        changed += int(sum(not torch.equal(a, b) for a, b in zip([before] + rec["w"][:-1], rec["w"])))
+        assert _on_grid(pop.weights, 6)
+    assert changed > 5  # the steps did update weights
+
+
 def test_ptq_trains_exactly_as_fp32_and_quantizes_once_after() -> None:
     n_in = 50
     imgs = _images(40, n_in, seed=1)

@@ -30,8 +30,10 @@ import dataclasses
 import json
 import time
 
+from _constants import tinysnn_400  # bench/experiments sibling
+
 from tinysnn import data
-from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
+from tinysnn.config import EncodingConfig, LearningConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
@@ -66,12 +68,7 @@ def main() -> None:
     d = data.load(a.dataset, a.data_root, validation=10000)
     train = d.train.take(a.train_samples)
     assign = d.train.take(10000)
-    if a.dataset == "fashion-mnist":
-        net = NetworkConfig(variant="tinysnn", n_neurons=400, norm_total=45.0, w_inh=240.0, one_spike=True)
-        lc = dict(eta_post=0.002, n_th=2.0)
-    else:
-        net = NetworkConfig(variant="tinysnn", n_neurons=400, w_inh=120.0, one_spike=True)
-        lc = dict(eta_post=0.002, n_th=1.0)
+    net, lc = tinysnn_400(a.dataset)
     cfgs = GROUPS[a.group]
     specs = [
         parse_quant_arg(f"weights=UQ0.{a.bits}", rounding=r, scheme="itq") if r else None

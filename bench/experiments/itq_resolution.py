@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from _constants import tinysnn_400  # bench/experiments sibling
+
 from tinysnn import data
-from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
+from tinysnn.config import EncodingConfig, LearningConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
@@ -28,8 +30,8 @@ def main() -> None:
     ap.add_argument("--train-samples", type=int, default=50000)
     a = ap.parse_args()
     d = data.load("fashion-mnist", a.data_root, validation=10000)
-    net = NetworkConfig(variant="tinysnn", n_neurons=400, norm_total=45.0, w_inh=240.0, one_spike=True)
-    learn = LearningConfig(eta_post=0.002, n_th=2.0)
+    net, learn_kw = tinysnn_400("fashion-mnist")
+    learn = LearningConfig(**learn_kw)
     specs = [
         parse_quant_arg(f"weights={f}", rounding="truncate", scheme="itq") if f else None for _, f in CONFIGS
     ]

@@ -16,8 +16,10 @@ import json
 import statistics
 import time
 
+from _constants import tinysnn_400  # bench/experiments sibling
+
 from tinysnn import data
-from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
+from tinysnn.config import EncodingConfig, LearningConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
@@ -34,12 +36,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     d = data.load(a.dataset, a.data_root)
-    if a.dataset == "fashion-mnist":
-        net = NetworkConfig(variant="tinysnn", n_neurons=400, norm_total=45.0, w_inh=240.0, one_spike=True)
-        learn = LearningConfig(eta_post=0.002, n_th=2.0)
-    else:
-        net = NetworkConfig(variant="tinysnn", n_neurons=400, w_inh=120.0, one_spike=True)
-        learn = LearningConfig(eta_post=0.002, n_th=1.0)
+    net, learn_kw = tinysnn_400(a.dataset)
+    learn = LearningConfig(**learn_kw)
     plan = [(label, r, s) for label, r in CONFIGS for s in a.seeds]
     specs = [parse_quant_arg("weights=UQ0.8", rounding=r, scheme="itq") if r else None for _, r, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])

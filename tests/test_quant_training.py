@@ -253,3 +253,31 @@ def test_stochastic_normalization_is_on_the_grid_exact_on_the_grid_and_unbiased(
     again = x.copy()
     norm_rows(again, ones, np.float32(1.0), _qrow(frac, 3), 2)
     assert np.array_equal(again, out)  # seeded
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+def test_normalization_pass_touches_only_the_networks_own_columns(mode: int) -> None:
+    # A padded population row is wider than a small network's column sums; reading past the
+    # sums gave NaN weights in CI (uninitialized memory), so the pass takes its length from them.
+    norm_rows, _ = _kernels()
+    w = np.full((2, 8), 0.3, np.float32)
+    norm_rows(w, np.full(5, 1.5, np.float32), np.float32(1.0), _qrow(6, mode, hi=1.0), 0)
+    assert (w[:, 5:] == np.float32(0.3)).all()  # off the 6-bit grid: any pass would have moved it
+    assert np.isfinite(w[:, :5]).all() and (w[:, :5] > 0.4).all()
+
+
+@pytest.mark.parametrize("rounding", ["truncate", "nearest", "stochastic"])
+def test_itq_mixed_sizes_keep_padding_zero_and_weights_finite(rounding: str) -> None:
+    nets = [NetworkConfig(variant="tinysnn", n_neurons=n, n_input=50, norm_total=5.0, one_spike=True)
+            for n in (30, 12)]  # fmt: skip
+    pop = build_population(nets, seeds=[1, 2])
+    specs = [parse_quant_arg("weights=UQ0.7", rounding=rounding, scheme="itq")] * 2
+    apply_quant_rows(pop, specs, training=True)
+    quantize_parameters(pop)
+    sim = Simulator(pop, ENC, seed=4, backend="numba")
+    imgs = _images(8, 50)
+    for k in range(8):
+        sim.train_sample(imgs[k], k)
+        assert bool(torch.isfinite(pop.weights).all()), f"non-finite weight after sample {k}"
+        assert float(pop.weights[1, :, 12:].abs().max()) == 0.0, f"padding changed after sample {k}"
+    assert _on_grid(pop.weights, 7)

@@ -134,6 +134,10 @@ def _fix_w(x, wmax, qrow):
 def _norm_row_q(row, colsum, wmax, qrow):
     """``row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)`` for every j, in a loop per rounding mode.
 
+    Only the first ``len(colsum)`` entries of ``row`` are touched (the network's own size; a
+    population's rows are padded to its widest network). The loops do not check bounds, so
+    their length comes from ``colsum``: reading past it gave NaN weights in padded populations.
+
     Same numbers as :func:`_fix_w` (quantize_scalar) bit for bit: clamp to [0, w_max] and the
     format's range, scale by 2^f (exact), floor, add one by the mode's rule, scale back (exact),
     saturate. Truncation and nearest have no branch per element, so the loop vectorizes; this
@@ -146,11 +150,11 @@ def _norm_row_q(row, colsum, wmax, qrow):
     half = np.float32(0.5)
     one = np.float32(1.0)
     if mode == 1:
-        for j in range(row.shape[0]):
+        for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             row[j] = np.floor(x * scale) * inv
     elif mode == 2:
-        for j in range(row.shape[0]):
+        for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             y = x * scale
             k = np.floor(y)
@@ -162,7 +166,7 @@ def _norm_row_q(row, colsum, wmax, qrow):
         # run stays reproducible. Weights are >= 0, so the negative-y case of quantize_scalar
         # does not arise.
         key = np.uint64(np.random.randint(0, 2**62))
-        for j in range(row.shape[0]):
+        for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             y = x * scale
             k = np.floor(y)
@@ -174,7 +178,7 @@ def _norm_row_q(row, colsum, wmax, qrow):
             k = k + (one if u < y - k else zero)
             row[j] = min(k * inv, hi)
     else:
-        for j in range(row.shape[0]):
+        for j in range(colsum.shape[0]):
             row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)
 
 
@@ -398,7 +402,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                 for j in range(n):
                     row[j] = min(max(row[j] * colsum[j], zero), wmax)
             else:
-                _norm_row_q(row, colsum, wmax, qw)
+                _norm_row_q(row[:n], colsum, wmax, qw)  # row is padded to the widest network
 
 
 @njit(cache=True, parallel=True)

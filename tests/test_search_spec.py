@@ -149,6 +149,8 @@ def test_unreadable_storage_url(url: str) -> None:
     assert url in str(exc.value) and "sqlite:///" in str(exc.value)
 
 
+# FixedTrial warns that vmem_int=4 lies outside the space: feeding it is the point of the test.
+@pytest.mark.filterwarnings("ignore:The value 4 of the parameter 'vmem_int':UserWarning")
 def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
     spec = parse_spec(_raw())
     params = {"n_neurons": 20, "quantize": "qWN", "scheme": "itq", "weights_int": 1,

@@ -8,6 +8,13 @@ Example (the tinySNN sweep of issue 4)::
     python bench/sweep.py --data-root ../shared/datasets --dataset mnist --variant tinysnn \\
         --neurons 400 --train-samples 20000 --validation 10000 \\
         --grid w_inh=60,120,200 eta_post=0.001,0.002,0.004 t_update=25 n_th=1,2
+
+``--quant`` trains every grid point under each given quantization (``tinysnn train``'s text, with
+``scheme=`` and ``rounding=`` inside it; ``fp32`` for none), so constants can be chosen for an
+8-bit ITQ network beside its FP32 twin in one run::
+
+    python bench/sweep.py ... --grid norm_total=45,90 \
+        --quant fp32 weights=UQ0.8,scheme=itq,rounding=truncate
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import torch
 from tinysnn import data as D
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Variant
 from tinysnn.network import build_population
+from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
 
 NET_KEYS = {"w_inh", "w_inh_exc", "norm_total", "theta_plus", "one_spike"}
@@ -44,6 +52,13 @@ def parse_grid(items: List[str]) -> Dict[str, List[float]]:
     return grid
 
 
+def _quant_label(q: Any) -> str:
+    """``itq truncate weights=UQ0.8``: the scheme, the rounding and the quantized parameters."""
+    parts = [item for item in q.to_text().split(",") if "=" in item and not item.endswith("=fp32")]
+    params = [item for item in parts if not item.startswith(("rounding=", "scheme="))]
+    return " ".join([q.scheme.value, q.rounding.value] + params)
+
+
 def main(argv: Any = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=None)
@@ -57,8 +72,18 @@ def main(argv: Any = None) -> int:
     p.add_argument("--time-steps", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", nargs="+", default=["w_inh=120"], help="key=v1,v2,... (cartesian product)")
+    p.add_argument(
+        "--quant",
+        nargs="+",
+        default=["fp32"],
+        help="quantizations to cross with the grid, e.g. fp32 weights=UQ0.8,scheme=itq,rounding=truncate",
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    try:
+        specs = [parse_quant_arg(text) for text in args.quant]
+    except ValueError as e:
+        raise SystemExit(f"--quant: {e}") from None
     from _common import cpu_model, git_revision  # bench/ sibling
 
     revision = git_revision()
@@ -66,6 +91,12 @@ def main(argv: Any = None) -> int:
     grid = parse_grid(args.grid)
     keys = list(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    quants = [None if q.is_fp32 else q for q in specs]
+    labels = ["fp32" if q is None else _quant_label(q) for q in quants]
+    n_points = len(points)
+    if args.quant != ["fp32"]:
+        points = [dict(pt, quant=label) for label in labels for pt in points]
+    point_quants = [q for q in quants for _ in range(n_points)]
     splits = D.load(args.dataset, args.data_root, validation=args.validation)
     train = splits.train.take(min(args.train_samples, len(splits.train)))
     assert splits.validation is not None
@@ -75,6 +106,7 @@ def main(argv: Any = None) -> int:
                              norm_total=round(0.1 * n_in, 6))  # fmt: skip
     nets, learns = [], []
     for pt in points:
+        pt = {k: v for k, v in pt.items() if k != "quant"}
         net_kw = {k: (bool(v) if k == "one_spike" else v) for k, v in pt.items() if k in NET_KEYS}
         nets.append(replace(base_net, **net_kw))
         lk = {k: (int(v) if k == "t_update" else v) for k, v in pt.items() if k in LEARN_KEYS}
@@ -83,16 +115,21 @@ def main(argv: Any = None) -> int:
     pop = build_population(nets, learns, [args.seed] * len(points))
     enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
     print(f"sweep: {len(points)} networks of {args.variant} N={args.neurons} on {args.dataset}, "
-          f"{len(train)} training samples, validation {len(splits.validation)}", flush=True)  # fmt: skip
-    res = run(pop, enc, train, splits.validation, assign=assign, seed=args.seed, progress=sys.stderr.isatty())
+          f"{len(train)} training samples, validation {len(splits.validation)}; "
+          f"quantization: {', '.join(labels)}", flush=True)  # fmt: skip
+    quant = point_quants if any(q is not None for q in point_quants) else None
+    res = run(pop, enc, train, splits.validation, assign=assign, seed=args.seed, quant=quant,
+              progress=sys.stderr.isatty())  # fmt: skip
     rows = []
     for pt, net in zip(points, res.networks):
         rows.append(dict(pt, accuracy=net.accuracy, accuracy_proportion=net.accuracy_proportion,
                          spikes_per_sample=net.spikes_per_sample_test))  # fmt: skip
     rows.sort(key=lambda r: -r["accuracy"])
-    print(" ".join(f"{k:>10}" for k in keys) + f" {'val acc':>8} {'val prop':>8} {'spk/smp':>8}")
+    qcol = args.quant != ["fp32"]
+    head = (f"{'quant':<34} " if qcol else "") + " ".join(f"{k:>10}" for k in keys)
+    print(head + f" {'val acc':>8} {'val prop':>8} {'spk/smp':>8}")
     for r in rows:
-        print(" ".join(f"{r[k]:>10g}" for k in keys)
+        print((f"{r['quant']:<34} " if qcol else "") + " ".join(f"{r[k]:>10g}" for k in keys)
               + f" {100 * r['accuracy']:>7.2f}% {100 * r['accuracy_proportion']:>7.2f}% {r['spikes_per_sample']:>8.1f}")  # fmt: skip
     print(f"population of {len(points)}: train {res.train_samples_per_s:.1f} samples/s "
           f"({res.aggregate_train_samples_per_s:.0f} network-samples/s), wall {res.wall_seconds:.0f} s")  # fmt: skip

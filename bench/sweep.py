@@ -13,7 +13,7 @@ Example (the tinySNN sweep of issue 4)::
 ``scheme=`` and ``rounding=`` inside it; ``fp32`` for none), so constants can be chosen for an
 8-bit ITQ network beside its FP32 twin in one run::
 
-    python bench/sweep.py ... --grid norm_total=45,90 \
+    python bench/sweep.py ... --grid norm_total=45,90 \\
         --quant fp32 weights=UQ0.8,scheme=itq,rounding=truncate
 """
 
@@ -106,7 +106,6 @@ def main(argv: Any = None) -> int:
                              norm_total=round(0.1 * n_in, 6))  # fmt: skip
     nets, learns = [], []
     for pt in points:
-        pt = {k: v for k, v in pt.items() if k != "quant"}
         net_kw = {k: (bool(v) if k == "one_spike" else v) for k, v in pt.items() if k in NET_KEYS}
         nets.append(replace(base_net, **net_kw))
         lk = {k: (int(v) if k == "t_update" else v) for k, v in pt.items() if k in LEARN_KEYS}

@@ -8,6 +8,7 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (SPEC.md section 2)
     scheme = ["ptq", "itq"]
     rounding = ["truncate", "nearest", "stochastic"]
+    normalization = "sum"                # ITQ column normalization: "sum" (default) or "plain"
 
     [space.bits.weights]                 # Qi.f of each quantized parameter
     int = 1
@@ -21,8 +22,9 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
 
 A shared precision ``[space.bits] total = [4, 8, 16]`` gives every quantized parameter B bits,
 with its own ``int``. A combination that cannot work (a V_mem format that cannot hold 0..13 mV about rest, more
-than 32 bits, no fractional bits left) is rejected before training: :class:`Rejected` carries the
-reason, which the runner records on the trial (state PRUNED, user attribute ``rejected``).
+than 32 bits, no fractional bits left, an ITQ V_th step coarser than the threshold increment theta+)
+is rejected before training: :class:`Rejected` carries the reason, which the runner records on the
+trial (state PRUNED, user attribute ``rejected``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import EXCITATORY, ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.quant import MAX_TOTAL_BITS, PARAMS, QFormat, QuantSpec, integer_bits_for
+from tinysnn.quant import MAX_TOTAL_BITS, PARAMS, QFormat, QuantSpec, integer_bits_for, min_frac_bits_for_step
+from tinysnn.train import itq_problem
 
 from ._domain import Domain, parse_domain
 from .errors import SpecError
@@ -50,7 +53,8 @@ __all__ = [
 QUANT_LABELS = ("fp32", "qW", "qWN")
 """``fp32``: nothing quantized; ``qW``: the weights; ``qWN``: weights, V_mem and V_th (SPEC.md section 2)."""
 _QUANTIZED = {"fp32": (), "qW": ("weights",), "qWN": PARAMS}
-_SPACE_KEYS = ("variant", "n_neurons", "quantize", "scheme", "rounding", "bits", "learning", "network")
+_SPACE_KEYS = ("variant", "n_neurons", "quantize", "scheme", "rounding", "normalization", "bits", "learning",
+               "network")  # fmt: skip
 _BITS_KEYS = ("int", "frac", "total")
 #: Network fields a spec may not set: the search or the dataset decides them, or TOML cannot express them.
 _NETWORK_RESERVED = ("variant", "n_neurons", "n_input", "exc", "inh")
@@ -132,6 +136,7 @@ class SearchSpace:
     quantize: Domain
     scheme: Domain
     rounding: Domain
+    normalization: Domain
     bits: Dict[str, BitsDomain]
     shared_total: Optional[Domain]
     learning: Dict[str, Domain]
@@ -168,8 +173,9 @@ class SearchSpace:
             rounding = self.rounding.suggest(trial)
             shared = self.shared_total.suggest(trial) if self.shared_total is not None else None
             formats = {p: self._format(trial, p, shared) for p in _QUANTIZED[label]}
+            normalization = self.normalization.suggest(trial) if scheme == "itq" else "sum"
             try:
-                quant = QuantSpec(rounding=rounding, scheme=scheme, **formats)
+                quant = QuantSpec(rounding=rounding, scheme=scheme, normalization=normalization, **formats)
             except ValueError as exc:
                 raise Rejected(str(exc)) from None
         learn_kw = dict(self.fixed_learning)
@@ -184,6 +190,9 @@ class SearchSpace:
             learning = LearningConfig(**learn_kw)
         except (ConfigError, TypeError, ValueError) as exc:
             raise Rejected(f"invalid constants: {exc}") from None
+        problem = itq_problem(quant, network.theta_plus)
+        if problem:
+            raise Rejected(problem)
         return TrialConfig(network, learning, quant)
 
     def _format(self, trial: Any, param: str, shared: Optional[int]) -> QFormat:
@@ -340,6 +349,8 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     scheme = parse_domain(space.get("scheme", "ptq"), "space.scheme", "scheme", "str", ["ptq", "itq"])
     rounding = parse_domain(space.get("rounding", "truncate"), "space.rounding", "rounding", "str",
                             ["truncate", "nearest", "stochastic"])  # fmt: skip
+    normalization = parse_domain(space.get("normalization", "sum"), "space.normalization", "normalization",
+                                 "str", ["sum", "plain"])  # fmt: skip
     labels = [str(v) for v in quantize.all_values()]
     bits, shared = _parse_bits(space.get("bits", {}), labels)
     fixed_net = _parse_constants(network or {}, "network", NetworkConfig, _NETWORK_RESERVED)
@@ -366,5 +377,21 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
         LearningConfig(**fixed_learn)
     except (ConfigError, ValueError, TypeError) as exc:
         raise SpecError(f"[network] / [learning]: {exc}") from None
-    return SearchSpace(variant, n_neurons, quantize, scheme, rounding, bits, shared,
+    if "vth" in bits and scheme.all_values() == ["itq"] and "theta_plus" not in searched["network"]:
+        _check_vth_holds_increment(bits["vth"], float(fixed_net.get("theta_plus", NetworkConfig.theta_plus)))
+    return SearchSpace(variant, n_neurons, quantize, scheme, rounding, normalization, bits, shared,
                        searched["learning"], searched["network"], fixed_learn, fixed_net)  # fmt: skip
+
+
+def _check_vth_holds_increment(dom: BitsDomain, theta_plus: float) -> None:
+    """An ITQ-only space whose every V_th format is coarser than theta+ could train no qWN network."""
+    need = min_frac_bits_for_step(theta_plus)
+    if dom.frac_bits is not None:
+        most, where = int(dom.frac_bits.bounds()[1]), dom.frac_bits.path
+    else:
+        return  # V_th's fraction follows a searched total: trials that cannot hold theta+ are rejected
+    if most < need:
+        raise SpecError(
+            f"{where}: in-training quantization adds theta+ = {theta_plus:g} mV to V_th, which needs at "
+            f"least {need} fractional bits (a step of at most theta+); the largest value here is {most}"
+        )

@@ -26,14 +26,16 @@ def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, n_in, generator=g) * 600).clamp(max=255).to(torch.uint8)
 
 
-def _pair(variant: str, sizes, quant=None, one_spike: bool = False):
+def _pair(variant: str, sizes, quant=None, one_spike: bool = False, rounding=("truncate", "nearest")):
     nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0, one_spike=one_spike)
             for n in sizes]  # fmt: skip
     seeds = list(range(1, len(sizes) + 1))
     pops = [build_population(nets, seeds=seeds) for _ in range(2)]
-    if quant is not None:
-        rounding = ["truncate", "nearest"]  # network k rounds with rounding[k % 2]
-        specs = [parse_quant_arg(quant, rounding=rounding[k % 2], scheme="itq") for k in range(len(sizes))]
+    if quant is not None:  # network k rounds with rounding[k % len(rounding)]
+        specs = [
+            parse_quant_arg(quant, rounding=rounding[k % len(rounding)], scheme="itq")
+            for k in range(len(sizes))
+        ]
         for p in pops:
             apply_quant_rows(p, specs, training=True)
             quantize_parameters(p)
@@ -42,9 +44,14 @@ def _pair(variant: str, sizes, quant=None, one_spike: bool = False):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("sizes", [[30], [30, 20]])
-@pytest.mark.parametrize("quant", [None, "weights=Q1.7,vmem=Q9.6,vth=Q9.6"])
-def test_training_is_identical_on_the_same_trains(variant, sizes, quant) -> None:
-    a, b = _pair(variant, sizes, quant)
+@pytest.mark.parametrize(
+    "quant, rounding",
+    [(None, ()), ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("truncate", "nearest")),
+     ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("stochastic",))],
+)  # fmt: skip
+def test_training_is_identical_on_the_same_trains(variant, sizes, quant, rounding) -> None:
+    # stochastic rounding too: both backends draw the counter-based streams of tinysnn.streams
+    a, b = _pair(variant, sizes, quant, rounding=rounding)
     enc = EncodingConfig(time_steps=60)
     sa, sb = Simulator(a, enc, backend="torch"), Simulator(b, enc, backend="numba")
     g = make_generator(0)

@@ -109,12 +109,36 @@ def test_shipped_studies_load(path: Path) -> None:
         ({"study": {"trials": 0}}, "study.trials"),
         ({"network": {"one_spike": 1}}, "network.one_spike: expected true or false"),
         ({"network": {"w_inh": True}}, "network.w_inh: expected a number"),
+        ({"space": {"normalization": "floor"}}, "space.normalization"),
+        (
+            {
+                "space": {
+                    "scheme": "itq",
+                    "bits": {
+                        "weights": {"int": 1, "frac": 4},
+                        "vmem": {"int": 9, "frac": 2},
+                        "vth": {"int": 8, "frac": {"low": 1, "high": 4}},
+                    },
+                }
+            },
+            "space.bits.vth.frac: in-training quantization adds theta+ = 0.05 mV",
+        ),  # fmt: skip
     ],
 )
 def test_bad_spec_names_the_key(patch: Dict[str, Any], key: str) -> None:
     with pytest.raises(SpecError) as exc:
         parse_spec(_raw(**patch))
     assert key in str(exc.value)
+
+
+def test_normalization_rule_is_a_spec_key_for_itq_trials() -> None:
+    spec = parse_spec(_raw(space={"normalization": ["sum", "plain"]}))
+    params = {"n_neurons": 10, "quantize": "qW", "scheme": "itq", "weights_int": 1, "weights_frac": 7}
+    cfg = spec.space.suggest(FixedTrial(dict(params, normalization="plain")), n_input=64)
+    assert cfg.quant is not None and cfg.quant.normalization.value == "plain"
+    assert cfg.quant.to_text().endswith("norm=plain")
+    ptq = spec.space.suggest(FixedTrial(dict(params, scheme="ptq")), n_input=64)  # PTQ: not asked
+    assert ptq.quant is not None and ptq.quant.normalization.value == "sum"
 
 
 def test_fixed_flags_reach_the_network() -> None:
@@ -155,9 +179,12 @@ def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
     spec = parse_spec(_raw())
     params = {"n_neurons": 20, "quantize": "qWN", "scheme": "itq", "weights_int": 1,
               "weights_frac": 7, "vmem_int": 9, "vmem_frac": 5, "vth_int": 8, "vth_total": 12}  # fmt: skip
+    with pytest.raises(Rejected, match=r"V_th format Q8.4 has a step of 0.0625 mV, larger than .* theta\+"):
+        spec.space.suggest(FixedTrial(params), n_input=64)  # ITQ would lose every threshold increment
+    params["scheme"] = "ptq"  # PTQ never adds theta+ on the grid
     cfg = spec.space.suggest(FixedTrial(params), n_input=64)
     assert cfg.quant is not None and cfg.label == "qWN"
-    assert cfg.quant.to_text() == "weights=Q1.7,vmem=Q9.5,vth=Q8.4,rounding=truncate,scheme=itq"
+    assert cfg.quant.to_text() == "weights=Q1.7,vmem=Q9.5,vth=Q8.4,rounding=truncate,scheme=ptq"
     assert cfg.network.n_neurons == 20 and cfg.network.norm_total == pytest.approx(6.4)
     with pytest.raises(Rejected, match=r"vmem: Q4.5 cannot hold V_mem - v_rest from 0 \(rest\) to 13 mV"):
         spec.space.suggest(FixedTrial(dict(params, vmem_int=4)), n_input=64)

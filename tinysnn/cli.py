@@ -84,6 +84,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="fp32",
                    help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)")  # fmt: skip
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
+    p.add_argument("--normalization", default="sum", choices=["sum", "plain"],
+                   help="ITQ with truncation/nearest: sum = normalization keeps each column's total on the grid "
+                        "(default); plain = round every scaled weight (the literal rule)")  # fmt: skip
     p.add_argument("--energy", default="auto",
                    help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -124,8 +127,15 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .energy import make_meter
     from .network import build_population, resolve_device
     from .quant import parse_quant_arg
-    from .train import run
+    from .train import itq_problem, run
 
+    spec = parse_quant_arg(
+        args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
+    )
+    theta_plus = args.theta_plus if args.theta_plus is not None else NetworkConfig().theta_plus
+    problem = itq_problem(spec, theta_plus)
+    if problem:
+        raise ConfigError(f"--quant: {problem}")
     splits = D.load(args.dataset, args.data_root, download=args.download, validation=args.validation)
     train = splits.train.take(args.train_samples)
     test = splits.validation if args.validation else splits.test
@@ -134,7 +144,6 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
     nets, learn, seeds = build_configs(args, train.n_input)
     device = resolve_device(args.device)
-    spec = parse_quant_arg(args.quant, rounding=args.rounding, scheme=args.scheme)
     torch.set_grad_enabled(False)
     pop = build_population(nets, learn, seeds, device)
     enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)

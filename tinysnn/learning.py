@@ -8,16 +8,13 @@ operations), so both give the same weights.
 
 Traces follow "set to one" semantics: x <- 1 on a spike, else x <- x exp(-dt / tau).
 Every rule ends with clipping to [0, w_max]; column normalization (after every sample) is in
-:func:`normalize`.
+:func:`normalize`, and its fixed-point form that keeps the column total in
+:func:`normalize_sum_preserving`.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-
-from .qformat import NEAREST, TRUNCATE
 
 
 def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:
@@ -101,55 +98,73 @@ def tinysnn_update(
     return torch.minimum(w.clamp_min(0.0), wm)
 
 
-def normalize(
-    w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor, keep: Optional[torch.Tensor] = None
-) -> torch.Tensor:
+def normalize(w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Scale each existing neuron's input column to sum ``total`` (zero columns stay zero).
 
-    ``keep`` (P, N) bool marks columns left as they are (see :func:`settled_columns`).
     The simulators clip to [0, w_max] right after, so every weight is in range at every step
     (BindsNET clips at the next learning step instead; the difference is that one step).
     """
-    acc = torch.float64 if w.device.type == "cpu" else torch.float32
-    colsum = w.sum(dim=1, keepdim=True, dtype=acc).to(w.dtype)  # (P, 1, N)
+    colsum = _column_sums(w)  # (P, 1, N)
     scale = (colsum > 0) & mask[:, None, :]
-    if keep is not None:
-        scale = scale & ~keep[:, None, :]
-    factor = torch.where(scale, total[:, None, None] / colsum, torch.ones_like(colsum))
+    factor = torch.where(
+        scale, total[:, None, None] / colsum.to(w.dtype), torch.ones_like(colsum, dtype=w.dtype)
+    )
     return w * factor
 
 
-def settled_columns(
-    w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor
-) -> torch.Tensor:
-    """Columns that fixed-point normalization must leave alone: (P, N) bool.
+def _column_sums(w: torch.Tensor) -> torch.Tensor:
+    """(P, 1, N) column sums, accumulated in float64 on CPU (exact for weights on a grid)."""
+    acc = torch.float64 if w.device.type == "cpu" else torch.float32
+    return w.sum(dim=1, keepdim=True, dtype=acc)
 
-    Our decision (SPEC.md section 2 says only "re-quantized after normalization"): with
-    quantized weights and a deterministic rounding mode, a column whose neuron did not fire in
-    the sample is not renormalized while its sum lies within the rounding slack of ``total``
-    (truncation: ``total - n_in q < sum <= total``; nearest: ``|sum - total| <= n_in q / 2``,
-    q = 2^-f). Such a column is unchanged since it was last normalized, so in FP32 the factor
-    would be 1 up to rounding; in fixed point its sum is short of ``total`` by the rounding, the
-    factor is slightly above 1, and truncating ``w * factor`` raises only the weights large
-    enough to gain a step, every sample, for every silent neuron: a drift towards a few large
-    weights (on Fashion-MNIST at 8 bits it cost most of ITQ's loss, bench/RESULTS.md). Columns that
-    learned, and columns off by more than rounding explains (fresh weights), are normalized as
-    before. Stochastic rounding is unbiased and FP32 has no slack: both normalize every column.
+
+def normalize_sum_preserving(
+    w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, w_max: torch.Tensor
+) -> torch.Tensor:
+    """Fixed-point column normalization that keeps each column's total (``Normalization.SUM``).
+
+    Our decision (the method never normalizes weights, so how normalization rounds is ours):
+    scale each column by ``total / sum`` as :func:`normalize`, clip to [0, w_max] and the format's
+    range, floor every weight to the grid 2^-f, then give one step each to the
+    ``D = floor(total 2^f) - sum(codes)`` weights with the largest remainders (ties: the lowest
+    input index), skipping weights with no remainder or already at min(hi, w_max). The column
+    then sums to ``floor(total 2^f)`` steps (unless too few weights can take a step), where
+    plain truncation takes a whole step from every small weight (bench/RESULTS.md). Deterministic;
+    the same for truncation and nearest. A column whose codes already sum to the target is left
+    as it is: scaling it by ``total / sum`` and flooring gives it back in exact arithmetic.
 
     Args:
         w: weights (P, n_in, N) on their grids.
         total: (P,) column total.
-        fired: (P, N) bool, the neurons that fired in the sample.
+        mask: (P, N) bool, the neurons that exist.
         rows: (P, 4) fixed-point rows of the weights [2^f, lo, hi, mode].
+        w_max: (P,) upper weight bound.
+
+    Returns:
+        The normalized weights on their grids (for every network; the caller picks the networks
+        that use this rule).
     """
-    acc = torch.float64 if w.device.type == "cpu" else torch.float32
-    colsum = w.sum(dim=1, dtype=acc)  # (P, N)
-    tot = total.to(acc)[:, None]
-    slack = (w.shape[1] / rows[:, 0].to(acc))[:, None]
-    mode = rows[:, 3][:, None]
-    trunc = (mode == TRUNCATE) & (colsum <= tot) & (colsum > tot - slack)
-    near = (mode == NEAREST) & ((colsum - tot).abs() <= slack / 2)
-    return (trunc | near) & ~fired
+    scale = rows[:, 0][:, None, None]
+    inv = 1.0 / scale
+    lo, hi = rows[:, 1][:, None, None], rows[:, 2][:, None, None]
+    wm = w_max[:, None, None]
+    colsum = _column_sums(w)  # (P, 1, N)
+    target = torch.floor(total.double() * rows[:, 0].double())[:, None, None]  # (P, 1, 1) steps
+    at_target = colsum.double() * scale.double() == target
+    scaled = (colsum > 0) & mask[:, None, :] & ~at_target
+    factor = torch.where(scaled, total[:, None, None] / colsum.to(w.dtype), torch.ones_like(w[:, :1]))
+    x = torch.minimum(torch.maximum(torch.minimum((w * factor).clamp_min(0.0), wm), lo), hi)
+    y = x * scale
+    codes = torch.floor(y)
+    rem = y - codes
+    can_step = (rem > 0) & ((codes + 1.0) * inv <= torch.minimum(hi, wm))
+    missing = target - codes.sum(dim=1, keepdim=True, dtype=torch.float64)  # (P, 1, N)
+    order = torch.sort(torch.where(can_step, rem, -torch.ones_like(rem)), dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order.indices).scatter_(
+        1, order.indices, torch.arange(w.shape[1], device=w.device).view(1, -1, 1).expand_as(order.indices)
+    )
+    codes = codes + (can_step & (rank < missing)).to(w.dtype)
+    return codes * inv
 
 
 __all__ = [
@@ -157,7 +172,7 @@ __all__ = [
     "normalize",
     "pair_depression",
     "pair_potentiation",
-    "settled_columns",
+    "normalize_sum_preserving",
     "sl_stdp",
     "tinysnn_update",
     "trace_step",

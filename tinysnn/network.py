@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
+from .qformat import LEAK_BITS
 
 #: Per-network learning constants stored as (P,) float32 tensors.
 LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th")
@@ -33,6 +34,9 @@ LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th
 NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total", "one_spike")
 #: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
 QUANT_TARGETS = ("weights", "vmem", "vth")
+#: Per-network quantization settings stored as (P,) float32 tensors beside the rows: ``norm_plain``
+#: is 1 where ITQ normalization uses the plain rule (:class:`tinysnn.quant.Normalization`), else 0.
+QUANT_FIELDS = ("norm_plain",)
 
 
 @dataclass
@@ -53,14 +57,14 @@ class Population:
     tau_pre: float
     tau_post: float
     params: Dict[str, torch.Tensor]
-    """Per-network constants, each (P,) float32 (see NET_FIELDS and LEARN_FIELDS)."""
+    """Per-network constants, each (P,) float32 (see NET_FIELDS, LEARN_FIELDS and QUANT_FIELDS)."""
     t_update: torch.Tensor
     """(P,) int64 tinysnn update period T_u in steps."""
     quant: Dict[str, torch.Tensor] = field(default_factory=dict)
     """Per-target (P, 4) float32 [scale, lo, hi, mode]; mode 0 means FP32 (no quantization)."""
     seeds: List[int] = field(default_factory=list)
-    quant_seed: int = 0
-    """Seed of stochastic rounding inside the kernels."""
+    """Weight-initialization seed of each network; it also keys the network's stochastic-rounding
+    stream (:mod:`tinysnn.streams`), so that stream never depends on the network's position."""
 
     @property
     def n_networks(self) -> int:
@@ -79,6 +83,13 @@ class Population:
         """(P, N) bool: True for neurons that exist."""
         idx = torch.arange(self.n_max, device=self.device)
         return idx[None, :] < self.sizes.to(self.device)[:, None]
+
+    @property
+    def network_seeds(self) -> torch.Tensor:
+        """(P,) int64 seeds of the networks, on the population's device."""
+        if len(self.seeds) != self.n_networks:
+            raise ValueError(f"the population holds {self.n_networks} networks but {len(self.seeds)} seeds")
+        return torch.tensor(self.seeds, dtype=torch.int64, device=self.device)
 
     @property
     def has_inhibitory_layer(self) -> bool:
@@ -113,7 +124,6 @@ class Population:
             t_update=self.t_update[sl].clone(),
             quant={k: v[sl].clone() for k, v in self.quant.items()},
             seeds=self.seeds[index : index + 1],
-            quant_seed=self.quant_seed,
         )
 
     def state_dict(self) -> Dict[str, object]:
@@ -144,7 +154,11 @@ class Population:
         self.sizes = state["sizes"].to(dev).clone()  # type: ignore[union-attr]
         self.t_update = state["t_update"].to(dev).clone()  # type: ignore[union-attr]
         self.params = {k: v.to(dev).clone() for k, v in state["params"].items()}  # type: ignore[union-attr]
+        for name in QUANT_FIELDS:  # states saved before the setting existed hold its default, 0
+            self.params.setdefault(name, torch.zeros_like(self.params["w_max"]))
         self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}  # type: ignore[union-attr]
+        if "seeds" in state:
+            self.seeds = [int(s) for s in state["seeds"]]  # type: ignore[union-attr]
 
 
 def build_population(
@@ -200,6 +214,7 @@ def build_population(
 
     params = {f: vec([float(getattr(c, f)) for c in nets]) for f in NET_FIELDS}
     params.update({f: vec([float(getattr(lc, f)) for lc in learns]) for f in LEARN_FIELDS})
+    params.update({f: vec([0.0] * p) for f in QUANT_FIELDS})
     quant = {t: torch.zeros((p, 4), dtype=torch.float32, device=dev) for t in QUANT_TARGETS}
     return Population(
         variant=first.variant,
@@ -231,6 +246,12 @@ class Constants:
     """exp(-T dt / tau_theta): theta decays once per sample (equal to T per-step decays)."""
     refrac_exc: int
     refrac_inh: int
+    leak_exc: int
+    """Fixed-point decay of the excitatory V_mem: (1 - exp(-dt/tau)) in units of 2^-LEAK_BITS."""
+    leak_inh: int
+    """The same for the inhibitory V_mem (baselines)."""
+    leak_theta_sample: int
+    """The same for theta's once-per-sample decay, (1 - exp(-T dt / tau_theta)) 2^LEAK_BITS."""
 
 
 def constants(pop: Population, enc: EncodingConfig) -> Constants:
@@ -240,6 +261,9 @@ def constants(pop: Population, enc: EncodingConfig) -> Constants:
     def f32(x: float) -> float:
         return float(torch.tensor(x, dtype=torch.float32))
 
+    def leak(span: float, tau: float) -> int:
+        return int(round(-math.expm1(-span / tau) * 2**LEAK_BITS))
+
     return Constants(
         dec_exc=f32(math.exp(-dt / pop.exc.tau)),
         dec_inh=f32(math.exp(-dt / pop.inh.tau)),
@@ -248,6 +272,9 @@ def constants(pop: Population, enc: EncodingConfig) -> Constants:
         dec_theta_sample=f32(math.exp(-dt * enc.time_steps / pop.tau_theta)),
         refrac_exc=int(round(pop.exc.refractory / dt)),
         refrac_inh=int(round(pop.inh.refractory / dt)),
+        leak_exc=leak(dt, pop.exc.tau),
+        leak_inh=leak(dt, pop.inh.tau),
+        leak_theta_sample=leak(dt * enc.time_steps, pop.tau_theta),
     )
 
 

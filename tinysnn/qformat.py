@@ -21,6 +21,10 @@ NEAREST = 2  #: q * floor(x / q + 1/2)
 STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
 
 MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
+#: Fractional bits of the fixed-point decay multipliers: a quantized value u decays by
+#: ``(|u| 2^f leak) >> LEAK_BITS`` steps toward zero, ``leak = (1 - decay) 2^LEAK_BITS``
+#: (:func:`tinysnn.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
+LEAK_BITS = 24
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (SPEC.md section 2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
 #: [0, w_max]; V_mem (stored as V_mem - v_rest) and V_th are in mV and may be negative.
@@ -44,6 +48,21 @@ class Rounding(str, enum.Enum):
 
 
 _ROUNDING_CODES = {"truncate": TRUNCATE, "nearest": NEAREST, "stochastic": STOCHASTIC}
+
+
+class Normalization(str, enum.Enum):
+    """How ITQ re-quantizes a column after normalization with truncation or nearest rounding.
+
+    ``sum`` (the default, our decision): scale, floor every weight to the grid, then give the
+    column's remaining whole steps to the weights with the largest remainders (ties to the lowest
+    input index, never past the format's maximum or w_max), so the column keeps its total.
+    ``plain``: the method's literal reading, the rounding mode applied to every scaled weight;
+    truncation then takes a whole step from every small weight of every normalized column.
+    Stochastic rounding (unbiased) and FP32 weights are not affected by the choice.
+    """
+
+    SUM = "sum"
+    PLAIN = "plain"
 
 
 class Scheme(str, enum.Enum):
@@ -237,6 +256,7 @@ class QuantSpec:
         vth: format of the effective threshold V_th = v_th + theta, in mV; None = fp32.
         rounding: rounding mode for every quantized parameter.
         scheme: PTQ (quantize after training) or ITQ (re-quantize during training).
+        normalization: how ITQ rounds the weights after column normalization (:class:`Normalization`).
     """
 
     weights: Optional[QFormat] = None
@@ -244,10 +264,12 @@ class QuantSpec:
     vth: Optional[QFormat] = None
     rounding: Rounding = Rounding.TRUNCATE
     scheme: Scheme = Scheme.PTQ
+    normalization: Normalization = Normalization.SUM
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", Rounding(self.rounding))
         object.__setattr__(self, "scheme", Scheme(self.scheme))
+        object.__setattr__(self, "normalization", Normalization(self.normalization))
         for param in PARAMS:
             fmt = self.format_of(param)
             if fmt is not None:
@@ -300,13 +322,19 @@ class QuantSpec:
         return ("qW" if self.quantizes_weights else "q") + ("N" if self.quantizes_neurons else "")
 
     def to_text(self) -> str:
-        """All fields as ``key=value`` pairs; :func:`parse_quant_arg` reads it back."""
+        """All fields as ``key=value`` pairs; :func:`parse_quant_arg` reads it back.
+
+        The normalization rule appears only where it is not the default (``norm=plain``), so the
+        texts of networks recorded before the rule existed stay as they were.
+        """
         parts = [f"{param}={format_text(self.format_of(param))}" for param in PARAMS]
         parts += [f"rounding={self.rounding.value}", f"scheme={self.scheme.value}"]
+        if self.normalization is not Normalization.SUM:
+            parts.append(f"norm={self.normalization.value}")
         return ",".join(parts)
 
 
-_SPEC_KEYS = PARAMS + ("rounding", "scheme")
+_SPEC_KEYS = PARAMS + ("rounding", "scheme", "norm")
 
 
 def _choice(enum_cls, value, what: str, text: str):  # type: ignore[no-untyped-def]
@@ -323,10 +351,11 @@ def parse_quant_arg(
     text: str,
     rounding: Union[Rounding, str] = Rounding.TRUNCATE,
     scheme: Union[Scheme, str] = Scheme.PTQ,
+    normalization: Union[Normalization, str] = Normalization.SUM,
 ) -> QuantSpec:
     """Parse ``"weights=Q1.7,vmem=Q9.7,vth=Q9.7"`` (any subset, ``fp32`` for none) into a spec.
 
-    The keys ``rounding`` and ``scheme`` may appear in the text too and then override the arguments;
+    The keys ``rounding``, ``scheme`` and ``norm`` may appear in the text too and then override the arguments;
     missing parameters are fp32. ``""`` and ``"fp32"`` give an all-fp32 spec.
 
     Example:
@@ -354,4 +383,5 @@ def parse_quant_arg(
     formats = {param: parse_format(values[param]) for param in PARAMS if param in values}
     mode = _choice(Rounding, values.get("rounding", rounding), "rounding", text)
     when = _choice(Scheme, values.get("scheme", scheme), "scheme", text)
-    return QuantSpec(rounding=mode, scheme=when, **formats)
+    norm = _choice(Normalization, values.get("norm", normalization), "normalization", text)
+    return QuantSpec(rounding=mode, scheme=when, normalization=norm, **formats)

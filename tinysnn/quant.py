@@ -37,6 +37,7 @@ from .qformat import (
     PARAMS,
     STOCHASTIC,
     TRUNCATE,
+    Normalization,
     QFormat,
     QParams,
     QuantSpec,
@@ -47,8 +48,16 @@ from .qformat import (
     parse_quant_arg,
     rounding_code,
 )
-from .ranges import formats_for_total_bits, integer_bits_for, range_of, ranges_per_network
+from .ranges import (
+    formats_for_total_bits,
+    integer_bits_for,
+    min_frac_bits_for_step,
+    range_of,
+    ranges_per_network,
+    vth_increment_problem,
+)
 from .rounding import (
+    decay_toward_zero,
     population_qparams,
     population_rows,
     quantize,
@@ -62,6 +71,7 @@ __all__ = [
     "MAX_TOTAL_BITS",
     "NEAREST",
     "NONE",
+    "Normalization",
     "PARAMS",
     "PARAM_SIGNED",
     "STOCHASTIC",
@@ -72,8 +82,10 @@ __all__ = [
     "Rounding",
     "Scheme",
     "format_text",
+    "decay_toward_zero",
     "formats_for_total_bits",
     "integer_bits_for",
+    "min_frac_bits_for_step",
     "parse_format",
     "parse_quant_arg",
     "population_qparams",
@@ -86,4 +98,5 @@ __all__ = [
     "ranges_per_network",
     "rounding_code",
     "to_codes",
+    "vth_increment_problem",
 ]

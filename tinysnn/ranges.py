@@ -84,9 +84,37 @@ def ranges_per_network(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return flat.amin(dim=1), flat.amax(dim=1)
 
 
+def min_frac_bits_for_step(step: float) -> int:
+    """Fewest fractional bits f whose grid step 2^-f is at most ``step`` (> 0)."""
+    if not step > 0.0:
+        raise ValueError(f"a step must be > 0, got {step}")
+    f = 0
+    while 2.0**-f > step:
+        f += 1
+    return f
+
+
+def vth_increment_problem(fmt: QFormat, theta_plus: float) -> str:
+    """Why an ITQ V_th format cannot hold the threshold increment theta+, or "" when it can.
+
+    Our decision: a format whose step 2^-f exceeds theta+ is refused. With truncation every
+    increment would be lost (theta never adapts), with nearest rounding every one would be
+    rounded to zero or to a whole step; in both cases the adaptive threshold stops working.
+    """
+    if fmt.step <= theta_plus:
+        return ""
+    need = min_frac_bits_for_step(theta_plus)
+    return (
+        f"V_th format {fmt} has a step of {fmt.step:g} mV, larger than the threshold increment "
+        f"theta+ = {theta_plus:g} mV, so in-training quantization would lose every increment: "
+        f"use at least {need} fractional bits (e.g. Q{fmt.int_bits}.{need})"
+    )
+
+
 def formats_for_total_bits(
     total_bits: Union[int, Mapping[str, int]],
     ranges: Mapping[str, Tuple[float, float]],
+    min_frac_bits: Optional[Mapping[str, int]] = None,
 ) -> Dict[str, QFormat]:
     """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (SPEC.md section 2).
 
@@ -98,24 +126,29 @@ def formats_for_total_bits(
     Args:
         total_bits: B for every parameter, or a B per parameter (keys of ``ranges``).
         ranges: (min, max) per parameter, e.g. from :func:`range_of` on an FP32 run.
+        min_frac_bits: the fewest fractional bits a parameter needs, e.g. ``{"vth": 5}`` for ITQ,
+            whose V_th step must not exceed theta+ (:func:`min_frac_bits_for_step`).
 
     Example:
         >>> {k: str(v) for k, v in formats_for_total_bits(8, {"weights": (0, 1), "vmem": (-80, -52)}).items()}
         {'weights': 'Q1.7', 'vmem': 'Q8.0'}
 
     Raises:
-        ValueError: if B exceeds 32, or is below the i a range needs (the message says the minimum B).
+        ValueError: if B exceeds 32, or is below the i (plus the fewest f) a range needs (the
+            message says the minimum B).
     """
     formats: Dict[str, QFormat] = {}
     for param, (lo, hi) in ranges.items():
         bits = total_bits if isinstance(total_bits, int) else total_bits[param]
         convention = PARAM_SIGNED.get(param)
         int_bits, signed = integer_bits_for(lo, hi, True if convention else None)
-        minimum = max(int_bits, 1)
+        need_frac = (min_frac_bits or {}).get(param, 0)
+        minimum = max(int_bits + need_frac, 1)
         if bits < minimum or bits > MAX_TOTAL_BITS:
+            frac_note = f" and at least {need_frac} fractional bits" if need_frac else ""
             raise ValueError(
                 f"B = {bits} bits does not fit {param!r} in [{lo}, {hi}]: it needs i = {int_bits} integer "
-                f"bits{' with sign' if signed else ''}, so {minimum} <= B <= {MAX_TOTAL_BITS}"
+                f"bits{' with sign' if signed else ''}{frac_note}, so {minimum} <= B <= {MAX_TOTAL_BITS}"
             )
         formats[param] = QFormat(int_bits, bits - int_bits, None if convention == signed else signed)
     return formats

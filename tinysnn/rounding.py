@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from .qformat import (
+    LEAK_BITS,
     NEAREST,
     NONE,
     PARAM_SIGNED,
@@ -235,6 +236,21 @@ def quantize_(
 ) -> torch.Tensor:
     """In-place :func:`quantize`: writes the result into ``x`` and returns it (ITQ re-quantization)."""
     return quantize(x, frac_bits, lo, hi, mode, generator, out=x, **kwargs)  # type: ignore[arg-type]
+
+
+def decay_toward_zero(u: torch.Tensor, scale: Number, leak: int) -> torch.Tensor:
+    """The fixed-point decay of values ``u`` on the grid 2^-f: one decrement rounded toward zero.
+
+    ``u - sign(u) ((|u| 2^f leak) >> LEAK_BITS) 2^-f`` with ``leak = (1 - decay) 2^LEAK_BITS``
+    (:class:`tinysnn.network.Constants`), computed on the integer codes, as a fixed-point leak
+    ``V - (V >> k)`` is. Our decision (the method only says "quantize V_mem after every step"):
+    a decay never pushes a value away from its rest point (0) and never decays faster than FP32;
+    a decrement below one step is 0. ``scale`` = 2^f, scalar or broadcastable to ``u``; the
+    numba kernels compute the same integers (``sim_numba._decay_toward_zero``).
+    """
+    codes = (u.abs() * scale).to(torch.int64)
+    step = ((codes * int(leak)) >> LEAK_BITS).to(u.dtype) / scale
+    return torch.where(u > 0, u - step, u + step)
 
 
 def to_codes(x: torch.Tensor, frac_bits: Union[int, torch.Tensor]) -> torch.Tensor:

@@ -13,6 +13,9 @@ What makes them fast (each measured by bench/throughput.py):
 * Weights change only in the rows of inputs that fired and the columns of neurons that spiked;
   only those entries are clipped and (ITQ) re-quantized (the rest are already on the grid).
 * The P networks of a population run in parallel (prange), sharing one encoded train.
+* Stochastic rounding draws counter-based uniforms (:mod:`tinysnn.streams`) only for the values
+  it rounds, keyed by the sample, the network's own seed, the quantity, the step and the element,
+  so the draws are those of the torch reference, which rounds whole tensors.
 
 All arithmetic is float32 in the same order as the torch reference; sums of weights (input
 current, column sums) are accumulated in index order, so they can differ from torch's in the
@@ -25,12 +28,17 @@ import math
 
 import numpy as np
 
+from . import streams as S
+from .qformat import LEAK_BITS
 from .quant import quantize_scalar
 
 try:
     import numba
     from numba import njit, prange
+    from numba.extending import register_jitable
 
+    for _f in (S.fmix64, S.stream_base, S.step_key, S.uniform_bits, S.synapse_index):
+        register_jitable(_f)  # the kernels call the stream functions as they are written
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only where numba is absent
     HAVE_NUMBA = False
@@ -49,15 +57,15 @@ VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
 FP_COLUMNS = (
     "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
-    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike",
+    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike", "norm_plain",
 )  # fmt: skip
 (
     C_THETA_PLUS, C_W_EI, C_W_IE, C_W_INH, C_W_MAX, C_NORM,
-    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE,
+    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE, C_NORM_PLAIN,
 ) = range(len(FP_COLUMNS))  # fmt: skip
-# columns of the float32 constants vector k
+# columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
 (K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
- K_DEC_POST, K_DEC_THETA) = range(10)  # fmt: skip
+ K_DEC_POST, K_DEC_THETA, K_LEAK_E, K_LEAK_I, K_LEAK_THETA) = range(13)  # fmt: skip
 
 
 @njit(cache=True)
@@ -116,22 +124,38 @@ _qs = njit(inline="always")(quantize_scalar)
 
 
 @njit(inline="always")
-def _q(x, qrow):
-    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode] (tinysnn.quant)."""
+def _uniform(key, index):
+    """The stochastic-rounding draw of element ``index`` under ``key`` (:mod:`tinysnn.streams`)."""
+    return np.float32(S.uniform_bits(key, index)) * np.float32(2.0**-S.U_BITS)
+
+
+@njit(inline="always")
+def _q(x, qrow, key, index):
+    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode] (tinysnn.quant).
+
+    Stochastic rounding draws element ``index`` of the stream ``key``."""
     mode = qrow[3]
     if mode == 0:
         return x
-    u = np.random.random() if mode == 3 else 0.0
+    u = _uniform(key, index) if mode == 3 else np.float32(0.0)
     return np.float32(_qs(x, qrow[0], qrow[1], qrow[2], mode, u))
 
 
 @njit(inline="always")
-def _fix_w(x, wmax, qrow):
-    return _q(min(max(x, np.float32(0.0)), wmax), qrow)
+def _fix_w(x, wmax, qrow, key, index):
+    return _q(min(max(x, np.float32(0.0)), wmax), qrow, key, index)
 
 
 @njit(inline="always")
-def _norm_row_q(row, colsum, wmax, qrow):
+def _decay_toward_zero(u, scale, leak):
+    """:func:`tinysnn.rounding.decay_toward_zero` for one float32 on the grid 1/scale."""
+    codes = np.int64(abs(u) * scale)
+    step = np.float32((codes * np.int64(leak)) >> LEAK_BITS) / scale
+    return u - step if u > 0 else u + step
+
+
+@njit(inline="always")
+def _norm_row_q(row, colsum, wmax, qrow, key, i):
     """``row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)`` for every j, in a loop per rounding mode.
 
     Only the first ``len(colsum)`` entries of ``row`` are touched (the network's own size; a
@@ -161,30 +185,57 @@ def _norm_row_q(row, colsum, wmax, qrow):
             k = k + (one if y - k >= half else zero)
             row[j] = min(k * inv, hi)
     elif mode == 3:
-        # u from a counter hash (murmur3's 64-bit finalizer of key + j) instead of one Mersenne
-        # Twister draw per weight; the key is one draw from the network's seeded stream, so the
-        # run stays reproducible. Weights are >= 0, so the negative-y case of quantize_scalar
-        # does not arise.
-        key = np.uint64(np.random.randint(0, 2**62))
+        # Weights are >= 0, so the negative-y case of quantize_scalar does not arise.
         for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             y = x * scale
             k = np.floor(y)
-            z = key + np.uint64(j) * np.uint64(0x9E3779B97F4A7C15)
-            z = (z ^ (z >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
-            z = (z ^ (z >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
-            z = z ^ (z >> np.uint64(33))
-            u = np.float32(z >> np.uint64(40)) * np.float32(2.0**-24)
-            k = k + (one if u < y - k else zero)
+            k = k + (one if _uniform(key, S.synapse_index(i, j)) < y - k else zero)
             row[j] = min(k * inv, hi)
     else:
         for j in range(colsum.shape[0]):
-            row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)
+            row[j] = _fix_w(row[j] * colsum[j], wmax, qrow, key, S.synapse_index(i, j))
+
+
+@njit
+def _norm_column_sum(W, p, j, n_in, factor, wmax, qrow, target, codes, order_key):
+    """Sum-preserving fixed-point normalization of column j of network p (``Normalization.SUM``).
+
+    Scale by ``factor``, floor every weight to the grid, then give one step each to the
+    ``target - sum`` weights with the largest remainders (ties: lowest input index), never past
+    min(hi, w_max): the numbers of :func:`tinysnn.learning.normalize_sum_preserving`.
+    ``codes`` and ``order_key`` are float32 scratch arrays of length n_in.
+    """
+    scale, lo, hi = qrow[0], qrow[1], qrow[2]
+    inv = np.float32(1.0) / scale  # a power of two: exact
+    top = min(hi, wmax)
+    zero = np.float32(0.0)
+    floored = 0
+    for i in range(n_in):
+        x = min(max(min(max(W[p, i, j] * factor, zero), wmax), lo), hi)
+        y = x * scale
+        c = np.floor(y)
+        r = y - c
+        codes[i] = c
+        # ascending order of -r puts the largest remainders first; 1 marks a weight that cannot
+        # take a step (no remainder, or already at the top)
+        order_key[i] = -r if (r > zero and (c + np.float32(1.0)) * inv <= top) else np.float32(1.0)
+        floored += np.int64(c)
+    missing = target - floored
+    if missing > 0:
+        order = np.argsort(order_key, kind="mergesort")  # stable: ties keep the lowest index first
+        for m in range(min(missing, n_in)):
+            i = order[m]
+            if order_key[i] > zero:
+                break
+            codes[i] += np.float32(1.0)
+    for i in range(n_in):
+        W[p, i, j] = codes[i] * inv
 
 
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-             pre_table, T, counts, b, stats, vrange):  # fmt: skip
+             pre_table, T, counts, b, stats, vrange, sample_seed, net_seed):  # fmt: skip
     n_in = W.shape[1]
     v_lo = vrange[p, 0]
     v_hi = vrange[p, 1]
@@ -193,6 +244,14 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     vr_e, vres_e, vth_e, dec_e = k[K_VR_E], k[K_VRESET_E], k[K_VTH_E], k[K_DEC_E]
     vr_i, vres_i, vth_i, dec_i = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I]
     dec_post = k[K_DEC_POST]
+    leak_e, leak_i = np.int64(k[K_LEAK_E]), np.int64(k[K_LEAK_I])
+    # stochastic-rounding streams of this (sample, network), one per rounded quantity
+    base_v = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM)
+    base_vi = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM_INH)
+    base_th = S.stream_base(sample_seed, net_seed, S.STREAM_VTH)
+    base_dep = S.stream_base(sample_seed, net_seed, S.STREAM_W_DEPRESS)
+    base_w = S.stream_base(sample_seed, net_seed, S.STREAM_W_LEARN)
+    q_vmem = qv[3] != 0
     baseline = variant != 2
     w_lat = fp[p, C_W_IE] if baseline else fp[p, C_W_INH]
     w_ei = fp[p, C_W_EI]
@@ -222,6 +281,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         thr[j] = vth_e + theta[p, j]
     for t in range(T):
         a0, a1 = ptr[t], ptr[t + 1]
+        key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
+        key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
         for j in range(n):
             acc[j] = 0.0
         for kk in range(a0, a1):
@@ -232,10 +293,13 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             cur[j] = np.float32(acc[j])
         if baseline:
             for j in range(n):
-                x = vr_i + (vi[j] - vr_i) * dec_i
+                if q_vmem:  # fixed-point leak: a decrement rounded toward rest
+                    x = vr_i + _decay_toward_zero(vi[j] - vr_i, qv[0], leak_i)
+                else:
+                    x = vr_i + (vi[j] - vr_i) * dec_i
                 if refi[j] <= 0:
                     x = x + w_ei * (one if s[j] else zero)
-                x = _q(x, qv)
+                x = _q(x, qv, key_vi, j)
                 refi[j] -= 1
                 sp = x > vth_i
                 if sp:
@@ -258,10 +322,13 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         best = -1
         best_over = zero
         for j in range(n):
-            x = vr_e + (v[j] - vr_e) * dec_e
+            if q_vmem:  # fixed-point leak: a decrement rounded toward rest
+                x = vr_e + _decay_toward_zero(v[j] - vr_e, qv[0], leak_e)
+            else:
+                x = vr_e + (v[j] - vr_e) * dec_e
             if ref[j] <= 0:
                 x = x + cur[j]
-            x = _q(x, qv)
+            x = _q(x, qv, key_v, j)
             if x < v_lo:
                 v_lo = x
             if x > v_hi:
@@ -299,7 +366,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             j = cross[m]
             th = theta[p, j] + fp[p, C_THETA_PLUS]
             if qth[3] != 0:
-                th = _q(vth_e + th, qth) - vth_e
+                th = _q(vth_e + th, qth, key_th, j) - vth_e
             theta[p, j] = th
             thr[j] = vth_e + th
         for kk in range(a0, a1):
@@ -319,13 +386,16 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                             row[j] = max(row[j] - dep[j], zero)
                     else:
                         for j in range(n):
-                            row[j] = _fix_w(row[j] - dep[j], wmax, qw)
+                            row[j] = _fix_w(
+                                row[j] - dep[j], wmax, qw, key_dep, S.synapse_index(np.int64(idx[kk]), j)
+                            )
             n_cols += nsp
             for m in range(nsp):
                 j = spk[m]
                 for i in range(n_in):
                     if last_in[i] >= 0:
-                        W[p, i, j] = _fix_w(W[p, i, j] + nu_post * pre_table[t - last_in[i]], wmax, qw)
+                        w = W[p, i, j] + nu_post * pre_table[t - last_in[i]]
+                        W[p, i, j] = _fix_w(w, wmax, qw, key_w, S.synapse_index(i, j))
         elif variant == 1:  # SL-STDP (approximate baseline)
             eta_p, eta_d, x_th = fp[p, C_ETA_P], fp[p, C_ETA_D], fp[p, C_X_TH]
             n_cols += nsp
@@ -338,7 +408,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                         w = w + eta_p * (wmax - w)
                     else:
                         w = w - eta_d * w
-                    W[p, i, j] = _fix_w(w, wmax, qw)
+                    W[p, i, j] = _fix_w(w, wmax, qw, key_w, S.synapse_index(i, j))
         else:  # tinySNN: timestep-based adaptive potentiation (Eq. 1, Eq. 2)
             for m in range(nsp):
                 spiked[spk[m]] = True
@@ -359,7 +429,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                             continue
                         bi = a * pre_table[t - last_in[i]]
                         w = W[p, i, j]
-                        W[p, i, j] = _fix_w(w + bi * (wmax - w), wmax, qw)
+                        W[p, i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, key_w, S.synapse_index(i, j))
     for j in range(n):
         counts[p, b, j] = cnt[j]
     stats[p, b, 0] = ptr[T] - ptr[0]
@@ -368,12 +438,14 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     if learn:
         vrange[p, 0] = v_lo
         vrange[p, 1] = v_hi
-        dth = k[K_DEC_THETA]
-        for j in range(n):
-            th = theta[p, j] * dth
-            if qth[3] != 0:
-                th = _q(vth_e + th, qth) - vth_e
-            theta[p, j] = th
+        if qth[3] != 0:  # fixed-point decay of theta toward 0
+            leak_th = np.int64(k[K_LEAK_THETA])
+            for j in range(n):
+                theta[p, j] = _decay_toward_zero(theta[p, j], qth[0], leak_th)
+        else:
+            dth = k[K_DEC_THETA]
+            for j in range(n):
+                theta[p, j] = theta[p, j] * dth
         total = fp[p, C_NORM]
         csum = np.zeros(n, np.float64)
         for i in range(n_in):
@@ -384,39 +456,38 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         for j in range(n):
             cs = np.float32(csum[j])
             colsum[j] = total / cs if cs > zero else one
-        if qw[3] == 1 or qw[3] == 2:  # leave settled silent columns alone (learning.settled_columns)
-            tot = np.float64(total)
-            slack = n_in / np.float64(qw[0])
-            for j in range(n):
-                if cnt[j] > 0:
-                    continue
-                if qw[3] == 1:
-                    settled = csum[j] <= tot and csum[j] > tot - slack
-                else:
-                    settled = abs(csum[j] - tot) <= slack / 2
-                if settled:
-                    colsum[j] = one
-        for i in range(n_in):
-            row = W[p, i]
-            if plain_w:
+        if plain_w:
+            for i in range(n_in):
+                row = W[p, i]
                 for j in range(n):
                     row[j] = min(max(row[j] * colsum[j], zero), wmax)
-            else:
-                _norm_row_q(row[:n], colsum, wmax, qw)  # row is padded to the widest network
+        elif (qw[3] == 1 or qw[3] == 2) and fp[p, C_NORM_PLAIN] == zero:
+            # sum-preserving rule; a column whose codes already sum to the target is its own
+            # result (scaling by total / sum and flooring gives it back), so it is skipped
+            target = np.int64(np.floor(np.float64(total) * np.float64(qw[0])))
+            codes = np.empty(n_in, np.float32)
+            order_key = np.empty(n_in, np.float32)
+            for j in range(n):
+                if csum[j] > 0.0 and csum[j] * qw[0] != target:
+                    _norm_column_sum(W, p, j, n_in, colsum[j], wmax, qw, target, codes, order_key)
+        else:
+            key = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
+            for i in range(n_in):
+                _norm_row_q(W[p, i][:n], colsum, wmax, qw, key, i)  # row is padded to the widest network
 
 
 @njit(cache=True, parallel=True)
 def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                 pre_table, T, qseed, counts, stats, vrange):  # fmt: skip
+                 pre_table, T, sample_seed, net_seeds, counts, stats, vrange):  # fmt: skip
     """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
 
-    ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis).
+    ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis);
+    stochastic rounding draws from the streams of (``sample_seed``, ``net_seeds[p]``).
     """
     P = W.shape[0]
     for p in prange(P):
-        np.random.seed(mix_seed(qseed, 7, p))
         _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
-                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p])  # fmt: skip
 
 
 #: The same kernel without the thread pool: for P = 1, waking worker threads for one network every
@@ -426,8 +497,9 @@ train_kernel_serial = njit(cache=True)(train_kernel.py_func) if HAVE_NUMBA else 
 
 @njit(cache=True, parallel=True)
 def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
-                 pre_table, T, counts, stats):  # fmt: skip
-    """B samples x P networks without learning; each sample encoded from its own seed."""
+                 pre_table, T, net_seeds, counts, stats):  # fmt: skip
+    """B samples x P networks without learning; each sample encoded from its own seed, which
+    also keys its stochastic-rounding streams."""
     P = W.shape[0]
     B = probs.shape[0]
     noq = np.zeros(4, np.float32)
@@ -436,15 +508,15 @@ def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, r
         p = job // B
         b = job % B
         ptr, idx = encode_isi(probs[b], T, seeds[b])
-        np.random.seed(mix_seed(seeds[b], 11, p))
         _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq,
-                 k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy)  # fmt: skip
+                 k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy, seeds[b], net_seeds[p])  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, qv, k, refr_e,
-                        refr_i, pre_table, T, counts, stats):  # fmt: skip
-    """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]."""
+                        refr_i, pre_table, T, seeds, net_seeds, counts, stats):  # fmt: skip
+    """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]; ``seeds[b]``
+    keys its stochastic-rounding streams."""
     P = W.shape[0]
     B = ptrs.shape[0]
     noq = np.zeros(4, np.float32)
@@ -453,7 +525,8 @@ def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, q
         p = job // B
         b = job % B
         _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
-                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy)  # fmt: skip
+                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy,
+                 seeds[b], net_seeds[p])  # fmt: skip
 
 
 def num_threads() -> int:

@@ -15,14 +15,16 @@ One step t of the excitatory layer (SPEC.md §1), for every network p and sample
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from functools import partial
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from . import learning as L
+from . import streams as S
 from .config import EncodingConfig, Variant
 from .network import Population, constants
-from .quant import NONE, STOCHASTIC, quantize_rows
+from .quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
 
 
 class _Rows(NamedTuple):
@@ -32,10 +34,25 @@ class _Rows(NamedTuple):
     rows: torch.Tensor
     stochastic: bool
 
+    @property
+    def active(self) -> torch.Tensor:
+        """(P,) bool: the networks that quantize this parameter."""
+        return self.rows[:, 3] != NONE
 
-def _q(x: torch.Tensor, q: _Rows, gen: Optional[torch.Generator]) -> torch.Tensor:
-    """Fake-quantize with per-network rows; uniforms are drawn only if some network needs them."""
-    return quantize_rows(x, q.rows, gen, any_stochastic=q.stochastic)
+    def scale(self, dims: int) -> torch.Tensor:
+        """2^f per network, viewed (P, 1, ...) with ``dims`` dimensions in all."""
+        return self.rows[:, 0].view((-1,) + (1,) * (dims - 1))
+
+
+def _q(x: torch.Tensor, q: _Rows, base: torch.Tensor, step: int, index: torch.Tensor) -> torch.Tensor:
+    """Fake-quantize with per-network rows; stochastic rounding draws element ``index`` of the
+    streams ``base`` (P, B) at ``step`` (:mod:`tinysnn.streams`), only if some network needs them."""
+    u = None
+    if q.stochastic:
+        key = S.step_key(base, torch.tensor(step, dtype=torch.int64))  # int64 products wrap
+        key = key.view(tuple(key.shape) + (1,) * (x.dim() - key.dim()))
+        u = S.uniform_bits(key, index).to(x.dtype) * 2.0**-S.U_BITS
+    return quantize_rows(x, q.rows, u=u, any_stochastic=q.stochastic)
 
 
 def _rows(pop: Population, target: str) -> Optional[_Rows]:
@@ -46,12 +63,22 @@ def _rows(pop: Population, target: str) -> Optional[_Rows]:
     return _Rows(q, bool((q[:, 3] == STOCHASTIC).any()))
 
 
+def _decay(u: torch.Tensor, decay: float, q: Optional[_Rows], leak: int) -> torch.Tensor:
+    """u decayed toward 0: ``u * decay`` in FP32, one decrement rounded toward zero where the
+    network quantizes the value (:func:`tinysnn.rounding.decay_toward_zero`)."""
+    plain = u * decay
+    if q is None:
+        return plain
+    fixed = decay_toward_zero(u, q.scale(u.dim()), leak)
+    return torch.where(q.active.view((-1,) + (1,) * (u.dim() - 1)), fixed, plain)
+
+
 def run_window(
     pop: Population,
     trains: torch.Tensor,
     enc: EncodingConfig,
     learn: bool,
-    gen: Optional[torch.Generator] = None,
+    sample_seeds: Optional[Sequence[int]] = None,
     record: Optional[Dict[str, List[torch.Tensor]]] = None,
     vrange: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +89,8 @@ def run_window(
         trains: bool input spikes ``(T, B, n_in)`` shared by all networks (B must be 1 to learn).
         enc: the time step and presentation length.
         learn: apply the variant's learning rule, threshold adaptation and normalization.
-        gen: generator for stochastic rounding (ITQ).
+        sample_seeds: the B samples' seeds, which with each network's own seed key the
+            stochastic-rounding streams (:mod:`tinysnn.streams`); default 0, 1, ..., B - 1.
         vrange: (P, 2) running min/max of the excitatory V_mem, updated in place while learning.
         record: if given, the excitatory potentials after every step are appended to
             ``record["v"]`` (P, B, N) and, while learning, the weights to ``record["w"]``
@@ -82,6 +110,14 @@ def run_window(
     mask = pop.mask[:, None, :]  # (P, 1, N)
     prm = pop.params
     qv, qth, qw = _rows(pop, "vmem"), _rows(pop, "vth"), _rows(pop, "weights")
+    seeds = torch.tensor(list(sample_seeds) if sample_seeds is not None else range(B), dtype=torch.int64)
+    bases = {
+        code: S.stream_base(seeds.to(dev)[None, :], pop.network_seeds[:, None], code)  # (P, B)
+        for code in (S.STREAM_VMEM, S.STREAM_VMEM_INH, S.STREAM_VTH, S.STREAM_W_DEPRESS, S.STREAM_W_LEARN,
+                     S.STREAM_W_NORM)
+    }  # fmt: skip
+    neuron_idx = torch.arange(N, device=dev)
+    synapse_idx = S.synapse_index(torch.arange(n_in, device=dev)[:, None], neuron_idx[None, :])
     ex, ih = pop.exc, pop.inh
     baseline = pop.has_inhibitory_layer
     w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
@@ -116,10 +152,10 @@ def run_window(
         cur = torch.einsum("bi,pin->pbn", s_in.to(acc), w.to(acc)).to(torch.float32)
         if baseline:
             # inhibitory layer integrates the excitatory spikes of t - 1
-            vi = ih.v_rest + (vi - ih.v_rest) * c.dec_inh
+            vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh)
             vi = torch.where(refi <= 0, vi + prm["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
             if qv is not None:
-                vi = _q(vi, qv, gen)
+                vi = _q(vi, qv, bases[S.STREAM_VMEM_INH], t, neuron_idx)
             refi = refi - 1
             si_new = (vi > ih.v_th) & mask
             refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
@@ -130,10 +166,10 @@ def run_window(
             lat = s  # excitatory spikes of t - 1 inhibit directly
         nlat = lat.sum(dim=2, keepdim=True, dtype=torch.int32)
         cur = cur - w_lat * (nlat - lat.to(torch.int32)).to(torch.float32)
-        v = ex.v_rest + (v - ex.v_rest) * c.dec_exc
+        v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc)
         v = torch.where(ref <= 0, v + cur, v)
         if qv is not None:
-            v = _q(v, qv, gen)
+            v = _q(v, qv, bases[S.STREAM_VMEM], t, neuron_idx)
         if track:
             v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
             v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
@@ -151,11 +187,17 @@ def run_window(
             s0 = s[:, 0, :]
             theta = theta + prm["theta_plus"][:, None] * cross[:, 0, :].to(torch.float32)
             if qth is not None:
-                theta = _requantize_theta(pop, theta, qth, gen)
+                vth = _q(pop.exc.v_th + theta, qth, bases[S.STREAM_VTH], t, neuron_idx)
+                theta = vth - pop.exc.v_th  # V_th = v_th + theta stays on its grid (qWN)
             thr = pop.exc.v_th + theta
             x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
             x_post = L.trace_step(x_post, s0, c.dec_post)
-            w = _learn_step(pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, qw, gen)
+            depressed = None
+            if qw is not None:
+                depressed = partial(_q, q=qw, base=bases[S.STREAM_W_DEPRESS], step=t, index=synapse_idx)
+            w = _learn_step(
+                pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, depressed
+            )
             if pop.variant is Variant.TINYSNN:
                 upd = ((t + 1) % t_upd == 0) | (t == T - 1)
                 n_cols = n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
@@ -163,18 +205,21 @@ def run_window(
             else:
                 n_cols = n_cols + s0.sum(dim=1)
             if qw is not None:
-                w = _q(w, qw, gen)
+                w = _q(w, qw, bases[S.STREAM_W_LEARN], t, synapse_idx)
             if record is not None:
                 record.setdefault("w", []).append(w.clone())
     if learn:
-        theta = theta * c.dec_theta_sample
-        if qth is not None:
-            theta = _requantize_theta(pop, theta, qth, gen)
-        keep = None if qw is None else L.settled_columns(w, prm["norm_total"], counts[:, 0, :] > 0, qw.rows)
-        w = L.normalize(w, prm["norm_total"], pop.mask, keep)
+        theta = _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample)
+        w_old = w
+        w = L.normalize(w, prm["norm_total"], pop.mask)
         w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
         if qw is not None:
-            w = _q(w, qw, gen)
+            w = _q(w, qw, bases[S.STREAM_W_NORM], T, synapse_idx)
+            mode = qw.rows[:, 3]
+            keeps_sum = ((mode == TRUNCATE) | (mode == NEAREST)) & (prm["norm_plain"] == 0)
+            if bool(keeps_sum.any()):
+                summed = L.normalize_sum_preserving(w_old, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
+                w = torch.where(keeps_sum[:, None, None], summed, w)
         pop.weights, pop.theta = w, theta
     if track:
         assert vrange is not None
@@ -200,13 +245,6 @@ def _one_spike(cross: torch.Tensor, over: torch.Tensor, one: torch.Tensor) -> to
     return torch.where(one[:, None, None], win, cross)
 
 
-def _requantize_theta(
-    pop: Population, theta: torch.Tensor, qth: _Rows, gen: Optional[torch.Generator]
-) -> torch.Tensor:
-    """Keep the effective threshold v_th + theta on its fixed-point grid (qWN)."""
-    return _q(pop.exc.v_th + theta, qth, gen) - pop.exc.v_th
-
-
 def _learn_step(
     pop: Population,
     w: torch.Tensor,
@@ -219,14 +257,15 @@ def _learn_step(
     t: int,
     T: int,
     t_upd: torch.Tensor,
-    qw: Optional[_Rows],
-    gen: Optional[torch.Generator],
+    depressed: Optional[Callable[[torch.Tensor], torch.Tensor]],
 ) -> torch.Tensor:
+    """The variant's rule at step t; ``depressed`` re-quantizes the weights between pair-wise
+    depression and potentiation (ITQ), as the numba kernel does."""
     prm = pop.params
     if pop.variant is Variant.DIEHL_COOK:
         w = L.pair_depression(w, s_in, x_post, prm["nu_pre"])
-        if qw is not None:
-            w = _q(w, qw, gen)
+        if depressed is not None:
+            w = depressed(w)
         return L.pair_potentiation(w, x_pre, s, prm["nu_post"], prm["w_max"])
     if pop.variant is Variant.SL_STDP:
         return L.sl_stdp(w, x_pre, s, prm["eta_p"], prm["eta_d"], prm["x_th"], prm["w_max"])
@@ -240,18 +279,20 @@ def train_sample(
     pop: Population,
     train: torch.Tensor,
     enc: EncodingConfig,
-    gen: Optional[torch.Generator] = None,
+    sample_seed: int = 0,
     vrange: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Learn from one sample's input train ``(T, n_in)``; counts ``(P, N)`` and stats (P, 1, 3)."""
-    counts, stats = run_window(pop, train[:, None, :], enc, learn=True, gen=gen, vrange=vrange)
+    counts, stats = run_window(pop, train[:, None, :], enc, True, [sample_seed], vrange=vrange)
     return counts[:, 0, :], stats
 
 
-def infer(pop: Population, trains: torch.Tensor, enc: EncodingConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+def infer(
+    pop: Population, trains: torch.Tensor, enc: EncodingConfig, sample_seeds: Optional[Sequence[int]] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Counts ``(P, B, N)`` and stats ``(P, B, 3)`` for trains ``(T, B, n_in)`` without learning."""
     with torch.no_grad():
-        return run_window(pop, trains, enc, learn=False)
+        return run_window(pop, trains, enc, False, sample_seeds)
 
 
 __all__ = ["infer", "run_window", "train_sample"]

@@ -21,6 +21,7 @@ from .encoding import make_generator, poisson, spike_probability
 from .network import Population, constants
 
 STREAM_TRAIN, STREAM_ASSIGN, STREAM_TEST = 0, 1, 2
+STREAM_LEARN = 7  #: seeds the stochastic-rounding streams of training sample i (tinysnn.streams)
 BACKENDS = ("auto", "numba", "torch")
 
 
@@ -30,7 +31,8 @@ class Simulator:
     Args:
         pop: the population (weights updated in place while training).
         enc: presentation window.
-        seed: seed of the input trains and of stochastic rounding.
+        seed: seed of the input trains and of stochastic rounding (whose streams are keyed by the
+            sample and each network's own seed, :mod:`tinysnn.streams`).
         backend: ``auto``, ``numba`` (CPU only) or ``torch``.
     """
 
@@ -67,8 +69,10 @@ class Simulator:
             pop.theta = pop.theta.contiguous()
         tensors = [pop.weights, pop.theta, pop.sizes, pop.t_update]
         tensors += list(pop.params.values()) + list(pop.quant.values())
-        key = tuple((id(x), x.data_ptr(), x._version) for x in tensors[2:]) + tuple(
-            (id(x), x.data_ptr()) for x in tensors[:2]
+        key = (
+            tuple((id(x), x.data_ptr(), x._version) for x in tensors[2:])
+            + tuple((id(x), x.data_ptr()) for x in tensors[:2])
+            + tuple(pop.seeds)
         )
         if self._args_key != key:
             self._args = self._build_numba_args()
@@ -82,7 +86,7 @@ class Simulator:
         ex, ih = pop.exc, pop.inh
         k = np.array(
             [ex.v_rest, ex.v_reset, ex.v_th, c.dec_exc, ih.v_rest, ih.v_reset, ih.v_th, c.dec_inh,
-             c.dec_post, c.dec_theta_sample],
+             c.dec_post, c.dec_theta_sample, c.leak_exc, c.leak_inh, c.leak_theta_sample],
             dtype=np.float32,
         )  # fmt: skip
         T = int(self.enc.time_steps)
@@ -99,6 +103,7 @@ class Simulator:
             sizes=pop.sizes.cpu().numpy().astype(np.int64),
             fp=fp,
             t_upd=pop.t_update.cpu().numpy().astype(np.int64),
+            net_seeds=pop.network_seeds.cpu().numpy(),
             q=q,
             k=k,
             refr_e=np.int32(c.refrac_exc),
@@ -131,8 +136,9 @@ class Simulator:
         if self.backend == "torch":
             if train is None:
                 train = self.encode(image, STREAM_TRAIN, index)
-            g = make_generator(self._sample_seed(7, index), self.pop.device)
-            counts, self.last_stats = sim_torch.train_sample(self.pop, train, self.enc, g, self.vmem_range)
+            counts, self.last_stats = sim_torch.train_sample(
+                self.pop, train, self.enc, self._sample_seed(STREAM_LEARN, index), self.vmem_range
+            )
             return counts
         a = self._numba_args()
         if train is None:
@@ -146,7 +152,8 @@ class Simulator:
         kernel(
             a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
             a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
-            a["table"], a["T"], self._sample_seed(7, index), counts, stats, self._vrange_np(),
+            a["table"], a["T"], self._sample_seed(STREAM_LEARN, index), a["net_seeds"], counts, stats,
+            self._vrange_np(),
         )  # fmt: skip
         self.last_stats = torch.from_numpy(stats)
         return torch.from_numpy(counts[:, 0, :])
@@ -165,23 +172,23 @@ class Simulator:
         ``trains[:, b]`` when dense trains (T, B, n_in) are given.
         """
         B = int(images.shape[0]) if trains is None else int(trains.shape[1])
+        seeds = [self._sample_seed(stream, first_index + b) for b in range(B)]
         if self.backend == "torch":
             with torch.no_grad():
                 if trains is None:
                     g = make_generator(self._sample_seed(stream, first_index), self.pop.device)
                     trains = poisson(images.to(self.pop.device), self.enc, g)
-                counts, self.last_stats = sim_torch.infer(self.pop, trains, self.enc)
+                counts, self.last_stats = sim_torch.infer(self.pop, trains, self.enc, seeds)
                 return counts
         a = self._numba_args()
         counts = np.zeros((self.pop.n_networks, B, self.pop.n_max), np.int32)
         stats = np.zeros((self.pop.n_networks, B, 3), np.int64)
         if trains is None:
             probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy())
-            seeds = np.array([self._sample_seed(stream, first_index + b) for b in range(B)], dtype=np.int64)
             K.infer_kernel(
-                a["variant"], probs, seeds, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
-                a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                a["T"], counts, stats,
+                a["variant"], probs, np.array(seeds, dtype=np.int64), a["W"], a["theta"], a["sizes"],
+                a["fp"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
+                a["table"], a["T"], a["net_seeds"], counts, stats,
             )  # fmt: skip
         else:
             parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
@@ -191,7 +198,7 @@ class Simulator:
             K.infer_trains_kernel(
                 a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
                 a["fp"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                a["T"], counts, stats,
+                a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats,
             )  # fmt: skip
         self.last_stats = torch.from_numpy(stats)
         return torch.from_numpy(counts)

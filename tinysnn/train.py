@@ -24,7 +24,15 @@ from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joul
 from .memory import memory_breakdown, memory_norm, reference_memory
 from .network import Population
 from .ops import sample_op_counts
-from .quant import PARAMS, QuantSpec, Scheme, population_rows, quantize_rows
+from .quant import (
+    PARAMS,
+    Normalization,
+    QuantSpec,
+    Scheme,
+    population_rows,
+    quantize_rows,
+    vth_increment_problem,
+)
 from .sim_numba import mix_seed
 from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
 
@@ -114,9 +122,26 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
         raise ValueError(f"{len(specs)} quantization specs for {pop.n_networks} networks")
     full = [s if s is not None else QuantSpec() for s in specs]
     use = [s if (not training or s.scheme == Scheme.ITQ) else QuantSpec() for s in full]
+    for k, spec in enumerate(full):
+        problem = itq_problem(spec, float(pop.params["theta_plus"][k]))
+        if problem:
+            raise ValueError(f"network {k}: {problem}")
+    plain = [float(s.normalization is Normalization.PLAIN) for s in full]
+    pop.params["norm_plain"] = torch.tensor(plain, dtype=torch.float32, device=pop.device)
     for param in PARAMS:
         rows = population_rows(use, param, pop.device).to(torch.float32)
         pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
+
+
+def itq_problem(spec: Optional[QuantSpec], theta_plus: float) -> str:
+    """Why ``spec`` cannot train in-training quantized with this threshold increment, or "".
+
+    An ITQ V_th format must hold theta+ (:func:`tinysnn.quant.vth_increment_problem`); PTQ
+    quantizes a trained threshold once and never adds theta+ on the grid.
+    """
+    if spec is None or spec.scheme is not Scheme.ITQ or spec.vth is None:
+        return ""
+    return vth_increment_problem(spec.vth, theta_plus)
 
 
 def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
@@ -435,6 +460,7 @@ __all__ = [
     "RunResult",
     "apply_quant_rows",
     "infer_counts",
+    "itq_problem",
     "quantize_parameters",
     "run",
     "train_population",

@@ -2,11 +2,16 @@
 
 paper-quant trains one seed, and the seed spread of FP32 tinysnn (sd 0.3 points on MNIST, 0.7 on
 Fashion-MNIST, bench/RESULTS.md) is as large as the 0.5-point target. This trains tinysnn FP32 and
-8-bit ITQ (weights UQ0.8; truncation and stochastic rounding) for each seed in one population, as
-paper-quant does (one pass over the 60,000 training images, labels from the first 10,000, the full
-test set, one spike per step, the per-dataset constants)::
+8-bit ITQ (weights UQ0.8; truncation with the sum-preserving and the plain normalization rule, and
+stochastic rounding) for each seed in one population, as paper-quant does (one pass over the 60,000
+training images, labels from the first 10,000, the full test set, one spike per step, the
+per-dataset constants)::
 
     python bench/experiments/itq_seeds.py --dataset fashion-mnist --data-root DIR --seeds 0 1 2
+
+``--dataset digits`` runs the quick-start regime instead (scikit-learn's digits, all 1,437 training
+and 360 test images, labels from the training images, the library's default constants, weights
+Q1.7, 50 neurons unless ``--neurons`` says otherwise); it needs no data root.
 """
 
 from __future__ import annotations
@@ -19,30 +24,43 @@ import time
 from _constants import tinysnn_400  # bench/experiments sibling
 
 from tinysnn import data
-from tinysnn.config import EncodingConfig, LearningConfig
+from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
 
-CONFIGS = [("tinysnn FP32", None), ("tinysnn qW 8b ITQ truncate", "truncate"),
-           ("tinysnn qW 8b ITQ stochastic", "stochastic")]  # fmt: skip
+#: (label, quantization text or None for FP32); the weight format is filled in per dataset
+CONFIGS = [
+    ("tinysnn FP32", None),
+    ("tinysnn qW 8b ITQ truncate", "rounding=truncate"),
+    ("tinysnn qW 8b ITQ truncate, plain normalization", "rounding=truncate,norm=plain"),
+    ("tinysnn qW 8b ITQ stochastic", "rounding=stochastic"),
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", choices=("mnist", "fashion-mnist"), required=True)
-    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--dataset", choices=("mnist", "fashion-mnist", "digits"), required=True)
+    ap.add_argument("--data-root", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--neurons", type=int, default=None, help="default 400 (digits: 50)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     d = data.load(a.dataset, a.data_root)
-    net, learn_kw = tinysnn_400(a.dataset)
-    learn = LearningConfig(**learn_kw)
-    plan = [(label, r, s) for label, r in CONFIGS for s in a.seeds]
-    specs = [parse_quant_arg("weights=UQ0.8", rounding=r, scheme="itq") if r else None for _, r, _ in plan]
+    if a.dataset == "digits":
+        net = NetworkConfig(variant="tinysnn", n_neurons=a.neurons or 50, n_input=d.train.n_input,
+                            norm_total=round(0.1 * d.train.n_input, 6))  # fmt: skip
+        learn, weights, assign = LearningConfig(), "weights=Q1.7", d.train
+    else:
+        net, learn_kw = tinysnn_400(a.dataset)
+        if a.neurons:
+            net = NetworkConfig(**{**net.__dict__, "n_neurons": a.neurons})
+        learn, weights, assign = LearningConfig(**learn_kw), "weights=UQ0.8", d.train.take(10000)
+    plan = [(label, q, s) for label, q in CONFIGS for s in a.seeds]
+    specs = [parse_quant_arg(f"{weights},{q}", scheme="itq") if q else None for _, q, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])
     t = time.time()
-    res = run(pop, EncodingConfig(), d.train, d.test, assign=d.train.take(10000), quant=specs, progress=False)
+    res = run(pop, EncodingConfig(), d.train, d.test, assign=assign, quant=specs, progress=False)
     print(f"{a.dataset}: seeds {a.seeds}, {time.time() - t:.0f} s")
     rows = []
     for k, (label, _, seed) in enumerate(plan):

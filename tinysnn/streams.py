@@ -1,0 +1,85 @@
+"""Counter-based random streams for stochastic rounding: a draw is a pure function of its key.
+
+A stochastic-rounding draw u ~ U[0, 1) is ``uniform(step_key(base, step), index)`` with
+
+    base = stream_base(sample seed, network seed, parameter)
+
+where the sample seed already holds the run's seed and the sample (its stream and index), the
+network seed is the network's own weight seed, ``parameter`` names what is rounded (one of the
+``STREAM_*`` codes below) and ``index`` the element (neuron j, or synapse ``(i << 32) | j``).
+Nothing in the key is a network's position in its population, so a network trains to the same
+result alone and inside any population (our decision; the method only asks for u ~ U[0, 1)),
+and both simulators draw the same u for the same element, so their stochastic runs agree too.
+
+The mixing function is murmur3's 64-bit finalizer. Every function here is written once for all
+users: it takes int64 scalars inside the numba kernels (which compile them with numba's
+``register_jitable``), int64 tensors in the torch simulator and int64 numpy arrays elsewhere;
+int64 products wrap modulo 2^64 in all three, and the shifts are made logical by masks. The
+module imports neither numba nor torch.
+"""
+
+from __future__ import annotations
+
+#: What a draw rounds (part of its key). Two roundings of one value in one step need two codes.
+STREAM_W_DEPRESS = 1  #: weights after pair-wise depression (diehl_cook)
+STREAM_W_LEARN = 2  #: weights after the learning rule's potentiation / update
+STREAM_W_NORM = 3  #: weights after column normalization (end of sample)
+STREAM_VMEM = 4  #: excitatory V_mem after each step
+STREAM_VMEM_INH = 5  #: inhibitory V_mem after each step (baselines)
+STREAM_VTH = 6  #: V_th after a threshold increment
+
+# 64-bit constants as signed int64 (two's complement), so that numba and torch both take them.
+_M1 = 0xFF51AFD7ED558CCD - (1 << 64)
+_M2 = 0xC4CEB9FE1A85EC53 - (1 << 64)
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+_K_SAMPLE = 0x2545F4914F6CDD1D
+_K_NETWORK = 0x5851F42D4C957F2D
+_K_PARAM = 0x14057B7EF767814F
+_LOW31 = (1 << 31) - 1
+_LOW24 = (1 << 24) - 1
+U_BITS = 24  #: bits of a draw: u = k 2^-24, k in [0, 2^24)
+
+
+def fmix64(z):  # type: ignore[no-untyped-def]
+    """Murmur3's 64-bit finalizer on int64 (a numba scalar or a torch tensor), wrapping mod 2^64."""
+    z = z ^ ((z >> 33) & _LOW31)
+    z = z * _M1
+    z = z ^ ((z >> 33) & _LOW31)
+    z = z * _M2
+    return z ^ ((z >> 33) & _LOW31)
+
+
+def stream_base(sample_seed, network_seed, param):  # type: ignore[no-untyped-def]
+    """The key of one (sample, network, parameter) stream; int64 scalars or broadcastable tensors."""
+    return fmix64(sample_seed * _K_SAMPLE + network_seed * _K_NETWORK + param * _K_PARAM)
+
+
+def step_key(base, step):  # type: ignore[no-untyped-def]
+    """The key of the draws of time step ``step`` (the end-of-sample pass uses step T)."""
+    return fmix64(base + (step + 1) * _GOLDEN)
+
+
+def uniform_bits(key, index):  # type: ignore[no-untyped-def]
+    """The 24-bit integer k of the draw u = k 2^-24 for element ``index`` under ``key``."""
+    return (fmix64(key + index * _GOLDEN) >> 40) & _LOW24
+
+
+def synapse_index(i, j):  # type: ignore[no-untyped-def]
+    """The element index of weight (input i, neuron j): it does not depend on the padded width."""
+    return (i << 32) | j
+
+
+__all__ = [
+    "STREAM_VMEM",
+    "STREAM_VMEM_INH",
+    "STREAM_VTH",
+    "STREAM_W_DEPRESS",
+    "STREAM_W_LEARN",
+    "STREAM_W_NORM",
+    "U_BITS",
+    "fmix64",
+    "step_key",
+    "stream_base",
+    "synapse_index",
+    "uniform_bits",
+]

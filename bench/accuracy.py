@@ -133,6 +133,9 @@ def main(argv: Any = None) -> int:
     p.add_argument(
         "--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant"
     )
+    p.add_argument("--plain-bits", type=int, nargs="*", default=[8, 6],
+                   help="paper-quant: precisions at which ITQ qW truncation also runs with the plain "
+                        "normalization rule")  # fmt: skip
     args = p.parse_args(argv)
     if args.protocol != "single" and args.neurons == [100]:
         args.neurons = [400]

@@ -13,7 +13,9 @@ Per dataset:
 3. PTQ: the trained FP32 network is replicated into one population, one copy per configuration,
    quantized and tested (no retraining).
 4. ITQ: one population of networks, one per configuration, trained from scratch with the same
-   seed and the same sample stream.
+   seed and the same sample stream. V_th gets at least the fractional bits that hold theta+
+   (tinysnn.quant.vth_increment_problem); ITQ qW with truncation also runs with the plain
+   normalization rule at ``--plain-bits`` precisions, to show what the sum-preserving rule does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from tinysnn import data as D
 from tinysnn.cli import build_configs
 from tinysnn.config import EncodingConfig
 from tinysnn.network import Population, build_population
-from tinysnn.quant import QuantSpec, Rounding, Scheme, formats_for_total_bits
+from tinysnn.quant import (
+    Normalization,
+    QuantSpec,
+    Rounding,
+    Scheme,
+    formats_for_total_bits,
+    min_frac_bits_for_step,
+)
 from tinysnn.train import run
 
 PRECISIONS = (16, 12, 10, 8, 6, 4)
@@ -62,23 +71,34 @@ def format_ranges(
 
 
 def configurations(
-    ranges: Dict[str, Tuple[float, float]], precisions, roundings, labels, scheme: Scheme
-) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(valid configs with their QuantSpec, impossible ones with the reason)."""
+    ranges: Dict[str, Tuple[float, float]], precisions, roundings, labels, scheme: Scheme,
+    theta_plus: float = 0.05, plain_bits=(),
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:  # fmt: skip
+    """(valid configs with their QuantSpec, impossible ones with the reason).
+
+    ITQ V_th formats keep the fractional bits that hold ``theta_plus``; ITQ qW truncation at the
+    precisions ``plain_bits`` is also configured with the plain normalization rule.
+    """
     ok, bad = [], []
+    min_frac = {"vth": min_frac_bits_for_step(theta_plus)} if scheme is Scheme.ITQ else {}
     for bits in precisions:
         for label in labels:
             params = ["weights"] if label == "qW" else ["weights", "vmem", "vth"]
             try:
-                fmts = formats_for_total_bits(int(bits), {p: ranges[p] for p in params})
+                fmts = formats_for_total_bits(int(bits), {p: ranges[p] for p in params}, min_frac)
             except ValueError as exc:
                 bad.append({"bits": bits, "label": label, "scheme": scheme.value, "reason": str(exc)})
                 continue
             for rnd in roundings:
-                spec = QuantSpec(rounding=Rounding(rnd), scheme=scheme, **fmts)
-                ok.append(
-                    {"bits": bits, "label": label, "rounding": rnd, "scheme": scheme.value, "spec": spec}
-                )
+                rules = [Normalization.SUM]
+                if scheme is Scheme.ITQ and label == "qW" and rnd == "truncate" and bits in plain_bits:
+                    rules.append(Normalization.PLAIN)
+                for rule in rules:
+                    spec = QuantSpec(rounding=Rounding(rnd), scheme=scheme, normalization=rule, **fmts)
+                    name = rnd if rule is Normalization.SUM else f"{rnd} plain"
+                    ok.append(
+                        {"bits": bits, "label": label, "rounding": name, "scheme": scheme.value, "spec": spec}
+                    )
     return ok, bad
 
 
@@ -131,7 +151,8 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
         w_inh = float(fp32_pop.params["w_inh"][0])
         ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh, fp32_pop.exc.v_rest)
         for scheme in (Scheme.PTQ, Scheme.ITQ):
-            ok, bad = configurations(ranges, args.precisions, args.roundings, LABELS, scheme)
+            ok, bad = configurations(ranges, args.precisions, args.roundings, LABELS, scheme,
+                                     float(fp32_pop.params["theta_plus"][0]), args.plain_bits)  # fmt: skip
             for b in bad:
                 rows.append({"dataset": ds, "config": f"tinysnn {b['label']} {b['bits']}b {scheme.value}",
                              "impossible": b["reason"]})  # fmt: skip

@@ -11,7 +11,8 @@
   360 images are the test set.
 
 Splits are deterministic: a validation split is carved from the END of the training set, never
-from the test set.
+from the test set. :func:`load_arrays` gives the same splits as numpy arrays without importing
+torch (the numpy-only runner of :mod:`tinysnn.deploy` reads data with it).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 _FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -107,12 +110,14 @@ def load(
         download: fetch MNIST / Fashion-MNIST with torchvision into ``root`` when missing.
         validation: number of training samples moved (from the end) into a validation split.
     """
+    import torch
+
     key = normalize_name(name)
     validation = check_count(validation, "validation")
-    if key == "digits":
-        train, test = _load_digits()
-    else:
-        train, test = _load_idx_dataset(key, root, download)
+    train, test = (
+        Split(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), shape, f"{key}:{split}")
+        for split, (x, y, shape) in load_arrays(key, root, download=download).items()
+    )
     val = None
     if validation:
         if validation >= len(train):
@@ -123,7 +128,19 @@ def load(
     return Splits(train=train, test=test, validation=val)
 
 
-def _load_digits() -> Tuple[Split, Split]:
+#: One split as numpy arrays: (images (n, n_input) uint8, labels (n,) int64, image shape).
+ArraySplit = Tuple[np.ndarray, np.ndarray, Tuple[int, int]]
+
+
+def load_arrays(
+    name: str, root: Union[str, Path, None] = None, *, download: bool = False
+) -> Dict[str, ArraySplit]:
+    """The train and test splits of a dataset as numpy arrays, ``{"train": ..., "test": ...}``."""
+    key = normalize_name(name)
+    return _load_digits() if key == "digits" else _load_idx_dataset(key, root, download)
+
+
+def _load_digits() -> Dict[str, ArraySplit]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -132,9 +149,7 @@ def _load_digits() -> Tuple[Split, Split]:
     perm = np.random.RandomState(0).permutation(len(y))
     x, y = x[perm], y[perm]
     cut = len(y) - DIGITS_TEST_SIZE
-    tr = Split(torch.from_numpy(x[:cut].copy()), torch.from_numpy(y[:cut].copy()), (8, 8), "digits:train")
-    te = Split(torch.from_numpy(x[cut:].copy()), torch.from_numpy(y[cut:].copy()), (8, 8), "digits:test")
-    return tr, te
+    return {"train": (x[:cut], y[:cut], (8, 8)), "test": (x[cut:], y[cut:], (8, 8))}
 
 
 def _candidates(key: str, root: Union[str, Path, None]) -> List[Path]:
@@ -176,12 +191,12 @@ def _missing_message(key: str, dirs: List[Path], root: Union[str, Path, None]) -
     )
 
 
-def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) -> Tuple[Split, Split]:
+def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) -> Dict[str, ArraySplit]:
     dirs = _candidates(key, root)
     if _find(dirs, _FILES["train"][0]) is None and download:
         _download(key, root)
         dirs = _candidates(key, root)
-    splits = []
+    splits: Dict[str, ArraySplit] = {}
     for split, (img_stem, lbl_stem) in _FILES.items():
         img_p, lbl_p = _find(dirs, img_stem), _find(dirs, lbl_stem)
         if img_p is None or lbl_p is None:
@@ -191,15 +206,8 @@ def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) ->
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise DatasetError(f"{img_p} / {lbl_p}: inconsistent IDX shapes {images.shape} / {labels.shape}")
         h, w = images.shape[1:]
-        splits.append(
-            Split(
-                torch.from_numpy(images.reshape(len(images), h * w).copy()),
-                torch.from_numpy(labels.astype(np.int64)),
-                (int(h), int(w)),
-                f"{key}:{split}",
-            )
-        )
-    return splits[0], splits[1]
+        splits[split] = (images.reshape(len(images), h * w), labels.astype(np.int64), (int(h), int(w)))
+    return splits
 
 
 def read_idx(path: Union[str, Path]) -> np.ndarray:
@@ -232,4 +240,4 @@ def _download(key: str, root: Union[str, Path, None]) -> None:
         cls(target, train=train, download=True)
 
 
-__all__ = ["DATASETS", "DatasetError", "Split", "Splits", "check_count", "load", "read_idx"]
+__all__ = ["DATASETS", "DatasetError", "Split", "Splits", "check_count", "load", "load_arrays", "read_idx"]

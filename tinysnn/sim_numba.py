@@ -69,16 +69,6 @@ FP_COLUMNS = (
 
 
 @njit(cache=True)
-def mix_seed(seed: int, stream: int, index: int) -> int:
-    """A 32-bit seed from (seed, stream, sample index) by splitmix64 mixing."""
-    z = (seed * 0x9E3779B1 + stream * 0x85EBCA77 + index * 0xC2B2AE3D + 0x27D4EB2F) & 0xFFFFFFFFFFFF
-    z = (z ^ (z >> 17)) * 0xED5AD4BB & 0xFFFFFFFFFFFF
-    z = (z ^ (z >> 11)) * 0xAC4C1B51 & 0xFFFFFFFFFFFF
-    z = z ^ (z >> 15)
-    return z & 0x7FFFFFFF
-
-
-@njit(cache=True)
 def encode_isi(prob, T, seed):
     """Poisson trains of one sample as CSR: step t fires inputs idx[ptr[t]:ptr[t+1]] (ascending).
 

@@ -19,6 +19,7 @@ from . import sim_torch
 from .config import EncodingConfig
 from .encoding import make_generator, poisson, spike_probability
 from .network import Population, constants
+from .streams import mix_seed
 
 STREAM_TRAIN, STREAM_ASSIGN, STREAM_TEST = 0, 1, 2
 STREAM_LEARN = 7  #: seeds the stochastic-rounding streams of training sample i (tinysnn.streams)
@@ -58,7 +59,7 @@ class Simulator:
 
     # -- helpers -------------------------------------------------------------------------------
     def _sample_seed(self, stream: int, index: int) -> int:
-        return int(K.mix_seed(self.seed, stream, int(index)))
+        return mix_seed(self.seed, stream, int(index))
 
     def _numba_args(self):
         """Kernel arguments (numpy views of the population's tensors), cached while unchanged."""

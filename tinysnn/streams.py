@@ -40,6 +40,16 @@ _LOW24 = (1 << 24) - 1
 U_BITS = 24  #: bits of a draw: u = k 2^-24, k in [0, 2^24)
 
 
+def mix_seed(seed: int, stream: int, index: int) -> int:
+    """A 31-bit seed from (seed, stream, sample index) by splitmix64-style mixing: the seed of one
+    sample's input train and of its stochastic-rounding streams."""
+    z = (seed * 0x9E3779B1 + stream * 0x85EBCA77 + index * 0xC2B2AE3D + 0x27D4EB2F) & 0xFFFFFFFFFFFF
+    z = (z ^ (z >> 17)) * 0xED5AD4BB & 0xFFFFFFFFFFFF
+    z = (z ^ (z >> 11)) * 0xAC4C1B51 & 0xFFFFFFFFFFFF
+    z = z ^ (z >> 15)
+    return z & 0x7FFFFFFF
+
+
 def fmix64(z):  # type: ignore[no-untyped-def]
     """Murmur3's 64-bit finalizer on int64 (a numba scalar or a torch tensor), wrapping mod 2^64."""
     z = z ^ ((z >> 33) & _LOW31)
@@ -70,6 +80,7 @@ def synapse_index(i, j):  # type: ignore[no-untyped-def]
 
 
 __all__ = [
+    "mix_seed",
     "STREAM_VMEM",
     "STREAM_VMEM_INH",
     "STREAM_VTH",

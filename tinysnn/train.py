@@ -33,8 +33,8 @@ from .quant import (
     quantize_rows,
     vth_increment_problem,
 )
-from .sim_numba import mix_seed
 from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
+from .streams import mix_seed
 
 
 @dataclass

@@ -1,0 +1,328 @@
+"""The integer runner: inference of an exported model with numpy alone, bit-exact with the simulator.
+
+Given the same input spike trains, every output spike is the one the simulator's inference
+(:mod:`tinysnn.sim_numba`) produces, for FP32, qW and qWN models and every rounding mode:
+
+* The input current is the sum of the weights of the inputs that fire in the step. Quantized
+  weights are summed as integer codes (exact in any order); FP32 weights in float64 in input order,
+  as the simulator does, then rounded once to float32.
+* Where V_mem is quantized (qWN) the neuron runs on integers alone: V_mem - v_rest as a code of
+  its format, the leak as one decrement rounded toward zero with the fixed-point multiplier of
+  ``model.json`` (``(|u| leak) >> 24``), the input added at the finer of the two grids and
+  rounded back with the model's rounding mode (truncation: an arithmetic shift; nearest: add half,
+  shift; stochastic: the counter-based draw of :mod:`tinysnn.streams`, compared as integers),
+  saturated to the format, and compared with the integer threshold. This is the simulator's
+  arithmetic exactly, because the simulator's float32 values all lie on these grids (formats up to
+  16 fractional bits; :func:`exactness_problem` says when a model is too wide for that).
+* Where V_mem is FP32 (FP32 and qW models) the runner keeps it in float32 and performs the
+  simulator's float32 operations in its order.
+
+Label assignment is frozen in the model; a prediction is the class whose assigned neurons have
+the highest mean spike count (all-activity), -1 when no assigned neuron fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import streams as S
+from .model import Model, ModelError
+
+__all__ = ["Network", "encode", "exactness_problem", "predict", "prepare", "run_trains", "sample_seeds"]
+
+LEAK_BITS = 24  # tinysnn.qformat.LEAK_BITS (that module imports torch)
+TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
+STREAM_TEST = 2  # tinysnn.simulate.STREAM_TEST
+
+
+def _frac_bits_of(value: float, most: int = 24) -> Optional[int]:
+    """Fewest fractional bits f with value 2^f an integer, None if more than ``most``."""
+    for f in range(most + 1):
+        scaled = value * 2.0**f
+        if scaled == int(scaled):
+            return f
+    return None
+
+
+@dataclass
+class Network:
+    """A model unpacked into the arrays the runner computes with."""
+
+    model: Model
+    baseline: bool
+    weights: np.ndarray
+    """(n_in, N): int64 codes (quantized weights) or float32 values."""
+    w_frac: Optional[int]
+    """Fractional bits of the weights, None for FP32 weights."""
+    w_lat: np.float32
+    """Lateral inhibition (tinysnn) or inh -> exc weight (baselines), mV."""
+    w_ei: np.float32
+    vth: np.ndarray
+    """(N,) float32 V_th, or int64 codes when V_mem is quantized."""
+    exc: Tuple[np.float32, np.float32, np.float32, int]
+    """v_rest, v_reset, decay, refractory steps."""
+    inh: Tuple[np.float32, np.float32, np.float32, np.float32, int]
+    """v_rest, v_reset, v_th, decay, refractory steps (baselines)."""
+    one_spike: bool
+    rounding: str
+    seed: int
+
+
+def prepare(model: Model) -> Network:
+    """The runner's arrays for ``model`` (checks that it can run bit-exactly)."""
+    problem = exactness_problem(model)
+    if problem:
+        raise ModelError(problem)
+    g = model.groups
+    wf = model.format_of("weights")
+    ec, ic = g["exc_constants"], g.get("inh_constants")
+    baseline = model.variant != "tinysnn"
+    return Network(
+        model=model,
+        baseline=baseline,
+        weights=g["input_weights"] if wf is not None else g["input_weights"].astype(np.float32),
+        w_frac=None if wf is None else wf.frac_bits,
+        w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
+        w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
+        vth=g["exc_vth"],
+        exc=(np.float32(ec[0]), np.float32(ec[1]), np.float32(ec[2]), int(ec[3])),
+        inh=(np.float32(ic[0]), np.float32(ic[1]), np.float32(ic[2]), np.float32(ic[3]), int(ic[4]))
+        if ic is not None
+        else (np.float32(0), np.float32(0), np.float32(0), np.float32(0), 0),
+        one_spike=bool(model.meta["one_spike"]),
+        rounding=str(model.meta["rounding"]),
+        seed=int(model.meta["seed"]),
+    )
+
+
+def exactness_problem(model: Model) -> str:
+    """Why the integer runner could not reproduce the simulator's float32 arithmetic, or "".
+
+    With V_mem quantized, every value the simulator holds in float32 must lie on the runner's
+    grid and fit float32's 24-bit significand: the constants (rests, resets, w_inh, ...) must be
+    multiples of a power of two, and V_mem's format at most 16 fractional bits.
+    """
+    vf = model.format_of("vmem")
+    if vf is None:
+        return ""
+    g = model.groups
+    consts = list(g["exc_constants"][:2]) + (
+        list(g["inh_constants"][:3]) + [g["inh_to_exc_weight"][0], g["exc_to_inh_weight"][0]]
+        if model.variant != "tinysnn"
+        else [g["lateral_inhibition"][0]]
+    )
+    for c in consts:
+        if _frac_bits_of(float(c), 16) is None:
+            return f"constant {float(c)} mV is not a multiple of 2^-16: an integer-only qWN model needs dyadic constants"
+    wf, tf = model.format_of("weights"), model.format_of("vth")
+    widest = max(vf.frac_bits, wf.frac_bits if wf else 0, tf.frac_bits if tf else 0)
+    if widest > 16 or vf.int_bits > 16:
+        return f"formats with up to {widest} fractional bits are wider than the simulator's float32 holds exactly"
+    if wf is None or tf is None:
+        return "a model with quantized V_mem needs quantized weights and V_th (qWN)"
+    return ""
+
+
+def sample_seeds(seed: int, first_index: int, count: int, stream: int = STREAM_TEST) -> np.ndarray:
+    """The simulator's per-sample seeds (they key stochastic rounding): test stream by default."""
+    return np.array([S.mix_seed(seed, stream, first_index + b) for b in range(count)], dtype=np.int64)
+
+
+def encode(images: np.ndarray, model: Model, rng: np.random.Generator) -> np.ndarray:
+    """Poisson spike trains (B, T, n_in) bool: p = pixel / 255 x max_rate x dt / 1000 per step.
+
+    The same distribution as the simulator's encoders (not the same draws).
+    """
+    enc = model.meta["encoding"]
+    p = images.astype(np.float32) * np.float32(float(enc["max_rate"]) * float(enc["dt"]) / 1000.0 / 255.0)
+    T = int(enc["time_steps"])
+    return rng.random((images.shape[0], T, images.shape[1]), dtype=np.float32) < p[:, None, :]
+
+
+def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] = None,
+               net: Optional[Network] = None) -> np.ndarray:  # fmt: skip
+    """Spike counts (B, N) int32 of the excitatory neurons for input trains (B, T, n_in) bool.
+
+    Args:
+        model: the model.
+        trains: input spikes; T must be the model's presentation length.
+        seeds: per-sample seeds of the stochastic-rounding streams (:func:`sample_seeds`); needed
+            only by a model that rounds V_mem stochastically (default 0, 1, ...).
+        net: :func:`prepare`'s result, to reuse across batches.
+    """
+    net = net or prepare(model)
+    trains = np.asarray(trains, dtype=bool)
+    B, T, n_in = trains.shape
+    if n_in != model.n_input or T != int(model.meta["encoding"]["time_steps"]):
+        raise ModelError(f"trains of shape {trains.shape} do not fit the model: expected (B, "
+                         f"{model.meta['encoding']['time_steps']}, {model.n_input})")  # fmt: skip
+    seeds_arr = np.arange(B, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    if model.format_of("vmem") is not None:
+        return _run_fixed(net, trains, seeds_arr)
+    return _run_float(net, trains)
+
+
+def _input_current(net: Network, b_idx: np.ndarray, i_idx: np.ndarray, B: int) -> np.ndarray:
+    """Per sample, the sum of the weights of its active inputs: int64 codes or float64, (B, N)."""
+    N = net.weights.shape[1]
+    acc = np.zeros((B, N), dtype=np.int64 if net.w_frac is not None else np.float64)
+    if b_idx.size:
+        rows = net.weights[i_idx]
+        np.add.at(acc, b_idx, rows if net.w_frac is not None else rows.astype(np.float64))
+    return acc
+
+
+def _one_spike(cross: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """Only the largest overshoot (lowest index on ties) of each sample spikes."""
+    score = np.where(cross, over, -np.inf if over.dtype.kind == "f" else np.iinfo(np.int64).min)
+    best = np.argmax(score, axis=1)
+    win = np.zeros_like(cross)
+    any_cross = cross.any(axis=1)
+    win[np.arange(cross.shape[0])[any_cross], best[any_cross]] = True
+    return win
+
+
+def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
+    """FP32 V_mem: the simulator's float32 operations, vectorized over samples and neurons."""
+    B, T, _ = trains.shape
+    N = net.weights.shape[1]
+    vr, vres, dec, refr = net.exc
+    vr_i, vres_i, vth_i, dec_i, refr_i = net.inh
+    f32 = np.float32
+    thr = net.vth.astype(np.float32)[None, :]
+    v = np.full((B, N), vr, f32)
+    ref = np.zeros((B, N), np.int64)
+    s = np.zeros((B, N), bool)
+    vi = np.full((B, N), vr_i, f32)
+    refi = np.zeros((B, N), np.int64)
+    si = np.zeros((B, N), bool)
+    counts = np.zeros((B, N), np.int32)
+    scale = None if net.w_frac is None else 2.0**-net.w_frac
+    for t in range(T):
+        b_idx, i_idx = np.nonzero(trains[:, t, :])
+        acc = _input_current(net, b_idx, i_idx, B)
+        cur = (acc.astype(np.float64) * scale if scale is not None else acc).astype(f32)
+        if net.baseline:
+            x = vr_i + (vi - vr_i) * dec_i
+            x = np.where(refi <= 0, x + net.w_ei * s.astype(f32), x)
+            refi -= 1
+            si_new = x > vth_i
+            refi = np.where(si_new, refr_i, refi)
+            vi = np.where(si_new, vres_i, x).astype(f32)
+            lat = si
+        else:
+            lat = s
+        nlat = lat.sum(axis=1, keepdims=True)
+        cur = cur - net.w_lat * (nlat - lat).astype(f32)
+        x = vr + (v - vr) * dec
+        x = np.where(ref <= 0, x + cur, x)
+        ref -= 1
+        cross = x > thr
+        s = _one_spike(cross, x - thr) if net.one_spike else cross
+        ref = np.where(cross, refr, ref)
+        v = np.where(cross, vres, x).astype(f32)
+        counts += s
+        if net.baseline:
+            si = si_new
+    return counts
+
+
+def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem format's grid."""
+    model = net.model
+    vf, wf, tf = model.format_of("vmem"), model.format_of("weights"), model.format_of("vth")
+    assert vf is not None and wf is not None and tf is not None
+    B, T, _ = trains.shape
+    N = net.weights.shape[1]
+    vr, vres, _, refr = net.exc
+    vr_i, vres_i, vth_i, _, refr_i = net.inh
+    leak_e, leak_i = int(model.meta["leak"]["exc"]), int(model.meta["leak"]["inh"])
+    fv = vf.frac_bits
+    consts = [vr, vres, vr_i, vres_i, vth_i, net.w_lat, net.w_ei]
+    fF = max([fv, wf.frac_bits] + [_frac_bits_of(float(c), 16) or 0 for c in consts])  # the working grid
+
+    def at(value: float, f: int) -> int:
+        return int(round(float(value) * 2**f))
+
+    lo, hi = vf.code_range()
+    shift = fF - fv
+    k_reset = at(vres - vr, fv)
+    w_lat_F, w_ei_F = at(net.w_lat, fF), at(net.w_ei, fF)
+    # thresholds compared on the finer of the V_mem and V_th grids, in absolute mV
+    fG = max(fv, tf.frac_bits)
+    thr_G = (np.asarray(net.vth, np.int64) << (fG - tf.frac_bits))[None, :]
+    vr_G = at(vr, fG)
+    inh_rest = at(vr_i - vr, fv)  # the inhibitory rest, about the excitatory rest
+    vth_i_G = at(vth_i, fG)
+    k_reset_i = at(vres_i - vr, fv)
+    stochastic = net.rounding == STOCHASTIC
+    if stochastic:
+        net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
+        base_e = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM)
+        base_i = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM_INH)
+        neuron_idx = np.arange(N, dtype=np.int64)[None, :]
+
+    def decay(u: np.ndarray, leak: int) -> np.ndarray:
+        step = (np.abs(u) * leak) >> LEAK_BITS
+        return np.where(u > 0, u - step, u + step)
+
+    def round_back(x: np.ndarray, base: Optional[np.ndarray], t: int) -> np.ndarray:
+        if shift:
+            k = x >> shift  # floor
+            rem = x - (k << shift)
+            if net.rounding == NEAREST:
+                k = k + (rem >= (1 << (shift - 1)))
+            elif stochastic:
+                u = S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), neuron_idx)
+                k = k + ((u << shift) < (rem << S.U_BITS))
+            x = k
+        return np.clip(x, lo, hi)
+
+    u = np.zeros((B, N), np.int64)
+    ref = np.zeros((B, N), np.int64)
+    s = np.zeros((B, N), bool)
+    ui = np.full((B, N), inh_rest, np.int64)
+    refi = np.zeros((B, N), np.int64)
+    si = np.zeros((B, N), bool)
+    counts = np.zeros((B, N), np.int32)
+    for t in range(T):
+        b_idx, i_idx = np.nonzero(trains[:, t, :])
+        cur = _input_current(net, b_idx, i_idx, B) << (fF - wf.frac_bits)
+        if net.baseline:
+            x = (decay(ui - inh_rest, leak_i) + inh_rest) << shift
+            x = np.where(refi <= 0, x + w_ei_F * s, x)
+            x = round_back(x, base_i if stochastic else None, t)
+            refi -= 1
+            si_new = ((x + at(vr, fv)) << (fG - fv)) > vth_i_G
+            refi = np.where(si_new, refr_i, refi)
+            ui = np.where(si_new, k_reset_i, x)
+            lat = si
+        else:
+            lat = s
+        cur = cur - w_lat_F * (lat.sum(axis=1, keepdims=True) - lat)
+        x = decay(u, leak_e) << shift
+        x = np.where(ref <= 0, x + cur, x)
+        x = round_back(x, base_e if stochastic else None, t)
+        ref -= 1
+        over = ((x << (fG - fv)) + vr_G) - thr_G
+        cross = over > 0
+        s = _one_spike(cross, over) if net.one_spike else cross
+        ref = np.where(cross, refr, ref)
+        u = np.where(cross, k_reset, x)
+        counts += s
+        if net.baseline:
+            si = si_new
+    return counts
+
+
+def predict(model: Model, counts: np.ndarray) -> np.ndarray:
+    """All-activity vote: (B,) classes, -1 where no assigned neuron fired."""
+    labels = model.labels
+    member = (labels[None, :] == np.arange(model.n_classes)[:, None]).astype(np.float32)  # (C, N)
+    n_members = np.maximum(member.sum(axis=1), np.float32(1.0))
+    scores = (np.asarray(counts, np.float32) @ member.T) / n_members[None, :]
+    best = np.argmax(scores, axis=1)
+    return np.where(scores.max(axis=1) > 0, best, -1)

@@ -1,0 +1,147 @@
+"""Export a trained network of a population as a deployable model folder (:mod:`tinysnn.deploy`).
+
+The model holds what inference needs and nothing of training: the input weights and the frozen
+thresholds V_th = v_th + theta as integer codes of their formats (float32 for FP32 parameters),
+the V_mem state buffer, the layer constants, the label assignment and the description of the
+network. Quantized values are checked to lie on their grids (they do after ``tinysnn.train.run``,
+which quantizes the weights and thresholds at the end of training).
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from .config import EncodingConfig
+from .deploy.model import Format, Group, write_model
+from .network import Population, constants
+from .quant import PARAM_SIGNED, PARAMS, QuantSpec
+
+__all__ = ["ExportError", "export_network", "model_formats"]
+
+
+class ExportError(ValueError):
+    """A network cannot be exported as it is; the message says why."""
+
+
+def model_formats(spec: Optional[QuantSpec]) -> Dict[str, Optional[Format]]:
+    """The model's format of each parameter, signedness explicit (None for FP32)."""
+    out: Dict[str, Optional[Format]] = {}
+    for param in PARAMS:
+        fmt = spec.format_of(param) if spec is not None else None
+        out[param] = (
+            None if fmt is None else Format(fmt.int_bits, fmt.frac_bits, fmt.is_signed(PARAM_SIGNED[param]))
+        )
+    return out
+
+
+def _codes(name: str, values: np.ndarray, fmt: Format) -> np.ndarray:
+    scaled = values.astype(np.float64) * 2.0**fmt.frac_bits
+    codes = np.round(scaled).astype(np.int64)
+    lo, hi = fmt.code_range()
+    if not np.array_equal(codes, scaled) or codes.min(initial=lo) < lo or codes.max(initial=hi) > hi:
+        raise ExportError(
+            f"{name} are not on the grid of {fmt.text}: quantize the network first (tinysnn.train.run does)"
+        )
+    return codes
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tinysnn")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a source checkout)
+        return "unknown"
+
+
+def export_network(
+    folder: Union[str, Path],
+    pop: Population,
+    index: int,
+    enc: EncodingConfig,
+    spec: Optional[QuantSpec],
+    labels: Sequence[int],
+    n_classes: int,
+    *,
+    accuracy: Optional[float] = None,
+    image_shape: Optional[Sequence[int]] = None,
+    memory: Optional[Dict[str, Any]] = None,
+    provenance: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Write network ``index`` of ``pop`` as a model folder.
+
+    Args:
+        folder: the model folder to create (must not exist, or be empty).
+        pop: the trained (and quantized) population.
+        index: which network.
+        enc: the presentation window it was trained and tested with.
+        spec: its quantization (None = FP32).
+        labels: (N,) class of each neuron from label assignment, -1 for silent ones.
+        n_classes: classes of the dataset.
+        accuracy: test accuracy, for the record.
+        image_shape: (height, width) of the images, for the record.
+        memory: Eq. 4 figures, for the record.
+        provenance: where the network comes from (study, trial, spec fingerprint, dataset, ...).
+    """
+    n = int(pop.sizes[index])
+    if len(labels) != n:
+        raise ExportError(f"{len(labels)} neuron labels for a network of {n} neurons")
+    formats = model_formats(spec)
+    c = constants(pop, enc)
+    ex, ih = pop.exc, pop.inh
+    w = pop.weights[index, :, :n].detach().cpu().numpy().astype(np.float32)
+    vth = (np.float32(ex.v_th) + pop.theta[index, :n].detach().cpu().numpy().astype(np.float32)).astype(
+        np.float32
+    )
+
+    def stored(name: str, values: np.ndarray, param: str) -> Group:
+        fmt = formats[param]
+        return Group(name, values if fmt is None else _codes(name, values, fmt), fmt)
+
+    zeros = np.zeros(n, np.float32)
+    prm = {k: float(v[index]) for k, v in pop.params.items()}
+    groups = [stored("input_weights", w, "weights")]
+    if pop.has_inhibitory_layer:
+        groups += [Group("exc_to_inh_weight", np.array([prm["w_exc_inh"]], np.float32)),
+                   Group("inh_to_exc_weight", np.array([prm["w_inh_exc"]], np.float32))]  # fmt: skip
+    else:
+        groups.append(Group("lateral_inhibition", np.array([prm["w_inh"]], np.float32)))
+    groups += [
+        stored("exc_vmem", zeros, "vmem"),
+        stored("exc_vth", vth, "vth"),
+        Group("exc_constants", np.array([ex.v_rest, ex.v_reset, c.dec_exc, c.refrac_exc], np.float32)),
+    ]
+    if pop.has_inhibitory_layer:
+        groups += [
+            stored("inh_vmem", zeros, "vmem"),
+            Group(
+                "inh_constants",
+                np.array([ih.v_rest, ih.v_reset, ih.v_th, c.dec_inh, c.refrac_inh], np.float32),
+            ),
+        ]
+    meta: Dict[str, Any] = {
+        "variant": pop.variant.value,
+        "n_input": int(pop.n_input),
+        "n_neurons": n,
+        "n_classes": int(n_classes),
+        "image_shape": list(image_shape) if image_shape is not None else None,
+        "encoding": {"time_steps": int(enc.time_steps), "dt": float(enc.dt), "max_rate": float(enc.max_rate)},
+        "one_spike": prm["one_spike"] > 0,
+        "formats": {p: (None if f is None else f.as_dict()) for p, f in formats.items()},
+        "label": "fp32" if spec is None else spec.label,
+        "rounding": spec.rounding.value if spec is not None and not spec.is_fp32 else "none",
+        "scheme": spec.scheme.value if spec is not None and not spec.is_fp32 else "fp32",
+        "normalization": spec.normalization.value if spec is not None else "sum",
+        "leak": {"exc": c.leak_exc, "inh": c.leak_inh},
+        "seed": int(pop.seeds[index]),
+        "labels": [int(x) for x in labels],
+        "accuracy": accuracy,
+        "memory": memory,
+        "provenance": dict(provenance or {}, tinysnn_version=_version(),
+                           exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
+    }  # fmt: skip
+    return write_model(folder, meta, groups)

@@ -129,6 +129,9 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .quant import parse_quant_arg
     from .train import itq_problem, run
 
+    export = getattr(args, "export", None)
+    if export and Path(export).exists() and any(Path(export).iterdir()):
+        raise ConfigError(f"--export: {export} already exists and is not empty: choose a new folder")
     spec = parse_quant_arg(
         args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
     )
@@ -157,7 +160,23 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         )  # fmt: skip
     finally:
         meter.close()
+    if export:
+        _export_all(Path(export), pop, enc, spec, result, train, args)
     return result, pop
+
+
+def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """One model folder per trained network: ``folder`` itself for one, ``folder/net-K`` for several."""
+    from .export import export_network
+
+    for k, net in enumerate(result.networks):
+        out = folder if len(result.networks) == 1 else folder / f"net-{k}"
+        provenance = {"source": "tinysnn train", "dataset": result.dataset, "evaluated_on": result.eval_split,
+                      "train_samples": result.train_samples, "epochs": result.epochs, "run_seed": result.seed}  # fmt: skip
+        export_network(out, pop, k, enc, None if spec.is_fp32 else spec, net.assignment, 10,
+                       accuracy=net.accuracy, image_shape=train.image_shape, memory=net.memory,
+                       provenance=provenance)  # fmt: skip
+        print(f"exported network {k} to {out}")
 
 
 def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
@@ -227,18 +246,92 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    """Run an exported model with the numpy integer runner (no torch, numba or optuna)."""
+    import time
+
+    import numpy as np
+
+    from . import data as D
+    from .deploy import encode, load_model, predict, prepare, run_trains, sample_seeds
+    from .energy import make_meter
+
+    model = load_model(args.model)
+    images, labels, _ = D.load_arrays(args.dataset, args.data_root)["test"]
+    n = len(labels) if args.test_samples is None else min(args.test_samples, len(labels))
+    images, labels = images[:n], labels[:n]
+    if images.ndim != 2 or images.shape[1] != model.n_input:
+        raise ConfigError(f"{args.dataset} images have {images.shape[1:]} inputs but the model takes "
+                          f"{model.n_input}: use the dataset the model was trained on")  # fmt: skip
+    if (
+        images.dtype != np.uint8
+        or int(labels.max(initial=0)) >= model.n_classes
+        or int(labels.min(initial=0)) < 0
+    ):
+        raise ConfigError(
+            f"{args.dataset}: images must be uint8 intensities and labels classes 0..{model.n_classes - 1}"
+        )
+    net = prepare(model)
+    rng = np.random.default_rng(args.seed)
+    meter = make_meter(args.energy) if args.energy != "none" else None
+    predictions = []
+    try:
+        if meter is not None:
+            meter.start()
+        t0 = time.perf_counter()
+        for a in range(0, n, args.batch_size):
+            batch = images[a : a + args.batch_size]
+            counts = run_trains(model, encode(batch, model, rng), sample_seeds(args.seed, a, len(batch)), net)
+            predictions.append(predict(model, counts))
+        seconds = time.perf_counter() - t0
+        reading = meter.stop() if meter is not None else None
+    finally:
+        if meter is not None:
+            meter.close()
+    pred = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+    acc = float((pred == labels).mean()) if n else float("nan")
+    record = {"model": str(args.model), "dataset": args.dataset, "samples": n, "accuracy": acc,
+              "samples_per_s": n / seconds if seconds > 0 else 0.0, "no_prediction": int((pred < 0).sum()),
+              "recorded_accuracy": model.meta.get("accuracy")}  # fmt: skip
+    print(f"{model.variant} N={model.n_neurons} {model.meta['label']}: accuracy {100 * acc:.2f} % on {n} "
+          f"{args.dataset} test images ({record['samples_per_s']:.1f} samples/s, numpy integer runner)")  # fmt: skip
+    if reading is not None:
+        tag = "ESTIMATE (time x stated power), not a measurement" if reading.is_estimate else "measured"
+        record.update(energy_meter=reading.meter, energy_is_estimate=reading.is_estimate,
+                      energy_j_per_sample=reading.joules / max(n, 1))  # fmt: skip
+        print(f"energy [{reading.meter}: {tag}]: {reading.joules / max(n, 1):.3g} J/sample")
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="tinysnn", description="tinySNN spiking networks: train and test")
     sub = parser.add_subparsers(dest="command")
     tr = sub.add_parser("train", help="train networks with STDP and test them")
     add_train_arguments(tr)
     tr.add_argument("--json", default=None, help="write the result record(s) to this file")
+    tr.add_argument("--export", default=None,
+                    help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
+    inf = sub.add_parser("infer", help="run an exported model with the numpy integer runner")
+    inf.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
+    inf.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits (its test split)")
+    inf.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
+    inf.add_argument(
+        "--test-samples", type=positive_int, default=None, help="first N test images (default all)"
+    )
+    inf.add_argument("--seed", type=int, default=0, help="seed of the input spike trains")
+    inf.add_argument("--batch-size", type=positive_int, default=200, help="images run together")
+    inf.add_argument("--energy", default="none",
+                     help="none (default), auto (the best meter here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
+    inf.add_argument("--json", default=None, help="write the result record to this file")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return cmd_train(args)
+        return cmd_infer(args) if args.command == "infer" else cmd_train(args)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"tinysnn: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,201 @@
+"""Exported models and the numpy runner (issue 14): bit-exact with the simulator, verified on load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import pytest
+import torch
+
+from tinysnn import data, deploy
+from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
+from tinysnn.encoding import poisson
+from tinysnn.evaluate import Assignment, predict_all_activity
+from tinysnn.export import ExportError, export_network
+from tinysnn.memory import memory_breakdown
+from tinysnn.network import build_population
+from tinysnn.quant import QuantSpec, parse_quant_arg
+from tinysnn.simulate import STREAM_TEST, Simulator
+from tinysnn.train import run
+
+ENC = EncodingConfig(time_steps=100)
+SEED = 5
+KINDS = {
+    "tinysnn": [
+        "fp32",
+        "weights=Q1.7,scheme=ptq",
+        "weights=Q1.7,scheme=itq,rounding=nearest",
+        "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=truncate",
+        "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=nearest",
+        "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=stochastic",
+        "weights=Q1.6,vmem=Q9.2,vth=Q8.3,scheme=ptq,rounding=stochastic",
+    ],
+    "diehl_cook": ["fp32", "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=nearest"],
+}
+
+
+def _spec(text: str) -> Optional[QuantSpec]:
+    return None if text == "fp32" else parse_quant_arg(text)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Dict[str, object]]:
+    """Per variant: a population trained on digits, its models exported, 1,000 recorded trains."""
+    d = data.load("digits")
+    images = torch.cat([d.train.images[:640], d.test.images])  # 1,000 images
+    out: Dict[str, Dict[str, object]] = {}
+    for variant, texts in KINDS.items():
+        net = NetworkConfig(variant=variant, n_neurons=24, n_input=64, norm_total=6.4,
+                            one_spike=variant == "tinysnn")  # fmt: skip
+        specs = [_spec(t) for t in texts]
+        pop = build_population([net] * len(texts), LearningConfig(), list(range(len(texts))))
+        res = run(pop, ENC, d.train.take(300), d.test, quant=specs, progress=False, seed=SEED)
+        trains = poisson(images, ENC, torch.Generator().manual_seed(1))  # (T, B, n_in)
+        counts = Simulator(pop, ENC, seed=SEED).infer(images, STREAM_TEST, 0, trains=trains)
+        folders = [
+            export_network(
+                tmp_path_factory.mktemp(variant) / f"model-{k}",
+                pop,
+                k,
+                ENC,
+                specs[k],
+                res.networks[k].assignment,
+                10,
+                accuracy=res.networks[k].accuracy,
+            )  # fmt: skip
+            for k in range(len(texts))
+        ]
+        out[variant] = {"pop": pop, "res": res, "trains": trains.permute(1, 0, 2).numpy(), "counts": counts,
+                        "folders": folders, "specs": specs}  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("variant, k", [(v, k) for v, texts in KINDS.items() for k in range(len(texts))])
+def test_runner_is_bit_exact_with_the_simulator_on_1000_images(trained, variant: str, k: int) -> None:
+    t = trained[variant]
+    model = deploy.load_model(t["folders"][k])
+    trains = t["trains"]
+    counts = deploy.run_trains(model, trains, deploy.sample_seeds(SEED, 0, trains.shape[0]))
+    sim_counts = t["counts"][k].numpy()
+    assert sim_counts.sum() > 100  # the comparison saw spikes
+    assert np.array_equal(counts, sim_counts)
+    labels = torch.tensor(model.labels)[None, :]
+    assignment = Assignment(labels, torch.zeros(1, 10, labels.shape[1]), torch.zeros(1, 10, labels.shape[1]))
+    sim_pred = predict_all_activity(t["counts"][k : k + 1], assignment)[0].numpy()
+    assert np.array_equal(deploy.predict(model, counts), sim_pred)
+
+
+@pytest.mark.parametrize("variant, k", [(v, k) for v, texts in KINDS.items() for k in range(len(texts))])
+def test_payload_bytes_equal_the_memory_models_packed_bytes(trained, variant: str, k: int) -> None:
+    folder = trained[variant]["folders"][k]
+    spec = trained[variant]["specs"][k]
+    expected = memory_breakdown(variant, 24, 64, spec, "compact").packed_bytes
+    assert (folder / "payload.bin").stat().st_size == expected
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["payload"]["bytes"] == expected and meta["n_neurons"] == 24
+
+
+def test_model_records_what_the_network_is(trained) -> None:
+    meta = deploy.load_model(trained["tinysnn"]["folders"][3]).meta
+    assert meta["formats"]["weights"]["text"] == "UQ1.7" and meta["formats"]["vth"]["text"] == "SQ8.5"
+    assert meta["rounding"] == "truncate" and meta["scheme"] == "itq" and meta["label"] == "qWN"
+    assert meta["encoding"]["time_steps"] == 100 and len(meta["labels"]) == 24
+    assert meta["accuracy"] == pytest.approx(trained["tinysnn"]["res"].networks[3].accuracy)
+    assert "tinysnn_version" in meta["provenance"]
+
+
+def test_deploy_imports_numpy_alone() -> None:
+    code = ("import sys, tinysnn.deploy; bad = [m for m in ('torch', 'numba', 'optuna') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---- bad input: one line each, nothing half-written ----------------------------------------------
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_truncated_edited_or_missing_models_are_refused(trained, tmp_path: Path) -> None:
+    src = trained["tinysnn"]["folders"][1]
+    cut = _copy(src, tmp_path / "cut")
+    (cut / "payload.bin").write_bytes((src / "payload.bin").read_bytes()[:-3])
+    with pytest.raises(deploy.ModelError, match="truncated or changed"):
+        deploy.load_model(cut)
+    edited = _copy(src, tmp_path / "edited")
+    meta = json.loads((edited / "model.json").read_text())
+    meta["labels"][0] = (meta["labels"][0] + 1) % 10
+    (edited / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(deploy.ModelError, match="edited after export"):
+        deploy.load_model(edited)
+    with pytest.raises(deploy.ModelError, match="model.json is missing"):
+        deploy.load_model(tmp_path / "nothing")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "model.json").write_text("{not json")
+    with pytest.raises(deploy.ModelError, match="not readable JSON"):
+        deploy.load_model(tmp_path / "junk")
+
+
+def test_export_refuses_an_occupied_folder_and_off_grid_values(trained, tmp_path: Path) -> None:
+    t = trained["tinysnn"]
+    res = t["res"]
+    with pytest.raises(deploy.ModelError, match="already exists and is not empty"):
+        export_network(t["folders"][0], t["pop"], 0, ENC, None, res.networks[0].assignment, 10)
+    fp32 = t["pop"]  # network 0 trained in FP32: its weights are off any 7-bit grid
+    with pytest.raises(ExportError, match="not on the grid of UQ1.7"):
+        export_network(
+            tmp_path / "m", fp32, 0, ENC, parse_quant_arg("weights=Q1.7"), res.networks[0].assignment, 10
+        )
+    assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m-*"))
+
+
+def test_runner_refuses_trains_of_the_wrong_shape(trained) -> None:
+    model = deploy.load_model(trained["tinysnn"]["folders"][0])
+    with pytest.raises(deploy.ModelError, match=r"expected \(B, 100, 64\)"):
+        deploy.run_trains(model, np.zeros((2, 100, 784), bool))
+
+
+def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tinysnn.cli import main
+
+    out = tmp_path / "model"
+    args = ["train", "--dataset", "digits", "--neurons", "20", "--train-samples", "200", "--test-samples", "100",
+            "--time-steps", "60", "--quant", "weights=Q1.7", "--no-progress", "--energy", "estimate"]  # fmt: skip
+    assert main(args + ["--export", str(out)]) == 0
+    assert deploy.load_model(out).meta["provenance"]["source"] == "tinysnn train"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "infer",
+                str(out),
+                "--dataset",
+                "digits",
+                "--test-samples",
+                "50",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["samples"] == 50 and 0.0 <= record["accuracy"] <= 1.0 and record["samples_per_s"] > 0
+    assert "numpy integer runner" in capsys.readouterr().out
+    # an occupied export folder is refused before any training; a broken model before any data
+    assert main(args + ["--export", str(out)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    (out / "payload.bin").write_bytes(b"")
+    assert main(["infer", str(out), "--dataset", "digits"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "truncated or changed" in err[0]

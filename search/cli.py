@@ -56,19 +56,27 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
                       ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
+                      ("export", "write a trial's network as a deployable model folder"),
                       ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
         s = sub.add_parser(name, help=hlp)
         s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
         s.add_argument("--storage", help="Optuna storage URL")
         s.add_argument("--study", help="study name (default: the only study in the storage)")
-        if name == "select":
+        if name in ("select", "export"):
             s.add_argument("--mu", type=_nonneg_float, default=0.2, help="memory weight mu (default 0.2)")
             s.add_argument("--nu", type=_nonneg_float, default=0.0,
                            help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
+        if name == "export":
+            s.add_argument(
+                "--trial", type=int, default=None, help="the trial to export (default: select's with --mu)"
+            )
+            s.add_argument("--out", required=True, help="the model folder to write (must not exist)")
+            s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
+        if name == "select":
             s.add_argument("--sweep", nargs="*", type=_nonneg_float, default=None, metavar="MU",
                            help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
             s.add_argument("--json", help="write the selection, the ranked front and the sweep to this file")
-            s.add_argument("--export", help="download the selected trial's model file into this folder")
+            s.add_argument("--export", help="write the selected trial's model folder into this folder")
         if name == "dashboard":
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--port", type=_pos_int, default=8080)
@@ -192,27 +200,27 @@ def cmd_select(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")
     if args.export:
-        print(f"wrote {_export(study, best.number, artifacts, Path(args.export))}")
+        out = Path(args.export) / f"{study.study_name}-trial{best.number}"
+        print(f"wrote {_export(args, study, best.number, artifacts, out)}")
     return 0
 
 
-def _export(study: Any, number: int, artifacts: Optional[str], folder: Path) -> Path:
-    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+def _export(args: argparse.Namespace, study: Any, number: int, artifacts: Optional[str], out: Path) -> Path:
+    from ._study import open_storage
+    from .export import export_trial
 
-    from .errors import SearchError
+    url, _, _ = _locate(args)
+    return export_trial(study, open_storage(url), number, artifacts, out)
 
-    trial = study.trials[number]
-    metas = [m for m in get_all_artifact_meta(trial, storage=study._storage) if m.filename == "model.pt"]
-    if not metas or not artifacts or not Path(artifacts).is_dir():
-        raise SearchError(
-            f"trial {number} has no model artifact in {artifacts}: was its artifact folder moved?"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{study.study_name}-trial{number}-model.pt"
-    out.unlink(missing_ok=True)
-    download_artifact(artifact_store=FileSystemArtifactStore(artifacts), file_path=str(out),
-                      artifact_id=metas[0].artifact_id)  # fmt: skip
-    return out
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .select import select
+
+    study, _, artifacts = _load(args)
+    number = args.trial if args.trial is not None else select(study, args.mu, args.nu)[0].number
+    out = _export(args, study, number, args.artifacts or artifacts, Path(args.out))
+    print(f"wrote {out} (trial {number}); run it with: tinysnn infer {out} --dataset DATASET")
+    return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -251,7 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
-    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "dashboard": cmd_dashboard}
+    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "export": cmd_export,
+                "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

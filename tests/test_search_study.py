@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from search import METRIC_NAMES, load_spec, mu_sweep, reward, run_study, select
 from search.cli import main
+from tinysnn import deploy
 
 TINY = """
 [study]
@@ -164,7 +165,47 @@ def test_cli_status_and_select(
     assert "selected: trial" in out and "R(mu=0.2)" in out
     chosen = json.loads(out_json.read_text())["selected"]
     assert chosen == select(study, 0.2)[0].number
-    assert (tmp_path / f"tiny-trial{chosen}-model.pt").is_file()
+    model = deploy.load_model(tmp_path / f"tiny-trial{chosen}")
+    assert model.meta["provenance"]["study"] == "tiny" and model.meta["provenance"]["trial"] == chosen
+
+
+def test_cli_export_writes_a_model_the_runner_reproduces(
+    tiny: Tuple[Path, Any, optuna.Study], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    path, spec, study = tiny
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    trial = done[0]
+    out = tmp_path / "model"
+    assert main(["export", str(path), "--trial", str(trial.number), "--out", str(out)]) == 0
+    assert f"wrote {out} (trial {trial.number})" in capsys.readouterr().out
+    model = deploy.load_model(out)
+    assert model.meta["accuracy"] == pytest.approx(trial.user_attrs["accuracy"])
+    assert model.meta["provenance"]["spec_fingerprint"] == study.user_attrs["spec_fingerprint"]
+    assert (
+        model.meta["label"] == trial.user_attrs["quant"] and model.n_neurons == trial.user_attrs["n_neurons"]
+    )
+    trains = np.random.default_rng(0).random((20, model.meta["encoding"]["time_steps"], model.n_input)) < 0.1
+    assert deploy.run_trains(model, trains).shape == (20, model.n_neurons)
+    # bad input: one line each, nothing written
+    assert main(["export", str(path), "--trial", str(trial.number), "--out", str(out)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    pruned = [t for t in study.trials if t.state != TrialState.COMPLETE]
+    if pruned:
+        assert (
+            main(["export", str(path), "--trial", str(pruned[0].number), "--out", str(tmp_path / "p")]) == 2
+        )
+        assert "not COMPLETE" in capsys.readouterr().err
+    assert main(["export", str(path), "--trial", "999", "--out", str(tmp_path / "none")]) == 2
+    assert "has no trial 999" in capsys.readouterr().err
+    elsewhere = tmp_path / "empty"  # the artifacts stayed on the machine that trained the study
+    elsewhere.mkdir()
+    args = ["export", str(path), "--trial", str(trial.number), "--out", str(tmp_path / "gone")]
+    assert main(args + ["--artifacts", str(elsewhere)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"trial {trial.number}" in err[0] and "tinysnn-search pack" in err[0]
+    assert not (tmp_path / "gone").exists()
 
 
 def _wsgi_get(app: Any, path: str) -> Dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Export a trial of a study as a deployable model folder (``tinysnn-search export``).
+
+Each complete trial stores its trained network as the artifact ``model.pt`` (written by
+:mod:`search.objective`); this module reads it back through Optuna's artifact API, rebuilds the
+network and writes the model folder of :mod:`tinysnn.deploy` with the study's provenance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.trial import TrialState
+
+from .errors import SearchError
+
+__all__ = ["MODEL_ARTIFACT", "export_trial"]
+
+MODEL_ARTIFACT = "model.pt"
+
+
+def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not trials:
+        raise SearchError(f"study {study.study_name!r} has no trial {number}")
+    trial = trials[0]
+    if trial.state != TrialState.COMPLETE:
+        raise SearchError(
+            f"trial {number} is {trial.state.name}, not COMPLETE: only a finished trial has a model"
+        )
+    return trial
+
+
+def _load_network(path: Path) -> Dict[str, Any]:
+    import torch
+
+    try:
+        model = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        raise SearchError(f"{path} is not a readable tinysnn-search model ({type(exc).__name__}): "
+                          "the trial's artifact is damaged") from None  # fmt: skip
+    if not isinstance(model, dict) or model.get("format") != "tinysnn-search-model/1":
+        raise SearchError(f"{path} is not a tinysnn-search model file")
+    return model
+
+
+def export_trial(
+    study: optuna.Study, storage: Any, number: int, artifacts: Optional[str], folder: Path
+) -> Path:
+    """Write trial ``number`` of ``study`` (kept in ``storage``) as a model folder at ``folder``.
+
+    Raises:
+        SearchError: for a trial that is not COMPLETE, has no model artifact, or whose artifact
+            file is missing here (one line naming the trial, the file and the fix).
+    """
+    import tempfile
+
+    from tinysnn.config import EncodingConfig, LearningConfig, LIFParams, NetworkConfig
+    from tinysnn.export import export_network
+    from tinysnn.network import build_population
+    from tinysnn.quant import parse_quant_arg
+
+    trial = _trial(study, number)
+    metas = [m for m in get_all_artifact_meta(trial, storage=storage) if m.filename == MODEL_ARTIFACT]
+    if not metas:
+        raise SearchError(
+            f"trial {number} has no {MODEL_ARTIFACT} artifact (it was trained before models were stored)"
+        )
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise SearchError(f"{folder} already exists and is not empty: choose a new folder or delete it")
+    where = Path(artifacts) if artifacts else None
+    source = where / metas[0].artifact_id if where is not None else None
+    if source is None or not source.is_file():
+        raise SearchError(
+            f"trial {number}: its model file {source or metas[0].artifact_id} is not on this machine: "
+            "copy the study with `tinysnn-search pack` on the machine that trained it and `unpack` it here"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / MODEL_ARTIFACT
+        download_artifact(artifact_store=FileSystemArtifactStore(str(where)), file_path=str(local),
+                          artifact_id=metas[0].artifact_id)  # fmt: skip
+        model = _load_network(local)
+    net_kw = dict(model["network"])
+    net_kw["exc"], net_kw["inh"] = LIFParams(**net_kw["exc"]), LIFParams(**net_kw["inh"])
+    pop = build_population(NetworkConfig(**net_kw), LearningConfig(**model["learning"]), seeds=0)
+    pop.load_state_dict(model["state"])
+    spec = parse_quant_arg(str(model["quant"]))
+    attrs = trial.user_attrs
+    provenance = {
+        "source": "tinysnn-search",
+        "study": study.study_name,
+        "trial": number,
+        "dataset": model.get("dataset"),
+        "spec_fingerprint": study.user_attrs.get("spec_fingerprint"),
+        "weight_seed": attrs.get("weight_seed"),
+    }
+    memory = {k: attrs.get(k) for k in ("memory_norm", "memory_convention", "memory_bytes_compact",
+                                        "memory_bytes_as_simulated", "memory_reference_bytes")}  # fmt: skip
+    return export_network(folder, pop, 0, EncodingConfig(**model["encoding"]), None if spec.is_fp32 else spec,
+                          model["labels"], 10, accuracy=model.get("accuracy"), memory=memory,
+                          provenance=provenance)  # fmt: skip

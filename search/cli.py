@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
             )
             s.add_argument("--out", required=True, help="the model folder to write (must not exist)")
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
+            s.add_argument("--format", default="model", choices=["model", "c", "nir"],
+                           help="also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
         if name == "select":
             s.add_argument("--sweep", nargs="*", type=_nonneg_float, default=None, metavar="MU",
                            help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
@@ -218,8 +220,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study, _, artifacts = _load(args)
     number = args.trial if args.trial is not None else select(study, args.mu, args.nu)[0].number
+    from tinysnn.deploy import write_extra
+
     out = _export(args, study, number, args.artifacts or artifacts, Path(args.out))
-    print(f"wrote {out} (trial {number}); run it with: tinysnn infer {out} --dataset DATASET")
+    extra = write_extra(out, args.format)
+    also = f" + {', '.join(p.name for p in extra)}" if extra else ""
+    print(f"wrote {out}{also} (trial {number}); run it with: tinysnn infer {out} --dataset DATASET")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +201,58 @@ def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: p
     assert main(["infer", str(out), "--dataset", "digits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truncated or changed" in err[0]
+
+
+# ---- the C reference and NIR ------------------------------------------------------------------------
+
+CC = shutil.which("cc") or shutil.which("gcc")
+
+
+@pytest.mark.skipif(CC is None, reason="needs a C compiler (cc or gcc) on PATH")
+@pytest.mark.parametrize("variant, k", [(v, k) for v, texts in KINDS.items() for k in range(len(texts))])
+def test_c_reference_equals_the_numpy_runner_on_1000_images(
+    trained, variant: str, k: int, tmp_path: Path
+) -> None:
+    from tinysnn.deploy.c import write_c
+
+    model = deploy.load_model(trained[variant]["folders"][k])
+    header, source = write_c(model, tmp_path)
+    exe = tmp_path / "infer"
+    build = subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-DTINYSNN_MAIN", "-o", str(exe),
+                            str(source)], capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    trains = trained[variant]["trains"]
+    seeds = deploy.sample_seeds(SEED, 0, trains.shape[0])
+    stdin = f"{trains.shape[0]}\n".encode() + b"".join(
+        struct.pack("<q", int(s)) + trains[b].astype(np.uint8).tobytes() for b, s in enumerate(seeds)
+    )
+    out = subprocess.run([str(exe)], input=stdin, capture_output=True, check=True).stdout.decode()
+    rows = np.array([[int(x) for x in line.split()] for line in out.splitlines()])
+    counts = deploy.run_trains(model, trains, seeds)
+    assert np.array_equal(rows[:, 1:], counts)
+    assert np.array_equal(rows[:, 0], deploy.predict(model, counts))
+
+
+def test_nir_graph_reads_back_with_the_dequantized_network(trained, tmp_path: Path) -> None:
+    import nir
+
+    for variant, k in (("tinysnn", 3), ("diehl_cook", 1)):
+        folder = _copy(trained[variant]["folders"][k], tmp_path / variant)
+        (path,) = deploy.write_extra(folder, "nir")
+        graph = nir.read(str(path))
+        model = deploy.load_model(folder)
+        w = model.groups["input_weights"] * 2.0 ** -model.format_of("weights").frac_bits
+        assert np.array_equal(graph.nodes["affine"].weight, w.T.astype(np.float32))
+        vth = model.groups["exc_vth"] * 2.0 ** -model.format_of("vth").frac_bits
+        assert np.array_equal(graph.nodes["lif"].v_threshold, vth.astype(np.float32))
+        recurrent = ("lateral", "lif") if variant == "tinysnn" else ("inh_to_exc", "lif")
+        assert recurrent in graph.edges and ("input", "affine") in graph.edges
+        assert (
+            float(graph.nodes[recurrent[0]].weight[0, 1])
+            == -model.groups["lateral_inhibition" if variant == "tinysnn" else "inh_to_exc_weight"][0]
+        )
+
+
+def test_unknown_export_format_is_one_line(trained, tmp_path: Path) -> None:
+    with pytest.raises(deploy.ModelError, match="unknown export format 'onnx'"):
+        deploy.write_extra(trained["tinysnn"]["folders"][0], "onnx")

@@ -132,6 +132,11 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     export = getattr(args, "export", None)
     if export and Path(export).exists() and any(Path(export).iterdir()):
         raise ConfigError(f"--export: {export} already exists and is not empty: choose a new folder")
+    if export and args.format == "nir":
+        import importlib.util
+
+        if importlib.util.find_spec("nir") is None:
+            raise ConfigError('--format nir needs the nir package: pip install "tinysnn[nir]"')
     spec = parse_quant_arg(
         args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
     )
@@ -167,6 +172,7 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """One model folder per trained network: ``folder`` itself for one, ``folder/net-K`` for several."""
+    from .deploy import write_extra
     from .export import export_network
 
     for k, net in enumerate(result.networks):
@@ -176,7 +182,10 @@ def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Name
         export_network(out, pop, k, enc, None if spec.is_fp32 else spec, net.assignment, 10,
                        accuracy=net.accuracy, image_shape=train.image_shape, memory=net.memory,
                        provenance=provenance)  # fmt: skip
-        print(f"exported network {k} to {out}")
+        extra = write_extra(out, args.format)
+        print(
+            f"exported network {k} to {out}" + (f" (+ {', '.join(p.name for p in extra)})" if extra else "")
+        )
 
 
 def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
@@ -314,6 +323,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument("--json", default=None, help="write the result record(s) to this file")
     tr.add_argument("--export", default=None,
                     help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
+    tr.add_argument("--format", default="model", choices=["model", "c", "nir"],
+                    help="with --export: also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
     inf = sub.add_parser("infer", help="run an exported model with the numpy integer runner")
     inf.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
     inf.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits (its test split)")

@@ -4,6 +4,11 @@
 exported model (``tinysnn infer MODEL``). See docs/deploy.md.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Union
+
 from .model import (
     FORMAT,
     FORMAT_VERSION,
@@ -18,6 +23,7 @@ from .model import (
 from .runner import Network, encode, exactness_problem, predict, prepare, run_trains, sample_seeds
 
 __all__ = [
+    "EXPORT_FORMATS",
     "FORMAT",
     "FORMAT_VERSION",
     "Format",
@@ -33,5 +39,26 @@ __all__ = [
     "prepare",
     "run_trains",
     "sample_seeds",
+    "write_extra",
     "write_model",
 ]
+
+#: What an export writes: ``model`` (the model folder), ``c`` (also model.h and tinysnn_infer.c),
+#: ``nir`` (also model.nir; extra ``nir``).
+EXPORT_FORMATS = ("model", "c", "nir")
+
+
+def write_extra(folder: Union[str, Path], fmt: str) -> List[Path]:
+    """Add the files of export format ``fmt`` to the model folder ``folder``; returns them."""
+    if fmt not in EXPORT_FORMATS:
+        raise ModelError(f"unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "model":
+        return []
+    model = load_model(folder)
+    if fmt == "c":
+        from .c import write_c
+
+        return write_c(model, folder)
+    from .nir_export import write_nir
+
+    return [write_nir(model, folder)]

@@ -31,7 +31,17 @@ import numpy as np
 from .. import streams as S
 from .model import Model, ModelError
 
-__all__ = ["Network", "encode", "exactness_problem", "predict", "prepare", "run_trains", "sample_seeds"]
+__all__ = [
+    "FixedPlan",
+    "Network",
+    "encode",
+    "exactness_problem",
+    "fixed_plan",
+    "predict",
+    "prepare",
+    "run_trains",
+    "sample_seeds",
+]
 
 LEAK_BITS = 24  # tinysnn.qformat.LEAK_BITS (that module imports torch)
 TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
@@ -61,7 +71,7 @@ class Network:
     """Lateral inhibition (tinysnn) or inh -> exc weight (baselines), mV."""
     w_ei: np.float32
     vth: np.ndarray
-    """(N,) float32 V_th, or int64 codes when V_mem is quantized."""
+    """(N,) float32 V_th, mV."""
     exc: Tuple[np.float32, np.float32, np.float32, int]
     """v_rest, v_reset, decay, refractory steps."""
     inh: Tuple[np.float32, np.float32, np.float32, np.float32, int]
@@ -77,7 +87,7 @@ def prepare(model: Model) -> Network:
     if problem:
         raise ModelError(problem)
     g = model.groups
-    wf = model.format_of("weights")
+    wf, tf = model.format_of("weights"), model.format_of("vth")
     ec, ic = g["exc_constants"], g.get("inh_constants")
     baseline = model.variant != "tinysnn"
     return Network(
@@ -87,7 +97,9 @@ def prepare(model: Model) -> Network:
         w_frac=None if wf is None else wf.frac_bits,
         w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
         w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
-        vth=g["exc_vth"],
+        vth=g["exc_vth"].astype(np.float32)
+        if tf is None
+        else (g["exc_vth"] * 2.0**-tf.frac_bits).astype(np.float32),
         exc=(np.float32(ec[0]), np.float32(ec[1]), np.float32(ec[2]), int(ec[3])),
         inh=(np.float32(ic[0]), np.float32(ic[1]), np.float32(ic[2]), np.float32(ic[3]), int(ic[4]))
         if ic is not None
@@ -192,7 +204,7 @@ def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
     vr, vres, dec, refr = net.exc
     vr_i, vres_i, vth_i, dec_i, refr_i = net.inh
     f32 = np.float32
-    thr = net.vth.astype(np.float32)[None, :]
+    thr = net.vth[None, :]
     v = np.full((B, N), vr, f32)
     ref = np.zeros((B, N), np.int64)
     s = np.zeros((B, N), bool)
@@ -230,34 +242,68 @@ def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem format's grid."""
+@dataclass(frozen=True)
+class FixedPlan:
+    """The integer constants of a qWN model: grids, shifts and constants as codes.
+
+    V_mem is held as V_mem - v_rest at the V_mem grid (f_v); the input is summed at the working
+    grid F (the finest of V_mem, the weights and the constants) and rounded back by ``shift`` =
+    F - f_v bits; thresholds are compared in absolute mV at the grid G = max(f_v, f_th).
+    """
+
+    fv: int
+    wf: int
+    fF: int
+    fG: int
+    shift: int
+    lo: int
+    hi: int
+    k_reset: int
+    w_lat_F: int
+    w_ei_F: int
+    vr_v: int
+    vr_G: int
+    inh_rest: int
+    k_reset_i: int
+    vth_i_G: int
+    thr_G: np.ndarray
+    leak_exc: int
+    leak_inh: int
+
+
+def fixed_plan(net: Network) -> FixedPlan:
+    """The integer constants the runner (and the C reference) compute a qWN model with."""
     model = net.model
     vf, wf, tf = model.format_of("vmem"), model.format_of("weights"), model.format_of("vth")
     assert vf is not None and wf is not None and tf is not None
-    B, T, _ = trains.shape
-    N = net.weights.shape[1]
-    vr, vres, _, refr = net.exc
-    vr_i, vres_i, vth_i, _, refr_i = net.inh
-    leak_e, leak_i = int(model.meta["leak"]["exc"]), int(model.meta["leak"]["inh"])
-    fv = vf.frac_bits
+    vr, vres, _, _ = net.exc
+    vr_i, vres_i, vth_i, _, _ = net.inh
     consts = [vr, vres, vr_i, vres_i, vth_i, net.w_lat, net.w_ei]
-    fF = max([fv, wf.frac_bits] + [_frac_bits_of(float(c), 16) or 0 for c in consts])  # the working grid
+    fv = vf.frac_bits
+    fF = max([fv, wf.frac_bits] + [_frac_bits_of(float(c), 16) or 0 for c in consts])
+    fG = max(fv, tf.frac_bits)
 
     def at(value: float, f: int) -> int:
         return int(round(float(value) * 2**f))
 
     lo, hi = vf.code_range()
-    shift = fF - fv
-    k_reset = at(vres - vr, fv)
-    w_lat_F, w_ei_F = at(net.w_lat, fF), at(net.w_ei, fF)
-    # thresholds compared on the finer of the V_mem and V_th grids, in absolute mV
-    fG = max(fv, tf.frac_bits)
-    thr_G = (np.asarray(net.vth, np.int64) << (fG - tf.frac_bits))[None, :]
-    vr_G = at(vr, fG)
-    inh_rest = at(vr_i - vr, fv)  # the inhibitory rest, about the excitatory rest
-    vth_i_G = at(vth_i, fG)
-    k_reset_i = at(vres_i - vr, fv)
+    return FixedPlan(
+        fv=fv, wf=wf.frac_bits, fF=fF, fG=fG, shift=fF - fv, lo=lo, hi=hi,
+        k_reset=at(vres - vr, fv), w_lat_F=at(net.w_lat, fF), w_ei_F=at(net.w_ei, fF),
+        vr_v=at(vr, fv), vr_G=at(vr, fG), inh_rest=at(vr_i - vr, fv), k_reset_i=at(vres_i - vr, fv),
+        vth_i_G=at(vth_i, fG), thr_G=np.asarray(model.groups["exc_vth"], np.int64) << (fG - tf.frac_bits),
+        leak_exc=int(model.meta["leak"]["exc"]), leak_inh=int(model.meta["leak"]["inh"]),
+    )  # fmt: skip
+
+
+def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem grid."""
+    B, T, _ = trains.shape
+    N = net.weights.shape[1]
+    _, _, _, refr = net.exc
+    _, _, _, _, refr_i = net.inh
+    c = fixed_plan(net)
+    shift, thr_G = c.shift, c.thr_G[None, :]
     stochastic = net.rounding == STOCHASTIC
     if stochastic:
         net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
@@ -279,39 +325,39 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
                 u = S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), neuron_idx)
                 k = k + ((u << shift) < (rem << S.U_BITS))
             x = k
-        return np.clip(x, lo, hi)
+        return np.clip(x, c.lo, c.hi)
 
     u = np.zeros((B, N), np.int64)
     ref = np.zeros((B, N), np.int64)
     s = np.zeros((B, N), bool)
-    ui = np.full((B, N), inh_rest, np.int64)
+    ui = np.full((B, N), c.inh_rest, np.int64)
     refi = np.zeros((B, N), np.int64)
     si = np.zeros((B, N), bool)
     counts = np.zeros((B, N), np.int32)
     for t in range(T):
         b_idx, i_idx = np.nonzero(trains[:, t, :])
-        cur = _input_current(net, b_idx, i_idx, B) << (fF - wf.frac_bits)
+        cur = _input_current(net, b_idx, i_idx, B) << (c.fF - c.wf)
         if net.baseline:
-            x = (decay(ui - inh_rest, leak_i) + inh_rest) << shift
-            x = np.where(refi <= 0, x + w_ei_F * s, x)
+            x = (decay(ui - c.inh_rest, c.leak_inh) + c.inh_rest) << shift
+            x = np.where(refi <= 0, x + c.w_ei_F * s, x)
             x = round_back(x, base_i if stochastic else None, t)
             refi -= 1
-            si_new = ((x + at(vr, fv)) << (fG - fv)) > vth_i_G
+            si_new = ((x + c.vr_v) << (c.fG - c.fv)) > c.vth_i_G
             refi = np.where(si_new, refr_i, refi)
-            ui = np.where(si_new, k_reset_i, x)
+            ui = np.where(si_new, c.k_reset_i, x)
             lat = si
         else:
             lat = s
-        cur = cur - w_lat_F * (lat.sum(axis=1, keepdims=True) - lat)
-        x = decay(u, leak_e) << shift
+        cur = cur - c.w_lat_F * (lat.sum(axis=1, keepdims=True) - lat)
+        x = decay(u, c.leak_exc) << shift
         x = np.where(ref <= 0, x + cur, x)
         x = round_back(x, base_e if stochastic else None, t)
         ref -= 1
-        over = ((x << (fG - fv)) + vr_G) - thr_G
+        over = ((x << (c.fG - c.fv)) + c.vr_G) - thr_G
         cross = over > 0
         s = _one_spike(cross, over) if net.one_spike else cross
         ref = np.where(cross, refr, ref)
-        u = np.where(cross, k_reset, x)
+        u = np.where(cross, c.k_reset, x)
         counts += s
         if net.baseline:
             si = si_new

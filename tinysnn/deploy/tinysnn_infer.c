@@ -1,0 +1,290 @@
+/* tinysnn_infer.c: portable C99 reference inference of an exported tinysnn model.
+ *
+ * Include the generated model.h (tinysnn-search export --format c, tinysnn train --export DIR
+ * --format c) in the same folder. No malloc: every buffer is sized by the header. A qWN model
+ * (TINYSNN_VMEM_FIXED 1) runs on integers alone; FP32 and qW models keep V_mem in float32 as the
+ * simulator does (compile in ISO C mode, e.g. -std=c99, so that float expressions are not fused).
+ * Both compute exactly what tinysnn's numpy runner computes (docs/deploy.md).
+ *
+ *   void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[TINYSNN_N]);
+ *       train: TINYSNN_T x TINYSNN_N_INPUT bytes, 1 where input i fires at step t (row t);
+ *       sample_seed: keys stochastic rounding (only a stochastic qWN model reads it).
+ *   int tinysnn_predict(const int32_t counts[TINYSNN_N]);  class, or -1 when no voter fired
+ *
+ * With -DTINYSNN_MAIN a main() reads "B" then B samples ("seed" and T x n_in bytes, binary)
+ * from stdin and prints "prediction count_0 ... count_{N-1}" per sample.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "model.h"
+
+#define N TINYSNN_N
+#define N_IN TINYSNN_N_INPUT
+
+/* code number `index` of `bits` bits, big-endian bit order (tinysnn.deploy.packing) */
+static int64_t code_at(const uint8_t *packed, int64_t index, int bits, int is_signed) {
+    uint64_t v = 0;
+    int64_t bit = index * (int64_t)bits;
+    int k;
+    for (k = 0; k < bits; ++k, ++bit) v = (v << 1) | (uint64_t)((packed[bit >> 3] >> (7 - (bit & 7))) & 1u);
+    if (is_signed && bits < 64 && ((v >> (bits - 1)) & 1u)) return (int64_t)v - ((int64_t)1 << bits);
+    return (int64_t)v;
+}
+
+#if !TINYSNN_VMEM_FIXED
+static float float_at(const uint8_t *packed, int64_t index) {
+    uint32_t pattern = (uint32_t)code_at(packed, index, 32, 0);
+    float f;
+    memcpy(&f, &pattern, sizeof f);
+    return f;
+}
+#endif
+
+#if TINYSNN_VMEM_FIXED && TINYSNN_ROUNDING == 3
+/* tinysnn.streams: murmur3's 64-bit finalizer and the keyed draws of stochastic rounding */
+static uint64_t fmix64(uint64_t z) {
+    z ^= z >> 33;
+    z *= UINT64_C(0xFF51AFD7ED558CCD);
+    z ^= z >> 33;
+    z *= UINT64_C(0xC4CEB9FE1A85EC53);
+    return z ^ (z >> 33);
+}
+#define GOLDEN UINT64_C(0x9E3779B97F4A7C15)
+static uint64_t stream_base(int64_t sample_seed, int64_t net_seed, int64_t param) {
+    return fmix64((uint64_t)sample_seed * UINT64_C(0x2545F4914F6CDD1D) + (uint64_t)net_seed * UINT64_C(0x5851F42D4C957F2D) +
+                  (uint64_t)param * UINT64_C(0x14057B7EF767814F));
+}
+static uint64_t step_key(uint64_t base, int64_t step) { return fmix64(base + (uint64_t)(step + 1) * GOLDEN); }
+static int64_t uniform_bits(uint64_t key, int64_t index) {
+    return (int64_t)((fmix64(key + (uint64_t)index * GOLDEN) >> 40) & UINT64_C(0xFFFFFF));
+}
+#define STREAM_BASE(seed, param) stream_base(seed, TINYSNN_SEED, param)
+#define STEP_KEY(base, t) step_key(base, t)
+#else
+#define STREAM_BASE(seed, param) ((void)(seed), (uint64_t)0)
+#define STEP_KEY(base, t) ((void)(base), (uint64_t)0)
+#endif
+
+#if TINYSNN_VMEM_FIXED
+static int64_t floor_shift(int64_t x, int s) { /* floor(x / 2^s), without relying on >> of negatives */
+    int64_t d = (int64_t)1 << s;
+    return x >= 0 ? x / d : -((-x + d - 1) / d);
+}
+static int64_t decay_toward_zero(int64_t u, int64_t leak) {
+    int64_t mag = u < 0 ? -u : u;
+    int64_t step = (mag * leak) >> 24; /* mag >= 0 */
+    return u > 0 ? u - step : u + step;
+}
+static int64_t round_back(int64_t x, uint64_t key, int64_t j) {
+#if TINYSNN_SHIFT > 0
+    int64_t k = floor_shift(x, TINYSNN_SHIFT);
+    int64_t rem = x - k * ((int64_t)1 << TINYSNN_SHIFT);
+    (void)rem; /* truncation needs no remainder */
+#if TINYSNN_ROUNDING == 2
+    if (rem >= ((int64_t)1 << (TINYSNN_SHIFT - 1))) k += 1;
+#elif TINYSNN_ROUNDING == 3
+    if (uniform_bits(key, j) * ((int64_t)1 << TINYSNN_SHIFT) < rem * ((int64_t)1 << 24)) k += 1;
+#endif
+    x = k;
+#endif
+    (void)key;
+    (void)j;
+    return x < TINYSNN_VMEM_LO ? TINYSNN_VMEM_LO : (x > TINYSNN_VMEM_HI ? TINYSNN_VMEM_HI : x);
+}
+#define SCALE(x, s) ((x) * ((int64_t)1 << (s))) /* left shift without undefined behaviour */
+#endif
+
+void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
+    static uint8_t s[N], cross[N];
+    static int32_t ref[N];
+#if TINYSNN_BASELINE
+    static uint8_t si[N], si_new[N];
+    static int32_t refi[N];
+#endif
+#if TINYSNN_VMEM_FIXED
+    static int64_t u[N], cur[N], over[N];
+    uint64_t base_e = STREAM_BASE(sample_seed, 4);
+#if TINYSNN_BASELINE
+    static int64_t ui[N];
+    uint64_t base_i = STREAM_BASE(sample_seed, 5);
+#endif
+#else
+    static float v[N], cur[N], over[N];
+#if TINYSNN_BASELINE
+    static float vi[N];
+#endif
+#if TINYSNN_W_FIXED
+    static int64_t acc[N];
+#else
+    static double acc[N];
+#endif
+#endif
+    int64_t t, i, j;
+    (void)sample_seed;
+    for (j = 0; j < N; ++j) {
+        s[j] = 0;
+        ref[j] = 0;
+        counts[j] = 0;
+#if TINYSNN_VMEM_FIXED
+        u[j] = 0;
+#else
+        v[j] = TINYSNN_VR;
+#endif
+#if TINYSNN_BASELINE
+        si[j] = 0;
+        refi[j] = 0;
+#if TINYSNN_VMEM_FIXED
+        ui[j] = TINYSNN_INH_REST;
+#else
+        vi[j] = TINYSNN_VR_I;
+#endif
+#endif
+    }
+    for (t = 0; t < TINYSNN_T; ++t) {
+        const uint8_t *row = train + t * N_IN;
+        int64_t nlat = 0, best = -1;
+        const uint8_t *lat;
+#if TINYSNN_VMEM_FIXED
+        uint64_t key_e = STEP_KEY(base_e, t);
+        for (j = 0; j < N; ++j) cur[j] = 0;
+        for (i = 0; i < N_IN; ++i)
+            if (row[i])
+                for (j = 0; j < N; ++j) cur[j] += code_at(tinysnn_weights, i * N + j, TINYSNN_W_BITS, 0);
+        for (j = 0; j < N; ++j) cur[j] = SCALE(cur[j], TINYSNN_F - TINYSNN_W_FRAC);
+#if TINYSNN_BASELINE
+        uint64_t key_i = STEP_KEY(base_i, t);
+        for (j = 0; j < N; ++j) {
+            int64_t x = SCALE(decay_toward_zero(ui[j] - TINYSNN_INH_REST, TINYSNN_LEAK_INH) + TINYSNN_INH_REST, TINYSNN_SHIFT);
+            if (refi[j] <= 0) x += TINYSNN_W_EI_F * s[j];
+            x = round_back(x, key_i, j);
+            refi[j] -= 1;
+            si_new[j] = SCALE(x + TINYSNN_VR_V, TINYSNN_G - TINYSNN_FV) > TINYSNN_VTH_I_G;
+            if (si_new[j]) {
+                refi[j] = TINYSNN_REFR_I;
+                x = TINYSNN_K_RESET_I;
+            }
+            ui[j] = x;
+        }
+        lat = si;
+#else
+        lat = s;
+#endif
+        for (j = 0; j < N; ++j) nlat += lat[j];
+        for (j = 0; j < N; ++j) cur[j] -= TINYSNN_W_LAT_F * (nlat - lat[j]);
+        for (j = 0; j < N; ++j) {
+            int64_t x = SCALE(decay_toward_zero(u[j], TINYSNN_LEAK_EXC), TINYSNN_SHIFT);
+            if (ref[j] <= 0) x += cur[j];
+            x = round_back(x, key_e, j);
+            ref[j] -= 1;
+            over[j] = SCALE(x, TINYSNN_G - TINYSNN_FV) + TINYSNN_VR_G -
+                      SCALE(code_at(tinysnn_vth, j, TINYSNN_VTH_BITS, 1), TINYSNN_G - TINYSNN_VTH_FRAC);
+            cross[j] = over[j] > 0;
+            if (cross[j]) {
+                ref[j] = TINYSNN_REFR;
+                x = TINYSNN_K_RESET;
+            }
+            u[j] = x;
+        }
+#else /* V_mem in float32, as the simulator */
+        for (j = 0; j < N; ++j) acc[j] = 0;
+        for (i = 0; i < N_IN; ++i)
+            if (row[i])
+                for (j = 0; j < N; ++j)
+#if TINYSNN_W_FIXED
+                    acc[j] += code_at(tinysnn_weights, i * N + j, TINYSNN_W_BITS, 0);
+        for (j = 0; j < N; ++j) cur[j] = (float)((double)acc[j] * TINYSNN_W_SCALE);
+#else
+                    acc[j] += (double)float_at(tinysnn_weights, i * N + j);
+        for (j = 0; j < N; ++j) cur[j] = (float)acc[j];
+#endif
+#if TINYSNN_BASELINE
+        for (j = 0; j < N; ++j) {
+            float x = TINYSNN_VR_I + (vi[j] - TINYSNN_VR_I) * TINYSNN_DEC_I;
+            if (refi[j] <= 0) x = x + TINYSNN_W_EI * (s[j] ? 1.0f : 0.0f);
+            refi[j] -= 1;
+            si_new[j] = x > TINYSNN_VTH_I;
+            if (si_new[j]) {
+                refi[j] = TINYSNN_REFR_I;
+                x = TINYSNN_VRES_I;
+            }
+            vi[j] = x;
+        }
+        lat = si;
+#else
+        lat = s;
+#endif
+        for (j = 0; j < N; ++j) nlat += lat[j];
+        for (j = 0; j < N; ++j) cur[j] = cur[j] - TINYSNN_W_LAT * (float)(nlat - lat[j]);
+        for (j = 0; j < N; ++j) {
+            float x = TINYSNN_VR + (v[j] - TINYSNN_VR) * TINYSNN_DEC;
+            float thr = float_at(tinysnn_vth, j);
+            if (ref[j] <= 0) x = x + cur[j];
+            ref[j] -= 1;
+            cross[j] = x > thr;
+            over[j] = x - thr;
+            if (cross[j]) {
+                ref[j] = TINYSNN_REFR;
+                x = TINYSNN_VRES;
+            }
+            v[j] = x;
+        }
+#endif
+        for (j = 0; j < N; ++j) {
+#if TINYSNN_ONE_SPIKE
+            if (cross[j] && (best < 0 || over[j] > over[best])) best = j;
+            s[j] = 0;
+#else
+            s[j] = cross[j];
+            counts[j] += s[j];
+            (void)over[j]; /* only the one-spike rule compares overshoots */
+#endif
+        }
+        if (best >= 0) {
+            s[best] = 1;
+            counts[best] += 1;
+        }
+#if TINYSNN_BASELINE
+        for (j = 0; j < N; ++j) si[j] = si_new[j];
+#endif
+    }
+}
+
+int tinysnn_predict(const int32_t counts[N]) {
+    float score[TINYSNN_CLASSES], best_score = 0.0f;
+    int32_t sum[TINYSNN_CLASSES], members[TINYSNN_CLASSES];
+    int c, j, best = 0;
+    for (c = 0; c < TINYSNN_CLASSES; ++c) sum[c] = members[c] = 0;
+    for (j = 0; j < N; ++j)
+        if (tinysnn_labels[j] >= 0) {
+            sum[tinysnn_labels[j]] += counts[j];
+            members[tinysnn_labels[j]] += 1;
+        }
+    for (c = 0; c < TINYSNN_CLASSES; ++c) {
+        score[c] = (float)sum[c] / (float)(members[c] > 0 ? members[c] : 1);
+        if (c == 0 || score[c] > score[best]) best = c;
+    }
+    best_score = score[best];
+    return best_score > 0.0f ? best : -1;
+}
+
+#ifdef TINYSNN_MAIN
+#include <stdio.h>
+static uint8_t train_buffer[TINYSNN_T * N_IN];
+int main(void) {
+    int32_t counts[N];
+    int64_t b, samples, seed;
+    int j;
+    if (scanf("%lld", (long long *)&samples) != 1) return 1;
+    getchar();
+    for (b = 0; b < samples; ++b) {
+        if (fread(&seed, sizeof seed, 1, stdin) != 1) return 1;
+        if (fread(train_buffer, 1, sizeof train_buffer, stdin) != sizeof train_buffer) return 1;
+        tinysnn_run(train_buffer, seed, counts);
+        printf("%d", tinysnn_predict(counts));
+        for (j = 0; j < N; ++j) printf(" %d", counts[j]);
+        printf("\n");
+    }
+    return 0;
+}
+#endif

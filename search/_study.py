@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 
 from .errors import SpecError, StorageError
 from .objective import DIRECTIONS, METRIC_NAMES
+from .pack import artifact_ref
 from .spec import StudySpec
 
 __all__ = ["constraint_values", "make_sampler", "open_storage", "open_study", "optuna_version"]
@@ -214,7 +215,10 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         study.set_user_attr("spec_science", science)
         study.set_user_attr("spec_source", spec.source or "")
     study.set_user_attr("trials", spec.study.trials)
-    study.set_user_attr("artifact_dir", str(spec.study.artifact_dir.resolve() / "artifacts"))
+    # relative to the SQLite file: the same on every machine the study is unpacked on (search.pack)
+    study.set_user_attr(
+        "artifact_dir", artifact_ref(spec.study.storage_url, spec.study.artifact_dir / "artifacts")
+    )
     study.set_user_attr("energy_objective", spec.objectives.energy)
     if study.metric_names is None:
         with warnings.catch_warnings():

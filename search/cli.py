@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
                       ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
                       ("export", "write a trial's network as a deployable model folder"),
+                      ("pack", "write the study (SQLite copy + artifacts) into one file for another machine"),
                       ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
         s = sub.add_parser(name, help=hlp)
         s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
@@ -74,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
             s.add_argument("--format", default="model", choices=["model", "c", "nir"],
                            help="also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
+        if name == "pack":
+            s.add_argument("--out", required=True, help="the pack file to write (.tar.gz)")
+            s.add_argument(
+                "--checkpoints", action="store_true", help="also the checkpoints of unfinished trials"
+            )
+            s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
         if name == "select":
             s.add_argument("--sweep", nargs="*", type=_nonneg_float, default=None, metavar="MU",
                            help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
@@ -83,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--port", type=_pos_int, default=8080)
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
+    u = sub.add_parser("unpack", help="restore a packed study: DEST/<study>.db and DEST/<study>/artifacts")
+    u.add_argument("pack", help="a file written by tinysnn-search pack")
+    u.add_argument("--dest", default="runs", help="folder to restore into (default runs, as a spec expects)")
     return p
 
 
@@ -128,8 +138,10 @@ def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
     if name not in names:
         raise SearchError(f"no study {name!r} in {url} (it holds: {', '.join(names) or 'none'}): "
                           "run `tinysnn-search run SPEC.toml` first, or check --storage / --study")  # fmt: skip
+    from .pack import resolve_artifacts
+
     study = optuna.load_study(study_name=name, storage=storage)
-    return study, url, artifacts or study.user_attrs.get("artifact_dir")
+    return study, url, artifacts or resolve_artifacts(url, study.user_attrs.get("artifact_dir"))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -229,6 +241,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .pack import pack_study
+
+    study, url, artifacts = _load(args)
+    out = pack_study(url, study.study_name, args.artifacts or artifacts, Path(args.out), args.checkpoints)
+    print(f"wrote {out} ({out.stat().st_size} bytes): on the other machine, tinysnn-search unpack {out.name}")
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    from .pack import unpack_study
+
+    got = unpack_study(Path(args.pack), Path(args.dest))
+    print(f"restored study {got['study']!r}: storage {got['storage']}, artifacts {got['artifacts']}")
+    print(f"next: tinysnn-search select --storage {got['storage']}   |   tinysnn-search run SPEC.toml "
+          f"--storage {got['storage']} (resumes it)")  # fmt: skip
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .errors import SearchError
 
@@ -266,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
     commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "export": cmd_export,
-                "dashboard": cmd_dashboard}  # fmt: skip
+                "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

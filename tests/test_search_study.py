@@ -236,3 +236,38 @@ def test_dashboard_serves_the_study(tiny: Tuple[Path, Any, optuna.Study]) -> Non
     assert len(detail["trials"]) == len(study.trials)
     done = [t for t in detail["trials"] if t["state"] == "Complete"]
     assert all(len(t["artifacts"]) == 3 and t["constraints"] for t in done)
+
+
+def test_pack_unpack_moves_the_study_whole(
+    tiny: Tuple[Path, Any, optuna.Study], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    path, spec, study = tiny
+    pack = tmp_path / "machine-a" / "tiny.tar.gz"
+    assert main(["pack", str(path), "--out", str(pack), "--checkpoints"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    dest = tmp_path / "machine-b" / "runs"  # the second machine: nothing of machine A's paths
+    assert main(["unpack", str(pack), "--dest", str(dest)]) == 0
+    url = f"sqlite:///{dest / 'tiny.db'}"
+    assert "restored study 'tiny'" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        moved = optuna.load_study(study_name="tiny", storage=url)
+    assert moved.user_attrs["artifact_dir"] == "tiny/artifacts"  # relative to the database file
+    assert len(moved.get_trials(states=(TrialState.COMPLETE,))) == 4
+    best = select(moved, 0.2)[0].number
+    assert main(["export", "--storage", url, "--trial", str(best), "--out", str(tmp_path / "m")]) == 0
+    assert deploy.load_model(tmp_path / "m").meta["provenance"]["trial"] == best
+    # resume there: the spec's layout on machine B (storage and artifacts under DEST)
+    resumed = spec.replace(storage=url, trials=5, artifacts=str(dest / "tiny"))
+    report = run_study(resumed, progress=False, log=lambda s: None)
+    assert report.complete == 5 and len(report.told) == 1
+    # bad input: one line each, nothing written
+    assert main(["unpack", str(pack), "--dest", str(dest)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a pack at all")
+    assert main(["unpack", str(junk), "--dest", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a tinysnn study pack" in err[0] and not (tmp_path / "c").exists()
+    assert main(["pack", str(path), "--out", str(pack)]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -8,7 +8,7 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (SPEC.md section 2)
     scheme = ["ptq", "itq"]
     rounding = ["truncate", "nearest", "stochastic"]
-    normalization = "sum"                # ITQ column normalization: "sum" (default) or "plain"
+    normalization = "sum"                # ITQ column normalization: "sum" (default), "plain" or "settled"
 
     [space.bits.weights]                 # Qi.f of each quantized parameter
     int = 1
@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import EXCITATORY, ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.quant import MAX_TOTAL_BITS, PARAMS, QFormat, QuantSpec, integer_bits_for, min_frac_bits_for_step
+from tinysnn.quant import (
+    MAX_TOTAL_BITS,
+    PARAMS,
+    Normalization,
+    QFormat,
+    QuantSpec,
+    integer_bits_for,
+    min_frac_bits_for_step,
+)
 from tinysnn.train import itq_problem
 
 from ._domain import Domain, parse_domain
@@ -350,7 +358,7 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     rounding = parse_domain(space.get("rounding", "truncate"), "space.rounding", "rounding", "str",
                             ["truncate", "nearest", "stochastic"])  # fmt: skip
     normalization = parse_domain(space.get("normalization", "sum"), "space.normalization", "normalization",
-                                 "str", ["sum", "plain"])  # fmt: skip
+                                 "str", [n.value for n in Normalization])  # fmt: skip
     labels = [str(v) for v in quantize.all_values()]
     bits, shared = _parse_bits(space.get("bits", {}), labels)
     fixed_net = _parse_constants(network or {}, "network", NetworkConfig, _NETWORK_RESERVED)

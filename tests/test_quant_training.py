@@ -210,6 +210,59 @@ def test_plain_normalization_is_selectable_and_named() -> None:
         parse_quant_arg("weights=UQ0.8,norm=floor")
 
 
+def test_settled_columns_by_hand() -> None:
+    from tinysnn.learning import settled_columns
+
+    q = 0.25  # f = 2; four inputs, so the slack is n_in q = 1.0 around a total of 2.0
+    w = torch.tensor([[[0.5, 0.5, 0.25, 0.75], [0.5, 0.5, 0.25, 0.75], [0.25, 0.25, 0.25, 0.5],
+                       [0.25, 0.25, 0.0, 0.75]]])  # column sums 1.5, 1.5, 0.75, 2.75  # fmt: skip
+    total = torch.tensor([2.0])
+    fired = torch.tensor([[False, True, False, False]])
+
+    def rows(mode: int) -> torch.Tensor:
+        return torch.tensor([[1 / q, 0.0, 1 - q, float(mode)]])
+
+    # truncation: silent and total - 1 < sum <= total -> settled; fired, far below, or above -> not
+    assert settled_columns(w, total, fired, rows(1)).tolist() == [[True, False, False, False]]
+    # nearest: |sum - total| <= 0.5
+    assert settled_columns(w, total, fired, rows(2)).tolist() == [[True, False, False, False]]
+    w2 = w.clone()
+    w2[0, 3, 3] = 0.25  # column 3 sums to 2.25: within nearest's slack, above truncation's
+    assert settled_columns(w2, total, fired, rows(2)).tolist() == [[True, False, False, True]]
+    assert settled_columns(w2, total, fired, rows(1)).tolist() == [[True, False, False, False]]
+    # stochastic rounding and FP32 normalize every column
+    assert not settled_columns(w, total, fired, rows(3)).any()
+    assert not settled_columns(w, total, fired, rows(0)).any()
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_settled_rule_leaves_settled_silent_columns_alone(backend: str) -> None:
+    pop = _population("tinysnn", 2)
+    specs = [parse_quant_arg("weights=UQ0.6", rounding=m, scheme="itq", normalization="settled")
+             for m in ("truncate", "nearest")]  # fmt: skip
+    apply_quant_rows(pop, specs, training=True)
+    quantize_parameters(pop)
+    sim = Simulator(pop, ENC, seed=5, backend=backend)
+    imgs = _images(12, 50, seed=4)
+    left_alone = renormalized = 0
+    for k in range(12):
+        before = pop.weights.clone()
+        counts = sim.train_sample(imgs[k], k).reshape(2, -1)
+        sums = before.double().sum(dim=1)
+        for p, half in ((0, 1.0), (1, 0.5)):
+            slack = 50 * 2.0**-6
+            for j in range(pop.weights.shape[2]):
+                gap = sums[p, j].item() - 5.0
+                settled = (-slack < gap <= 0.0) if half == 1.0 else abs(gap) <= slack / 2
+                if int(counts[p, j]) == 0 and settled:
+                    assert torch.equal(pop.weights[p, :, j], before[p, :, j]), (k, p, j)
+                    left_alone += 1
+                elif abs(gap) > 1e-9 and int(counts[p, j]) == 0:
+                    assert not torch.equal(pop.weights[p, :, j], before[p, :, j]), (k, p, j)
+                    renormalized += 1
+    assert left_alone > 50 and renormalized > 0  # both branches ran (fresh columns are renormalized)
+
+
 # ---- decision 2: decays are decrements rounded toward zero -----------------------------------------
 
 

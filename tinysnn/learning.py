@@ -14,7 +14,11 @@ Every rule ends with clipping to [0, w_max]; column normalization (after every s
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+
+from .qformat import NEAREST, TRUNCATE
 
 
 def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:
@@ -98,14 +102,19 @@ def tinysnn_update(
     return torch.minimum(w.clamp_min(0.0), wm)
 
 
-def normalize(w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def normalize(
+    w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor, keep: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Scale each existing neuron's input column to sum ``total`` (zero columns stay zero).
 
+    ``keep`` (P, N) bool marks columns left as they are (see :func:`settled_columns`).
     The simulators clip to [0, w_max] right after, so every weight is in range at every step
     (BindsNET clips at the next learning step instead; the difference is that one step).
     """
     colsum = _column_sums(w)  # (P, 1, N)
     scale = (colsum > 0) & mask[:, None, :]
+    if keep is not None:
+        scale = scale & ~keep[:, None, :]
     factor = torch.where(
         scale, total[:, None, None] / colsum.to(w.dtype), torch.ones_like(colsum, dtype=w.dtype)
     )
@@ -167,12 +176,42 @@ def normalize_sum_preserving(
     return codes * inv
 
 
+def settled_columns(
+    w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """Columns the ``settled`` normalization rule leaves alone: (P, N) bool.
+
+    A decision of ours (``Normalization.SETTLED``): with quantized weights and a deterministic
+    rounding mode, a column whose neuron did not fire in the sample is not renormalized while its
+    sum lies within the rounding slack of ``total`` (truncation: ``total - n_in q < sum <= total``;
+    nearest: ``|sum - total| <= n_in q / 2``, q = 2^-f). Such a column is unchanged since it was last
+    normalized; in fixed point its sum is short of ``total`` by the rounding, the factor slightly
+    above 1, and truncating ``w * factor`` would raise only the weights large enough to gain a
+    step, every sample, for every silent neuron. Columns that learned, and columns off by more
+    than rounding explains (fresh weights), are normalized with the plain rule.
+
+    Args:
+        w: weights (P, n_in, N) on their grids.
+        total: (P,) column total.
+        fired: (P, N) bool, the neurons that fired in the sample.
+        rows: (P, 4) fixed-point rows of the weights [2^f, lo, hi, mode].
+    """
+    colsum = _column_sums(w)[:, 0, :].to(torch.float64 if w.device.type == "cpu" else torch.float32)
+    tot = total.to(colsum.dtype)[:, None]
+    slack = (w.shape[1] / rows[:, 0].to(colsum.dtype))[:, None]
+    mode = rows[:, 3][:, None]
+    trunc = (mode == TRUNCATE) & (colsum <= tot) & (colsum > tot - slack)
+    near = (mode == NEAREST) & ((colsum - tot).abs() <= slack / 2)
+    return (trunc | near) & ~fired
+
+
 __all__ = [
     "adaptive_factor",
     "normalize",
     "pair_depression",
     "pair_potentiation",
     "normalize_sum_preserving",
+    "settled_columns",
     "sl_stdp",
     "tinysnn_update",
     "trace_step",

@@ -34,9 +34,9 @@ LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th
 NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total", "one_spike")
 #: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
 QUANT_TARGETS = ("weights", "vmem", "vth")
-#: Per-network quantization settings stored as (P,) float32 tensors beside the rows: ``norm_plain``
-#: is 1 where ITQ normalization uses the plain rule (:class:`tinysnn.quant.Normalization`), else 0.
-QUANT_FIELDS = ("norm_plain",)
+#: Per-network quantization settings stored as (P,) float32 tensors beside the rows: ``norm_rule``
+#: is the code of the ITQ normalization rule (:attr:`tinysnn.quant.Normalization.code`; 0 = sum).
+QUANT_FIELDS = ("norm_rule",)
 
 
 @dataclass

@@ -58,11 +58,23 @@ class Normalization(str, enum.Enum):
     input index, never past the format's maximum or w_max), so the column keeps its total.
     ``plain``: the method's literal reading, the rounding mode applied to every scaled weight;
     truncation then takes a whole step from every small weight of every normalized column.
+    ``settled``: ``plain``, except that a column whose neuron did not fire and whose sum lies
+    within the rounding slack of the total is left alone (``tinysnn.learning.settled_columns``;
+    the rule of issue 5, kept because it measured best on Fashion-MNIST, docs/method.md).
     Stochastic rounding (unbiased) and FP32 weights are not affected by the choice.
     """
 
     SUM = "sum"
     PLAIN = "plain"
+    SETTLED = "settled"
+
+    @property
+    def code(self) -> int:
+        """The code the kernels read (``norm_rule``): 0 sum, 1 plain, 2 settled."""
+        return _NORMALIZATION_CODES[self.value]
+
+
+_NORMALIZATION_CODES = {"sum": 0, "plain": 1, "settled": 2}
 
 
 class Scheme(str, enum.Enum):

@@ -57,11 +57,11 @@ VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
 FP_COLUMNS = (
     "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
-    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike", "norm_plain",
+    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike", "norm_rule",
 )  # fmt: skip
 (
     C_THETA_PLUS, C_W_EI, C_W_IE, C_W_INH, C_W_MAX, C_NORM,
-    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE, C_NORM_PLAIN,
+    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE, C_NORM_RULE,
 ) = range(len(FP_COLUMNS))  # fmt: skip
 # columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
 (K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
@@ -446,12 +446,27 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         for j in range(n):
             cs = np.float32(csum[j])
             colsum[j] = total / cs if cs > zero else one
+        rule = fp[p, C_NORM_RULE]
+        if (qw[3] == 1 or qw[3] == 2) and rule == np.float32(2.0):
+            # settled rule: silent columns within the rounding slack of the total stay as they are
+            # (learning.settled_columns)
+            tot = np.float64(total)
+            slack = n_in / np.float64(qw[0])
+            for j in range(n):
+                if cnt[j] > 0:
+                    continue
+                if qw[3] == 1:
+                    settled = csum[j] <= tot and csum[j] > tot - slack
+                else:
+                    settled = abs(csum[j] - tot) <= slack / 2
+                if settled:
+                    colsum[j] = one
         if plain_w:
             for i in range(n_in):
                 row = W[p, i]
                 for j in range(n):
                     row[j] = min(max(row[j] * colsum[j], zero), wmax)
-        elif (qw[3] == 1 or qw[3] == 2) and fp[p, C_NORM_PLAIN] == zero:
+        elif (qw[3] == 1 or qw[3] == 2) and rule == zero:
             # sum-preserving rule; a column whose codes already sum to the target is its own
             # result (scaling by total / sum and flooring gives it back), so it is skipped
             target = np.int64(np.floor(np.float64(total) * np.float64(qw[0])))

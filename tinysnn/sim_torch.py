@@ -211,12 +211,17 @@ def run_window(
     if learn:
         theta = _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample)
         w_old = w
-        w = L.normalize(w, prm["norm_total"], pop.mask)
+        mode = qw.rows[:, 3] if qw is not None else None
+        deterministic = None if mode is None else (mode == TRUNCATE) | (mode == NEAREST)
+        keep = None
+        if deterministic is not None and bool((prm["norm_rule"] == 2).any()):
+            settled = L.settled_columns(w, prm["norm_total"], counts[:, 0, :] > 0, qw.rows)
+            keep = settled & (deterministic & (prm["norm_rule"] == 2))[:, None]
+        w = L.normalize(w, prm["norm_total"], pop.mask, keep)
         w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
         if qw is not None:
             w = _q(w, qw, bases[S.STREAM_W_NORM], T, synapse_idx)
-            mode = qw.rows[:, 3]
-            keeps_sum = ((mode == TRUNCATE) | (mode == NEAREST)) & (prm["norm_plain"] == 0)
+            keeps_sum = deterministic & (prm["norm_rule"] == 0)
             if bool(keeps_sum.any()):
                 summed = L.normalize_sum_preserving(w_old, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
                 w = torch.where(keeps_sum[:, None, None], summed, w)

@@ -26,7 +26,6 @@ from .network import Population
 from .ops import sample_op_counts
 from .quant import (
     PARAMS,
-    Normalization,
     QuantSpec,
     Scheme,
     population_rows,
@@ -126,8 +125,8 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
         problem = itq_problem(spec, float(pop.params["theta_plus"][k]))
         if problem:
             raise ValueError(f"network {k}: {problem}")
-    plain = [float(s.normalization is Normalization.PLAIN) for s in full]
-    pop.params["norm_plain"] = torch.tensor(plain, dtype=torch.float32, device=pop.device)
+    rules = [float(s.normalization.code) for s in full]
+    pop.params["norm_rule"] = torch.tensor(rules, dtype=torch.float32, device=pop.device)
     for param in PARAMS:
         rows = population_rows(use, param, pop.device).to(torch.float32)
         pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows

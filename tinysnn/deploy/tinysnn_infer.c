@@ -270,21 +270,28 @@ int tinysnn_predict(const int32_t counts[N]) {
 
 #ifdef TINYSNN_MAIN
 #include <stdio.h>
+#include <time.h>
 static uint8_t train_buffer[TINYSNN_T * N_IN];
-int main(void) {
+int main(void) { /* -DTINYSNN_TIMING: the seconds spent in tinysnn_run go to stderr */
     int32_t counts[N];
     int64_t b, samples, seed;
     int j;
+    clock_t busy = 0, t0;
     if (scanf("%lld", (long long *)&samples) != 1) return 1;
     getchar();
     for (b = 0; b < samples; ++b) {
         if (fread(&seed, sizeof seed, 1, stdin) != 1) return 1;
         if (fread(train_buffer, 1, sizeof train_buffer, stdin) != sizeof train_buffer) return 1;
+        t0 = clock();
         tinysnn_run(train_buffer, seed, counts);
+        busy += clock() - t0;
         printf("%d", tinysnn_predict(counts));
         for (j = 0; j < N; ++j) printf(" %d", counts[j]);
         printf("\n");
     }
+#ifdef TINYSNN_TIMING
+    fprintf(stderr, "seconds %.6f\n", (double)busy / CLOCKS_PER_SEC);
+#endif
     return 0;
 }
 #endif

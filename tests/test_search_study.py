@@ -257,6 +257,20 @@ def test_pack_unpack_moves_the_study_whole(
     best = select(moved, 0.2)[0].number
     assert main(["export", "--storage", url, "--trial", str(best), "--out", str(tmp_path / "m")]) == 0
     assert deploy.load_model(tmp_path / "m").meta["provenance"]["trial"] == best
+    # the dashboard there serves the trials' pictures from the unpacked artifacts
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import wsgi
+
+    app = wsgi(url, artifact_store=FileSystemArtifactStore(str(dest / "tiny" / "artifacts")))
+    (study_id,) = [x["study_id"] for x in _wsgi_get(app, "/api/studies")["study_summaries"]]
+    done = [t for t in _wsgi_get(app, f"/api/studies/{study_id}")["trials"] if t["state"] == "Complete"]
+    art = [a for a in done[0]["artifacts"] if a["filename"] == "weights.png"][0]
+    status = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/artifacts/{study_id}/{done[0]['trial_id']}/{art['artifact_id']}",
+               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""),
+               "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http"}  # fmt: skip
+    body = b"".join(app(environ, lambda st, h, *rest: status.append(st)))
+    assert status[0].startswith("200") and body[:8] == b"\x89PNG\r\n\x1a\n"
     # resume there: the spec's layout on machine B (storage and artifacts under DEST)
     resumed = spec.replace(storage=url, trials=5, artifacts=str(dest / "tiny"))
     report = run_study(resumed, progress=False, log=lambda s: None)

@@ -32,9 +32,10 @@ from tinysnn.train import run
 #: (label, quantization text or None for FP32); the weight format is filled in per dataset
 CONFIGS = [
     ("tinysnn FP32", None),
-    ("tinysnn qW 8b ITQ truncate", "rounding=truncate"),
-    ("tinysnn qW 8b ITQ truncate, plain normalization", "rounding=truncate,norm=plain"),
-    ("tinysnn qW 8b ITQ stochastic", "rounding=stochastic"),
+    ("tinysnn qW ITQ truncate", "rounding=truncate"),
+    ("tinysnn qW ITQ truncate, plain normalization", "rounding=truncate,norm=plain"),
+    ("tinysnn qW ITQ truncate, settled normalization", "rounding=truncate,norm=settled"),
+    ("tinysnn qW ITQ stochastic", "rounding=stochastic"),
 ]
 
 
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--neurons", type=int, default=None, help="default 400 (digits: 50)")
+    ap.add_argument("--weights", default=None, help="weight format (default UQ0.8; digits Q1.7)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     d = data.load(a.dataset, a.data_root)
@@ -57,11 +59,12 @@ def main() -> None:
             net = NetworkConfig(**{**net.__dict__, "n_neurons": a.neurons})
         learn, weights, assign = LearningConfig(**learn_kw), "weights=UQ0.8", d.train.take(10000)
     plan = [(label, q, s) for label, q in CONFIGS for s in a.seeds]
+    weights = f"weights={a.weights}" if a.weights else weights
     specs = [parse_quant_arg(f"{weights},{q}", scheme="itq") if q else None for _, q, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])
     t = time.time()
     res = run(pop, EncodingConfig(), d.train, d.test, assign=assign, quant=specs, progress=False)
-    print(f"{a.dataset}: seeds {a.seeds}, {time.time() - t:.0f} s")
+    print(f"{a.dataset}: weights {weights}, seeds {a.seeds}, {time.time() - t:.0f} s")
     rows = []
     for k, (label, _, seed) in enumerate(plan):
         n = res.networks[k]

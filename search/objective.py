@@ -214,23 +214,18 @@ def evaluate_population(
             save(total, population)
         energy_train += meter.stop().joules
         meter.start()
-        torch.manual_seed(rng_seed + 1)  # PTQ's stochastic rounding follows: same draws after a resume
 
     extra: Dict[str, Any] = {}
     if resume is not None and resume.sums is not None and "start_sums" in inspect.signature(run).parameters:
         extra["start_sums"] = resume.sums
     dt = spec.data
-    # tinysnn quantizes whole populations with the global torch RNG (stochastic rounding at the ITQ
-    # start and after training): seed it from the population so that a trial is reproducible.
-    rng_seed = (spec.study.seed * 1000003 + sum(m.seed for m in members)) % (2**62)
+    # Stochastic rounding draws from streams keyed by each network's own seed (tinysnn.streams), so a
+    # trial's result depends neither on the global RNG nor on the other trials of its population.
     meter.start()
     try:
-        cuda = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(rng_seed)
-            result = run(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=dt.epochs,
-                         seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
-                         start=start, on_sample=on_sample, after_train=after_train, **extra)  # fmt: skip
+        result = run(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=dt.epochs,
+                     seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
+                     start=start, on_sample=on_sample, after_train=after_train, **extra)  # fmt: skip
     finally:
         reading = meter.stop() if meter.running else None
     assert reading is not None

@@ -7,11 +7,16 @@ Input trains and stochastic rounding derive from (seed, sample index) in tinysnn
 state is needed: a resumed run gives the same weights and accuracy as an uninterrupted one.
 
 Written to ``<path>.tmp`` then moved over ``<path>`` with ``os.replace``, so a reader sees the old
-checkpoint or the new one, never half of one.
+checkpoint or the new one, never half of one. The file is a magic string, the SHA-256 of the
+payload and the payload (``torch.save``), so a changed byte is refused on load instead of being
+loaded into a trial (:func:`write_verified`, :func:`read_verified`; the trials' stored networks use
+the same container).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +26,63 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "VerifyError",
+    "load_checkpoint",
+    "read_verified",
+    "save_checkpoint",
+    "write_verified",
+]
 
 FORMAT = "tinysnn-search-checkpoint/1"
 _KEYS = ("format", "fingerprint", "trials", "params", "seeds", "next_sample", "total_samples", "spikes",
          "energy_train_j", "state", "sums")  # fmt: skip
+
+
+_MAGIC = b"tinysnn-verified1"
+
+
+class VerifyError(ValueError):
+    """A verified file is damaged, truncated or not one of ours; the message says which."""
+
+
+def write_verified(path: Union[str, Path], payload: Any) -> None:
+    """``torch.save`` ``payload`` behind a magic string and its SHA-256, atomically (temp file, fsync,
+    ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    blob = buf.getvalue()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(_MAGIC + hashlib.sha256(blob).digest() + blob)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_verified(path: Union[str, Path]) -> Any:
+    """Load a file of :func:`write_verified` after checking its magic string and checksum.
+
+    Raises:
+        VerifyError: for a file that is not one, is truncated, or whose bytes changed.
+    """
+    data = Path(path).read_bytes()
+    head = len(_MAGIC) + 32
+    if not data.startswith(_MAGIC):
+        raise VerifyError(
+            "not a checksummed tinysnn-search file (written by an older version, or another file)"
+        )
+    blob = data[head:]
+    if len(data) < head or hashlib.sha256(blob).digest() != data[len(_MAGIC) : head]:
+        raise VerifyError("checksum mismatch: the file was truncated or its bytes changed")
+    try:
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except TypeError:  # torch < 1.13 has no weights_only
+        return torch.load(io.BytesIO(blob), map_location="cpu")
 
 
 @dataclass
@@ -59,17 +116,10 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Union[str, Path], ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` atomically (temp file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``ckpt`` atomically and checksummed (:func:`write_verified`)."""
     payload = {"format": FORMAT}
     payload.update({k: getattr(ckpt, k) for k in _KEYS if k != "format"})
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_verified(path, payload)
 
 
 def _fix(path: Path) -> str:
@@ -90,10 +140,9 @@ def load_checkpoint(path: Union[str, Path], fingerprint: str) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(str(path))
     try:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except TypeError:  # torch < 1.13 has no weights_only
-            payload = torch.load(path, map_location="cpu")
+        payload = read_verified(path)
+    except VerifyError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}: {_fix(path)}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, pickle and zip errors
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}): {_fix(path)}"

@@ -33,14 +33,14 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     return trial
 
 
-def _load_network(path: Path) -> Dict[str, Any]:
-    import torch
+def _load_network(path: Path, number: int) -> Dict[str, Any]:
+    from ._checkpoint import read_verified
 
     try:
-        model = torch.load(str(path), map_location="cpu", weights_only=True)
+        model = read_verified(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
-        raise SearchError(f"{path} is not a readable tinysnn-search model ({type(exc).__name__}): "
-                          "the trial's artifact is damaged") from None  # fmt: skip
+        raise SearchError(f"trial {number}: its stored network is damaged ({exc}): pack the study again on the "
+                          "machine that trained it, or re-run the trial") from None  # fmt: skip
     if not isinstance(model, dict) or model.get("format") != "tinysnn-search-model/1":
         raise SearchError(f"{path} is not a tinysnn-search model file")
     return model
@@ -81,7 +81,7 @@ def export_trial(
         local = Path(tmp) / MODEL_ARTIFACT
         download_artifact(artifact_store=FileSystemArtifactStore(str(where)), file_path=str(local),
                           artifact_id=metas[0].artifact_id)  # fmt: skip
-        model = _load_network(local)
+        model = _load_network(local, number)
     net_kw = dict(model["network"])
     net_kw["exc"], net_kw["inh"] = LIFParams(**net_kw["exc"]), LIFParams(**net_kw["inh"])
     pop = build_population(NetworkConfig(**net_kw), LearningConfig(**model["learning"]), seeds=0)

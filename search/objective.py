@@ -37,7 +37,7 @@ from tinysnn.simulate import STREAM_TEST, Simulator
 from tinysnn.train import infer_counts, run
 
 from . import _energy as En
-from ._checkpoint import Checkpoint, save_checkpoint
+from ._checkpoint import Checkpoint, save_checkpoint, write_verified
 from ._images import confusion_image, weights_image, write_png
 from .errors import SpecError
 from .space import TrialConfig
@@ -359,5 +359,5 @@ def _write_files(
         "labels": labels,
         "state": pop.select(k).state_dict(),
     }
-    torch.save(model, files["model"])
+    write_verified(files["model"], model)  # checksummed: a damaged copy is refused by export
     return files

@@ -204,8 +204,18 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     assert load_checkpoint(path, "abc").next_sample == 5
     with pytest.raises(CheckpointError, match="another fingerprint"):
         load_checkpoint(path, "xyz")
-    path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(CheckpointError, match=r"corrupt or truncated.*delete"):
+    good = path.read_bytes()
+    for k in (100, len(good) // 2, len(good) - 5):  # one flipped byte anywhere is refused, never loaded
+        bad = bytearray(good)
+        bad[k] ^= 0x40
+        path.write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError, match=r"checksum mismatch.*delete .* to restart"):
+            load_checkpoint(path, "abc")
+    path.write_bytes(good[:40])
+    with pytest.raises(CheckpointError, match=r"delete"):
+        load_checkpoint(path, "abc")
+    torch.save({"format": "tinysnn-search-checkpoint/1"}, path)  # an unchecked file of an older version
+    with pytest.raises(CheckpointError, match="not a checksummed tinysnn-search file"):
         load_checkpoint(path, "abc")
 
 

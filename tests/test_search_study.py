@@ -206,6 +206,16 @@ def test_cli_export_writes_a_model_the_runner_reproduces(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"trial {trial.number}" in err[0] and "tinysnn-search pack" in err[0]
     assert not (tmp_path / "gone").exists()
+    damaged = tmp_path / "damaged"  # a copy of the artifacts with one byte of every file flipped
+    damaged.mkdir()
+    for f in Path(spec.study.artifact_dir / "artifacts").iterdir():
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (damaged / f.name).write_bytes(bytes(data))
+    assert main(args + ["--artifacts", str(damaged)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stored network is damaged" in err[0] and "checksum mismatch" in err[0]
+    assert not (tmp_path / "gone").exists()
 
 
 def _wsgi_get(app: Any, path: str) -> Dict[str, Any]:

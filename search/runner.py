@@ -32,6 +32,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FixedTrial, TrialState
 
+from tinysnn.network import check_memory
+
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._study import CONSTRAINTS_KEY, constraint_values, open_storage, open_study
@@ -98,6 +100,7 @@ def run_study(
     log = log or (_bar_safe if progress else _stderr)
     folder = spec.study.artifact_dir.resolve()
     ctx = load_context(spec, folder, progress)  # data first: a missing dataset creates nothing
+    check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons)  # before a study exists
     url = spec.study.storage_url
     study = open_study(spec, open_storage(url))
     storage = study._storage

@@ -33,15 +33,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from tinysnn.config import EXCITATORY, ConfigError, LearningConfig, NetworkConfig, Variant
+from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
 from tinysnn.quant import (
     MAX_TOTAL_BITS,
     PARAMS,
     Normalization,
     QFormat,
     QuantSpec,
-    integer_bits_for,
+    format_problem,
     min_frac_bits_for_step,
+    min_integer_bits,
+    must_hold,
 )
 from tinysnn.train import itq_problem
 
@@ -54,7 +56,6 @@ __all__ = [
     "Rejected",
     "SearchSpace",
     "TrialConfig",
-    "min_integer_bits",
     "parse_space",
 ]
 
@@ -70,30 +71,6 @@ _NETWORK_RESERVED = ("variant", "n_neurons", "n_input", "exc", "inh")
 
 class Rejected(Exception):
     """A sampled combination cannot be trained; ``str(exc)`` is the reason recorded on the trial."""
-
-
-def _must_hold(param: str) -> str:
-    """What a format of ``param`` must hold, in the words of the error messages."""
-    ex = EXCITATORY
-    if param == "vmem":
-        return f"V_mem - v_rest from 0 (rest) to {ex.v_th - ex.v_rest:g} mV (v_th)"
-    return f"v_th = {ex.v_th:g} mV"
-
-
-def min_integer_bits(param: str) -> int:
-    """Integer bits (sign included) a parameter needs to hold its resting values.
-
-    V_mem is stored as V_mem - v_rest and must hold rest, v_reset and v_th (0, 5 and 13 mV about
-    rest: 5 bits); V_th must hold v_th (-52 mV: 7 bits); the weights lie in [0, w_max] and may use
-    UQ0.f (values up to 1 - 2^-f).
-    """
-    ex = EXCITATORY
-    if param == "vmem":
-        lo = min(ex.v_rest, ex.v_reset) - ex.v_rest
-        return integer_bits_for(lo, max(ex.v_th, ex.v_reset) - ex.v_rest, signed=True)[0]
-    if param == "vth":
-        return integer_bits_for(ex.v_th, ex.v_th, signed=True)[0]
-    return 0
 
 
 @dataclass(frozen=True)
@@ -219,14 +196,11 @@ class SearchSpace:
 
 
 def _format_problem(param: str, i: int, f: int) -> str:
-    need = min_integer_bits(param)
     if f < 0:
         return f"{param}: {i} integer bits leave no fractional bits in {i + f} bits (f = {f})"
     if not 1 <= i + f <= MAX_TOTAL_BITS:
         return f"{param}: Q{i}.{f} has {i + f} bits; a format has 1 to {MAX_TOTAL_BITS}"
-    if i < need:
-        return f"{param}: Q{i}.{f} cannot hold {_must_hold(param)}; it needs at least {need} integer bits (sign included)"
-    return ""
+    return format_problem(param, QFormat(i, f, None))
 
 
 def _dataclass_keys(cls: Any) -> List[str]:
@@ -318,10 +292,15 @@ def _check_feasible(dom: BitsDomain, total: Optional[Domain]) -> None:
     ints = [i for i in dom.int_bits.numeric_values() if i >= need]
     if not ints:
         raise SpecError(
-            f"{dom.int_bits.path}: {dom.param} must hold {_must_hold(dom.param)} and needs at least {need} integer bits "
+            f"{dom.int_bits.path}: {dom.param} must hold {must_hold(dom.param)} and needs at least {need} integer bits "
             f"(sign included); the largest value here is {int(dom.int_bits.bounds()[1])}"
         )
     if dom.frac_bits is not None:
+        if max(ints) + int(dom.frac_bits.bounds()[1]) < 1:
+            raise SpecError(
+                f"space.bits.{dom.param}: every format here is Q{max(ints)}.{int(dom.frac_bits.bounds()[1])} "
+                "or smaller, which holds no bit: give int + frac >= 1"
+            )
         fmin = int(dom.frac_bits.bounds()[0])
         if min(ints) + fmin > MAX_TOTAL_BITS:
             raise SpecError(

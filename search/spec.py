@@ -272,9 +272,7 @@ def parse_spec(
             raise SpecError(f"data.{key} must be >= 1 (or left out for all samples), got {value}")
     _positive(data.validation, "data.validation", zero_ok=True)
     _positive(data.epochs, "data.epochs")
-    enc_table = raw.get("encoding", {})
-    if not isinstance(enc_table, dict):
-        raise SpecError("[encoding] must be a table")
+    enc_table = _section(raw, "encoding", EncodingConfig, {"time_steps": int, "dt": num, "max_rate": num})
     try:
         encoding = from_mapping(EncodingConfig, enc_table)
     except (ConfigError, TypeError) as exc:

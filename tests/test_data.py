@@ -63,6 +63,31 @@ def test_corrupt_idx_file_is_reported(tmp_path: Path) -> None:
         D.load("mnist", tmp_path)
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("cut10", "truncated inside its header"),
+    ("cut_body", "is truncated: header says"),
+    ("gz_cut", "cannot read"),
+    ("label255", "holds label 255"),
+])  # fmt: skip
+def test_damaged_idx_files_are_one_clear_error(tmp_path: Path, damage: str, message: str) -> None:
+    _fake_mnist(tmp_path, gz=damage == "gz_cut")
+    raw = tmp_path / "MNIST" / "raw"
+    if damage == "cut10":
+        img = raw / "train-images-idx3-ubyte"
+        img.write_bytes(img.read_bytes()[:10])
+    elif damage == "cut_body":
+        img = raw / "train-images-idx3-ubyte"
+        img.write_bytes(img.read_bytes()[:-100])
+    elif damage == "gz_cut":
+        gz = raw / "train-images-idx3-ubyte.gz"
+        gz.write_bytes(gz.read_bytes()[:-30])
+    else:
+        _write_idx(raw / "train-labels-idx1-ubyte", np.full(30, 255), False)
+    with pytest.raises(D.DatasetError, match=message) as err:
+        D.load("mnist", tmp_path)
+    assert "\n" not in str(err.value) and "download it again" in str(err.value)
+
+
 def test_digits_is_bundled_and_deterministic() -> None:
     a = D.load("digits")
     b = D.load("digits")

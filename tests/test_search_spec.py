@@ -110,6 +110,11 @@ def test_shipped_studies_load(path: Path) -> None:
         ({"network": {"one_spike": 1}}, "network.one_spike: expected true or false"),
         ({"network": {"w_inh": True}}, "network.w_inh: expected a number"),
         ({"space": {"normalization": "floor"}}, "space.normalization"),
+        ({"encoding": {"time_steps": "250"}}, "encoding.time_steps must be an integer"),
+        (
+            {"space": {"bits": {"weights": {"int": 0, "frac": 0}}}},
+            "space.bits.weights: every format here is Q0.0",
+        ),
         (
             {
                 "space": {
@@ -145,6 +150,14 @@ def test_fixed_flags_reach_the_network() -> None:
     spec = parse_spec(_raw(network={"one_spike": True, "w_inh": 240.0}))
     cfg = spec.space.suggest(FixedTrial({"n_neurons": 10, "quantize": "fp32"}), n_input=64)
     assert cfg.network.one_spike is True and cfg.network.w_inh == 240.0
+
+
+def test_a_population_larger_than_the_machine_is_refused_before_the_study(tmp_path: Path) -> None:
+    raw = _raw(space={"n_neurons": [100000000]},
+               study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip
+    with pytest.raises(ValueError, match=r"need [0-9.]+ GB of weights, the machine has [0-9.]+ GB"):
+        run_study(parse_spec(raw), progress=False)
+    assert not (tmp_path / "s.db").exists()
 
 
 def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:

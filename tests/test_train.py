@@ -73,3 +73,24 @@ def test_cli_rejects_zero_neurons_and_negative_counts(argv, capsys) -> None:
 def test_zero_neurons_in_config_is_rejected() -> None:
     with pytest.raises(ConfigError, match="n_neurons must be >= 1"):
         NetworkConfig(n_neurons=0)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--device", "tpu"], "unsupported device 'tpu'"),
+        (["--quant", "vmem=Q4.3"], "vmem: Q4.3 cannot hold V_mem - v_rest"),
+        (["--neurons", "100000000"], "GB of weights, the machine has"),
+        (["--scheme", "itq", "--quant", "weights=Q1.7,vth=Q8.4"], "theta+ = 0.05 mV"),
+    ],
+)
+def test_cli_bad_input_is_one_line(extra, message, capsys) -> None:
+    assert main(["train", "--dataset", "digits", "--no-progress"] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_cli_refuses_zero_training_samples(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "digits", "--train-samples", "0"])
+    assert exc.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err

@@ -51,10 +51,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="excitatory neurons; several values train a population of that many networks")  # fmt: skip
     p.add_argument("--population", type=positive_int, default=None,
                    help="train P networks with seeds seed..seed+P-1 in one run")  # fmt: skip
-    p.add_argument("--train-samples", type=_nonneg_int, default=None, help="training samples (default all)")
-    p.add_argument("--assign-samples", type=_nonneg_int, default=None,
+    p.add_argument("--train-samples", type=positive_int, default=None, help="training samples (default all)")
+    p.add_argument("--assign-samples", type=positive_int, default=None,
                    help="training samples used for label assignment (default: the training samples)")  # fmt: skip
-    p.add_argument("--test-samples", type=_nonneg_int, default=None, help="test samples (default all)")
+    p.add_argument("--test-samples", type=positive_int, default=None, help="test samples (default all)")
     p.add_argument("--validation", type=_nonneg_int, default=0,
                    help="carve N samples from the end of the training set and evaluate on them")  # fmt: skip
     p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training samples")
@@ -127,7 +127,7 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from . import data as D
     from .energy import make_meter
     from .network import build_population, resolve_device
-    from .quant import parse_quant_arg
+    from .quant import parse_quant_arg, spec_problem
     from .train import itq_problem, run
 
     export = getattr(args, "export", None)
@@ -142,9 +142,10 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
     )
     theta_plus = args.theta_plus if args.theta_plus is not None else NetworkConfig().theta_plus
-    problem = itq_problem(spec, theta_plus)
+    problem = spec_problem(spec) or itq_problem(spec, theta_plus)
     if problem:
         raise ConfigError(f"--quant: {problem}")
+    resolve_device(args.device)  # a bad device name, before any data is read
     splits = D.load(args.dataset, args.data_root, download=args.download, validation=args.validation)
     train = splits.train.take(args.train_samples)
     test = splits.validation if args.validation else splits.test

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
@@ -37,6 +38,7 @@ _FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 DIGITS_TEST_SIZE = 360
+N_CLASSES = 10  #: classes of every dataset here
 
 
 class DatasetError(FileNotFoundError):
@@ -205,6 +207,9 @@ def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) ->
         labels = read_idx(lbl_p)
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise DatasetError(f"{img_p} / {lbl_p}: inconsistent IDX shapes {images.shape} / {labels.shape}")
+        if labels.size and int(labels.max()) >= N_CLASSES:
+            raise DatasetError(f"{lbl_p} holds label {int(labels.max())}; {key} has classes 0..{N_CLASSES - 1}: "
+                               "the file is damaged, download it again (--download)")  # fmt: skip
         h, w = images.shape[1:]
         splits[split] = (images.reshape(len(images), h * w), labels.astype(np.int64), (int(h), int(w)))
     return splits
@@ -214,18 +219,21 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
     """Read an IDX file (gzipped or not) into a numpy array of uint8."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    fix = "download it again (--download) or copy the original file"
     try:
         with opener(path, "rb") as f:  # type: ignore[operator]
             data = f.read()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz ends in EOFError
+        raise DatasetError(f"cannot read {path} ({exc}): {fix}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number): {fix}")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path} is truncated inside its header: {fix}")
     dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DatasetError(f"{path} is truncated: header says {dims}, found {body.size} values")
+        raise DatasetError(f"{path} is truncated: header says {dims}, found {body.size} values: {fix}")
     return body.reshape(dims)
 
 

@@ -20,6 +20,8 @@ Topologies (SPEC.md §1):
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -203,6 +205,7 @@ def build_population(
         if (lc.tau_pre, lc.tau_post) != (learns[0].tau_pre, learns[0].tau_post):
             raise ConfigError("networks of one population must share the trace time constants")
     n_max = max(c.n_neurons for c in nets)
+    check_memory(p, first.n_input, n_max)
     dev = torch.device(device)
     w = torch.zeros((p, first.n_input, n_max), dtype=torch.float32)
     for k, (c, s) in enumerate(zip(nets, seed_list)):
@@ -278,10 +281,35 @@ def constants(pop: Population, enc: EncodingConfig) -> Constants:
     )
 
 
+def population_bytes(n_networks: int, n_input: int, n_neurons: int) -> int:
+    """Bytes a population's weights take (float32, P x n_input x N): the bulk of its memory."""
+    return 4 * int(n_networks) * int(n_input) * int(n_neurons)
+
+
+def check_memory(n_networks: int, n_input: int, n_neurons: int) -> None:
+    """Refuse, before allocating, a population whose weights alone need more than the machine has.
+
+    Raises:
+        ConfigError: "needs N GB, the machine has M GB", with the fix.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: nothing to check against
+        return
+    need = population_bytes(n_networks, n_input, n_neurons)
+    if need > total:
+        raise ConfigError(
+            f"{n_networks} network(s) of {n_neurons} neurons x {n_input} inputs need {need / 1e9:.1f} GB of "
+            f"weights, the machine has {total / 1e9:.1f} GB: use fewer neurons or a smaller population"
+        )
+
+
 def resolve_device(device: Optional[Union[str, torch.device]]) -> torch.device:
     """``cpu``, ``cuda`` or ``auto``; a clear error where CUDA is asked for but absent."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise ConfigError(f"unsupported device {str(device)!r}: use cpu, cuda, cuda:N or auto")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU: use --device cpu")
@@ -290,4 +318,12 @@ def resolve_device(device: Optional[Union[str, torch.device]]) -> torch.device:
     return dev
 
 
-__all__ = ["Constants", "Population", "build_population", "constants", "resolve_device"]
+__all__ = [
+    "Constants",
+    "Population",
+    "build_population",
+    "check_memory",
+    "constants",
+    "population_bytes",
+    "resolve_device",
+]

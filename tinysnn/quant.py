@@ -49,11 +49,15 @@ from .qformat import (
     rounding_code,
 )
 from .ranges import (
+    format_problem,
     formats_for_total_bits,
     integer_bits_for,
     min_frac_bits_for_step,
+    min_integer_bits,
+    must_hold,
     range_of,
     ranges_per_network,
+    spec_problem,
     vth_increment_problem,
 )
 from .rounding import (
@@ -83,9 +87,12 @@ __all__ = [
     "Scheme",
     "format_text",
     "decay_toward_zero",
+    "format_problem",
     "formats_for_total_bits",
     "integer_bits_for",
     "min_frac_bits_for_step",
+    "min_integer_bits",
+    "must_hold",
     "parse_format",
     "parse_quant_arg",
     "population_qparams",
@@ -97,6 +104,7 @@ __all__ = [
     "range_of",
     "ranges_per_network",
     "rounding_code",
+    "spec_problem",
     "to_codes",
     "vth_increment_problem",
 ]

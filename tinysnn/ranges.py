@@ -7,7 +7,8 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .qformat import MAX_TOTAL_BITS, PARAM_SIGNED, QFormat
+from .config import EXCITATORY
+from .qformat import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, QFormat, QuantSpec
 
 
 def _bits_below(m: float) -> int:
@@ -82,6 +83,49 @@ def ranges_per_network(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """(min, max) over all but dim 0: ``(P,)`` tensors, one range per network of the population."""
     flat = x.detach().reshape(x.shape[0], -1)
     return flat.amin(dim=1), flat.amax(dim=1)
+
+
+def must_hold(param: str) -> str:
+    """What a format of ``param`` must hold, in the words of the error messages."""
+    ex = EXCITATORY
+    if param == "vmem":
+        return f"V_mem - v_rest from 0 (rest) to {ex.v_th - ex.v_rest:g} mV (v_th)"
+    return f"v_th = {ex.v_th:g} mV"
+
+
+def min_integer_bits(param: str) -> int:
+    """Integer bits (sign included) a parameter needs to hold its resting values.
+
+    V_mem is stored as V_mem - v_rest and must hold rest, v_reset and v_th (0, 5 and 13 mV about
+    rest: 5 bits); V_th must hold v_th (-52 mV: 7 bits); the weights lie in [0, w_max] and may use
+    UQ0.f (values up to 1 - 2^-f).
+    """
+    ex = EXCITATORY
+    if param == "vmem":
+        lo = min(ex.v_rest, ex.v_reset) - ex.v_rest
+        return integer_bits_for(lo, max(ex.v_th, ex.v_reset) - ex.v_rest, signed=True)[0]
+    if param == "vth":
+        return integer_bits_for(ex.v_th, ex.v_th, signed=True)[0]
+    return 0
+
+
+def format_problem(param: str, fmt: QFormat) -> str:
+    """Why ``fmt`` cannot hold ``param``'s resting values, or "" (one rule for train and search)."""
+    need = min_integer_bits(param)
+    if fmt.int_bits < need:
+        return (f"{param}: {fmt} cannot hold {must_hold(param)}; it needs at least {need} integer bits "
+                "(sign included)")  # fmt: skip
+    return ""
+
+
+def spec_problem(spec: QuantSpec) -> str:
+    """The first reason a spec's formats cannot hold their parameters' resting values, or ""."""
+    for param in PARAMS:
+        fmt = spec.format_of(param)
+        problem = format_problem(param, fmt) if fmt is not None else ""
+        if problem:
+            return problem
+    return ""
 
 
 def min_frac_bits_for_step(step: float) -> int:

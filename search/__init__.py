@@ -12,12 +12,27 @@ The core (``tinysnn``) never imports this package. Public API::
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import CheckpointError, SearchError, SpecError, StorageError
-from .objective import METRIC_NAMES
-from .runner import RunReport, run_study
-from .select import DEFAULT_MUS, Candidate, mu_sweep, pareto_front, rank, reward, select
-from .space import Rejected, SearchSpace, TrialConfig
-from .spec import StudySpec, load_spec, parse_spec
+from .select import DEFAULT_MUS, Candidate, mu_sweep, pareto_front, rank, reward, select  # optuna only
+
+# The rest is imported on first use (module __getattr__), so that `tinysnn-search status`, `select`
+# and every error path answer without importing torch.
+_LAZY = {
+    "METRIC_NAMES": "objective", "RunReport": "runner", "run_study": "runner", "Rejected": "space",
+    "SearchSpace": "space",
+    "TrialConfig": "space", "StudySpec": "spec", "load_spec": "spec", "parse_spec": "spec",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MUS",

@@ -142,7 +142,7 @@ def load_checkpoint(path: Union[str, Path], fingerprint: str) -> Checkpoint:
     try:
         payload = read_verified(path)
     except VerifyError as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}: {_fix(path)}") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}): {_fix(path)}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, pickle and zip errors
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}): {_fix(path)}"

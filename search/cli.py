@@ -125,8 +125,14 @@ def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
 
     from ._study import open_storage
     from .errors import SearchError
+    from .pack import sqlite_path
 
     url, name, artifacts = _locate(args)
+    db = sqlite_path(url)
+    if db is not None and not db.is_file():  # a reading command never creates a database
+        raise SearchError(
+            f"no study database at {db}: check --storage, or run `tinysnn-search run SPEC.toml` first"
+        )
     storage = open_storage(url)
     names = optuna.get_all_study_names(storage)
     if name is None:

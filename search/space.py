@@ -41,11 +41,11 @@ from tinysnn.quant import (
     QFormat,
     QuantSpec,
     format_problem,
+    itq_problem,
     min_frac_bits_for_step,
     min_integer_bits,
     must_hold,
 )
-from tinysnn.train import itq_problem
 
 from ._domain import Domain, parse_domain
 from .errors import SpecError

@@ -127,8 +127,8 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from . import data as D
     from .energy import make_meter
     from .network import build_population, resolve_device
-    from .quant import parse_quant_arg, spec_problem
-    from .train import itq_problem, run
+    from .quant import itq_problem, parse_quant_arg, spec_problem
+    from .train import run
 
     export = getattr(args, "export", None)
     if export and Path(export).exists() and any(Path(export).iterdir()):

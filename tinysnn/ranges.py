@@ -155,6 +155,17 @@ def vth_increment_problem(fmt: QFormat, theta_plus: float) -> str:
     )
 
 
+def itq_problem(spec: Optional[QuantSpec], theta_plus: float) -> str:
+    """Why ``spec`` cannot train in-training quantized with this threshold increment, or "".
+
+    An ITQ V_th format must hold theta+ (:func:`vth_increment_problem`); PTQ quantizes a trained
+    threshold once and never adds theta+ on the grid.
+    """
+    if spec is None or spec.scheme.value != "itq" or spec.vth is None:
+        return ""
+    return vth_increment_problem(spec.vth, theta_plus)
+
+
 def formats_for_total_bits(
     total_bits: Union[int, Mapping[str, int]],
     ranges: Mapping[str, Tuple[float, float]],

@@ -28,9 +28,9 @@ from .quant import (
     PARAMS,
     QuantSpec,
     Scheme,
+    itq_problem,
     population_rows,
     quantize_rows,
-    vth_increment_problem,
 )
 from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
 from .streams import mix_seed
@@ -130,17 +130,6 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
     for param in PARAMS:
         rows = population_rows(use, param, pop.device).to(torch.float32)
         pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
-
-
-def itq_problem(spec: Optional[QuantSpec], theta_plus: float) -> str:
-    """Why ``spec`` cannot train in-training quantized with this threshold increment, or "".
-
-    An ITQ V_th format must hold theta+ (:func:`tinysnn.quant.vth_increment_problem`); PTQ
-    quantizes a trained threshold once and never adds theta+ on the grid.
-    """
-    if spec is None or spec.scheme is not Scheme.ITQ or spec.vth is None:
-        return ""
-    return vth_increment_problem(spec.vth, theta_plus)
 
 
 def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
@@ -459,7 +448,6 @@ __all__ = [
     "RunResult",
     "apply_quant_rows",
     "infer_counts",
-    "itq_problem",
     "quantize_parameters",
     "run",
     "train_population",

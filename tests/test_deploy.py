@@ -161,10 +161,15 @@ def test_export_refuses_an_occupied_folder_and_off_grid_values(trained, tmp_path
     assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m-*"))
 
 
-def test_runner_refuses_trains_of_the_wrong_shape(trained) -> None:
+def test_runner_refuses_trains_and_images_that_do_not_fit(trained) -> None:
     model = deploy.load_model(trained["tinysnn"]["folders"][0])
     with pytest.raises(deploy.ModelError, match=r"expected \(B, 100, 64\)"):
         deploy.run_trains(model, np.zeros((2, 100, 784), bool))
+    rng = np.random.default_rng(0)
+    with pytest.raises(deploy.ModelError, match=r"expected \(B, 64\)"):
+        deploy.encode(np.zeros((2, 28, 28), np.uint8), model, rng)
+    with pytest.raises(deploy.ModelError, match="intensities in 0..255"):
+        deploy.encode(np.full((2, 64), 300.0), model, rng)
 
 
 def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -147,7 +147,17 @@ def encode(images: np.ndarray, model: Model, rng: np.random.Generator) -> np.nda
     """Poisson spike trains (B, T, n_in) bool: p = pixel / 255 x max_rate x dt / 1000 per step.
 
     The same distribution as the simulator's encoders (not the same draws).
+
+    Raises:
+        ModelError: for images that are not (B, n_input) intensities in 0..255.
     """
+    images = np.asarray(images)
+    if images.ndim != 2 or images.shape[1] != model.n_input:
+        raise ModelError(
+            f"images of shape {images.shape} do not fit the model: expected (B, {model.n_input})"
+        )
+    if images.size and (images.dtype.kind not in "uif" or images.min() < 0 or images.max() > 255):
+        raise ModelError("images must be pixel intensities in 0..255 (uint8), as the model was trained on")
     enc = model.meta["encoding"]
     p = images.astype(np.float32) * np.float32(float(enc["max_rate"]) * float(enc["dt"]) / 1000.0 / 255.0)
     T = int(enc["time_steps"])

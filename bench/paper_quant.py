@@ -6,7 +6,7 @@ Per dataset:
 1. diehl_cook FP32 (the reference of the memory saving and of the accuracy claim) and tinysnn
    FP32 are trained once each.
 2. Integer bits per parameter come from the tinysnn FP32 run's observed ranges (range analysis,
-   SPEC.md §2). V_mem is stored as V_mem - v_rest (tinysnn.train.vmem_rows_about_rest), so its
+   docs/method.md §2). V_mem is stored as V_mem - v_rest (tinysnn.train.vmem_rows_about_rest), so its
    range is taken about rest; its lower bound is max(observed min, v_rest - w_inh): deeper
    inhibition saturates there, which keeps the neuron just as silent (our decision; the observed
    minimum under direct inhibition can be below -1000 mV and would eat every bit).

@@ -1,6 +1,6 @@
 """Throughput benchmark: training and inference samples/s of diehl_cook and tinysnn, against BindsNET.
 
-Protocol (SPEC.md §1): 250 steps of dt = 1 ms, 128 Hz for a full pixel, state reset between
+Protocol (docs/method.md §1): 250 steps of dt = 1 ms, 128 Hz for a full pixel, state reset between
 samples. For every configuration (variant x neurons x population size P x device) a fresh child
 process (this script with ``--worker``) builds P networks with ``build_population`` and times
 

@@ -1,4 +1,4 @@
-"""Energy figures of a trial: the op-count model and the meter's share (SPEC.md section 4).
+"""Energy figures of a trial: the op-count model and the meter's share (docs/method.md §4).
 
 * op-count: joules per sample from ``tinysnn.energy.op_energy_joules`` at the network's bit widths.
   tinysnn's training loop reports it per network (``NetworkResult.op_energy_*``) where it does; where

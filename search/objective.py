@@ -1,10 +1,10 @@
 """Trials -> (accuracy, memory_norm, energy): train a population of trials, quantize, evaluate, score.
 
-The three objectives (DESIGN.md, "Objectives"), in this order, named with ``study.set_metric_names``:
+The three objectives, in this order, named with ``study.set_metric_names``:
 
 * ``accuracy`` (maximize): all-activity accuracy of the quantized network on the test split (or the
   validation split when ``data.validation > 0``), in [0, 1].
-* ``memory_norm`` (minimize): M / M_0, SPEC.md Eq. 4, in the spec's convention (compact by default);
+* ``memory_norm`` (minimize): M / M_0, Eq. 4 (docs/method.md §3), in the spec's convention (compact by default);
   M_0 is the FP32 reference network (the Diehl & Cook baseline at the largest size searched).
 * ``energy`` (minimize): joules per inference sample. ``objectives.energy = "opcount"`` (default) uses
   the op-count model at the trial's bit widths; ``"meter"`` measures each network alone on

@@ -1,4 +1,4 @@
-"""Pick one model from the Pareto front with the reward of SPEC.md section 3 (Eq. 3).
+"""Pick one model from the Pareto front with the reward of docs/method.md §3 (Eq. 3).
 
     R = acc - mu * M_norm  [ - nu * E_norm ]
 
@@ -25,7 +25,7 @@ from .errors import SearchError
 __all__ = ["DEFAULT_MUS", "Candidate", "mu_sweep", "pareto_front", "rank", "reward", "select"]
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
-"""The mu values SPEC.md section 3 sweeps."""
+"""The mu values docs/method.md §3 sweeps."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Candidate:
 def reward(
     accuracy: float, memory_norm: float, mu: float, energy_norm: float = 0.0, nu: float = 0.0
 ) -> float:
-    """R = accuracy - mu * memory_norm - nu * energy_norm (SPEC.md Eq. 3, plus the optional energy term).
+    """R = accuracy - mu * memory_norm - nu * energy_norm (Eq. 3, docs/method.md §3, plus the optional energy term).
 
     Example:
         >>> reward(0.9, 0.25, mu=0.2)
@@ -104,7 +104,7 @@ def select(study: optuna.Study, mu: float, nu: float = 0.0) -> Tuple[Candidate, 
 def mu_sweep(
     study: optuna.Study, mus: Sequence[float] = DEFAULT_MUS, nu: float = 0.0
 ) -> List[Tuple[float, Candidate]]:
-    """The selected trial for each mu (SPEC.md section 3: mu in {0, 0.05, 0.1, 0.2, 0.5, 1})."""
+    """The selected trial for each mu (docs/method.md §3: mu in {0, 0.05, 0.1, 0.2, 0.5, 1})."""
     front = pareto_front(study)
     if not front:
         select(study, 0.0)  # raises the explanatory error

@@ -5,7 +5,7 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     [space]
     variant = "tinysnn"                  # or a list: ["tinysnn", "diehl_cook", "sl_stdp"]
     n_neurons = [100, 400, 900]          # or { low = 100, high = 900, step = 100 }
-    quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (SPEC.md section 2)
+    quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (docs/method.md §2)
     scheme = ["ptq", "itq"]
     rounding = ["truncate", "nearest", "stochastic"]
     normalization = "sum"                # ITQ column normalization: "sum" (default), "plain" or "settled"
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 QUANT_LABELS = ("fp32", "qW", "qWN")
-"""``fp32``: nothing quantized; ``qW``: the weights; ``qWN``: weights, V_mem and V_th (SPEC.md section 2)."""
+"""``fp32``: nothing quantized; ``qW``: the weights; ``qWN``: weights, V_mem and V_th (docs/method.md §2)."""
 _QUANTIZED = {"fp32": (), "qW": ("weights",), "qWN": PARAMS}
 _SPACE_KEYS = ("variant", "n_neurons", "quantize", "scheme", "rounding", "normalization", "bits", "learning",
                "network")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Tests of tinysnn.memory: Eq. 4 (SPEC.md section 3) by hand, and real packing of integer codes."""
+"""Tests of tinysnn.memory: Eq. 4 (docs/method.md §3) by hand, and real packing of integer codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of tinysnn.quant: formats, rounding, saturation, populations, range analysis (SPEC.md section 2)."""
+"""Tests of tinysnn.quant: formats, rounding, saturation, populations, range analysis (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The tinySNN mechanisms (SPEC.md §1): direct lateral inhibition, timestep-based adaptive
+"""The tinySNN mechanisms (docs/method.md §1): direct lateral inhibition, timestep-based adaptive
 potentiation (Eq. 1, Eq. 2), and the SL-STDP baseline's sign (APPROXIMATE baseline)."""
 
 from __future__ import annotations

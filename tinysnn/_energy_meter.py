@@ -6,7 +6,7 @@ either a cumulative energy counter (NVML's total-energy counter, RAPL) or a powe
 :class:`PowerIntegrator` integrates in a background thread (Jetson INA3221 rails, NVML power on
 GPUs older than Volta).
 
-Idle subtraction (SPEC.md section 4, "subtract idle power where measured"): before its first run
+Idle subtraction (docs/method.md §4, "subtract idle power where measured"): before its first run
 a meter measures the mean power P_idle of a quiet window of ``idle_seconds``, and reports
 
     joules = max(0, raw_joules - P_idle * seconds),

@@ -1,6 +1,6 @@
 """A hardware-independent energy model: operation counts x energy per operation at a bit width.
 
-SPEC.md section 4: beside the measured joules, "an op-count model (synaptic operations and
+docs/method.md §4: beside the measured joules, "an op-count model (synaptic operations and
 memory accesses x energy per op at a given bit width) gives a hardware-independent figure in
 which bit width matters, as it does on a fixed-point chip". On a GPU an 8-bit network simulated
 with fake quantization costs what an FP32 one does; on a fixed-point chip it does not.
@@ -103,7 +103,7 @@ class OpEnergyCosts:
         adds_per_neuron_update: Adds (or compares) per LIF step: v - v_rest, + v_rest, the
             threshold test; the input current is counted in the synaptic ops (our op mix).
         mults_per_neuron_update: Multiplies per LIF step: the leak factor (our op mix).
-        adds_per_weight_update: Adds per weight update: w_max - w and w + dw (SPEC.md Eq. 2).
+        adds_per_weight_update: Adds per weight update: w_max - w and w + dw (Eq. 2, docs/method.md §1).
         mults_per_weight_update: Multiplies per weight update: eta x_pre and x (w_max - w).
     """
 

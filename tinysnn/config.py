@@ -1,6 +1,6 @@
 """Configuration of the SNN core: frozen dataclasses with units and the paper's symbols.
 
-Defaults follow SPEC.md §1 (BindsNET's Diehl & Cook example: dt = 1 ms, 250 ms presentation,
+Defaults follow docs/method.md §1 (BindsNET's Diehl & Cook example: dt = 1 ms, 250 ms presentation,
 128 Hz maximum input rate). Every field can be set by keyword, so any search tool can set it.
 """
 
@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LIFParams:
-    """Current-based leaky integrate-and-fire neuron (SPEC.md §1).
+    """Current-based leaky integrate-and-fire neuron (docs/method.md §1).
 
     v <- v_rest + (v - v_rest) exp(-dt/tau) + input; spike when v > v_th + theta;
     then v <- v_reset and the neuron ignores input for ``refractory`` ms.
@@ -63,7 +63,7 @@ INHIBITORY = LIFParams(v_rest=-60.0, v_reset=-45.0, v_th=-40.0, tau=10.0, refrac
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Topology and neuron parameters of one network (SPEC.md §1)."""
+    """Topology and neuron parameters of one network (docs/method.md §1)."""
 
     variant: Variant = Variant.TINYSNN
     n_neurons: int = 100
@@ -93,7 +93,7 @@ class NetworkConfig:
     every neuron that crosses its threshold is reset, becomes refractory and raises theta, but
     only one emits a spike (drives inhibition, learning and the counts). BindsNET picks it at
     random; we pick the largest overshoot v - threshold (lowest index on ties), so both of our
-    backends agree. Not in SPEC.md; off by default."""
+    backends agree. Not in the method; off by default (docs/method.md §1)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", Variant.parse(self.variant))
@@ -109,7 +109,7 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class LearningConfig:
-    """Learning-rule constants for all variants (SPEC.md §1)."""
+    """Learning-rule constants for all variants (docs/method.md §1)."""
 
     tau_pre: float = 20.0
     """Presynaptic trace time constant, ms."""
@@ -143,7 +143,7 @@ class LearningConfig:
 
 @dataclass(frozen=True)
 class EncodingConfig:
-    """Poisson rate coding of a presentation window (SPEC.md §1)."""
+    """Poisson rate coding of a presentation window (docs/method.md §1)."""
 
     time_steps: int = 250
     """Presentation length T in steps of dt."""

@@ -1,4 +1,4 @@
-"""Poisson rate coding (SPEC.md §1).
+"""Poisson rate coding (docs/method.md §1).
 
 A pixel of intensity ``x`` in 0..255 fires in each step of ``dt`` ms with probability
 ``p = x / 255 * max_rate * dt / 1000`` (a Bernoulli approximation of a Poisson process of rate

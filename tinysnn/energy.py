@@ -1,6 +1,6 @@
 """Energy: measured joules with the best meter the machine has, and an op-count model.
 
-SPEC.md section 4. The paper measures energy as simulation time x operational power on an RTX
+docs/method.md §4. The paper measures energy as simulation time x operational power on an RTX
 2080 Ti and a Jetson Nano. We read joules from a meter, subtract the idle power, and record the
 meter used:
 

@@ -1,4 +1,4 @@
-"""Label assignment and voting (Diehl & Cook 2015; SPEC.md §1).
+"""Label assignment and voting (Diehl & Cook 2015; docs/method.md §1).
 
 After training, with learning off, training samples are presented; each neuron is assigned the
 class for which its mean spike count is highest. A neuron that never fired during assignment

@@ -1,4 +1,4 @@
-"""STDP rules as pure functions of tensors (SPEC.md §1).
+"""STDP rules as pure functions of tensors (docs/method.md §1).
 
 Shapes: weights ``W (P, n_in, N)``; presynaptic trace ``x_pre (n_in,)`` (the input trains are
 shared by the population); postsynaptic trace ``x_post (P, N)``; spikes ``s_in (n_in,)`` and
@@ -58,7 +58,7 @@ def sl_stdp(
     x_th: torch.Tensor,
     w_max: torch.Tensor,
 ) -> torch.Tensor:
-    """SL-STDP (Srinivasan et al. 2017) as we read it — an APPROXIMATE baseline (SPEC.md §1).
+    """SL-STDP (Srinivasan et al. 2017) as we read it — an APPROXIMATE baseline (docs/method.md §1).
 
     Weights change only on a postsynaptic spike of neuron j: synapses whose presynaptic trace is
     above x_th potentiate, w += eta_p (w_max - w); the others depress, w -= eta_d w.

@@ -1,4 +1,4 @@
-"""The memory model of SPEC.md section 3, Eq. 4, and the real size of packed integer codes.
+"""The memory model of docs/method.md §3, Eq. 4, and the real size of packed integer codes.
 
 Eq. 4 (tinySNN paper)::
 
@@ -21,7 +21,7 @@ What is a "stored value" is a convention; two are given (:class:`Convention`):
   are :attr:`BitWidths.fixed_weights` bits, 32 unless stated: they are not the learned weights, and
   w_inh (about 120) would not fit the weights' format anyway.
 
-SPEC.md's scale numbers ("Diehl & Cook FP32, dense storage: N100 0.39 MB, N400 2.53 MB,
+The method's scale numbers ("Diehl & Cook FP32, dense storage: N100 0.39 MB, N400 2.53 MB,
 N4900 207 MB", decimal MB) are M_w of ``as_simulated`` alone, (784 N + 2 N^2) x 32 bits:
 393,600 / 2,534,400 / 207,446,400 bytes. The full M adds the neuron terms, 3 N x 32 bits (+0.2 % at
 N = 400, which would print as 2.54 MB): :attr:`MemoryBreakdown.weight_bytes` reproduces the scale.
@@ -164,7 +164,7 @@ class MemoryBreakdown:
 
     @property
     def megabytes(self) -> float:
-        """M in decimal megabytes (10^6 bytes), as SPEC.md quotes sizes."""
+        """M in decimal megabytes (10^6 bytes), as the method quotes sizes."""
         return self.bytes / 1e6
 
     @property
@@ -218,7 +218,7 @@ def memory_breakdown(
     widths: Optional[Union[BitWidths, QuantSpec]] = None,
     convention: Union[Convention, str] = Convention.COMPACT,
 ) -> MemoryBreakdown:
-    """The stored parameters of a network and their bits, Eq. 4 (SPEC.md section 3).
+    """The stored parameters of a network and their bits, Eq. 4 (docs/method.md §3).
 
     Args:
         variant: ``"diehl_cook"``, ``"sl_stdp"`` (same topology) or ``"tinysnn"`` (or an enum of them).
@@ -296,12 +296,12 @@ def reference_memory(
     convention: Union[Convention, str] = Convention.COMPACT,
     variant: str = "diehl_cook",
 ) -> MemoryBreakdown:
-    """M_0: the FP32 reference network, by default the Diehl & Cook baseline (SPEC.md section 3)."""
+    """M_0: the FP32 reference network, by default the Diehl & Cook baseline (docs/method.md §3)."""
     return memory_breakdown(variant, n_neurons, n_input, BitWidths(), convention)
 
 
 def memory_norm(model: Union[MemoryBreakdown, int], reference: Union[MemoryBreakdown, int]) -> float:
-    """M_norm = M_q / M_0 (SPEC.md section 3), from breakdowns or bit counts.
+    """M_norm = M_q / M_0 (docs/method.md §3), from breakdowns or bit counts.
 
     Raises:
         ValueError: if the two breakdowns use different conventions.

@@ -1,4 +1,4 @@
-"""A population of P spiking networks simulated together (DESIGN.md, "The shape of the data").
+"""A population of P spiking networks simulated together.
 
 All P networks share the variant, the input size and the LIF constants; each has its own size
 (masking pads smaller networks to the largest N), seed, learning constants, inhibition strength,
@@ -6,9 +6,9 @@ normalization total and fixed-point formats, stored as ``(P,)`` tensors. One net
 
 Learned state that persists across samples: weights ``(P, n_in, N)`` and adaptive thresholds theta
 ``(P, N)``. The per-sample state (membrane potentials, refractory counters, traces) is reset at
-the start of every sample (SPEC.md §1) and lives inside the simulation kernels.
+the start of every sample (docs/method.md §1) and lives inside the simulation kernels.
 
-Topologies (SPEC.md §1):
+Topologies (docs/method.md §1):
 
 * ``diehl_cook`` / ``sl_stdp``: N excitatory and N inhibitory neurons; exc -> inh one-to-one
   (w_exc_inh), inh -> exc all-but-self (w_inh_exc). A spike of an excitatory neuron at step t

@@ -1,4 +1,4 @@
-"""Operation counts of a presentation, from the spikes that actually happened (SPEC.md §4).
+"""Operation counts of a presentation, from the spikes that actually happened (docs/method.md §4).
 
 Counted per network and sample, for the op-count energy model of :mod:`tinysnn.energy`:
 

@@ -1,4 +1,4 @@
-"""Fixed-point formats Qi.f, rounding modes and per-parameter quantization specs (SPEC.md section 2).
+"""Fixed-point formats Qi.f, rounding modes and per-parameter quantization specs (docs/method.md §2).
 
 The text forms, ranges and conventions are described in :mod:`tinysnn.quant`, which re-exports
 everything public here.
@@ -25,7 +25,7 @@ MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: ``(|u| 2^f leak) >> LEAK_BITS`` steps toward zero, ``leak = (1 - decay) 2^LEAK_BITS``
 #: (:func:`tinysnn.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
 LEAK_BITS = 24
-PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (SPEC.md section 2)
+PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (docs/method.md §2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
 #: [0, w_max]; V_mem (stored as V_mem - v_rest) and V_th are in mV and may be negative.
 PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
@@ -35,7 +35,7 @@ _FORMAT_RE = re.compile(r"^([US]?)Q(-?\d+)\.(-?\d+)$", re.IGNORECASE)
 
 
 class Rounding(str, enum.Enum):
-    """Rounding mode of a quantizer (SPEC.md section 2)."""
+    """Rounding mode of a quantizer (docs/method.md §2)."""
 
     TRUNCATE = "truncate"
     NEAREST = "nearest"
@@ -78,7 +78,7 @@ _NORMALIZATION_CODES = {"sum": 0, "plain": 1, "settled": 2}
 
 
 class Scheme(str, enum.Enum):
-    """When quantization is applied: after training (PTQ) or during it (ITQ), SPEC.md section 2."""
+    """When quantization is applied: after training (PTQ) or during it (ITQ), docs/method.md §2."""
 
     PTQ = "ptq"
     ITQ = "itq"
@@ -111,7 +111,7 @@ def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
 
 @dataclass(frozen=True)
 class QFormat:
-    """A fixed-point format Qi.f (SPEC.md section 2).
+    """A fixed-point format Qi.f (docs/method.md §2).
 
     Attributes:
         int_bits: i, integer bits, including the sign bit when signed.
@@ -257,7 +257,7 @@ class QParams(NamedTuple):
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """Per-parameter formats of one network, with its rounding mode and scheme (SPEC.md section 2).
+    """Per-parameter formats of one network, with its rounding mode and scheme (docs/method.md §2).
 
     Attributes:
         weights: format of the input synaptic weights (dimensionless, in [0, w_max]); None = fp32.

@@ -1,4 +1,4 @@
-"""Fixed-point formats Qi.f, rounding and saturation (SPEC.md section 2; Q-SpiNN as used by tinySNN).
+"""Fixed-point formats Qi.f, rounding and saturation (docs/method.md §2; Q-SpiNN as used by tinySNN).
 
 A value is stored as an integer code k in B = i + f bits and stands for k * 2^-f:
 
@@ -10,7 +10,7 @@ Text forms: ``Q1.7`` (signedness decided by the parameter: the synaptic weights 
 ``w`` lies in ``[0, w_max]``; the membrane potential V_mem and the threshold V_th, in mV, are signed),
 ``UQ0.8`` (unsigned), ``SQ9.7`` (signed) and ``fp32`` (no quantization, represented by ``None``).
 
-Rounding, with ``q = 2^-f`` (SPEC.md section 2), then saturation to ``[lo, hi]``:
+Rounding, with ``q = 2^-f`` (docs/method.md §2), then saturation to ``[lo, hi]``:
 
 * truncation: ``q floor(x/q)``
 * nearest:    ``q floor(x/q + 1/2)``, computed as ``q (floor(x/q) + [frac(x/q) >= 1/2])``, which is
@@ -23,7 +23,7 @@ Zero is always +0.0 (code 0). In float32 every result is exactly ``k 2^-f`` (a f
 ``|x/q| >= 2^24`` is already on the grid); for B > 24 only the bounds lo, hi may round to float32.
 
 PTQ (post-training) and ITQ (in-training) call the same :func:`quantize`; only the points in the
-training loop differ (SPEC.md section 2). Integer-bit analysis (:func:`integer_bits_for`) turns the
+training loop differ (docs/method.md §2). Integer-bit analysis (:func:`integer_bits_for`) turns the
 value range of an FP32 run into ``i``; the fractional bits are what is left of the precision B.
 """
 

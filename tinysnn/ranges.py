@@ -1,4 +1,4 @@
-"""Range analysis: integer bits from an FP32 run, fractional bits from the precision B (SPEC.md section 2)."""
+"""Range analysis: integer bits from an FP32 run, fractional bits from the precision B (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _bits_at_most(m: float) -> int:
 
 
 def integer_bits_for(lo: float, hi: float, signed: Optional[bool] = None) -> Tuple[int, bool]:
-    """Integer bits i (and signedness) for values in [lo, hi] (SPEC.md section 2).
+    """Integer bits i (and signedness) for values in [lo, hi] (docs/method.md §2).
 
     i is the fewest bits whose range holds [lo, hi] once f is large: unsigned ``hi < 2^i``; signed
     ``-2^(i-1) <= lo`` and ``hi < 2^(i-1)``. That is "the bits needed for max |x|, plus a sign bit if
@@ -171,7 +171,7 @@ def formats_for_total_bits(
     ranges: Mapping[str, Tuple[float, float]],
     min_frac_bits: Optional[Mapping[str, int]] = None,
 ) -> Dict[str, QFormat]:
-    """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (SPEC.md section 2).
+    """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (docs/method.md §2).
 
     i comes from the observed range (:func:`integer_bits_for`), with the signedness of
     :data:`PARAM_SIGNED` for known parameters (V_mem and V_th are always signed) and ``lo < 0``

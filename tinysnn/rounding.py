@@ -1,4 +1,4 @@
-"""Rounding and saturation of tensors and scalars to fixed-point grids (SPEC.md section 2).
+"""Rounding and saturation of tensors and scalars to fixed-point grids (docs/method.md §2).
 
 The kernels behind PTQ and ITQ, vectorized over a population (per-network formats and modes as
 ``(P,)`` tensors or ``(P, 4)`` rows); see :mod:`tinysnn.quant` for the conventions.
@@ -111,7 +111,7 @@ def quantize(
     any_stochastic: Optional[bool] = None,
     out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Round ``x`` to the grid 2^-f and saturate to [lo, hi] (SPEC.md section 2), for a population.
+    """Round ``x`` to the grid 2^-f and saturate to [lo, hi] (docs/method.md §2), for a population.
 
     ``x`` has shape ``(P, ...)``; ``frac_bits``, ``lo``, ``hi`` and ``mode`` are Python scalars or
     ``(P,)`` tensors (one entry per network, broadcast along dim 0), so one call quantizes P networks

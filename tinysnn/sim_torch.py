@@ -5,7 +5,7 @@ This is the readable definition of what a presentation window computes; the numb
 same input trains. On CUDA this path is the one used (dense products, no ``.item()`` or
 ``nonzero`` inside the time loop).
 
-One step t of the excitatory layer (SPEC.md §1), for every network p and sample b:
+One step t of the excitatory layer (docs/method.md §1), for every network p and sample b:
 
     v   <- v_rest + (v - v_rest) exp(-dt/tau)
     I   <- s_in(t) @ W  -  inhibition from spikes at t - 1

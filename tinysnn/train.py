@@ -1,7 +1,7 @@
 """Training and evaluation loops: online STDP over a sample stream, then label assignment and test.
 
 One run trains a whole population (P networks) on the same stream of samples; every network gets
-its own result. Quantization (SPEC.md §2) plugs in here:
+its own result. Quantization (docs/method.md §2) plugs in here:
 
 * ITQ: the networks' fixed-point rows are active during training (weights re-quantized after
   every update and normalization, V_mem every step, V_th after every change).
@@ -135,7 +135,7 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
 def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
     """Rows of a V_mem format read as V_mem - v_rest: the saturation bounds move by v_rest.
 
-    V_mem is stored relative to the excitatory resting potential (our decision, SPEC.md section 2
+    V_mem is stored relative to the excitatory resting potential (our decision, docs/method.md §2
     is silent): a neuron at rest holds 0, the threshold v_th - v_rest = 13 mV, and inhibition
     pushes it negative. With v_rest on the grid (any whole mV when f >= 0) the grid itself is the
     same as in absolute mV; only the range moves, so ``Q8.0`` holds -128..127 mV around rest

@@ -202,6 +202,8 @@ def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: p
     # an occupied export folder is refused before any training; a broken model before any data
     assert main(args + ["--export", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["export", str(out), "--format", "c"]) == 0
+    assert (out / "model.h").is_file() and (out / "tinysnn_infer.c").is_file()
     (out / "payload.bin").write_bytes(b"")
     assert main(["infer", str(out), "--dataset", "digits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -257,6 +257,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Add the C or NIR form to an exported model folder (numpy only; nir needs the nir extra)."""
+    from .deploy import write_extra
+
+    written = write_extra(args.model, args.format)
+    print(f"wrote {', '.join(str(p) for p in written) or 'nothing (the folder is the model)'}")
+    return 0
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
     """Run an exported model with the numpy integer runner (no torch, numba or optuna)."""
     import time
@@ -327,6 +336,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
     tr.add_argument("--format", default="model", choices=["model", "c", "nir"],
                     help="with --export: also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
+    ex = sub.add_parser("export", help="add the C reference or a NIR graph to an exported model folder")
+    ex.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
+    ex.add_argument("--format", required=True, choices=["c", "nir"],
+                    help="c: model.h + tinysnn_infer.c; nir: model.nir (extra nir)")  # fmt: skip
     inf = sub.add_parser("infer", help="run an exported model with the numpy integer runner")
     inf.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
     inf.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits (its test split)")
@@ -344,7 +357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return cmd_infer(args) if args.command == "infer" else cmd_train(args)
+        return {"infer": cmd_infer, "export": cmd_export, "train": cmd_train}[args.command](args)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"tinysnn: error: {exc}", file=sys.stderr)
         return 2

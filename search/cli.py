@@ -173,8 +173,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra.append(f"{report.rejected} impossible combinations rejected before training (PRUNED)")
     if report.requeued:
         extra.append(f"re-queued trials {report.requeued} of stopped workers")
-    if report.running_elsewhere:
-        extra.append(f"{report.running_elsewhere} trials still running on other workers")
     for line in extra:
         print("  " + line)
     print("next: tinysnn-search select --mu 0.2   |   tinysnn-search dashboard")

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ from .spec import StudySpec
 
 __all__ = ["RunReport", "run_study"]
 
+_SURVIVOR_POLL_S = 5.0  # how often a worker whose budget is held by others checks on them
+
 
 @dataclass
 class RunReport:
@@ -57,7 +60,6 @@ class RunReport:
     told: List[int] = field(default_factory=list)
     rejected: int = 0
     requeued: List[int] = field(default_factory=list)
-    running_elsewhere: int = 0
 
 
 @dataclass
@@ -116,8 +118,13 @@ def run_study(
                 counts = _count(study)
                 remaining = spec.study.trials - counts[TrialState.COMPLETE] - counts[TrialState.RUNNING]
                 if remaining <= 0:
-                    report.running_elsewhere = counts[TrialState.RUNNING]
-                    break
+                    if counts[TrialState.RUNNING] == 0:
+                        break
+                    # other workers hold the rest of the budget: stay until they finish, and re-queue
+                    # (then run) the trials of any of them that dies meanwhile
+                    time.sleep(min(spec.study.heartbeat_s, _SURVIVOR_POLL_S))
+                    report.requeued += W.reap(study, storage, spec.study.stale_after_s, log)
+                    continue
                 held = _ask(study, spec, ctx, min(spec.study.population, remaining), beat, report, log)
                 _train_and_tell(study, spec, ctx, held, beat, store, report, bar, log)
     finally:

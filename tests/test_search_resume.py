@@ -139,3 +139,32 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     for t in complete:
         if "retry_of" not in t.user_attrs:
             assert reference[t.number].values == t.values
+
+
+def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path: Path) -> None:
+    # worker A hangs mid-trial (sample 100 of the first population); worker B trains the other two
+    # trials, then waits for A's instead of exiting; A is killed; B re-queues and finishes them.
+    (tmp_path / "spec.toml").write_text(SPEC.replace("seed = 3", "seed = 3\nheartbeat_s = 1"))
+    storage = f"sqlite:///{tmp_path}/runs/resume.db"
+    marker = tmp_path / "paused"
+    a = _cli(tmp_path, {"TINYSNN_SEARCH_TEST_PAUSE": f"2:{marker}"})
+    deadline = time.time() + 120
+    while not marker.exists() and a.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), a.communicate()[0] if a.poll() is not None else "worker A never paused"
+    b = _cli(tmp_path, {})
+    deadline = time.time() + 180
+    while time.time() < deadline and b.poll() is None:
+        if [t.state for t in _trials(storage)].count(TrialState.COMPLETE) == 2:
+            break
+        time.sleep(0.5)
+    assert b.poll() is None, "worker B exited while A's trials were still running: " + b.communicate()[0]
+    a.send_signal(signal.SIGKILL)
+    a.wait(timeout=30)
+    out = b.communicate(timeout=240)[0]
+    assert b.returncode == 0, out
+    after = _trials(storage)
+    states = [t.state for t in after]
+    assert states.count(TrialState.COMPLETE) == 4 and TrialState.RUNNING not in states  # the budget, exactly
+    retries = [t for t in after if t.state == TrialState.COMPLETE and "retry_of" in t.user_attrs]
+    assert len(retries) == 2 and all(r.user_attrs["resumed_from_sample"] == 100 for r in retries)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import re
+import time
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from tinysnn.streams import mix_seed
+
+from ._workers import identity
 from .errors import SpecError, StorageError
 from .objective import DIRECTIONS, METRIC_NAMES
 from .pack import artifact_ref
@@ -100,7 +106,7 @@ def open_storage(url: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            storage = optuna.storages.RDBStorage(url, **kwargs)
+            storage = _retry_first_start(lambda: optuna.storages.RDBStorage(url, **kwargs))
         if url.startswith("sqlite:"):
             _fast_sqlite(storage)
         return storage
@@ -112,6 +118,33 @@ def open_storage(url: str) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
                            "database server is running and reachable") from None  # fmt: skip
+
+
+#: What the database says when two workers create the same fresh storage or study at once: the
+#: loser of the race retries and then finds the winner's tables (SQLite, PostgreSQL).
+_FIRST_START_RACES = ("UNIQUE constraint failed", "UniqueViolation", "duplicate key value", "already exists",
+                      "database is locked")  # fmt: skip
+
+
+def _retry_first_start(make: Callable[[], Any], attempts: int = 8) -> Any:
+    """``make()``, retried after a short random pause when it loses a first-start race."""
+    for attempt in range(attempts):
+        try:
+            return make()
+        except Exception as exc:  # sqlalchemy IntegrityError / ProgrammingError / OperationalError
+            if attempt == attempts - 1 or not any(r in str(exc) for r in _FIRST_START_RACES):
+                raise
+            time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def worker_seed(study_seed: int, n_trials: int) -> int:
+    """The sampler seed of this worker: the study's seed, the trials already stored, and the worker
+    (host and pid), so that workers started together draw different trials (issue 15)."""
+    who = identity()
+    return mix_seed(
+        study_seed + 7919 * n_trials, int(who["pid"]), zlib.crc32(str(who["host"]).encode()) & 0xFFFF
+    )
 
 
 def constraint_values(spec: StudySpec, attrs: Dict[str, Any]) -> List[float]:
@@ -178,9 +211,9 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     """Create the spec's study, or load it when it exists (``load_if_exists``), and check it.
 
     A resumed study must come from the same spec (same data, space, objectives and seed); the
-    budget, population, device and sampler may change. The sampler is seeded with the spec's seed
-    plus the number of trials already in the study, so a resumed run does not replay the first
-    trials' random draws.
+    budget, population, device and sampler may change. The sampler is seeded from the spec's seed,
+    the number of trials already in the study and the worker (:func:`worker_seed`), so a resumed
+    run does not replay the first trials' random draws and workers started together differ.
 
     Raises:
         SpecError: if the study exists with other directions or from another spec.
@@ -190,9 +223,9 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS,
-                                        sampler=optuna.samplers.RandomSampler(seed=spec.study.seed),
-                                        load_if_exists=True)  # fmt: skip
+            study = _retry_first_start(lambda: optuna.create_study(
+                storage=storage, study_name=name, directions=DIRECTIONS,
+                sampler=optuna.samplers.RandomSampler(seed=spec.study.seed), load_if_exists=True))  # fmt: skip
     except Exception as exc:
         raise StorageError(f"cannot create or load study {name!r}: {exc}") from None
     dirs = [d.name.lower() for d in study.directions]
@@ -224,5 +257,5 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study.set_metric_names(METRIC_NAMES)
-    study.sampler = make_sampler(spec, spec.study.seed + 7919 * len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(spec, worker_seed(spec.study.seed, len(study.get_trials(deepcopy=False))))
     return study

@@ -151,6 +151,17 @@ def _bar(spec: StudySpec, study: optuna.Study, enabled: bool) -> Any:
                 unit="trial", dynamic_ncols=True)  # fmt: skip
 
 
+def _over_budget(study: optuna.Study, number: int, budget: int) -> bool:
+    """Whether trial ``number``, just asked, would pass the budget.
+
+    The COMPLETE trials and the RUNNING ones asked before it (lower numbers) are the claims on the
+    budget. Trial numbers are unique and increasing, so of workers that counted the same room and
+    asked at once, the later trials yield and the budget holds exactly.
+    """
+    live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    return sum(1 for t in live if t.state == TrialState.COMPLETE or t.number < number) >= budget
+
+
 def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat, report: RunReport,
          log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
@@ -160,6 +171,11 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
         while len(held) < n:
             trial = study.ask()
             beat.add([trial._trial_id])
+            if _over_budget(study, trial.number, spec.study.trials):
+                trial.set_user_attr("released", "over budget: workers asking at once; the others hold it")
+                study.tell(trial, state=TrialState.PRUNED)
+                beat.discard(trial._trial_id)
+                break
             try:
                 config = spec.space.suggest(trial, ctx.n_input)
             except Rejected as exc:

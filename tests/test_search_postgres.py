@@ -59,3 +59,55 @@ def test_tiny_study_on_postgres(tmp_path: Path) -> None:
         if name in optuna.get_all_study_names(storage):
             optuna.delete_study(study_name=name, storage=storage)
     assert name not in optuna.get_all_study_names(storage)
+
+
+def test_three_workers_on_postgres_hold_the_budget_without_duplicates(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    storage = _storage()
+    name = f"tinysnn-test-{uuid.uuid4().hex[:12]}"
+    spec = f"""
+[study]
+name = "{name}"
+trials = 5
+population = 2
+seed = 4
+storage = "{URL}"
+artifacts = "{tmp_path / "run"}"
+[data]
+dataset = "digits"
+train_samples = 100
+test_samples = 60
+[encoding]
+time_steps = 40
+[space]
+n_neurons = 8
+quantize = ["qW"]
+scheme = ["ptq", "itq"]
+rounding = ["truncate", "nearest", "stochastic"]
+[space.bits.weights]
+int = 1
+frac = {{ low = 2, high = 12 }}
+[checkpoint]
+every = 0
+"""
+    (tmp_path / "spec.toml").write_text(spec)
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(3)]  # fmt: skip
+    try:
+        outs = [w.communicate(timeout=300)[0] for w in workers]
+        assert [w.returncode for w in workers] == [0, 0, 0], outs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 5
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        params = [tuple(sorted(t.params.items())) for t in complete]
+        assert len(set(params)) == len(params)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)

@@ -168,3 +168,18 @@ def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path
     assert states.count(TrialState.COMPLETE) == 4 and TrialState.RUNNING not in states  # the budget, exactly
     retries = [t for t in after if t.state == TrialState.COMPLETE and "retry_of" in t.user_attrs]
     assert len(retries) == 2 and all(r.user_attrs["resumed_from_sample"] == 100 for r in retries)
+
+
+def test_three_workers_started_together_hold_the_budget_without_duplicates(tmp_path: Path) -> None:
+    # a budget that is not a multiple of the population, on a fresh storage that all three create at once
+    (tmp_path / "spec.toml").write_text(SPEC.replace("trials = 4", "trials = 5"))
+    storage = f"sqlite:///{tmp_path}/runs/resume.db"
+    workers = [_cli(tmp_path, {}) for _ in range(3)]
+    outs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outs
+    trials = _trials(storage)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 5  # exactly the budget
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no two trials train the same configuration

@@ -6,16 +6,12 @@ import random
 import re
 import time
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from tinysnn.streams import mix_seed
-
-from ._workers import identity
 from .errors import SpecError, StorageError
 from .objective import DIRECTIONS, METRIC_NAMES
 from .pack import artifact_ref
@@ -138,15 +134,6 @@ def _retry_first_start(make: Callable[[], Any], attempts: int = 8) -> Any:
     raise AssertionError("unreachable")
 
 
-def worker_seed(study_seed: int, n_trials: int) -> int:
-    """The sampler seed of this worker: the study's seed, the trials already stored, and the worker
-    (host and pid), so that workers started together draw different trials (issue 15)."""
-    who = identity()
-    return mix_seed(
-        study_seed + 7919 * n_trials, int(who["pid"]), zlib.crc32(str(who["host"]).encode()) & 0xFFFF
-    )
-
-
 def constraint_values(spec: StudySpec, attrs: Dict[str, Any]) -> List[float]:
     """Constraint values of a trial (feasible when all <= 0) from its user attributes."""
     c = spec.constraints
@@ -211,9 +198,10 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     """Create the spec's study, or load it when it exists (``load_if_exists``), and check it.
 
     A resumed study must come from the same spec (same data, space, objectives and seed); the
-    budget, population, device and sampler may change. The sampler is seeded from the spec's seed,
-    the number of trials already in the study and the worker (:func:`worker_seed`), so a resumed
-    run does not replay the first trials' random draws and workers started together differ.
+    budget, population, device and sampler may change. The sampler is seeded with the spec's seed
+    plus the number of trials already in the study, so a resumed run does not replay the first
+    trials' random draws (workers started together draw alike; the runner releases a trial that
+    repeats an earlier one and asks again).
 
     Raises:
         SpecError: if the study exists with other directions or from another spec.
@@ -257,5 +245,5 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study.set_metric_names(METRIC_NAMES)
-    study.sampler = make_sampler(spec, worker_seed(spec.study.seed, len(study.get_trials(deepcopy=False))))
+    study.sampler = make_sampler(spec, spec.study.seed + 7919 * len(study.get_trials(deepcopy=False)))
     return study

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "reap", "stale_reason"]
+__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "pid_alive", "reap", "stale_reason"]
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -45,7 +45,8 @@ def identity() -> Dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "ns": ns}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is alive (a zombie is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +76,7 @@ def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str
         pid = int(worker.get("pid", -1))
         if pid == me["pid"]:
             return None
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return f"its worker (pid {pid} on {worker['host']}) is gone"
     if age > stale_after_s:
         who = (

@@ -46,6 +46,8 @@ from .spec import StudySpec
 __all__ = ["RunReport", "run_study"]
 
 _SURVIVOR_POLL_S = 5.0  # how often a worker whose budget is held by others checks on them
+_MAX_DUPLICATES = 20  # consecutive duplicate draws after which the space counts as exhausted
+_LEFTOVER_AGE_S = 60.0  # a temporary checkpoint older than this belongs to a dead worker
 
 
 @dataclass
@@ -110,6 +112,7 @@ def run_study(
     report = RunReport(spec.study.name, url, str(folder), spec.study.trials)
     report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
     _collect_garbage(study, folder / "checkpoints")
+    _remove_dead_work_dirs(folder)
     bar = _bar(spec, study, progress)
     ctx.work_dir = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=folder))  # one per worker
     try:
@@ -162,11 +165,25 @@ def _over_budget(study: optuna.Study, number: int, budget: int) -> bool:
     return sum(1 for t in live if t.state == TrialState.COMPLETE or t.number < number) >= budget
 
 
+def _duplicate_of(study: optuna.Study, number: int, params: Dict[str, Any]) -> Optional[int]:
+    """A trial asked before ``number`` (lower number) that trains the same parameters, if any.
+
+    Workers started together may draw the same configuration; the later trial yields, as for the
+    budget, and its worker asks again.
+    """
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.number < number and t.params == params:
+            return t.number
+    return None
+
+
 def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat, report: RunReport,
          log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
     held: List[_Held] = []
     limit = 100 + 20 * spec.study.trials
+    duplicates = 0
     try:
         while len(held) < n:
             trial = study.ask()
@@ -187,6 +204,14 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
                 if report.rejected > limit:
                     raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
                                       "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
+                continue
+            fresh = "retry_of" not in trial.user_attrs and duplicates < _MAX_DUPLICATES
+            twin = _duplicate_of(study, trial.number, trial.params) if fresh else None
+            if twin is not None:
+                trial.set_user_attr("released", f"same configuration as trial {twin}")
+                study.tell(trial, state=TrialState.PRUNED)
+                beat.discard(trial._trial_id)
+                duplicates += 1  # the sampler's stream has moved on: the next ask draws anew
                 continue
             for key, value in config_attrs(config).items():
                 trial.set_user_attr(key, value)
@@ -327,3 +352,15 @@ def _collect_garbage(study: optuna.Study, folder: Path) -> None:
     for f in folder.glob("pop-*.pt"):
         if str(f) not in live:
             f.unlink(missing_ok=True)
+    now = time.time()
+    for f in folder.glob("pop-*.pt.tmp"):  # a checkpoint a killed worker was writing (a write takes ms)
+        if now - f.stat().st_mtime > _LEFTOVER_AGE_S:
+            f.unlink(missing_ok=True)
+
+
+def _remove_dead_work_dirs(folder: Path) -> None:
+    """Delete the ``tmp-<pid>-*`` work folders of workers on this machine that are gone (kill -9)."""
+    for d in folder.glob("tmp-*-*"):
+        pid = d.name.split("-")[1]
+        if d.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not W.pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)

@@ -123,6 +123,7 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
         assert r.params == dead.params and r.user_attrs["weight_seed"] == dead.user_attrs["weight_seed"]
         assert r.user_attrs["resumed_from_sample"] == 100
     assert not list((tmp_path / "runs" / "resume" / "checkpoints").glob("*.pt"))
+    assert not list((tmp_path / "runs" / "resume").glob("tmp-*"))  # the killed worker's folder is cleaned
 
     # The same study without the kill: the re-queued trials match the trials they replace.
     spec = load_spec(tmp_path / "spec.toml").replace(storage=f"sqlite:///{tmp_path}/ref.db",

@@ -149,12 +149,12 @@ def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path
     storage = f"sqlite:///{tmp_path}/runs/resume.db"
     marker = tmp_path / "paused"
     a = _cli(tmp_path, {"TINYSNN_SEARCH_TEST_PAUSE": f"2:{marker}"})
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while not marker.exists() and a.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert marker.exists(), a.communicate()[0] if a.poll() is not None else "worker A never paused"
     b = _cli(tmp_path, {})
-    deadline = time.time() + 180
+    deadline = time.time() + 300
     while time.time() < deadline and b.poll() is None:
         if [t.state for t in _trials(storage)].count(TrialState.COMPLETE) == 2:
             break

@@ -78,15 +78,21 @@ def _trials(storage: str) -> List[FrozenTrial]:
         return optuna.load_study(study_name="resume", storage=storage).get_trials()
 
 
-def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
-    (tmp_path / "spec.toml").write_text(SPEC)
-    storage = f"sqlite:///{tmp_path}/runs/resume.db"
-    marker = tmp_path / "paused"
-    proc = _cli(tmp_path, {"TINYSNN_SEARCH_TEST_PAUSE": f"6:{marker}"})
-    deadline = time.time() + 120
+def _paused_worker(tmp: Path, checkpoint: int) -> subprocess.Popen:
+    """A worker that hangs after its ``checkpoint``-th checkpoint, once it got there."""
+    marker = tmp / "paused"
+    proc = _cli(tmp, {"TINYSNN_SEARCH_TEST_PAUSE": f"{checkpoint}:{marker}"})
+    deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert marker.exists(), proc.communicate()[0] if proc.poll() is not None else "worker never paused"
+    return proc
+
+
+def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "spec.toml").write_text(SPEC)
+    storage = f"sqlite:///{tmp_path}/runs/resume.db"
+    proc = _paused_worker(tmp_path, 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
@@ -147,12 +153,7 @@ def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path
     # trials, then waits for A's instead of exiting; A is killed; B re-queues and finishes them.
     (tmp_path / "spec.toml").write_text(SPEC.replace("seed = 3", "seed = 3\nheartbeat_s = 1"))
     storage = f"sqlite:///{tmp_path}/runs/resume.db"
-    marker = tmp_path / "paused"
-    a = _cli(tmp_path, {"TINYSNN_SEARCH_TEST_PAUSE": f"2:{marker}"})
-    deadline = time.time() + 300
-    while not marker.exists() and a.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), a.communicate()[0] if a.poll() is not None else "worker A never paused"
+    a = _paused_worker(tmp_path, 2)
     b = _cli(tmp_path, {})
     deadline = time.time() + 300
     while time.time() < deadline and b.poll() is None:

@@ -20,7 +20,7 @@ from .select import DEFAULT_MUS, Candidate, mu_sweep, pareto_front, rank, reward
 # The rest is imported on first use (module __getattr__), so that `tinysnn-search status`, `select`
 # and every error path answer without importing torch.
 _LAZY = {
-    "METRIC_NAMES": "objective", "RunReport": "runner", "run_study": "runner", "Rejected": "space",
+    "METRIC_NAMES": "_study", "RunReport": "runner", "run_study": "runner", "Rejected": "space",
     "SearchSpace": "space",
     "TrialConfig": "space", "StudySpec": "spec", "load_spec": "spec", "parse_spec": "spec",
 }  # fmt: skip

@@ -13,7 +13,6 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from .errors import SpecError, StorageError
-from .objective import DIRECTIONS, METRIC_NAMES
 from .pack import artifact_ref
 from .spec import StudySpec
 
@@ -115,6 +114,9 @@ def open_storage(url: str) -> Any:
         raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
                            "database server is running and reachable") from None  # fmt: skip
 
+
+METRIC_NAMES = ["accuracy", "memory_norm", "energy"]
+DIRECTIONS = ["maximize", "minimize", "minimize"]
 
 #: What the database says when two workers create the same fresh storage or study at once: the
 #: loser of the race retries and then finds the winner's tables (SQLite, PostgreSQL).

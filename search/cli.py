@@ -152,11 +152,12 @@ def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import trials_table
-    from .runner import run_study
     from .spec import load_spec
 
     spec = load_spec(args.spec).replace(storage=args.storage, trials=args.trials, population=args.population,
                                         device=args.device).with_data_root(args.data_root)  # fmt: skip
+    from .runner import run_study  # torch and numba: only once the spec is known to be good
+
     report = run_study(spec, progress=not args.no_progress)
     LAST.parent.mkdir(parents=True, exist_ok=True)
     LAST.write_text(json.dumps({"storage": report.storage_url, "study": report.study_name,

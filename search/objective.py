@@ -43,10 +43,8 @@ from .errors import SpecError
 from .space import TrialConfig
 from .spec import StudySpec
 
-__all__ = ["METRIC_NAMES", "Context", "Member", "Outcome", "evaluate_population", "load_context"]
+__all__ = ["Context", "Member", "Outcome", "evaluate_population", "load_context"]
 
-METRIC_NAMES = ["accuracy", "memory_norm", "energy"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
 APPROXIMATE = (
     "sl_stdp is an APPROXIMATE baseline: our reading of SL-STDP (Srinivasan et al. 2017), not checked"
 )

@@ -34,18 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.quant import (
-    MAX_TOTAL_BITS,
-    PARAMS,
-    Normalization,
-    QFormat,
-    QuantSpec,
-    format_problem,
-    itq_problem,
-    min_frac_bits_for_step,
-    min_integer_bits,
-    must_hold,
-)
+from tinysnn.qformat import MAX_TOTAL_BITS, PARAMS, Normalization, QFormat, QuantSpec
+from tinysnn.ranges import format_problem, itq_problem, min_frac_bits_for_step, min_integer_bits, must_hold
 
 from ._domain import Domain, parse_domain
 from .errors import SpecError

@@ -10,9 +10,10 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Tuple, Union
 
-import torch
+if TYPE_CHECKING:  # torch is needed only by QFormat.quantize, which imports it through rounding
+    import torch
 
 # Integer rounding codes, as the kernels (and per-network ``(P,)`` mode tensors) use them.
 NONE = 0  #: fp32 passthrough: the value is left untouched, bit for bit.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple, Union
 
-import torch
+if TYPE_CHECKING:  # the range helpers take tensors but need no torch function (importable without torch)
+    import torch
 
 from .config import EXCITATORY
 from .qformat import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, QFormat, QuantSpec
@@ -72,7 +73,7 @@ def range_of(x: torch.Tensor) -> Tuple[float, float]:
     """
     if x.numel() == 0:
         raise ValueError("cannot take the range of an empty tensor")
-    lo, hi = torch.aminmax(x.detach())
+    lo, hi = x.detach().aminmax()
     lo_f, hi_f = float(lo), float(hi)
     if math.isnan(lo_f) or math.isnan(hi_f):
         raise ValueError("cannot take the range of a tensor with NaN")

@@ -93,7 +93,7 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
     Raises:
         SearchError: if the artifact folder is missing, or ``out`` exists.
     """
-    from tinysnn.export import _version
+    from tinysnn.deploy.model import tinysnn_version
 
     if out.exists():
         raise SearchError(f"{out} already exists: choose another file name")
@@ -111,7 +111,7 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
             files.update({f"checkpoints/{p.name}": p for p in sorted(ck.glob("*.pt"))} if ck.is_dir() else {})
         manifest = {
             "format": PACK_FORMAT, "version": PACK_VERSION, "study": name,
-            "tinysnn_version": _version(), "optuna_version": optuna.__version__,
+            "tinysnn_version": tinysnn_version(), "optuna_version": optuna.__version__,
             "files": {arc: _sha256(p) for arc, p in files.items()},
         }  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from .config import EncodingConfig
-from .deploy.model import Format, Group, write_model
+from .deploy.model import Format, Group, tinysnn_version, write_model
 from .network import Population, constants
 from .quant import PARAM_SIGNED, PARAMS, QuantSpec
 
@@ -47,15 +47,6 @@ def _codes(name: str, values: np.ndarray, fmt: Format) -> np.ndarray:
             f"{name} are not on the grid of {fmt.text}: quantize the network first (tinysnn.train.run does)"
         )
     return codes
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("tinysnn")
-    except Exception:  # noqa: BLE001 - not installed as a distribution (a source checkout)
-        return "unknown"
 
 
 def export_network(
@@ -141,7 +132,7 @@ def export_network(
         "labels": [int(x) for x in labels],
         "accuracy": accuracy,
         "memory": memory,
-        "provenance": dict(provenance or {}, tinysnn_version=_version(),
+        "provenance": dict(provenance or {}, tinysnn_version=tinysnn_version(),
                            exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     }  # fmt: skip
     return write_model(folder, meta, groups)

@@ -46,6 +46,7 @@ __all__ = [
     "ModelError",
     "group_names",
     "load_model",
+    "tinysnn_version",
     "write_model",
 ]
 
@@ -162,6 +163,16 @@ class Model:
     def labels(self) -> np.ndarray:
         """(N,) class of each neuron, -1 for a neuron that does not vote."""
         return np.asarray(self.meta["labels"], dtype=np.int64)
+
+
+def tinysnn_version() -> str:
+    """The installed tinysnn's version, "unknown" in a source checkout that is not installed."""
+    try:
+        from importlib.metadata import version
+
+        return version("tinysnn")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
 
 
 def _checksum(meta: Dict[str, Any]) -> str:

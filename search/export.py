@@ -7,6 +7,7 @@ network and writes the model folder of :mod:`tinysnn.deploy` with the study's pr
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -55,8 +56,6 @@ def export_trial(
         SearchError: for a trial that is not COMPLETE, has no model artifact, or whose artifact
             file is missing here (one line naming the trial, the file and the fix).
     """
-    import tempfile
-
     from tinysnn.config import EncodingConfig, LearningConfig, LIFParams, NetworkConfig
     from tinysnn.export import export_network
     from tinysnn.network import build_population

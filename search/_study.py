@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -13,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from .errors import SpecError, StorageError
-from .pack import artifact_ref
+from .pack import artifact_ref, sqlite_path
 from .spec import StudySpec
 
 __all__ = ["constraint_values", "make_sampler", "open_storage", "open_study", "optuna_version"]
@@ -196,6 +197,10 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> List[str]:
     return [] if old == new else [prefix or "(root)"]
 
 
+def _read_only(path: Path) -> bool:
+    return not os.access(path, os.W_OK)
+
+
 def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     """Create the spec's study, or load it when it exists (``load_if_exists``), and check it.
 
@@ -210,6 +215,11 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         StorageError: if the storage refuses the study.
     """
     name = spec.study.name
+    db = sqlite_path(spec.study.storage_url)
+    for path in [db, db.parent] if db is not None and db.exists() else []:
+        if _read_only(path):
+            raise StorageError(f"{path} is read-only: a study writes to its database and that folder; "
+                               "make them writable or copy the study elsewhere (tinysnn-search pack/unpack)")  # fmt: skip
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -160,6 +160,18 @@ def test_a_population_larger_than_the_machine_is_refused_before_the_study(tmp_pa
     assert not (tmp_path / "s.db").exists()
 
 
+def test_read_only_database_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search._study as study_module
+
+    raw = _raw(study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})
+    run = parse_spec(raw)
+    open_storage(run.study.storage_url)  # creates the file
+    # the machine's tests run as root, which file modes do not stop: deny write access in the check
+    monkeypatch.setattr(study_module, "_read_only", lambda path: True)
+    with pytest.raises(StorageError, match=r"s\.db is read-only: .*make them writable"):
+        run_study(run, progress=False)
+
+
 def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:
     raw = _raw(data={"dataset": "mnist", "root": str(tmp_path / "nowhere")},
                study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip

@@ -31,6 +31,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from search._workers import WORKER_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """
 [study]
@@ -216,7 +218,10 @@ def kill_round(workers: int, budget: int, seed: int) -> Dict[str, object]:
                     pass
             time.sleep(0.2)
         time.sleep(rng.uniform(0.5, 4.0))
-        victim = procs[rng.randrange(workers)]
+        holders = {int(t.system_attrs.get(WORKER_KEY, {}).get("pid", -1)) for t in _trials(url)
+                   if t.state == TrialState.RUNNING}  # fmt: skip
+        busy = [p for p in procs if p.pid in holders]
+        victim = rng.choice(busy or procs)  # a worker that holds a trial, mid-run
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         procs.append(subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE,

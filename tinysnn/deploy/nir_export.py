@@ -18,6 +18,7 @@ the frozen thresholds of inference are exported).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Union
 
@@ -44,11 +45,15 @@ def write_nir(model: Model, folder: Union[str, Path]) -> Path:
     weights = (w * 2.0**-wf.frac_bits if wf is not None else w).astype(np.float32)
     vr, vres, dec, _ = net.exc
 
+    # nir >= 1.0.4 has LIF(v_reset=...) and graph metadata; 1.0.1, the last release for Python 3.8,
+    # has neither: there the graph carries the network alone
+    has_reset = "v_reset" in inspect.signature(nir.LIF).parameters
+
     def lif(v_rest: float, v_reset: float, v_th: np.ndarray, decay: float) -> "nir.LIF":
         tau = -dt / float(np.log(decay))
+        kw = {"v_reset": np.full(n, v_reset, np.float32)} if has_reset else {}
         return nir.LIF(tau=np.full(n, tau, np.float32), r=np.full(n, tau, np.float32),
-                       v_leak=np.full(n, v_rest, np.float32), v_threshold=np.asarray(v_th, np.float32),
-                       v_reset=np.full(n, v_reset, np.float32))  # fmt: skip
+                       v_leak=np.full(n, v_rest, np.float32), v_threshold=np.asarray(v_th, np.float32), **kw)  # fmt: skip
 
     off_diagonal = (np.ones((n, n)) - np.eye(n)).astype(np.float32)
     nodes = {
@@ -80,8 +85,10 @@ def write_nir(model: Model, folder: Union[str, Path]) -> Path:
         "not_expressed": "one spike per step, refractory period, discrete-time fixed-point rounding, "
         "threshold adaptation while learning",
         "labels": np.asarray(model.labels),
+        "v_reset_mV": float(vres),
     }
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    has_meta = "metadata" in inspect.signature(nir.NIRGraph).parameters  # not in nir 1.0.1 (Python 3.8)
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, **({"metadata": meta} if has_meta else {}))
     path = Path(folder) / NIR_FILE
     nir.write(str(path), graph)
     return path

@@ -263,3 +263,27 @@ def test_nir_graph_reads_back_with_the_dequantized_network(trained, tmp_path: Pa
 def test_unknown_export_format_is_one_line(trained, tmp_path: Path) -> None:
     with pytest.raises(deploy.ModelError, match="unknown export format 'onnx'"):
         deploy.write_extra(trained["tinysnn"]["folders"][0], "onnx")
+
+
+def test_infer_runs_where_torch_numba_and_optuna_cannot_be_imported(trained, tmp_path: Path) -> None:
+    # a board with numpy alone: importing any of the three fails, and `tinysnn infer` still runs (on
+    # 8x8 images in IDX files, the model's input size, since scikit-learn's digits would need more)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    d = data.load("digits")
+    for split, (x, y) in {"train": (d.train.images[:40], d.train.labels[:40]),
+                          "t10k": (d.test.images[:20], d.test.labels[:20])}.items():  # fmt: skip
+        for kind, arr in (("images-idx3", x.numpy().reshape(-1, 8, 8)), ("labels-idx1", y.numpy())):
+            header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+            (raw / f"{split}-{kind}-ubyte").write_bytes(header + arr.astype(np.uint8).tobytes())
+    model = trained["tinysnn"]["folders"][3]
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'numba', 'optuna', 'sklearn'):\n"
+        "    sys.modules[name] = None  # import fails\n"
+        "from tinysnn.cli import main\n"
+        f"sys.exit(main(['infer', {str(model)!r}, '--dataset', 'mnist', '--data-root', {str(tmp_path)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "on 20 mnist test images" in proc.stdout and "numpy integer runner" in proc.stdout

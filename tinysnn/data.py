@@ -143,7 +143,12 @@ def load_arrays(
 
 
 def _load_digits() -> Dict[str, ArraySplit]:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DatasetError(
+            "dataset 'digits' comes with scikit-learn, which is not installed: pip install scikit-learn"
+        ) from None
 
     d = load_digits()
     x = np.round(d.data * (255.0 / 16.0)).astype(np.uint8)

@@ -242,6 +242,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     base_dep = S.stream_base(sample_seed, net_seed, S.STREAM_W_DEPRESS)
     base_w = S.stream_base(sample_seed, net_seed, S.STREAM_W_LEARN)
     q_vmem = qv[3] != 0
+    stochastic = qv[3] == 3 or qth[3] == 3 or qw[3] == 3
+    key_v = key_vi = key_th = key_dep = key_w = np.int64(0)
     baseline = variant != 2
     w_lat = fp[p, C_W_IE] if baseline else fp[p, C_W_INH]
     w_ei = fp[p, C_W_EI]
@@ -271,8 +273,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         thr[j] = vth_e + theta[p, j]
     for t in range(T):
         a0, a1 = ptr[t], ptr[t + 1]
-        key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
-        key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
+        if stochastic:  # the step's stream keys, only where something rounds stochastically
+            key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
+            key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
         for j in range(n):
             acc[j] = 0.0
         for kk in range(a0, a1):

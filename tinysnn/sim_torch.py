@@ -44,7 +44,9 @@ class _Rows(NamedTuple):
         return self.rows[:, 0].view((-1,) + (1,) * (dims - 1))
 
 
-def _q(x: torch.Tensor, q: _Rows, base: torch.Tensor, step: int, index: torch.Tensor) -> torch.Tensor:
+def _q(
+    x: torch.Tensor, q: _Rows, base: Optional[torch.Tensor], step: int, index: Optional[torch.Tensor]
+) -> torch.Tensor:
     """Fake-quantize with per-network rows; stochastic rounding draws element ``index`` of the
     streams ``base`` (P, B) at ``step`` (:mod:`tinysnn.streams`), only if some network needs them."""
     u = None
@@ -111,13 +113,25 @@ def run_window(
     prm = pop.params
     qv, qth, qw = _rows(pop, "vmem"), _rows(pop, "vth"), _rows(pop, "weights")
     seeds = torch.tensor(list(sample_seeds) if sample_seeds is not None else range(B), dtype=torch.int64)
-    bases = {
-        code: S.stream_base(seeds.to(dev)[None, :], pop.network_seeds[:, None], code)  # (P, B)
-        for code in (S.STREAM_VMEM, S.STREAM_VMEM_INH, S.STREAM_VTH, S.STREAM_W_DEPRESS, S.STREAM_W_LEARN,
-                     S.STREAM_W_NORM)
-    }  # fmt: skip
+    # the stochastic-rounding streams, only where some network rounds stochastically (no work otherwise)
+    stochastic = any(q is not None and q.stochastic for q in (qv, qth, qw))
+    codes = (
+        S.STREAM_VMEM,
+        S.STREAM_VMEM_INH,
+        S.STREAM_VTH,
+        S.STREAM_W_DEPRESS,
+        S.STREAM_W_LEARN,
+        S.STREAM_W_NORM,
+    )
+    bases = (
+        {c: S.stream_base(seeds.to(dev)[None, :], pop.network_seeds[:, None], c) for c in codes}
+        if stochastic
+        else {}
+    )
     neuron_idx = torch.arange(N, device=dev)
-    synapse_idx = S.synapse_index(torch.arange(n_in, device=dev)[:, None], neuron_idx[None, :])
+    synapse_idx = None
+    if qw is not None and qw.stochastic:
+        synapse_idx = S.synapse_index(torch.arange(n_in, device=dev)[:, None], neuron_idx[None, :])
     ex, ih = pop.exc, pop.inh
     baseline = pop.has_inhibitory_layer
     w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
@@ -155,7 +169,7 @@ def run_window(
             vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh)
             vi = torch.where(refi <= 0, vi + prm["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
             if qv is not None:
-                vi = _q(vi, qv, bases[S.STREAM_VMEM_INH], t, neuron_idx)
+                vi = _q(vi, qv, bases.get(S.STREAM_VMEM_INH), t, neuron_idx)
             refi = refi - 1
             si_new = (vi > ih.v_th) & mask
             refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
@@ -169,7 +183,7 @@ def run_window(
         v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc)
         v = torch.where(ref <= 0, v + cur, v)
         if qv is not None:
-            v = _q(v, qv, bases[S.STREAM_VMEM], t, neuron_idx)
+            v = _q(v, qv, bases.get(S.STREAM_VMEM), t, neuron_idx)
         if track:
             v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
             v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
@@ -187,14 +201,14 @@ def run_window(
             s0 = s[:, 0, :]
             theta = theta + prm["theta_plus"][:, None] * cross[:, 0, :].to(torch.float32)
             if qth is not None:
-                vth = _q(pop.exc.v_th + theta, qth, bases[S.STREAM_VTH], t, neuron_idx)
+                vth = _q(pop.exc.v_th + theta, qth, bases.get(S.STREAM_VTH), t, neuron_idx)
                 theta = vth - pop.exc.v_th  # V_th = v_th + theta stays on its grid (qWN)
             thr = pop.exc.v_th + theta
             x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
             x_post = L.trace_step(x_post, s0, c.dec_post)
             depressed = None
             if qw is not None:
-                depressed = partial(_q, q=qw, base=bases[S.STREAM_W_DEPRESS], step=t, index=synapse_idx)
+                depressed = partial(_q, q=qw, base=bases.get(S.STREAM_W_DEPRESS), step=t, index=synapse_idx)
             w = _learn_step(
                 pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, depressed
             )
@@ -205,7 +219,7 @@ def run_window(
             else:
                 n_cols = n_cols + s0.sum(dim=1)
             if qw is not None:
-                w = _q(w, qw, bases[S.STREAM_W_LEARN], t, synapse_idx)
+                w = _q(w, qw, bases.get(S.STREAM_W_LEARN), t, synapse_idx)
             if record is not None:
                 record.setdefault("w", []).append(w.clone())
     if learn:
@@ -220,7 +234,7 @@ def run_window(
         w = L.normalize(w, prm["norm_total"], pop.mask, keep)
         w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
         if qw is not None:
-            w = _q(w, qw, bases[S.STREAM_W_NORM], T, synapse_idx)
+            w = _q(w, qw, bases.get(S.STREAM_W_NORM), T, synapse_idx)
             keeps_sum = deterministic & (prm["norm_rule"] == 0)
             if bool(keeps_sum.any()):
                 summed = L.normalize_sum_preserving(w_old, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])

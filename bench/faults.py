@@ -5,9 +5,12 @@ is classified: *clear* (exit 2, one line on stderr, no traceback, no study datab
 or *accepted* (exit 0: the input was taken). The kill rounds start N workers of the digits quick
 spec on one SQLite study, SIGKILL one of them mid-run, start a new worker, and count at the end:
 COMPLETE trials against the budget (extra or missing), trials left RUNNING or WAITING, duplicate
-configurations among the COMPLETE ones, and non-zero exits of the surviving workers::
+configurations among the COMPLETE ones, and non-zero exits of the surviving workers. The restart
+rounds run one worker, SIGKILL it at random moments and start it again each time, and compare the
+finished study with an uninterrupted run of the same spec, draw for draw (parameters, weight seed
+and objective values; a retry stands where the trial it replaces was drawn)::
 
-    python bench/faults.py --json bench/out/faults.json            # about 5 minutes on 2 cores
+    python bench/faults.py --json bench/out/faults.json            # about 10 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -241,9 +244,66 @@ def kill_round(workers: int, budget: int, seed: int) -> Dict[str, object]:
         }  # fmt: skip
 
 
+def _draws(trials: List[optuna.trial.FrozenTrial]) -> List[tuple]:
+    by_number = {t.number: t for t in trials}
+    out = []
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            first = by_number[t.user_attrs.get("retry_of", t.number)]
+            out.append((first.number, tuple(sorted(t.params.items())), tuple(t.values), t.user_attrs["weight_seed"]))
+    return [d[1:] for d in sorted(out)]
+
+
+def _start(folder: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
+    return subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
+    """One worker, killed ``stops`` times at random moments and started again, against an uninterrupted run."""
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for name, kills in (("uninterrupted", 0), ("stopped", stops)):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            (folder / "spec.toml").write_text(SPEC.format(trials=budget, seed=seed))
+            url = f"sqlite:///{folder}/runs/faults.db"
+            killed = 0
+            while True:
+                proc = _start(folder)
+                if killed < kills:
+                    deadline = time.time() + 300
+                    while proc.poll() is None and time.time() < deadline:  # until a trial runs
+                        try:
+                            if (folder / "runs" / "faults.db").exists() and \
+                                    any(t.state == TrialState.RUNNING for t in _trials(url)):  # fmt: skip
+                                break
+                        except Exception:  # noqa: BLE001 - the study is being created
+                            pass
+                        time.sleep(0.2)
+                    time.sleep(rng.uniform(0.5, 6.0))
+                    if proc.poll() is None:
+                        proc.send_signal(signal.SIGKILL)
+                        proc.wait(timeout=30)
+                        killed += 1
+                        continue
+                code = proc.wait(timeout=900)
+                if code != 0:
+                    raise SystemExit(f"restart round {seed}: worker exited {code}:\n{proc.communicate()[0]}")
+                break
+            runs[name] = (_draws(_trials(url)), killed, sum("retry_of" in t.user_attrs for t in _trials(url)))
+        (ref, _, _), (got, killed, requeued) = runs["uninterrupted"], runs["stopped"]
+        return {
+            "budget": budget, "seed": seed, "kills": killed, "requeued": requeued, "draws": len(got),
+            "same_as_uninterrupted": sum(a == b for a, b in zip(got, ref)) if len(got) == len(ref) else 0,
+        }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kill-rounds", type=int, default=3)
+    ap.add_argument("--restart-rounds", type=int, default=2)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     bad = bad_input_round()
@@ -259,8 +319,13 @@ def main() -> None:
     for k in kills:
         print(f"{k['workers']:>7} {k['budget']:>6} {k['complete']:>8} {k['extra']:>5} {k['missing']:>7} "
               f"{k['left_running_or_waiting']:>4} {k['duplicates']:>3} {k['failed_exits']:>9} {k['requeued']:>9}")  # fmt: skip
+    restarts = [restart_round(3, 10, seed=k) for k in range(a.restart_rounds)]
+    print(f"\n{'budget':>6} {'seed':>4} {'kills':>5} {'re-queued':>9} {'draws':>5} {'same as uninterrupted':>21}")
+    for r in restarts:
+        print(f"{r['budget']:>6} {r['seed']:>4} {r['kills']:>5} {r['requeued']:>9} {r['draws']:>5} "
+              f"{r['same_as_uninterrupted']:>21}")  # fmt: skip
     if a.json:
-        Path(a.json).write_text(json.dumps({"bad_inputs": bad, "kills": kills}, indent=2))
+        Path(a.json).write_text(json.dumps({"bad_inputs": bad, "kills": kills, "restarts": restarts}, indent=2))
         print(f"wrote {a.json}")
 
 

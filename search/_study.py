@@ -13,11 +13,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import optuna
 from optuna.trial import FrozenTrial
 
+from tinysnn.streams import mix_seed
+
 from .errors import SpecError, StorageError
 from .pack import artifact_ref, sqlite_path
 from .spec import StudySpec
 
-__all__ = ["constraint_values", "make_sampler", "open_storage", "open_study", "optuna_version"]
+__all__ = ["DrawSeededSampler", "constraint_values", "draw_index", "make_sampler", "open_storage", "open_study",
+           "optuna_version"]  # fmt: skip
 
 CONSTRAINTS_KEY = "constraints"
 """The system attribute Optuna 4 and 5 and optuna-dashboard 0.21 read constraint values from."""
@@ -188,6 +191,59 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
         return S.RandomSampler(seed=seed)
 
 
+_DRAW_STREAM = 0x5A4D
+"""Stream id of the sampler seeds in :func:`tinysnn.streams.mix_seed` (apart from data and rounding)."""
+
+
+def draw_index(study: optuna.Study, number: int) -> int:
+    """How many fresh draws the study made before trial ``number``: the trials before it that are not
+    retries (a retry re-runs the parameters of a trial that is already counted).
+
+    The index of a draw is the same whether the study ran in one go or was stopped and resumed, since
+    a resumed run adds only retries, so it seeds the draw (:class:`DrawSeededSampler`) and the trial's
+    weights; and it differs between trials asked at once by several workers.
+    """
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and "retry_of" not in t.user_attrs)
+
+
+class DrawSeededSampler(optuna.samplers.BaseSampler):
+    """The spec's sampler, re-created before each trial with a seed derived from the study's seed and
+    the trial's :func:`draw_index`.
+
+    A sampler's random stream otherwise lives in the process: a resumed run would start it afresh
+    and draw other trials than an uninterrupted one, and workers started together would draw alike.
+    Seeded per draw, a trial's parameters depend only on the trials stored before it and its index,
+    so a study stopped and resumed any number of times on one worker draws the trials of an
+    uninterrupted one, and concurrent workers (different indices) draw apart.
+    """
+
+    def __init__(self, spec: StudySpec) -> None:
+        self._spec = spec
+        self._inner = make_sampler(spec, spec.study.seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "retry_of" not in trial.user_attrs:  # a retry's parameters are fixed: nothing is drawn
+            draw = draw_index(study, trial.number)
+            self._inner = make_sampler(self._spec, mix_seed(self._spec.study.seed, _DRAW_STREAM, draw))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> Dict[str, Any]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: Dict[str, Any]) -> Dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:  # fmt: skip
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: Any, values: Optional[Sequence[float]]) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> List[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: List[str] = []
@@ -205,10 +261,8 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     """Create the spec's study, or load it when it exists (``load_if_exists``), and check it.
 
     A resumed study must come from the same spec (same data, space, objectives and seed); the
-    budget, population, device and sampler may change. The sampler is seeded with the spec's seed
-    plus the number of trials already in the study, so a resumed run does not replay the first
-    trials' random draws (workers started together draw alike; the runner releases a trial that
-    repeats an earlier one and asks again).
+    budget, population, device and sampler may change. The sampler is seeded per draw
+    (:class:`DrawSeededSampler`): a resumed study draws the trials an uninterrupted one would.
 
     Raises:
         SpecError: if the study exists with other directions or from another spec.
@@ -257,5 +311,5 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study.set_metric_names(METRIC_NAMES)
-    study.sampler = make_sampler(spec, spec.study.seed + 7919 * len(study.get_trials(deepcopy=False)))
+    study.sampler = DrawSeededSampler(spec)
     return study

@@ -37,7 +37,7 @@ from tinysnn.network import check_memory
 
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ._study import CONSTRAINTS_KEY, constraint_values, open_storage, open_study
+from ._study import CONSTRAINTS_KEY, constraint_values, draw_index, open_storage, open_study
 from .errors import CheckpointError, SearchError
 from .objective import Context, Member, Outcome, config_attrs, evaluate_population, load_context
 from .space import Rejected
@@ -227,8 +227,8 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
             for key, value in config_attrs(config).items():
                 trial.set_user_attr(key, value)
             seed = trial.user_attrs.get("weight_seed")
-            if seed is None:
-                seed = (spec.study.seed * 100003 + trial.number) % (2**31)
+            if seed is None:  # by draw, not trial number: a resumed study seeds as an uninterrupted one
+                seed = (spec.study.seed * 100003 + draw_index(study, trial.number)) % (2**31)
                 trial.set_user_attr("weight_seed", seed)
             held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
     except BaseException as exc:

@@ -185,3 +185,40 @@ def test_three_workers_started_together_hold_the_budget_without_duplicates(tmp_p
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     params = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(params)) == len(params)  # no two trials train the same configuration
+
+
+def _draws(trials: List[FrozenTrial]) -> List[tuple]:
+    """The study's trials in draw order, a retry standing where the trial it replaces was drawn."""
+    by_number = {t.number: t for t in trials}
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state == TrialState.COMPLETE:
+            first = by_number[t.user_attrs.get("retry_of", t.number)]
+            out.append((first.number, t.params, t.values, t.user_attrs["weight_seed"]))
+    return [draw[1:] for draw in sorted(out, key=lambda d: d[0])]
+
+
+def test_a_study_stopped_and_resumed_twice_draws_the_trials_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    # TPE models from the third trial on; rejected combinations (ITQ V_th too coarse for theta+) are
+    # told PRUNED between the trials; the worker is killed in the second population, and the resumed
+    # worker again in its third checkpoint (sample 50 of the third population).
+    spec_text = SPEC.replace("trials = 4", "trials = 8").replace("startup_trials = 4", "startup_trials = 2")
+    (tmp_path / "spec.toml").write_text(spec_text)
+    storage = f"sqlite:///{tmp_path}/runs/resume.db"
+    for checkpoint in (6, 3):
+        proc = _paused_worker(tmp_path, checkpoint)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        (tmp_path / "paused").unlink()
+    resumed = _cli(tmp_path, {})
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    stopped = _trials(storage)
+    assert [t.state for t in stopped].count(TrialState.FAIL) == 4  # two kills, two trials each
+
+    spec = load_spec(tmp_path / "spec.toml").replace(storage=f"sqlite:///{tmp_path}/ref.db",
+                                                     artifacts=str(tmp_path / "ref"))  # fmt: skip
+    run_study(spec, progress=False, log=lambda s: None)
+    uninterrupted = _trials(f"sqlite:///{tmp_path}/ref.db")
+    assert len(_draws(uninterrupted)) == 8
+    assert _draws(stopped) == _draws(uninterrupted)  # same parameters, seeds and values, draw for draw

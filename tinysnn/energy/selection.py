@@ -1,97 +1,29 @@
-"""Energy: measured joules with the best meter the machine has, and an op-count model.
+"""Choosing a meter: by name, or the best one this machine has (:func:`make_meter`).
 
-docs/method.md §4. The paper measures energy as simulation time x operational power on an RTX
-2080 Ti and a Jetson Nano. We read joules from a meter, subtract the idle power, and record the
-meter used:
-
-- ``nvml``: NVIDIA GPUs, the total-energy counter (Volta and newer) or integrated power;
-- ``jetson``: the INA3221 power rails of Jetson boards (JetPack 4 and 5/6 sysfs layouts);
-- ``rapl``: x86 CPU packages through powercap sysfs, where readable;
-- ``estimate[:WATTS]``: wall time x a stated power, always labelled an estimate, never a
-  measurement.
-
-``make_meter("auto")`` takes the first of nvml, jetson, rapl that works, else the estimate.
-Beside the meters, :func:`op_energy_joules` gives a hardware-independent figure from operation
-counts in which the bit width matters (``tinysnn._energy_ops``).
-
-Example:
-    >>> from tinysnn.energy import make_meter
-    >>> meter = make_meter("estimate:30")
-    >>> with meter:
-    ...     pass  # run the network here
-    >>> meter.reading.meter, meter.reading.is_estimate
-    ('estimate', True)
-
-On a GPU pass ``sync=torch.cuda.synchronize`` so that queued kernels are counted in the run;
-this module does not import torch.
+A meter spec is ``auto``, ``nvml``, ``jetson``, ``rapl``, ``estimate`` or ``estimate:WATTS``
+(:func:`parse_meter_spec`); ``auto`` takes the first of nvml, jetson, rapl that works, else the
+estimate.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
-from tinysnn._energy_backends import (
-    DEFAULT_ESTIMATE_POWER_W,
-    DEFAULT_RAPL_POLL_S,
-    NVML_INSTALL_HINT,
-    EstimateMeter,
-    JetsonMeter,
-    NvmlMeter,
-    RaplMeter,
-    check_power_w,
-    find_jetson_rails,
-    find_rapl_domains,
-)
-from tinysnn._energy_meter import (
-    DEFAULT_IDLE_SECONDS,
+from .estimate import DEFAULT_ESTIMATE_POWER_W, EstimateMeter, check_power_w
+from .jetson import JetsonMeter
+from .meters import (
     DEFAULT_SAMPLE_HZ,
-    Clock,
     EnergyMeter,
     EnergyMeterError,
-    EnergyReading,
     EnergySpecError,
-    PowerIntegrator,
-    Sleep,
-    check_idle_seconds,
+    MeterOptions,
+    check_sample_hz,
 )
-from tinysnn._energy_ops import (
-    DEFAULT_OP_COSTS,
-    OpCounts,
-    OpEnergyCosts,
-    layer_op_counts,
-    op_energy_breakdown,
-    op_energy_joules,
-)
+from .nvml import NvmlMeter
+from .rapl import RaplMeter
 
-__all__ = [
-    "DEFAULT_ESTIMATE_POWER_W",
-    "DEFAULT_IDLE_SECONDS",
-    "DEFAULT_OP_COSTS",
-    "DEFAULT_RAPL_POLL_S",
-    "DEFAULT_SAMPLE_HZ",
-    "METER_NAMES",
-    "NVML_INSTALL_HINT",
-    "EnergyMeter",
-    "EnergyMeterError",
-    "EnergyReading",
-    "EnergySpecError",
-    "EstimateMeter",
-    "JetsonMeter",
-    "NvmlMeter",
-    "OpCounts",
-    "OpEnergyCosts",
-    "PowerIntegrator",
-    "RaplMeter",
-    "find_jetson_rails",
-    "find_rapl_domains",
-    "layer_op_counts",
-    "make_meter",
-    "op_energy_breakdown",
-    "op_energy_joules",
-    "parse_meter_spec",
-]
+__all__ = ["METER_NAMES", "make_meter", "parse_meter_spec"]
 
 METER_NAMES: Tuple[str, ...] = ("auto", "nvml", "jetson", "rapl", "estimate")
 """The meter names a spec may start with."""
@@ -138,17 +70,13 @@ def parse_meter_spec(spec: str) -> Tuple[str, Optional[float]]:
 
 def make_meter(
     spec: str = "auto",
+    options: Optional[MeterOptions] = None,
     *,
     device_index: int = 0,
-    idle_seconds: float = DEFAULT_IDLE_SECONDS,
-    subtract_idle: bool = True,
-    sync: Optional[Callable[[], None]] = None,
     sysfs_root: str = "/",
     sample_hz: float = DEFAULT_SAMPLE_HZ,
     estimate_power_w: float = DEFAULT_ESTIMATE_POWER_W,
     nvml_module: Optional[Any] = None,
-    clock: Clock = time.perf_counter,
-    sleep: Sleep = time.sleep,
 ) -> EnergyMeter:
     """Make an energy meter by name, or the best one this machine has (``auto``).
 
@@ -158,17 +86,13 @@ def make_meter(
 
     Args:
         spec: ``auto``, ``nvml``, ``jetson``, ``rapl``, ``estimate`` or ``estimate:WATTS``.
+        options: Idle window, idle subtraction, sync, clock and sleep of the meter
+            (:class:`~tinysnn.energy.meters.MeterOptions`); the defaults when None.
         device_index: NVML index of the GPU to measure.
-        idle_seconds: Quiet window before the first run whose mean power is subtracted, in s;
-            0 disables it. Not used by the estimate.
-        subtract_idle: Subtract the idle power (it is recorded either way).
-        sync: Called before the start and stop readings, e.g. ``torch.cuda.synchronize``.
         sysfs_root: Root of the sysfs tree (``/``; a fake tree in tests).
         sample_hz: Sampling rate of integrated power sensors (jetson, nvml without a counter).
         estimate_power_w: Power of ``estimate`` without ``:WATTS``, and of auto's fallback, in W.
         nvml_module: The ``pynvml`` module or a stand-in; imported when None.
-        clock: Monotonic time source in s.
-        sleep: Sleep function for the idle window.
 
     Returns:
         A meter, not yet started.
@@ -179,25 +103,18 @@ def make_meter(
             how to fix it, e.g. ``pip install "tinysnn[nvml]"``).
     """
     name, watts = parse_meter_spec(spec)
-    check_idle_seconds(idle_seconds)
     fallback_w = check_power_w(estimate_power_w, "estimate_power_w")
-    rate = float(sample_hz)
-    if not math.isfinite(rate) or rate <= 0 or rate > 1000:
-        raise EnergySpecError(f"sample_hz must be in (0, 1000] Hz (10-50 Hz is sensible), got {sample_hz!r}")
-    common: Dict[str, Any] = {
-        "idle_seconds": idle_seconds,
-        "subtract_idle": subtract_idle,
-        "sync": sync,
-        "clock": clock,
-        "sleep": sleep,
-    }
+    check_sample_hz(sample_hz)
     builders: List[Tuple[str, Callable[[], EnergyMeter]]] = [
-        ("nvml", lambda: NvmlMeter(device_index, nvml_module=nvml_module, sample_hz=sample_hz, **common)),
-        ("jetson", lambda: JetsonMeter(sysfs_root=sysfs_root, sample_hz=sample_hz, **common)),
-        ("rapl", lambda: RaplMeter(sysfs_root=sysfs_root, **common)),
+        (
+            "nvml",
+            lambda: NvmlMeter(device_index, nvml_module=nvml_module, sample_hz=sample_hz, options=options),
+        ),
+        ("jetson", lambda: JetsonMeter(sysfs_root=sysfs_root, sample_hz=sample_hz, options=options)),
+        ("rapl", lambda: RaplMeter(sysfs_root=sysfs_root, options=options)),
     ]
     if name == "estimate":
-        return EstimateMeter(fallback_w if watts is None else watts, sync=sync, clock=clock, sleep=sleep)
+        return EstimateMeter(fallback_w if watts is None else watts, options)
     if name != "auto":
         return dict(builders)[name]()
     skipped: List[str] = []
@@ -212,6 +129,6 @@ def make_meter(
         if skipped:
             meter.selection_note = f"auto chose {candidate}; skipped {' | '.join(skipped)}"
         return meter
-    meter = EstimateMeter(fallback_w, sync=sync, clock=clock, sleep=sleep)
+    meter = EstimateMeter(fallback_w, options)
     meter.selection_note = f"auto found no meter: {' | '.join(skipped)}"
     return meter

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
-from .meters import EnergyMeter, EnergySpecError, MeterOptions, RawReading
+from .meters import DEFAULT_METER_OPTIONS, EnergyMeter, EnergySpecError, MeterOptions, RawReading
 
 __all__ = ["DEFAULT_ESTIMATE_POWER_W", "EstimateMeter", "check_power_w"]
 
@@ -49,10 +48,9 @@ class EstimateMeter(EnergyMeter):
     def __init__(
         self,
         power_w: float = DEFAULT_ESTIMATE_POWER_W,
-        options: Optional[MeterOptions] = None,
+        options: MeterOptions = DEFAULT_METER_OPTIONS,
     ) -> None:
-        opts = MeterOptions() if options is None else options
-        super().__init__(dataclasses.replace(opts, idle_seconds=0.0, subtract_idle=False))
+        super().__init__(dataclasses.replace(options, idle_seconds=0.0, subtract_idle=False))
         self.power_w = check_power_w(power_w, "the estimate's power")
 
     def _begin(self) -> None:

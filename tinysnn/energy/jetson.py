@@ -11,6 +11,7 @@ import re
 from typing import Dict, List, NamedTuple, Optional
 
 from .meters import (
+    DEFAULT_METER_OPTIONS,
     DEFAULT_SAMPLE_HZ,
     EnergyMeter,
     EnergyMeterError,
@@ -98,7 +99,7 @@ class JetsonMeter(EnergyMeter):
         sysfs_root: Root under which ``sys/`` is looked up.
         total_rail: Name of the rail to report as the total; found automatically when None.
         sample_hz: Sampling rate, in Hz (10-50 Hz is sensible; the INA3221 averages internally).
-        options: See :class:`~tinysnn.energy.meters.MeterOptions`; the defaults when None.
+        options: See :class:`~tinysnn.energy.meters.MeterOptions`.
 
     Raises:
         EnergyMeterError: If no rail is found or a rail cannot be read.
@@ -112,7 +113,7 @@ class JetsonMeter(EnergyMeter):
         sysfs_root: str = "/",
         total_rail: Optional[str] = None,
         sample_hz: float = DEFAULT_SAMPLE_HZ,
-        options: Optional[MeterOptions] = None,
+        options: MeterOptions = DEFAULT_METER_OPTIONS,
     ) -> None:
         super().__init__(options)
         self._rails = find_jetson_rails(sysfs_root)

@@ -29,6 +29,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Type
 
 __all__ = [
     "DEFAULT_IDLE_SECONDS",
+    "DEFAULT_METER_OPTIONS",
     "DEFAULT_SAMPLE_HZ",
     "EnergyMeter",
     "EnergyMeterError",
@@ -171,6 +172,10 @@ class MeterOptions:
         object.__setattr__(self, "subtract_idle", bool(self.subtract_idle))
 
 
+DEFAULT_METER_OPTIONS = MeterOptions()
+"""The options of a meter made without any: a 1 s idle window, subtracted, no sync, real time."""
+
+
 class EnergyMeter(abc.ABC):
     """Base class of energy meters: use as a context manager or with start/stop.
 
@@ -186,20 +191,19 @@ class EnergyMeter(abc.ABC):
     first start (call :meth:`measure_idle` to measure it again).
 
     Args:
-        options: Idle window, idle subtraction, sync, clock and sleep; the defaults when None.
+        options: Idle window, idle subtraction, sync, clock and sleep.
     """
 
     name: str = "meter"
     is_estimate: bool = False
 
-    def __init__(self, options: Optional[MeterOptions] = None) -> None:
-        opts = MeterOptions() if options is None else options
-        self.idle_seconds = opts.idle_seconds
-        self.subtract_idle = opts.subtract_idle
+    def __init__(self, options: MeterOptions = DEFAULT_METER_OPTIONS) -> None:
+        self.idle_seconds = options.idle_seconds
+        self.subtract_idle = options.subtract_idle
         self.selection_note = ""
-        self._sync = opts.sync
-        self._clock = opts.clock
-        self._sleep = opts.sleep
+        self._sync = options.sync
+        self._clock = options.clock
+        self._sleep = options.sleep
         self._idle_power_w: Optional[float] = None
         self._t0: Optional[float] = None
         self._reading: Optional[EnergyReading] = None

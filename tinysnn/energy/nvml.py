@@ -8,7 +8,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Optional
 
-from .meters import DEFAULT_SAMPLE_HZ, EnergyMeter, EnergyMeterError, MeterOptions, RawReading
+from .meters import (
+    DEFAULT_METER_OPTIONS,
+    DEFAULT_SAMPLE_HZ,
+    EnergyMeter,
+    EnergyMeterError,
+    MeterOptions,
+    RawReading,
+)
 from .sampling import PowerIntegrator
 
 __all__ = ["NVML_INSTALL_HINT", "NvmlMeter"]
@@ -38,7 +45,7 @@ class NvmlMeter(EnergyMeter):
         device_index: NVML index of the GPU.
         nvml_module: The ``pynvml`` module, or a stand-in for tests; imported when None.
         sample_hz: Sampling rate of the power fallback, in Hz.
-        options: See :class:`~tinysnn.energy.meters.MeterOptions`; the defaults when None.
+        options: See :class:`~tinysnn.energy.meters.MeterOptions`.
 
     Raises:
         EnergyMeterError: If nvidia-ml-py is missing, NVML does not start, there is no such GPU,
@@ -53,7 +60,7 @@ class NvmlMeter(EnergyMeter):
         *,
         nvml_module: Optional[Any] = None,
         sample_hz: float = DEFAULT_SAMPLE_HZ,
-        options: Optional[MeterOptions] = None,
+        options: MeterOptions = DEFAULT_METER_OPTIONS,
     ) -> None:
         super().__init__(options)
         nvml = _import_nvml() if nvml_module is None else nvml_module

@@ -12,7 +12,14 @@ import re
 import threading
 from typing import List, NamedTuple, Optional
 
-from .meters import EnergyMeter, EnergyMeterError, EnergySpecError, MeterOptions, RawReading
+from .meters import (
+    DEFAULT_METER_OPTIONS,
+    EnergyMeter,
+    EnergyMeterError,
+    EnergySpecError,
+    MeterOptions,
+    RawReading,
+)
 from .sysfs import read_number, read_text
 
 __all__ = ["DEFAULT_RAPL_POLL_S", "RaplMeter", "find_rapl_domains"]
@@ -72,7 +79,7 @@ class RaplMeter(EnergyMeter):
     Args:
         sysfs_root: Root under which ``sys/`` is looked up.
         poll_s: Period of the wraparound poll, in s (well under the counter's wrap time).
-        options: See :class:`~tinysnn.energy.meters.MeterOptions`; the defaults when None.
+        options: See :class:`~tinysnn.energy.meters.MeterOptions`.
 
     Raises:
         EnergyMeterError: If there is no RAPL package domain, or its counter is not readable
@@ -86,7 +93,7 @@ class RaplMeter(EnergyMeter):
         *,
         sysfs_root: str = "/",
         poll_s: float = DEFAULT_RAPL_POLL_S,
-        options: Optional[MeterOptions] = None,
+        options: MeterOptions = DEFAULT_METER_OPTIONS,
     ) -> None:
         super().__init__(options)
         self._domains = find_rapl_domains(sysfs_root)

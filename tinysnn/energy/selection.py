@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from .estimate import DEFAULT_ESTIMATE_POWER_W, EstimateMeter, check_power_w
 from .jetson import JetsonMeter
 from .meters import (
+    DEFAULT_METER_OPTIONS,
     DEFAULT_SAMPLE_HZ,
     EnergyMeter,
     EnergyMeterError,
@@ -70,7 +71,7 @@ def parse_meter_spec(spec: str) -> Tuple[str, Optional[float]]:
 
 def make_meter(
     spec: str = "auto",
-    options: Optional[MeterOptions] = None,
+    options: MeterOptions = DEFAULT_METER_OPTIONS,
     *,
     device_index: int = 0,
     sysfs_root: str = "/",
@@ -87,7 +88,7 @@ def make_meter(
     Args:
         spec: ``auto``, ``nvml``, ``jetson``, ``rapl``, ``estimate`` or ``estimate:WATTS``.
         options: Idle window, idle subtraction, sync, clock and sleep of the meter
-            (:class:`~tinysnn.energy.meters.MeterOptions`); the defaults when None.
+            (:class:`~tinysnn.energy.meters.MeterOptions`).
         device_index: NVML index of the GPU to measure.
         sysfs_root: Root of the sysfs tree (``/``; a fake tree in tests).
         sample_hz: Sampling rate of integrated power sensors (jetson, nvml without a counter).

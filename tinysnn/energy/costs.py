@@ -12,8 +12,8 @@ with fake quantization costs what an FP32 one does; on a fixed-point chip it doe
 with N, R, W the counts of :class:`~tinysnn.energy.opcount.OpCounts`, b_w, b_n the weight and
 neuron-state widths (32-bit float when None), b_acc the accumulator width (the wider of the two;
 float if either is float), e_bit the SRAM energy per bit, and the op mixes m, a of
-:class:`OpEnergyCosts`. Our interpretation, not the paper's: the
-paper measures time x power only.
+:class:`OpEnergyCosts`. Our interpretation, not the paper's: the paper measures time x power
+only.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import torch
 
 from tinysnn import data as D
 from tinysnn.config import EncodingConfig, NetworkConfig
-from tinysnn.energy import EnergyMeterError, make_meter
+from tinysnn.energy import EnergyMeterError, MeterOptions, make_meter
 from tinysnn.network import build_population, resolve_device
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import run
@@ -41,7 +41,7 @@ def available_meters(device: torch.device) -> List[str]:
         if name == "nvml" and device.type != "cuda":
             continue
         try:
-            make_meter(name, idle_seconds=0).close()
+            make_meter(name, MeterOptions(idle_seconds=0)).close()
             out.append(name)
         except EnergyMeterError:
             pass
@@ -74,7 +74,7 @@ def main(argv: Any = None) -> int:
         for label, variant, quant in CONFIGS:
             for meter_name in meters:
                 spec = f"estimate:{args.estimate_watts}" if meter_name == "estimate" else meter_name
-                meter = make_meter(spec, idle_seconds=args.idle_seconds, sync=sync)
+                meter = make_meter(spec, MeterOptions(idle_seconds=args.idle_seconds, sync=sync))
                 net = NetworkConfig(variant=variant, n_neurons=args.neurons, n_input=train.n_input,
                                     norm_total=round(0.1 * train.n_input, 6))  # fmt: skip
                 pop = build_population(net, seeds=0, device=device)

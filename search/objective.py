@@ -29,14 +29,13 @@ import torch
 
 from tinysnn import data as D
 from tinysnn.config import to_dict
-from tinysnn.energy import EnergyMeter, make_meter
+from tinysnn.energy import EnergyMeter, MeterOptions, make_meter
 from tinysnn.memory import memory_breakdown, reference_memory
 from tinysnn.network import Population, build_population, resolve_device
 from tinysnn.quant import PARAMS, format_text
 from tinysnn.simulate import STREAM_TEST, Simulator
 from tinysnn.train import infer_counts, run
 
-from . import _energy as En
 from ._checkpoint import Checkpoint, save_checkpoint, write_verified
 from ._images import confusion_image, weights_image, write_png
 from .errors import SpecError
@@ -87,8 +86,6 @@ class Context:
     meter: EnergyMeter
     work_dir: Path
     reference_bits: int
-    input_spikes_train: float
-    input_spikes_test: float
     progress: bool = True
 
     @property
@@ -124,16 +121,14 @@ def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Cont
         raise SpecError(f"study.device: {exc}") from None
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     try:
-        meter = make_meter(spec.objectives.meter, idle_seconds=spec.objectives.idle_seconds, sync=sync)
+        options = MeterOptions(idle_seconds=spec.objectives.idle_seconds, sync=sync)
+        meter = make_meter(spec.objectives.meter, options)
     except Exception as exc:  # EnergyMeterError: the named meter is not on this machine
         raise SpecError(f"objectives.meter = {spec.objectives.meter!r}: {exc}") from None
     ob = spec.objectives
     ref_n = ob.reference_neurons or spec.space.max_neurons
     ref = reference_memory(ref_n, train.n_input, ob.memory_convention, ob.reference_variant)
-    enc = spec.encoding
-    return Context(spec, train, test, assign, device, meter, Path(work_dir), ref.bits,
-                   En.expected_input_spikes(train.images, enc), En.expected_input_spikes(test.images, enc),
-                   progress)  # fmt: skip
+    return Context(spec, train, test, assign, device, meter, Path(work_dir), ref.bits, progress)
 
 
 def _maybe_pause() -> None:
@@ -294,9 +289,7 @@ def _score(
     conv = spec.objectives.memory_convention
     mems = {c: memory_breakdown(variant, n, ctx.n_input, quant, c) for c in ("compact", "as_simulated")}
     memory_norm = mems[conv].bits / ctx.reference_bits
-    op_train, op_infer, op_source = En.network_opcount(
-        net, quant, ctx.n_input, spec.encoding, ctx.input_spikes_train, ctx.input_spikes_test, spikes_train
-    )
+    op_train, op_infer = net.op_energy_train_j_per_sample, net.op_energy_infer_j_per_sample
     attrs: Dict[str, Any] = dict(shared)
     attrs.update(config_attrs(cfg))
     attrs.update({
@@ -315,7 +308,7 @@ def _score(
         "energy_objective": spec.objectives.energy,
         "energy_opcount_train_j_per_sample": op_train,
         "energy_opcount_infer_j_per_sample": op_infer,
-        "energy_opcount_source": op_source,
+        "energy_opcount_source": "tinysnn",
     })  # fmt: skip
     if variant == "sl_stdp":
         attrs["note"] = APPROXIMATE

@@ -125,7 +125,7 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import torch
 
     from . import data as D
-    from .energy import make_meter
+    from .energy import MeterOptions, make_meter
     from .network import build_population, resolve_device
     from .quant import itq_problem, parse_quant_arg, spec_problem
     from .train import run
@@ -158,7 +158,7 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     pop = build_population(nets, learn, seeds, device)
     enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    meter = make_meter(args.energy, sync=sync)
+    meter = make_meter(args.energy, MeterOptions(sync=sync))
     try:
         result = run(
             pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,

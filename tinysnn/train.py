@@ -20,10 +20,9 @@ import torch
 from . import evaluate as E
 from .config import EncodingConfig
 from .data import Split
-from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joules
+from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joules, sample_op_counts
 from .memory import memory_breakdown, memory_norm, reference_memory
 from .network import Population
-from .ops import sample_op_counts
 from .quant import (
     PARAMS,
     QuantSpec,

@@ -1,10 +1,12 @@
-"""The energy-meter interface: :class:`EnergyReading`, :class:`EnergyMeter` and a power integrator.
+"""The one energy-meter interface: :class:`EnergyMeter`, its :class:`MeterOptions`, its readings and errors.
 
 A meter measures the energy of one run between :meth:`EnergyMeter.start` and
-:meth:`EnergyMeter.stop` (or a ``with`` block). Backends (``tinysnn._energy_backends``) read
-either a cumulative energy counter (NVML's total-energy counter, RAPL) or a power sensor that
-:class:`PowerIntegrator` integrates in a background thread (Jetson INA3221 rails, NVML power on
-GPUs older than Volta).
+:meth:`EnergyMeter.stop` (or a ``with`` block). The platform meters (``nvml``, ``jetson``,
+``rapl`` and ``estimate`` modules of this package) read either a cumulative energy counter
+(NVML's total-energy counter, RAPL) or a power sensor that
+:class:`~tinysnn.energy.sampling.PowerIntegrator` integrates in a background thread (Jetson
+INA3221 rails, NVML power on GPUs older than Volta). Every meter takes the same
+:class:`MeterOptions`.
 
 Idle subtraction (docs/method.md §4, "subtract idle power where measured"): before its first run
 a meter measures the mean power P_idle of a quiet window of ``idle_seconds``, and reports
@@ -21,19 +23,21 @@ import abc
 import contextlib
 import dataclasses
 import math
-import threading
 import time
 from types import TracebackType
-from typing import Callable, Dict, Mapping, NamedTuple, Optional, Type
+from typing import Callable, Dict, NamedTuple, Optional, Type
 
 __all__ = [
     "DEFAULT_IDLE_SECONDS",
+    "DEFAULT_METER_OPTIONS",
     "DEFAULT_SAMPLE_HZ",
     "EnergyMeter",
     "EnergyMeterError",
     "EnergyReading",
     "EnergySpecError",
-    "PowerIntegrator",
+    "MeterOptions",
+    "RawReading",
+    "check_sample_hz",
 ]
 
 DEFAULT_IDLE_SECONDS = 1.0
@@ -44,7 +48,6 @@ DEFAULT_SAMPLE_HZ = 20.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
-PowerReader = Callable[[], Mapping[str, float]]
 
 
 class EnergyMeterError(RuntimeError):
@@ -97,8 +100,8 @@ class EnergyReading:
         return dataclasses.asdict(self)
 
 
-class _Raw(NamedTuple):
-    """What a backend read over one window."""
+class RawReading(NamedTuple):
+    """What a platform meter read over one window, before idle subtraction."""
 
     joules: float
     rails: Dict[str, float]
@@ -126,6 +129,53 @@ def check_idle_seconds(idle_seconds: float) -> float:
     return value
 
 
+def check_sample_hz(sample_hz: float) -> float:
+    """Validate the sampling rate of a power sensor.
+
+    Returns:
+        The rate in Hz as a float.
+
+    Raises:
+        EnergySpecError: If it is not in (0, 1000] Hz.
+    """
+    rate = float(sample_hz)
+    if not math.isfinite(rate) or rate <= 0 or rate > 1000:
+        raise EnergySpecError(f"sample_hz must be in (0, 1000] Hz (10-50 Hz is sensible), got {sample_hz!r}")
+    return rate
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterOptions:
+    """What every meter is configured with, whatever its platform.
+
+    Attributes:
+        idle_seconds: Length of the quiet window before the first run, in s; 0 disables it. An
+            estimate measures no idle window.
+        subtract_idle: Subtract the idle power from the run's energy (it is recorded either way).
+        sync: Called before the start and the stop are read, and before the idle window, so that
+            queued device work is counted in the right window (e.g. ``torch.cuda.synchronize``).
+        clock: Monotonic time source in s (injectable for tests).
+        sleep: Sleep function used for the idle window (injectable for tests).
+
+    Raises:
+        EnergySpecError: If ``idle_seconds`` is negative or not finite.
+    """
+
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
+    subtract_idle: bool = True
+    sync: Optional[Callable[[], None]] = None
+    clock: Clock = time.perf_counter
+    sleep: Sleep = time.sleep
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "idle_seconds", check_idle_seconds(self.idle_seconds))
+        object.__setattr__(self, "subtract_idle", bool(self.subtract_idle))
+
+
+DEFAULT_METER_OPTIONS = MeterOptions()
+"""The options of a meter made without any: a 1 s idle window, subtracted, no sync, real time."""
+
+
 class EnergyMeter(abc.ABC):
     """Base class of energy meters: use as a context manager or with start/stop.
 
@@ -141,32 +191,19 @@ class EnergyMeter(abc.ABC):
     first start (call :meth:`measure_idle` to measure it again).
 
     Args:
-        idle_seconds: Length of the quiet window before the first run, in s; 0 disables it.
-        subtract_idle: Subtract the idle power from the run's energy (it is recorded either way).
-        sync: Called before the start and the stop are read, and before the idle window, so that
-            queued device work is counted in the right window (e.g. ``torch.cuda.synchronize``).
-        clock: Monotonic time source in s (injectable for tests).
-        sleep: Sleep function used for the idle window (injectable for tests).
+        options: Idle window, idle subtraction, sync, clock and sleep.
     """
 
     name: str = "meter"
     is_estimate: bool = False
 
-    def __init__(
-        self,
-        *,
-        idle_seconds: float = DEFAULT_IDLE_SECONDS,
-        subtract_idle: bool = True,
-        sync: Optional[Callable[[], None]] = None,
-        clock: Clock = time.perf_counter,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        self.idle_seconds = check_idle_seconds(idle_seconds)
-        self.subtract_idle = bool(subtract_idle)
+    def __init__(self, options: MeterOptions = DEFAULT_METER_OPTIONS) -> None:
+        self.idle_seconds = options.idle_seconds
+        self.subtract_idle = options.subtract_idle
         self.selection_note = ""
-        self._sync = sync
-        self._clock = clock
-        self._sleep = sleep
+        self._sync = options.sync
+        self._clock = options.clock
+        self._sleep = options.sleep
         self._idle_power_w: Optional[float] = None
         self._t0: Optional[float] = None
         self._reading: Optional[EnergyReading] = None
@@ -305,7 +342,7 @@ class EnergyMeter(abc.ABC):
         """Take the start reading (and start a sampling thread if the backend has one)."""
 
     @abc.abstractmethod
-    def _end(self, seconds: float) -> _Raw:
+    def _end(self, seconds: float) -> RawReading:
         """Take the stop reading and return the energy since :meth:`_begin`."""
 
     def _abort(self) -> None:
@@ -329,111 +366,3 @@ class EnergyMeter(abc.ABC):
         if self.selection_note:
             parts.append(self.selection_note)
         return "; ".join(parts)
-
-
-class PowerIntegrator:
-    """Trapezoidal integral of sampled power readings, sampled in a background thread.
-
-    With samples (t_k, p_k), k = 0..n-1, taken at ``start``, every ``1/sample_hz`` s in the
-    thread, and at ``stop``, the energy of each channel is
-
-        E = sum_k (p_k + p_{k+1}) / 2 * (t_{k+1} - t_k),
-
-    exact for power that is linear between samples; for smooth power the error is at most
-    (t_n - t_0) h^2 / 12 max|p''| with h the sample period.
-
-    Args:
-        read: Returns the power of each channel in W, e.g. ``{"VDD_IN": 4.2, "VDD_GPU": 1.1}``.
-        sample_hz: Sampling rate of the thread, in Hz.
-        clock: Monotonic time source in s.
-    """
-
-    def __init__(
-        self, read: PowerReader, *, sample_hz: float = DEFAULT_SAMPLE_HZ, clock: Clock = time.perf_counter
-    ) -> None:
-        rate = float(sample_hz)
-        if not math.isfinite(rate) or rate <= 0 or rate > 1000:
-            raise EnergySpecError(
-                f"sample_hz must be in (0, 1000] Hz (10-50 Hz is sensible), got {sample_hz!r}"
-            )
-        self.sample_hz = rate
-        self.period_s = 1.0 / rate
-        self._read = read
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._energy: Dict[str, float] = {}
-        self._last_p: Dict[str, float] = {}
-        self._first_t: Optional[float] = None
-        self._last_t: Optional[float] = None
-        self.n_samples = 0
-
-    @property
-    def span_s(self) -> float:
-        """Time from the first to the last sample, in s."""
-        if self._first_t is None or self._last_t is None:
-            return 0.0
-        return self._last_t - self._first_t
-
-    def sample(self) -> None:
-        """Take one sample and add the trapezoid since the previous one."""
-        with self._lock:
-            t = self._clock()
-            p = {name: float(value) for name, value in self._read().items()}
-            if self._last_t is not None:
-                dt = t - self._last_t
-                for name, value in p.items():
-                    if name in self._last_p:
-                        self._energy[name] = (
-                            self._energy.get(name, 0.0) + 0.5 * (value + self._last_p[name]) * dt
-                        )
-            else:
-                self._first_t = t
-            for name in p:
-                self._energy.setdefault(name, 0.0)
-            self._last_t = t
-            self._last_p = p
-            self.n_samples += 1
-
-    def start(self) -> None:
-        """Reset, take the first sample and start the sampling thread."""
-        if self._thread is not None:
-            raise EnergyMeterError("the power integrator is already running")
-        self._reset()
-        self._error = None
-        self._stop_event.clear()
-        self.sample()
-        self._thread = threading.Thread(target=self._run, name="tinysnn-power-integrator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> Dict[str, float]:
-        """Stop the thread, take the last sample and return the energy of each channel in J.
-
-        Raises:
-            EnergyMeterError: If a reading failed in the thread or fails now.
-        """
-        if self._thread is not None:
-            self._stop_event.set()
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            if isinstance(error, EnergyMeterError):
-                raise error
-            raise EnergyMeterError(f"reading power failed during the measurement: {error!r}") from error
-        self.sample()
-        with self._lock:
-            return dict(self._energy)
-
-    def _run(self) -> None:
-        while not self._stop_event.wait(self.period_s):
-            try:
-                self.sample()
-            except Exception as exc:  # noqa: BLE001 - reported by stop()
-                self._error = exc
-                return

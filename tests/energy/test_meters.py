@@ -1,8 +1,10 @@
-"""Tests of tinysnn.energy: meters on fake sysfs trees and a stub NVML, and the op-count model."""
+"""Tests of the energy meters (tinysnn.energy): fake sysfs trees, a stub NVML, one options record."""
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import inspect
 import json
 import math
 import os
@@ -20,17 +22,13 @@ from tinysnn.energy import (
     EnergySpecError,
     EstimateMeter,
     JetsonMeter,
+    MeterOptions,
     NvmlMeter,
-    OpCounts,
-    OpEnergyCosts,
-    PowerIntegrator,
     RaplMeter,
-    layer_op_counts,
     make_meter,
-    op_energy_breakdown,
-    op_energy_joules,
     parse_meter_spec,
 )
+from tinysnn.energy.sampling import PowerIntegrator
 
 # -- fakes ------------------------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ def _read_int(path: Path) -> int:
 
 def test_estimate_is_labelled_an_estimate() -> None:
     clock = FakeClock()
-    meter = make_meter("estimate:30", clock=clock, sleep=clock.sleep, idle_seconds=5.0)
+    meter = make_meter("estimate:30", MeterOptions(clock=clock, sleep=clock.sleep, idle_seconds=5.0))
     assert isinstance(meter, EstimateMeter)
     with meter:
         clock.advance(2.0)
@@ -183,8 +181,8 @@ def test_estimate_is_labelled_an_estimate() -> None:
 
 def test_estimate_default_and_stated_power() -> None:
     clock = FakeClock()
-    assert make_meter("estimate", clock=clock).power_w == 15.0  # type: ignore[attr-defined]
-    assert make_meter("estimate", estimate_power_w=7.5, clock=clock).power_w == 7.5  # type: ignore[attr-defined]
+    assert make_meter("estimate", MeterOptions(clock=clock)).power_w == 15.0  # type: ignore[attr-defined]
+    assert make_meter("estimate", MeterOptions(clock=clock), estimate_power_w=7.5).power_w == 7.5  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -220,13 +218,16 @@ def test_bad_spec_raises_clear_error(spec: str, words: str) -> None:
     assert "estimate:30" in str(info.value)  # the message shows a valid example
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"idle_seconds": -1.0}, {"idle_seconds": math.nan}, {"sample_hz": 0.0}, {"estimate_power_w": -3}],
-)
+@pytest.mark.parametrize("kwargs", [{"sample_hz": 0.0}, {"sample_hz": 1001.0}, {"estimate_power_w": -3}])
 def test_bad_arguments_raise(kwargs: Dict[str, Any]) -> None:
     with pytest.raises(EnergySpecError):
         make_meter("estimate", **kwargs)
+
+
+@pytest.mark.parametrize("idle_seconds", [-1.0, math.nan, math.inf])
+def test_bad_idle_window_raises(idle_seconds: float) -> None:
+    with pytest.raises(EnergySpecError, match="idle_seconds"):
+        MeterOptions(idle_seconds=idle_seconds)
 
 
 # -- the meter interface ----------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_bad_arguments_raise(kwargs: Dict[str, Any]) -> None:
 
 def test_start_stop_errors_and_context_manager_on_exception() -> None:
     clock = FakeClock()
-    meter = make_meter("estimate:10", clock=clock)
+    meter = make_meter("estimate:10", MeterOptions(clock=clock))
     with pytest.raises(EnergyMeterError, match="no reading yet"):
         _ = meter.reading
     with pytest.raises(EnergyMeterError, match="not started"):
@@ -334,14 +335,10 @@ def test_nvml_energy_counter_with_idle_subtraction() -> None:
         stub.energy_mj += int(50.0 * seconds * 1000)  # 50 W idle
 
     clock.on_sleep = idle_draw
-    meter = make_meter(
-        "nvml",
-        nvml_module=stub,
-        idle_seconds=1.0,
-        sync=lambda: syncs.append(clock.t),
-        clock=clock,
-        sleep=clock.sleep,
+    options = MeterOptions(
+        idle_seconds=1.0, sync=lambda: syncs.append(clock.t), clock=clock, sleep=clock.sleep
     )
+    meter = make_meter("nvml", options, nvml_module=stub)
     assert isinstance(meter, NvmlMeter) and meter.mode == "counter"
     meter.start()
     assert meter.idle_power_w == pytest.approx(50.0)
@@ -362,9 +359,8 @@ def test_nvml_energy_counter_with_idle_subtraction() -> None:
 def test_nvml_falls_back_to_power_integration_when_counter_not_supported() -> None:
     clock = FakeClock()
     stub = StubNvml(counter=False, power_mw=100_000.0)
-    meter = make_meter(
-        "nvml", nvml_module=stub, idle_seconds=1.0, sample_hz=20.0, clock=clock, sleep=clock.sleep
-    )
+    options = MeterOptions(idle_seconds=1.0, clock=clock, sleep=clock.sleep)
+    meter = make_meter("nvml", options, nvml_module=stub, sample_hz=20.0)
     assert isinstance(meter, NvmlMeter) and meter.mode == "power"
     assert meter.measure_idle() == pytest.approx(100.0)
     stub.power_mw = 250_000.0  # constant during the run: the integral is exact
@@ -400,7 +396,9 @@ def test_nvml_without_nvidia_ml_py_says_how_to_install(monkeypatch: pytest.Monke
 def test_jetson_jetpack4_nano_layout(tmp_path: Path) -> None:
     clock = FakeClock()
     folder = make_jetson_jp4(tmp_path, {"POM_5V_IN": 4000, "POM_5V_GPU": 1000, "POM_5V_CPU": 1500})
-    meter = make_meter("jetson", sysfs_root=str(tmp_path), idle_seconds=1.0, clock=clock, sleep=clock.sleep)
+    meter = make_meter(
+        "jetson", MeterOptions(idle_seconds=1.0, clock=clock, sleep=clock.sleep), sysfs_root=str(tmp_path)
+    )
     assert isinstance(meter, JetsonMeter)
     assert meter.total_rail == "POM_5V_IN"
     assert meter.rail_names == ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"]
@@ -424,7 +422,9 @@ def test_jetson_jetpack5_hwmon_layout(tmp_path: Path) -> None:
     rails = {"VDD_IN": (5000, 1200), "VDD_CPU_GPU_CV": (5000, 400), "VDD_SOC": (5000, 300)}
     make_jetson_hwmon(tmp_path, rails)
     make_jetson_hwmon(tmp_path, {"NC": (0, 0)}, device="1-0041", hwmon="hwmon4")  # not connected
-    meter = make_meter("jetson", sysfs_root=str(tmp_path), idle_seconds=0, clock=clock, sleep=clock.sleep)
+    meter = make_meter(
+        "jetson", MeterOptions(idle_seconds=0, clock=clock, sleep=clock.sleep), sysfs_root=str(tmp_path)
+    )
     assert isinstance(meter, JetsonMeter)
     assert meter.rail_names == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
     with meter:
@@ -439,7 +439,9 @@ def test_jetson_jetpack5_hwmon_layout(tmp_path: Path) -> None:
 def test_jetson_without_total_rail_sums_rails_and_says_so(tmp_path: Path) -> None:
     clock = FakeClock()
     make_jetson_hwmon(tmp_path, {"VDD_GPU_SOC": (5000, 1000), "VDD_CPU_CV": (5000, 600)})
-    meter = make_meter("jetson", sysfs_root=str(tmp_path), idle_seconds=0, clock=clock, sleep=clock.sleep)
+    meter = make_meter(
+        "jetson", MeterOptions(idle_seconds=0, clock=clock, sleep=clock.sleep), sysfs_root=str(tmp_path)
+    )
     with meter:
         clock.advance(1.0)
     assert meter.reading.joules == pytest.approx(8.0)
@@ -449,7 +451,7 @@ def test_jetson_without_total_rail_sums_rails_and_says_so(tmp_path: Path) -> Non
 def test_jetson_rails_with_one_name_on_two_chips_stay_apart(tmp_path: Path) -> None:
     make_jetson_hwmon(tmp_path, {"VDD_IN": (5000, 1000), "VDD_GPU": (5000, 200)})
     make_jetson_hwmon(tmp_path, {"VDD_GPU": (5000, 400)}, device="1-0041", hwmon="hwmon4")
-    meter = JetsonMeter(sysfs_root=str(tmp_path), idle_seconds=0)
+    meter = JetsonMeter(sysfs_root=str(tmp_path), options=MeterOptions(idle_seconds=0))
     assert meter.rail_names == ["VDD_IN", "VDD_GPU", "VDD_GPU@1-0041"]
     assert meter.read_rails() == pytest.approx({"VDD_IN": 5.0, "VDD_GPU": 1.0, "VDD_GPU@1-0041": 2.0})
 
@@ -479,7 +481,9 @@ def test_rapl_sums_packages_and_handles_wraparound(tmp_path: Path) -> None:
     clock = FakeClock()
     max_uj = 262_143_328_850
     base = make_rapl(tmp_path, {"package-0": max_uj - 1_000_000, "package-1": 5_000_000, "psys": 7})
-    meter = make_meter("rapl", sysfs_root=str(tmp_path), idle_seconds=0, clock=clock, sleep=clock.sleep)
+    meter = make_meter(
+        "rapl", MeterOptions(idle_seconds=0, clock=clock, sleep=clock.sleep), sysfs_root=str(tmp_path)
+    )
     assert isinstance(meter, RaplMeter)
     with meter:
         _write(base / "intel-rapl:0" / "energy_uj", 2_000_000)  # wrapped: 1 J before, 2 J after
@@ -502,7 +506,9 @@ def test_rapl_idle_subtraction_and_clamp(tmp_path: Path) -> None:
         _write(energy, _read_int(energy) + int(8.0 * seconds * 1e6))  # 8 W idle
 
     clock.on_sleep = idle_draw
-    meter = make_meter("rapl", sysfs_root=str(tmp_path), idle_seconds=0.5, clock=clock, sleep=clock.sleep)
+    meter = make_meter(
+        "rapl", MeterOptions(idle_seconds=0.5, clock=clock, sleep=clock.sleep), sysfs_root=str(tmp_path)
+    )
     meter.start()
     assert clock.slept == [0.5] and meter.idle_power_w == pytest.approx(8.0)
     _write(energy, _read_int(energy) + 50_000_000)  # 50 J over 2 s
@@ -522,14 +528,8 @@ def test_rapl_idle_recorded_but_not_subtracted(tmp_path: Path) -> None:
     base = make_rapl(tmp_path, {"package-0": 0})
     energy = base / "intel-rapl:0" / "energy_uj"
     clock.on_sleep = lambda s: _write(energy, _read_int(energy) + int(10 * s * 1e6))
-    meter = make_meter(
-        "rapl",
-        sysfs_root=str(tmp_path),
-        idle_seconds=1.0,
-        subtract_idle=False,
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    options = MeterOptions(idle_seconds=1.0, subtract_idle=False, clock=clock, sleep=clock.sleep)
+    meter = make_meter("rapl", options, sysfs_root=str(tmp_path))
     with meter:
         _write(energy, _read_int(energy) + 30_000_000)
         clock.advance(1.0)
@@ -579,9 +579,8 @@ def test_auto_selection_order(tmp_path: Path, gpu: bool, jetson: bool, rapl: boo
         make_jetson_jp4(tmp_path, {"POM_5V_IN": 4000})
     if rapl:
         make_rapl(tmp_path, {"package-0": 1})
-    meter = make_meter(
-        "auto", sysfs_root=str(tmp_path), nvml_module=StubNvml(fail_init=not gpu), idle_seconds=0
-    )
+    options = MeterOptions(idle_seconds=0)
+    meter = make_meter("auto", options, sysfs_root=str(tmp_path), nvml_module=StubNvml(fail_init=not gpu))
     assert type(meter) is expected
     if expected is not NvmlMeter:
         assert "nvml: NVML did not start" in meter.selection_note
@@ -595,9 +594,8 @@ def test_auto_without_pynvml_and_unreadable_rapl_falls_back_to_estimate(
     energy.unlink()
     energy.mkdir()
     clock = FakeClock()
-    meter = make_meter(
-        "auto", sysfs_root=str(tmp_path), estimate_power_w=20.0, clock=clock, sleep=clock.sleep
-    )
+    options = MeterOptions(clock=clock, sleep=clock.sleep)
+    meter = make_meter("auto", options, sysfs_root=str(tmp_path), estimate_power_w=20.0)
     assert isinstance(meter, EstimateMeter) and meter.power_w == 20.0
     with meter:
         clock.advance(1.0)
@@ -610,77 +608,44 @@ def test_meters_share_one_interface() -> None:
     assert all(issubclass(cls, EnergyMeter) for cls in (NvmlMeter, JetsonMeter, RaplMeter, EstimateMeter))
 
 
-# -- the op-count model -----------------------------------------------------------------------
+# -- one options record -----------------------------------------------------------------------
 
-COUNTS = OpCounts(
-    synaptic_ops=1000,
-    neuron_updates=100,
-    weight_updates=10,
-    weight_reads=1000,
-    weight_writes=10,
-    state_reads=200,
-    state_writes=200,
-)
+COMMON_KEYWORDS = {"idle_seconds", "subtract_idle", "sync", "clock", "sleep"}
 
 
-def test_op_costs_reproduce_horowitz_and_scale() -> None:
-    costs = OpEnergyCosts()
-    assert costs.int_add_pj(8) == pytest.approx(0.03) and costs.int_add_pj(32) == pytest.approx(0.1)
-    assert costs.int_mult_pj(8) == pytest.approx(0.2) and costs.int_mult_pj(32) == pytest.approx(3.1)
-    assert costs.add_pj(None) == 0.9 and costs.mult_pj(None) == 3.7
-    assert costs.sram_read_pj_per_bit == pytest.approx(10.0 / 64.0)
-    assert costs.int_add_pj(16) == pytest.approx(0.03 + 0.07 * 8 / 24)  # linear in bits
-    assert costs.int_mult_pj(16) == pytest.approx(0.2 + 2.9 * (256 - 64) / 960)  # quadratic in bits
-    assert all(costs.int_add_pj(b) > 0 and costs.int_mult_pj(b) > 0 for b in range(1, 65))
+def test_meter_options_are_the_one_source_of_the_common_keywords() -> None:
+    assert {field.name for field in dataclasses.fields(MeterOptions)} == COMMON_KEYWORDS
+    for function in (EnergyMeter, EstimateMeter, NvmlMeter, JetsonMeter, RaplMeter, make_meter):
+        parameters = set(inspect.signature(function).parameters)
+        assert "options" in parameters and not parameters & COMMON_KEYWORDS, function
 
 
-def test_op_energy_hand_computed() -> None:
-    # 8-bit weights, 16-bit neurons. pJ: add16 = 0.03 + 0.07 * 8/24 = 0.0533333, mult16 = 0.78,
-    # add8 = 0.03, mult8 = 0.2, 0.15625 pJ per SRAM bit.
-    synaptic = 1000 * 0.0533333333333  # accumulate at 16 bits
-    neuron = 100 * (0.78 + 3 * 0.0533333333333)  # 1 mult + 3 adds at 16 bits
-    learning = 10 * (2 * 0.2 + 2 * 0.03)  # 2 mults + 2 adds at 8 bits
-    weight_mem = (1000 + 10) * 8 * 0.15625
-    state_mem = (200 + 200) * 16 * 0.15625
-    expected_pj = synaptic + neuron + learning + weight_mem + state_mem  # 2414.4333 pJ
-    assert expected_pj == pytest.approx(2414.4333, abs=1e-3)
-    assert op_energy_joules(COUNTS, weight_bits=8, neuron_bits=16) == pytest.approx(
-        expected_pj * 1e-12, rel=1e-9
+def test_options_reach_every_platform_meter(tmp_path: Path) -> None:
+    clock = FakeClock()
+    syncs: List[float] = []
+    options = MeterOptions(
+        idle_seconds=0.25,
+        subtract_idle=False,
+        sync=lambda: syncs.append(clock.t),
+        clock=clock,
+        sleep=clock.sleep,
     )
-    parts = op_energy_breakdown(COUNTS, weight_bits=8, neuron_bits=16)
-    assert parts["weight_memory"] == pytest.approx(weight_mem * 1e-12)
-    assert parts["weight_updates"] == pytest.approx(learning * 1e-12)
-    # FP32: 1000*0.9 + 100*(3.7 + 3*0.9) + 10*(2*3.7 + 2*0.9) + 1010*32*0.15625 + 400*32*0.15625
-    assert op_energy_joules(COUNTS) == pytest.approx((900 + 640 + 92 + 5050 + 2000) * 1e-12, rel=1e-9)
-
-
-def test_bit_width_matters() -> None:
-    e8 = op_energy_joules(COUNTS, weight_bits=8, neuron_bits=8)
-    e16 = op_energy_joules(COUNTS, weight_bits=16, neuron_bits=16)
-    e32 = op_energy_joules(COUNTS)
-    assert e8 < e16 < e32
-    assert op_energy_joules(COUNTS, weight_bits=8) < e32  # qW: weights 8-bit, neurons FP32
-    assert op_energy_joules(COUNTS, weight_bits=4, neuron_bits=4) < e8
-
-
-@pytest.mark.parametrize("bits", [0, 65, 8.0, True, -1])
-def test_bad_bit_width(bits: Any) -> None:
-    with pytest.raises(ValueError, match="weight_bits"):
-        op_energy_joules(COUNTS, weight_bits=bits)
-
-
-def test_op_counts_arithmetic_and_layer_counts() -> None:
-    total = COUNTS + COUNTS
-    assert total.synaptic_ops == 2000 and total.scaled(0.5) == COUNTS
-    with pytest.raises(ValueError, match="synaptic_ops"):
-        OpCounts(synaptic_ops=-1)
-    counts = layer_op_counts(n_neurons=100, timesteps=250, input_spikes=2000, weight_updates=500)
-    assert counts == OpCounts(
-        synaptic_ops=200_000,
-        neuron_updates=25_000,
-        weight_updates=500,
-        weight_reads=200_500,
-        weight_writes=500,
-        state_reads=50_000,
-        state_writes=50_000,
-    )
+    make_jetson_jp4(tmp_path, {"POM_5V_IN": 4000})
+    make_rapl(tmp_path, {"package-0": 1})
+    meters = [
+        make_meter("nvml", options, nvml_module=StubNvml()),
+        make_meter("jetson", options, sysfs_root=str(tmp_path)),
+        make_meter("rapl", options, sysfs_root=str(tmp_path)),
+    ]
+    for meter in meters:
+        assert meter.idle_seconds == 0.25 and meter.subtract_idle is False
+        with meter:
+            clock.advance(1.0)
+        assert meter.reading.idle_power_w is not None and not meter.reading.idle_subtracted
+        meter.close()
+    assert clock.slept == [0.25, 0.25, 0.25] and len(syncs) == 9  # idle window, start, stop
+    estimate = make_meter("estimate", options)
+    assert estimate.idle_seconds == 0 and estimate.subtract_idle is False  # an estimate has no idle window
+    with estimate:
+        clock.advance(1.0)
+    assert clock.slept == [0.25, 0.25, 0.25] and len(syncs) == 11

@@ -1,4 +1,4 @@
-"""A hardware-independent energy model: operation counts x energy per operation at a bit width.
+"""Energy per operation at a bit width, and the energy of op counts: :func:`op_energy_joules`.
 
 docs/method.md §4: beside the measured joules, "an op-count model (synaptic operations and
 memory accesses x energy per op at a given bit width) gives a hardware-independent figure in
@@ -9,10 +9,11 @@ with fake quantization costs what an FP32 one does; on a fixed-point chip it doe
         + N_wu (m_w e_mult(b_w) + a_w e_add(b_w))
         + (R_w + W_w) b_w e_bit + (R_n + W_n) b_n e_bit
 
-with b_w, b_n the weight and neuron-state widths (32-bit float when None), b_acc the
-accumulator width (the wider of the two; float if either is float), e_bit the SRAM energy per
-bit, and the op mixes m, a of :class:`OpEnergyCosts`. Our interpretation, not the paper's: the
-paper measures time x power only.
+with N, R, W the counts of :class:`~tinysnn.energy.opcount.OpCounts`, b_w, b_n the weight and
+neuron-state widths (32-bit float when None), b_acc the accumulator width (the wider of the two;
+float if either is float), e_bit the SRAM energy per bit, and the op mixes m, a of
+:class:`OpEnergyCosts`. Our interpretation, not the paper's: the paper measures time x power
+only.
 """
 
 from __future__ import annotations
@@ -20,57 +21,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional
 
-__all__ = [
-    "DEFAULT_OP_COSTS",
-    "OpCounts",
-    "OpEnergyCosts",
-    "layer_op_counts",
-    "op_energy_breakdown",
-    "op_energy_joules",
-]
+from .opcount import OpCounts
+
+__all__ = ["DEFAULT_OP_COSTS", "OpEnergyCosts", "op_energy_breakdown", "op_energy_joules"]
 
 _PJ = 1e-12
-
-
-@dataclasses.dataclass(frozen=True)
-class OpCounts:
-    """Operation counts of a run (totals, or means per sample; widths are applied later).
-
-    Attributes:
-        synaptic_ops: Synaptic operations: one accumulate of a weight into a neuron's input per
-            (presynaptic spike, postsynaptic neuron) pair.
-        neuron_updates: Neuron state updates: one LIF step of one neuron (leak, threshold test).
-        weight_updates: Weight updates by learning (one read-modify-write of one weight each).
-        weight_reads: Weight words read from memory (by synaptic ops and by learning).
-        weight_writes: Weight words written to memory (by learning).
-        state_reads: Neuron-state words read (membrane potential, adaptive threshold, ...).
-        state_writes: Neuron-state words written.
-    """
-
-    synaptic_ops: float = 0
-    neuron_updates: float = 0
-    weight_updates: float = 0
-    weight_reads: float = 0
-    weight_writes: float = 0
-    state_reads: float = 0
-    state_writes: float = 0
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not value >= 0:
-                raise ValueError(f"OpCounts.{field.name} must be >= 0, got {value!r}")
-
-    def __add__(self, other: OpCounts) -> OpCounts:
-        if not isinstance(other, OpCounts):
-            return NotImplemented
-        return OpCounts(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)}
-        )
-
-    def scaled(self, factor: float) -> OpCounts:
-        """Return every count times ``factor`` (e.g. ``1 / n_samples`` for a mean per sample)."""
-        return OpCounts(**{f.name: getattr(self, f.name) * factor for f in dataclasses.fields(self)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,39 +174,3 @@ def op_energy_joules(
     """
     parts = op_energy_breakdown(counts, weight_bits=weight_bits, neuron_bits=neuron_bits, costs=costs)
     return sum(parts.values())
-
-
-def layer_op_counts(
-    *,
-    n_neurons: int,
-    timesteps: int,
-    input_spikes: float,
-    weight_updates: float = 0,
-    state_words_per_neuron: int = 2,
-) -> OpCounts:
-    """Op counts of one event-driven, fully connected layer over ``timesteps`` steps.
-
-    Each input spike adds its row of weights to all ``n_neurons`` neurons (one synaptic op and
-    one weight read each); every neuron is updated every step, reading and writing
-    ``state_words_per_neuron`` words (v and the adaptive threshold by default); each weight
-    update reads and writes one weight. Other synapse groups (lateral inhibition) add their own
-    counts with ``+``.
-
-    Args:
-        n_neurons: Neurons in the layer (N).
-        timesteps: Simulated steps (T = presentation time / dt).
-        input_spikes: Presynaptic spikes over the run.
-        weight_updates: Weight updates by learning over the run.
-        state_words_per_neuron: State words read and written per neuron update.
-    """
-    synaptic_ops = input_spikes * n_neurons
-    neuron_updates = n_neurons * timesteps
-    return OpCounts(
-        synaptic_ops=synaptic_ops,
-        neuron_updates=neuron_updates,
-        weight_updates=weight_updates,
-        weight_reads=synaptic_ops + weight_updates,
-        weight_writes=weight_updates,
-        state_reads=neuron_updates * state_words_per_neuron,
-        state_writes=neuron_updates * state_words_per_neuron,
-    )

@@ -267,7 +267,9 @@ def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
         for name, kills in (("uninterrupted", 0), ("stopped", stops)):
             folder = Path(tmp) / name
             folder.mkdir()
-            (folder / "spec.toml").write_text(SPEC.format(trials=budget, seed=seed))
+            # all 1,437 digits images and 100 steps: a population trains for seconds, long enough to be hit
+            spec = SPEC.format(trials=budget, seed=seed).replace("train_samples = 200", "train_samples = 1437")
+            (folder / "spec.toml").write_text(spec.replace("time_steps = 50", "time_steps = 100"))
             url = f"sqlite:///{folder}/runs/faults.db"
             killed = 0
             while True:
@@ -282,7 +284,7 @@ def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
                         except Exception:  # noqa: BLE001 - the study is being created
                             pass
                         time.sleep(0.2)
-                    time.sleep(rng.uniform(0.5, 6.0))
+                    time.sleep(rng.uniform(0.5, 8.0))
                     if proc.poll() is None:
                         proc.send_signal(signal.SIGKILL)
                         proc.wait(timeout=30)

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial
 
 from tinysnn.streams import mix_seed
 
+from ._workers import abandoned
 from .errors import SpecError, StorageError
 from .pack import artifact_ref, sqlite_path
 from .spec import StudySpec
@@ -196,14 +197,21 @@ _DRAW_STREAM = 0x5A4D
 
 
 def draw_index(study: optuna.Study, number: int) -> int:
-    """How many fresh draws the study made before trial ``number``: the trials before it that are not
-    retries (a retry re-runs the parameters of a trial that is already counted).
+    """Which fresh draw of the study trial ``number`` is (0 for the first), a retry counting as the
+    trial it re-runs.
 
-    The index of a draw is the same whether the study ran in one go or was stopped and resumed, since
-    a resumed run adds only retries, so it seeds the draw (:class:`DrawSeededSampler`) and the trial's
-    weights; and it differs between trials asked at once by several workers.
+    Fresh draws are the trials that are not retries, less those abandoned while being sampled
+    (:func:`search._workers.abandoned`: a retry would have nothing to re-run, so the next fresh trial
+    draws in their place). The index of a draw is then the same whether the study ran in one go or
+    was stopped and resumed, since a resumed run adds only retries, so it seeds the draw
+    (:class:`DrawSeededSampler`) and the trial's weights; and it differs between trials asked at once
+    by several workers.
     """
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and "retry_of" not in t.user_attrs)
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    while "retry_of" in by_number[number].user_attrs:
+        number = int(by_number[number].user_attrs["retry_of"])
+    return sum(1 for t in trials if t.number < number and "retry_of" not in t.user_attrs and not abandoned(t))
 
 
 class DrawSeededSampler(optuna.samplers.BaseSampler):
@@ -222,9 +230,8 @@ class DrawSeededSampler(optuna.samplers.BaseSampler):
         self._inner = make_sampler(spec, spec.study.seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if "retry_of" not in trial.user_attrs:  # a retry's parameters are fixed: nothing is drawn
-            draw = draw_index(study, trial.number)
-            self._inner = make_sampler(self._spec, mix_seed(self._spec.study.seed, _DRAW_STREAM, draw))
+        draw = draw_index(study, trial.number)  # a retry's parameters are fixed; its draw is its first's
+        self._inner = make_sampler(self._spec, mix_seed(self._spec.study.seed, _DRAW_STREAM, draw))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> Dict[str, Any]:

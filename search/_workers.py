@@ -12,7 +12,10 @@ is already finished, so when two workers see the same stale trial only one wins,
 winner re-queues it: ``study.enqueue_trial(params, user_attrs={"retry_of": n, ...})`` with the
 trial's weight seed and checkpoint, so that the retry continues where the dead worker stopped.
 A worker that dies between the two steps leaves a failed trial without a retry; the next run finds
-it (``fail_reason`` set, no trial with ``retry_of`` = its number) and re-queues it.
+it (``fail_reason`` set, no trial with ``retry_of`` = its number) and re-queues it. A trial whose
+worker died while its parameters were being drawn (no ``sampled`` mark) is failed and not
+re-queued: it holds no complete configuration, and the next fresh trial draws in its place
+(``search._study.draw_index`` does not count it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "pid_alive", "reap", "stale_reason"]
+__all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "abandoned", "fail_and_requeue", "identity", "pid_alive",
+           "reap", "stale_reason"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -34,6 +38,13 @@ CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position", "variant", 
                  "rounding", "quant_text", "weights_format", "vmem_format", "vth_format")  # fmt: skip
 """User attributes a retry inherits from the trial it replaces (its seed, checkpoint and what it trains)."""
 ORPHAN_GRACE_S = 60.0
+SAMPLED = "sampled"
+"""User attribute: all of the trial's parameters are drawn (set by the runner before it trains)."""
+
+
+def abandoned(trial: FrozenTrial) -> bool:
+    """A fresh trial that failed before its parameters were all drawn: no configuration to retry."""
+    return trial.state == TrialState.FAIL and SAMPLED not in trial.user_attrs and "retry_of" not in trial.user_attrs
 
 
 def identity() -> Dict[str, Any]:
@@ -89,12 +100,15 @@ def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str
 
 
 def fail_and_requeue(study: optuna.Study, storage: Any, trial: FrozenTrial, reason: str) -> Optional[int]:
-    """Fail ``trial`` and enqueue its parameters again; returns None when another worker got there first."""
+    """Fail ``trial`` and enqueue its parameters again; returns None when another worker got there
+    first, or when the trial was still being sampled (failed only: see the module docstring)."""
     try:
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return None
     except (RuntimeError, optuna.exceptions.OptunaError):  # UpdateFinishedTrialError (Optuna >= 4.x)
+        return None
+    if SAMPLED not in trial.user_attrs and "retry_of" not in trial.user_attrs:
         return None
     return _enqueue_retry(study, trial, reason)
 
@@ -124,7 +138,7 @@ def reap(study: optuna.Study, storage: Any, stale_after_s: float, log: Callable[
     retried = {t.user_attrs.get("retry_of") for t in trials}
     now = time.time()
     for t in trials:
-        if t.state != TrialState.FAIL or "fail_reason" not in t.user_attrs or t.number in retried:
+        if t.state != TrialState.FAIL or "fail_reason" not in t.user_attrs or t.number in retried or abandoned(t):
             continue
         if t.datetime_complete is not None and now - t.datetime_complete.timestamp() < ORPHAN_GRACE_S:
             continue

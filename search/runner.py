@@ -48,7 +48,6 @@ __all__ = ["RunReport", "run_study"]
 _SURVIVOR_POLL_S = 5.0  # how often a worker whose budget is held by others checks on them
 _MAX_DUPLICATES = 20  # consecutive duplicate draws after which the space counts as exhausted
 _SAMPLING_WAIT_S = 5.0  # how long a new trial waits for an earlier one to finish sampling
-SAMPLED = "sampled"  # user attribute: the trial's parameters are all drawn
 _LEFTOVER_AGE_S = 60.0  # a temporary checkpoint older than this belongs to a dead worker
 
 
@@ -178,7 +177,7 @@ def _duplicate_of(study: optuna.Study, number: int, params: Dict[str, Any]) -> O
     deadline = time.time() + _SAMPLING_WAIT_S
     while True:
         earlier = [t for t in study.get_trials(deepcopy=False, states=states) if t.number < number]
-        pending = [t for t in earlier if t.state == TrialState.RUNNING and SAMPLED not in t.user_attrs]
+        pending = [t for t in earlier if t.state == TrialState.RUNNING and W.SAMPLED not in t.user_attrs]
         if not pending or time.time() > deadline:
             break
         time.sleep(0.05)
@@ -215,7 +214,7 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
                     raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
                                       "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
                 continue
-            trial.set_user_attr(SAMPLED, True)
+            trial.set_user_attr(W.SAMPLED, True)
             fresh = "retry_of" not in trial.user_attrs and duplicates < _MAX_DUPLICATES
             twin = _duplicate_of(study, trial.number, trial.params) if fresh else None
             if twin is not None:

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 import search.objective as objective
 from search import CheckpointError, parse_spec, run_study
 from search._study import open_storage
-from search._workers import BEAT_KEY, WORKER_KEY, fail_and_requeue, identity, reap, stale_reason
+from search._study import draw_index
+from search._workers import BEAT_KEY, SAMPLED, WORKER_KEY, fail_and_requeue, identity, reap, stale_reason
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -47,6 +48,7 @@ def test_stale_trial_is_requeued_once(tmp_path: Path) -> None:
     storage = study._storage
     trial = study.ask()
     trial.suggest_int("n_neurons", 10, 20)
+    trial.set_user_attr(SAMPLED, True)
     trial.set_user_attr("weight_seed", 7)
     storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
     storage.set_trial_system_attr(trial._trial_id, BEAT_KEY, time.time() - 1000)
@@ -63,6 +65,37 @@ def test_stale_trial_is_requeued_once(tmp_path: Path) -> None:
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["weight_seed"] == 7
     assert retry.system_attrs["fixed_params"] == frozen.params
     assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
+
+
+def test_a_trial_whose_worker_died_while_sampling_is_failed_not_requeued(tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    storage = study._storage
+    trial = study.ask()
+    trial.suggest_int("n_neurons", 10, 20)  # the worker died before the next parameter and the mark
+    storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
+    storage.set_trial_system_attr(trial._trial_id, BEAT_KEY, time.time() - 1000)
+    assert reap(study, storage, 60, lambda s: None) == []
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert reap(study, storage, 60, lambda s: None) == []  # nor re-queued later as an orphan
+
+
+def test_draw_index_counts_fresh_draws_and_gives_a_retry_its_first_trials_index() -> None:
+    study = optuna.create_study()
+    dist = {"n": optuna.distributions.IntDistribution(1, 9)}
+
+    def add(state: TrialState, **attrs: Any) -> None:
+        values = [0.5] if state == TrialState.COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(params={"n": 1}, distributions=dist, state=state, values=values,
+                                                  user_attrs=attrs))  # fmt: skip
+
+    add(TrialState.COMPLETE, sampled=True)  # 0: draw 0
+    add(TrialState.FAIL, sampled=True)  # 1: draw 1, killed while training
+    add(TrialState.FAIL)  # 2: killed while being sampled: abandoned, no draw
+    add(TrialState.PRUNED)  # 3: draw 2, rejected before training
+    add(TrialState.FAIL, sampled=True, retry_of=1)  # 4: the retry of 1, killed too
+    add(TrialState.COMPLETE, sampled=True, retry_of=4)  # 5: its retry
+    add(TrialState.COMPLETE, sampled=True)  # 6: draw 3
+    assert [draw_index(study, n) for n in range(7)] == [0, 1, 2, 2, 1, 1, 3]
 
 
 SPEC = {

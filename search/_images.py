@@ -5,16 +5,17 @@
 * ``confusion.png``: true label x predicted label (the last column: no prediction), counts written
   in, accuracy in the title.
 
-matplotlib is imported only here and only when a picture is drawn, through the object-oriented
-``Figure`` + ``FigureCanvasAgg`` API (no pyplot, no global backend). Without matplotlib a search
-still runs: :func:`missing_note` is the one line a run says, and :func:`write_pictures` writes nothing.
+matplotlib (3.5 or later) is imported only here and only when a picture is drawn, through the
+object-oriented ``Figure`` + ``FigureCanvasAgg`` API (no pyplot, no global backend). Without
+matplotlib a search still runs: :func:`missing_note` is the one line a run says, and
+:func:`write_pictures` writes nothing.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["confusion_figure", "missing_note", "trial_title", "weights_figure", "write_pictures"]
 
-NO_PREDICTION = "none"  # tick label of the confusion matrix's last column
+_NO_PREDICTION = "none"  # tick label of the confusion matrix's last column
 _DPI = 100
 
 
@@ -107,15 +108,15 @@ def confusion_figure(confusion: Sequence[Sequence[int]], accuracy: float, title:
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     ax.set_xticks(range(n_pred))
-    ax.set_xticklabels([str(c) for c in range(n_pred - 1)] + [NO_PREDICTION])
+    ax.set_xticklabels([str(c) for c in range(n_pred - 1)] + [_NO_PREDICTION])
     ax.set_yticks(range(n_true))
     ax.set_yticklabels([str(r) for r in range(n_true)])
     dark = 0.5 * max(int(counts.max()), 1)
     for r in range(n_true):
         for c in range(n_pred):
             value = int(counts[r, c])
-            ax.text(c, r, str(value), ha="center", va="center", fontsize=8,
-                    color="white" if value > dark else "black")  # fmt: skip
+            color = "white" if value > dark else "black"
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=8, color=color)
     ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f} %")
     return fig
 
@@ -133,7 +134,7 @@ def write_pictures(
     title: str,
     weights: np.ndarray,
     image_shape: Tuple[int, int],
-    confusion: List[List[int]],
+    confusion: Sequence[Sequence[int]],
     accuracy: float,
 ) -> Dict[str, Path]:
     """Write ``weights.png`` and ``confusion.png`` into ``folder``; returns them by name (``weights``,

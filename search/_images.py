@@ -1,118 +1,147 @@
-"""PNG images of a trained network, without an imaging library: the weights as a grid, the confusion matrix.
+"""The two pictures a trial uploads as Optuna artifacts, drawn with matplotlib (the ``plots`` extra).
 
-A minimal PNG encoder (8-bit RGB, zlib) and a 3x5 pixel digit font are enough for the two pictures
-a trial uploads as Optuna artifacts.
+* ``weights.png``: each neuron's input weights as an image of the input (its receptive field), the
+  neurons tiled in a grid on one shared colour scale with a colour bar.
+* ``confusion.png``: true label x predicted label (the last column: no prediction), counts written
+  in, accuracy in the title.
+
+matplotlib (3.5 or later) is imported only here and only when a picture is drawn, through the
+object-oriented ``Figure`` + ``FigureCanvasAgg`` API (no pyplot, no global backend). Without
+matplotlib a search still runs: :func:`missing_note` is the one line a run says, and
+:func:`write_pictures` writes nothing.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["confusion_image", "weights_image", "write_png"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-# 3 x 5 digit glyphs, rows top to bottom, 3 bits per row (MSB = left column); "-" for "no prediction".
-_FONT = {
-    "0": (7, 5, 5, 5, 7), "1": (2, 6, 2, 2, 7), "2": (7, 1, 7, 4, 7), "3": (7, 1, 7, 1, 7),
-    "4": (5, 5, 7, 1, 1), "5": (7, 4, 7, 1, 7), "6": (7, 4, 7, 5, 7), "7": (7, 1, 2, 2, 2),
-    "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7), "-": (0, 0, 7, 0, 0),
-}  # fmt: skip
+__all__ = ["confusion_figure", "missing_note", "trial_title", "weights_figure", "write_pictures"]
 
-
-def write_png(path: Union[str, Path], rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 array as a PNG file."""
-    img = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
-    h, w = img.shape[:2]
-    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
-    Path(path).write_bytes(png)
+_NO_PREDICTION = "none"  # tick label of the confusion matrix's last column
+_DPI = 100
 
 
-def weights_image(weights: np.ndarray, image_shape: Tuple[int, int], min_tile: int = 24) -> np.ndarray:
-    """The input weights of every neuron as a grid of receptive fields (gray, 0 black, w_max white).
+def _matplotlib_installed() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    Args:
-        weights: (n_input, N) weights of one network.
-        image_shape: (h, w) of an input image (h * w = n_input).
-        min_tile: tiles are scaled up (nearest) to at least this many pixels.
-    """
+
+def missing_note() -> Optional[str]:
+    """The line a run says once when it cannot draw pictures (matplotlib missing), else None."""
+    if _matplotlib_installed():
+        return None
+    return 'trial pictures skipped: matplotlib is not installed (pip install "tinysnn[plots]" adds them)'
+
+
+def trial_title(number: int, attrs: Mapping[str, Any]) -> str:
+    """A trial's number, variant, size and formats (its ``quant_text``, rounding and scheme included),
+    from its user attributes, as picture titles show them."""
+    head = f"trial {number}: {attrs['variant']} N={attrs['n_neurons']} {attrs['quant']}"
+    formats = str(attrs["quant_text"]).replace(",", ", ")
+    return head if formats == attrs["quant"] else f"{head}\n{formats}"
+
+
+def _tiles(weights: np.ndarray, image_shape: Tuple[int, int]) -> np.ndarray:
+    """The (n_input, N) weights as one image: each column reshaped to ``image_shape``, the tiles in a
+    near-square grid, separated (and the unused cells filled) by NaN."""
     h, w = image_shape
     n_in, n = weights.shape
     if h * w != n_in:
         raise ValueError(f"image shape {image_shape} does not match {n_in} inputs")
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
-    scale = max(1, -(-min_tile // max(h, w)))
-    top = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
-    th, tw = h * scale + 1, w * scale + 1
-    grid = np.full((rows * th + 1, cols * tw + 1), 64, dtype=np.uint8)
+    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
     for j in range(n):
-        tile = np.clip(weights[:, j].reshape(h, w) / top, 0, 1) * 255
-        tile = np.kron(tile, np.ones((scale, scale)))
         r, c = divmod(j, cols)
-        grid[r * th + 1 : r * th + th, c * tw + 1 : c * tw + tw] = tile.astype(np.uint8)
-    return np.repeat(grid[:, :, None], 3, axis=2)
+        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = weights[:, j].reshape(h, w)
+    return grid
 
 
-def _draw_text(img: np.ndarray, text: str, x: int, y: int, color: Sequence[int], size: int = 2) -> None:
-    for k, ch in enumerate(text):
-        glyph = _FONT.get(ch)
-        if glyph is None:
-            continue
-        for r, bits in enumerate(glyph):
-            for c in range(3):
-                if bits & (4 >> c):
-                    y0, x0 = y + r * size, x + (k * 4 + c) * size
-                    img[y0 : y0 + size, x0 : x0 + size] = color
+def weights_figure(weights: np.ndarray, image_shape: Tuple[int, int], title: str) -> Figure:
+    """Each neuron's receptive field (its input weights as an ``image_shape`` image), tiled in a grid.
+
+    Args:
+        weights: (n_input, N) weights of one network.
+        image_shape: (h, w) of an input image (h * w = n_input).
+        title: what the picture shows, e.g. :func:`trial_title`.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    grid = _tiles(np.asarray(weights, dtype=np.float64), image_shape)
+    cmap = colormaps["viridis"].with_extremes(bad="white")  # bad: the NaN gaps between tiles
+    n = weights.shape[1]
+    side = min(14.0, max(5.0, 2 * max(grid.shape) / _DPI))  # inches: ~2 screen pixels per weight
+    fig = Figure(figsize=(side + 1.2, side), dpi=_DPI)
+    ax = fig.add_subplot()
+    shown = ax.imshow(grid, cmap=cmap, interpolation="nearest")
+    ax.set_axis_off()
+    bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("weight")
+    h, w = image_shape
+    ax.set_title(f"{title}\ninput weights of {n} neurons ({h} x {w} each)")
+    return fig
 
 
-def confusion_image(confusion: List[List[int]]) -> np.ndarray:
-    """A (C, C + 1) confusion matrix as a heat map with the counts written in (rows: true class;
-    columns: predicted class, the last one ``-`` for no prediction)."""
-    m = np.asarray(confusion, dtype=np.int64)
-    n_rows, n_cols = m.shape
-    digits = max(1, len(str(int(m.max()) if m.size else 0)))
-    size = 2
-    cw, ch = max(28, digits * 4 * size + 6), 22
-    left, top = 4 * size * 2 + 8, 5 * size + 10
-    img = np.full((top + n_rows * ch + 1, left + n_cols * cw + 1, 3), 255, dtype=np.uint8)
-    totals = np.maximum(m.sum(axis=1, keepdims=True), 1)
-    share = m / totals
-    for r in range(n_rows):
-        _draw_text(img, str(r), 4, top + r * ch + 6, (0, 0, 0), size)
-        for c in range(n_cols):
-            x0, y0 = left + c * cw, top + r * ch
-            v = float(share[r, c])
-            base = np.array([255, 255, 255]) * (1 - v) + np.array([31, 119, 180]) * v
-            img[y0 + 1 : y0 + ch, x0 + 1 : x0 + cw] = base.astype(np.uint8)
-            text = str(int(m[r, c]))
-            color = (255, 255, 255) if v > 0.5 else (0, 0, 0)
-            _draw_text(img, text, x0 + (cw - len(text) * 4 * size) // 2 + 1, y0 + 6, color, size)
-    for c in range(n_cols):
-        label = str(c) if c < n_cols - 1 else "-"
-        _draw_text(img, label, left + c * cw + cw // 2 - 2, 4, (0, 0, 0), size)
-    img[top::ch, left:] = 160
-    img[top:, left::cw] = 160
-    return img
+def confusion_figure(confusion: Sequence[Sequence[int]], accuracy: float, title: str) -> Figure:
+    """The (C, C + 1) confusion matrix (rows: true label; columns: predicted label, the last one for
+    no prediction) with the counts written in, and the accuracy (in [0, 1]) in the title."""
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    n_true, n_pred = counts.shape
+    fig = Figure(figsize=(1.6 + 0.55 * n_pred, 1.6 + 0.5 * n_true), dpi=_DPI)
+    ax = fig.add_subplot()
+    shown = ax.imshow(counts, cmap="Blues", vmin=0)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("samples")
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_xticks(range(n_pred))
+    ax.set_xticklabels([str(c) for c in range(n_pred - 1)] + [_NO_PREDICTION])
+    ax.set_yticks(range(n_true))
+    ax.set_yticklabels([str(r) for r in range(n_true)])
+    dark = 0.5 * max(int(counts.max()), 1)
+    for r in range(n_true):
+        for c in range(n_pred):
+            value = int(counts[r, c])
+            color = "white" if value > dark else "black"
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=8, color=color)
+    ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f} %")
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # a Figure outside pyplot: nothing to close, freed with its last reference
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def write_pictures(
+    folder: Path,
+    title: str,
+    weights: np.ndarray,
+    image_shape: Tuple[int, int],
+    confusion: Sequence[Sequence[int]],
+    accuracy: float,
+) -> Dict[str, Path]:
+    """Write ``weights.png`` and ``confusion.png`` into ``folder``; returns them by name (``weights``,
+    ``confusion``), or nothing where matplotlib is missing (:func:`missing_note`)."""
+    if not _matplotlib_installed():
+        return {}
+    return {
+        "weights": _save(weights_figure(weights, image_shape, title), folder / "weights.png"),
+        "confusion": _save(confusion_figure(confusion, accuracy, title), folder / "confusion.png"),
+    }

@@ -37,7 +37,7 @@ from tinysnn.simulate import STREAM_TEST, Simulator
 from tinysnn.train import infer_counts, run
 
 from ._checkpoint import Checkpoint, save_checkpoint, write_verified
-from ._images import confusion_image, weights_image, write_png
+from ._images import trial_title, write_pictures
 from .errors import SpecError
 from .space import TrialConfig
 from .spec import StudySpec
@@ -329,13 +329,9 @@ def _write_files(
     net = result.networks[k]
     n = m.config.network.n_neurons
     weights = pop.weights[k, :, :n].detach().cpu().numpy()
-    files = {
-        "weights": folder / "weights.png",
-        "confusion": folder / "confusion.png",
-        "model": folder / "model.pt",
-    }
-    write_png(files["weights"], weights_image(weights, ctx.train.image_shape))
-    write_png(files["confusion"], confusion_image(net.confusion))
+    title = trial_title(m.number, attrs)
+    files = write_pictures(folder, title, weights, ctx.train.image_shape, net.confusion, net.accuracy)
+    files["model"] = folder / "model.pt"
     labels = getattr(net, "assignment", None)
     model = {
         "format": "tinysnn-search-model/1",

@@ -37,6 +37,7 @@ from tinysnn.network import check_memory
 
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ._images import missing_note
 from ._study import CONSTRAINTS_KEY, constraint_values, draw_index, open_storage, open_study
 from .errors import CheckpointError, SearchError
 from .objective import Context, Member, Outcome, config_attrs, evaluate_population, load_context
@@ -112,6 +113,9 @@ def run_study(
     store = FileSystemArtifactStore(str(_mkdir(folder / "artifacts")))
     report = RunReport(spec.study.name, url, str(folder), spec.study.trials)
     report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
+    note = missing_note()
+    if note is not None:
+        log(note)
     _collect_garbage(study, folder / "checkpoints")
     _remove_dead_work_dirs(folder)
     bar = _bar(spec, study, progress)

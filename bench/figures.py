@@ -1,7 +1,6 @@
+# Regenerate bench/figures/ from the recorded runs: python bench/figures.py bench/recorded/*.json --out bench/figures
 """Figures of the tinySNN paper from the benchmarks' JSON: accuracy and memory against precision
 (Fig. 6 and 7) and energy (Fig. 8).
-
-Regenerate bench/figures/ from the recorded runs: python bench/figures.py bench/recorded/*.json --out bench/figures
 
 Input: the JSON of bench/accuracy.py (``--protocol paper-quant``, the grid of bench/paper_quant.py;
 ``--protocol paper-fp32``, for the sl_stdp baseline) and of bench/energy.py. bench/recorded/ holds the

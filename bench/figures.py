@@ -109,6 +109,8 @@ class Energy:
 
 @dataclass
 class Inputs:
+    """Everything read from the JSON files, merged."""
+
     grids: Dict[str, Grid] = field(default_factory=dict)
     sl_stdp: Dict[Tuple[str, int], Baseline] = field(default_factory=dict)
     """(dataset, seed) -> the sl_stdp FP32 row."""
@@ -139,6 +141,8 @@ def provenance(path: Path, payload: Dict[str, Any]) -> str:
     source = payload.get("source")
     if source:
         text += f", transcribed from {source.get('transcribed_from', '?')}"
+    if payload.get("partial"):
+        text += ", PARTIAL: the run had not finished"
     return text + ")"
 
 

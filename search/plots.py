@@ -146,7 +146,10 @@ def size_precision_figure(study: optuna.Study) -> Figure:
     trials = _complete(study)
     best: Dict[Tuple[int, int], FrozenTrial] = {}
     for t in trials:
-        cell = (int(t.user_attrs["n_neurons"]), weight_bits(t))
+        n_neurons = t.user_attrs.get("n_neurons", t.params.get("n_neurons"))
+        if n_neurons is None:
+            continue
+        cell = (int(n_neurons), weight_bits(t))
         if cell not in best or t.values[0] > best[cell].values[0]:
             best[cell] = t
     sizes = sorted({n for n, _ in best})

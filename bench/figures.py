@@ -1,4 +1,4 @@
-# Regenerate bench/figures/ from the recorded runs: python bench/figures.py bench/recorded/*.json --out bench/figures
+# Regenerate bench/figures/: python bench/figures.py bench/recorded/*.json --out bench/figures
 """Figures of the tinySNN paper from the benchmarks' JSON: accuracy and memory against precision
 (Fig. 6 and 7) and energy (Fig. 8).
 
@@ -127,8 +127,10 @@ class Inputs:
         if key in self.seen:
             earlier, where = self.seen[key]
             if earlier != result:
-                raise InputError(f"{path}: {' '.join(map(str, key))} is also in {where} with another result "
-                                 f"({earlier} against {result}): give one run of it")  # fmt: skip
+                raise InputError(
+                    f"{path}: {' '.join(map(str, key))} is also in {where} with another result "
+                    f"({earlier} against {result}): give one run of it"
+                )
             return False
         self.seen[key] = (result, str(path))
         return True
@@ -168,8 +170,10 @@ def load(paths: Sequence[Path]) -> Inputs:
         elif kind is not None and kind[0] == "energy":
             _add_energy(inputs, path, payload)
         else:
-            raise InputError(f"{path}: not the JSON of bench/accuracy.py --protocol paper-quant or paper-fp32, "
-                             "or of bench/energy.py")  # fmt: skip
+            raise InputError(
+                f"{path}: not the JSON of bench/accuracy.py --protocol paper-quant or paper-fp32, "
+                "or of bench/energy.py"
+            )
     return inputs
 
 
@@ -281,23 +285,46 @@ def accuracy_figure(grid: Grid, sl_stdp: Optional[Baseline] = None) -> Figure:
                 by_bits = grid.points.get((scheme, label, rounding))
                 if by_bits:
                     ys = [100 * by_bits[b]["accuracy"] if b in by_bits else math.nan for b in precisions]
-                    ax.plot(range(1, len(precisions) + 1), ys, lw=1.2, ms=4,
-                            label=ROUNDING_TEXT.get(rounding, rounding), **ROUNDING_STYLE[rounding])  # fmt: skip
+                    ax.plot(
+                        range(1, len(precisions) + 1),
+                        ys,
+                        lw=1.2,
+                        ms=4,
+                        label=ROUNDING_TEXT.get(rounding, rounding),
+                        **ROUNDING_STYLE[rounding],
+                    )
             impossible = grid.impossible.get((scheme, label), {})
             if impossible:
-                ax.plot([x_of[b] for b in impossible], [0.03] * len(impossible), "x", color="C3", ms=7,
-                        transform=ax.get_xaxis_transform(), clip_on=False,
-                        label="impossible: no format holds the observed range")  # fmt: skip
+                ax.plot(
+                    [x_of[b] for b in impossible],
+                    [0.03] * len(impossible),
+                    "x",
+                    color="C3",
+                    ms=7,
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                    label="impossible: no format holds the observed range",
+                )
             if "tinysnn" in grid.fp32:
                 ax.plot(
                     [0], [100 * grid.fp32["tinysnn"]["accuracy"]], "*", color="k", ms=10, label="tinysnn FP32"
                 )
             if "diehl_cook" in grid.fp32:
-                ax.axhline(100 * grid.fp32["diehl_cook"]["accuracy"], color="0.35", ls="--", lw=1,
-                           label="diehl_cook FP32")  # fmt: skip
+                ax.axhline(
+                    100 * grid.fp32["diehl_cook"]["accuracy"],
+                    color="0.35",
+                    ls="--",
+                    lw=1,
+                    label="diehl_cook FP32",
+                )
             if sl_stdp is not None:
-                ax.axhline(100 * sl_stdp.row["accuracy"], color="0.55", ls=":", lw=1.2,
-                           label=f"sl_stdp FP32, seed {sl_stdp.row['seed']} (approximate baseline)")  # fmt: skip
+                ax.axhline(
+                    100 * sl_stdp.row["accuracy"],
+                    color="0.55",
+                    ls=":",
+                    lw=1.2,
+                    label=f"sl_stdp FP32, seed {sl_stdp.row['seed']} (approximate baseline)",
+                )
             _precision_axis(ax, precisions)
             ax.set_title(f"{scheme.upper()}, {QUANTIZED_SET[label]}", fontsize=9)
             if c == 0:
@@ -306,8 +333,11 @@ def accuracy_figure(grid: Grid, sl_stdp: Optional[Baseline] = None) -> Figure:
     ref = grid.fp32.get("tinysnn", {})
     size = f", N = {ref['n_neurons']}" if "n_neurons" in ref else ""
     seed = f", seed {ref['seed']}" if "seed" in ref else ""
-    fig.suptitle(f"{_dataset_text(grid.dataset)}: tinySNN accuracy against precision{size}{seed}"
-                 f"{PAPER_FIGURE.get(grid.dataset, '')}", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"{_dataset_text(grid.dataset)}: tinySNN accuracy against precision{size}{seed}"
+        f"{PAPER_FIGURE.get(grid.dataset, '')}",
+        fontsize=10,
+    )
     sources = grid.sources + ([sl_stdp.source] if sl_stdp is not None else [])
     _footnote(fig, sources)
     return fig
@@ -320,8 +350,10 @@ def memory_bytes(row: Dict[str, Any], convention: str) -> Optional[int]:
 
 def memory_figure(grids: Sequence[Grid]) -> Figure:
     """Memory against precision: rows = datasets, columns = the conventions the rows hold."""
-    rows_of = {g.dataset: [r for by_bits in g.points.values() for r in by_bits.values()] + list(g.fp32.values())
-               for g in grids}  # fmt: skip
+    rows_of = {
+        g.dataset: [r for by_bits in g.points.values() for r in by_bits.values()] + list(g.fp32.values())
+        for g in grids
+    }
     conventions = [c for c in CONVENTIONS if any(memory_bytes(r, c) for rs in rows_of.values() for r in rs)]
     fig = new_figure(4.8 * len(conventions), 3.2 * len(grids) + 2.0)
     axes, legend_row = _panels(fig, len(grids), len(conventions))
@@ -344,23 +376,34 @@ def memory_figure(grids: Sequence[Grid]) -> Figure:
                 if ref:
                     for x, b in zip(xs, precisions):
                         if b in by_bits:
-                            ax.annotate(f"{ref / by_bits[b]:.2f}x", (x, by_bits[b] / 1e3), fontsize=6,
-                                        textcoords="offset points", xytext=(3, 5 if k == 0 else -10))  # fmt: skip
+                            ax.annotate(
+                                f"{ref / by_bits[b]:.2f}x",
+                                (x, by_bits[b] / 1e3),
+                                fontsize=6,
+                                textcoords="offset points",
+                                xytext=(3, 5 if k == 0 else -10),
+                            )
             tiny = memory_bytes(grid.fp32.get("tinysnn", {}), conv)
             if tiny:
                 ax.plot([0], [tiny / 1e3], "*", color="k", ms=10, label="tinysnn FP32")
             if ref:
                 ax.axhline(ref / 1e3, color="0.35", ls="--", lw=1, label="diehl_cook FP32 (the reference)")
-                ax.axhline(ref / PAPER_SAVING / 1e3, color="C3", ls=":", lw=1.2,
-                           label=f"the paper's {PAPER_SAVING:g}x saving (reference / {PAPER_SAVING:g})")  # fmt: skip
+                ax.axhline(
+                    ref / PAPER_SAVING / 1e3,
+                    color="C3",
+                    ls=":",
+                    lw=1.2,
+                    label=f"the paper's {PAPER_SAVING:g}x saving (reference / {PAPER_SAVING:g})",
+                )
             _precision_axis(ax, precisions)
             ax.set_ylim(bottom=0)
             ax.set_title(f"{_dataset_text(grid.dataset)}, {CONVENTIONS[conv]}", fontsize=9)
             if c == 0:
                 ax.set_ylabel("memory, Eq. 4 (kB)")
     _legend(legend_row, axes, 3)
-    fig.suptitle("Memory against precision; each point's saving against diehl_cook FP32 written beside it",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        "Memory against precision; each point's saving against diehl_cook FP32 written beside it", fontsize=10
+    )
     _footnote(fig, [s for g in grids for s in g.sources])
     return fig
 
@@ -380,10 +423,18 @@ def energy_figure(energy: Energy) -> Figure:
                 ref = energy.joules.get((ds, "diehl_cook FP32", kind))
                 if ref is None:
                     continue
-                present = [(i, energy.joules[(ds, cfg, kind)][phase]) for i, cfg in enumerate(configs)
-                           if (ds, cfg, kind) in energy.joules]  # fmt: skip
-                bars = ax.bar([i - 0.4 + width * (k + 0.5) for i, _ in present],
-                              [j / ref[phase] for _, j in present], width, color=f"C{k}", label=kind)  # fmt: skip
+                present = [
+                    (i, energy.joules[(ds, cfg, kind)][phase])
+                    for i, cfg in enumerate(configs)
+                    if (ds, cfg, kind) in energy.joules
+                ]
+                bars = ax.bar(
+                    [i - 0.4 + width * (k + 0.5) for i, _ in present],
+                    [j / ref[phase] for _, j in present],
+                    width,
+                    color=f"C{k}",
+                    label=kind,
+                )
                 tag = kind.split(" (")[0]
                 ax.bar_label(
                     bars, [f"{tag}: {j:.3g} J" for _, j in present], fontsize=5, rotation=90, padding=2
@@ -391,18 +442,31 @@ def energy_figure(energy: Energy) -> Figure:
             for i, cfg in enumerate(configs):
                 ratio = energy.paper_ratios.get(f"{phase}_{PAPER_RATIO_KEY.get(cfg, '')}")
                 if ratio:
-                    ax.hlines(1 / ratio, i - 0.45, i + 0.45, color="k", lw=2,
-                              label="the paper: 1 / its diehl_cook-to-tinysnn ratio (time x power on GPUs)")  # fmt: skip
+                    ax.hlines(
+                        1 / ratio,
+                        i - 0.45,
+                        i + 0.45,
+                        color="k",
+                        lw=2,
+                        label="the paper: 1 / its diehl_cook-to-tinysnn ratio (time x power on GPUs)",
+                    )
             ax.set_xticks(range(len(configs)), configs, fontsize=7)
             ax.set_ylim(0, 1.5)
             ax.set_ylabel("energy per sample / diehl_cook FP32's")
             ax.set_title(f"{_dataset_text(ds)}, {phase_text}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
     _legend(legend_row, axes, 2)
-    fig.suptitle("Energy per sample relative to diehl_cook FP32, by kind of number (the paper's Fig. 8); "
-                 "bars labelled with their kind and J per sample", fontsize=10)  # fmt: skip
-    _footnote(fig, energy.sources, "estimate: wall time x a stated power, not a measurement; op-count model: "
-              "the operations of the spikes that happened x energy per operation at the network's bit width")  # fmt: skip
+    fig.suptitle(
+        "Energy per sample relative to diehl_cook FP32, by kind of number (the paper's Fig. 8); "
+        "bars labelled with their kind and J per sample",
+        fontsize=10,
+    )
+    _footnote(
+        fig,
+        energy.sources,
+        "estimate: wall time x a stated power, not a measurement; op-count model: "
+        "the operations of the spikes that happened x energy per operation at the network's bit width",
+    )
     return fig
 
 
@@ -413,8 +477,10 @@ def build_figures(inputs: Inputs) -> Dict[str, Figure]:
         InputError: if they allow none.
     """
     figures: Dict[str, Figure] = {}
-    grids = sorted((g for g in inputs.grids.values() if g.points or g.impossible),
-                   key=lambda g: _dataset_order(g.dataset))  # fmt: skip
+    grids = sorted(
+        (g for g in inputs.grids.values() if g.points or g.impossible),
+        key=lambda g: _dataset_order(g.dataset),
+    )
     for grid in grids:
         ref = grid.fp32.get("diehl_cook", grid.fp32.get("tinysnn", {}))
         figures[f"accuracy-{grid.dataset}"] = accuracy_figure(

@@ -109,20 +109,42 @@ def pareto_figure(study: optuna.Study, sweep: Sequence[Tuple[float, Candidate]])
     feasible = [t for t in trials if t.user_attrs.get("feasible") is not False]
     infeasible = [t for t in trials if t.user_attrs.get("feasible") is False]
     constrained = any("feasible" in t.user_attrs for t in trials)
-    ax.scatter([t.values[1] for t in feasible], [100 * t.values[0] for t in feasible], s=18, color="C0",
-               alpha=0.6, label="feasible trials" if constrained else "complete trials")  # fmt: skip
+    ax.scatter(
+        [t.values[1] for t in feasible],
+        [100 * t.values[0] for t in feasible],
+        s=18,
+        color="C0",
+        alpha=0.6,
+        label="feasible trials" if constrained else "complete trials",
+    )
     if infeasible:
-        ax.scatter([t.values[1] for t in infeasible], [100 * t.values[0] for t in infeasible], s=22,
-                   marker="x", color="0.5", label="infeasible (over a [constraints] budget)")  # fmt: skip
+        ax.scatter(
+            [t.values[1] for t in infeasible],
+            [100 * t.values[0] for t in infeasible],
+            s=22,
+            marker="x",
+            color="0.5",
+            label="infeasible (over a [constraints] budget)",
+        )
     front = pareto_front(study)
-    ax.scatter([t.values[1] for t in front], [100 * t.values[0] for t in front], s=26, color="C3",
-               label="Pareto front (of accuracy, M_norm and energy)")  # fmt: skip
+    ax.scatter(
+        [t.values[1] for t in front],
+        [100 * t.values[0] for t in front],
+        s=26,
+        color="C3",
+        label="Pareto front (of accuracy, M_norm and energy)",
+    )
     by_number = {t.number: t for t in trials}
     for number, mus in _selected_by_trial(sweep).items():
         t = by_number[number]
         ax.scatter([t.values[1]], [100 * t.values[0]], s=140, facecolors="none", edgecolors="k", lw=1.5)
-        ax.annotate(f"#{number} ({_mu_text(mus)})", (t.values[1], 100 * t.values[0]), textcoords="offset points",
-                    xytext=(6, -12), fontsize=7)  # fmt: skip
+        ax.annotate(
+            f"#{number} ({_mu_text(mus)})",
+            (t.values[1], 100 * t.values[0]),
+            textcoords="offset points",
+            xytext=(6, -12),
+            fontsize=7,
+        )
     ax.scatter([], [], s=140, facecolors="none", edgecolors="k", label="selected by R = acc - mu M_norm")
     ax.set_xlabel("M_norm (memory / FP32 reference memory, Eq. 4)")
     ax.set_ylabel("accuracy (%, all-activity voting)")
@@ -155,8 +177,10 @@ def size_precision_figure(study: optuna.Study) -> Figure:
     sizes = sorted({n for n, _ in best})
     bits = sorted({b for _, b in best})
     fig = new_figure(max(6.0, 1.2 * len(sizes) + 3.0), 0.45 * len(bits) * 2 + 3.0)
-    panels = (("accuracy (%)", lambda t: 100 * t.values[0], "{:.1f}", "viridis"),
-              ("M_norm", lambda t: t.values[1], "{:.3f}", "magma_r"))  # fmt: skip
+    panels = (
+        ("accuracy (%)", lambda t: 100 * t.values[0], "{:.1f}", "viridis"),
+        ("M_norm", lambda t: t.values[1], "{:.3f}", "magma_r"),
+    )
     axes = fig.subplots(2, 1)
     for ax, (name, value, fmt, cmap) in zip(axes, panels):
         grid = np.full((len(bits), len(sizes)), np.nan)
@@ -164,8 +188,15 @@ def size_precision_figure(study: optuna.Study) -> Figure:
             grid[bits.index(b), sizes.index(n)] = value(t)
         image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap)
         for (n, b), t in best.items():
-            ax.text(sizes.index(n), bits.index(b), fmt.format(value(t)) + f"\n#{t.number}", ha="center",
-                    va="center", fontsize=6, bbox={"facecolor": "w", "alpha": 0.7, "lw": 0, "pad": 1})  # fmt: skip
+            ax.text(
+                sizes.index(n),
+                bits.index(b),
+                fmt.format(value(t)) + f"\n#{t.number}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                bbox={"facecolor": "w", "alpha": 0.7, "lw": 0, "pad": 1},
+            )
         ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
         ax.set_yticks(range(len(bits)), ["FP32" if b == 32 else str(b) for b in bits])
         ax.set_xlabel("excitatory neurons N")
@@ -179,8 +210,9 @@ def size_precision_figure(study: optuna.Study) -> Figure:
     return fig
 
 
-def reward_figure(study: optuna.Study, sweep: Sequence[Tuple[float, Candidate]], nu: float = 0.0,
-                  points: int = 101) -> Figure:  # fmt: skip
+def reward_figure(
+    study: optuna.Study, sweep: Sequence[Tuple[float, Candidate]], nu: float = 0.0, points: int = 101
+) -> Figure:
     """R of every Pareto-front trial against mu, with the trial selected at each mu of ``sweep``."""
     front = pareto_front(study)
     mus = [mu for mu, _ in sweep]

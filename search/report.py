@@ -1,4 +1,4 @@
-"""Short text tables of trials, Pareto fronts and mu sweeps, for the terminal, and the trials as a data frame."""
+"""Short text tables of trials, Pareto fronts and mu sweeps for the terminal; the trials as a data frame."""
 
 from __future__ import annotations
 

@@ -56,8 +56,15 @@ def test_accuracy_panels_are_scheme_by_quantized_set(built: Dict[str, Any]) -> N
     )
     legend = _legend_texts(fig)
     assert "sl_stdp FP32, seed 0 (approximate baseline)" in legend
-    assert {"truncate", "nearest", "stochastic", "truncate, plain normalization", "diehl_cook FP32",
-            "tinysnn FP32", "impossible: no format holds the observed range"} <= set(legend)  # fmt: skip
+    assert {
+        "truncate",
+        "nearest",
+        "stochastic",
+        "truncate, plain normalization",
+        "diehl_cook FP32",
+        "tinysnn FP32",
+        "impossible: no format holds the observed range",
+    } <= set(legend)
 
 
 def test_accuracy_lines_carry_the_transcribed_numbers_and_gaps(built: Dict[str, Any]) -> None:

@@ -30,12 +30,24 @@ TRIALS = [
 def _attrs(variant: str, n: int, weights: str, acc: float, mem: float, energy: float, feasible: bool):
     quant = "fp32" if weights == "fp32" else "qW"
     return {
-        "variant": variant, "n_neurons": n, "quant": quant, "scheme": "fp32" if quant == "fp32" else "ptq",
-        "rounding": "" if quant == "fp32" else "truncate", "quant_text": "fp32" if quant == "fp32" else f"weights={weights}",
-        "weights_format": weights, "vmem_format": "fp32", "vth_format": "fp32", "accuracy": acc,
-        "accuracy_proportion": acc, "memory_norm": mem, "memory_convention": "compact", "energy": energy,
-        "energy_objective": "opcount", "feasible": feasible, "weight_seed": 7,
-    }  # fmt: skip
+        "variant": variant,
+        "n_neurons": n,
+        "quant": quant,
+        "scheme": "fp32" if quant == "fp32" else "ptq",
+        "rounding": "" if quant == "fp32" else "truncate",
+        "quant_text": "fp32" if quant == "fp32" else f"weights={weights}",
+        "weights_format": weights,
+        "vmem_format": "fp32",
+        "vth_format": "fp32",
+        "accuracy": acc,
+        "accuracy_proportion": acc,
+        "memory_norm": mem,
+        "memory_convention": "compact",
+        "energy": energy,
+        "energy_objective": "opcount",
+        "feasible": feasible,
+        "weight_seed": 7,
+    }
 
 
 def _study(path: Path) -> optuna.Study:
@@ -45,10 +57,13 @@ def _study(path: Path) -> optuna.Study:
     )
     study.set_metric_names(METRIC_NAMES)
     for variant, n, weights, acc, mem, energy, feasible in TRIALS:
-        study.add_trial(create_trial(
-            values=[acc, mem, energy], user_attrs=_attrs(variant, n, weights, acc, mem, energy, feasible),
-            system_attrs={CONSTRAINTS_KEY: [0.0 if feasible else 0.5]},
-        ))  # fmt: skip
+        study.add_trial(
+            create_trial(
+                values=[acc, mem, energy],
+                user_attrs=_attrs(variant, n, weights, acc, mem, energy, feasible),
+                system_attrs={CONSTRAINTS_KEY: [0.0 if feasible else 0.5]},
+            )
+        )
     study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs={"rejected": "V_th step too coarse"}))
     return study
 

@@ -5,6 +5,7 @@ Example::
     tinysnn-search run studies/quickstart.toml
     tinysnn-search status
     tinysnn-search select --mu 0.2
+    tinysnn-search report --out runs/report
     tinysnn-search dashboard
 
 ``run`` remembers its study in ``runs/.last.json``, so the other commands need no arguments after it;
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
                       ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
+                      ("report", "figures (Pareto front, size x precision, reward vs mu) and a CSV of the trials"),
                       ("export", "write a trial's network as a deployable model folder"),
                       ("pack", "write the study (SQLite copy + artifacts) into one file for another machine"),
                       ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
@@ -86,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
                            help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
             s.add_argument("--json", help="write the selection, the ranked front and the sweep to this file")
             s.add_argument("--export", help="write the selected trial's model folder into this folder")
+        if name == "report":
+            s.add_argument("--out", help="folder to write into (default runs/<study>/report)")
+            s.add_argument("--mu", type=_nonneg_float, nargs="+", default=None, metavar="MU",
+                           help="the mu values to select a trial for (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
+            s.add_argument("--nu", type=_nonneg_float, default=0.0,
+                           help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
         if name == "dashboard":
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--port", type=_pos_int, default=8080)
@@ -224,6 +232,25 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .plots import require_plots, save_figure, study_figures
+    from .report import trials_frame
+    from .select import DEFAULT_MUS, mu_sweep
+
+    require_plots()
+    study, _, _ = _load(args)
+    out = Path(args.out) if args.out else Path("runs") / study.study_name / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"{study.study_name}-trials.csv"
+    trials_frame(study).to_csv(csv, index=False)
+    print(f"wrote {csv}")
+    sweep = mu_sweep(study, args.mu or DEFAULT_MUS, args.nu)
+    for stem, fig in study_figures(study, sweep, args.nu).items():
+        for path in save_figure(fig, out, f"{study.study_name}-{stem}"):
+            print(f"wrote {path}")
+    return 0
+
+
 def _export(args: argparse.Namespace, study: Any, number: int, artifacts: Optional[str], out: Path) -> Path:
     from ._study import open_storage
     from .export import export_trial
@@ -301,8 +328,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
-    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "export": cmd_export,
-                "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
+    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "report": cmd_report,
+                "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

@@ -1,16 +1,20 @@
-"""Short text tables of trials, Pareto fronts and mu sweeps, for the terminal."""
+"""Short text tables of trials, Pareto fronts and mu sweeps for the terminal; the trials as a data frame."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .select import Candidate
+from .select import Candidate, pareto_front
 
-__all__ = ["APPROX_NOTE", "candidates_table", "format_table", "status_lines", "sweep_table", "trials_table"]
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["APPROX_NOTE", "candidates_table", "format_table", "status_lines", "sweep_table", "trials_frame",
+           "trials_table"]  # fmt: skip
 
 APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
 
@@ -141,3 +145,13 @@ def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
             f"  Pareto front: {len(front)} trials; best accuracy {100 * best.values[0]:.2f} % (trial {best.number})"
         )
     return lines
+
+
+def trials_frame(study: optuna.Study) -> pandas.DataFrame:
+    """Every trial, one row each: ``study.trials_dataframe()`` (objectives ``values_accuracy``,
+    ``values_memory_norm``, ``values_energy``; parameters ``params_*``; the user attributes the runner
+    records, ``user_attrs_*``) plus ``on_pareto_front``. Accuracies are fractions in [0, 1], as stored."""
+    frame = study.trials_dataframe()
+    if not frame.empty:
+        frame["on_pareto_front"] = frame["number"].isin({t.number for t in pareto_front(study)})
+    return frame

@@ -21,12 +21,13 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "pid_alive", "reap", "stale_reason"]
+__all__ = ["CARRIED_ATTRS", "Heartbeat", "fail_and_requeue", "identity", "pid_alive", "reap", "stale_reason",
+           "trial_id"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -34,6 +35,14 @@ CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position", "variant", 
                  "rounding", "quant_text", "weights_format", "vmem_format", "vth_format")  # fmt: skip
 """User attributes a retry inherits from the trial it replaces (its seed, checkpoint and what it trains)."""
 ORPHAN_GRACE_S = 60.0
+
+
+def trial_id(trial: Union[optuna.Trial, FrozenTrial]) -> int:
+    """The storage's id of ``trial``, which the storage methods the runner needs take (heartbeats and
+    the worker stamp in system attributes, failing a stale trial with ``set_trial_state_values``, the
+    constraints attribute): Optuna (4.0 to 5.0) has no public accessor, ``_trial_id`` is the one
+    private attribute read, here only."""
+    return int(trial._trial_id)
 
 
 def identity() -> Dict[str, Any]:
@@ -91,8 +100,8 @@ def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str
 def fail_and_requeue(study: optuna.Study, storage: Any, trial: FrozenTrial, reason: str) -> Optional[int]:
     """Fail ``trial`` and enqueue its parameters again; returns None when another worker got there first."""
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        storage.set_trial_user_attr(trial_id(trial), "fail_reason", reason)
+        if not storage.set_trial_state_values(trial_id(trial), TrialState.FAIL):
             return None
     except (RuntimeError, optuna.exceptions.OptunaError):  # UpdateFinishedTrialError (Optuna >= 4.x)
         return None

@@ -80,8 +80,8 @@ def main(argv: Any = None) -> int:
                 q = [parse_quant_arg(quant, scheme="ptq")] if quant else None
                 print(f"== {ds} {label} [{meter_name}]", flush=True)
                 try:
-                    res = run(RunSpec(pop, EncodingConfig(), train, test, quant=q, meter=meter, progress=False,
-                                      assign=train))  # fmt: skip
+                    res = run(RunSpec(pop, EncodingConfig(), train, test, quant=q, meter=meter,
+                                      progress=False, assign=train))  # fmt: skip
                 finally:
                     meter.close()
                 r, ex = res.record(0), res.extra

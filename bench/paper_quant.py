@@ -111,9 +111,9 @@ def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], 
     nets, learn, seeds = build_configs(args, choice, ctx["train"].n_input)
     k = len(specs or [None])
     p = pop if pop is not None else build_population(nets * k, learn, seeds * k)
-    spec = RunSpec(p, ctx["enc"], ctx["train"], ctx["test"], assign=ctx["assign"], epochs=args.epochs, seed=args.seed,
-                   backend=args.backend, quant=specs, batch_size=args.batch_size, progress=not args.no_progress,
-                   resume=resume)  # fmt: skip
+    spec = RunSpec(p, ctx["enc"], ctx["train"], ctx["test"], assign=ctx["assign"], epochs=args.epochs,
+                   seed=args.seed, backend=args.backend, quant=specs, batch_size=args.batch_size,
+                   progress=not args.no_progress, resume=resume)  # fmt: skip
     return run(spec), p
 
 

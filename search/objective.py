@@ -95,7 +95,8 @@ class Context:
     def reference_bits(self) -> int:
         """M_0 in bits, in the study's memory convention."""
         ref = self.reference
-        return reference_memory(ref.n_neurons, self.n_input, self.spec.objectives.memory_convention, ref.variant).bits
+        convention = self.spec.objectives.memory_convention
+        return reference_memory(ref.n_neurons, self.n_input, convention, ref.variant).bits
 
 
 def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Context:
@@ -140,17 +141,18 @@ def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Cont
 class _Checkpoints(RunCallbacks):
     """Saves the population at training's checkpoints to ``path`` with what its trials need to resume."""
 
-    def __init__(self, ctx: Context, members: Sequence[Member], path: Path, log: Callable[[str], None],
-                 on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
-        self._ctx, self._members, self._path, self._log = ctx, members, path, log
+    def __init__(self, ctx: Context, members: Sequence[Member], path: Path, total: int,
+                 log: Callable[[str], None], on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
+        self._ctx, self._members, self._path, self._total, self._log = ctx, members, path, total, log
         self._on_checkpoint = on_checkpoint
 
     def on_checkpoint(self, state: TrainState, pop: Population) -> None:
-        members, total = self._members, len(self._ctx.train) * self._ctx.spec.data.epochs
+        members, total = self._members, self._total
         assert state.sums is not None  # a checkpoint follows a trained sample
-        ckpt = Checkpoint(self._ctx.spec.fingerprint(), [m.number for m in members], [dict(m.params) for m in members],
-                          [m.seed for m in members], state.next_sample, total, state.sums[:, 0].tolist(),
-                          state.energy_train_j, pop.state_dict(), state.sums)  # fmt: skip
+        spikes = state.sums[:, 0].tolist()  # excitatory spikes since sample 0
+        ckpt = Checkpoint(self._ctx.spec.fingerprint(), [m.number for m in members],
+                          [dict(m.params) for m in members], [m.seed for m in members], state.next_sample,
+                          total, spikes, state.energy_train_j, pop.state_dict(), state.sums)  # fmt: skip
         save_checkpoint(self._path, ckpt)
         self._log(f"checkpoint at sample {state.next_sample}/{total}: {self._path}")
         if self._on_checkpoint is not None:
@@ -187,14 +189,16 @@ def evaluate_population(
     if resume is not None:
         pop.load_state_dict(resume.state)
         state = TrainState(int(resume.next_sample), resume.sums, float(resume.energy_train_j))
-    callbacks = (_Checkpoints(ctx, members, checkpoint_path, log, on_checkpoint)
-                 if checkpoint_path is not None else RunCallbacks())  # fmt: skip
     # Stochastic rounding draws from streams keyed by each network's own seed (tinysnn.streams), so a
     # trial's result depends neither on the global RNG nor on the other trials of its population.
-    result = run(RunSpec(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=spec.data.epochs,
-                         seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
-                         meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
-                         resume=state), callbacks)  # fmt: skip
+    run_spec = RunSpec(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=spec.data.epochs,
+                       seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
+                       meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
+                       resume=state)  # fmt: skip
+    callbacks = RunCallbacks()
+    if checkpoint_path is not None:
+        callbacks = _Checkpoints(ctx, members, checkpoint_path, run_spec.total_samples, log, on_checkpoint)
+    result = run(run_spec, callbacks)
     energy, n = result.extra, len(members)
     shared = {
         "energy_meter": energy["energy_meter"],
@@ -249,7 +253,9 @@ def config_attrs(cfg: TrialConfig) -> Dict[str, Any]:
     return attrs
 
 
-def _score(ctx: Context, pop: Population, result: RunResult, k: int, m: Member, shared: Dict[str, Any]) -> Outcome:
+def _score(
+    ctx: Context, pop: Population, result: RunResult, k: int, m: Member, shared: Dict[str, Any]
+) -> Outcome:
     spec, net, cfg = ctx.spec, result.networks[k], m.config
     spikes_train = net.spikes_per_sample_train
     quant = cfg.quant

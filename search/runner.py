@@ -145,7 +145,8 @@ def run_study(
                     time.sleep(min(spec.study.heartbeat_s, _SURVIVOR_POLL_S))
                     report.requeued += W.reap(study, storage, spec.study.stale_after_s, log)
                     continue
-                held = _ask(study, storage, spec, ctx, min(spec.study.population, remaining), beat, report, log)
+                n = min(spec.study.population, remaining)
+                held = _ask(study, storage, spec, ctx, n, beat, report, log)
                 _train_and_tell(study, storage, spec, ctx, held, beat, store, report, bar, log, on_checkpoint)
     finally:
         if bar is not None:

@@ -116,7 +116,9 @@ class TrainChoice:
         return cls(args.dataset, args.variant, dict(given, one_spike=bool(args.one_spike)))
 
 
-def build_configs(args: argparse.Namespace, choice: TrainChoice, n_input: int):  # type: ignore[no-untyped-def]
+def build_configs(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, choice: TrainChoice, n_input: int
+):
     """(networks, learning, seeds) of ``choice`` with the sizes and seed of the parsed arguments."""
     given = choice.constants
     net_kw: Dict[str, Any] = {k: given[k] for k in NETWORK_CONSTANTS if given.get(k) is not None}
@@ -137,7 +139,9 @@ def build_configs(args: argparse.Namespace, choice: TrainChoice, n_input: int): 
     return nets, LearningConfig(**learn_kw), seeds
 
 
-def run_from_args(args: argparse.Namespace, choice: Optional[TrainChoice] = None):  # type: ignore[no-untyped-def]
+def run_from_args(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, choice: Optional[TrainChoice] = None
+):
     """Load data, build the population, train and evaluate; returns (RunResult, extras)."""
     import torch
 

@@ -1,7 +1,10 @@
 """Training and evaluation loops: online STDP over a sample stream, then label assignment and test.
 
 One run trains a whole population (P networks) on the same stream of samples; every network gets
-its own result. Quantization (docs/method.md §2) plugs in here:
+its own result. The entry is ``run(RunSpec(...), callbacks)``: a :class:`RunSpec` says what to
+train and evaluate (population, data, encoding, quantization, meter, checkpoints, resume state), a
+:class:`RunCallbacks` hears the checkpoints and the end of training. Quantization (docs/method.md
+§2) plugs in here:
 
 * ITQ: the networks' fixed-point rows are active during training (weights re-quantized after
   every update and normalization, V_mem every step, V_th after every change).
@@ -333,7 +336,7 @@ def _lap(meter: EnergyMeter) -> float:
     return joules
 
 
-def train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
+def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
     """Online STDP over the training stream from ``spec.resume`` (ITQ rows active), with checkpoints."""
     pop, meter = spec.population, spec.meter
     specs = spec.quant_specs()
@@ -344,7 +347,9 @@ def train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
         quantize_parameters(pop, spec.seed)
     sim = Simulator(pop, spec.encoding, seed=spec.seed, backend=spec.backend)
     images, n, total = spec.train.images, len(spec.train), spec.total_samples
-    sums = torch.zeros((pop.n_networks, 4), dtype=torch.float64) if resume.sums is None else resume.sums.clone()
+    sums = torch.zeros((pop.n_networks, 4), dtype=torch.float64)
+    if resume.sums is not None:
+        sums = resume.sums.clone()
     energy = float(resume.energy_train_j)
     bar = _bar(total, "train", spec.progress, initial=start)
     if meter is not None:
@@ -373,7 +378,7 @@ def train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
                     observed_ranges(pop, sim.vmem_range), energy, reading)  # fmt: skip
 
 
-def quantize_phase(spec: RunSpec) -> None:
+def _quantize_phase(spec: RunSpec) -> None:
     """Put the trained population on its evaluation grids (PTQ: now; ITQ: again, as in training)."""
     apply_quant_rows(spec.population, spec.quant_specs(), training=False)
     quantize_parameters(spec.population, spec.seed)
@@ -404,24 +409,24 @@ def infer_counts(
     return torch.cat(out, dim=1), stats
 
 
-def evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
+def _evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
     """Label assignment and test of the quantized population, learning off."""
     sim = Simulator(spec.population, spec.encoding, seed=spec.seed, backend=backend)
     if spec.meter is not None:
         spec.meter.start()
     t0 = time.perf_counter()
-    assign_counts, _ = infer_counts(sim, spec.assign_split.images, STREAM_ASSIGN, spec.batch_size, spec.progress,
-                                    "assign")  # fmt: skip
+    assign_counts, _ = infer_counts(sim, spec.assign_split.images, STREAM_ASSIGN, spec.batch_size,
+                                    spec.progress, "assign")  # fmt: skip
     t_assign = time.perf_counter() - t0
     t0 = time.perf_counter()
-    test_counts, test_stats = infer_counts(sim, spec.test.images, STREAM_TEST, spec.batch_size, spec.progress,
-                                           "test")  # fmt: skip
+    test_counts, test_stats = infer_counts(sim, spec.test.images, STREAM_TEST, spec.batch_size,
+                                           spec.progress, "test")  # fmt: skip
     t_test = time.perf_counter() - t0
     reading = spec.meter.stop() if spec.meter is not None else None
     return _Evaluated(assign_counts, test_counts, test_stats, t_assign, t_test, reading)
 
 
-def score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[NetworkResult]:
+def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[NetworkResult]:
     """Accuracy, op counts and energy, memory and ranges of every network."""
     pop, enc, test = spec.population, spec.encoding, spec.test
     reference = spec.reference or default_reference([int(n) for n in pop.sizes])
@@ -489,19 +494,19 @@ def _energy_extra(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> Dict[str,
 def run(spec: RunSpec, callbacks: Optional[RunCallbacks] = None) -> RunResult:
     """Train ``spec.population`` on ``spec.train``, quantize, assign labels, test and score.
 
-    The phases: :func:`train_phase` (with ``callbacks.on_checkpoint``), ``callbacks.after_train``,
-    :func:`quantize_phase`, :func:`evaluate_phase`, :func:`score_phase`.
+    The phases: :func:`_train_phase` (with ``callbacks.on_checkpoint``), ``callbacks.after_train``,
+    :func:`_quantize_phase`, :func:`_evaluate_phase`, :func:`_score_phase`.
     """
     callbacks = callbacks if callbacks is not None else RunCallbacks()
     t_wall = time.perf_counter()
-    trained = train_phase(spec, callbacks)
+    trained = _train_phase(spec, callbacks)
     callbacks.after_train(spec.population)
-    quantize_phase(spec)
-    ev = evaluate_phase(spec, trained.backend)
+    _quantize_phase(spec)
+    ev = _evaluate_phase(spec, trained.backend)
     n_inf = len(spec.assign_split) + len(spec.test)
     t_inf = ev.assign_seconds + ev.test_seconds
     return RunResult(
-        networks=score_phase(spec, trained, ev),
+        networks=_score_phase(spec, trained, ev),
         dataset=spec.train.name.split(":")[0],
         eval_split=spec.test.name,
         train_samples=len(spec.train),
@@ -537,11 +542,7 @@ __all__ = [
     "RunSpec",
     "TrainState",
     "apply_quant_rows",
-    "evaluate_phase",
     "infer_counts",
     "quantize_parameters",
-    "quantize_phase",
     "run",
-    "score_phase",
-    "train_phase",
 ]

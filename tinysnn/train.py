@@ -266,7 +266,8 @@ class RunSpec:
         reference: M_0 of M_norm; None: :func:`tinysnn.memory.default_reference` of the population.
         checkpoint_every: training samples between checkpoints (``RunCallbacks.on_checkpoint``);
             0: only the one after the last sample.
-        resume: continue training from this state (the population's state loaded by the caller).
+        resume: continue training from this state (the population's state loaded by the caller);
+            its statistics and training energy count in the result as if the run had not stopped.
     """
 
     population: Population

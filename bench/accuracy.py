@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as _dt
 import json
 import statistics
@@ -30,26 +29,27 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-from tinysnn.cli import add_train_arguments, machine_info, run_from_args
+from tinysnn.cli import TrainChoice, add_train_arguments, machine_info, run_from_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, git_revision  # noqa: E402  (bench/ sibling)
 
 
-def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:
+def runs_for(args: argparse.Namespace) -> List[TrainChoice]:
+    """What each run of the protocol trains (dataset, variant, constants) over the shared options."""
+    given = TrainChoice.from_args(args)
     if args.protocol == "single":
-        return [args]
+        return [given]
     if args.protocol == "paper-fp32":
-        out = []
-        for ds in args.datasets:
-            for variant in ("diehl_cook", "sl_stdp", "tinysnn"):
-                a = copy.copy(args)
-                a.dataset, a.variant = ds, variant
-                for key, value in overrides(args.override, variant, ds).items():
-                    setattr(a, key, value)
-                out.append(a)
-        return out
+        return [choice_for(args, given, ds, variant) for ds in args.datasets
+                for variant in ("diehl_cook", "sl_stdp", "tinysnn")]  # fmt: skip
     raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
+
+
+def choice_for(args: argparse.Namespace, given: TrainChoice, dataset: str, variant: str) -> TrainChoice:
+    """``variant`` on ``dataset`` with the command line's constants and the ``--override`` items for it."""
+    constants = dict(given.constants, **overrides(args.override, variant, dataset))
+    return TrainChoice(dataset, variant, constants)
 
 
 def overrides(items: List[str], variant: str, dataset: str) -> Dict[str, float]:
@@ -72,7 +72,7 @@ def overrides(items: List[str], variant: str, dataset: str) -> Dict[str, float]:
     return out
 
 
-def row_of(args: argparse.Namespace, result: Any, k: int = 0) -> Dict[str, Any]:
+def row_of(result: Any, k: int = 0) -> Dict[str, Any]:
     rec = result.record(k)
     rec["variant_label"] = rec["variant"] + (" (approx.)" if rec["variant"] == "sl_stdp" else "")
     return rec
@@ -167,10 +167,10 @@ def main(argv: Any = None) -> int:
         print()
         print_quant_rows(rows)
     else:
-        for a in runs_for(args):
-            print(f"== {a.dataset} {a.variant} N={a.neurons}", flush=True)
-            result, _ = run_from_args(a)
-            new = [row_of(a, result, k) for k in range(len(result.networks))]
+        for choice in runs_for(args):
+            print(f"== {choice.dataset} {choice.variant} N={args.neurons}", flush=True)
+            result, _ = run_from_args(args, choice)
+            new = [row_of(result, k) for k in range(len(result.networks))]
             rows.extend(new)
             print_rows(new)
         print()

@@ -40,7 +40,7 @@ from tinysnn.export import export_network
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.simulate import STREAM_TEST, Simulator
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 DEFAULT_QUANTS = ["weights=UQ0.8", "weights=Q1.11,vmem=Q9.3,vth=Q7.5,rounding=nearest"]
 
@@ -84,8 +84,8 @@ def main() -> None:
     net = NetworkConfig(variant="tinysnn", n_neurons=a.neurons, one_spike=True, w_inh=120.0)
     specs = [parse_quant_arg(q, scheme="ptq") for q in a.quant]
     pop = build_population([net] * len(specs), LearningConfig(eta_post=0.002, n_th=1.0), [0] * len(specs))
-    res = run(pop, enc, d.train.take(a.train_samples), d.test.take(a.images), quant=specs, progress=False,
-              assign=d.train.take(min(a.train_samples, 10000)))  # fmt: skip
+    res = run(RunSpec(pop, enc, d.train.take(a.train_samples), d.test.take(a.images), quant=specs,
+                      progress=False, assign=d.train.take(min(a.train_samples, 10000))))  # fmt: skip
     images = d.test.images[: a.images]
     trains_tbn = poisson(images, enc, torch.Generator().manual_seed(1))
     trains = trains_tbn.permute(1, 0, 2).numpy()

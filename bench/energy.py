@@ -27,7 +27,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.energy import EnergyMeterError, MeterOptions, make_meter
 from tinysnn.network import build_population, resolve_device
 from tinysnn.quant import parse_quant_arg
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 PAPER = {"train_fp32": 1.9, "train_8bit": 2.7, "infer_fp32": 1.9, "infer_8bit": 2.9}
 CONFIGS = [("diehl_cook FP32", "diehl_cook", None), ("tinysnn FP32", "tinysnn", None),
@@ -75,14 +75,13 @@ def main(argv: Any = None) -> int:
             for meter_name in meters:
                 spec = f"estimate:{args.estimate_watts}" if meter_name == "estimate" else meter_name
                 meter = make_meter(spec, MeterOptions(idle_seconds=args.idle_seconds, sync=sync))
-                net = NetworkConfig(variant=variant, n_neurons=args.neurons, n_input=train.n_input,
-                                    norm_total=round(0.1 * train.n_input, 6))  # fmt: skip
+                net = NetworkConfig(variant=variant, n_neurons=args.neurons, n_input=train.n_input)
                 pop = build_population(net, seeds=0, device=device)
                 q = [parse_quant_arg(quant, scheme="ptq")] if quant else None
                 print(f"== {ds} {label} [{meter_name}]", flush=True)
                 try:
-                    res = run(pop, EncodingConfig(), train, test, quant=q, meter=meter, progress=False,
-                              assign=train)  # fmt: skip
+                    res = run(RunSpec(pop, EncodingConfig(), train, test, quant=q, meter=meter,
+                                      progress=False, assign=train))  # fmt: skip
                 finally:
                     meter.close()
                 r, ex = res.record(0), res.extra

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from tinysnn import data as D
-from tinysnn.cli import build_configs
+from tinysnn.cli import TrainChoice, build_configs
 from tinysnn.config import EncodingConfig
 from tinysnn.network import Population, build_population
 from tinysnn.quant import (
@@ -38,7 +38,7 @@ from tinysnn.quant import (
     formats_for_total_bits,
     min_frac_bits_for_step,
 )
-from tinysnn.train import run
+from tinysnn.train import RunResult, RunSpec, TrainState, run
 
 PRECISIONS = (16, 12, 10, 8, 6, 4)
 ROUNDINGS = ("truncate", "nearest", "stochastic")
@@ -103,17 +103,18 @@ def configurations(
 
 
 def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population],
-           **kw: Any):  # fmt: skip
-    from accuracy import overrides  # bench/ sibling
+           resume: Optional[TrainState] = None) -> Tuple[RunResult, Population]:  # fmt: skip
+    from accuracy import choice_for  # bench/ sibling
 
-    a = copy.copy(ctx["args"])
-    a.variant, a.dataset = variant, ctx["ds"]
-    for key, value in overrides(a.override, variant, a.dataset).items():
-        setattr(a, key, value)
-    nets, learn, seeds = build_configs(a, ctx["train"].n_input)
+    args = ctx["args"]
+    choice = choice_for(args, TrainChoice.from_args(args), ctx["ds"], variant)
+    nets, learn, seeds = build_configs(args, choice, ctx["train"].n_input)
     k = len(specs or [None])
     p = pop if pop is not None else build_population(nets * k, learn, seeds * k)
-    return run(p, ctx["enc"], ctx["train"], ctx["test"], quant=specs, **ctx["common"], **kw), p
+    spec = RunSpec(p, ctx["enc"], ctx["train"], ctx["test"], assign=ctx["assign"], epochs=args.epochs,
+                   seed=args.seed, backend=args.backend, quant=specs, batch_size=args.batch_size,
+                   progress=not args.no_progress, resume=resume)  # fmt: skip
+    return run(spec), p
 
 
 def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -134,18 +135,16 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
         test = splits.test.take(args.test_samples) if args.test_samples is not None else splits.test
         assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
         enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
-        common = dict(assign=assign, epochs=args.epochs, seed=args.seed, backend=args.backend,
-                      batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
 
-        ctx = dict(args=args, ds=ds, train=train, test=test, enc=enc, common=common)
+        ctx = dict(args=args, ds=ds, train=train, test=test, assign=assign, enc=enc)
 
         print(f"== {ds}: diehl_cook FP32", flush=True)
         res, _ = _train(ctx, "diehl_cook", None, None)
-        rows.append(dict(row_of(args, res), config="diehl_cook FP32"))
+        rows.append(dict(row_of(res), config="diehl_cook FP32"))
         done()
         print(f"== {ds}: tinysnn FP32", flush=True)
         res, fp32_pop = _train(ctx, "tinysnn", None, None)
-        base = dict(row_of(args, res), config="tinysnn FP32")
+        base = dict(row_of(res), config="tinysnn FP32")
         rows.append(base)
         done()
         w_inh = float(fp32_pop.params["w_inh"][0])
@@ -162,7 +161,8 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
             print(f"== {ds}: tinysnn {scheme.value.upper()} x {len(specs)} configurations", flush=True)
             if scheme is Scheme.PTQ:
                 pop = replicate(fp32_pop, len(specs))
-                res, _ = _train(ctx, "tinysnn", specs, pop, start=len(train) * args.epochs)
+                trained = TrainState(next_sample=len(train) * args.epochs)  # the FP32 run's training
+                res, _ = _train(ctx, "tinysnn", specs, pop, trained)
             else:
                 res, _ = _train(ctx, "tinysnn", specs, None)
             for k, c in enumerate(ok):

@@ -34,7 +34,7 @@ from tinysnn import data as D
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Variant
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 NET_KEYS = {"w_inh", "w_inh_exc", "norm_total", "theta_plus", "one_spike"}
 LEARN_KEYS = {"eta_post", "t_update", "n_th", "nu_pre", "nu_post", "eta_p", "eta_d", "x_th"}
@@ -102,8 +102,7 @@ def main(argv: Any = None) -> int:
     assert splits.validation is not None
     assign = splits.train.take(min(args.assign_samples, len(splits.train)))
     n_in = train.n_input
-    base_net = NetworkConfig(variant=Variant.parse(args.variant), n_neurons=args.neurons, n_input=n_in,
-                             norm_total=round(0.1 * n_in, 6))  # fmt: skip
+    base_net = NetworkConfig(variant=Variant.parse(args.variant), n_neurons=args.neurons, n_input=n_in)
     nets, learns = [], []
     for pt in points:
         net_kw = {k: (bool(v) if k == "one_spike" else v) for k, v in pt.items() if k in NET_KEYS}
@@ -117,8 +116,8 @@ def main(argv: Any = None) -> int:
           f"{len(train)} training samples, validation {len(splits.validation)}; "
           f"quantization: {', '.join(labels)}", flush=True)  # fmt: skip
     quant = point_quants if any(q is not None for q in point_quants) else None
-    res = run(pop, enc, train, splits.validation, assign=assign, seed=args.seed, quant=quant,
-              progress=sys.stderr.isatty())  # fmt: skip
+    res = run(RunSpec(pop, enc, train, splits.validation, assign=assign, seed=args.seed, quant=quant,
+                      progress=sys.stderr.isatty()))  # fmt: skip
     rows = []
     for pt, net in zip(points, res.networks):
         rows.append(dict(pt, accuracy=net.accuracy, accuracy_proportion=net.accuracy_proportion,

@@ -99,7 +99,7 @@ class Checkpoint:
         spikes: excitatory spikes of each network over samples 0 .. next_sample - 1.
         energy_train_j: metered training energy of the population so far, J.
         state: ``Population.state_dict()``.
-        sums: tinysnn's running training statistics (P, 4) at ``next_sample`` (``start_sums`` of
+        sums: tinysnn's running training statistics (P, 4) at ``next_sample`` (``TrainState.sums`` of
             ``tinysnn.train.run``), or None.
     """
 

@@ -24,13 +24,13 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "abandoned", "fail_and_requeue", "identity", "pid_alive",
-           "reap", "stale_reason"]  # fmt: skip
+           "reap", "stale_reason", "trial_id"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -45,6 +45,14 @@ SAMPLED = "sampled"
 def abandoned(trial: FrozenTrial) -> bool:
     """A fresh trial that failed before its parameters were all drawn: no configuration to retry."""
     return trial.state == TrialState.FAIL and SAMPLED not in trial.user_attrs and "retry_of" not in trial.user_attrs
+
+
+def trial_id(trial: Union[optuna.Trial, FrozenTrial]) -> int:
+    """The storage's id of ``trial``, which the storage methods the runner needs take (heartbeats and
+    the worker stamp in system attributes, failing a stale trial with ``set_trial_state_values``, the
+    constraints attribute): Optuna (4.0 to 5.0) has no public accessor, ``_trial_id`` is the one
+    private attribute read, here only."""
+    return int(trial._trial_id)
 
 
 def identity() -> Dict[str, Any]:
@@ -103,8 +111,8 @@ def fail_and_requeue(study: optuna.Study, storage: Any, trial: FrozenTrial, reas
     """Fail ``trial`` and enqueue its parameters again; returns None when another worker got there
     first, or when the trial was still being sampled (failed only: see the module docstring)."""
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        storage.set_trial_user_attr(trial_id(trial), "fail_reason", reason)
+        if not storage.set_trial_state_values(trial_id(trial), TrialState.FAIL):
             return None
     except (RuntimeError, optuna.exceptions.OptunaError):  # UpdateFinishedTrialError (Optuna >= 4.x)
         return None

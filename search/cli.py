@@ -301,12 +301,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise SearchError('optuna-dashboard is not installed: pip install -e ".[dashboard]"') from None
     from optuna.artifacts import FileSystemArtifactStore
 
-    study, url, artifacts = _load(args)
+    from ._study import open_storage
+
+    _, url, artifacts = _load(args)
     folder = args.artifacts or artifacts
     store = FileSystemArtifactStore(folder) if folder and Path(folder).is_dir() else None
     print(f"optuna-dashboard on http://{args.host}:{args.port}/dashboard/ for {url} "
           f"(artifacts: {folder if store else 'none found'}); Ctrl-C stops it", flush=True)  # fmt: skip
-    optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=store)
+    optuna_dashboard.run_server(open_storage(url), host=args.host, port=args.port, artifact_store=store)
     return 0
 
 

@@ -17,10 +17,7 @@ The three objectives, in this order, named with ``study.set_metric_names``:
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,11 +27,11 @@ import torch
 from tinysnn import data as D
 from tinysnn.config import to_dict
 from tinysnn.energy import EnergyMeter, MeterOptions, make_meter
-from tinysnn.memory import memory_breakdown, reference_memory
+from tinysnn.memory import MemoryReference, default_reference, memory_breakdown, reference_memory
 from tinysnn.network import Population, build_population, resolve_device
 from tinysnn.quant import PARAMS, format_text
 from tinysnn.simulate import STREAM_TEST, Simulator
-from tinysnn.train import infer_counts, run
+from tinysnn.train import RunCallbacks, RunResult, RunSpec, TrainState, infer_counts, run
 
 from ._checkpoint import Checkpoint, save_checkpoint, write_verified
 from ._images import trial_title, write_pictures
@@ -42,15 +39,13 @@ from .errors import SpecError
 from .space import TrialConfig
 from .spec import StudySpec
 
-__all__ = ["Context", "Member", "Outcome", "evaluate_population", "load_context"]
+__all__ = ["CheckpointHook", "Context", "Member", "Outcome", "evaluate_population", "load_context"]
 
 APPROXIMATE = (
     "sl_stdp is an APPROXIMATE baseline: our reading of SL-STDP (Srinivasan et al. 2017), not checked"
 )
-_PAUSE_ENV = (
-    "TINYSNN_SEARCH_TEST_PAUSE"  # "N:marker": after the N-th checkpoint, touch marker and hang (tests)
-)
-_saves = [0]
+CheckpointHook = Callable[[Path, int], None]
+"""Called with a checkpoint's path and its next sample index once the checkpoint is written."""
 
 
 @dataclass
@@ -85,12 +80,20 @@ class Context:
     device: torch.device
     meter: EnergyMeter
     work_dir: Path
-    reference_bits: int
+    reference: MemoryReference
+    """M_0's network: :func:`tinysnn.memory.default_reference` of the space's largest size."""
     progress: bool = True
 
     @property
     def n_input(self) -> int:
         return self.train.n_input
+
+    @property
+    def reference_bits(self) -> int:
+        """M_0 in bits, in the study's memory convention."""
+        ref = self.reference
+        convention = self.spec.objectives.memory_convention
+        return reference_memory(ref.n_neurons, self.n_input, convention, ref.variant).bits
 
 
 def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Context:
@@ -126,22 +129,29 @@ def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Cont
     except Exception as exc:  # EnergyMeterError: the named meter is not on this machine
         raise SpecError(f"objectives.meter = {spec.objectives.meter!r}: {exc}") from None
     ob = spec.objectives
-    ref_n = ob.reference_neurons or spec.space.max_neurons
-    ref = reference_memory(ref_n, train.n_input, ob.memory_convention, ob.reference_variant)
-    return Context(spec, train, test, assign, device, meter, Path(work_dir), ref.bits, progress)
+    reference = default_reference([spec.space.max_neurons], ob.reference_neurons, ob.reference_variant)
+    return Context(spec, train, test, assign, device, meter, Path(work_dir), reference, progress)
 
 
-def _maybe_pause() -> None:
-    """Test hook: hang after the N-th checkpoint so that a test can SIGKILL a worker mid-trial."""
-    value = os.environ.get(_PAUSE_ENV)
-    if not value:
-        return
-    count, _, marker = value.partition(":")
-    _saves[0] += 1
-    if _saves[0] == int(count):
-        Path(marker).write_text(str(os.getpid()))
-        while True:
-            time.sleep(1)
+class _Checkpoints(RunCallbacks):
+    """Saves the population at training's checkpoints to ``path`` with what its trials need to resume."""
+
+    def __init__(self, ctx: Context, members: Sequence[Member], path: Path, total: int,
+                 log: Callable[[str], None], on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
+        self._ctx, self._members, self._path, self._total, self._log = ctx, members, path, total, log
+        self._on_checkpoint = on_checkpoint
+
+    def on_checkpoint(self, state: TrainState, pop: Population) -> None:
+        members, total = self._members, self._total
+        assert state.sums is not None  # a checkpoint follows a trained sample
+        spikes = state.sums[:, 0].tolist()  # excitatory spikes since sample 0
+        ckpt = Checkpoint(self._ctx.spec.fingerprint(), [m.number for m in members],
+                          [dict(m.params) for m in members], [m.seed for m in members], state.next_sample,
+                          total, spikes, state.energy_train_j, pop.state_dict(), state.sums)  # fmt: skip
+        save_checkpoint(self._path, ckpt)
+        self._log(f"checkpoint at sample {state.next_sample}/{total}: {self._path}")
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(self._path, state.next_sample)
 
 
 def evaluate_population(
@@ -150,6 +160,7 @@ def evaluate_population(
     checkpoint_path: Optional[Path] = None,
     resume: Optional[Checkpoint] = None,
     log: Callable[[str], None] = lambda s: None,
+    on_checkpoint: Optional[CheckpointHook] = None,
 ) -> List[Outcome]:
     """Train ``members`` as one population (from ``resume`` if given), evaluate and score each.
 
@@ -160,6 +171,7 @@ def evaluate_population(
             training; None disables checkpoints.
         resume: a checkpoint of exactly these members to continue from.
         log: receives one line per checkpoint.
+        on_checkpoint: called after each checkpoint is written.
 
     Returns:
         One outcome per live member, in population order.
@@ -168,70 +180,30 @@ def evaluate_population(
     cfgs = [m.config for m in members]
     pop = build_population([c.network for c in cfgs], [c.learning for c in cfgs], [m.seed for m in members],
                            ctx.device)  # fmt: skip
-    total = len(ctx.train) * spec.data.epochs
-    start, energy_train = 0, 0.0
-    spikes = torch.zeros(len(members), dtype=torch.float64)
+    state = None
     if resume is not None:
         pop.load_state_dict(resume.state)
-        start, energy_train = int(resume.next_sample), float(resume.energy_train_j)
-        spikes = torch.tensor(resume.spikes, dtype=torch.float64)
-    every = spec.checkpoint.every
-    meter = ctx.meter
-    fingerprint = spec.fingerprint()
-
-    sums: List[Optional[torch.Tensor]] = [resume.sums if resume is not None else None]
-
-    def save(next_sample: int, population: Population) -> None:
-        nonlocal energy_train
-        if checkpoint_path is None:
-            return
-        energy_train += meter.stop().joules
-        meter.start()
-        ckpt = Checkpoint(fingerprint, [m.number for m in members], [dict(m.params) for m in members],
-                          [m.seed for m in members], next_sample, total, spikes.tolist(), energy_train,
-                          population.state_dict(), None if sums[0] is None else sums[0].clone())  # fmt: skip
-        save_checkpoint(checkpoint_path, ckpt)
-        log(f"checkpoint at sample {next_sample}/{total}: {checkpoint_path}")
-        _maybe_pause()
-
-    def on_sample(i: int, counts: torch.Tensor, *rest: Any) -> None:
-        spikes.add_(counts.sum(dim=1).to(torch.float64).cpu())
-        if rest and isinstance(rest[0], torch.Tensor):  # tinysnn's running sums since sample 0
-            sums[0] = rest[0]
-        if every and (i + 1) % every == 0 and i + 1 < total:
-            save(i + 1, pop)
-
-    def after_train(population: Population) -> None:
-        nonlocal energy_train
-        if total > start:
-            save(total, population)
-        energy_train += meter.stop().joules
-        meter.start()
-
-    extra: Dict[str, Any] = {}
-    if resume is not None and resume.sums is not None and "start_sums" in inspect.signature(run).parameters:
-        extra["start_sums"] = resume.sums
-    dt = spec.data
+        state = TrainState(int(resume.next_sample), resume.sums, float(resume.energy_train_j))
     # Stochastic rounding draws from streams keyed by each network's own seed (tinysnn.streams), so a
     # trial's result depends neither on the global RNG nor on the other trials of its population.
-    meter.start()
-    try:
-        result = run(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=dt.epochs,
-                     seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
-                     start=start, on_sample=on_sample, after_train=after_train, **extra)  # fmt: skip
-    finally:
-        reading = meter.stop() if meter.running else None
-    assert reading is not None
-    n_inf = len(ctx.assign if ctx.assign is not None else ctx.train) + len(ctx.test)
+    run_spec = RunSpec(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=spec.data.epochs,
+                       seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
+                       meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
+                       resume=state)  # fmt: skip
+    callbacks = RunCallbacks()
+    if checkpoint_path is not None:
+        callbacks = _Checkpoints(ctx, members, checkpoint_path, run_spec.total_samples, log, on_checkpoint)
+    result = run(run_spec, callbacks)
+    energy, n = result.extra, len(members)
     shared = {
-        "energy_meter": reading.meter,
-        "energy_is_estimate": bool(reading.is_estimate),
-        "energy_meter_note": (getattr(meter, "selection_note", "") or reading.note)[:500],
-        "idle_power_w": reading.idle_power_w,
-        "energy_train_j": energy_train / len(members),
-        "energy_infer_j_per_sample": reading.joules / max(n_inf, 1) / len(members),
-        "energy_share": f"population of {len(members)}: the meter's joules / {len(members)}",
-        "population_size": len(members),
+        "energy_meter": energy["energy_meter"],
+        "energy_is_estimate": bool(energy["energy_is_estimate"]),
+        "energy_meter_note": (ctx.meter.selection_note or energy["energy_note"])[:500],
+        "idle_power_w": energy["idle_power_w"],
+        "energy_train_j": energy["energy_train_joules"] / n,
+        "energy_infer_j_per_sample": energy["energy_infer_joules_per_sample"] / n,
+        "energy_share": f"population of {n}: the meter's joules / {n}",
+        "population_size": n,
         "device": result.device,
         "backend": result.backend,
         "wall_seconds": result.wall_seconds,
@@ -242,13 +214,9 @@ def evaluate_population(
         "epochs": result.epochs,
         "test_samples": result.test_samples,
         "eval_split": result.eval_split,
-        "resumed_from_sample": start,
+        "resumed_from_sample": state.next_sample if state is not None else 0,
     }
-    outcomes = []
-    for k, m in enumerate(members):
-        if m.live:
-            outcomes.append(_score(ctx, pop, result, k, m, shared, float(spikes[k]) / max(total, 1)))
-    return outcomes
+    return [_score(ctx, pop, result, k, m, shared) for k, m in enumerate(members) if m.live]
 
 
 def _solo_energy(ctx: Context, pop: Population, k: int, backend: str) -> float:
@@ -281,9 +249,10 @@ def config_attrs(cfg: TrialConfig) -> Dict[str, Any]:
 
 
 def _score(
-    ctx: Context, pop: Population, result: Any, k: int, m: Member, shared: Dict[str, Any], spikes_train: float
+    ctx: Context, pop: Population, result: RunResult, k: int, m: Member, shared: Dict[str, Any]
 ) -> Outcome:
     spec, net, cfg = ctx.spec, result.networks[k], m.config
+    spikes_train = net.spikes_per_sample_train
     quant = cfg.quant
     variant, n = cfg.network.variant.value, cfg.network.n_neurons
     conv = spec.objectives.memory_convention
@@ -322,7 +291,7 @@ def _score(
 
 
 def _write_files(
-    ctx: Context, pop: Population, result: Any, k: int, m: Member, attrs: Dict[str, Any]
+    ctx: Context, pop: Population, result: RunResult, k: int, m: Member, attrs: Dict[str, Any]
 ) -> Dict[str, Path]:
     folder = ctx.work_dir / f"trial-{m.number}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -332,7 +301,6 @@ def _write_files(
     title = trial_title(m.number, attrs)
     files = write_pictures(folder, title, weights, ctx.train.image_shape, net.confusion, net.accuracy)
     files["model"] = folder / "model.pt"
-    labels = getattr(net, "assignment", None)
     model = {
         "format": "tinysnn-search-model/1",
         "study": ctx.spec.study.name,
@@ -343,7 +311,7 @@ def _write_files(
         "encoding": to_dict(ctx.spec.encoding),
         "quant": attrs["quant_text"],
         "accuracy": net.accuracy,
-        "labels": labels,
+        "labels": net.assignment,
         "state": pop.select(k).state_dict(),
     }
     write_verified(files["model"], model)  # checksummed: a damaged copy is refused by export

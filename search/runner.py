@@ -40,7 +40,15 @@ from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._images import missing_note
 from ._study import CONSTRAINTS_KEY, constraint_values, draw_index, open_storage, open_study
 from .errors import CheckpointError, SearchError
-from .objective import Context, Member, Outcome, config_attrs, evaluate_population, load_context
+from .objective import (
+    CheckpointHook,
+    Context,
+    Member,
+    Outcome,
+    config_attrs,
+    evaluate_population,
+    load_context,
+)
 from .space import Rejected
 from .spec import StudySpec
 
@@ -90,9 +98,16 @@ def _count(study: optuna.Study) -> Dict[TrialState, int]:
 
 
 def run_study(
-    spec: StudySpec, *, progress: bool = True, log: Optional[Callable[[str], None]] = None
+    spec: StudySpec,
+    *,
+    progress: bool = True,
+    log: Optional[Callable[[str], None]] = None,
+    on_checkpoint: Optional[CheckpointHook] = None,
 ) -> RunReport:
     """Run ``spec``'s study until it holds ``spec.study.trials`` complete trials.
+
+    ``on_checkpoint(path, next_sample)`` is called after each population checkpoint is written
+    (e.g. to watch progress, or in tests to stop a worker mid-trial).
 
     Example:
         >>> from search import load_spec, run_study
@@ -108,8 +123,8 @@ def run_study(
     ctx = load_context(spec, folder, progress)  # data first: a missing dataset creates nothing
     check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons)  # before a study exists
     url = spec.study.storage_url
-    study = open_study(spec, open_storage(url))
-    storage = study._storage
+    storage = open_storage(url)
+    study = open_study(spec, storage)
     store = FileSystemArtifactStore(str(_mkdir(folder / "artifacts")))
     report = RunReport(spec.study.name, url, str(folder), spec.study.trials)
     report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
@@ -133,8 +148,9 @@ def run_study(
                     time.sleep(min(spec.study.heartbeat_s, _SURVIVOR_POLL_S))
                     report.requeued += W.reap(study, storage, spec.study.stale_after_s, log)
                     continue
-                held = _ask(study, spec, ctx, min(spec.study.population, remaining), beat, report, log)
-                _train_and_tell(study, spec, ctx, held, beat, store, report, bar, log)
+                n = min(spec.study.population, remaining)
+                held = _ask(study, storage, spec, ctx, n, beat, report, log)
+                _train_and_tell(study, storage, spec, ctx, held, beat, store, report, bar, log, on_checkpoint)
     finally:
         if bar is not None:
             bar.close()
@@ -191,8 +207,8 @@ def _duplicate_of(study: optuna.Study, number: int, params: Dict[str, Any]) -> O
     return None
 
 
-def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat, report: RunReport,
-         log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
+def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat,
+         report: RunReport, log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
     held: List[_Held] = []
     limit = 100 + 20 * spec.study.trials
@@ -200,18 +216,18 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
     try:
         while len(held) < n:
             trial = study.ask()
-            beat.add([trial._trial_id])
+            beat.add([W.trial_id(trial)])
             if _over_budget(study, trial.number, spec.study.trials):
                 trial.set_user_attr("released", "over budget: workers asking at once; the others hold it")
                 study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(trial._trial_id)
+                beat.discard(W.trial_id(trial))
                 break
             try:
                 config = spec.space.suggest(trial, ctx.n_input)
             except Rejected as exc:
                 trial.set_user_attr("rejected", str(exc))
                 study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(trial._trial_id)
+                beat.discard(W.trial_id(trial))
                 report.rejected += 1
                 log(f"trial {trial.number} rejected before training: {exc}")
                 if report.rejected > limit:
@@ -224,7 +240,7 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
             if twin is not None:
                 trial.set_user_attr("released", f"same configuration as trial {twin}")
                 study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(trial._trial_id)
+                beat.discard(W.trial_id(trial))
                 duplicates += 1  # the sampler's stream has moved on: the next ask draws anew
                 continue
             for key, value in config_attrs(config).items():
@@ -235,7 +251,7 @@ def _ask(study: optuna.Study, spec: StudySpec, ctx: Context, n: int, beat: W.Hea
                 trial.set_user_attr("weight_seed", seed)
             held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
     except BaseException as exc:
-        _requeue(study, [h.trial for h in held], exc, beat, report, log)
+        _requeue(study, storage, [h.trial for h in held], exc, beat, report, log)
         raise
     return held
 
@@ -290,8 +306,9 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
     return plans
 
 
-def _train_and_tell(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held], beat: W.Heartbeat,
-                    store: Any, report: RunReport, bar: Any, log: Callable[[str], None]) -> None:  # fmt: skip
+def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, held: List[_Held],
+                    beat: W.Heartbeat, store: Any, report: RunReport, bar: Any, log: Callable[[str], None],
+                    on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
     by_number = {h.trial.number: h for h in held}
     pending = set(by_number)
     folder = _mkdir(spec.study.artifact_dir.resolve() / "checkpoints")
@@ -303,10 +320,10 @@ def _train_and_tell(study: optuna.Study, spec: StudySpec, ctx: Context, held: Li
                 if m.live:
                     by_number[m.number].trial.set_user_attr("checkpoint", str(path))
                     by_number[m.number].trial.set_user_attr("checkpoint_position", pos)
-            outcomes = evaluate_population(ctx, members, path, resume, log)
+            outcomes = evaluate_population(ctx, members, path, resume, log, on_checkpoint)
             for o in outcomes:
-                _tell(study, spec, by_number[o.number].trial, o, store, log)
-                beat.discard(by_number[o.number].trial._trial_id)
+                _tell(study, storage, spec, by_number[o.number].trial, o, store, log)
+                beat.discard(W.trial_id(by_number[o.number].trial))
                 pending.discard(o.number)
                 report.told.append(o.number)
                 if bar is not None:
@@ -314,32 +331,34 @@ def _train_and_tell(study: optuna.Study, spec: StudySpec, ctx: Context, held: Li
             if not any(m.number in pending for m in members):
                 path.unlink(missing_ok=True)
     except BaseException as exc:
-        _requeue(study, [by_number[n].trial for n in sorted(pending)], exc, beat, report, log)
+        _requeue(study, storage, [by_number[n].trial for n in sorted(pending)], exc, beat, report, log)
         raise
 
 
-def _requeue(study: optuna.Study, trials: List[optuna.Trial], exc: BaseException, beat: W.Heartbeat,
-             report: RunReport, log: Callable[[str], None]) -> None:  # fmt: skip
+def _requeue(study: optuna.Study, storage: Any, trials: List[optuna.Trial], exc: BaseException,
+             beat: W.Heartbeat, report: RunReport, log: Callable[[str], None]) -> None:  # fmt: skip
     """Fail the trials this worker holds and enqueue their parameters again: a stopped run loses none."""
     reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
     for trial in trials:
-        frozen = study._storage.get_trial(trial._trial_id)
-        if W.fail_and_requeue(study, study._storage, frozen, reason) is not None:
+        frozen = storage.get_trial(W.trial_id(trial))
+        if W.fail_and_requeue(study, storage, frozen, reason) is not None:
             report.requeued.append(trial.number)
-        beat.discard(trial._trial_id)
+        beat.discard(W.trial_id(trial))
     if trials:
         log(f"stopped: trials {[t.number for t in trials]} failed and re-queued with their parameters; "
             "run the same command to continue")  # fmt: skip
 
 
-def _tell(study: optuna.Study, spec: StudySpec, trial: optuna.Trial, o: Outcome, store: Any,
+def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Trial, o: Outcome, store: Any,
           log: Callable[[str], None]) -> None:  # fmt: skip
     attrs = dict(o.attrs)
     attrs["energy"] = o.values[2]
     if spec.constraints.active:
         values = constraint_values(spec, attrs)
         attrs["feasible"] = all(v <= 0 for v in values)
-        study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, values)
+        # Optuna's samplers read constraints from this system attribute; Trial.set_system_attr is
+        # deprecated (removed in Optuna 5), so the storage writes it
+        storage.set_trial_system_attr(W.trial_id(trial), CONSTRAINTS_KEY, values)
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     for path in o.files.values():

@@ -157,7 +157,6 @@ class SearchSpace:
         learn_kw.update({k: d.suggest(trial) for k, d in self.learning.items()})
         net_kw = dict(self.fixed_network)
         net_kw.update({k: d.suggest(trial) for k, d in self.network.items()})
-        net_kw.setdefault("norm_total", round(0.1 * n_input, 6))
         if "t_update" in learn_kw:
             learn_kw["t_update"] = int(learn_kw["t_update"])
         try:

@@ -23,7 +23,7 @@ from tinysnn.memory import memory_breakdown
 from tinysnn.network import build_population
 from tinysnn.quant import QuantSpec, parse_quant_arg
 from tinysnn.simulate import STREAM_TEST, Simulator
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 ENC = EncodingConfig(time_steps=100)
 SEED = 5
@@ -56,7 +56,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Dict[str, obj
                             one_spike=variant == "tinysnn")  # fmt: skip
         specs = [_spec(t) for t in texts]
         pop = build_population([net] * len(texts), LearningConfig(), list(range(len(texts))))
-        res = run(pop, ENC, d.train.take(300), d.test, quant=specs, progress=False, seed=SEED)
+        res = run(RunSpec(pop, ENC, d.train.take(300), d.test, quant=specs, progress=False, seed=SEED))
         trains = poisson(images, ENC, torch.Generator().manual_seed(1))  # (T, B, n_in)
         counts = Simulator(pop, ENC, seed=SEED).infer(images, STREAM_TEST, 0, trains=trains)
         folders = [

@@ -15,10 +15,10 @@ import torch
 
 from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.data import Split
-from tinysnn.network import build_population
+from tinysnn.network import Population, build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.simulate import Simulator
-from tinysnn.train import apply_quant_rows, quantize_parameters, run
+from tinysnn.train import RunCallbacks, RunSpec, apply_quant_rows, quantize_parameters, run
 
 ENC = EncodingConfig(time_steps=60)
 
@@ -110,12 +110,16 @@ def test_ptq_trains_exactly_as_fp32_and_quantizes_once_after() -> None:
     ptq = parse_quant_arg("weights=UQ0.4,vth=Q8.2", rounding="truncate", scheme="ptq")
     trained = {}
 
-    def keep(name):
-        return lambda pop: trained.__setitem__(name, (pop.weights.clone(), pop.theta.clone()))
+    class Keep(RunCallbacks):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def after_train(self, pop: Population) -> None:
+            trained[self.name] = (pop.weights.clone(), pop.theta.clone())
 
     pops = {name: _population("tinysnn", 1) for name in ("fp32", "ptq")}
-    run(pops["fp32"], ENC, train, test, quant=[None], progress=False, n_classes=4, after_train=keep("fp32"))
-    run(pops["ptq"], ENC, train, test, quant=[ptq], progress=False, n_classes=4, after_train=keep("ptq"))
+    run(RunSpec(pops["fp32"], ENC, train, test, quant=[None], progress=False, n_classes=4), Keep("fp32"))
+    run(RunSpec(pops["ptq"], ENC, train, test, quant=[ptq], progress=False, n_classes=4), Keep("ptq"))
     # training itself is untouched: the same weights and thresholds bit for bit
     assert torch.equal(trained["fp32"][0], trained["ptq"][0])
     assert torch.equal(trained["fp32"][1], trained["ptq"][1])

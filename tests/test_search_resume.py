@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import optuna
 import pytest
@@ -64,12 +64,14 @@ every = 50
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(tmp: Path, env: Dict[str, str]) -> subprocess.Popen:
-    full = dict(os.environ, PYTHONPATH=str(ROOT), **env)
-    cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
-    return subprocess.Popen(
-        cmd, cwd=tmp, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def _start(tmp: Path, args: List[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _cli(tmp: Path) -> subprocess.Popen:
+    return _start(tmp, ["-m", "search.cli", "run", "spec.toml", "--no-progress"])
 
 
 def _trials(storage: str) -> List[FrozenTrial]:
@@ -81,7 +83,7 @@ def _trials(storage: str) -> List[FrozenTrial]:
 def _paused_worker(tmp: Path, checkpoint: int) -> subprocess.Popen:
     """A worker that hangs after its ``checkpoint``-th checkpoint, once it got there."""
     marker = tmp / "paused"
-    proc = _cli(tmp, {"TINYSNN_SEARCH_TEST_PAUSE": f"{checkpoint}:{marker}"})
+    proc = _start(tmp, [str(ROOT / "tests" / "_paused_worker.py"), "spec.toml", str(checkpoint), str(marker)])
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -107,7 +109,7 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
         row = _row(t)
         assert row[3] == t.params["quantize"] and ("Q" in row[4]) == (row[3] != "fp32")
 
-    resumed = _cli(tmp_path, {})
+    resumed = _cli(tmp_path)
     out = resumed.communicate(timeout=180)[0]
     assert resumed.returncode == 0, out
     assert "continue from" in out and "at sample 100" in out
@@ -154,7 +156,7 @@ def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path
     (tmp_path / "spec.toml").write_text(SPEC.replace("seed = 3", "seed = 3\nheartbeat_s = 1"))
     storage = f"sqlite:///{tmp_path}/runs/resume.db"
     a = _paused_worker(tmp_path, 2)
-    b = _cli(tmp_path, {})
+    b = _cli(tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline and b.poll() is None:
         if [t.state for t in _trials(storage)].count(TrialState.COMPLETE) == 2:
@@ -176,7 +178,7 @@ def test_three_workers_started_together_hold_the_budget_without_duplicates(tmp_p
     # a budget that is not a multiple of the population, on a fresh storage that all three create at once
     (tmp_path / "spec.toml").write_text(SPEC.replace("trials = 4", "trials = 5"))
     storage = f"sqlite:///{tmp_path}/runs/resume.db"
-    workers = [_cli(tmp_path, {}) for _ in range(3)]
+    workers = [_cli(tmp_path) for _ in range(3)]
     outs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], outs
     trials = _trials(storage)
@@ -210,7 +212,7 @@ def test_a_study_stopped_and_resumed_twice_draws_the_trials_of_an_uninterrupted_
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         (tmp_path / "paused").unlink()
-    resumed = _cli(tmp_path, {})
+    resumed = _cli(tmp_path)
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
     stopped = _trials(storage)

@@ -16,6 +16,7 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from search import METRIC_NAMES, load_spec, mu_sweep, reward, run_study, select
+from search._study import open_storage
 from search.cli import main
 from tinysnn import deploy
 
@@ -105,6 +106,7 @@ def test_three_named_objectives(tiny: Tuple[Path, Any, optuna.Study]) -> None:
 def test_user_attrs_and_artifacts(tiny: Tuple[Path, Any, optuna.Study]) -> None:
     _, spec, study = tiny
     store = spec.study.artifact_dir / "artifacts"
+    storage = open_storage(spec.study.storage_url)
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         missing = [k for k in ATTRS if k not in t.user_attrs]
         assert not missing, (t.number, missing)
@@ -113,7 +115,7 @@ def test_user_attrs_and_artifacts(tiny: Tuple[Path, Any, optuna.Study]) -> None:
         assert a["memory_bytes_as_simulated"] >= a["memory_bytes_compact"] > 0
         if a["quant"] != "fp32":
             assert a["weights_format"].startswith("Q1.")
-        metas = {m.filename: m for m in get_all_artifact_meta(t, storage=study._storage)}
+        metas = {m.filename: m for m in get_all_artifact_meta(t, storage=storage)}
         assert set(metas) == {"weights.png", "confusion.png", "model.pt"}
         for m in metas.values():
             assert (store / m.artifact_id).is_file()

@@ -5,23 +5,31 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Tuple
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-import search.objective as objective
 from search import CheckpointError, parse_spec, run_study
-from search._study import open_storage
-from search._study import draw_index
-from search._workers import BEAT_KEY, SAMPLED, WORKER_KEY, fail_and_requeue, identity, reap, stale_reason
+from search._study import draw_index, open_storage
+from search._workers import (
+    BEAT_KEY,
+    SAMPLED,
+    WORKER_KEY,
+    fail_and_requeue,
+    identity,
+    reap,
+    stale_reason,
+    trial_id,  # fmt: skip
+)
 
 
-def _study(tmp_path: Path) -> optuna.Study:
+def _study(tmp_path: Path) -> Tuple[optuna.Study, Any]:
+    storage = open_storage(f"sqlite:///{tmp_path}/w.db")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/w.db"), study_name="w")
+        return optuna.create_study(storage=storage, study_name="w"), storage
 
 
 def test_stale_reason() -> None:
@@ -44,17 +52,16 @@ def test_stale_reason() -> None:
 
 
 def test_stale_trial_is_requeued_once(tmp_path: Path) -> None:
-    study = _study(tmp_path)
-    storage = study._storage
+    study, storage = _study(tmp_path)
     trial = study.ask()
     trial.suggest_int("n_neurons", 10, 20)
     trial.set_user_attr(SAMPLED, True)
     trial.set_user_attr("weight_seed", 7)
-    storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
-    storage.set_trial_system_attr(trial._trial_id, BEAT_KEY, time.time() - 1000)
+    storage.set_trial_system_attr(trial_id(trial), WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
+    storage.set_trial_system_attr(trial_id(trial), BEAT_KEY, time.time() - 1000)
     alive = study.ask()  # a trial of a live worker on another machine
-    storage.set_trial_system_attr(alive._trial_id, WORKER_KEY, {"host": "elsewhere", "pid": 2, "ns": ""})
-    storage.set_trial_system_attr(alive._trial_id, BEAT_KEY, time.time())
+    storage.set_trial_system_attr(trial_id(alive), WORKER_KEY, {"host": "elsewhere", "pid": 2, "ns": ""})
+    storage.set_trial_system_attr(trial_id(alive), BEAT_KEY, time.time())
     frozen = study.trials[0]
     assert reap(study, storage, 60, lambda s: None) == [0]
     assert fail_and_requeue(study, storage, frozen, "again") is None  # a second worker loses the race
@@ -68,12 +75,11 @@ def test_stale_trial_is_requeued_once(tmp_path: Path) -> None:
 
 
 def test_a_trial_whose_worker_died_while_sampling_is_failed_not_requeued(tmp_path: Path) -> None:
-    study = _study(tmp_path)
-    storage = study._storage
+    study, storage = _study(tmp_path)
     trial = study.ask()
     trial.suggest_int("n_neurons", 10, 20)  # the worker died before the next parameter and the mark
-    storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
-    storage.set_trial_system_attr(trial._trial_id, BEAT_KEY, time.time() - 1000)
+    storage.set_trial_system_attr(trial_id(trial), WORKER_KEY, {"host": "elsewhere", "pid": 1, "ns": ""})
+    storage.set_trial_system_attr(trial_id(trial), BEAT_KEY, time.time() - 1000)
     assert reap(study, storage, 60, lambda s: None) == []
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     assert reap(study, storage, 60, lambda s: None) == []  # nor re-queued later as an orphan
@@ -111,21 +117,17 @@ SPEC = {
 }
 
 
-def test_stopped_run_loses_no_trial_and_a_corrupt_checkpoint_is_named(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_stopped_run_loses_no_trial_and_a_corrupt_checkpoint_is_named(tmp_path: Path) -> None:
     raw = dict(
         SPEC, study=dict(SPEC["study"], storage=f"sqlite:///{tmp_path}/s.db", artifacts=str(tmp_path / "a"))
     )
     spec = parse_spec(raw)
 
-    def interrupt() -> None:
+    def interrupt(path: Path, next_sample: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(objective, "_maybe_pause", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        run_study(spec, progress=False, log=lambda s: None)
-    monkeypatch.undo()
+        run_study(spec, progress=False, log=lambda s: None, on_checkpoint=interrupt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.load_study(study_name="stop", storage=spec.study.storage_url)

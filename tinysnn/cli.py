@@ -12,8 +12,9 @@ import argparse
 import json
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .config import ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant
 
@@ -93,34 +94,54 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def build_configs(args: argparse.Namespace, n_input: int):  # type: ignore[no-untyped-def]
-    """(networks, learning, seeds) from parsed arguments."""
-    variant = Variant.parse(args.variant)
-    net_kw: Dict[str, Any] = {"variant": variant, "n_input": n_input}
-    norm = args.norm_total if args.norm_total is not None else round(0.1 * n_input, 6)
-    net_kw["norm_total"] = norm
-    net_kw["one_spike"] = bool(getattr(args, "one_spike", False))
-    for arg, key in [("w_inh", "w_inh"), ("w_inh_exc", "w_inh_exc"), ("theta_plus", "theta_plus")]:
-        if getattr(args, arg) is not None:
-            net_kw[key] = getattr(args, arg)
-    learn_kw: Dict[str, Any] = {}
-    for arg in ("eta_post", "n_th", "nu_pre", "nu_post", "eta_p", "eta_d"):
-        if getattr(args, arg) is not None:
-            learn_kw[arg] = getattr(args, arg)
-    if args.t_update is not None:
-        learn_kw["t_update"] = int(args.t_update)
+NETWORK_CONSTANTS = ("norm_total", "w_inh", "w_inh_exc", "theta_plus")
+"""Network constants of `tinysnn train` options (norm_total: 0.1 x inputs when not given)."""
+LEARNING_CONSTANTS = ("eta_post", "t_update", "n_th", "nu_pre", "nu_post", "eta_p", "eta_d")
+
+
+@dataclass(frozen=True)
+class TrainChoice:
+    """What one run of `tinysnn train` options trains: the dataset, the variant and the constants
+    given (``one_spike`` and :data:`NETWORK_CONSTANTS`, :data:`LEARNING_CONSTANTS`; absent = default).
+    The benchmarks vary these over one set of parsed options."""
+
+    dataset: str
+    variant: str
+    constants: Mapping[str, Any]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainChoice":
+        given = {k: getattr(args, k) for k in NETWORK_CONSTANTS + LEARNING_CONSTANTS}
+        given = {k: v for k, v in given.items() if v is not None}
+        return cls(args.dataset, args.variant, dict(given, one_spike=bool(args.one_spike)))
+
+
+def build_configs(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, choice: TrainChoice, n_input: int
+):
+    """(networks, learning, seeds) of ``choice`` with the sizes and seed of the parsed arguments."""
+    given = choice.constants
+    net_kw: Dict[str, Any] = {k: given[k] for k in NETWORK_CONSTANTS if given.get(k) is not None}
+    learn_kw: Dict[str, Any] = {k: given[k] for k in LEARNING_CONSTANTS if given.get(k) is not None}
+    if "t_update" in learn_kw:
+        learn_kw["t_update"] = int(learn_kw["t_update"])
     sizes: List[int] = list(args.neurons)
     pop = args.population or 1
     if len(sizes) > 1 and pop > 1:
         raise ConfigError("give either several --neurons values or --population, not both")
     if len(sizes) == 1:
         sizes = sizes * pop
-    nets = [NetworkConfig(n_neurons=n, **net_kw) for n in sizes]
+    variant = Variant.parse(choice.variant)
+    one_spike = bool(given.get("one_spike", False))
+    nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=n_input, one_spike=one_spike, **net_kw)
+            for n in sizes]  # fmt: skip
     seeds = [args.seed + k for k in range(len(sizes))]
     return nets, LearningConfig(**learn_kw), seeds
 
 
-def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def run_from_args(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, choice: Optional[TrainChoice] = None
+):
     """Load data, build the population, train and evaluate; returns (RunResult, extras)."""
     import torch
 
@@ -128,7 +149,7 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .energy import MeterOptions, make_meter
     from .network import build_population, resolve_device
     from .quant import itq_problem, parse_quant_arg, spec_problem
-    from .train import run
+    from .train import RunSpec, run
 
     export = getattr(args, "export", None)
     if export and Path(export).exists() and any(Path(export).iterdir()):
@@ -141,18 +162,19 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     spec = parse_quant_arg(
         args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
     )
-    theta_plus = args.theta_plus if args.theta_plus is not None else NetworkConfig().theta_plus
+    choice = choice if choice is not None else TrainChoice.from_args(args)
+    theta_plus = choice.constants.get("theta_plus", NetworkConfig().theta_plus)
     problem = spec_problem(spec) or itq_problem(spec, theta_plus)
     if problem:
         raise ConfigError(f"--quant: {problem}")
     resolve_device(args.device)  # a bad device name, before any data is read
-    splits = D.load(args.dataset, args.data_root, download=args.download, validation=args.validation)
+    splits = D.load(choice.dataset, args.data_root, download=args.download, validation=args.validation)
     train = splits.train.take(args.train_samples)
     test = splits.validation if args.validation else splits.test
     assert test is not None
     test = test.take(args.test_samples) if args.test_samples is not None else test
     assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
-    nets, learn, seeds = build_configs(args, train.n_input)
+    nets, learn, seeds = build_configs(args, choice, train.n_input)
     device = resolve_device(args.device)
     torch.set_grad_enabled(False)
     pop = build_population(nets, learn, seeds, device)
@@ -160,11 +182,11 @@ def run_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     meter = make_meter(args.energy, MeterOptions(sync=sync))
     try:
-        result = run(
+        result = run(RunSpec(
             pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
             backend=args.backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
             progress=not args.no_progress, meter=meter,
-        )  # fmt: skip
+        ))  # fmt: skip
     finally:
         meter.close()
     if export:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from tinysnn.deploy.packing import fp32_codes, pack_codes, unpack_codes
 from tinysnn.quant import QuantSpec
@@ -46,7 +46,9 @@ __all__ = [
     "BitWidths",
     "Convention",
     "MemoryBreakdown",
+    "MemoryReference",
     "ParamGroup",
+    "default_reference",
     "fp32_codes",
     "memory_bits",
     "memory_breakdown",
@@ -288,6 +290,25 @@ def memory_bytes(
 ) -> int:
     """M of Eq. 4 in bytes, ceil(bits / 8) (see :func:`memory_breakdown`)."""
     return memory_breakdown(variant, n_neurons, n_input, widths, convention).bytes
+
+
+@dataclass(frozen=True)
+class MemoryReference:
+    """Which network is M_0 of M_norm: the FP32 ``variant`` with ``n_neurons`` excitatory neurons."""
+
+    n_neurons: int
+    variant: str = "diehl_cook"
+
+
+def default_reference(
+    sizes: Iterable[int], n_neurons: Optional[int] = None, variant: str = "diehl_cook"
+) -> MemoryReference:
+    """M_0's network: the FP32 ``variant`` (diehl_cook) at ``n_neurons``, by default the largest of
+    ``sizes``, the network sizes the caller considers (a run: its population; a study: its space).
+
+    One rule for `tinysnn train` and the search, so that a network gets one M_norm (docs/method.md §3).
+    """
+    return MemoryReference(int(n_neurons) if n_neurons is not None else max(int(n) for n in sizes), variant)
 
 
 def reference_memory(

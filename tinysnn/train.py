@@ -1,7 +1,10 @@
 """Training and evaluation loops: online STDP over a sample stream, then label assignment and test.
 
 One run trains a whole population (P networks) on the same stream of samples; every network gets
-its own result. Quantization (docs/method.md §2) plugs in here:
+its own result. The entry is ``run(RunSpec(...), callbacks)``: a :class:`RunSpec` says what to
+train and evaluate (population, data, encoding, quantization, meter, checkpoints, resume state), a
+:class:`RunCallbacks` hears the checkpoints and the end of training. Quantization (docs/method.md
+§2) plugs in here:
 
 * ITQ: the networks' fixed-point rows are active during training (weights re-quantized after
   every update and normalization, V_mem every step, V_th after every change).
@@ -13,15 +16,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from . import evaluate as E
 from .config import EncodingConfig
 from .data import Split
-from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joules, sample_op_counts
-from .memory import memory_breakdown, memory_norm, reference_memory
+from .energy import (
+    DEFAULT_OP_COSTS,
+    EnergyMeter,
+    EnergyReading,
+    OpEnergyCosts,
+    op_energy_joules,
+    sample_op_counts,
+)
+from .memory import MemoryReference, default_reference, memory_breakdown, memory_norm, reference_memory
 from .network import Population
 from .quant import (
     PARAMS,
@@ -179,13 +189,13 @@ def quantize_parameters(pop: Population, seed: int = 0) -> None:
 
 
 def memory_figures(
-    variant: str, n_neurons: int, n_input: int, spec: QuantSpec, reference_neurons: int
+    variant: str, n_neurons: int, n_input: int, spec: QuantSpec, reference: MemoryReference
 ) -> Dict[str, Any]:
-    """Eq. 4 memory of a network under both conventions, and M_norm against FP32 diehl_cook."""
-    out: Dict[str, Any] = {"reference": f"diehl_cook FP32 N={reference_neurons}"}
+    """Eq. 4 memory of a network under both conventions, and M_norm against the FP32 ``reference``."""
+    out: Dict[str, Any] = {"reference": f"{reference.variant} FP32 N={reference.n_neurons}"}
     for conv in ("compact", "as_simulated"):
         m = memory_breakdown(variant, n_neurons, n_input, spec, conv)
-        ref = reference_memory(reference_neurons, n_input, conv)
+        ref = reference_memory(reference.n_neurons, n_input, conv, reference.variant)
         out[conv] = {
             "bits": m.bits,
             "bytes": m.bytes,
@@ -210,56 +220,183 @@ def observed_ranges(pop: Population, vmem_range: torch.Tensor) -> List[Dict[str,
     return out
 
 
-def train_population(
-    sim: Simulator,
-    images: torch.Tensor,
-    epochs: int = 1,
-    progress: bool = True,
-    start: int = 0,
-    on_sample: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
-    start_sums: Optional[torch.Tensor] = None,
-) -> Dict[str, Any]:
-    """Online training over ``images`` for ``epochs`` passes, from global sample ``start``.
+@dataclass(frozen=True)
+class TrainState:
+    """Where training of a population stands: what a checkpoint saves besides the population's state.
 
-    ``on_sample(i, counts, sums)`` is called after global sample ``i`` (e.g. to checkpoint);
-    ``sums`` (P, 4) float64 holds the running totals of excitatory spikes, input spikes,
-    inhibitory spikes and weight columns updated since sample 0; pass it back as ``start_sums``
-    when resuming so the statistics cover the whole run.
-    Returns timing and per-sample means of those statistics.
+    Attributes:
+        next_sample: the global training sample index (over all epochs) to continue from.
+        sums: (P, 4) float64 running totals since sample 0 of excitatory spikes, input spikes,
+            inhibitory spikes and weight columns updated (None: nothing trained yet, all zero).
+        energy_train_j: metered training energy of the population since sample 0, J.
     """
-    n = int(images.shape[0])
-    total = n * int(epochs)
-    P = sim.pop.n_networks
-    # running sums per network: excitatory spikes, input spikes, inhibitory spikes, columns updated
-    sums = torch.zeros((P, 4), dtype=torch.float64) if start_sums is None else start_sums.clone()
-    bar = _bar(total, "train", progress, initial=start)
+
+    next_sample: int = 0
+    sums: Optional[torch.Tensor] = None
+    energy_train_j: float = 0.0
+
+
+class RunCallbacks:
+    """What a caller of :func:`run` hears while it runs; every hook does nothing unless overridden."""
+
+    def on_checkpoint(self, state: TrainState, pop: Population) -> None:
+        """After every ``RunSpec.checkpoint_every`` training samples and once after the last one.
+
+        ``state`` with ``pop.state_dict()`` is what ``RunSpec.resume`` (with the population loaded)
+        needs to continue to the result of an uninterrupted run.
+        """
+
+    def after_train(self, pop: Population) -> None:
+        """With the trained FP32 (or ITQ) population, before quantization for evaluation."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run trains and evaluates.
+
+    Attributes:
+        population: the networks (trained in place; their weight seeds are in the population).
+        encoding: presentation window.
+        train, test: splits; ``test`` may be a validation split.
+        assign: samples for label assignment (learning off); None: the training samples.
+        epochs: passes over ``train``.
+        seed: seed of the input trains and of stochastic rounding.
+        backend: ``auto``, ``numba`` or ``torch``.
+        quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme; None: all FP32.
+        batch_size: inference batch.
+        progress: progress bars.
+        n_classes: classes of the labels.
+        meter: energy meter (:func:`tinysnn.energy.make_meter`) read around the training phase and
+            the inference phase (assignment + test); its joules are the population's.
+        op_costs: energy per operation for the op-count model.
+        reference: M_0 of M_norm; None: :func:`tinysnn.memory.default_reference` of the population.
+        checkpoint_every: training samples between checkpoints (``RunCallbacks.on_checkpoint``);
+            0: only the one after the last sample.
+        resume: continue training from this state (the population's state loaded by the caller);
+            its statistics and training energy count in the result as if the run had not stopped.
+    """
+
+    population: Population
+    encoding: EncodingConfig
+    train: Split
+    test: Split
+    assign: Optional[Split] = None
+    epochs: int = 1
+    seed: int = 0
+    backend: str = "auto"
+    quant: Optional[Sequence[Optional[QuantSpec]]] = None
+    batch_size: int = 500
+    progress: bool = True
+    n_classes: int = 10
+    meter: Optional[EnergyMeter] = None
+    op_costs: OpEnergyCosts = DEFAULT_OP_COSTS
+    reference: Optional[MemoryReference] = None
+    checkpoint_every: int = 0
+    resume: Optional[TrainState] = None
+
+    @property
+    def assign_split(self) -> Split:
+        return self.assign if self.assign is not None else self.train
+
+    @property
+    def total_samples(self) -> int:
+        """Training samples over all epochs."""
+        return len(self.train) * int(self.epochs)
+
+    def quant_specs(self) -> List[Optional[QuantSpec]]:
+        """One quantization spec per network (None = FP32)."""
+        return list(self.quant) if self.quant is not None else [None] * self.population.n_networks
+
+
+@dataclass
+class _Trained:
+    """What the training phase leaves for the others."""
+
+    backend: str
+    seconds: float
+    samples: int
+    """Samples trained in this run (not counting those of a resumed state)."""
+    means: torch.Tensor
+    """(P, 4) per-sample means of the running totals of :class:`TrainState`."""
+    ranges: List[Dict[str, List[float]]]
+    energy_j: float
+    reading: Optional[EnergyReading]
+
+
+@dataclass
+class _Evaluated:
+    """What the inference phase measured."""
+
+    assign_counts: torch.Tensor
+    test_counts: torch.Tensor
+    test_stats: torch.Tensor
+    """(P, 3) mean per-sample kernel statistics of the test samples."""
+    assign_seconds: float
+    test_seconds: float
+    reading: Optional[EnergyReading]
+
+
+def _lap(meter: EnergyMeter) -> float:
+    """Joules of the meter's run so far; the meter goes on measuring."""
+    joules = meter.stop().joules
+    meter.start()
+    return joules
+
+
+def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
+    """Online STDP over the training stream from ``spec.resume`` (ITQ rows active), with checkpoints."""
+    pop, meter = spec.population, spec.meter
+    specs = spec.quant_specs()
+    resume = spec.resume if spec.resume is not None else TrainState()
+    start = int(resume.next_sample)
+    apply_quant_rows(pop, specs, training=True)
+    if start == 0 and any(s is not None and s.scheme == Scheme.ITQ for s in specs):
+        quantize_parameters(pop, spec.seed)
+    sim = Simulator(pop, spec.encoding, seed=spec.seed, backend=spec.backend)
+    images, n, total = spec.train.images, len(spec.train), spec.total_samples
+    sums = torch.zeros((pop.n_networks, 4), dtype=torch.float64)
+    if resume.sums is not None:
+        sums = resume.sums.clone()
+    energy = float(resume.energy_train_j)
+    bar = _bar(total, "train", spec.progress, initial=start)
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     for i in range(start, total):
         counts = sim.train_sample(images[i % n], i)
         sums[:, 0] += counts.sum(dim=1).to(torch.float64).cpu()
         if sim.last_stats is not None:
             sums[:, 1:] += sim.last_stats[:, 0, :].to(torch.float64).cpu()
-        if on_sample is not None:
-            on_sample(i, counts, sums)
+        if spec.checkpoint_every and (i + 1) % spec.checkpoint_every == 0 and i + 1 < total:
+            energy += _lap(meter) if meter is not None else 0.0
+            callbacks.on_checkpoint(TrainState(i + 1, sums.clone(), energy), pop)
         if bar is not None:
             bar.update(1)
-    if sim.pop.device.type == "cuda":
-        torch.cuda.synchronize(sim.pop.device)
+    if pop.device.type == "cuda":
+        torch.cuda.synchronize(pop.device)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    done = max(total - start, 0)
-    return {"seconds": seconds, "samples": done, "means": sums / max(total, 1)}
+    reading = meter.stop() if meter is not None else None
+    energy += reading.joules if reading is not None else 0.0
+    if total > start:
+        callbacks.on_checkpoint(TrainState(total, sums.clone(), energy), pop)
+    return _Trained(sim.backend, seconds, max(total - start, 0), sums / max(total, 1),
+                    observed_ranges(pop, sim.vmem_range), energy, reading)  # fmt: skip
+
+
+def _quantize_phase(spec: RunSpec) -> None:
+    """Put the trained population on its evaluation grids (PTQ: now; ITQ: again, as in training)."""
+    apply_quant_rows(spec.population, spec.quant_specs(), training=False)
+    quantize_parameters(spec.population, spec.seed)
 
 
 def infer_counts(
     sim: Simulator, images: torch.Tensor, stream: int, batch_size: int = 500, progress: bool = True,
     desc: str = "infer",
-) -> torch.Tensor:  # fmt: skip
-    """Spike counts (P, S, N) of all images, in batches, without learning.
-
-    The mean per-sample kernel statistics (P, 3) are left in ``sim.mean_stats``.
-    """
+) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Spike counts (P, S, N) of all images, in batches, without learning, and the mean per-sample
+    kernel statistics (P, 3) (input spikes, inhibitory spikes, weight columns updated)."""
     n = int(images.shape[0])
     out = []
     stat_sum = torch.zeros((sim.pop.n_networks, 3), dtype=torch.float64)
@@ -273,164 +410,127 @@ def infer_counts(
             bar.update(int(chunk.shape[0]))
     if bar is not None:
         bar.close()
-    sim.mean_stats = stat_sum / max(n, 1)  # type: ignore[attr-defined]
+    stats = stat_sum / max(n, 1)
     if not out:
-        return torch.zeros((sim.pop.n_networks, 0, sim.pop.n_max), dtype=torch.int32)
-    return torch.cat(out, dim=1)
+        return torch.zeros((sim.pop.n_networks, 0, sim.pop.n_max), dtype=torch.int32), stats
+    return torch.cat(out, dim=1), stats
 
 
-def run(
-    pop: Population,
-    enc: EncodingConfig,
-    train: Split,
-    test: Split,
-    *,
-    assign: Optional[Split] = None,
-    epochs: int = 1,
-    seed: int = 0,
-    backend: str = "auto",
-    quant: Optional[Sequence[Optional[QuantSpec]]] = None,
-    batch_size: int = 500,
-    progress: bool = True,
-    n_classes: int = 10,
-    start: int = 0,
-    start_sums: Optional[torch.Tensor] = None,
-    on_sample: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
-    after_train: Optional[Callable[[Population], None]] = None,
-    meter: Optional[EnergyMeter] = None,
-    op_costs: OpEnergyCosts = DEFAULT_OP_COSTS,
-    reference_neurons: Optional[int] = None,
-) -> RunResult:
-    """Train a population on ``train``, assign labels on ``assign`` (default: ``train``), test.
-
-    Args:
-        pop: the population (trained in place).
-        enc: presentation window.
-        train, test: splits; ``test`` may be a validation split.
-        assign: samples for label assignment (learning off); defaults to the training samples.
-        epochs: passes over ``train``.
-        seed: seed of the input trains (the weights' seeds are in the population).
-        backend: ``auto``, ``numba`` or ``torch``.
-        quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme.
-        start, start_sums, on_sample: resume from a global sample index with the running
-            statistics saved by ``on_sample(i, counts, sums)`` (see :func:`train_population`).
-        after_train: called with the trained population before quantization (range analysis).
-        meter: energy meter (:func:`tinysnn.energy.make_meter`) read around the training phase
-            and the inference phase (assignment + test); its joules are the population's.
-        op_costs: energy per operation for the op-count model.
-        reference_neurons: size of the FP32 diehl_cook reference network of M_norm (default:
-            the largest network of the population).
-    """
-    t_wall = time.perf_counter()
-    specs = list(quant) if quant is not None else [None] * pop.n_networks
-    apply_quant_rows(pop, specs, training=True)
-    if start == 0 and any(s is not None and s.scheme == Scheme.ITQ for s in specs):
-        quantize_parameters(pop, seed)
-    sim = Simulator(pop, enc, seed=seed, backend=backend)
-    if meter is not None:
-        meter.start()
-    tr = train_population(sim, train.images, epochs, progress, start, on_sample, start_sums)
-    e_train = meter.stop() if meter is not None else None
-    ranges = observed_ranges(pop, sim.vmem_range)
-    if after_train is not None:
-        after_train(pop)
-    apply_quant_rows(pop, specs, training=False)
-    quantize_parameters(pop, seed)
-    sim = Simulator(pop, enc, seed=seed, backend=sim.backend)
-    assign = assign if assign is not None else train
-    if meter is not None:
-        meter.start()
+def _evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
+    """Label assignment and test of the quantized population, learning off."""
+    sim = Simulator(spec.population, spec.encoding, seed=spec.seed, backend=backend)
+    if spec.meter is not None:
+        spec.meter.start()
     t0 = time.perf_counter()
-    a_counts = infer_counts(sim, assign.images, STREAM_ASSIGN, batch_size, progress, "assign")
+    assign_counts, _ = infer_counts(sim, spec.assign_split.images, STREAM_ASSIGN, spec.batch_size,
+                                    spec.progress, "assign")  # fmt: skip
     t_assign = time.perf_counter() - t0
     t0 = time.perf_counter()
-    t_counts = infer_counts(sim, test.images, STREAM_TEST, batch_size, progress, "test")
+    test_counts, test_stats = infer_counts(sim, spec.test.images, STREAM_TEST, spec.batch_size,
+                                           spec.progress, "test")  # fmt: skip
     t_test = time.perf_counter() - t0
-    e_infer = meter.stop() if meter is not None else None
-    test_stats = sim.mean_stats  # type: ignore[attr-defined]
-    assignment = E.assign_labels(a_counts, assign.labels, n_classes)
-    pred_all = E.predict_all_activity(t_counts, assignment)
-    pred_prop = E.predict_proportion(t_counts, assignment)
+    reading = spec.meter.stop() if spec.meter is not None else None
+    return _Evaluated(assign_counts, test_counts, test_stats, t_assign, t_test, reading)
+
+
+def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[NetworkResult]:
+    """Accuracy, op counts and energy, memory and ranges of every network."""
+    pop, enc, test = spec.population, spec.encoding, spec.test
+    reference = spec.reference or default_reference([int(n) for n in pop.sizes])
+    assignment = E.assign_labels(ev.assign_counts, spec.assign_split.labels, spec.n_classes)
+    pred_all = E.predict_all_activity(ev.test_counts, assignment)
     acc_all = E.accuracy(pred_all, test.labels)
-    acc_prop = E.accuracy(pred_prop, test.labels)
-    spikes_test = t_counts.to(torch.float64).sum(dim=(1, 2)) / max(len(test), 1)
-    means = tr["means"]
+    acc_prop = E.accuracy(E.predict_proportion(ev.test_counts, assignment), test.labels)
+    spikes_test = ev.test_counts.to(torch.float64).sum(dim=(1, 2)) / max(len(test), 1)
+    means, stats = trained.means, ev.test_stats
     nets = []
-    for k in range(pop.n_networks):
-        spec = specs[k] if specs[k] is not None else QuantSpec()
+    for k, maybe_spec in enumerate(spec.quant_specs()):
+        q = maybe_spec if maybe_spec is not None else QuantSpec()
         n_k = int(pop.sizes[k])
         ops_train = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(means[k, 0]),
                                      float(means[k, 1]), float(means[k, 2]), float(means[k, 3]), True)  # fmt: skip
         ops_test = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(spikes_test[k]),
-                                    float(test_stats[k, 0]), float(test_stats[k, 1]), 0.0, False)  # fmt: skip
-        wb = spec.bits_of("weights") if spec.format_of("weights") is not None else None
-        nb = spec.bits_of("vmem") if spec.format_of("vmem") is not None else None
-        nets.append(
-            NetworkResult(
-                index=k,
-                variant=pop.variant.value,
-                n_neurons=n_k,
-                seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
-                accuracy=float(acc_all[k]),
-                accuracy_proportion=float(acc_prop[k]),
-                no_prediction=int((pred_all[k] < 0).sum()),
-                spikes_per_sample_train=float(means[k, 0]),
-                spikes_per_sample_test=float(spikes_test[k]),
-                confusion=E.confusion_matrix(pred_all[k], test.labels, n_classes).tolist(),
-                quant=spec.to_text() if not spec.is_fp32 else "fp32",
-                scheme=spec.scheme.value if not spec.is_fp32 else "fp32",
-                rounding=spec.rounding.value if not spec.is_fp32 else "",
-                synops_per_sample_train=ops_train.synaptic_ops,
-                synops_per_sample_test=ops_test.synaptic_ops,
-                neuron_updates_per_sample_test=ops_test.neuron_updates,
-                weight_updates_per_sample_train=ops_train.weight_updates,
-                op_energy_train_j_per_sample=op_energy_joules(
-                    ops_train, weight_bits=wb, neuron_bits=nb, costs=op_costs
-                ),
-                op_energy_infer_j_per_sample=op_energy_joules(
-                    ops_test, weight_bits=wb, neuron_bits=nb, costs=op_costs
-                ),
-                memory=memory_figures(
-                    pop.variant.value, n_k, pop.n_input, spec, reference_neurons or int(pop.sizes.max())
-                ),
-                ranges=ranges[k],
-                assignment=assignment.labels[k, :n_k].tolist(),
-            )
-        )
-    n_inf = len(assign) + len(test)
-    t_inf = t_assign + t_test
-    extra: Dict[str, Any] = {}
-    if e_train is not None and e_infer is not None:
-        extra = {
-            "energy_meter": e_train.meter,
-            "energy_is_estimate": e_train.is_estimate,
-            "idle_power_w": e_train.idle_power_w,
-            "idle_subtracted": e_train.idle_subtracted,
-            "energy_train_joules": e_train.joules,
-            "energy_train_joules_per_sample": e_train.joules / max(tr["samples"], 1),
-            "energy_infer_joules": e_infer.joules,
-            "energy_infer_joules_per_sample": e_infer.joules / max(n_inf, 1),
-            "energy_note": e_train.note,
-        }
+                                    float(stats[k, 0]), float(stats[k, 1]), 0.0, False)  # fmt: skip
+        widths = dict(weight_bits=q.bits_of("weights") if q.format_of("weights") is not None else None,
+                      neuron_bits=q.bits_of("vmem") if q.format_of("vmem") is not None else None)  # fmt: skip
+        nets.append(NetworkResult(
+            index=k,
+            variant=pop.variant.value,
+            n_neurons=n_k,
+            seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
+            accuracy=float(acc_all[k]),
+            accuracy_proportion=float(acc_prop[k]),
+            no_prediction=int((pred_all[k] < 0).sum()),
+            spikes_per_sample_train=float(means[k, 0]),
+            spikes_per_sample_test=float(spikes_test[k]),
+            confusion=E.confusion_matrix(pred_all[k], test.labels, spec.n_classes).tolist(),
+            quant=q.to_text() if not q.is_fp32 else "fp32",
+            scheme=q.scheme.value if not q.is_fp32 else "fp32",
+            rounding=q.rounding.value if not q.is_fp32 else "",
+            synops_per_sample_train=ops_train.synaptic_ops,
+            synops_per_sample_test=ops_test.synaptic_ops,
+            neuron_updates_per_sample_test=ops_test.neuron_updates,
+            weight_updates_per_sample_train=ops_train.weight_updates,
+            op_energy_train_j_per_sample=op_energy_joules(ops_train, costs=spec.op_costs, **widths),
+            op_energy_infer_j_per_sample=op_energy_joules(ops_test, costs=spec.op_costs, **widths),
+            memory=memory_figures(pop.variant.value, n_k, pop.n_input, q, reference),
+            ranges=trained.ranges[k],
+            assignment=assignment.labels[k, :n_k].tolist(),
+        ))  # fmt: skip
+    return nets
+
+
+def _energy_extra(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> Dict[str, Any]:
+    """The meter's readings of both phases (nothing without a meter)."""
+    if trained.reading is None or ev.reading is None:
+        return {}
+    n_inf = len(spec.assign_split) + len(spec.test)
+    return {
+        "energy_meter": trained.reading.meter,
+        "energy_is_estimate": trained.reading.is_estimate,
+        "idle_power_w": trained.reading.idle_power_w,
+        "idle_subtracted": trained.reading.idle_subtracted,
+        "energy_train_joules": trained.energy_j,
+        "energy_train_joules_per_sample": trained.energy_j / max(spec.total_samples, 1),
+        "energy_infer_joules": ev.reading.joules,
+        "energy_infer_joules_per_sample": ev.reading.joules / max(n_inf, 1),
+        "energy_note": trained.reading.note,
+    }
+
+
+def run(spec: RunSpec, callbacks: Optional[RunCallbacks] = None) -> RunResult:
+    """Train ``spec.population`` on ``spec.train``, quantize, assign labels, test and score.
+
+    The phases: :func:`_train_phase` (with ``callbacks.on_checkpoint``), ``callbacks.after_train``,
+    :func:`_quantize_phase`, :func:`_evaluate_phase`, :func:`_score_phase`.
+    """
+    callbacks = callbacks if callbacks is not None else RunCallbacks()
+    t_wall = time.perf_counter()
+    trained = _train_phase(spec, callbacks)
+    callbacks.after_train(spec.population)
+    _quantize_phase(spec)
+    ev = _evaluate_phase(spec, trained.backend)
+    n_inf = len(spec.assign_split) + len(spec.test)
+    t_inf = ev.assign_seconds + ev.test_seconds
     return RunResult(
-        networks=nets,
-        dataset=train.name.split(":")[0],
-        eval_split=test.name,
-        train_samples=len(train),
-        epochs=int(epochs),
-        assign_samples=len(assign),
-        test_samples=len(test),
-        device=str(pop.device),
-        backend=sim.backend,
-        seed=int(seed),
-        n_networks=pop.n_networks,
-        train_seconds=tr["seconds"],
-        assign_seconds=t_assign,
-        test_seconds=t_test,
+        networks=_score_phase(spec, trained, ev),
+        dataset=spec.train.name.split(":")[0],
+        eval_split=spec.test.name,
+        train_samples=len(spec.train),
+        epochs=int(spec.epochs),
+        assign_samples=len(spec.assign_split),
+        test_samples=len(spec.test),
+        device=str(spec.population.device),
+        backend=trained.backend,
+        seed=int(spec.seed),
+        n_networks=spec.population.n_networks,
+        train_seconds=trained.seconds,
+        assign_seconds=ev.assign_seconds,
+        test_seconds=ev.test_seconds,
         wall_seconds=time.perf_counter() - t_wall,
-        train_samples_per_s=tr["samples"] / tr["seconds"] if tr["seconds"] > 0 else 0.0,
+        train_samples_per_s=trained.samples / trained.seconds if trained.seconds > 0 else 0.0,
         infer_samples_per_s=n_inf / t_inf if t_inf > 0 else 0.0,
-        extra=extra,
+        extra=_energy_extra(spec, trained, ev),
     )
 
 
@@ -444,10 +544,12 @@ def _bar(total: int, desc: str, enabled: bool, initial: int = 0):  # type: ignor
 
 __all__ = [
     "NetworkResult",
+    "RunCallbacks",
     "RunResult",
+    "RunSpec",
+    "TrainState",
     "apply_quant_rows",
     "infer_counts",
     "quantize_parameters",
     "run",
-    "train_population",
 ]

@@ -36,7 +36,7 @@ from tinysnn import data
 from tinysnn.config import EncodingConfig, LearningConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 GROUPS = {  # (label, rounding or None for FP32, patch bit mask, eta_post or None for the default)
     1: [("fp32", None, 0, None), ("itq trunc", "truncate", 0, None),
@@ -79,7 +79,7 @@ def main() -> None:
     ]
     pop = build_population([net] * len(cfgs), learns, [0] * len(cfgs))
     t = time.time()
-    res = run(pop, EncodingConfig(), train, d.validation, assign=assign, quant=specs, progress=False)
+    res = run(RunSpec(pop, EncodingConfig(), train, d.validation, assign=assign, quant=specs, progress=False))
     print(f"{a.dataset} group {a.group}: {a.train_samples} training images, {time.time() - t:.0f} s")
     rows = []
     for k, (label, *_rest) in enumerate(cfgs):

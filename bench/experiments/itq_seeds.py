@@ -27,7 +27,7 @@ from tinysnn import data
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.train import run
+from tinysnn.train import RunSpec, run
 
 #: (label, quantization text or None for FP32); the weight format is filled in per dataset
 CONFIGS = [
@@ -50,8 +50,7 @@ def main() -> None:
     a = ap.parse_args()
     d = data.load(a.dataset, a.data_root)
     if a.dataset == "digits":
-        net = NetworkConfig(variant="tinysnn", n_neurons=a.neurons or 50, n_input=d.train.n_input,
-                            norm_total=round(0.1 * d.train.n_input, 6))  # fmt: skip
+        net = NetworkConfig(variant="tinysnn", n_neurons=a.neurons or 50, n_input=d.train.n_input)
         learn, weights, assign = LearningConfig(), "weights=Q1.7", d.train
     else:
         net, learn_kw = tinysnn_400(a.dataset)
@@ -63,7 +62,7 @@ def main() -> None:
     specs = [parse_quant_arg(f"{weights},{q}", scheme="itq") if q else None for _, q, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])
     t = time.time()
-    res = run(pop, EncodingConfig(), d.train, d.test, assign=assign, quant=specs, progress=False)
+    res = run(RunSpec(pop, EncodingConfig(), d.train, d.test, assign=assign, quant=specs, progress=False))
     print(f"{a.dataset}: weights {weights}, seeds {a.seeds}, {time.time() - t:.0f} s")
     rows = []
     for k, (label, _, seed) in enumerate(plan):

@@ -370,8 +370,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
-    commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select, "report": cmd_report,
-                "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
+    commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select,
+                "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

@@ -13,8 +13,8 @@ from .select import Candidate, complete_trials, pareto_front, ranked_values
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["APPROX_NOTE", "candidates_table", "confirm_lines", "format_table", "status_lines", "sweep_table", "trials_frame",
-           "trials_table"]  # fmt: skip
+__all__ = ["APPROX_NOTE", "candidates_table", "confirm_lines", "format_table", "status_lines", "sweep_table",
+           "trials_frame", "trials_table"]  # fmt: skip
 
 APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
 

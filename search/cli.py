@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    c = sub.add_parser("confirm", help="re-train the Pareto front of a [fidelity] study on the full [data] and "
-                       "record the confirmed values select ranks on")  # fmt: skip
+    c = sub.add_parser("confirm", help="re-train the Pareto front of a [fidelity] study on the full "
+                       "[data] and record the confirmed values select ranks on")  # fmt: skip
     c.add_argument("spec", help="the study's spec (TOML), with a [fidelity] table")
     c.add_argument("--storage", help="Optuna storage URL (default: the spec's)")
     c.add_argument("--top", type=_pos_int, help="at most this many front trials, highest accuracy first")
@@ -235,8 +235,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     best, ranked = select(study, args.mu, args.nu)
     print(candidates_table(ranked, args.mu, args.nu, best.number))
     if any(c.fidelity == "confirmed" for c in ranked):
-        print("fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search confirm); "
-              "cheap = on the values it was searched at")  # fmt: skip
+        print("fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search "
+              "confirm); cheap = on the values it was searched at")  # fmt: skip
     print(f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
           f"M_norm {best.memory_norm:.4f}, {best.attrs.get('quant_text', '')})")  # fmt: skip
     sweep = None
@@ -371,7 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
     commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select,
-                "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
+                "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack,
+                "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

@@ -60,21 +60,22 @@ def _cheap(trial: FrozenTrial) -> Sequence[float]:
 
 def to_confirm(study: optuna.Study, top: Optional[int] = None, neighbours: int = 0) -> List[FrozenTrial]:
     """The cheap Pareto front (feasible, on the values the trials were told), its ``top`` most accurate
-    trials when given, then the ``neighbours`` other complete trials nearest to it (Euclidean distance
-    over the objectives, each scaled by its range among the complete trials)."""
+    trials when given, then the ``neighbours`` complete trials off that front nearest to them
+    (Euclidean distance over the objectives, each scaled by its range among the complete trials)."""
     trials = complete_trials(study)
-    chosen = front(trials, _cheap, study.user_attrs.get(LIMITS_KEY))
-    if top is not None:
-        chosen = sorted(chosen, key=lambda t: (-t.values[0], t.number))[:top]
-    numbers = {t.number for t in chosen}
-    others = [t for t in trials if t.number not in numbers]
+    cheap_front = front(trials, _cheap, study.user_attrs.get(LIMITS_KEY))
+    chosen = sorted(cheap_front, key=lambda t: (-t.values[0], t.number))[:top] if top else cheap_front
+    on_front = {t.number for t in cheap_front}
+    others = [t for t in trials if t.number not in on_front]
     if not chosen or not others or neighbours <= 0:
         return chosen
     spans = [max(t.values[i] for t in trials) - min(t.values[i] for t in trials) or 1.0 for i in range(3)]
 
+    def scaled(t: FrozenTrial) -> List[float]:
+        return [v / s for v, s in zip(t.values, spans)]
+
     def distance(t: FrozenTrial) -> float:
-        return min(math.dist([v / s for v, s in zip(t.values, spans)], [v / s for v, s in zip(f.values, spans)])
-                   for f in chosen)  # fmt: skip
+        return min(math.dist(scaled(t), scaled(f)) for f in chosen)
 
     return chosen + sorted(others, key=lambda t: (distance(t), t.number))[:neighbours]
 

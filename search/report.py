@@ -131,19 +131,20 @@ def confirm_lines(study: optuna.Study, chosen: Sequence[int], trained: Sequence[
         t = by_number[number]
         (acc, mem, energy), fidelity = ranked_values(t)
         full = fidelity == "confirmed"
-        rows.append([number, _variant(t.user_attrs), t.user_attrs.get("n_neurons", ""), _formats(t.user_attrs),
-                     f"{100 * t.values[0]:.2f}", f"{100 * acc:.2f}" if full else "", f"{mem:.4f}",
-                     f"{t.values[2]:.3g}", f"{energy:.3g}" if full else "",
+        a = t.user_attrs
+        rows.append([number, _variant(a), a.get("n_neurons", ""), _formats(a), f"{100 * t.values[0]:.2f}",
+                     f"{100 * acc:.2f}" if full else "", f"{mem:.4f}", f"{t.values[2]:.3g}",
+                     f"{energy:.3g}" if full else "",
                      "this run" if number in trained else ("before" if full else "")])  # fmt: skip
     head = ["#", "variant", "N", "W/Vmem/Vth", "cheap acc %", "full acc %", "M_norm", "cheap E J/smp",
             "full E J/smp", "confirmed"]  # fmt: skip
     lines = [format_table(head, rows)] if rows else ["no complete feasible trial to confirm"]
-    a = agreement
-    rho = a.get("accuracy_rank_correlation")
+    rho = agreement.get("accuracy_rank_correlation")
     lines.append(
-        f"agreement: {a.get('cheap_front_kept', 0)} of the {a.get('cheap_front_confirmed', 0)} confirmed trials of "
-        f"the cheap front stay on the front of confirmed values; accuracy rank correlation (Spearman, cheap vs "
-        f"full) {'n/a' if rho is None else f'{rho:.2f}'} over {a.get('confirmed_trials', 0)} confirmed trials"
+        f"agreement: {agreement.get('cheap_front_kept', 0)} of the {agreement.get('cheap_front_confirmed', 0)} "
+        "confirmed trials of the cheap front stay on the front of confirmed values; accuracy rank correlation "
+        f"(Spearman, cheap vs full) {'n/a' if rho is None else f'{rho:.2f}'} over "
+        f"{agreement.get('confirmed_trials', 0)} confirmed trials"
     )
     return lines
 

@@ -27,7 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .errors import SearchError
 
 __all__ = ["CONFIRMED_PREFIX", "CONSTRAINTS_KEY", "DEFAULT_MUS", "LIMITS_KEY", "Candidate", "complete_trials",
-           "front", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values", "reward", "select"]  # fmt: skip
+           "front", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values", "reward",
+           "select"]  # fmt: skip
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The mu values docs/method.md §3 sweeps."""

@@ -215,7 +215,7 @@ class StudySpec:
         return dataclasses.replace(self, study=dataclasses.replace(self.study, **upd))
 
     def at_search_fidelity(self) -> "StudySpec":
-        """A copy whose ``[data]`` sample counts are ``[fidelity]``'s: what each trial of ``run`` trains on."""
+        """A copy with ``[data]``'s sample counts replaced by ``[fidelity]``'s: what ``run`` trains on."""
         counts = {k: v for k, v in dataclasses.asdict(self.fidelity).items() if v is not None}
         return dataclasses.replace(self, data=dataclasses.replace(self.data, **counts))
 
@@ -336,8 +336,8 @@ def parse_spec(
                   "max_energy_j": num})  # fmt: skip
     constraints = ConstraintSection(**co)
     if not 0 <= constraints.min_accuracy <= 1:  # type: ignore[operator]
-        raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; default "
-                        f"{DEFAULT_MIN_ACCURACY:g}, twice chance), got {constraints.min_accuracy}")  # fmt: skip
+        raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
+                        f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {constraints.min_accuracy}")  # fmt: skip
     constraints = dataclasses.replace(constraints, min_accuracy=constraints.min_accuracy or None)
     _positive(constraints.max_memory_norm, "constraints.max_memory_norm")
     _positive(constraints.max_energy_j, "constraints.max_energy_j")

@@ -139,7 +139,7 @@ def confirm_study(
     report = ConfirmReport(name)
     chosen = to_confirm(study, top, neighbours)
     report.chosen = [t.number for t in chosen]
-    todo = [t for t in chosen if f"{CONFIRMED_PREFIX}{t.number}" not in study.user_attrs]
+    todo = [t for t in chosen if ranked_values(t)[1] == "cheap"]  # the others were confirmed before
     populations: "OrderedDict[Any, List[Member]]" = OrderedDict()
     for t in todo:
         config = spec.space.suggest(FixedTrial(t.params), ctx.n_input)

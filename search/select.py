@@ -71,9 +71,10 @@ def limit_violations(limits: Mapping[str, Optional[float]], objectives: Mapping[
 def complete_trials(study: optuna.Study) -> List[FrozenTrial]:
     """The study's complete trials, each with its confirmation (if any) among its user attributes
     (copies: nothing is written)."""
+    study_attrs = study.user_attrs  # one read of the storage
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        confirmed = study.user_attrs.get(f"{CONFIRMED_PREFIX}{t.number}")
+        confirmed = study_attrs.get(f"{CONFIRMED_PREFIX}{t.number}")
         if confirmed:
             t = copy.copy(t)
             t.user_attrs = {**t.user_attrs, **confirmed}

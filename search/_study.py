@@ -21,8 +21,8 @@ from .pack import artifact_ref, sqlite_path
 from .select import CONSTRAINTS_KEY, LIMITS_KEY, limit_violations
 from .spec import StudySpec
 
-__all__ = ["CONSTRAINTS_KEY", "DrawSeededSampler", "constraint_values", "draw_index", "make_sampler", "open_storage", "open_study",
-           "optuna_version"]  # fmt: skip
+__all__ = ["CONSTRAINTS_KEY", "DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
+           "open_storage", "open_study", "optuna_version"]  # fmt: skip
 
 
 def optuna_version() -> tuple:

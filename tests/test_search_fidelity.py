@@ -164,9 +164,11 @@ def test_confirm_records_the_full_fidelity_and_select_ranks_on_it(
 ) -> None:
     path, spec, study = searched
     cheap_front = [t.number for t in pareto_front(study)]
+    first = confirm_study(spec, progress=False, log=lambda s: None)  # the front; a later run adds to it
+    assert first.chosen == first.trained == cheap_front
     assert main(["confirm", str(path), "--neighbours", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "agreement:" in out and "full acc %" in out
+    assert "agreement:" in out and "full acc %" in out and "before" in out and "this run" in out
     study = optuna.load_study(study_name="fidelity", storage=spec.study.storage_url)
     confirmed = {int(k[len(CONFIRMED_PREFIX) :]): v for k, v in study.user_attrs.items()
                  if k.startswith(CONFIRMED_PREFIX)}  # fmt: skip

@@ -8,6 +8,7 @@ The core (``tinysnn``) never imports this package. Public API::
     report = run_study(spec)                       # create or resume; runs to the trial budget
     study = optuna.load_study(study_name=report.study_name, storage=report.storage_url)
     best, front = select(study, mu=0.2)            # R = acc - mu * M_norm on the Pareto front
+    confirm_study(spec)                            # a [fidelity] spec: the front re-trained on [data]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .select import DEFAULT_MUS, Candidate, mu_sweep, pareto_front, rank, reward
 # and every error path answer without importing torch.
 _LAZY = {
     "METRIC_NAMES": "_study", "RunReport": "runner", "run_study": "runner", "Rejected": "space",
+    "ConfirmReport": "confirm", "confirm_study": "confirm",
     "SearchSpace": "space",
     "TrialConfig": "space", "StudySpec": "spec", "load_spec": "spec", "parse_spec": "spec",
 }  # fmt: skip
@@ -39,6 +41,7 @@ __all__ = [
     "METRIC_NAMES",
     "Candidate",
     "CheckpointError",
+    "ConfirmReport",
     "Rejected",
     "RunReport",
     "SearchError",
@@ -47,6 +50,7 @@ __all__ = [
     "StorageError",
     "StudySpec",
     "TrialConfig",
+    "confirm_study",
     "load_spec",
     "mu_sweep",
     "pareto_front",

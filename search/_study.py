@@ -18,13 +18,11 @@ from tinysnn.streams import mix_seed
 from ._workers import abandoned
 from .errors import SpecError, StorageError
 from .pack import artifact_ref, sqlite_path
+from .select import CONSTRAINTS_KEY, LIMITS_KEY, limit_violations
 from .spec import StudySpec
 
-__all__ = ["DrawSeededSampler", "constraint_values", "draw_index", "make_sampler", "open_storage", "open_study",
-           "optuna_version"]  # fmt: skip
-
-CONSTRAINTS_KEY = "constraints"
-"""The system attribute Optuna 4 and 5 and optuna-dashboard 0.21 read constraint values from."""
+__all__ = ["CONSTRAINTS_KEY", "DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
+           "open_storage", "open_study", "optuna_version"]  # fmt: skip
 
 
 def optuna_version() -> tuple:
@@ -143,18 +141,11 @@ def _retry_first_start(make: Callable[[], Any], attempts: int = 8) -> Any:
 
 def constraint_values(spec: StudySpec, attrs: Dict[str, Any]) -> List[float]:
     """Constraint values of a trial (feasible when all <= 0) from its user attributes."""
-    c = spec.constraints
-    out: List[float] = []
-    for limit, key in ((c.max_memory_norm, "memory_norm"), (c.max_energy_j, "energy")):
-        if limit is None:
-            continue
-        value = attrs.get(key)
-        out.append(float(value) - float(limit) if isinstance(value, (int, float)) else 1.0)
-    return out
+    return limit_violations(spec.constraints.limits(), attrs)
 
 
 def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded, with the memory/energy budgets as its constraints.
+    """The spec's sampler, seeded, with the accuracy/memory/energy budgets as its constraints.
 
     Constraints go through ``constraints_func`` (deprecated in Optuna 5 in favour of
     ``trial.set_constraint``, whose records optuna-dashboard 0.21 cannot read).
@@ -314,6 +305,7 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         "artifact_dir", artifact_ref(spec.study.storage_url, spec.study.artifact_dir / "artifacts")
     )
     study.set_user_attr("energy_objective", spec.objectives.energy)
+    study.set_user_attr(LIMITS_KEY, spec.constraints.limits())  # a resumed older study gets the defaults
     if study.metric_names is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -5,6 +5,7 @@ Example::
     tinysnn-search run studies/quickstart.toml
     tinysnn-search status
     tinysnn-search select --mu 0.2
+    tinysnn-search confirm studies/quickstart.toml   # a spec with [fidelity]: the front on the full data
     tinysnn-search report --out runs/report
     tinysnn-search dashboard
 
@@ -39,6 +40,13 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _nonneg_int(text: str) -> int:
+    value = _nonneg_float(text)
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinysnn-search", description="Optuna search for small, accurate, "
                                 "energy-efficient spiking networks (tinySNN)")  # fmt: skip
@@ -55,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c = sub.add_parser("confirm", help="re-train the Pareto front of a [fidelity] study on the full "
+                       "[data] and record the confirmed values select ranks on")  # fmt: skip
+    c.add_argument("spec", help="the study's spec (TOML), with a [fidelity] table")
+    c.add_argument("--storage", help="Optuna storage URL (default: the spec's)")
+    c.add_argument("--top", type=_pos_int, help="at most this many front trials, highest accuracy first")
+    c.add_argument("--neighbours", type=_nonneg_int, default=0, metavar="M",
+                   help="also the M complete trials nearest to the front (default 0)")  # fmt: skip
+    c.add_argument(
+        "--device", choices=["cpu", "cuda", "auto"], help="where trials train (default: the spec's)"
+    )
+    c.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
                       ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
                       ("report", "figures (Pareto front, size x precision, reward vs mu) and a CSV of the trials"),
@@ -214,6 +234,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     study, _, artifacts = _load(args)
     best, ranked = select(study, args.mu, args.nu)
     print(candidates_table(ranked, args.mu, args.nu, best.number))
+    if any(c.fidelity == "confirmed" for c in ranked):
+        print("fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search "
+              "confirm); cheap = on the values it was searched at")  # fmt: skip
     print(f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
           f"M_norm {best.memory_norm:.4f}, {best.attrs.get('quant_text', '')})")  # fmt: skip
     sweep = None
@@ -229,6 +252,23 @@ def cmd_select(args: argparse.Namespace) -> int:
     if args.export:
         out = Path(args.export) / f"{study.study_name}-trial{best.number}"
         print(f"wrote {_export(args, study, best.number, artifacts, out)}")
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from .report import confirm_lines
+    from .spec import load_spec
+
+    spec = (
+        load_spec(args.spec).replace(storage=args.storage, device=args.device).with_data_root(args.data_root)
+    )
+    from .confirm import confirm_study  # torch and numba: only once the spec is known to be good
+
+    report = confirm_study(spec, top=args.top, neighbours=args.neighbours, progress=not args.no_progress)
+    study, _, _ = _load(
+        argparse.Namespace(spec=None, storage=spec.study.storage_url, study=report.study_name)
+    )
+    print("\n".join(confirm_lines(study, report.chosen, report.trained, report.agreement)))
     return 0
 
 
@@ -330,8 +370,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if args.command == "run":
         signal.signal(signal.SIGTERM, _sigterm)
-    commands = {"run": cmd_run, "status": cmd_status, "select": cmd_select, "report": cmd_report,
-                "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack, "dashboard": cmd_dashboard}  # fmt: skip
+    commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select,
+                "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack,
+                "dashboard": cmd_dashboard}  # fmt: skip
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

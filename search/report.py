@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .select import Candidate, pareto_front
+from .select import Candidate, complete_trials, pareto_front, ranked_values
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["APPROX_NOTE", "candidates_table", "format_table", "status_lines", "sweep_table", "trials_frame",
-           "trials_table"]  # fmt: skip
+__all__ = ["APPROX_NOTE", "candidates_table", "confirm_lines", "format_table", "status_lines", "sweep_table",
+           "trials_frame", "trials_table"]  # fmt: skip
 
 APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
 
@@ -95,13 +95,14 @@ def candidates_table(
         "M_norm",
         "E J/smp",
         f"R(mu={mu:g}" + (f",nu={nu:g})" if nu else ")"),
+        "fidelity",
     ]
     rows = []
     for c in cands:
         a = c.attrs
         rows.append([">" if c.number == selected else "", c.number, _variant(a), a.get("n_neurons", ""),
                      a.get("quant", ""), _formats(a), f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}",
-                     f"{c.energy:.3g}", f"{c.reward:.4f}"])  # fmt: skip
+                     f"{c.energy:.3g}", f"{c.reward:.4f}", c.fidelity])  # fmt: skip
     text = format_table(head, rows)
     if any(c.attrs.get("variant") == "sl_stdp" for c in cands):
         text += "\n" + APPROX_NOTE
@@ -118,6 +119,34 @@ def sweep_table(sweep: Sequence[Tuple[float, Candidate]]) -> str:
     return format_table(
         ["mu", "#", "variant", "N", "quant", "W/Vmem/Vth", "acc %", "M_norm", "E J/smp", "R"], rows
     )
+
+
+def confirm_lines(study: optuna.Study, chosen: Sequence[int], trained: Sequence[int],
+                  agreement: Dict[str, Any]) -> List[str]:  # fmt: skip
+    """The trials ``tinysnn-search confirm`` chose, cheap and confirmed values side by side, and how well
+    the cheap front agreed with the confirmed values (:func:`search.confirm.agreement`)."""
+    by_number = {t.number: t for t in complete_trials(study)}
+    rows = []
+    for number in chosen:
+        t = by_number[number]
+        (acc, mem, energy), fidelity = ranked_values(t)
+        full = fidelity == "confirmed"
+        a = t.user_attrs
+        rows.append([number, _variant(a), a.get("n_neurons", ""), _formats(a), f"{100 * t.values[0]:.2f}",
+                     f"{100 * acc:.2f}" if full else "", f"{mem:.4f}", f"{t.values[2]:.3g}",
+                     f"{energy:.3g}" if full else "",
+                     "this run" if number in trained else ("before" if full else "")])  # fmt: skip
+    head = ["#", "variant", "N", "W/Vmem/Vth", "cheap acc %", "full acc %", "M_norm", "cheap E J/smp",
+            "full E J/smp", "confirmed"]  # fmt: skip
+    lines = [format_table(head, rows)] if rows else ["no complete feasible trial to confirm"]
+    rho = agreement.get("accuracy_rank_correlation")
+    lines.append(
+        f"agreement: {agreement.get('cheap_front_kept', 0)} of the {agreement.get('cheap_front_confirmed', 0)} "
+        "confirmed trials of the cheap front stay on the front of confirmed values; accuracy rank correlation "
+        f"(Spearman, cheap vs full) {'n/a' if rho is None else f'{rho:.2f}'} over "
+        f"{agreement.get('confirmed_trials', 0)} confirmed trials"
+    )
+    return lines
 
 
 def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
@@ -139,7 +168,7 @@ def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
         f"(energy: {study.user_attrs.get('energy_objective', '?')} J per inference sample)",
     ]
     if complete:
-        front = study.best_trials
+        front = pareto_front(study)
         best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
         lines.append(
             f"  Pareto front: {len(front)} trials; best accuracy {100 * best.values[0]:.2f} % (trial {best.number})"

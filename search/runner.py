@@ -120,7 +120,8 @@ def run_study(
     """
     log = log or (_bar_safe if progress else _stderr)
     folder = spec.study.artifact_dir.resolve()
-    ctx = load_context(spec, folder, progress)  # data first: a missing dataset creates nothing
+    # data first: a missing dataset creates nothing; [fidelity]'s subset when the spec has one
+    ctx = load_context(spec.at_search_fidelity(), folder, progress)
     check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons)  # before a study exists
     url = spec.study.storage_url
     storage = open_storage(url)

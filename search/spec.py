@@ -15,7 +15,9 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
 * ``[objectives]`` energy (``opcount`` or ``meter``), meter (auto, nvml, jetson, rapl,
   estimate[:W]), idle_seconds, solo_samples, memory_convention (compact, as_simulated),
   reference_variant, reference_neurons.
-* ``[constraints]`` max_memory_norm, max_energy_j.
+* ``[constraints]`` min_accuracy (default twice chance), max_memory_norm, max_energy_j.
+* ``[fidelity]`` train_samples, test_samples, assign_samples: the subset ``run`` trains and scores
+  every trial on (``[data]`` is the full fidelity, ``tinysnn-search confirm`` re-trains the front on it).
 * ``[checkpoint]`` every (samples between checkpoints; 0 = only after training).
 
 Unknown keys are errors that name the key; so are empty lists and impossible bit widths.
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from tinysnn.config import ConfigError, EncodingConfig, from_mapping
-from tinysnn.data import DATASETS
+from tinysnn.data import DATASETS, N_CLASSES
 from tinysnn.energy import EnergySpecError, parse_meter_spec
 
 from .errors import SpecError
@@ -47,7 +49,9 @@ __all__ = [
     "SAMPLERS",
     "CheckpointSection",
     "ConstraintSection",
+    "DEFAULT_MIN_ACCURACY",
     "DataSection",
+    "FidelitySection",
     "ObjectiveSection",
     "SamplerSection",
     "StudySection",
@@ -59,7 +63,10 @@ __all__ = [
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 ENERGY_OBJECTIVES = ("opcount", "meter")
 _TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "space", "objectives",
-             "constraints", "checkpoint")  # fmt: skip
+             "constraints", "fidelity", "checkpoint")  # fmt: skip
+DEFAULT_MIN_ACCURACY = 2 / N_CLASSES
+"""Twice chance: a network no better than that says nothing about its size or format (every dataset
+here has N_CLASSES classes)."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +143,32 @@ class ObjectiveSection:
 class ConstraintSection:
     """``[constraints]``: budgets a feasible trial must meet (None = no budget)."""
 
+    min_accuracy: Optional[float] = DEFAULT_MIN_ACCURACY
+    """A fraction; ``min_accuracy = 0`` in the spec turns it off (None)."""
     max_memory_norm: Optional[float] = None
     max_energy_j: Optional[float] = None
 
     @property
     def active(self) -> bool:
-        return self.max_memory_norm is not None or self.max_energy_j is not None
+        return any(limit is not None for limit in self.limits().values())
+
+    def limits(self) -> Dict[str, Optional[float]]:
+        """The budgets by key, as :func:`search.select.limit_violations` and the study record them."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FidelitySection:
+    """``[fidelity]``: the sample counts every trial of ``run`` trains and is scored on, at most
+    ``[data]``'s (None: ``[data]``'s); ``tinysnn-search confirm`` re-trains the front at ``[data]``'s."""
+
+    train_samples: Optional[int] = None
+    test_samples: Optional[int] = None
+    assign_samples: Optional[int] = None
+
+    @property
+    def active(self) -> bool:
+        return any(count is not None for count in dataclasses.astuple(self))
 
 
 @dataclass(frozen=True)
@@ -162,6 +189,7 @@ class StudySpec:
     space: SearchSpace
     objectives: ObjectiveSection
     constraints: ConstraintSection
+    fidelity: FidelitySection
     checkpoint: CheckpointSection
     raw: Dict[str, Any] = field(default_factory=dict, compare=False)
     source: Optional[str] = None
@@ -185,6 +213,11 @@ class StudySpec:
         """A copy with ``[study]`` fields overridden (None values are ignored)."""
         upd = {k: v for k, v in study_fields.items() if v is not None}
         return dataclasses.replace(self, study=dataclasses.replace(self.study, **upd))
+
+    def at_search_fidelity(self) -> "StudySpec":
+        """A copy with ``[data]``'s sample counts replaced by ``[fidelity]``'s: what ``run`` trains on."""
+        counts = {k: v for k, v in dataclasses.asdict(self.fidelity).items() if v is not None}
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, **counts))
 
     def with_data_root(self, root: Optional[str]) -> "StudySpec":
         """A copy reading the dataset from ``root`` (None keeps the spec's)."""
@@ -299,14 +332,27 @@ def parse_spec(
     _positive(objectives.reference_neurons, "objectives.reference_neurons")
     _positive(objectives.solo_samples, "objectives.solo_samples")
     _positive(objectives.idle_seconds, "objectives.idle_seconds", zero_ok=True)
-    co = _section(raw, "constraints", ConstraintSection, {"max_memory_norm": num, "max_energy_j": num})
+    co = _section(raw, "constraints", ConstraintSection, {"min_accuracy": num, "max_memory_norm": num,
+                  "max_energy_j": num})  # fmt: skip
     constraints = ConstraintSection(**co)
+    if not 0 <= constraints.min_accuracy <= 1:  # type: ignore[operator]
+        raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
+                        f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {constraints.min_accuracy}")  # fmt: skip
+    constraints = dataclasses.replace(constraints, min_accuracy=constraints.min_accuracy or None)
     _positive(constraints.max_memory_norm, "constraints.max_memory_norm")
     _positive(constraints.max_energy_j, "constraints.max_energy_j")
+    fd = _section(raw, "fidelity", FidelitySection, {"train_samples": int, "test_samples": int,
+                  "assign_samples": int})  # fmt: skip
+    fidelity = FidelitySection(**fd)
+    for key, count in dataclasses.asdict(fidelity).items():
+        full = getattr(data, key)
+        if count is not None and not 0 < count <= (full if full is not None else count):
+            bound = f"<= data.{key} ({full}), " if full is not None else ""
+            raise SpecError(f"fidelity.{key} must be > 0 and {bound}a subset of [data], got {count}")
     ck = _section(raw, "checkpoint", CheckpointSection, {"every": int})
     checkpoint = CheckpointSection(**ck)
     _positive(checkpoint.every, "checkpoint.every", zero_ok=True)
-    return StudySpec(study, sampler, data, encoding, space, objectives, constraints, checkpoint,
+    return StudySpec(study, sampler, data, encoding, space, objectives, constraints, fidelity, checkpoint,
                      json.loads(json.dumps(raw, default=str)), source)  # fmt: skip
 
 

@@ -42,6 +42,7 @@ def test_tiny_study_on_postgres(tmp_path: Path) -> None:
         "encoding": {"time_steps": 40},
         "space": {"n_neurons": 8, "quantize": ["qW", "fp32"],
                   "bits": {"weights": {"int": 1, "frac": {"low": 3, "high": 8}}}},
+        "constraints": {"min_accuracy": 0},  # off: these tiny networks hardly spike
         "checkpoint": {"every": 0},
     }  # fmt: skip
     try:

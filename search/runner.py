@@ -9,6 +9,8 @@ The loop (batched ask-and-tell):
    (a re-queued trial comes back first, with its parameters), reject impossible combinations
    (PRUNED, reason in ``rejected``), group the rest into populations (re-queued trials with their
    checkpoint's population; new trials by size), train each population, upload artifacts and tell.
+   A PTQ or FP32 trial whose FP32 training is stored, or trained by an earlier trial of the batch,
+   is evaluated from the stored network instead (``search._trained``: train once, quantize many).
 4. Anything that stops the run (an error, Ctrl-C, SIGTERM) fails and re-queues the trials it held,
    so that no trial is lost; the same command resumes the study.
 

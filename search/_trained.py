@@ -12,8 +12,8 @@ of the fingerprint's other contents), not the trial: common random numbers, so t
 differ by their formats only. ``"per_trial"`` seeds each trial by its draw instead.
 
 A stored file (``search._checkpoint.write_verified``: atomic, checksummed) holds the network's
-``Population.state_dict``, its training statistics (the ``TrainState.sums`` row) and its share of
-the population's metered training energy. A damaged one is logged and set aside
+``Population.state_dict``, its training statistics (the ``TrainState.sums`` row), its share of
+the population's metered training energy and the number of training samples. A damaged one is logged and set aside
 (``<fingerprint>.pt.damaged``), and the trial trains afresh.
 """
 
@@ -83,9 +83,10 @@ class StoredNetwork:
     """(1, 4) ``TrainState.sums`` row of the network at the end of training."""
     energy_train_j: float
     """Its share of its population's metered training energy, J."""
+    total_samples: int
+    """Training samples over all epochs."""
 
-    def checkpoint(self, spec_fingerprint: str, numbers: List[int], params: List[Dict[str, Any]],
-                   total_samples: int) -> Checkpoint:  # fmt: skip
+    def checkpoint(self, spec_fingerprint: str, numbers: List[int], params: List[Dict[str, Any]]) -> Checkpoint:
         """A finished checkpoint of a population of copies, one per trial, to evaluate from."""
         k = len(numbers)
 
@@ -99,8 +100,9 @@ class StoredNetwork:
         state = {name: copies(v) for name, v in self.state.items()}
         state["seeds"] = list(self.state["seeds"]) * k
         spikes = [float(self.sums[0, 0])] * k
-        return Checkpoint(spec_fingerprint, list(numbers), list(params), state["seeds"], total_samples,
-                          total_samples, spikes, self.energy_train_j * k, state, copies(self.sums))  # fmt: skip
+        total = self.total_samples
+        return Checkpoint(spec_fingerprint, list(numbers), list(params), state["seeds"], total, total, spikes,
+                          self.energy_train_j * k, state, copies(self.sums))  # fmt: skip
 
 
 class TrainedNetworks:
@@ -120,6 +122,7 @@ class TrainedNetworks:
             "state": net.state,
             "sums": net.sums,
             "energy_train_j": net.energy_train_j,
+            "total_samples": net.total_samples,
         })  # fmt: skip
 
     def load(self, fingerprint: str) -> Optional[StoredNetwork]:
@@ -130,7 +133,7 @@ class TrainedNetworks:
         try:
             payload = read_verified(path)
             ok = (isinstance(payload, dict) and payload.get("format") == FORMAT
-                  and payload.get("fingerprint") == fingerprint
+                  and payload.get("fingerprint") == fingerprint and isinstance(payload.get("total_samples"), int)
                   and isinstance(payload.get("sums"), torch.Tensor) and tuple(payload["sums"].shape) == (1, 4)
                   and isinstance(payload.get("state"), dict) and len(payload["state"].get("seeds", [])) == 1)  # fmt: skip
             problem = "" if ok else "not a stored network of this fingerprint"
@@ -147,4 +150,4 @@ class TrainedNetworks:
             self._log(f"stored network {path} is damaged ({problem}): moved to {aside}; training it afresh")
             return None
         return StoredNetwork(fingerprint, int(payload["trained_by"]), payload["state"], payload["sums"],
-                             float(payload["energy_train_j"]))  # fmt: skip
+                             float(payload["energy_train_j"]), int(payload["total_samples"]))  # fmt: skip

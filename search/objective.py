@@ -160,7 +160,8 @@ class _Saves(RunCallbacks):
         for k, m in enumerate(self._members):
             if m.fingerprint is not None:
                 sums = state.sums[k : k + 1].clone()
-                networks.save(StoredNetwork(m.fingerprint, m.number, pop.select(k).state_dict(), sums, share))
+                networks.save(StoredNetwork(m.fingerprint, m.number, pop.select(k).state_dict(), sums, share,
+                                            self._total))  # fmt: skip
                 self._log(f"trial {m.number}: trained network stored as {networks.path(m.fingerprint)}")
 
     def _checkpoint(self, state: TrainState, pop: Population, path: Path) -> None:

@@ -308,8 +308,7 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
         members = []
         for pos, (num, params, seed) in enumerate(zip(ckpt.trials, ckpt.params, ckpt.seeds)):
             if pos in slots:
-                m = slots[pos].member
-                members.append(Member(m.number, m.params, m.config, int(seed)))
+                members.append(dataclasses.replace(slots[pos].member, seed=int(seed)))
             else:  # a ghost: trained along so that every network sees the same population, never told
                 try:
                     cfg = spec.space.suggest(FixedTrial(params), ctx.n_input)
@@ -321,15 +320,16 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
             f"trials {[m.number for m in members if m.live]} continue from {path} at sample {ckpt.next_sample}"
         )
         plans.append((members, folder / f"pop-{min(slots[p].trial.number for p in slots)}.pt", ckpt))
-    trained = {m.fingerprint for members, _, _ in plans for m in members}
+    trained = {m.fingerprint for members, _, _ in plans for m in members if m.fingerprint is not None}
     waiting: "OrderedDict[str, List[Member]]" = OrderedDict()
     groups: "OrderedDict[Tuple[Any, ...], List[_Held]]" = OrderedDict()
     for h in fresh:
         fp = h.member.fingerprint
-        if fp is not None and (fp in trained or networks.path(fp).is_file()):
-            waiting.setdefault(fp, []).append(h.member)
-            continue
-        trained.add(fp)
+        if fp is not None:
+            if fp in trained or networks.path(fp).is_file():
+                waiting.setdefault(fp, []).append(h.member)
+                continue
+            trained.add(fp)
         groups.setdefault(h.member.config.group_key(spec.study.group), []).append(h)
     for group in groups.values():
         plans.append(([h.member for h in group], folder / f"pop-{group[0].trial.number}.pt", None))
@@ -378,9 +378,7 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
                 stored = networks.load(fp)
                 if stored is None:
                     raise SearchError(f"{networks.path(fp)} was stored but cannot be read back")
-            total = len(ctx.train) * spec.data.epochs
-            ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in members],
-                                     [m.params for m in members], total)  # fmt: skip
+            ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in members], [m.params for m in members])
             log(f"trials {[m.number for m in members]} evaluate the network trial {stored.trained_by} "
                 f"trained ({networks.path(fp).name})")  # fmt: skip
             tell(evaluate_population(ctx, members, None, ckpt, log, trained_by=stored.trained_by))

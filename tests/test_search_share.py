@@ -146,6 +146,30 @@ def test_a_damaged_stored_network_is_set_aside_and_trained_afresh(
     assert done[3].user_attrs["spikes_per_sample_train"] == done[0].user_attrs["spikes_per_sample_train"]
 
 
+def test_trials_of_a_shared_training_stopped_mid_training_continue_from_its_checkpoint(
+    first_run: Path, tmp_path: Path, trainings: List[int]
+) -> None:
+    spec = _spec(tmp_path)
+
+    def interrupt(path: Path, next_sample: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # at sample 100 of the one network trained for all three
+        run_study(spec, progress=False, log=lambda s: None, on_checkpoint=interrupt)
+    assert not list((tmp_path / "a" / "trained").glob("*.pt"))
+    trainings.clear()
+    lines: List[str] = []
+    report = run_study(spec, progress=False, log=lines.append)
+    assert report.complete == 3 and sum(trainings) == 1
+    assert any("continue from" in s and "at sample 100" in s for s in lines)
+    done = _trials(spec)
+    leader = [t for t in done if t.user_attrs["trained_by"] == t.number]
+    assert len(leader) == 1 and leader[0].user_attrs["resumed_from_sample"] == 100
+    assert {t.user_attrs["trained_by"] for t in done} == {leader[0].number}
+    uninterrupted = {t.number: t.values for t in _trials(_spec(first_run))}
+    assert sorted(t.values for t in done) == sorted(uninterrupted.values())
+
+
 def test_weight_seed_per_trial_seeds_each_draw_and_shares_only_equal_seeds(
     tmp_path: Path, trainings: List[int]
 ) -> None:

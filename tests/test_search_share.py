@@ -124,6 +124,7 @@ def test_a_second_worker_reuses_the_stored_network(first_run: Path, tmp_path: Pa
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout
     assert "evaluate the network trial 0 trained" in proc.stdout and "trained network stored" not in proc.stdout
+    assert "by #0" in proc.stdout  # the status table shows the reuse
     assert [t.user_attrs["trained_by"] for t in _trials(spec)] == [0, 0, 0, 0]
 
 

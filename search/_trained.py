@@ -13,8 +13,8 @@ differ by their formats only. ``"per_trial"`` seeds each trial by its draw inste
 
 A stored file (``search._checkpoint.write_verified``: atomic, checksummed) holds the network's
 ``Population.state_dict``, its training statistics (the ``TrainState.sums`` row), its share of
-the population's metered training energy and the number of training samples. A damaged one is logged and set aside
-(``<fingerprint>.pt.damaged``), and the trial trains afresh.
+the population's metered training energy and the number of training samples. A damaged one is
+logged and set aside (``<fingerprint>.pt.damaged``), and the trial trains afresh.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class StoredNetwork:
     total_samples: int
     """Training samples over all epochs."""
 
-    def checkpoint(self, spec_fingerprint: str, numbers: List[int], params: List[Dict[str, Any]]) -> Checkpoint:
+    def checkpoint(
+        self, spec_fingerprint: str, numbers: List[int], params: List[Dict[str, Any]]
+    ) -> Checkpoint:
         """A finished checkpoint of a population of copies, one per trial, to evaluate from."""
         k = len(numbers)
 
@@ -132,10 +134,16 @@ class TrainedNetworks:
             return None
         try:
             payload = read_verified(path)
-            ok = (isinstance(payload, dict) and payload.get("format") == FORMAT
-                  and payload.get("fingerprint") == fingerprint and isinstance(payload.get("total_samples"), int)
-                  and isinstance(payload.get("sums"), torch.Tensor) and tuple(payload["sums"].shape) == (1, 4)
-                  and isinstance(payload.get("state"), dict) and len(payload["state"].get("seeds", [])) == 1)  # fmt: skip
+            ok = (
+                isinstance(payload, dict)
+                and payload.get("format") == FORMAT
+                and payload.get("fingerprint") == fingerprint
+                and isinstance(payload.get("total_samples"), int)
+                and isinstance(payload.get("sums"), torch.Tensor)
+                and tuple(payload["sums"].shape) == (1, 4)
+                and isinstance(payload.get("state"), dict)
+                and len(payload["state"].get("seeds", [])) == 1
+            )
             problem = "" if ok else "not a stored network of this fingerprint"
         except VerifyError as exc:
             problem = str(exc)

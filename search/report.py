@@ -71,8 +71,8 @@ def _row(t: FrozenTrial) -> List[Any]:
             _formats(a), scheme, acc, mem, energy, trained, t.state.name]  # fmt: skip
 
 
-TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp", "trained",
-                 "state"]  # fmt: skip
+TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp",
+                 "trained", "state"]  # fmt: skip
 
 
 def trials_table(trials: Sequence[FrozenTrial]) -> str:

@@ -378,8 +378,9 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
                 stored = networks.load(fp)
                 if stored is None:
                     raise SearchError(f"{networks.path(fp)} was stored but cannot be read back")
-            ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in members], [m.params for m in members])
-            log(f"trials {[m.number for m in members]} evaluate the network trial {stored.trained_by} "
+            numbers, params = [m.number for m in members], [m.params for m in members]
+            ckpt = stored.checkpoint(spec.fingerprint(), numbers, params)
+            log(f"trials {numbers} evaluate the network trial {stored.trained_by} "
                 f"trained ({networks.path(fp).name})")  # fmt: skip
             tell(evaluate_population(ctx, members, None, ckpt, log, trained_by=stored.trained_by))
     except BaseException as exc:

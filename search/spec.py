@@ -5,8 +5,8 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
 * ``[study]`` name (default: the file's stem), trials (the total budget of complete trials),
   population (trials asked and trained together), storage (an Optuna URL, default
   ``sqlite:///runs/<name>.db``), artifacts (folder, default ``runs/<name>``), seed, weight_seed
-  (``per_training``, default: trials that train alike share seed and FP32 training; ``per_trial``), device
-  (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
+  (``per_training``, default: trials that train alike share seed and FP32 training; ``per_trial``),
+  device (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
   heartbeat_s, stale_after_s.
 * ``[sampler]`` name (tpe, nsga2, nsga3, gp, random), startup_trials, population_size (NSGA).
 * ``[data]`` dataset (mnist, fashion-mnist, digits; required), root, download, train_samples,
@@ -244,8 +244,8 @@ def parse_spec(
         raise SpecError(f"unknown key(s) {unknown} at the top level: valid tables are {', '.join(_TOP_KEYS)}")
     num = (int, float)
     st = _section(raw, "study", StudySection, {"name": str, "trials": int, "population": int, "storage": str,
-                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "group": str, "heartbeat_s": num,
-                  "stale_after_s": num})  # fmt: skip
+                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "group": str,
+                  "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
     study = StudySection(**{"name": default_name, **st})
     if not study.name or any(c in study.name for c in "/\\ "):
         raise SpecError(f"study.name {study.name!r} must be a non-empty name without spaces or slashes")

@@ -107,7 +107,9 @@ def test_ptq_trials_of_one_training_train_once_and_score_as_if_trained_alone(
         assert alone[0].attrs["spikes_per_sample_train"] == t.user_attrs["spikes_per_sample_train"]
 
 
-def test_a_resumed_run_finds_the_stored_network(first_run: Path, tmp_path: Path, trainings: List[int]) -> None:
+def test_a_resumed_run_finds_the_stored_network(
+    first_run: Path, tmp_path: Path, trainings: List[int]
+) -> None:
     spec = _spec(_copy(first_run, tmp_path), trials=5)
     report = run_study(spec, progress=False, log=lambda s: None)
     assert report.complete == 5 and sum(trainings) == 0
@@ -120,10 +122,12 @@ def test_a_second_worker_reuses_the_stored_network(first_run: Path, tmp_path: Pa
     table = dict(spec.raw, study=dict(spec.raw["study"], trials=4))
     (folder / "spec.toml").write_text(_toml(table))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"], cwd=folder,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
+    command = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
+    proc = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout
-    assert "evaluate the network trial 0 trained" in proc.stdout and "trained network stored" not in proc.stdout
+    assert "evaluate the network trial 0 trained" in proc.stdout
+    assert "trained network stored" not in proc.stdout
     assert "by #0" in proc.stdout  # the status table shows the reuse
     assert [t.user_attrs["trained_by"] for t in _trials(spec)] == [0, 0, 0, 0]
 

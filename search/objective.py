@@ -35,6 +35,7 @@ from tinysnn.train import RunCallbacks, RunResult, RunSpec, TrainState, infer_co
 
 from ._checkpoint import Checkpoint, save_checkpoint, write_verified
 from ._images import trial_title, write_pictures
+from ._trained import StoredNetwork, TrainedNetworks
 from .errors import SpecError
 from .space import TrialConfig
 from .spec import StudySpec
@@ -57,6 +58,9 @@ class Member:
     config: TrialConfig
     seed: int
     live: bool = True
+    fingerprint: Optional[str] = None
+    """Training fingerprint of a trial that trains in FP32 (``search._trained``); its trained network
+    is stored under it. None: an ITQ trial, or a network trained along (not live)."""
 
 
 @dataclass
@@ -133,25 +137,44 @@ def load_context(spec: StudySpec, work_dir: Path, progress: bool = True) -> Cont
     return Context(spec, train, test, assign, device, meter, Path(work_dir), reference, progress)
 
 
-class _Checkpoints(RunCallbacks):
-    """Saves the population at training's checkpoints to ``path`` with what its trials need to resume."""
+class _Saves(RunCallbacks):
+    """Saves the population at training's checkpoints to ``path`` (if any) with what its trials need to
+    resume, and after training each FP32-trained member's network to ``networks`` (if any)."""
 
-    def __init__(self, ctx: Context, members: Sequence[Member], path: Path, total: int,
-                 log: Callable[[str], None], on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
+    def __init__(self, ctx: Context, members: Sequence[Member], path: Optional[Path], total: int,
+                 networks: Optional[TrainedNetworks], log: Callable[[str], None],
+                 on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
         self._ctx, self._members, self._path, self._total, self._log = ctx, members, path, total, log
-        self._on_checkpoint = on_checkpoint
+        self._networks, self._on_checkpoint = networks, on_checkpoint
 
     def on_checkpoint(self, state: TrainState, pop: Population) -> None:
-        members, total = self._members, self._total
         assert state.sums is not None  # a checkpoint follows a trained sample
+        if self._networks is not None and state.next_sample == self._total:
+            self._store(state, pop, self._networks)
+        if self._path is not None:
+            self._checkpoint(state, pop, self._path)
+
+    def _store(self, state: TrainState, pop: Population, networks: TrainedNetworks) -> None:
+        assert state.sums is not None
+        share = state.energy_train_j / len(self._members)
+        for k, m in enumerate(self._members):
+            if m.fingerprint is not None:
+                sums = state.sums[k : k + 1].clone()
+                networks.save(StoredNetwork(m.fingerprint, m.number, pop.select(k).state_dict(), sums, share,
+                                            self._total))  # fmt: skip
+                self._log(f"trial {m.number}: trained network stored as {networks.path(m.fingerprint)}")
+
+    def _checkpoint(self, state: TrainState, pop: Population, path: Path) -> None:
+        members, total = self._members, self._total
+        assert state.sums is not None
         spikes = state.sums[:, 0].tolist()  # excitatory spikes since sample 0
         ckpt = Checkpoint(self._ctx.spec.fingerprint(), [m.number for m in members],
                           [dict(m.params) for m in members], [m.seed for m in members], state.next_sample,
                           total, spikes, state.energy_train_j, pop.state_dict(), state.sums)  # fmt: skip
-        save_checkpoint(self._path, ckpt)
-        self._log(f"checkpoint at sample {state.next_sample}/{total}: {self._path}")
+        save_checkpoint(path, ckpt)
+        self._log(f"checkpoint at sample {state.next_sample}/{total}: {path}")
         if self._on_checkpoint is not None:
-            self._on_checkpoint(self._path, state.next_sample)
+            self._on_checkpoint(path, state.next_sample)
 
 
 def evaluate_population(
@@ -161,6 +184,8 @@ def evaluate_population(
     resume: Optional[Checkpoint] = None,
     log: Callable[[str], None] = lambda s: None,
     on_checkpoint: Optional[CheckpointHook] = None,
+    networks: Optional[TrainedNetworks] = None,
+    trained_by: Optional[int] = None,
 ) -> List[Outcome]:
     """Train ``members`` as one population (from ``resume`` if given), evaluate and score each.
 
@@ -172,6 +197,9 @@ def evaluate_population(
         resume: a checkpoint of exactly these members to continue from.
         log: receives one line per checkpoint.
         on_checkpoint: called after each checkpoint is written.
+        networks: where the members with a training fingerprint store their network once trained.
+        trained_by: the trial that trained ``resume``'s networks when it is a finished checkpoint of a
+            stored network (:meth:`search._trained.StoredNetwork.checkpoint`); None: each member's own.
 
     Returns:
         One outcome per live member, in population order.
@@ -190,9 +218,7 @@ def evaluate_population(
                        seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
                        meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
                        resume=state)  # fmt: skip
-    callbacks = RunCallbacks()
-    if checkpoint_path is not None:
-        callbacks = _Checkpoints(ctx, members, checkpoint_path, run_spec.total_samples, log, on_checkpoint)
+    callbacks = _Saves(ctx, members, checkpoint_path, run_spec.total_samples, networks, log, on_checkpoint)
     result = run(run_spec, callbacks)
     energy, n = result.extra, len(members)
     shared = {
@@ -216,6 +242,8 @@ def evaluate_population(
         "eval_split": result.eval_split,
         "resumed_from_sample": state.next_sample if state is not None else 0,
     }
+    if trained_by is not None:
+        shared["trained_by"] = trained_by
     return [_score(ctx, pop, result, k, m, shared) for k, m in enumerate(members) if m.live]
 
 
@@ -259,8 +287,11 @@ def _score(
     mems = {c: memory_breakdown(variant, n, ctx.n_input, quant, c) for c in ("compact", "as_simulated")}
     memory_norm = mems[conv].bits / ctx.reference_bits
     op_train, op_infer = net.op_energy_train_j_per_sample, net.op_energy_infer_j_per_sample
-    attrs: Dict[str, Any] = dict(shared)
+    attrs: Dict[str, Any] = {"trained_by": m.number}
+    attrs.update(shared)
     attrs.update(config_attrs(cfg))
+    if m.fingerprint is not None:
+        attrs["training_fingerprint"] = m.fingerprint
     attrs.update({
         "weight_seed": m.seed,
         "population_position": k,

@@ -65,11 +65,14 @@ def _row(t: FrozenTrial) -> List[Any]:
     mem = f"{vals[1]:.4f}" if vals[1] is not None else ""
     energy = f"{vals[2]:.3g}" if vals[2] is not None else ""
     scheme = f"{a.get('scheme', '')} {a.get('rounding', '')}".strip()
+    trained_by = a.get("trained_by")
+    trained = "" if trained_by is None else "itself" if trained_by == t.number else f"by #{trained_by}"
     return [t.number, _variant(a), a.get("n_neurons", t.params.get("n_neurons", "")), a.get("quant", ""),
-            _formats(a), scheme, acc, mem, energy, t.state.name]  # fmt: skip
+            _formats(a), scheme, acc, mem, energy, trained, t.state.name]  # fmt: skip
 
 
-TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp", "state"]
+TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp",
+                 "trained", "state"]  # fmt: skip
 
 
 def trials_table(trials: Sequence[FrozenTrial]) -> str:

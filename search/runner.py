@@ -9,6 +9,8 @@ The loop (batched ask-and-tell):
    (a re-queued trial comes back first, with its parameters), reject impossible combinations
    (PRUNED, reason in ``rejected``), group the rest into populations (re-queued trials with their
    checkpoint's population; new trials by size), train each population, upload artifacts and tell.
+   A PTQ or FP32 trial whose FP32 training is stored, or trained by an earlier trial of the batch,
+   is evaluated from the stored network instead (``search._trained``: train once, quantize many).
 4. Anything that stops the run (an error, Ctrl-C, SIGTERM) fails and re-queues the trials it held,
    so that no trial is lost; the same command resumes the study.
 
@@ -39,6 +41,7 @@ from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._images import missing_note
 from ._study import CONSTRAINTS_KEY, constraint_values, draw_index, open_storage, open_study
+from ._trained import TrainedNetworks, shares_training, training_fingerprint, training_seed
 from .errors import CheckpointError, SearchError
 from .objective import (
     CheckpointHook,
@@ -49,7 +52,7 @@ from .objective import (
     evaluate_population,
     load_context,
 )
-from .space import Rejected
+from .space import Rejected, TrialConfig
 from .spec import StudySpec
 
 __all__ = ["RunReport", "run_study"]
@@ -247,20 +250,40 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
             for key, value in config_attrs(config).items():
                 trial.set_user_attr(key, value)
             seed = trial.user_attrs.get("weight_seed")
-            if seed is None:  # by draw, not trial number: a resumed study seeds as an uninterrupted one
-                seed = (spec.study.seed * 100003 + draw_index(study, trial.number)) % (2**31)
+            if seed is None:
+                seed = _weight_seed(study, spec, config, trial.number)
                 trial.set_user_attr("weight_seed", seed)
-            held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed))))
+            fingerprint = training_fingerprint(spec, config, seed) if shares_training(config) else None
+            if fingerprint is not None:
+                trial.set_user_attr("training_fingerprint", fingerprint)
+            held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed),
+                                            fingerprint=fingerprint)))  # fmt: skip
     except BaseException as exc:
         _requeue(study, storage, [h.trial for h in held], exc, beat, report, log)
         raise
     return held
 
 
+def _weight_seed(study: optuna.Study, spec: StudySpec, config: TrialConfig, number: int) -> int:
+    """A new trial's weight seed: its training's (common random numbers) or, per trial, its draw's."""
+    if spec.study.weight_seed == "per_trial":  # by draw, not trial number: a resumed study seeds alike
+        return (spec.study.seed * 100003 + draw_index(study, number)) % (2**31)
+    return training_seed(spec, config)
+
+
+_Plan = Tuple[List[Member], Path, Optional[Checkpoint]]
+
+
 def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held], folder: Path,
-          log: Callable[[str], None]) -> List[Tuple[List[Member], Path, Optional[Checkpoint]]]:  # fmt: skip
-    """Populations to train: re-queued trials with their checkpoint's population, new ones by group key."""
-    plans: List[Tuple[List[Member], Path, Optional[Checkpoint]]] = []
+          networks: TrainedNetworks,
+          log: Callable[[str], None]) -> Tuple[List[_Plan], "OrderedDict[str, List[Member]]"]:  # fmt: skip
+    """Populations to train, and the trials to evaluate from a stored network, by training fingerprint.
+
+    Populations: re-queued trials with their checkpoint's population, new ones by group key. A new
+    trial that trains in FP32 waits for the stored network of its fingerprint when one is stored or
+    an earlier trial of this batch trains it.
+    """
+    plans: List[_Plan] = []
     fresh: List[_Held] = []
     by_ckpt: "OrderedDict[str, List[_Held]]" = OrderedDict()
     for h in held:
@@ -286,8 +309,7 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
         members = []
         for pos, (num, params, seed) in enumerate(zip(ckpt.trials, ckpt.params, ckpt.seeds)):
             if pos in slots:
-                m = slots[pos].member
-                members.append(Member(m.number, m.params, m.config, int(seed)))
+                members.append(dataclasses.replace(slots[pos].member, seed=int(seed)))
             else:  # a ghost: trained along so that every network sees the same population, never told
                 try:
                     cfg = spec.space.suggest(FixedTrial(params), ctx.n_input)
@@ -299,12 +321,20 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
             f"trials {[m.number for m in members if m.live]} continue from {path} at sample {ckpt.next_sample}"
         )
         plans.append((members, folder / f"pop-{min(slots[p].trial.number for p in slots)}.pt", ckpt))
+    trained = {m.fingerprint for members, _, _ in plans for m in members if m.fingerprint is not None}
+    waiting: "OrderedDict[str, List[Member]]" = OrderedDict()
     groups: "OrderedDict[Tuple[Any, ...], List[_Held]]" = OrderedDict()
     for h in fresh:
+        fp = h.member.fingerprint
+        if fp is not None:
+            if fp in trained or networks.path(fp).is_file():
+                waiting.setdefault(fp, []).append(h.member)
+                continue
+            trained.add(fp)
         groups.setdefault(h.member.config.group_key(spec.study.group), []).append(h)
     for group in groups.values():
         plans.append(([h.member for h in group], folder / f"pop-{group[0].trial.number}.pt", None))
-    return plans
+    return plans, waiting
 
 
 def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, held: List[_Held],
@@ -313,24 +343,47 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
     by_number = {h.trial.number: h for h in held}
     pending = set(by_number)
     folder = _mkdir(spec.study.artifact_dir.resolve() / "checkpoints")
+    networks = TrainedNetworks(spec.study.artifact_dir.resolve() / "trained", log)
+
+    def tell(outcomes: List[Outcome]) -> None:
+        for o in outcomes:
+            _tell(study, storage, spec, by_number[o.number].trial, o, store, log)
+            beat.discard(W.trial_id(by_number[o.number].trial))
+            pending.discard(o.number)
+            report.told.append(o.number)
+            if bar is not None:
+                bar.update(1)
+
+    def train(members: List[Member], path: Path, resume: Optional[Checkpoint]) -> None:
+        if resume is not None:  # a copy under this population's name before the retries point at it
+            save_checkpoint(path, dataclasses.replace(resume, trials=[m.number for m in members]))
+        for pos, m in enumerate(members):
+            if m.live:
+                by_number[m.number].trial.set_user_attr("checkpoint", str(path))
+                by_number[m.number].trial.set_user_attr("checkpoint_position", pos)
+        tell(evaluate_population(ctx, members, path, resume, log, on_checkpoint, networks))
+        if not any(m.number in pending for m in members):
+            path.unlink(missing_ok=True)
+
     try:
-        for members, path, resume in _plan(study, spec, ctx, held, folder, log):
-            if resume is not None:  # a copy under this population's name before the retries point at it
-                save_checkpoint(path, dataclasses.replace(resume, trials=[m.number for m in members]))
-            for pos, m in enumerate(members):
-                if m.live:
-                    by_number[m.number].trial.set_user_attr("checkpoint", str(path))
-                    by_number[m.number].trial.set_user_attr("checkpoint_position", pos)
-            outcomes = evaluate_population(ctx, members, path, resume, log, on_checkpoint)
-            for o in outcomes:
-                _tell(study, storage, spec, by_number[o.number].trial, o, store, log)
-                beat.discard(W.trial_id(by_number[o.number].trial))
-                pending.discard(o.number)
-                report.told.append(o.number)
-                if bar is not None:
-                    bar.update(1)
-            if not any(m.number in pending for m in members):
-                path.unlink(missing_ok=True)
+        plans, waiting = _plan(study, spec, ctx, held, folder, networks, log)
+        for members, path, resume in plans:
+            train(members, path, resume)
+        for fp, members in waiting.items():
+            stored = networks.load(fp)
+            if stored is None:  # gone or damaged: the first trial trains it afresh
+                train(members[:1], folder / f"pop-{members[0].number}.pt", None)
+                members = members[1:]
+                if not members:
+                    continue
+                stored = networks.load(fp)
+                if stored is None:
+                    raise SearchError(f"{networks.path(fp)} was stored but cannot be read back")
+            numbers, params = [m.number for m in members], [m.params for m in members]
+            ckpt = stored.checkpoint(spec.fingerprint(), numbers, params)
+            log(f"trials {numbers} evaluate the network trial {stored.trained_by} "
+                f"trained ({networks.path(fp).name})")  # fmt: skip
+            tell(evaluate_population(ctx, members, None, ckpt, log, trained_by=stored.trained_by))
     except BaseException as exc:
         _requeue(study, storage, [by_number[n].trial for n in sorted(pending)], exc, beat, report, log)
         raise

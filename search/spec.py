@@ -4,8 +4,9 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
 
 * ``[study]`` name (default: the file's stem), trials (the total budget of complete trials),
   population (trials asked and trained together), storage (an Optuna URL, default
-  ``sqlite:///runs/<name>.db``), artifacts (folder, default ``runs/<name>``), seed, device
-  (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
+  ``sqlite:///runs/<name>.db``), artifacts (folder, default ``runs/<name>``), seed, weight_seed
+  (``per_training``, default: trials that train alike share seed and FP32 training; ``per_trial``),
+  device (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
   heartbeat_s, stale_after_s.
 * ``[sampler]`` name (tpe, nsga2, nsga3, gp, random), startup_trials, population_size (NSGA).
 * ``[data]`` dataset (mnist, fashion-mnist, digits; required), root, download, train_samples,
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+WEIGHT_SEEDS = ("per_training", "per_trial")
 ENERGY_OBJECTIVES = ("opcount", "meter")
 _TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "space", "objectives",
              "constraints", "fidelity", "checkpoint")  # fmt: skip
@@ -83,6 +85,9 @@ class StudySection:
     artifacts: Optional[str] = None
     """Folder of artifacts and checkpoints; default ``runs/<name>``."""
     seed: int = 0
+    weight_seed: str = "per_training"
+    """``per_training``: trials that train alike share their weight seed (and PTQ/FP32 trials their
+    FP32 training, ``search._trained``); ``per_trial``: each trial is seeded by its draw."""
     device: str = "cpu"
     group: str = "size"
     heartbeat_s: float = 30.0
@@ -202,6 +207,8 @@ class StudySpec:
             data.pop(k, None)
         keep["data"] = data
         keep["seed"] = self.study.seed
+        if self.study.weight_seed != "per_trial":  # studies made before the setting seeded per trial
+            keep["weight_seed"] = self.study.weight_seed
         return json.loads(json.dumps(keep, sort_keys=True, default=str))
 
     def fingerprint(self) -> str:
@@ -270,8 +277,8 @@ def parse_spec(
         raise SpecError(f"unknown key(s) {unknown} at the top level: valid tables are {', '.join(_TOP_KEYS)}")
     num = (int, float)
     st = _section(raw, "study", StudySection, {"name": str, "trials": int, "population": int, "storage": str,
-                  "artifacts": str, "seed": int, "device": str, "group": str, "heartbeat_s": num,
-                  "stale_after_s": num})  # fmt: skip
+                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "group": str,
+                  "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
     study = StudySection(**{"name": default_name, **st})
     if not study.name or any(c in study.name for c in "/\\ "):
         raise SpecError(f"study.name {study.name!r} must be a non-empty name without spaces or slashes")
@@ -281,6 +288,8 @@ def parse_spec(
     _positive(study.stale_after_s, "study.stale_after_s")
     if study.group not in ("size", "variant"):
         raise SpecError(f"study.group = {study.group!r}: choose size (no padding) or variant (pad sizes)")
+    if study.weight_seed not in WEIGHT_SEEDS:
+        raise SpecError(f"study.weight_seed = {study.weight_seed!r}: choose {' or '.join(WEIGHT_SEEDS)}")
     if study.device not in ("cpu", "cuda", "auto"):
         raise SpecError(f"study.device = {study.device!r}: choose cpu, cuda or auto")
     sm = _section(

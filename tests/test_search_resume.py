@@ -91,6 +91,16 @@ def _paused_worker(tmp: Path, checkpoint: int) -> subprocess.Popen:
     return proc
 
 
+def _continued(retries: List[FrozenTrial]) -> bool:
+    """Whether the retries that train continued from the checkpoint at sample 100, and the others (PTQ
+    trials whose training fingerprint was stored) evaluated the stored network (at its sample 200)."""
+    trained = [r for r in retries if r.user_attrs["trained_by"] == r.number]
+    stored = [r for r in retries if r.user_attrs["trained_by"] != r.number]
+    return bool(trained) and all(r.user_attrs["resumed_from_sample"] == 100 for r in trained) and all(
+        r.user_attrs["resumed_from_sample"] == 200 and "training_fingerprint" in r.user_attrs for r in stored
+    )
+
+
 def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "spec.toml").write_text(SPEC)
     storage = f"sqlite:///{tmp_path}/runs/resume.db"
@@ -129,7 +139,7 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     for r in retries:
         dead = by_number[r.user_attrs["retry_of"]]
         assert r.params == dead.params and r.user_attrs["weight_seed"] == dead.user_attrs["weight_seed"]
-        assert r.user_attrs["resumed_from_sample"] == 100
+    assert _continued(retries)
     assert not list((tmp_path / "runs" / "resume" / "checkpoints").glob("*.pt"))
     assert not list((tmp_path / "runs" / "resume").glob("tmp-*"))  # the killed worker's folder is cleaned
 
@@ -171,7 +181,7 @@ def test_a_live_worker_finishes_the_trials_of_a_worker_killed_meanwhile(tmp_path
     states = [t.state for t in after]
     assert states.count(TrialState.COMPLETE) == 4 and TrialState.RUNNING not in states  # the budget, exactly
     retries = [t for t in after if t.state == TrialState.COMPLETE and "retry_of" in t.user_attrs]
-    assert len(retries) == 2 and all(r.user_attrs["resumed_from_sample"] == 100 for r in retries)
+    assert len(retries) == 2 and _continued(retries)
 
 
 def test_three_workers_started_together_hold_the_budget_without_duplicates(tmp_path: Path) -> None:

@@ -250,13 +250,17 @@ def _draws(trials: List[optuna.trial.FrozenTrial]) -> List[tuple]:
     for t in trials:
         if t.state == TrialState.COMPLETE:
             first = by_number[t.user_attrs.get("retry_of", t.number)]
-            out.append((first.number, tuple(sorted(t.params.items())), tuple(t.values), t.user_attrs["weight_seed"]))
+            out.append(
+                (first.number, tuple(sorted(t.params.items())), tuple(t.values), t.user_attrs["weight_seed"])
+            )
     return [d[1:] for d in sorted(out)]
 
 
 def _start(folder: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
-    return subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
@@ -268,7 +272,9 @@ def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
             folder = Path(tmp) / name
             folder.mkdir()
             # all 1,437 digits images and 100 steps: a population trains for seconds, long enough to be hit
-            spec = SPEC.format(trials=budget, seed=seed).replace("train_samples = 200", "train_samples = 1437")
+            spec = SPEC.format(trials=budget, seed=seed).replace(
+                "train_samples = 200", "train_samples = 1437"
+            )
             (folder / "spec.toml").write_text(spec.replace("time_steps = 50", "time_steps = 100"))
             url = f"sqlite:///{folder}/runs/faults.db"
             killed = 0
@@ -322,12 +328,16 @@ def main() -> None:
         print(f"{k['workers']:>7} {k['budget']:>6} {k['complete']:>8} {k['extra']:>5} {k['missing']:>7} "
               f"{k['left_running_or_waiting']:>4} {k['duplicates']:>3} {k['failed_exits']:>9} {k['requeued']:>9}")  # fmt: skip
     restarts = [restart_round(3, 10, seed=k) for k in range(a.restart_rounds)]
-    print(f"\n{'budget':>6} {'seed':>4} {'kills':>5} {'re-queued':>9} {'draws':>5} {'same as uninterrupted':>21}")
+    print(
+        f"\n{'budget':>6} {'seed':>4} {'kills':>5} {'re-queued':>9} {'draws':>5} {'same as uninterrupted':>21}"
+    )
     for r in restarts:
         print(f"{r['budget']:>6} {r['seed']:>4} {r['kills']:>5} {r['requeued']:>9} {r['draws']:>5} "
               f"{r['same_as_uninterrupted']:>21}")  # fmt: skip
     if a.json:
-        Path(a.json).write_text(json.dumps({"bad_inputs": bad, "kills": kills, "restarts": restarts}, indent=2))
+        Path(a.json).write_text(
+            json.dumps({"bad_inputs": bad, "kills": kills, "restarts": restarts}, indent=2)
+        )
         print(f"wrote {a.json}")
 
 

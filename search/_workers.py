@@ -44,7 +44,11 @@ SAMPLED = "sampled"
 
 def abandoned(trial: FrozenTrial) -> bool:
     """A fresh trial that failed before its parameters were all drawn: no configuration to retry."""
-    return trial.state == TrialState.FAIL and SAMPLED not in trial.user_attrs and "retry_of" not in trial.user_attrs
+    return (
+        trial.state == TrialState.FAIL
+        and SAMPLED not in trial.user_attrs
+        and "retry_of" not in trial.user_attrs
+    )
 
 
 def trial_id(trial: Union[optuna.Trial, FrozenTrial]) -> int:
@@ -146,7 +150,12 @@ def reap(study: optuna.Study, storage: Any, stale_after_s: float, log: Callable[
     retried = {t.user_attrs.get("retry_of") for t in trials}
     now = time.time()
     for t in trials:
-        if t.state != TrialState.FAIL or "fail_reason" not in t.user_attrs or t.number in retried or abandoned(t):
+        if (
+            t.state != TrialState.FAIL
+            or "fail_reason" not in t.user_attrs
+            or t.number in retried
+            or abandoned(t)
+        ):
             continue
         if t.datetime_complete is not None and now - t.datetime_complete.timestamp() < ORPHAN_GRACE_S:
             continue

@@ -96,8 +96,13 @@ def _continued(retries: List[FrozenTrial]) -> bool:
     trials whose training fingerprint was stored) evaluated the stored network (at its sample 200)."""
     trained = [r for r in retries if r.user_attrs["trained_by"] == r.number]
     stored = [r for r in retries if r.user_attrs["trained_by"] != r.number]
-    return bool(trained) and all(r.user_attrs["resumed_from_sample"] == 100 for r in trained) and all(
-        r.user_attrs["resumed_from_sample"] == 200 and "training_fingerprint" in r.user_attrs for r in stored
+    return (
+        bool(trained)
+        and all(r.user_attrs["resumed_from_sample"] == 100 for r in trained)
+        and all(
+            r.user_attrs["resumed_from_sample"] == 200 and "training_fingerprint" in r.user_attrs
+            for r in stored
+        )
     )
 
 

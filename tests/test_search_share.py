@@ -36,9 +36,11 @@ SPEC: Dict[str, Any] = {
         "quantize": ["qW", "qWN"],
         "scheme": ["ptq"],
         "rounding": ["truncate", "stochastic"],
-        "bits": {"weights": {"int": 1, "frac": {"low": 3, "high": 8}},
-                 "vmem": {"int": 9, "frac": {"low": 0, "high": 4}},
-                 "vth": {"int": 8, "frac": {"low": 0, "high": 4}}},  # fmt: skip
+        "bits": {
+            "weights": {"int": 1, "frac": {"low": 3, "high": 8}},
+            "vmem": {"int": 9, "frac": {"low": 0, "high": 4}},
+            "vth": {"int": 8, "frac": {"low": 0, "high": 4}},
+        },  # fmt: skip
     },
     "checkpoint": {"every": 100},
 }

@@ -149,7 +149,10 @@ def test_a_run_resumed_from_a_checkpoint_gives_the_uninterrupted_result() -> Non
     assert torch.equal(later.checkpoints[-1][0].sums, saved.checkpoints[-1][0].sums)
     for a, b in zip(uninterrupted.networks, resumed.networks):
         assert (a.accuracy, a.spikes_per_sample_train, a.synops_per_sample_train, a.confusion) == (
-            b.accuracy, b.spikes_per_sample_train, b.synops_per_sample_train, b.confusion
+            b.accuracy,
+            b.spikes_per_sample_train,
+            b.synops_per_sample_train,
+            b.confusion,
         )
 
 

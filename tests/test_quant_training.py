@@ -163,8 +163,8 @@ def _sum_preserving_numba(col, total, wmax, hi):
     if float(w.astype(np.float64).sum()) * 4.0 != target:  # the kernel skips columns at the target
         factor = np.float32(total) / np.float32(w.astype(np.float64).sum())
         qrow = np.array([4.0, 0.0, hi, 1.0], np.float32)
-        K._norm_column_sum(w, 0, 0, n_in, factor, np.float32(wmax), qrow, target,
-                           np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
+        K._normalize_sum_preserving(w[0], 0, n_in, factor, np.float32(wmax), qrow, target,
+                                    np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
     return w.reshape(-1).tolist()
 
 
@@ -413,7 +413,7 @@ def _kernels():
     @numba.njit
     def norm_rows(w, colsum, wmax, qrow, seed):
         for i in range(w.shape[0]):
-            K._norm_row_q(w[i], colsum, wmax, qrow, seed, i)
+            K._scale_row_quantized(w[i], colsum, wmax, qrow, seed, i)
 
     @numba.njit
     def fix_rows(w, colsum, wmax, qrow):

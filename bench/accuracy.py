@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from tinysnn.cli import add_train_arguments, machine_info, run_from_args
+from tinysnn.config import Variant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, git_revision  # noqa: E402  (bench/ sibling)
@@ -42,7 +43,7 @@ def runs_for(args: argparse.Namespace) -> List[argparse.Namespace]:
     if args.protocol == "paper-fp32":
         out = []
         for ds in args.datasets:
-            for variant in ("diehl_cook", "sl_stdp", "tinysnn"):
+            for variant in [v.value for v in Variant]:
                 a = copy.copy(args)
                 a.dataset, a.variant = ds, variant
                 for key, value in overrides(args.override, variant, ds).items():

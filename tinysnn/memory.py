@@ -37,6 +37,7 @@ import enum
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
+from tinysnn.config import Variant
 from tinysnn.deploy.packing import fp32_codes, pack_codes, unpack_codes
 from tinysnn.quant import QuantSpec
 
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 FP32_BITS = 32
-VARIANTS = ("diehl_cook", "sl_stdp", "tinysnn")  #: sl_stdp has the topology of diehl_cook
+VARIANTS = tuple(v.value for v in Variant)  #: sl_stdp has the topology of diehl_cook
 
 # Layer constants counted once each (compact and as_simulated alike).
 _EXC_CONSTANTS = 4  # v_rest, v_reset, decay exp(-dt/tau), refractory period (v_th is in V_th)

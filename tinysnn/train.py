@@ -24,7 +24,9 @@ from .energy import DEFAULT_OP_COSTS, EnergyMeter, OpEnergyCosts, op_energy_joul
 from .memory import memory_breakdown, memory_norm, reference_memory
 from .network import Population
 from .ops import sample_op_counts
+from .qformat import ROW_MODE, ROW_SCALE
 from .quant import (
+    NONE,
     PARAMS,
     QuantSpec,
     Scheme,
@@ -146,8 +148,8 @@ def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
     Raises:
         ValueError: if v_rest is not a multiple of a quantized row's step 2^-f.
     """
-    active = rows[:, 3] != 0
-    scaled = rows[:, 0].double() * float(v_rest)
+    active = rows[:, ROW_MODE] != NONE
+    scaled = rows[:, ROW_SCALE].double() * float(v_rest)
     off_grid = active & (scaled != torch.floor(scaled))
     if bool(off_grid.any()):
         step = 1.0 / float(rows[int(off_grid.nonzero()[0]), 0])

@@ -591,7 +591,8 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key_v, refr_e, one_spike
         )
         if inhibitory_layer:
-            si[:] = si_new
+            for j in range(n):
+                si[j] = si_new[j]
         if not learn:
             continue
         _adaptive_threshold(theta_p, thr, cross, ncross, prm[C_THETA_PLUS], vth_e, qth, key_th)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from tinysnn.cli import TrainChoice, add_train_arguments, machine_info, run_from_args
+from tinysnn.config import Variant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, git_revision  # noqa: E402  (bench/ sibling)
@@ -42,7 +43,7 @@ def runs_for(args: argparse.Namespace) -> List[TrainChoice]:
         return [given]
     if args.protocol == "paper-fp32":
         return [choice_for(args, given, ds, variant) for ds in args.datasets
-                for variant in ("diehl_cook", "sl_stdp", "tinysnn")]  # fmt: skip
+                for variant in [v.value for v in Variant]]  # fmt: skip
     raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from tinysnn.config import ConfigError, EncodingConfig, from_mapping
+from tinysnn.config import ConfigError, EncodingConfig, Variant, from_mapping
 from tinysnn.data import DATASETS, N_CLASSES
 from tinysnn.energy import EnergySpecError, parse_meter_spec
 
@@ -334,9 +334,10 @@ def parse_spec(
         raise SpecError(
             f"objectives.memory_convention = {objectives.memory_convention!r}: choose compact or as_simulated"
         )
-    if objectives.reference_variant not in ("diehl_cook", "sl_stdp", "tinysnn"):
+    if objectives.reference_variant not in [v.value for v in Variant]:
         raise SpecError(
-            f"objectives.reference_variant = {objectives.reference_variant!r}: choose diehl_cook, sl_stdp or tinysnn"
+            f"objectives.reference_variant = {objectives.reference_variant!r}: choose one of "
+            + ", ".join(v.value for v in Variant)
         )
     _positive(objectives.reference_neurons, "objectives.reference_neurons")
     _positive(objectives.solo_samples, "objectives.solo_samples")

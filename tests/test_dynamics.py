@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
+from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Variant
 from tinysnn.network import build_population
 from tinysnn.simulate import Simulator
 
@@ -110,7 +110,7 @@ def test_pair_stdp_signs_and_bounds(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("variant", ["diehl_cook", "sl_stdp", "tinysnn"])
+@pytest.mark.parametrize("variant", [v.value for v in Variant])
 def test_weights_stay_in_bounds_and_columns_normalized(backend: str, variant: str) -> None:
     net = NetworkConfig(variant=variant, n_neurons=8, n_input=40, norm_total=4.0)
     pop = build_population(net, seeds=3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinysnn.config import EncodingConfig, NetworkConfig
+from tinysnn.config import EncodingConfig, NetworkConfig, Variant
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
@@ -18,7 +18,7 @@ from tinysnn.simulate import Simulator
 from tinysnn.train import apply_quant_rows, quantize_parameters
 
 ATOL = 1e-6
-VARIANTS = ["diehl_cook", "sl_stdp", "tinysnn"]
+VARIANTS = [v.value for v in Variant]
 
 
 def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:

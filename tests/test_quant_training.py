@@ -16,7 +16,7 @@ import torch
 from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.data import Split
 from tinysnn.network import Population, build_population
-from tinysnn.quant import parse_quant_arg
+from tinysnn.quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, parse_quant_arg
 from tinysnn.simulate import Simulator
 from tinysnn.train import RunCallbacks, RunSpec, apply_quant_rows, quantize_parameters, run
 
@@ -151,7 +151,7 @@ def _sum_preserving_torch(col, total, wmax, hi):
     from tinysnn.learning import normalize_sum_preserving
 
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
-    rows = torch.tensor([[4.0, 0.0, hi, 1.0]])
+    rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
     out = normalize_sum_preserving(
         w, torch.tensor([total]), torch.ones((1, 1), dtype=torch.bool), rows, torch.tensor([wmax])
     )
@@ -166,9 +166,9 @@ def _sum_preserving_numba(col, total, wmax, hi):
     target = int(np.floor(np.float64(np.float32(total)) * 4.0))
     if float(w.astype(np.float64).sum()) * 4.0 != target:  # the kernel skips columns at the target
         factor = np.float32(total) / np.float32(w.astype(np.float64).sum())
-        qrow = np.array([4.0, 0.0, hi, 1.0], np.float32)
-        K._norm_column_sum(w, 0, 0, n_in, factor, np.float32(wmax), qrow, target,
-                           np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
+        qrow = np.array([4.0, 0.0, hi, TRUNCATE], np.float32)
+        K._normalize_sum_preserving(w[0], 0, n_in, factor, np.float32(wmax), qrow, target,
+                                    np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
     return w.reshape(-1).tolist()
 
 
@@ -417,7 +417,7 @@ def _kernels():
     @numba.njit
     def norm_rows(w, colsum, wmax, qrow, seed):
         for i in range(w.shape[0]):
-            K._norm_row_q(w[i], colsum, wmax, qrow, seed, i)
+            K._scale_row_quantized(w[i], colsum, wmax, qrow, seed, i)
 
     @numba.njit
     def fix_rows(w, colsum, wmax, qrow):
@@ -441,7 +441,7 @@ def _cases(rng: np.random.Generator, frac: int) -> np.ndarray:
     return w
 
 
-@pytest.mark.parametrize("mode", [1, 2])  # truncation, nearest
+@pytest.mark.parametrize("mode", [TRUNCATE, NEAREST])
 @pytest.mark.parametrize("frac", [3, 8, 16])
 def test_normalization_pass_equals_the_scalar_quantizer_bit_for_bit(mode: int, frac: int) -> None:
     norm_rows, fix_rows = _kernels()
@@ -483,7 +483,7 @@ def test_stochastic_normalization_is_on_the_grid_exact_on_the_grid_and_unbiased(
     assert np.array_equal(again, out)  # seeded
 
 
-@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+@pytest.mark.parametrize("mode", [NONE, TRUNCATE, NEAREST, STOCHASTIC])
 def test_normalization_pass_touches_only_the_networks_own_columns(mode: int) -> None:
     # A padded population row is wider than a small network's column sums; reading past the
     # sums gave NaN weights in CI (uninitialized memory), so the pass takes its length from them.

@@ -50,12 +50,12 @@ def test_adaptive_factor_follows_eq1(max_n: int, n_th: float, k: float) -> None:
     assert out.tolist() == [k]
 
 
-def test_tinysnn_update_follows_eq2_exactly() -> None:
+def test_adaptive_potentiation_follows_eq2_exactly() -> None:
     w = torch.tensor([[[0.2, 0.5], [0.9, 0.0], [0.4, 1.0]]])  # (P=1, n_in=3, N=2)
     x_pre = torch.tensor([1.0, 0.5, 0.0])
     spiked = torch.tensor([[True, False]])
     k, eta, wmax = torch.tensor([3.0]), torch.tensor([0.1]), torch.tensor([1.0])
-    out = L.tinysnn_update(w, x_pre, spiked, k, eta, wmax)
+    out = L.adaptive_potentiation(w, x_pre, spiked, k, eta, wmax)
     expected = w.clone()
     for i in range(3):
         expected[0, i, 0] = w[0, i, 0] + 3.0 * 0.1 * x_pre[i] * (1.0 - w[0, i, 0])

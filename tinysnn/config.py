@@ -11,6 +11,18 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
+# Integer codes of the variants, as the numba kernels read them (:attr:`Variant.code`).
+VARIANT_DIEHL_COOK = 0
+VARIANT_SL_STDP = 1
+VARIANT_TINYSNN = 2
+
+
+def variant_has_inhibitory_layer(code: int) -> bool:
+    """Whether the variant of ``code`` drives lateral inhibition through an inhibitory LIF layer
+    (the baselines) rather than directly from the excitatory spikes (tinysnn). The numba kernels
+    call it too."""
+    return code != VARIANT_TINYSNN
+
 
 class Variant(str, enum.Enum):
     """Network topology and learning rule."""
@@ -31,6 +43,19 @@ class Variant(str, enum.Enum):
         except ValueError:
             names = ", ".join(v.value for v in cls)
             raise ValueError(f"unknown variant {value!r}: choose one of {names}") from None
+
+    @property
+    def code(self) -> int:
+        """The integer code the kernels use (:data:`VARIANT_DIEHL_COOK`, ...)."""
+        return _VARIANT_CODES[self.value]
+
+    @property
+    def has_inhibitory_layer(self) -> bool:
+        """True for the baselines (an inhibitory LIF layer), False for tinysnn (direct inhibition)."""
+        return variant_has_inhibitory_layer(self.code)
+
+
+_VARIANT_CODES = {"diehl_cook": VARIANT_DIEHL_COOK, "sl_stdp": VARIANT_SL_STDP, "tinysnn": VARIANT_TINYSNN}
 
 
 class ConfigError(ValueError):
@@ -202,8 +227,12 @@ __all__ = [
     "LIFParams",
     "LearningConfig",
     "NetworkConfig",
+    "VARIANT_DIEHL_COOK",
+    "VARIANT_SL_STDP",
+    "VARIANT_TINYSNN",
     "Variant",
     "default_norm_total",
     "from_mapping",
     "to_dict",
+    "variant_has_inhibitory_layer",
 ]

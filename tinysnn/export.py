@@ -96,7 +96,7 @@ def export_network(
     zeros = np.zeros(n, np.float32)
     prm = {k: float(v[index]) for k, v in pop.params.items()}
     groups = [stored("input_weights", w, "weights")]
-    if pop.has_inhibitory_layer:
+    if pop.variant.has_inhibitory_layer:
         groups += [Group("exc_to_inh_weight", np.array([prm["w_exc_inh"]], np.float32)),
                    Group("inh_to_exc_weight", np.array([prm["w_inh_exc"]], np.float32))]  # fmt: skip
     else:
@@ -106,7 +106,7 @@ def export_network(
         stored("exc_vth", vth, "vth"),
         Group("exc_constants", np.array([ex.v_rest, ex.v_reset, c.dec_exc, c.refrac_exc], np.float32)),
     ]
-    if pop.has_inhibitory_layer:
+    if pop.variant.has_inhibitory_layer:
         groups += [
             stored("inh_vmem", zeros, "vmem"),
             Group(

@@ -4,7 +4,8 @@ Shapes: weights ``W (P, n_in, N)``; presynaptic trace ``x_pre (n_in,)`` (the inp
 shared by the population); postsynaptic trace ``x_post (P, N)``; spikes ``s_in (n_in,)`` and
 ``s (P, N)`` as bool; per-network rates ``(P,)``. The torch simulator calls these once per step;
 the numba kernels compute the same float32 expressions element by element (same order of
-operations), so both give the same weights.
+operations) in functions of the same names with a leading underscore
+(``sim_numba._pair_depression``, ...), so both give the same weights.
 
 Traces follow "set to one" semantics: x <- 1 on a spike, else x <- x exp(-dt / tau).
 Every rule ends with clipping to [0, w_max]; column normalization (after every sample) is in
@@ -18,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .qformat import NEAREST, TRUNCATE
+from .qformat import NEAREST, ROW_HI, ROW_LO, ROW_MODE, ROW_SCALE, TRUNCATE
 
 
 def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:
@@ -80,7 +81,7 @@ def adaptive_factor(max_count: torch.Tensor, n_th: torch.Tensor) -> torch.Tensor
     return torch.ceil(max_count.to(torch.float32) / n_th)
 
 
-def tinysnn_update(
+def adaptive_potentiation(
     w: torch.Tensor,
     x_pre: torch.Tensor,
     spiked: torch.Tensor,
@@ -153,12 +154,12 @@ def normalize_sum_preserving(
         The normalized weights on their grids (for every network; the caller picks the networks
         that use this rule).
     """
-    scale = rows[:, 0][:, None, None]
+    scale = rows[:, ROW_SCALE][:, None, None]
     inv = 1.0 / scale
-    lo, hi = rows[:, 1][:, None, None], rows[:, 2][:, None, None]
+    lo, hi = rows[:, ROW_LO][:, None, None], rows[:, ROW_HI][:, None, None]
     wm = w_max[:, None, None]
     colsum = _column_sums(w)  # (P, 1, N)
-    target = torch.floor(total.double() * rows[:, 0].double())[:, None, None]  # (P, 1, 1) steps
+    target = torch.floor(total.double() * rows[:, ROW_SCALE].double())[:, None, None]  # (P, 1, 1) steps
     at_target = colsum.double() * scale.double() == target
     scaled = (colsum > 0) & mask[:, None, :] & ~at_target
     factor = torch.where(scaled, total[:, None, None] / colsum.to(w.dtype), torch.ones_like(w[:, :1]))
@@ -198,8 +199,8 @@ def settled_columns(
     """
     colsum = _column_sums(w)[:, 0, :].to(torch.float64 if w.device.type == "cpu" else torch.float32)
     tot = total.to(colsum.dtype)[:, None]
-    slack = (w.shape[1] / rows[:, 0].to(colsum.dtype))[:, None]
-    mode = rows[:, 3][:, None]
+    slack = (w.shape[1] / rows[:, ROW_SCALE].to(colsum.dtype))[:, None]
+    mode = rows[:, ROW_MODE][:, None]
     trunc = (mode == TRUNCATE) & (colsum <= tot) & (colsum > tot - slack)
     near = (mode == NEAREST) & ((colsum - tot).abs() <= slack / 2)
     return (trunc | near) & ~fired
@@ -207,12 +208,12 @@ def settled_columns(
 
 __all__ = [
     "adaptive_factor",
+    "adaptive_potentiation",
     "normalize",
     "pair_depression",
     "pair_potentiation",
     "normalize_sum_preserving",
     "settled_columns",
     "sl_stdp",
-    "tinysnn_update",
     "trace_step",
 ]

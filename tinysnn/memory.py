@@ -37,6 +37,7 @@ import enum
 from dataclasses import dataclass
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
+from tinysnn.config import Variant
 from tinysnn.deploy.packing import fp32_codes, pack_codes, unpack_codes
 from tinysnn.quant import QuantSpec
 
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 FP32_BITS = 32
-VARIANTS = ("diehl_cook", "sl_stdp", "tinysnn")  #: sl_stdp has the topology of diehl_cook
+VARIANTS = tuple(v.value for v in Variant)  #: sl_stdp has the topology of diehl_cook
 
 # Layer constants counted once each (compact and as_simulated alike).
 _EXC_CONSTANTS = 4  # v_rest, v_reset, decay exp(-dt/tau), refractory period (v_th is in V_th)
@@ -206,11 +207,11 @@ class MemoryBreakdown:
         return summary
 
 
-def _variant_name(variant: object) -> str:
+def _variant_of(variant: object) -> Variant:
     name = str(getattr(variant, "value", variant))
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    return name
+    return Variant(name)
 
 
 def memory_breakdown(
@@ -233,7 +234,8 @@ def memory_breakdown(
         >>> memory_breakdown("diehl_cook", 400, convention="as_simulated").weight_bytes  # 2.53 MB
         2534400
     """
-    name = _variant_name(variant)
+    kind = _variant_of(variant)
+    inhibitory_layer = kind.has_inhibitory_layer
     conv = Convention(convention)
     if n_neurons < 1 or n_input < 1:
         raise ValueError(f"need n_neurons >= 1 and n_input >= 1, got {n_neurons} and {n_input}")
@@ -244,7 +246,7 @@ def memory_breakdown(
     n = n_neurons
     dense = conv is Convention.AS_SIMULATED
     groups = [ParamGroup("input_weights", "w", n_input * n, widths.weights)]
-    if name == "tinysnn":
+    if not inhibitory_layer:
         groups.append(
             ParamGroup("lateral_inhibition", "w", n * n, widths.fixed_weights)
             if dense
@@ -262,12 +264,12 @@ def memory_breakdown(
         ParamGroup("exc_vth", "n", n, widths.vth),
         ParamGroup("exc_constants", "n", _EXC_CONSTANTS, widths.constants),
     ]
-    if name != "tinysnn":
+    if inhibitory_layer:
         groups += [
             ParamGroup("inh_vmem", "n", n, widths.vmem),
             ParamGroup("inh_constants", "n", _INH_CONSTANTS, widths.constants),
         ]
-    return MemoryBreakdown(name, conv, n_input, n_neurons, tuple(groups))
+    return MemoryBreakdown(kind.value, conv, n_input, n_neurons, tuple(groups))
 
 
 def memory_bits(

@@ -93,10 +93,6 @@ class Population:
             raise ValueError(f"the population holds {self.n_networks} networks but {len(self.seeds)} seeds")
         return torch.tensor(self.seeds, dtype=torch.int64, device=self.device)
 
-    @property
-    def has_inhibitory_layer(self) -> bool:
-        return self.variant in (Variant.DIEHL_COOK, Variant.SL_STDP)
-
     def to(self, device: Union[str, torch.device]) -> "Population":
         dev = torch.device(device)
         self.weights = self.weights.to(dev)

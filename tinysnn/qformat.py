@@ -20,6 +20,13 @@ NONE = 0  #: fp32 passthrough: the value is left untouched, bit for bit.
 TRUNCATE = 1  #: q * floor(x / q)
 NEAREST = 2  #: q * floor(x / q + 1/2)
 STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
+# Columns of a fixed-point row ``[2^f, lo, hi, mode]``, the per-network (P, 4) float32 layout of
+# :func:`tinysnn.rounding.population_rows` that the kernels read.
+ROW_SCALE, ROW_LO, ROW_HI, ROW_MODE = range(4)
+# Integer codes of the ITQ normalization rules (:attr:`Normalization.code`, the ``norm_rule`` column).
+NORM_SUM = 0
+NORM_PLAIN = 1
+NORM_SETTLED = 2
 
 MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: Fractional bits of the fixed-point decay multipliers: a quantized value u decays by
@@ -71,11 +78,11 @@ class Normalization(str, enum.Enum):
 
     @property
     def code(self) -> int:
-        """The code the kernels read (``norm_rule``): 0 sum, 1 plain, 2 settled."""
+        """The code the kernels read (``norm_rule``): :data:`NORM_SUM`, :data:`NORM_PLAIN`, :data:`NORM_SETTLED`."""
         return _NORMALIZATION_CODES[self.value]
 
 
-_NORMALIZATION_CODES = {"sum": 0, "plain": 1, "settled": 2}
+_NORMALIZATION_CODES = {"sum": NORM_SUM, "plain": NORM_PLAIN, "settled": NORM_SETTLED}
 
 
 class Scheme(str, enum.Enum):
@@ -105,7 +112,7 @@ def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
             f"unknown rounding {mode!r}: expected one of truncate, nearest, stochastic (or none)"
         )
     code = int(mode)
-    if code not in (NONE, TRUNCATE, NEAREST, STOCHASTIC):
+    if code != NONE and code not in _ROUNDING_CODES.values():
         raise ValueError(f"unknown rounding code {mode!r}: expected 0 (none), 1, 2 or 3")
     return code
 

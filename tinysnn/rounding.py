@@ -16,6 +16,10 @@ from .qformat import (
     NEAREST,
     NONE,
     PARAM_SIGNED,
+    ROW_HI,
+    ROW_LO,
+    ROW_MODE,
+    ROW_SCALE,
     STOCHASTIC,
     TRUNCATE,
     QFormat,
@@ -218,11 +222,10 @@ def quantize_rows(
     The layout the population keeps per quantized parameter (see :func:`population_rows`); the
     scale must be a power of two. Same results, bit for bit, as :func:`quantize`.
     """
-    scale = _per_network(rows[:, 0].to(x.dtype), x)
-    step = _per_network(1.0 / rows[:, 0].to(x.dtype), x)
-    return _round_saturate(
-        x, scale, step, rows[:, 1], rows[:, 2], NONE, rows[:, 3], generator, u, any_stochastic, out
-    )
+    scale = _per_network(rows[:, ROW_SCALE].to(x.dtype), x)
+    step = _per_network(1.0 / rows[:, ROW_SCALE].to(x.dtype), x)
+    lo, hi, mode = rows[:, ROW_LO], rows[:, ROW_HI], rows[:, ROW_MODE]
+    return _round_saturate(x, scale, step, lo, hi, NONE, mode, generator, u, any_stochastic, out)
 
 
 def quantize_(

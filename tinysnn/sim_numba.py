@@ -29,7 +29,20 @@ import math
 import numpy as np
 
 from . import streams as S
-from .qformat import LEAK_BITS
+from .config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
+from .qformat import (
+    LEAK_BITS,
+    NEAREST,
+    NONE,
+    NORM_SETTLED,
+    NORM_SUM,
+    ROW_HI,
+    ROW_LO,
+    ROW_MODE,
+    ROW_SCALE,
+    STOCHASTIC,
+    TRUNCATE,
+)
 from .quant import quantize_scalar
 
 try:
@@ -53,7 +66,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 
 #: columns of the per-sample statistics (P, B, 3) the kernels write
 STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
-VARIANT_CODES = {"diehl_cook": 0, "sl_stdp": 1, "tinysnn": 2}
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
 FP_COLUMNS = (
     "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
@@ -111,6 +123,7 @@ def dense_to_csr(train: np.ndarray):
 
 
 _qs = njit(inline="always")(quantize_scalar)
+_has_inhibitory_layer = njit(inline="always")(variant_has_inhibitory_layer)
 
 
 @njit(inline="always")
@@ -124,15 +137,16 @@ def _q(x, qrow, key, index):
     """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode] (tinysnn.quant).
 
     Stochastic rounding draws element ``index`` of the stream ``key``."""
-    mode = qrow[3]
-    if mode == 0:
+    mode = qrow[ROW_MODE]
+    if mode == NONE:
         return x
-    u = _uniform(key, index) if mode == 3 else np.float32(0.0)
-    return np.float32(_qs(x, qrow[0], qrow[1], qrow[2], mode, u))
+    u = _uniform(key, index) if mode == STOCHASTIC else np.float32(0.0)
+    return np.float32(_qs(x, qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI], mode, u))
 
 
 @njit(inline="always")
 def _fix_w(x, wmax, qrow, key, index):
+    """A weight clipped to [0, w_max] and quantized (every learning rule ends with it)."""
     return _q(min(max(x, np.float32(0.0)), wmax), qrow, key, index)
 
 
@@ -145,7 +159,258 @@ def _decay_toward_zero(u, scale, leak):
 
 
 @njit(inline="always")
-def _norm_row_q(row, colsum, wmax, qrow, key, i):
+def _decay(u, decay, quantized, scale, leak):
+    """u decayed toward 0 (``sim_torch._decay``): ``u * decay`` in FP32, one decrement rounded
+    toward zero on the grid 1/scale where the value is ``quantized``.
+
+    The callers read ``quantized`` and ``scale`` from the row once, outside their loops: a read of
+    the row inside a loop that stores to float32 arrays is repeated every iteration (the row may
+    alias them), which slowed the neuron loops measurably."""
+    if quantized:
+        return _decay_toward_zero(u, scale, leak)
+    return u * decay
+
+
+# -- one time step -------------------------------------------------------------------------------
+# The step functions are plain @njit functions: with a cold numba cache they compile about 18 %
+# faster than the former single-function kernel, where inline="always" (numba inlining its IR)
+# compiled about 10 % slower; making the per-step functions inline="always" measured no faster.
+
+
+@njit
+def _input_current(Wp, idx, a0, a1, n, acc, cur):
+    """cur = s_in(t) @ W: the weight rows of the inputs idx[a0:a1] that fire, summed in float64
+    in index order and rounded once to float32."""
+    for j in range(n):
+        acc[j] = 0.0
+    for kk in range(a0, a1):
+        row = Wp[idx[kk]]
+        for j in range(n):
+            acc[j] += row[j]
+    for j in range(n):
+        cur[j] = np.float32(acc[j])
+
+
+@njit
+def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, refr_i):
+    """The baselines' inhibitory LIF layer (``sim_torch._lif_inhibitory_step``): leak toward rest,
+    add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
+    v_th, reset. Writes the spikes to ``si_new``; returns their number."""
+    vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
+    quantized, scale = qv[ROW_MODE] != NONE, qv[ROW_SCALE]
+    fired = 0
+    for j in range(n):
+        x = vr + _decay(vi[j] - vr, dec, quantized, scale, leak)
+        if refi[j] <= 0:
+            x = x + w_ei * (np.float32(1.0) if s[j] else np.float32(0.0))
+        x = _q(x, qv, key, j)
+        refi[j] -= 1
+        sp = x > vth
+        if sp:
+            refi[j] = refr_i
+            x = vres
+            fired += 1
+        vi[j] = x
+        si_new[j] = sp
+    return fired
+
+
+@njit
+def _lateral_inhibition(cur, lat, n, w_lat):
+    """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1) takes ``w_lat`` from
+    the input current of every other neuron (``sim_torch._lateral_inhibition``)."""
+    nlat = 0
+    for j in range(n):
+        nlat += 1 if lat[j] else 0
+    if nlat > 0:
+        for j in range(n):
+            cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
+
+
+@njit
+def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, refr_e, one_spike):
+    """The excitatory LIF layer (``sim_torch._lif_excitatory_step``): leak toward rest, add the
+    current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
+
+    Every neuron that crosses is listed in ``cross``; the ones that spike (all of them, or with
+    ``one_spike`` the largest overshoot, lowest index on ties) are set in ``s``, listed in ``spk``
+    and counted in ``cnt``. Returns (number of spikes, number of crossings, running min and max of
+    V_mem from ``v_lo``, ``v_hi``).
+    """
+    vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
+    quantized, scale = qv[ROW_MODE] != NONE, qv[ROW_SCALE]
+    nsp = 0
+    ncross = 0
+    best = -1
+    best_over = np.float32(0.0)
+    for j in range(n):
+        x = vr + _decay(v[j] - vr, dec, quantized, scale, leak)
+        if ref[j] <= 0:
+            x = x + cur[j]
+        x = _q(x, qv, key, j)
+        if x < v_lo:
+            v_lo = x
+        if x > v_hi:
+            v_hi = x
+        ref[j] -= 1
+        sp = x > thr[j]
+        if sp:
+            if one_spike:
+                over = x - thr[j]
+                if best < 0 or over > best_over:
+                    best = j
+                    best_over = over
+            else:
+                cnt[j] += 1
+                spk[nsp] = j
+                nsp += 1
+            ref[j] = refr_e
+            x = vres
+            cross[ncross] = j
+            ncross += 1
+        v[j] = x
+        s[j] = sp and not one_spike
+    if best >= 0:
+        s[best] = True
+        cnt[best] += 1
+        spk[0] = best
+        nsp = 1
+    return nsp, ncross, v_lo, v_hi
+
+
+@njit
+def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key):
+    """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
+    kept on its grid (qWN) (``sim_torch._adaptive_threshold``); ``thr`` follows."""
+    for m in range(ncross):
+        j = cross[m]
+        th = theta_p[j] + theta_plus
+        if qth[ROW_MODE] != NONE:
+            th = _q(vth_e + th, qth, key, j) - vth_e
+        theta_p[j] = th
+        thr[j] = vth_e + th
+
+
+@njit
+def _trace_step(x, s, decay, n):
+    """x <- 1 where s, else x * decay (:func:`tinysnn.learning.trace_step`).
+
+    Only the postsynaptic trace is stepped; the presynaptic one is read lazily as
+    ``pre_table[t - last_in[i]]``, the same float32 number."""
+    for j in range(n):
+        x[j] = np.float32(1.0) if s[j] else x[j] * decay
+
+
+# -- learning rules (tinysnn.learning) -----------------------------------------------------------
+
+
+@njit
+def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
+    """Pair-wise STDP, presynaptic half (:func:`tinysnn.learning.pair_depression`): on a spike of
+    input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize)."""
+    for j in range(n):
+        dep[j] = nu_pre * x_post[j]
+    for kk in range(a0, a1):
+        row = Wp[idx[kk]]
+        if qw[ROW_MODE] == NONE:
+            for j in range(n):
+                row[j] = max(row[j] - dep[j], np.float32(0.0))
+        else:
+            for j in range(n):
+                row[j] = _fix_w(row[j] - dep[j], wmax, qw, key, S.synapse_index(np.int64(idx[kk]), j))
+
+
+@njit
+def _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, nu_post, wmax, qw, key):
+    """Pair-wise STDP, postsynaptic half (:func:`tinysnn.learning.pair_potentiation`): on a spike
+    of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired; clip (and quantize)."""
+    for m in range(nsp):
+        j = spk[m]
+        for i in range(Wp.shape[0]):
+            if last_in[i] >= 0:
+                w = Wp[i, j] + nu_post * pre_table[t - last_in[i]]
+                Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
+
+
+@njit
+def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, key):
+    """SL-STDP, approximate baseline (:func:`tinysnn.learning.sl_stdp`): on a spike of neuron j,
+    w += eta_p (w_max - w) where x_pre > x_th, else w -= eta_d w; clip (and quantize)."""
+    for m in range(nsp):
+        j = spk[m]
+        for i in range(Wp.shape[0]):
+            xp = pre_table[t - last_in[i]] if last_in[i] >= 0 else np.float32(0.0)
+            w = Wp[i, j]
+            if xp > x_th:
+                w = w + eta_p * (wmax - w)
+            else:
+                w = w - eta_d * w
+            Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
+
+
+@njit
+def _adaptive_factor(cnt, n, n_th):
+    """tinySNN Eq. 1 (:func:`tinysnn.learning.adaptive_factor`): k = ceil(max_j N_j / N_th)."""
+    max_n = 0
+    for j in range(n):
+        if cnt[j] > max_n:
+            max_n = cnt[j]
+    return np.float32(math.ceil(np.float32(max_n) / n_th))
+
+
+@njit
+def _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, key):
+    """tinySNN Eq. 2 at an update time (:func:`tinysnn.learning.adaptive_potentiation`): for each
+    neuron j that spiked since the last update, w_ij += (a x_pre_i) (w_max - w_ij) with
+    a = k eta_post, for the inputs that have fired; clip (and quantize). Clears ``spiked``;
+    returns the number of columns updated."""
+    cols = 0
+    for j in range(n):
+        if not spiked[j]:
+            continue
+        spiked[j] = False
+        cols += 1
+        for i in range(Wp.shape[0]):
+            if last_in[i] < 0:
+                continue
+            bi = a * pre_table[t - last_in[i]]
+            w = Wp[i, j]
+            Wp[i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, key, S.synapse_index(i, j))
+    return cols
+
+
+# -- after the sample ----------------------------------------------------------------------------
+
+
+@njit
+def _decay_theta(theta_p, n, k, qth):
+    """theta decays toward 0 over the sample's span (``sim_torch`` ``_decay`` of theta): FP32
+    multiply, or one decrement rounded toward zero on V_th's grid."""
+    decay, leak = k[K_DEC_THETA], np.int64(k[K_LEAK_THETA])
+    quantized, scale = qth[ROW_MODE] != NONE, qth[ROW_SCALE]
+    for j in range(n):
+        theta_p[j] = _decay(theta_p[j], decay, quantized, scale, leak)
+
+
+@njit
+def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
+    """The ``settled`` rule (:func:`tinysnn.learning.settled_columns`): a silent column whose sum
+    lies within the rounding slack of ``total`` keeps its weights (its factor becomes 1)."""
+    tot = np.float64(total)
+    slack = n_in / np.float64(qw[ROW_SCALE])
+    for j in range(n):
+        if cnt[j] > 0:
+            continue
+        if qw[ROW_MODE] == TRUNCATE:
+            settled = csum[j] <= tot and csum[j] > tot - slack
+        else:
+            settled = abs(csum[j] - tot) <= slack / 2
+        if settled:
+            colsum[j] = np.float32(1.0)
+
+
+@njit
+def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
     """``row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)`` for every j, in a loop per rounding mode.
 
     Only the first ``len(colsum)`` entries of ``row`` are touched (the network's own size; a
@@ -158,23 +423,23 @@ def _norm_row_q(row, colsum, wmax, qrow, key, i):
     pass touches every weight of every network after every sample, which made ITQ several times
     slower than FP32 with the scalar call.
     """
-    scale, lo, hi, mode = qrow[0], qrow[1], qrow[2], qrow[3]
+    scale, lo, hi, mode = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI], qrow[ROW_MODE]
     inv = np.float32(1.0) / scale  # a power of two: exact
     zero = np.float32(0.0)
     half = np.float32(0.5)
     one = np.float32(1.0)
-    if mode == 1:
+    if mode == TRUNCATE:
         for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             row[j] = np.floor(x * scale) * inv
-    elif mode == 2:
+    elif mode == NEAREST:
         for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
             y = x * scale
             k = np.floor(y)
             k = k + (one if y - k >= half else zero)
             row[j] = min(k * inv, hi)
-    elif mode == 3:
+    elif mode == STOCHASTIC:
         # Weights are >= 0, so the negative-y case of quantize_scalar does not arise.
         for j in range(colsum.shape[0]):
             x = min(max(min(max(row[j] * colsum[j], zero), wmax), lo), hi)
@@ -188,21 +453,21 @@ def _norm_row_q(row, colsum, wmax, qrow, key, i):
 
 
 @njit
-def _norm_column_sum(W, p, j, n_in, factor, wmax, qrow, target, codes, order_key):
-    """Sum-preserving fixed-point normalization of column j of network p (``Normalization.SUM``).
+def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, order_key):
+    """Sum-preserving fixed-point normalization of column j (``Normalization.SUM``).
 
     Scale by ``factor``, floor every weight to the grid, then give one step each to the
     ``target - sum`` weights with the largest remainders (ties: lowest input index), never past
     min(hi, w_max): the numbers of :func:`tinysnn.learning.normalize_sum_preserving`.
     ``codes`` and ``order_key`` are float32 scratch arrays of length n_in.
     """
-    scale, lo, hi = qrow[0], qrow[1], qrow[2]
+    scale, lo, hi = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI]
     inv = np.float32(1.0) / scale  # a power of two: exact
     top = min(hi, wmax)
     zero = np.float32(0.0)
     floored = 0
     for i in range(n_in):
-        x = min(max(min(max(W[p, i, j] * factor, zero), wmax), lo), hi)
+        x = min(max(min(max(Wp[i, j] * factor, zero), wmax), lo), hi)
         y = x * scale
         c = np.floor(y)
         r = y - c
@@ -220,40 +485,77 @@ def _norm_column_sum(W, p, j, n_in, factor, wmax, qrow, target, codes, order_key
                 break
             codes[i] += np.float32(1.0)
     for i in range(n_in):
-        W[p, i, j] = codes[i] * inv
+        Wp[i, j] = codes[i] * inv
+
+
+@njit
+def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
+    """Column normalization after the sample (:func:`tinysnn.learning.normalize`): scale each
+    column to sum ``total``, clip to [0, w_max]; ITQ quantizes by the rule: ``plain`` rounds every
+    scaled weight, ``settled`` leaves settled silent columns alone first, ``sum`` (truncation and
+    nearest) keeps the column total (:func:`_normalize_sum_preserving`)."""
+    n_in = Wp.shape[0]
+    csum = np.zeros(n, np.float64)
+    for i in range(n_in):
+        row = Wp[i]
+        for j in range(n):
+            csum[j] += row[j]
+    colsum = np.empty(n, np.float32)
+    for j in range(n):
+        cs = np.float32(csum[j])
+        colsum[j] = total / cs if cs > np.float32(0.0) else np.float32(1.0)
+    deterministic = qw[ROW_MODE] == TRUNCATE or qw[ROW_MODE] == NEAREST
+    if deterministic and rule == NORM_SETTLED:
+        _settled_columns(colsum, csum, cnt, n, n_in, total, qw)
+    if qw[ROW_MODE] == NONE:
+        for i in range(n_in):
+            row = Wp[i]
+            for j in range(n):
+                row[j] = min(max(row[j] * colsum[j], np.float32(0.0)), wmax)
+    elif deterministic and rule == NORM_SUM:
+        # a column whose codes already sum to the target is its own result (scaling by
+        # total / sum and flooring gives it back), so it is skipped
+        target = np.int64(np.floor(np.float64(total) * np.float64(qw[ROW_SCALE])))
+        codes = np.empty(n_in, np.float32)
+        order_key = np.empty(n_in, np.float32)
+        for j in range(n):
+            if csum[j] > 0.0 and csum[j] * qw[ROW_SCALE] != target:
+                _normalize_sum_preserving(Wp, j, n_in, colsum[j], wmax, qw, target, codes, order_key)
+    else:
+        for i in range(n_in):
+            _scale_row_quantized(Wp[i][:n], colsum, wmax, qw, key, i)  # row is padded to the widest network
+
+
+# -- one sample ----------------------------------------------------------------------------------
 
 
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
              pre_table, T, counts, b, stats, vrange, sample_seed, net_seed):  # fmt: skip
-    n_in = W.shape[1]
-    v_lo = vrange[p, 0]
-    v_hi = vrange[p, 1]
-    n_inh_spikes = 0
-    n_cols = 0
-    vr_e, vres_e, vth_e, dec_e = k[K_VR_E], k[K_VRESET_E], k[K_VTH_E], k[K_DEC_E]
-    vr_i, vres_i, vth_i, dec_i = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I]
-    dec_post = k[K_DEC_POST]
-    leak_e, leak_i = np.int64(k[K_LEAK_E]), np.int64(k[K_LEAK_I])
-    # stochastic-rounding streams of this (sample, network), one per rounded quantity
+    """One sample through network p: the time loop of ``sim_torch.run_window``, step by step.
+
+    Longer than the other functions because it owns the window's state (the arrays below) and
+    hands it to the step functions in the order of the equations.
+    """
+    Wp, theta_p, prm = W[p], theta[p], fp[p]
+    n_in = Wp.shape[0]
+    inhibitory_layer = _has_inhibitory_layer(variant)
+    w_lat = prm[C_W_IE] if inhibitory_layer else prm[C_W_INH]
+    wmax = prm[C_W_MAX]
+    vth_e = k[K_VTH_E]
+    # stochastic-rounding streams of this (sample, network), one per rounded quantity; the keys of
+    # a step are derived only where something rounds stochastically
+    stochastic = qv[ROW_MODE] == STOCHASTIC or qth[ROW_MODE] == STOCHASTIC or qw[ROW_MODE] == STOCHASTIC
     base_v = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM)
     base_vi = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM_INH)
     base_th = S.stream_base(sample_seed, net_seed, S.STREAM_VTH)
     base_dep = S.stream_base(sample_seed, net_seed, S.STREAM_W_DEPRESS)
     base_w = S.stream_base(sample_seed, net_seed, S.STREAM_W_LEARN)
-    q_vmem = qv[3] != 0
-    stochastic = qv[3] == 3 or qth[3] == 3 or qw[3] == 3
     key_v = key_vi = key_th = key_dep = key_w = np.int64(0)
-    baseline = variant != 2
-    w_lat = fp[p, C_W_IE] if baseline else fp[p, C_W_INH]
-    w_ei = fp[p, C_W_EI]
-    wmax = fp[p, C_W_MAX]
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
-    v = np.full(n, vr_e, np.float32)
+    v = np.full(n, k[K_VR_E], np.float32)
     ref = np.zeros(n, np.int32)
     s = np.zeros(n, np.bool_)
-    vi = np.full(n, vr_i, np.float32)
+    vi = np.full(n, k[K_VR_I], np.float32)
     refi = np.zeros(n, np.int32)
     si = np.zeros(n, np.bool_)
     si_new = np.zeros(n, np.bool_)
@@ -262,226 +564,66 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     cnt = np.zeros(n, np.int32)
     x_post = np.zeros(n, np.float32)
     spiked = np.zeros(n, np.bool_)
-    last_in = np.full(n_in, -1, np.int64)
+    last_in = np.full(n_in, -1, np.int64)  # step of each input's last spike: x_pre = pre_table[t - last_in]
     spk = np.empty(n, np.int64)
     cross = np.empty(n, np.int64)
-    one_spike = fp[p, C_ONE_SPIKE] > zero
     dep = np.empty(n, np.float32)
-    plain_w = qw[3] == 0
+    v_lo, v_hi = vrange[p, 0], vrange[p, 1]
+    one_spike = prm[C_ONE_SPIKE] > np.float32(0.0)
     thr = np.empty(n, np.float32)
     for j in range(n):
-        thr[j] = vth_e + theta[p, j]
+        thr[j] = vth_e + theta_p[j]
+    n_inh_spikes = 0
+    n_cols = 0
     for t in range(T):
         a0, a1 = ptr[t], ptr[t + 1]
-        if stochastic:  # the step's stream keys, only where something rounds stochastically
+        if stochastic:
             key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
             key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
-        for j in range(n):
-            acc[j] = 0.0
-        for kk in range(a0, a1):
-            row = W[p, idx[kk]]
-            for j in range(n):
-                acc[j] += row[j]
-        for j in range(n):
-            cur[j] = np.float32(acc[j])
-        if baseline:
-            for j in range(n):
-                if q_vmem:  # fixed-point leak: a decrement rounded toward rest
-                    x = vr_i + _decay_toward_zero(vi[j] - vr_i, qv[0], leak_i)
-                else:
-                    x = vr_i + (vi[j] - vr_i) * dec_i
-                if refi[j] <= 0:
-                    x = x + w_ei * (one if s[j] else zero)
-                x = _q(x, qv, key_vi, j)
-                refi[j] -= 1
-                sp = x > vth_i
-                if sp:
-                    refi[j] = refr_i
-                    x = vres_i
-                    n_inh_spikes += 1
-                vi[j] = x
-                si_new[j] = sp
-            lat = si
+        _input_current(Wp, idx, a0, a1, n, acc, cur)
+        if inhibitory_layer:
+            n_inh_spikes += _lif_inhibitory_step(vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, refr_i)
+            _lateral_inhibition(cur, si, n, w_lat)  # inhibitory spikes of t - 1
         else:
-            lat = s
-        nlat = 0
-        for j in range(n):
-            nlat += 1 if lat[j] else 0
-        if nlat > 0:
-            for j in range(n):
-                cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
-        nsp = 0
-        ncross = 0
-        best = -1
-        best_over = zero
-        for j in range(n):
-            if q_vmem:  # fixed-point leak: a decrement rounded toward rest
-                x = vr_e + _decay_toward_zero(v[j] - vr_e, qv[0], leak_e)
-            else:
-                x = vr_e + (v[j] - vr_e) * dec_e
-            if ref[j] <= 0:
-                x = x + cur[j]
-            x = _q(x, qv, key_v, j)
-            if x < v_lo:
-                v_lo = x
-            if x > v_hi:
-                v_hi = x
-            ref[j] -= 1
-            sp = x > thr[j]
-            if sp:
-                if one_spike:
-                    over = x - thr[j]
-                    if best < 0 or over > best_over:
-                        best = j
-                        best_over = over
-                else:
-                    cnt[j] += 1
-                    spk[nsp] = j
-                    nsp += 1
-                ref[j] = refr_e
-                x = vres_e
-                cross[ncross] = j
-                ncross += 1
-            v[j] = x
-            s[j] = sp and not one_spike
-        if best >= 0:  # one spike per step: the largest overshoot is the one that fires
-            s[best] = True
-            cnt[best] += 1
-            spk[0] = best
-            nsp = 1
-        if baseline:
+            _lateral_inhibition(cur, s, n, w_lat)  # excitatory spikes of t - 1
+        nsp, ncross, v_lo, v_hi = _lif_excitatory_step(
+            v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key_v, refr_e, one_spike
+        )
+        if inhibitory_layer:
             for j in range(n):
                 si[j] = si_new[j]
         if not learn:
             continue
-        # adaptive thresholds (every neuron that crossed, as BindsNET) and traces
-        for m in range(ncross):
-            j = cross[m]
-            th = theta[p, j] + fp[p, C_THETA_PLUS]
-            if qth[3] != 0:
-                th = _q(vth_e + th, qth, key_th, j) - vth_e
-            theta[p, j] = th
-            thr[j] = vth_e + th
+        _adaptive_threshold(theta_p, thr, cross, ncross, prm[C_THETA_PLUS], vth_e, qth, key_th)
         for kk in range(a0, a1):
             last_in[idx[kk]] = t
-        for j in range(n):
-            x_post[j] = one if s[j] else x_post[j] * dec_post
-        if variant == 0:  # pair-wise STDP: depression rows (clip), then potentiation columns (clip)
-            nu_pre = fp[p, C_NU_PRE]
-            nu_post = fp[p, C_NU_POST]
+        _trace_step(x_post, s, k[K_DEC_POST], n)
+        if variant == VARIANT_DIEHL_COOK:  # depression rows (clip), then potentiation columns (clip)
             if a1 > a0:
-                for j in range(n):
-                    dep[j] = nu_pre * x_post[j]
-                for kk in range(a0, a1):
-                    row = W[p, idx[kk]]
-                    if plain_w:
-                        for j in range(n):
-                            row[j] = max(row[j] - dep[j], zero)
-                    else:
-                        for j in range(n):
-                            row[j] = _fix_w(
-                                row[j] - dep[j], wmax, qw, key_dep, S.synapse_index(np.int64(idx[kk]), j)
-                            )
+                _pair_depression(Wp, idx, a0, a1, x_post, dep, n, prm[C_NU_PRE], wmax, qw, key_dep)
+            _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, prm[C_NU_POST], wmax, qw, key_w)
             n_cols += nsp
-            for m in range(nsp):
-                j = spk[m]
-                for i in range(n_in):
-                    if last_in[i] >= 0:
-                        w = W[p, i, j] + nu_post * pre_table[t - last_in[i]]
-                        W[p, i, j] = _fix_w(w, wmax, qw, key_w, S.synapse_index(i, j))
-        elif variant == 1:  # SL-STDP (approximate baseline)
-            eta_p, eta_d, x_th = fp[p, C_ETA_P], fp[p, C_ETA_D], fp[p, C_X_TH]
+        elif variant == VARIANT_SL_STDP:
+            _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, prm[C_ETA_P], prm[C_ETA_D], prm[C_X_TH], wmax, qw,
+                     key_w)  # fmt: skip
             n_cols += nsp
-            for m in range(nsp):
-                j = spk[m]
-                for i in range(n_in):
-                    xp = pre_table[t - last_in[i]] if last_in[i] >= 0 else zero
-                    w = W[p, i, j]
-                    if xp > x_th:
-                        w = w + eta_p * (wmax - w)
-                    else:
-                        w = w - eta_d * w
-                    W[p, i, j] = _fix_w(w, wmax, qw, key_w, S.synapse_index(i, j))
-        else:  # tinySNN: timestep-based adaptive potentiation (Eq. 1, Eq. 2)
+        else:  # tinySNN: timestep-based adaptive potentiation at every T_u steps and at the end
             for m in range(nsp):
                 spiked[spk[m]] = True
             if (t + 1) % t_upd[p] == 0 or t == T - 1:
-                max_n = 0
-                for j in range(n):
-                    if cnt[j] > max_n:
-                        max_n = cnt[j]
-                kf = np.float32(math.ceil(np.float32(max_n) / fp[p, C_N_TH]))
-                a = kf * fp[p, C_ETA_POST]
-                for j in range(n):
-                    if not spiked[j]:
-                        continue
-                    spiked[j] = False
-                    n_cols += 1
-                    for i in range(n_in):
-                        if last_in[i] < 0:
-                            continue
-                        bi = a * pre_table[t - last_in[i]]
-                        w = W[p, i, j]
-                        W[p, i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, key_w, S.synapse_index(i, j))
+                a = _adaptive_factor(cnt, n, prm[C_N_TH]) * prm[C_ETA_POST]
+                n_cols += _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, key_w)
     for j in range(n):
         counts[p, b, j] = cnt[j]
-    stats[p, b, 0] = ptr[T] - ptr[0]
-    stats[p, b, 1] = n_inh_spikes
-    stats[p, b, 2] = n_cols
+    stats[p, b, STAT_INPUT_SPIKES] = ptr[T] - ptr[0]
+    stats[p, b, STAT_INH_SPIKES] = n_inh_spikes
+    stats[p, b, STAT_COLUMNS_UPDATED] = n_cols
     if learn:
         vrange[p, 0] = v_lo
         vrange[p, 1] = v_hi
-        if qth[3] != 0:  # fixed-point decay of theta toward 0
-            leak_th = np.int64(k[K_LEAK_THETA])
-            for j in range(n):
-                theta[p, j] = _decay_toward_zero(theta[p, j], qth[0], leak_th)
-        else:
-            dth = k[K_DEC_THETA]
-            for j in range(n):
-                theta[p, j] = theta[p, j] * dth
-        total = fp[p, C_NORM]
-        csum = np.zeros(n, np.float64)
-        for i in range(n_in):
-            row = W[p, i]
-            for j in range(n):
-                csum[j] += row[j]
-        colsum = np.empty(n, np.float32)
-        for j in range(n):
-            cs = np.float32(csum[j])
-            colsum[j] = total / cs if cs > zero else one
-        rule = fp[p, C_NORM_RULE]
-        if (qw[3] == 1 or qw[3] == 2) and rule == np.float32(2.0):
-            # settled rule: silent columns within the rounding slack of the total stay as they are
-            # (learning.settled_columns)
-            tot = np.float64(total)
-            slack = n_in / np.float64(qw[0])
-            for j in range(n):
-                if cnt[j] > 0:
-                    continue
-                if qw[3] == 1:
-                    settled = csum[j] <= tot and csum[j] > tot - slack
-                else:
-                    settled = abs(csum[j] - tot) <= slack / 2
-                if settled:
-                    colsum[j] = one
-        if plain_w:
-            for i in range(n_in):
-                row = W[p, i]
-                for j in range(n):
-                    row[j] = min(max(row[j] * colsum[j], zero), wmax)
-        elif (qw[3] == 1 or qw[3] == 2) and rule == zero:
-            # sum-preserving rule; a column whose codes already sum to the target is its own
-            # result (scaling by total / sum and flooring gives it back), so it is skipped
-            target = np.int64(np.floor(np.float64(total) * np.float64(qw[0])))
-            codes = np.empty(n_in, np.float32)
-            order_key = np.empty(n_in, np.float32)
-            for j in range(n):
-                if csum[j] > 0.0 and csum[j] * qw[0] != target:
-                    _norm_column_sum(W, p, j, n_in, colsum[j], wmax, qw, target, codes, order_key)
-        else:
-            key = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
-            for i in range(n_in):
-                _norm_row_q(W[p, i][:n], colsum, wmax, qw, key, i)  # row is padded to the widest network
+        _decay_theta(theta_p, n, k, qth)
+        key_norm = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
+        _normalize(Wp, n, cnt, prm[C_NORM], wmax, prm[C_NORM_RULE], qw, key_norm)
 
 
 @njit(cache=True, parallel=True)

@@ -23,7 +23,8 @@ import torch
 from . import learning as L
 from . import streams as S
 from .config import EncodingConfig, Variant
-from .network import Population, constants
+from .network import Constants, Population, constants
+from .qformat import NORM_SETTLED, NORM_SUM, ROW_MODE, ROW_SCALE
 from .quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
 
 
@@ -37,11 +38,11 @@ class _Rows(NamedTuple):
     @property
     def active(self) -> torch.Tensor:
         """(P,) bool: the networks that quantize this parameter."""
-        return self.rows[:, 3] != NONE
+        return self.rows[:, ROW_MODE] != NONE
 
     def scale(self, dims: int) -> torch.Tensor:
         """2^f per network, viewed (P, 1, ...) with ``dims`` dimensions in all."""
-        return self.rows[:, 0].view((-1,) + (1,) * (dims - 1))
+        return self.rows[:, ROW_SCALE].view((-1,) + (1,) * (dims - 1))
 
 
 def _q(
@@ -60,9 +61,9 @@ def _q(
 def _rows(pop: Population, target: str) -> Optional[_Rows]:
     """The rows of ``target``, or None when every network keeps it in FP32."""
     q = pop.quant.get(target)
-    if q is None or not bool((q[:, 3] != NONE).any()):
+    if q is None or not bool((q[:, ROW_MODE] != NONE).any()):
         return None
-    return _Rows(q, bool((q[:, 3] == STOCHASTIC).any()))
+    return _Rows(q, bool((q[:, ROW_MODE] == STOCHASTIC).any()))
 
 
 def _decay(u: torch.Tensor, decay: float, q: Optional[_Rows], leak: int) -> torch.Tensor:
@@ -133,8 +134,8 @@ def run_window(
     if qw is not None and qw.stochastic:
         synapse_idx = S.synapse_index(torch.arange(n_in, device=dev)[:, None], neuron_idx[None, :])
     ex, ih = pop.exc, pop.inh
-    baseline = pop.has_inhibitory_layer
-    w_lat = (prm["w_inh_exc"] if baseline else prm["w_inh"])[:, None, None]
+    inhibitory_layer = pop.variant.has_inhibitory_layer
+    w_lat = (prm["w_inh_exc"] if inhibitory_layer else prm["w_inh"])[:, None, None]
     one = (prm["one_spike"] > 0) if bool((prm["one_spike"] > 0).any()) else None
     # Input currents are accumulated in float64 on CPU (rounded once to float32), as the numba
     # kernels do, so both give the same spikes; float32 on CUDA for speed.
@@ -143,7 +144,7 @@ def run_window(
     v = torch.full((P, B, N), ex.v_rest, device=dev)
     ref = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
     s = torch.zeros((P, B, N), dtype=torch.bool, device=dev)
-    if baseline:
+    if inhibitory_layer:
         vi = torch.full((P, B, N), ih.v_rest, device=dev)
         refi = torch.zeros_like(ref)
         si = torch.zeros_like(s)
@@ -164,45 +165,30 @@ def run_window(
     for t in range(T):
         s_in = trains[t]
         cur = torch.einsum("bi,pin->pbn", s_in.to(acc), w.to(acc)).to(torch.float32)
-        if baseline:
-            # inhibitory layer integrates the excitatory spikes of t - 1
-            vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh)
-            vi = torch.where(refi <= 0, vi + prm["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
-            if qv is not None:
-                vi = _q(vi, qv, bases.get(S.STREAM_VMEM_INH), t, neuron_idx)
-            refi = refi - 1
-            si_new = (vi > ih.v_th) & mask
-            refi = torch.where(si_new, torch.full_like(refi, c.refrac_inh), refi)
-            vi = torch.where(si_new, torch.full_like(vi, ih.v_reset), vi)
+        if inhibitory_layer:
+            vi, refi, si_new = _lif_inhibitory_step(
+                pop, c, mask, vi, refi, s, qv, bases.get(S.STREAM_VMEM_INH), t, neuron_idx
+            )
             n_inh = n_inh + si_new.sum(dim=2)
-            lat = si  # inhibitory spikes of t - 1 inhibit the excitatory layer now
+            cur = _lateral_inhibition(cur, si, w_lat)  # inhibitory spikes of t - 1
         else:
-            lat = s  # excitatory spikes of t - 1 inhibit directly
-        nlat = lat.sum(dim=2, keepdim=True, dtype=torch.int32)
-        cur = cur - w_lat * (nlat - lat.to(torch.int32)).to(torch.float32)
-        v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc)
-        v = torch.where(ref <= 0, v + cur, v)
-        if qv is not None:
-            v = _q(v, qv, bases.get(S.STREAM_VMEM), t, neuron_idx)
+            cur = _lateral_inhibition(cur, s, w_lat)  # excitatory spikes of t - 1
+        v_top, v, ref, s, cross = _lif_excitatory_step(
+            pop, c, mask, v, ref, cur, thr, one, qv, bases.get(S.STREAM_VMEM), t, neuron_idx
+        )
         if track:
-            v_lo = torch.minimum(v_lo, torch.where(mask, v, inf).flatten(1).amin(1))
-            v_hi = torch.maximum(v_hi, torch.where(mask, v, -inf).flatten(1).amax(1))
-        ref = ref - 1
-        cross = (v > thr[:, None, :]) & mask
-        s = _one_spike(cross, v - thr[:, None, :], one) if one is not None else cross
-        ref = torch.where(cross, torch.full_like(ref, c.refrac_exc), ref)
-        v = torch.where(cross, torch.full_like(v, ex.v_reset), v)
+            v_lo = torch.minimum(v_lo, torch.where(mask, v_top, inf).flatten(1).amin(1))
+            v_hi = torch.maximum(v_hi, torch.where(mask, v_top, -inf).flatten(1).amax(1))
         counts = counts + s.to(torch.int32)
         if record is not None:
             record.setdefault("v", []).append(v.clone())
-        if baseline:
+        if inhibitory_layer:
             si = si_new
         if learn:
             s0 = s[:, 0, :]
-            theta = theta + prm["theta_plus"][:, None] * cross[:, 0, :].to(torch.float32)
-            if qth is not None:
-                vth = _q(pop.exc.v_th + theta, qth, bases.get(S.STREAM_VTH), t, neuron_idx)
-                theta = vth - pop.exc.v_th  # V_th = v_th + theta stays on its grid (qWN)
+            theta = _adaptive_threshold(
+                pop, theta, cross[:, 0, :], qth, bases.get(S.STREAM_VTH), t, neuron_idx
+            )
             thr = pop.exc.v_th + theta
             x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
             x_post = L.trace_step(x_post, s0, c.dec_post)
@@ -212,7 +198,7 @@ def run_window(
             w = _learn_step(
                 pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, depressed
             )
-            if pop.variant is Variant.TINYSNN:
+            if pop.variant is Variant.TINYSNN:  # columns are updated at the update times only
                 upd = ((t + 1) % t_upd == 0) | (t == T - 1)
                 n_cols = n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
                 spiked = (spiked | s0) & ~upd[:, None]
@@ -223,22 +209,8 @@ def run_window(
             if record is not None:
                 record.setdefault("w", []).append(w.clone())
     if learn:
-        theta = _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample)
-        w_old = w
-        mode = qw.rows[:, 3] if qw is not None else None
-        deterministic = None if mode is None else (mode == TRUNCATE) | (mode == NEAREST)
-        keep = None
-        if deterministic is not None and bool((prm["norm_rule"] == 2).any()):
-            settled = L.settled_columns(w, prm["norm_total"], counts[:, 0, :] > 0, qw.rows)
-            keep = settled & (deterministic & (prm["norm_rule"] == 2))[:, None]
-        w = L.normalize(w, prm["norm_total"], pop.mask, keep)
-        w = torch.minimum(w.clamp_min(0.0), prm["w_max"][:, None, None])
-        if qw is not None:
-            w = _q(w, qw, bases.get(S.STREAM_W_NORM), T, synapse_idx)
-            keeps_sum = deterministic & (prm["norm_rule"] == 0)
-            if bool(keeps_sum.any()):
-                summed = L.normalize_sum_preserving(w_old, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
-                w = torch.where(keeps_sum[:, None, None], summed, w)
+        theta = _decay_theta(c, theta, qth)
+        w = _normalize(pop, w, counts[:, 0, :], qw, bases.get(S.STREAM_W_NORM), T, synapse_idx)
         pop.weights, pop.theta = w, theta
     if track:
         assert vrange is not None
@@ -254,6 +226,135 @@ def run_window(
         dim=2,
     )
     return counts, stats
+
+
+def _lif_inhibitory_step(
+    pop: Population,
+    c: Constants,
+    mask: torch.Tensor,
+    vi: torch.Tensor,
+    refi: torch.Tensor,
+    s: torch.Tensor,
+    qv: Optional[_Rows],
+    base: Optional[torch.Tensor],
+    t: int,
+    neuron_idx: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The baselines' inhibitory LIF layer: leak toward rest, add w_exc_inh for the excitatory
+    spike of t - 1 unless refractory, quantize (qWN), fire above v_th, reset.
+
+    Returns the new potentials, refractory counters and spikes.
+    """
+    ih = pop.inh
+    vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh)
+    vi = torch.where(refi <= 0, vi + pop.params["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
+    if qv is not None:
+        vi = _q(vi, qv, base, t, neuron_idx)
+    refi = refi - 1
+    si = (vi > ih.v_th) & mask
+    refi = torch.where(si, torch.full_like(refi, c.refrac_inh), refi)
+    vi = torch.where(si, torch.full_like(vi, ih.v_reset), vi)
+    return vi, refi, si
+
+
+def _lateral_inhibition(cur: torch.Tensor, lat: torch.Tensor, w_lat: torch.Tensor) -> torch.Tensor:
+    """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1) takes ``w_lat`` from
+    the input current of every other neuron."""
+    nlat = lat.sum(dim=2, keepdim=True, dtype=torch.int32)
+    return cur - w_lat * (nlat - lat.to(torch.int32)).to(torch.float32)
+
+
+def _lif_excitatory_step(
+    pop: Population,
+    c: Constants,
+    mask: torch.Tensor,
+    v: torch.Tensor,
+    ref: torch.Tensor,
+    cur: torch.Tensor,
+    thr: torch.Tensor,
+    one: Optional[torch.Tensor],
+    qv: Optional[_Rows],
+    base: Optional[torch.Tensor],
+    t: int,
+    neuron_idx: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The excitatory LIF layer: leak toward rest, add the current ``cur`` unless refractory,
+    quantize (qWN); neurons above v_th + theta cross, are reset and become refractory; all of them
+    spike, or where ``one`` (P,) is set the largest overshoot only.
+
+    Returns the potentials before the reset (for range analysis), the new potentials, refractory
+    counters, spikes and crossings.
+    """
+    ex = pop.exc
+    v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc)
+    v = torch.where(ref <= 0, v + cur, v)
+    if qv is not None:
+        v = _q(v, qv, base, t, neuron_idx)
+    top = v
+    ref = ref - 1
+    cross = (v > thr[:, None, :]) & mask
+    s = _one_spike(cross, v - thr[:, None, :], one) if one is not None else cross
+    ref = torch.where(cross, torch.full_like(ref, c.refrac_exc), ref)
+    v = torch.where(cross, torch.full_like(v, ex.v_reset), v)
+    return top, v, ref, s, cross
+
+
+def _adaptive_threshold(
+    pop: Population,
+    theta: torch.Tensor,
+    cross: torch.Tensor,
+    qth: Optional[_Rows],
+    base: Optional[torch.Tensor],
+    t: int,
+    neuron_idx: torch.Tensor,
+) -> torch.Tensor:
+    """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
+    kept on its grid (qWN)."""
+    theta = theta + pop.params["theta_plus"][:, None] * cross.to(torch.float32)
+    if qth is not None:
+        theta = _q(pop.exc.v_th + theta, qth, base, t, neuron_idx) - pop.exc.v_th
+    return theta
+
+
+def _decay_theta(c: Constants, theta: torch.Tensor, qth: Optional[_Rows]) -> torch.Tensor:
+    """theta decays toward 0 over the sample's span: FP32 multiply, or one decrement rounded toward
+    zero on V_th's grid."""
+    return _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample)
+
+
+def _normalize(
+    pop: Population,
+    w: torch.Tensor,
+    counts: torch.Tensor,
+    qw: Optional[_Rows],
+    base: Optional[torch.Tensor],
+    T: int,
+    synapse_idx: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """Column normalization after the sample (:func:`tinysnn.learning.normalize`), clipped to
+    [0, w_max]; ITQ quantizes by each network's rule: ``plain`` rounds every scaled weight,
+    ``settled`` first leaves settled silent columns alone (:func:`tinysnn.learning.settled_columns`),
+    ``sum`` with truncation or nearest keeps the column total
+    (:func:`tinysnn.learning.normalize_sum_preserving`). ``counts`` (P, N) are the sample's spikes.
+    """
+    prm = pop.params
+    rule = prm["norm_rule"]
+    mode = qw.rows[:, ROW_MODE] if qw is not None else None
+    deterministic = None if mode is None else (mode == TRUNCATE) | (mode == NEAREST)
+    keep = None
+    if deterministic is not None and bool((rule == NORM_SETTLED).any()):
+        settled = L.settled_columns(w, prm["norm_total"], counts > 0, qw.rows)
+        keep = settled & (deterministic & (rule == NORM_SETTLED))[:, None]
+    scaled = L.normalize(w, prm["norm_total"], pop.mask, keep)
+    scaled = torch.minimum(scaled.clamp_min(0.0), prm["w_max"][:, None, None])
+    if qw is None:
+        return scaled
+    scaled = _q(scaled, qw, base, T, synapse_idx)
+    keeps_sum = deterministic & (rule == NORM_SUM)
+    if bool(keeps_sum.any()):
+        summed = L.normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
+        scaled = torch.where(keeps_sum[:, None, None], summed, scaled)
+    return scaled
 
 
 def _one_spike(cross: torch.Tensor, over: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
@@ -291,7 +392,7 @@ def _learn_step(
     upd = ((t + 1) % t_upd == 0) | (t == T - 1)  # (P,)
     k = L.adaptive_factor(counts.max(dim=1).values, prm["n_th"])
     k = torch.where(upd, k, torch.zeros_like(k))
-    return L.tinysnn_update(w, x_pre, (spiked | s) & upd[:, None], k, prm["eta_post"], prm["w_max"])
+    return L.adaptive_potentiation(w, x_pre, (spiked | s) & upd[:, None], k, prm["eta_post"], prm["w_max"])
 
 
 def train_sample(

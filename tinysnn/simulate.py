@@ -98,7 +98,7 @@ class Simulator:
             table[i] = table[i - 1] * dec
         q = {t: np.ascontiguousarray(pop.quant[t].cpu().numpy(), dtype=np.float32) for t in pop.quant}
         return dict(
-            variant=K.VARIANT_CODES[pop.variant.value],
+            variant=pop.variant.code,
             W=pop.weights.numpy(),
             theta=pop.theta.numpy(),
             sizes=pop.sizes.cpu().numpy().astype(np.int64),

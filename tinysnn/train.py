@@ -33,7 +33,9 @@ from .energy import (
 )
 from .memory import MemoryReference, default_reference, memory_breakdown, memory_norm, reference_memory
 from .network import Population
+from .qformat import ROW_MODE, ROW_SCALE
 from .quant import (
+    NONE,
     PARAMS,
     QuantSpec,
     Scheme,
@@ -155,8 +157,8 @@ def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
     Raises:
         ValueError: if v_rest is not a multiple of a quantized row's step 2^-f.
     """
-    active = rows[:, 3] != 0
-    scaled = rows[:, 0].double() * float(v_rest)
+    active = rows[:, ROW_MODE] != NONE
+    scaled = rows[:, ROW_SCALE].double() * float(v_rest)
     off_grid = active & (scaled != torch.floor(scaled))
     if bool(off_grid.any()):
         step = 1.0 / float(rows[int(off_grid.nonzero()[0]), 0])

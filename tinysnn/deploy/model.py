@@ -19,7 +19,7 @@ memory model's packed-bytes figure for the network:
 
 Both files are checked on load: the payload's SHA-256 and length, and a SHA-256 of the JSON's
 own content, so that a truncated or edited model is refused with one line. This module imports
-numpy alone.
+numpy and :mod:`tinysnn.config` (standard library only) alone.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..config import Variant
 from .packing import pack_codes, unpack_codes
 
 __all__ = [
@@ -55,7 +56,6 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 PAYLOAD = "payload.bin"
 FP32 = "fp32"
-_BASELINES = ("diehl_cook", "sl_stdp")
 
 
 class ModelError(ValueError):
@@ -122,12 +122,15 @@ class Group:
 
 def group_names(variant: str) -> List[str]:
     """The payload's groups for a variant, in the memory model's order (compact convention)."""
-    if variant in _BASELINES:
+    try:
+        inhibitory_layer = Variant(variant).has_inhibitory_layer
+    except ValueError:
+        names = ", ".join(v.value for v in Variant)
+        raise ModelError(f"unknown variant {variant!r}: expected one of {names}") from None
+    if inhibitory_layer:
         return ["input_weights", "exc_to_inh_weight", "inh_to_exc_weight", "exc_vmem", "exc_vth",
                 "exc_constants", "inh_vmem", "inh_constants"]  # fmt: skip
-    if variant == "tinysnn":
-        return ["input_weights", "lateral_inhibition", "exc_vmem", "exc_vth", "exc_constants"]
-    raise ModelError(f"unknown variant {variant!r}: expected tinysnn, diehl_cook or sl_stdp")
+    return ["input_weights", "lateral_inhibition", "exc_vmem", "exc_vth", "exc_constants"]
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import streams as S
+from ..config import Variant
 from .model import Model, ModelError
 
 __all__ = [
@@ -89,7 +90,7 @@ def prepare(model: Model) -> Network:
     g = model.groups
     wf, tf = model.format_of("weights"), model.format_of("vth")
     ec, ic = g["exc_constants"], g.get("inh_constants")
-    baseline = model.variant != "tinysnn"
+    baseline = Variant(model.variant).has_inhibitory_layer
     return Network(
         model=model,
         baseline=baseline,

@@ -132,7 +132,7 @@ def sample_op_counts(
             weight_updates += input_spikes * n
     counts = layer_op_counts(n_neurons=n, timesteps=time_steps, input_spikes=input_spikes,
                              weight_updates=weight_updates, state_words_per_neuron=_EXC_STATE_WORDS)  # fmt: skip
-    if variant in (Variant.DIEHL_COOK, Variant.SL_STDP):
+    if variant.has_inhibitory_layer:
         inhibitory = layer_op_counts(n_neurons=n, timesteps=time_steps, input_spikes=0.0,
                                      state_words_per_neuron=_INH_STATE_WORDS)  # fmt: skip
         return counts + inhibitory + OpCounts(synaptic_ops=exc_spikes + inh_spikes * (n - 1))

@@ -7,8 +7,8 @@ stored FP32 network; a ``[fidelity]`` subset if the spec has one, then ``confirm
 timed with the run). Each mode runs on a fresh SQLite storage under ``--out``; the numba cache is
 warmed by a first tiny run so that neither mode pays the compile::
 
-    python bench/search.py studies/quickstart.toml --trials 12 --json bench/out/search-quickstart.json
-    python bench/search.py studies/mnist-n400.toml --trials 20 --data-root ../shared/datasets
+    python bench/search_speed.py studies/quickstart.toml --trials 12 --json bench/out/search-quickstart.json
+    python bench/search_speed.py studies/mnist-n400.toml --trials 20 --data-root ../shared/datasets
 
 Prints one table (wall time, complete trials, trials per hour, networks trained) and the Pareto
 front of each mode; writes the same as JSON. One worker: the wall time is the trial-hours.
@@ -20,20 +20,15 @@ import argparse
 import copy
 import json
 import shutil
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict
 
-# This script shares its name with the package it drives: run as `python bench/search.py`, its own
-# folder comes first on sys.path and `import search` would import the script itself.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import optuna
+from optuna.trial import TrialState
 
-import optuna  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
-
-from search import confirm_study, load_spec, pareto_front, parse_spec, run_study  # noqa: E402
+from search import confirm_study, load_spec, pareto_front, parse_spec, run_study
 
 
 def _raw_for(raw: Dict[str, Any], mode: str, out: Path, trials: int, data_root: str) -> Dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
-from tinysnn.simulate import Simulator
+from tinysnn.sim import Simulator
 
 
 def compare(variant: str, neurons: int, population: int, samples: int, time_steps: int,

@@ -39,7 +39,7 @@ from tinysnn.encoding import poisson
 from tinysnn.export import export_network
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.simulate import STREAM_TEST, Simulator
+from tinysnn.sim import STREAM_TEST, Simulator
 from tinysnn.train import RunSpec, run
 
 DEFAULT_QUANTS = ["weights=UQ0.8", "weights=Q1.11,vmem=Q9.3,vth=Q7.5,rounding=nearest"]

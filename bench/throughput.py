@@ -178,7 +178,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     from tinysnn.config import EncodingConfig, NetworkConfig
     from tinysnn.network import build_population
     from tinysnn.quant import parse_quant_arg
-    from tinysnn.simulate import Simulator
+    from tinysnn.sim import Simulator
     from tinysnn.train import apply_quant_rows, quantize_parameters
 
     rss_imports = peak_rss_mb()

@@ -30,7 +30,7 @@ from tinysnn.energy import EnergyMeter, MeterOptions, make_meter
 from tinysnn.memory import MemoryReference, default_reference, memory_breakdown, reference_memory
 from tinysnn.network import Population, build_population, resolve_device
 from tinysnn.quant import PARAMS, format_text
-from tinysnn.simulate import STREAM_TEST, Simulator
+from tinysnn.sim import STREAM_TEST, Simulator
 from tinysnn.train import RunCallbacks, RunResult, RunSpec, TrainState, infer_counts, run
 
 from ._checkpoint import Checkpoint, save_checkpoint, write_verified

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tinysnn.qformat import parse_format
+from tinysnn.quant.formats import parse_format
 
 from .errors import SearchError
 from .report import APPROX_NOTE

@@ -34,8 +34,14 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.qformat import MAX_TOTAL_BITS, PARAMS, Normalization, QFormat, QuantSpec
-from tinysnn.ranges import format_problem, itq_problem, min_frac_bits_for_step, min_integer_bits, must_hold
+from tinysnn.quant.formats import MAX_TOTAL_BITS, PARAMS, Normalization, QFormat, QuantSpec
+from tinysnn.quant.ranges import (
+    format_problem,
+    itq_problem,
+    min_frac_bits_for_step,
+    min_integer_bits,
+    must_hold,
+)
 
 from ._domain import Domain, parse_domain
 from .errors import SpecError

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from tinysnn import sim_numba as K
 from tinysnn.config import EncodingConfig
 from tinysnn.encoding import make_generator, poisson, spike_probability
+from tinysnn.sim import numba_kernels as K
 
 
 def _check_rate(counts: np.ndarray, p: float, trials: int) -> None:

@@ -19,7 +19,7 @@ from tinysnn.memory import (
     reference_memory,
     unpack_codes,
 )
-from tinysnn.quant import PARAM_SIGNED, QuantSpec, parse_quant_arg, to_codes
+from tinysnn.quant import PARAM_SIGNED, QuantSpec, parse_quant_arg, quantize, to_codes
 
 # Layer constants counted once at 32 bits: exc v_rest, v_reset, decay, refractory (4);
 # inh v_rest, v_reset, v_th, decay, refractory (5); compact connection constants 22.5 and 120 (2),
@@ -156,7 +156,7 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
         if fmt is None:
             arrays[param] = (fp32_codes(x.numpy()), 32)
         else:
-            xq = fmt.quantize(x, spec.rounding, PARAM_SIGNED[param])
+            xq = quantize(x, *fmt.qparams(spec.rounding, PARAM_SIGNED[param]))
             arrays[param] = (to_codes(xq, fmt.frac_bits), fmt.total_bits)
     if variant != "tinysnn":
         arrays["inh_vmem"] = (
@@ -164,7 +164,8 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
             if spec.vmem is None
             else (
                 to_codes(
-                    spec.vmem.quantize(torch.full((1, n), -60.0), spec.rounding, True), spec.vmem.frac_bits
+                    quantize(torch.full((1, n), -60.0), *spec.vmem.qparams(spec.rounding, True)),
+                    spec.vmem.frac_bits,
                 ),
                 spec.vmem.total_bits,
             )

@@ -37,7 +37,7 @@ def test_fmix64_equals_the_reference_on_tensors_and_arrays() -> None:
 
 
 def test_the_numba_kernels_draw_what_torch_draws() -> None:
-    from tinysnn import sim_numba as K
+    from tinysnn.sim import numba_kernels as K
 
     base = S.stream_base(torch.tensor([12345]), torch.tensor([7]), S.STREAM_W_LEARN)
     key = S.step_key(base, torch.tensor(3))

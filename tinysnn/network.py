@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
-from .qformat import LEAK_BITS
+from .quant.formats import LEAK_BITS
 
 #: Per-network learning constants stored as (P,) float32 tensors.
 LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th")

@@ -33,7 +33,6 @@ from .energy import (
 )
 from .memory import MemoryReference, default_reference, memory_breakdown, memory_norm, reference_memory
 from .network import Population
-from .qformat import ROW_MODE, ROW_SCALE
 from .quant import (
     NONE,
     PARAMS,
@@ -43,7 +42,8 @@ from .quant import (
     population_rows,
     quantize_rows,
 )
-from .simulate import STREAM_ASSIGN, STREAM_TEST, Simulator
+from .quant.formats import ROW_MODE, ROW_SCALE
+from .sim import STREAM_ASSIGN, STREAM_TEST, Simulator
 from .streams import mix_seed
 
 

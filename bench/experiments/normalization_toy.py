@@ -3,7 +3,7 @@
 A peaky 784-input column at UQ0.8 (60 large weights, the rest small, sum 45 as Fashion-MNIST's
 total) receives 200 learning events; each adds one step to 30 random inputs (an Eq. 2 update that
 survives truncation), then the column is renormalized by FP32 normalization, the sum-preserving
-rule (``tinysnn.learning.normalize_sum_preserving``) or the plain rule (truncation). Printed: the
+rule (``tinysnn.sim.learning.normalize_sum_preserving``) or the plain rule (truncation). Printed: the
 mass of the 60 large weights, the column total, the small weights at zero, and the ratio of the
 large weights' mean to the small ones'::
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from tinysnn.learning import normalize, normalize_sum_preserving
+from tinysnn.sim.learning import normalize, normalize_sum_preserving
 
 N_IN, TOTAL, FRAC, EVENTS = 784, 45.0, 8, 200
 Q = 2.0**-FRAC

@@ -1,7 +1,7 @@
 """The integer runner: inference of an exported model with numpy alone, bit-exact with the simulator.
 
 Given the same input spike trains, every output spike is the one the simulator's inference
-(:mod:`tinysnn.sim_numba`) produces, for FP32, qW and qWN models and every rounding mode:
+(:mod:`tinysnn.sim.numba_kernels`) produces, for FP32, qW and qWN models and every rounding mode:
 
 * The input current is the sum of the weights of the inputs that fire in the step. Quantized
   weights are summed as integer codes (exact in any order); FP32 weights in float64 in input order,
@@ -44,9 +44,9 @@ __all__ = [
     "sample_seeds",
 ]
 
-LEAK_BITS = 24  # tinysnn.qformat.LEAK_BITS (that module imports torch)
+LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
 TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
-STREAM_TEST = 2  # tinysnn.simulate.STREAM_TEST
+STREAM_TEST = 2  # tinysnn.sim.STREAM_TEST
 
 
 def _frac_bits_of(value: float, most: int = 24) -> Optional[int]:

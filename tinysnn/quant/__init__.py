@@ -29,7 +29,7 @@ value range of an FP32 run into ``i``; the fractional bits are what is left of t
 
 from __future__ import annotations
 
-from .qformat import (
+from .formats import (
     MAX_TOTAL_BITS,
     NEAREST,
     NONE,

@@ -21,7 +21,7 @@ TRUNCATE = 1  #: q * floor(x / q)
 NEAREST = 2  #: q * floor(x / q + 1/2)
 STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
 # Columns of a fixed-point row ``[2^f, lo, hi, mode]``, the per-network (P, 4) float32 layout of
-# :func:`tinysnn.rounding.population_rows` that the kernels read.
+# :func:`tinysnn.quant.rounding.population_rows` that the kernels read.
 ROW_SCALE, ROW_LO, ROW_HI, ROW_MODE = range(4)
 # Integer codes of the ITQ normalization rules (:attr:`Normalization.code`, the ``norm_rule`` column).
 NORM_SUM = 0
@@ -31,7 +31,7 @@ NORM_SETTLED = 2
 MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: Fractional bits of the fixed-point decay multipliers: a quantized value u decays by
 #: ``(|u| 2^f leak) >> LEAK_BITS`` steps toward zero, ``leak = (1 - decay) 2^LEAK_BITS``
-#: (:func:`tinysnn.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
+#: (:func:`tinysnn.quant.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
 LEAK_BITS = 24
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (docs/method.md §2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
@@ -67,7 +67,7 @@ class Normalization(str, enum.Enum):
     ``plain``: the method's literal reading, the rounding mode applied to every scaled weight;
     truncation then takes a whole step from every small weight of every normalized column.
     ``settled``: ``plain``, except that a column whose neuron did not fire and whose sum lies
-    within the rounding slack of the total is left alone (``tinysnn.learning.settled_columns``;
+    within the rounding slack of the total is left alone (``tinysnn.sim.learning.settled_columns``;
     the rule of issue 5, kept because it measured best on Fashion-MNIST, docs/method.md).
     Stochastic rounding (unbiased) and FP32 weights are not affected by the choice.
     """
@@ -201,18 +201,6 @@ class QFormat:
         """Scalar arguments for :func:`quantize`: ``quantize(x, *fmt.qparams("nearest", True))``."""
         lo, hi = self.range(signed)
         return QParams(self.frac_bits, lo, hi, rounding_code(rounding))
-
-    def quantize(
-        self,
-        x: torch.Tensor,
-        rounding: Union[Rounding, str] = Rounding.TRUNCATE,
-        signed: Optional[bool] = None,
-        generator: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
-        """Round ``x`` to this format and saturate it (see :func:`quantize`)."""
-        from .rounding import quantize
-
-        return quantize(x, *self.qparams(rounding, signed), generator=generator)
 
 
 def _text(fmt: QFormat) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple, Union
 if TYPE_CHECKING:  # the range helpers take tensors but need no torch function (importable without torch)
     import torch
 
-from .config import EXCITATORY
-from .qformat import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, QFormat, QuantSpec
+from ..config import EXCITATORY
+from .formats import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, QFormat, QuantSpec
 
 
 def _bits_below(m: float) -> int:

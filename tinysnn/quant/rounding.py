@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from .qformat import (
+from .formats import (
     LEAK_BITS,
     NEAREST,
     NONE,
@@ -249,7 +249,7 @@ def decay_toward_zero(u: torch.Tensor, scale: Number, leak: int) -> torch.Tensor
     ``V - (V >> k)`` is. Our decision (the method only says "quantize V_mem after every step"):
     a decay never pushes a value away from its rest point (0) and never decays faster than FP32;
     a decrement below one step is 0. ``scale`` = 2^f, scalar or broadcastable to ``u``; the
-    numba kernels compute the same integers (``sim_numba._decay_toward_zero``).
+    numba kernels compute the same integers (``tinysnn.sim.numba_kernels._decay_toward_zero``).
     """
     codes = (u.abs() * scale).to(torch.int64)
     step = ((codes * int(leak)) >> LEAK_BITS).to(u.dtype) / scale

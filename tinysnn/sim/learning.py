@@ -5,7 +5,7 @@ shared by the population); postsynaptic trace ``x_post (P, N)``; spikes ``s_in (
 ``s (P, N)`` as bool; per-network rates ``(P,)``. The torch simulator calls these once per step;
 the numba kernels compute the same float32 expressions element by element (same order of
 operations) in functions of the same names with a leading underscore
-(``sim_numba._pair_depression``, ...), so both give the same weights.
+(``numba_kernels._pair_depression``, ...), so both give the same weights.
 
 Traces follow "set to one" semantics: x <- 1 on a spike, else x <- x exp(-dt / tau).
 Every rule ends with clipping to [0, w_max]; column normalization (after every sample) is in
@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .qformat import NEAREST, ROW_HI, ROW_LO, ROW_MODE, ROW_SCALE, TRUNCATE
+from ..quant.formats import NEAREST, ROW_HI, ROW_LO, ROW_MODE, ROW_SCALE, TRUNCATE
 
 
 def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:

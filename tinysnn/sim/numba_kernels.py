@@ -1,4 +1,4 @@
-"""Fast CPU kernels (numba): the same window as :mod:`tinysnn.sim_torch`, element by element.
+"""Fast CPU kernels (numba): the same window as :mod:`tinysnn.sim.torch_backend`, element by element.
 
 What makes them fast (each measured by bench/throughput.py):
 
@@ -28,9 +28,10 @@ import math
 
 import numpy as np
 
-from . import streams as S
-from .config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
-from .qformat import (
+from .. import streams as S
+from ..config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
+from ..quant import quantize_scalar
+from ..quant.formats import (
     LEAK_BITS,
     NEAREST,
     NONE,
@@ -43,7 +44,6 @@ from .qformat import (
     STOCHASTIC,
     TRUNCATE,
 )
-from .quant import quantize_scalar
 
 try:
     import numba
@@ -152,7 +152,7 @@ def _fix_w(x, wmax, qrow, key, index):
 
 @njit(inline="always")
 def _decay_toward_zero(u, scale, leak):
-    """:func:`tinysnn.rounding.decay_toward_zero` for one float32 on the grid 1/scale."""
+    """:func:`tinysnn.quant.rounding.decay_toward_zero` for one float32 on the grid 1/scale."""
     codes = np.int64(abs(u) * scale)
     step = np.float32((codes * np.int64(leak)) >> LEAK_BITS) / scale
     return u - step if u > 0 else u + step
@@ -160,7 +160,7 @@ def _decay_toward_zero(u, scale, leak):
 
 @njit(inline="always")
 def _decay(u, decay, quantized, scale, leak):
-    """u decayed toward 0 (``sim_torch._decay``): ``u * decay`` in FP32, one decrement rounded
+    """u decayed toward 0 (``torch_backend._decay``): ``u * decay`` in FP32, one decrement rounded
     toward zero on the grid 1/scale where the value is ``quantized``.
 
     The callers read ``quantized`` and ``scale`` from the row once, outside their loops: a read of
@@ -193,7 +193,7 @@ def _input_current(Wp, idx, a0, a1, n, acc, cur):
 
 @njit
 def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, refr_i):
-    """The baselines' inhibitory LIF layer (``sim_torch._lif_inhibitory_step``): leak toward rest,
+    """The baselines' inhibitory LIF layer (``torch_backend._lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
     v_th, reset. Writes the spikes to ``si_new``; returns their number."""
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
@@ -218,7 +218,7 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, refr_i):
 @njit
 def _lateral_inhibition(cur, lat, n, w_lat):
     """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1) takes ``w_lat`` from
-    the input current of every other neuron (``sim_torch._lateral_inhibition``)."""
+    the input current of every other neuron (``torch_backend._lateral_inhibition``)."""
     nlat = 0
     for j in range(n):
         nlat += 1 if lat[j] else 0
@@ -229,7 +229,7 @@ def _lateral_inhibition(cur, lat, n, w_lat):
 
 @njit
 def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, refr_e, one_spike):
-    """The excitatory LIF layer (``sim_torch._lif_excitatory_step``): leak toward rest, add the
+    """The excitatory LIF layer (``torch_backend._lif_excitatory_step``): leak toward rest, add the
     current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
 
     Every neuron that crosses is listed in ``cross``; the ones that spike (all of them, or with
@@ -281,7 +281,7 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
 @njit
 def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key):
     """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
-    kept on its grid (qWN) (``sim_torch._adaptive_threshold``); ``thr`` follows."""
+    kept on its grid (qWN) (``torch_backend._adaptive_threshold``); ``thr`` follows."""
     for m in range(ncross):
         j = cross[m]
         th = theta_p[j] + theta_plus
@@ -293,7 +293,7 @@ def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key
 
 @njit
 def _trace_step(x, s, decay, n):
-    """x <- 1 where s, else x * decay (:func:`tinysnn.learning.trace_step`).
+    """x <- 1 where s, else x * decay (:func:`tinysnn.sim.learning.trace_step`).
 
     Only the postsynaptic trace is stepped; the presynaptic one is read lazily as
     ``pre_table[t - last_in[i]]``, the same float32 number."""
@@ -301,12 +301,12 @@ def _trace_step(x, s, decay, n):
         x[j] = np.float32(1.0) if s[j] else x[j] * decay
 
 
-# -- learning rules (tinysnn.learning) -----------------------------------------------------------
+# -- learning rules (tinysnn.sim.learning) -----------------------------------------------------------
 
 
 @njit
 def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
-    """Pair-wise STDP, presynaptic half (:func:`tinysnn.learning.pair_depression`): on a spike of
+    """Pair-wise STDP, presynaptic half (:func:`tinysnn.sim.learning.pair_depression`): on a spike of
     input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize)."""
     for j in range(n):
         dep[j] = nu_pre * x_post[j]
@@ -322,7 +322,7 @@ def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
 
 @njit
 def _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, nu_post, wmax, qw, key):
-    """Pair-wise STDP, postsynaptic half (:func:`tinysnn.learning.pair_potentiation`): on a spike
+    """Pair-wise STDP, postsynaptic half (:func:`tinysnn.sim.learning.pair_potentiation`): on a spike
     of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired; clip (and quantize)."""
     for m in range(nsp):
         j = spk[m]
@@ -334,7 +334,7 @@ def _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, nu_post, wmax, qw, k
 
 @njit
 def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, key):
-    """SL-STDP, approximate baseline (:func:`tinysnn.learning.sl_stdp`): on a spike of neuron j,
+    """SL-STDP, approximate baseline (:func:`tinysnn.sim.learning.sl_stdp`): on a spike of neuron j,
     w += eta_p (w_max - w) where x_pre > x_th, else w -= eta_d w; clip (and quantize)."""
     for m in range(nsp):
         j = spk[m]
@@ -350,7 +350,7 @@ def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, 
 
 @njit
 def _adaptive_factor(cnt, n, n_th):
-    """tinySNN Eq. 1 (:func:`tinysnn.learning.adaptive_factor`): k = ceil(max_j N_j / N_th)."""
+    """tinySNN Eq. 1 (:func:`tinysnn.sim.learning.adaptive_factor`): k = ceil(max_j N_j / N_th)."""
     max_n = 0
     for j in range(n):
         if cnt[j] > max_n:
@@ -360,7 +360,7 @@ def _adaptive_factor(cnt, n, n_th):
 
 @njit
 def _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, key):
-    """tinySNN Eq. 2 at an update time (:func:`tinysnn.learning.adaptive_potentiation`): for each
+    """tinySNN Eq. 2 at an update time (:func:`tinysnn.sim.learning.adaptive_potentiation`): for each
     neuron j that spiked since the last update, w_ij += (a x_pre_i) (w_max - w_ij) with
     a = k eta_post, for the inputs that have fired; clip (and quantize). Clears ``spiked``;
     returns the number of columns updated."""
@@ -384,7 +384,7 @@ def _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, ke
 
 @njit
 def _decay_theta(theta_p, n, k, qth):
-    """theta decays toward 0 over the sample's span (``sim_torch`` ``_decay`` of theta): FP32
+    """theta decays toward 0 over the sample's span (``torch_backend`` ``_decay`` of theta): FP32
     multiply, or one decrement rounded toward zero on V_th's grid."""
     decay, leak = k[K_DEC_THETA], np.int64(k[K_LEAK_THETA])
     quantized, scale = qth[ROW_MODE] != NONE, qth[ROW_SCALE]
@@ -394,7 +394,7 @@ def _decay_theta(theta_p, n, k, qth):
 
 @njit
 def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
-    """The ``settled`` rule (:func:`tinysnn.learning.settled_columns`): a silent column whose sum
+    """The ``settled`` rule (:func:`tinysnn.sim.learning.settled_columns`): a silent column whose sum
     lies within the rounding slack of ``total`` keeps its weights (its factor becomes 1)."""
     tot = np.float64(total)
     slack = n_in / np.float64(qw[ROW_SCALE])
@@ -458,7 +458,7 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, or
 
     Scale by ``factor``, floor every weight to the grid, then give one step each to the
     ``target - sum`` weights with the largest remainders (ties: lowest input index), never past
-    min(hi, w_max): the numbers of :func:`tinysnn.learning.normalize_sum_preserving`.
+    min(hi, w_max): the numbers of :func:`tinysnn.sim.learning.normalize_sum_preserving`.
     ``codes`` and ``order_key`` are float32 scratch arrays of length n_in.
     """
     scale, lo, hi = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI]
@@ -490,7 +490,7 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, or
 
 @njit
 def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
-    """Column normalization after the sample (:func:`tinysnn.learning.normalize`): scale each
+    """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`): scale each
     column to sum ``total``, clip to [0, w_max]; ITQ quantizes by the rule: ``plain`` rounds every
     scaled weight, ``settled`` leaves settled silent columns alone first, ``sum`` (truncation and
     nearest) keeps the column total (:func:`_normalize_sum_preserving`)."""
@@ -532,7 +532,7 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
              pre_table, T, counts, b, stats, vrange, sample_seed, net_seed):  # fmt: skip
-    """One sample through network p: the time loop of ``sim_torch.run_window``, step by step.
+    """One sample through network p: the time loop of ``torch_backend.run_window``, step by step.
 
     Longer than the other functions because it owns the window's state (the arrays below) and
     hands it to the step functions in the order of the equations.
@@ -640,9 +640,18 @@ def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, 
                  k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p])  # fmt: skip
 
 
-#: The same kernel without the thread pool: for P = 1, waking worker threads for one network every
-#: sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
-train_kernel_serial = njit(cache=True)(train_kernel.py_func) if HAVE_NUMBA else train_kernel
+@njit(cache=True)
+def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+                        pre_table, T, sample_seed, net_seeds, counts, stats, vrange):  # fmt: skip
+    """:func:`train_kernel` without the thread pool: for P = 1, waking worker threads for one network
+    every sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
+
+    A function of its own, not ``njit(train_kernel.py_func)``: numba's cache keys a compiled kernel
+    by its function, so the two shared one cache entry and a run loaded whichever was compiled first.
+    """
+    for p in range(W.shape[0]):
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
+                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p])  # fmt: skip
 
 
 @njit(cache=True, parallel=True)

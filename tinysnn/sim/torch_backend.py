@@ -1,7 +1,7 @@
 """The reference simulator in plain PyTorch: any device, one step at a time, no host sync.
 
 This is the readable definition of what a presentation window computes; the numba kernels in
-:mod:`tinysnn.sim_numba` compute the same thing faster on CPU and are tested against it on the
+:mod:`tinysnn.sim.numba_kernels` compute the same thing faster on CPU and are tested against it on the
 same input trains. On CUDA this path is the one used (dense products, no ``.item()`` or
 ``nonzero`` inside the time loop).
 
@@ -20,12 +20,13 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .. import streams as S
+from ..config import EncodingConfig, Variant
+from ..encoding import make_generator, poisson
+from ..network import Constants, Population, constants
+from ..quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
+from ..quant.formats import NORM_SETTLED, NORM_SUM, ROW_MODE, ROW_SCALE
 from . import learning as L
-from . import streams as S
-from .config import EncodingConfig, Variant
-from .network import Constants, Population, constants
-from .qformat import NORM_SETTLED, NORM_SUM, ROW_MODE, ROW_SCALE
-from .quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
 
 
 class _Rows(NamedTuple):
@@ -68,7 +69,7 @@ def _rows(pop: Population, target: str) -> Optional[_Rows]:
 
 def _decay(u: torch.Tensor, decay: float, q: Optional[_Rows], leak: int) -> torch.Tensor:
     """u decayed toward 0: ``u * decay`` in FP32, one decrement rounded toward zero where the
-    network quantizes the value (:func:`tinysnn.rounding.decay_toward_zero`)."""
+    network quantizes the value (:func:`tinysnn.quant.rounding.decay_toward_zero`)."""
     plain = u * decay
     if q is None:
         return plain
@@ -331,11 +332,11 @@ def _normalize(
     T: int,
     synapse_idx: Optional[torch.Tensor],
 ) -> torch.Tensor:
-    """Column normalization after the sample (:func:`tinysnn.learning.normalize`), clipped to
+    """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`), clipped to
     [0, w_max]; ITQ quantizes by each network's rule: ``plain`` rounds every scaled weight,
-    ``settled`` first leaves settled silent columns alone (:func:`tinysnn.learning.settled_columns`),
+    ``settled`` first leaves settled silent columns alone (:func:`tinysnn.sim.learning.settled_columns`),
     ``sum`` with truncation or nearest keeps the column total
-    (:func:`tinysnn.learning.normalize_sum_preserving`). ``counts`` (P, N) are the sample's spikes.
+    (:func:`tinysnn.sim.learning.normalize_sum_preserving`). ``counts`` (P, N) are the sample's spikes.
     """
     prm = pop.params
     rule = prm["norm_rule"]
@@ -415,4 +416,33 @@ def infer(
         return run_window(pop, trains, enc, False, sample_seeds)
 
 
-__all__ = ["infer", "run_window", "train_sample"]
+class TorchBackend:
+    """Trains and runs a population on any device with :func:`run_window` (whole tensors)."""
+
+    name = "torch"
+
+    def __init__(self, pop: Population, enc: EncodingConfig) -> None:
+        self.pop, self.enc = pop, enc
+
+    def encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
+        """The dense bool train (T, n_in) of a sample drawn from ``seed`` (one uniform per input per step)."""
+        return poisson(image.to(self.pop.device), self.enc, make_generator(seed, self.pop.device))
+
+    def train_sample(self, image: torch.Tensor, train: Optional[torch.Tensor], train_seed: int, learn_seed: int,
+                     vmem_range: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Learn from one sample: counts (P, N) and statistics (P, 1, 3)."""
+        if train is None:
+            train = self.encode(image, train_seed)
+        return train_sample(self.pop, train, self.enc, learn_seed, vmem_range)
+
+    def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
+              seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Counts (P, B, N) and statistics (P, B, 3) without learning; the batch's trains are drawn
+        from ``seeds[0]`` unless dense ``trains`` (T, B, n_in) are given."""
+        if trains is None:
+            g = make_generator(seeds[0], self.pop.device)
+            trains = poisson(images.to(self.pop.device), self.enc, g)
+        return infer(self.pop, trains, self.enc, seeds)
+
+
+__all__ = ["TorchBackend", "infer", "run_window", "train_sample"]

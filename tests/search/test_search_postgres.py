@@ -94,7 +94,7 @@ frac = {{ low = 2, high = 12 }}
 every = 0
 """
     (tmp_path / "spec.toml").write_text(spec)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
     workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

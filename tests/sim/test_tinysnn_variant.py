@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from tinysnn import learning as L
-from tinysnn import sim_torch
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
 from tinysnn.network import build_population
+from tinysnn.sim import learning as L
+from tinysnn.sim import torch_backend
 
 
 def _three_neurons(w_inh: float):
@@ -29,7 +29,7 @@ def test_lateral_inhibition_hits_every_other_neuron_one_step_later() -> None:
     runs = {}
     for w_inh in (0.0, 7.5):
         rec: dict = {}
-        sim_torch.run_window(
+        torch_backend.run_window(
             _three_neurons(w_inh), trains, EncodingConfig(time_steps=4), learn=False, record=rec
         )
         runs[w_inh] = torch.stack(rec["v"])[:, 0, 0, :]  # (T, N)
@@ -72,7 +72,7 @@ def test_weights_change_only_at_update_times() -> None:
     trains = torch.rand((35, 1, 10), generator=g) < 0.5
     rec: dict = {}
     before = pop.weights.clone()
-    sim_torch.run_window(pop, trains, EncodingConfig(time_steps=35), learn=True, record=rec)
+    torch_backend.run_window(pop, trains, EncodingConfig(time_steps=35), learn=True, record=rec)
     ws = [before] + rec["w"]
     changed = [t for t in range(35) if not torch.equal(ws[t + 1], ws[t])]
     assert changed, "no update at all: the test drove too little activity"

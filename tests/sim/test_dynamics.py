@@ -9,7 +9,7 @@ import torch
 
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Variant
 from tinysnn.network import build_population
-from tinysnn.simulate import Simulator
+from tinysnn.sim import Simulator
 
 BACKENDS = ["torch", "numba"]
 

@@ -61,7 +61,7 @@ frac = {{ low = 0, high = 4 }}
 
 [constraints]
 max_memory_norm = 0.5
-min_accuracy = 0          # off: these tiny networks hardly spike (tests/test_search_fidelity.py tests it)
+min_accuracy = 0          # off: these tiny networks hardly spike (tests/search/test_search_fidelity.py tests it)
 
 [checkpoint]
 every = 0

@@ -61,7 +61,7 @@ frac = { low = 0, high = 4 }
 [checkpoint]
 every = 50
 """
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(tmp: Path, args: List[str]) -> subprocess.Popen:
@@ -83,7 +83,9 @@ def _trials(storage: str) -> List[FrozenTrial]:
 def _paused_worker(tmp: Path, checkpoint: int) -> subprocess.Popen:
     """A worker that hangs after its ``checkpoint``-th checkpoint, once it got there."""
     marker = tmp / "paused"
-    proc = _start(tmp, [str(ROOT / "tests" / "_paused_worker.py"), "spec.toml", str(checkpoint), str(marker)])
+    proc = _start(
+        tmp, [str(ROOT / "tests" / "search" / "_paused_worker.py"), "spec.toml", str(checkpoint), str(marker)]
+    )
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)

@@ -17,7 +17,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.data import Split
 from tinysnn.network import Population, build_population
 from tinysnn.quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, parse_quant_arg
-from tinysnn.simulate import Simulator
+from tinysnn.sim import Simulator
 from tinysnn.train import RunCallbacks, RunSpec, apply_quant_rows, quantize_parameters, run
 
 ENC = EncodingConfig(time_steps=60)
@@ -75,8 +75,8 @@ def test_itq_keeps_weights_and_thresholds_on_the_grid_after_every_sample(backend
 
 @pytest.mark.parametrize("variant", ["diehl_cook", "tinysnn"])
 def test_itq_weights_are_on_the_grid_after_every_step_of_a_sample(variant: str) -> None:
-    from tinysnn import sim_torch
     from tinysnn.encoding import make_generator, poisson
+    from tinysnn.sim import torch_backend
 
     pop = _population(variant)
     specs = [
@@ -92,7 +92,7 @@ def test_itq_weights_are_on_the_grid_after_every_step_of_a_sample(variant: str) 
         rec: dict = {}
         before = pop.weights.clone()
         trains = poisson(imgs[k], ENC, g)[:, None, :]
-        sim_torch.run_window(pop, trains, ENC, learn=True, sample_seeds=[k], record=rec)
+        torch_backend.run_window(pop, trains, ENC, learn=True, sample_seeds=[k], record=rec)
         assert len(rec["w"]) == ENC.time_steps
         for t, w in enumerate(rec["w"]):
             assert _on_grid(w, 6), f"sample {k}: a weight left the grid at step {t}"
@@ -148,7 +148,7 @@ _SUM_CASES = [
 
 
 def _sum_preserving_torch(col, total, wmax, hi):
-    from tinysnn.learning import normalize_sum_preserving
+    from tinysnn.sim.learning import normalize_sum_preserving
 
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
     rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
@@ -159,7 +159,7 @@ def _sum_preserving_torch(col, total, wmax, hi):
 
 
 def _sum_preserving_numba(col, total, wmax, hi):
-    from tinysnn import sim_numba as K
+    from tinysnn.sim import numba_kernels as K
 
     w = np.array(col, np.float32).reshape(1, -1, 1)
     n_in = w.shape[1]
@@ -215,7 +215,7 @@ def test_plain_normalization_is_selectable_and_named() -> None:
 
 
 def test_settled_columns_by_hand() -> None:
-    from tinysnn.learning import settled_columns
+    from tinysnn.sim.learning import settled_columns
 
     q = 0.25  # f = 2; four inputs, so the slack is n_in q = 1.0 around a total of 2.0
     w = torch.tensor([[[0.5, 0.5, 0.25, 0.75], [0.5, 0.5, 0.25, 0.75], [0.25, 0.25, 0.25, 0.5],
@@ -271,8 +271,8 @@ def test_settled_rule_leaves_settled_silent_columns_alone(backend: str) -> None:
 
 
 def _decay_both(values, frac: int, leak: int):
-    from tinysnn import sim_numba as K
     from tinysnn.quant import decay_toward_zero
+    from tinysnn.sim import numba_kernels as K
 
     u = torch.tensor(values, dtype=torch.float32)
     a = decay_toward_zero(u, float(2**frac), leak).tolist()
@@ -321,7 +321,7 @@ def test_quantized_theta_decays_toward_zero_and_never_faster_than_fp32(backend: 
 
 
 def test_inhibited_membrane_leaks_back_to_rest_without_crossing() -> None:
-    from tinysnn import sim_torch
+    from tinysnn.sim import torch_backend
 
     # neuron 0 fires at step 0 and inhibits the others by w_inh = 20 mV at step 1; after that no input
     net = NetworkConfig(variant="tinysnn", n_neurons=3, n_input=3, norm_total=1.0, w_inh=20.0)
@@ -332,7 +332,7 @@ def test_inhibited_membrane_leaks_back_to_rest_without_crossing() -> None:
         trains = torch.zeros((200, 1, 3), dtype=torch.bool)
         trains[0, 0, 0] = True
         rec: dict = {}
-        sim_torch.run_window(pop, trains, EncodingConfig(time_steps=200), learn=False, record=rec)
+        torch_backend.run_window(pop, trains, EncodingConfig(time_steps=200), learn=False, record=rec)
         u = torch.stack(rec["v"])[:, 0, 0, 1].double() + 65.0  # neuron 1, V_mem - v_rest
         assert float(u[1]) == -20.0
         assert bool((u[2:] >= u[1:-1]).all()) and bool((u[1:] <= 0).all())  # back toward rest, never past
@@ -412,7 +412,7 @@ numba = pytest.importorskip("numba")
 
 
 def _kernels():
-    from tinysnn import sim_numba as K
+    from tinysnn.sim import numba_kernels as K
 
     @numba.njit
     def norm_rows(w, colsum, wmax, qrow, seed):

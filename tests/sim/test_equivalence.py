@@ -14,7 +14,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig, Variant
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.simulate import Simulator
+from tinysnn.sim import Simulator
 from tinysnn.train import apply_quant_rows, quantize_parameters
 
 ATOL = 1e-6

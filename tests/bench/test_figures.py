@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 import figures as F  # noqa: E402
 

@@ -22,7 +22,7 @@ from tinysnn.export import ExportError, export_network
 from tinysnn.memory import memory_breakdown
 from tinysnn.network import build_population
 from tinysnn.quant import QuantSpec, parse_quant_arg
-from tinysnn.simulate import STREAM_TEST, Simulator
+from tinysnn.sim import STREAM_TEST, Simulator
 from tinysnn.train import RunSpec, run
 
 ENC = EncodingConfig(time_steps=100)

@@ -23,7 +23,7 @@ from search.spec import StudySpec
 from tinysnn.train import RunCallbacks, RunResult, RunSpec
 from tinysnn.train import run as tinysnn_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every trial is a PTQ trial of the same network: with weight seeds per training, one training serves all.
 SPEC: Dict[str, Any] = {

@@ -1,0 +1,168 @@
+"""The numba backend: the population's tensors as numpy views, handed to the CPU kernels.
+
+:class:`NumbaBackend` is one of the two implementations of :class:`tinysnn.sim.simulator.Backend`;
+the kernels themselves are in :mod:`tinysnn.sim.numba_kernels`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..config import EncodingConfig
+from ..encoding import spike_probability
+from ..network import Population, constants
+from . import numba_kernels as K
+
+
+def _in_cache(kernel: Any) -> bool:
+    """Whether numba's on-disk cache holds ``kernel`` compiled from the current source (an index
+    file newer than the kernels' source): then its first call loads it in seconds."""
+    folder = Path(kernel.stats.cache_path)
+    name = f"{Path(K.__file__).stem}.{kernel.py_func.__name__}-"
+    source_time = Path(K.__file__).stat().st_mtime
+    return any(p.stat().st_mtime >= source_time for p in folder.glob(f"{name}*.nbi"))
+
+
+@contextmanager
+def _said_if_compiled(kernel: Any) -> Iterator[None]:
+    """Around a kernel call: the first call of a kernel that is not cached on disk compiles it,
+    which takes a minute or more on a small machine, so say so on stderr, and how long it took."""
+    if kernel.signatures or _in_cache(kernel):
+        yield
+        return
+    name = kernel.py_func.__name__
+    print(f"tinysnn: compiling the numba kernel {name} for this machine, once (cached in "
+          f"{kernel.stats.cache_path})...", file=sys.stderr, flush=True)  # fmt: skip
+    t0 = time.perf_counter()
+    yield
+    print(f"tinysnn: {name} compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+class NumbaBackend:
+    """Trains and runs a CPU population with the numba kernels (:mod:`tinysnn.sim.numba_kernels`)."""
+
+    name = "numba"
+
+    def __init__(self, pop: Population, enc: EncodingConfig) -> None:
+        self.pop, self.enc = pop, enc
+        self._consts = constants(pop, enc)
+        self._args_key: object = None
+        self._args: Dict[str, object] = {}
+
+    def _kernel_args(self) -> Dict[str, object]:
+        """Kernel arguments (numpy views of the population's tensors), cached while unchanged."""
+        pop = self.pop
+        if pop.weights.dtype != torch.float32 or not pop.weights.is_contiguous():
+            pop.weights = pop.weights.to(torch.float32).contiguous()
+        if not pop.theta.is_contiguous():
+            pop.theta = pop.theta.contiguous()
+        tensors = [pop.weights, pop.theta, pop.sizes, pop.t_update]
+        tensors += list(pop.params.values()) + list(pop.quant.values())
+        key = (
+            tuple((id(x), x.data_ptr(), x._version) for x in tensors[2:])
+            + tuple((id(x), x.data_ptr()) for x in tensors[:2])
+            + tuple(pop.seeds)
+        )
+        if self._args_key != key:
+            self._args = self._build_kernel_args()
+            self._args_key = key
+        return self._args
+
+    def _build_kernel_args(self) -> Dict[str, object]:
+        pop, c = self.pop, self._consts
+        fp = np.stack([pop.params[name].cpu().numpy() for name in K.FP_COLUMNS], axis=1)
+        fp = np.ascontiguousarray(fp, dtype=np.float32)
+        ex, ih = pop.exc, pop.inh
+        k = np.array(
+            [ex.v_rest, ex.v_reset, ex.v_th, c.dec_exc, ih.v_rest, ih.v_reset, ih.v_th, c.dec_inh,
+             c.dec_post, c.dec_theta_sample, c.leak_exc, c.leak_inh, c.leak_theta_sample],
+            dtype=np.float32,
+        )  # fmt: skip
+        T = int(self.enc.time_steps)
+        table = np.empty(T + 1, np.float32)
+        table[0] = 1.0
+        dec = np.float32(c.dec_pre)
+        for i in range(1, T + 1):
+            table[i] = table[i - 1] * dec
+        q = {t: np.ascontiguousarray(pop.quant[t].cpu().numpy(), dtype=np.float32) for t in pop.quant}
+        return dict(
+            variant=pop.variant.code,
+            W=pop.weights.numpy(),
+            theta=pop.theta.numpy(),
+            sizes=pop.sizes.cpu().numpy().astype(np.int64),
+            fp=fp,
+            t_upd=pop.t_update.cpu().numpy().astype(np.int64),
+            net_seeds=pop.network_seeds.cpu().numpy(),
+            q=q,
+            k=k,
+            refr_e=np.int32(c.refrac_exc),
+            refr_i=np.int32(c.refrac_inh),
+            table=table,
+            T=T,
+        )
+
+    def encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
+        """The dense bool train (T, n_in) of a sample drawn from ``seed`` (inter-spike intervals)."""
+        T = int(self.enc.time_steps)
+        prob = spike_probability(image.cpu(), self.enc).numpy()
+        ptr, idx = K.encode_isi(prob, T, seed)
+        dense = np.zeros((T, prob.shape[0]), dtype=bool)
+        for t in range(T):
+            dense[t, idx[ptr[t] : ptr[t + 1]]] = True
+        return torch.from_numpy(dense)
+
+    def train_sample(self, image: torch.Tensor, train: Optional[torch.Tensor], train_seed: int, learn_seed: int,
+                     vmem_range: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Learn from one sample: counts (P, N) and kernel statistics (P, 1, 3)."""
+        a = self._kernel_args()
+        if train is None:
+            prob = spike_probability(image.cpu(), self.enc).numpy()
+            ptr, idx = K.encode_isi(prob, a["T"], train_seed)
+        else:
+            ptr, idx = K.dense_to_csr(train.cpu().numpy())
+        counts = np.zeros((self.pop.n_networks, 1, self.pop.n_max), np.int32)
+        stats = np.zeros((self.pop.n_networks, 1, 3), np.int64)
+        kernel = K.train_kernel_serial if self.pop.n_networks == 1 else K.train_kernel
+        with _said_if_compiled(kernel):
+            kernel(
+                a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
+                a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
+                a["table"], a["T"], learn_seed, a["net_seeds"], counts, stats, vmem_range.numpy(),
+            )  # fmt: skip
+        return torch.from_numpy(counts[:, 0, :]), torch.from_numpy(stats)
+
+    def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
+              seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Counts (P, B, N) and statistics (P, B, 3) without learning; sample b's train is drawn from
+        ``seeds[b]`` unless dense ``trains`` (T, B, n_in) are given."""
+        a = self._kernel_args()
+        B = len(seeds)
+        counts = np.zeros((self.pop.n_networks, B, self.pop.n_max), np.int32)
+        stats = np.zeros((self.pop.n_networks, B, 3), np.int64)
+        if trains is None:
+            probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy())
+            with _said_if_compiled(K.infer_kernel):
+                K.infer_kernel(
+                    a["variant"], probs, np.array(seeds, dtype=np.int64), a["W"], a["theta"], a["sizes"],
+                    a["fp"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
+                    a["table"], a["T"], a["net_seeds"], counts, stats,
+                )  # fmt: skip
+        else:
+            parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
+            ptrs = np.stack([p for p, _ in parts])
+            offs = np.cumsum([0] + [len(i) for _, i in parts]).astype(np.int64)
+            idxs = np.concatenate([i for _, i in parts]) if parts else np.zeros(0, np.int32)
+            with _said_if_compiled(K.infer_trains_kernel):
+                K.infer_trains_kernel(
+                    a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
+                    a["fp"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
+                    a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats,
+                )  # fmt: skip
+        return torch.from_numpy(counts), torch.from_numpy(stats)

@@ -104,6 +104,10 @@ def run_window(
         Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window, and
         statistics ``(P, B, 3)`` int64: input spikes, inhibitory spikes, weight columns updated.
     """
+    # Longer than the other functions on purpose: the window's state (potentials, refractory
+    # counters, spikes, traces, thresholds, weights) lives in locals for the whole time loop, and each
+    # equation is a call to a function named as its numba twin; splitting the loop further would
+    # only pass that state back and forth.
     T, B, n_in = trains.shape
     if learn and B != 1:
         raise ValueError("learning is online: present one sample at a time (B = 1)")

@@ -45,8 +45,8 @@ def shares_training(cfg: TrialConfig) -> bool:
 
 
 def _training(spec: StudySpec, cfg: TrialConfig) -> Dict[str, Any]:
-    """What decides an FP32 training, but the weight seed."""
-    dt = spec.data
+    """What decides an FP32 training, but the weight seed (the data of ``run``: ``[fidelity]``'s subset)."""
+    dt = spec.at_search_fidelity().data
     return {
         "network": to_dict(cfg.network),
         "learning": to_dict(cfg.learning),

@@ -7,15 +7,7 @@ import pytest
 from tinysnn.config import Variant
 from tinysnn.energy import OpCounts, layer_op_counts, op_energy_joules, sample_op_counts
 
-COUNTS = OpCounts(
-    synaptic_ops=1000,
-    neuron_updates=100,
-    weight_updates=10,
-    weight_reads=1000,
-    weight_writes=10,
-    state_reads=200,
-    state_writes=200,
-)
+from .test_costs import COUNTS  # the counts the energy tests share
 
 
 def test_op_counts_by_hand() -> None:

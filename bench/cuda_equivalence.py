@@ -1,4 +1,4 @@
-"""CUDA (torch backend) against the numba CPU kernels on the same input trains: spikes and weights.
+"""CUDA (the torch backend, eager or compiled) against the numba CPU kernels on the same input trains: spikes and weights.
 
 Trains P networks of N neurons on ``--samples`` random 784-pixel images with both backends, each
 sample's Poisson train drawn once and given to both, and reports per population size: samples
@@ -8,6 +8,7 @@ training, and whether inference on shared trains gives the same counts. Float32 
 value by one unit in the last place and, rarely, a spike; the report says how often::
 
     python bench/cuda_equivalence.py --populations 1,16 --json OUT/cuda_equivalence.json
+    python bench/cuda_equivalence.py --backend torch-compile --populations 16 --samples 30
 
 Without CUDA it compares torch on the CPU instead (``--device cpu``), which checks the script.
 """
@@ -28,15 +29,15 @@ from tinysnn.sim import Simulator
 
 
 def compare(variant: str, neurons: int, population: int, samples: int, time_steps: int,
-            device: str) -> Dict[str, Any]:  # fmt: skip
-    """Train the same population on the numba backend and on torch ``device``; what differs."""
+            device: str, backend: str = "torch") -> Dict[str, Any]:  # fmt: skip
+    """Train the same population on the numba backend and on ``backend`` on ``device``; what differs."""
     nets = [NetworkConfig(variant=variant, n_neurons=neurons, n_input=784, one_spike=True)] * population
     seeds = list(range(1, population + 1))
     cpu = build_population(nets, seeds=seeds)
     other = build_population(nets, seeds=seeds, device=device)
     enc = EncodingConfig(time_steps=time_steps)
     reference = Simulator(cpu, enc, backend="numba")
-    tested = Simulator(other, enc, backend="torch")
+    tested = Simulator(other, enc, backend=backend)
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(samples, 784, generator=g) * 600).clamp(max=255).to(torch.uint8)
     trains_g = make_generator(0)
@@ -56,7 +57,7 @@ def compare(variant: str, neurons: int, population: int, samples: int, time_step
     )
     return {
         "variant": variant, "neurons": neurons, "population": population, "samples": samples,
-        "device": device, "spikes": spikes, "samples_with_different_spikes": len(differing),
+        "device": device, "backend": backend, "spikes": spikes, "samples_with_different_spikes": len(differing),
         "first_different_sample": differing[0] if differing else None,
         "max_weight_difference": float((cpu.weights - other.weights.cpu()).abs().max()),
         "max_theta_difference": float((cpu.theta - other.theta.cpu()).abs().max()),
@@ -72,15 +73,16 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--time-steps", type=int, default=250)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backend", default="torch", choices=("torch", "torch-compile"))
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    rows = [compare(a.variant, a.neurons, int(p), a.samples, a.time_steps, a.device)
+    rows = [compare(a.variant, a.neurons, int(p), a.samples, a.time_steps, a.device, a.backend)
             for p in a.populations.split(",")]  # fmt: skip
-    print(f"{'device':<6} {'P':>4} {'samples':>7} {'spikes':>8} {'differ':>6} {'first':>5} "
+    print(f"{'device':<6} {'backend':<13} {'P':>4} {'samples':>7} {'spikes':>8} {'differ':>6} {'first':>5} "
           f"{'max |dw|':>10} {'max |dtheta|':>12} {'infer same':>10}")  # fmt: skip
     for r in rows:
         first = "-" if r["first_different_sample"] is None else r["first_different_sample"]
-        print(f"{r['device']:<6} {r['population']:>4} {r['samples']:>7} {r['spikes']:>8} "
+        print(f"{r['device']:<6} {r['backend']:<13} {r['population']:>4} {r['samples']:>7} {r['spikes']:>8} "
               f"{r['samples_with_different_spikes']:>6} {first:>5} {r['max_weight_difference']:>10.3g} "
               f"{r['max_theta_difference']:>12.3g} {str(r['inference_identical']):>10}")  # fmt: skip
     if a.json:

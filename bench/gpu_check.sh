@@ -6,8 +6,11 @@
 # 1. install the project as README.md says (pip install -e ".[dev,nvml]"); a machine without a
 #    package index falls back to the packages it has (--system-site-packages, --no-deps) and says so;
 # 2. the CUDA tests (pytest -k cuda);
-# 3. CUDA against the numba kernels at P = 1 and 16 (bench/cuda_equivalence.py);
-# 4. bench/throughput.py on CUDA, tinysnn 400 neurons, P = 1, 16, 64, 256, training and inference;
+# 3. CUDA against the numba kernels at P = 1 and 16 (bench/cuda_equivalence.py), and the compiled
+#    steps (backend torch-compile: fused kernels, CUDA graphs) at P = 16;
+# 4. launches per time step, eager against compiled (bench/step_launches.py, P = 64);
+#    bench/throughput.py on CUDA, tinysnn 400 neurons, P = 1, 16, 64, 256 eager and P = 64
+#    compiled, training and inference;
 # 5. one short study trial on CUDA with the NVML meter as its energy objective (trial attributes
 #    energy_meter, energy_is_estimate, idle_power_w, energy_*).
 # Each step runs even when an earlier one failed; the log says which failed.
@@ -42,10 +45,17 @@ run cuda-tests python -m pytest -q -rs -k cuda tests
 
 step "CUDA against numba, P = 1 and 16"
 run equivalence python bench/cuda_equivalence.py --populations 1,16 --samples 100 --json "$OUT/cuda_equivalence.json"
+run equivalence-compiled python bench/cuda_equivalence.py --backend torch-compile --populations 16 --samples 30 \
+  --json "$OUT/cuda_equivalence_compiled.json"
+
+step "launches per step on CUDA, eager and compiled, P = 64"
+run launches python bench/step_launches.py --device cuda --population 64 --json "$OUT/step_launches_cuda.json"
 
 step "throughput on CUDA, tinysnn N = 400, P = 1, 16, 64, 256"
 run throughput python bench/throughput.py --devices cuda --variants tinysnn --neurons 400 \
   --populations 1,16,64,256 --no-bindsnet --timeout 240 --json "$OUT/throughput_cuda.json"
+run throughput-compiled python bench/throughput.py --devices cuda --cuda-backend torch-compile --variants tinysnn \
+  --neurons 400 --populations 64 --no-bindsnet --timeout 240 --json "$OUT/throughput_cuda_compiled.json"
 
 step "one study trial on CUDA with the NVML meter"
 STUDY="$(mktemp -d)"

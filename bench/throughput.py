@@ -204,7 +204,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         apply_quant_rows(pop, [qspec] * P, training=True)
         quantize_parameters(pop)
     enc = EncodingConfig(time_steps=TIME_STEPS, dt=DT, max_rate=MAX_RATE)
-    backend = "torch" if cuda else spec.get("cpu_backend", "auto")
+    backend = spec.get("cuda_backend", "torch") if cuda else spec.get("cpu_backend", "auto")
     sim = Simulator(pop, enc, seed=0, backend=backend)
 
     numba_default = int(numba.config.NUMBA_NUM_THREADS)
@@ -235,6 +235,8 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         numba.set_num_threads(numba_default)
     threads_infer = int(numba.get_num_threads()) if sim.backend == "numba" else torch.get_num_threads()
     sim.infer(infer_imgs[:warmup], STREAM_INFER, first_index=0).cpu()  # warmup, not timed
+    if sim.backend == "torch-compile":  # and the compilation for a batch of another size, not timed
+        sim.infer(infer_imgs[: min(batch, warmup + n_infer)], STREAM_INFER, first_index=0).cpu()
     sync()
     t_infer: List[float] = []
     sizes: List[int] = []
@@ -523,8 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="monitors attached to BindsNET's network (default: example, as eth_mnist.py)")  # fmt: skip
     p.add_argument("--no-bindsnet", action="store_true", help="skip BindsNET even when available")
     p.add_argument("--quick", action="store_true", help="small sample counts: a smoke run")
-    p.add_argument("--cpu-backend", choices=("auto", "numba", "torch"), default="auto",
+    p.add_argument("--cpu-backend", choices=("auto", "numba", "torch", "torch-compile"), default="auto",
                    help="simulator backend on CPU (default auto = numba)")  # fmt: skip
+    p.add_argument("--cuda-backend", choices=("torch", "torch-compile"), default="torch",
+                   help="simulator backend on CUDA (default torch; torch-compile: steps compiled, CUDA graphs)")  # fmt: skip
     p.add_argument("--train-threads", type=int, default=0,
                    help="numba threads while training on CPU (default 0: the library's default, all cores)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per child process")
@@ -591,7 +595,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  "train_samples": samples_for(n_train, pp, floor),
                                  "infer_samples": samples_for(n_infer, pp, floor), "batch": batch,
                                  "train_file": images["train_file"], "infer_file": images["infer_file"],
-                                 "cpu_backend": args.cpu_backend, "train_threads": args.train_threads})  # fmt: skip
+                                 "cpu_backend": args.cpu_backend, "cuda_backend": args.cuda_backend,
+                                 "train_threads": args.train_threads})  # fmt: skip
         if bn_python:
             first_big = next(
                 (i for i, s in enumerate(plan) if s["neurons"] == n and s["population"] > 1), len(plan)
@@ -655,6 +660,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "sample_scaling": f"count x min(1, 16/P), at least {floor}",
             "infer_batch": batch,
             "cpu_backend": args.cpu_backend,
+            "cuda_backend": args.cuda_backend,
             "train_threads": args.train_threads or "library default (all cores)",
             "quick": bool(args.quick),
             "rate": "total: timed samples / summed seconds of timed samples; *_median: median per sample/batch",

@@ -217,7 +217,7 @@ def evaluate_population(
     run_spec = RunSpec(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=spec.data.epochs,
                        seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
                        meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
-                       resume=state)  # fmt: skip
+                       resume=state, backend=spec.study.backend)  # fmt: skip
     callbacks = _Saves(ctx, members, checkpoint_path, run_spec.total_samples, networks, log, on_checkpoint)
     result = run(run_spec, callbacks)
     energy, n = result.extra, len(members)

@@ -6,7 +6,7 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
   population (trials asked and trained together), storage (an Optuna URL, default
   ``sqlite:///runs/<name>.db``), artifacts (folder, default ``runs/<name>``), seed, weight_seed
   (``per_training``, default: trials that train alike share seed and FP32 training; ``per_trial``),
-  device (cpu, cuda, auto), group (``size``: a population shares a size; ``variant``: sizes are padded),
+  device (cpu, cuda, auto), backend (auto, numba, torch, torch-compile), group (``size``: a population shares a size; ``variant``: sizes are padded),
   heartbeat_s, stale_after_s.
 * ``[sampler]`` name (tpe, nsga2, nsga3, gp, random), startup_trials, population_size (NSGA).
 * ``[data]`` dataset (mnist, fashion-mnist, digits; required), root, download, train_samples,
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from tinysnn.config import ConfigError, EncodingConfig, Variant, from_mapping
+from tinysnn.config import BACKENDS, ConfigError, EncodingConfig, Variant, from_mapping
 from tinysnn.data import DATASETS, N_CLASSES
 from tinysnn.energy import EnergySpecError, parse_meter_spec
 
@@ -89,6 +89,9 @@ class StudySection:
     """``per_training``: trials that train alike share their weight seed (and PTQ/FP32 trials their
     FP32 training, ``search._trained``); ``per_trial``: each trial is seeded by its draw."""
     device: str = "cpu"
+    backend: str = "auto"
+    """The simulator (tinysnn.sim.Simulator): auto is numba on CPU and eager torch on CUDA;
+    ``torch-compile`` compiles each time step (fused kernels, CUDA graphs on CUDA)."""
     group: str = "size"
     heartbeat_s: float = 30.0
     """Seconds between heartbeats of a running trial."""
@@ -277,7 +280,8 @@ def parse_spec(
         raise SpecError(f"unknown key(s) {unknown} at the top level: valid tables are {', '.join(_TOP_KEYS)}")
     num = (int, float)
     st = _section(raw, "study", StudySection, {"name": str, "trials": int, "population": int, "storage": str,
-                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "group": str,
+                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "backend": str,
+                  "group": str,
                   "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
     study = StudySection(**{"name": default_name, **st})
     if not study.name or any(c in study.name for c in "/\\ "):
@@ -292,6 +296,12 @@ def parse_spec(
         raise SpecError(f"study.weight_seed = {study.weight_seed!r}: choose {' or '.join(WEIGHT_SEEDS)}")
     if study.device not in ("cpu", "cuda", "auto"):
         raise SpecError(f"study.device = {study.device!r}: choose cpu, cuda or auto")
+    if study.backend not in BACKENDS:
+        raise SpecError(f"study.backend = {study.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if study.backend == "numba" and study.device == "cuda":
+        raise SpecError(
+            "study.backend = 'numba' runs on CPU only: use torch or torch-compile with device cuda"
+        )
     sm = _section(
         raw, "sampler", SamplerSection, {"name": str, "startup_trials": int, "population_size": int}
     )

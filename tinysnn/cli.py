@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .config import ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant
+from .config import BACKENDS, ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant
 
 VARIANT_HELP = (
     "diehl_cook (baseline), sl_stdp (APPROXIMATE SL-STDP baseline: our reading of Srinivasan et "
@@ -61,7 +61,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--backend", default="auto", help="auto, numba (CPU) or torch")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="auto (numba on CPU, torch on CUDA), numba, torch, or torch-compile (steps compiled)",
+    )
     p.add_argument("--time-steps", type=positive_int, default=250, help="presentation steps (dt = 1 ms)")
     p.add_argument("--max-rate", type=float, default=128.0, help="rate of a full pixel, Hz")
     p.add_argument("--batch-size", type=positive_int, default=500, help="inference batch")

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
+BACKENDS = ("auto", "numba", "torch", "torch-compile")  #: simulator backends (tinysnn.sim.Simulator)
+
 # Integer codes of the variants, as the numba kernels read them (:attr:`Variant.code`).
 VARIANT_DIEHL_COOK = 0
 VARIANT_SL_STDP = 1

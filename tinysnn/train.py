@@ -263,7 +263,7 @@ class RunSpec:
         assign: samples for label assignment (learning off); None: the training samples.
         epochs: passes over ``train``.
         seed: seed of the input trains and of stochastic rounding.
-        backend: ``auto``, ``numba`` or ``torch``.
+        backend: ``auto``, ``numba``, ``torch`` or ``torch-compile`` (:class:`tinysnn.sim.Simulator`).
         quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme; None: all FP32.
         batch_size: inference batch.
         progress: progress bars.

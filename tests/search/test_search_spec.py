@@ -107,6 +107,11 @@ def test_shipped_studies_load(path: Path) -> None:
         ({"sampler": {"name": "cmaes"}}, "sampler.name"),
         ({"encoding": {"time_stepz": 10}}, "time_stepz"),
         ({"study": {"trials": 0}}, "study.trials"),
+        (
+            {"study": {"backend": "jax"}},
+            "study.backend = 'jax': choose one of auto, numba, torch, torch-compile",
+        ),
+        ({"study": {"backend": "numba", "device": "cuda"}}, "study.backend = 'numba' runs on CPU only"),
         ({"network": {"one_spike": 1}}, "network.one_spike: expected true or false"),
         ({"network": {"w_inh": True}}, "network.w_inh: expected a number"),
         ({"space": {"normalization": "floor"}}, "space.normalization"),

@@ -1,7 +1,8 @@
 """One interface over the two simulators: numba kernels on CPU, the torch reference elsewhere.
 
 ``backend="auto"`` picks numba on CPU when it is installed and torch otherwise (CUDA always uses
-torch). Input trains are drawn per sample from a seed derived from (seed, stream, sample index),
+torch); ``torch-compile`` is the torch backend with each step compiled (``torch.compile``: fused
+kernels, CUDA graphs on CUDA), eager where the installed torch cannot compile. Input trains are drawn per sample from a seed derived from (seed, stream, sample index),
 so a sample's train does not depend on the population size, the batch or the thread count.
 The two backends draw trains differently (numba: inter-spike intervals; torch: one uniform per
 input per step), with the same distribution; given the same trains they compute the same spikes.
@@ -14,7 +15,7 @@ from typing import Optional, Protocol, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..config import EncodingConfig
+from ..config import BACKENDS, EncodingConfig
 from ..network import Population
 from ..streams import mix_seed
 from . import numba_kernels as K
@@ -23,7 +24,6 @@ from .torch_backend import TorchBackend
 
 STREAM_TRAIN, STREAM_ASSIGN, STREAM_TEST = 0, 1, 2
 STREAM_LEARN = 7  #: seeds the stochastic-rounding streams of training sample i (tinysnn.streams)
-BACKENDS = ("auto", "numba", "torch")
 
 
 class Backend(Protocol):
@@ -57,7 +57,7 @@ class Simulator:
         enc: presentation window.
         seed: seed of the input trains and of stochastic rounding (whose streams are keyed by the
             sample and each network's own seed, :mod:`tinysnn.streams`).
-        backend: ``auto``, ``numba`` (CPU only) or ``torch``.
+        backend: ``auto``, ``numba`` (CPU only), ``torch`` or ``torch-compile``.
     """
 
     def __init__(self, pop: Population, enc: EncodingConfig, seed: int = 0, backend: str = "auto") -> None:
@@ -66,11 +66,17 @@ class Simulator:
         if backend == "auto":
             backend = default_backend(pop.device)
         if backend == "numba" and pop.device.type != "cpu":
-            raise ValueError("the numba backend runs on CPU only: use backend='torch' for cuda")
+            raise ValueError(
+                "the numba backend runs on CPU only: use backend='torch' or 'torch-compile' for cuda"
+            )
         if backend == "numba" and not K.HAVE_NUMBA:
             raise ValueError("backend 'numba' needs numba: pip install numba")
         self.pop, self.enc, self.seed, self.backend = pop, enc, int(seed), backend
-        self._impl: Backend = NumbaBackend(pop, enc) if backend == "numba" else TorchBackend(pop, enc)
+        self._impl: Backend = (
+            NumbaBackend(pop, enc)
+            if backend == "numba"
+            else TorchBackend(pop, enc, compiled=backend == "torch-compile")
+        )
         self.last_stats: Optional[torch.Tensor] = None
         """(P, B, 3) int64 of the last call: input spikes, inhibitory spikes, weight columns
         updated by learning (see :mod:`tinysnn.sim.numba_kernels`); the op-count energy model uses them."""

@@ -15,6 +15,7 @@ One step t of the excitatory layer (docs/method.md §1), for every network p and
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -47,13 +48,14 @@ class _Rows(NamedTuple):
 
 
 def _q(
-    x: torch.Tensor, q: _Rows, base: Optional[torch.Tensor], step: int, index: Optional[torch.Tensor]
+    x: torch.Tensor, q: _Rows, base: Optional[torch.Tensor], step: torch.Tensor, index: Optional[torch.Tensor]
 ) -> torch.Tensor:
     """Fake-quantize with per-network rows; stochastic rounding draws element ``index`` of the
-    streams ``base`` (P, B) at ``step`` (:mod:`tinysnn.streams`), only if some network needs them."""
+    streams ``base`` (P, B) at ``step`` (an int64 tensor, so products wrap; :mod:`tinysnn.streams`),
+    only if some network needs them."""
     u = None
     if q.stochastic:
-        key = S.step_key(base, torch.tensor(step, dtype=torch.int64))  # int64 products wrap
+        key = S.step_key(base, step)
         key = key.view(tuple(key.shape) + (1,) * (x.dim() - key.dim()))
         u = S.uniform_bits(key, index).to(x.dtype) * 2.0**-S.U_BITS
     return quantize_rows(x, q.rows, u=u, any_stochastic=q.stochastic)
@@ -77,6 +79,52 @@ def _decay(u: torch.Tensor, decay: float, q: Optional[_Rows], leak: int) -> torc
     return torch.where(q.active.view((-1,) + (1,) * (u.dim() - 1)), fixed, plain)
 
 
+class _Window(NamedTuple):
+    """What stays fixed while one window's time loop runs: the population and its constants, the
+    fixed-point rows, the stochastic-rounding stream bases and the index tensors."""
+
+    pop: Population
+    c: Constants
+    mask: torch.Tensor  # (P, 1, N) bool: the neurons each network has
+    qv: Optional[_Rows]
+    qth: Optional[_Rows]
+    qw: Optional[_Rows]
+    bases: Dict[
+        int, torch.Tensor
+    ]  # stream code -> (P, B) int64; empty unless some network rounds stochastically
+    neuron_idx: torch.Tensor
+    synapse_idx: Optional[torch.Tensor]
+    w_lat: torch.Tensor  # (P, 1, 1) the lateral inhibition weight
+    one: Optional[torch.Tensor]  # (P,) bool: the networks that keep one spike per step
+    acc: torch.dtype  # accumulation dtype of the input currents
+    learn: bool
+    track: bool  # record the V_mem range seen
+    T: int
+
+
+class _State(NamedTuple):
+    """What the time loop carries from step to step (None where the variant or mode has no such state)."""
+
+    v: torch.Tensor
+    ref: torch.Tensor
+    s: torch.Tensor
+    vi: Optional[torch.Tensor]
+    refi: Optional[torch.Tensor]
+    si: Optional[torch.Tensor]
+    counts: torch.Tensor
+    n_inh: torch.Tensor
+    n_cols: torch.Tensor
+    w: torch.Tensor
+    theta: torch.Tensor
+    thr: torch.Tensor
+    x_pre: Optional[torch.Tensor]
+    x_post: Optional[torch.Tensor]
+    spiked: Optional[torch.Tensor]
+    v_lo: torch.Tensor
+    v_hi: torch.Tensor
+
+
+@torch.no_grad()
 def run_window(
     pop: Population,
     trains: torch.Tensor,
@@ -85,6 +133,7 @@ def run_window(
     sample_seeds: Optional[Sequence[int]] = None,
     record: Optional[Dict[str, List[torch.Tensor]]] = None,
     vrange: Optional[torch.Tensor] = None,
+    compiled: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Present one window of input spikes to every network of the population.
 
@@ -99,28 +148,68 @@ def run_window(
         record: if given, the excitatory potentials after every step are appended to
             ``record["v"]`` (P, B, N) and, while learning, the weights to ``record["w"]``
             (for tests and inspection; slow).
+        compiled: run each step through ``torch.compile`` (:func:`compiled_step`: fused
+            elementwise kernels, CUDA graphs on CUDA); eager where this torch cannot compile.
 
     Returns:
         Spike counts ``(P, B, N)`` (int32) of the excitatory neurons over the window, and
         statistics ``(P, B, 3)`` int64: input spikes, inhibitory spikes, weight columns updated.
     """
-    # Longer than the other functions on purpose: the window's state (potentials, refractory
-    # counters, spikes, traces, thresholds, weights) lives in locals for the whole time loop, and each
-    # equation is a call to a function named as its numba twin; splitting the loop further would
-    # only pass that state back and forth.
     T, B, n_in = trains.shape
     if learn and B != 1:
         raise ValueError("learning is online: present one sample at a time (B = 1)")
     dev = pop.device
     trains = trains.to(dev)
-    c = constants(pop, enc)
-    P, N = pop.n_networks, pop.n_max
-    mask = pop.mask[:, None, :]  # (P, 1, N)
-    prm = pop.params
+    win = _window(pop, enc, n_in, B, learn, vrange is not None, sample_seeds)
+    st = _initial_state(win, B)
+    # Decided on the host before the loop, so the loop never waits for the device: the steps at
+    # which some network's weights can change (every step, but only at update times for tinySNN).
+    changes = _weight_change_steps(pop, T) if learn else [False] * T
+    steps = torch.arange(T + 1, dtype=torch.int64, device=dev)  # step t as a tensor: one graph for every t
+    step = compiled_step(dev.type) if compiled else None
+    for t in range(T):
+        st, step = _run_step(step, win, st, trains[t], steps[t], changes[t])
+        if record is not None:
+            record.setdefault("v", []).append(st.v.clone())
+            if learn:
+                record.setdefault("w", []).append(st.w.clone())
+    if step is not None:
+        st = _State(*(None if x is None else x.clone() for x in st))  # CUDA graphs reuse their outputs
+    if learn:
+        pop.theta = _decay_theta(win.c, st.theta, win.qth)
+        pop.weights = _normalize(
+            pop, st.w, st.counts[:, 0, :], win.qw, win.bases.get(S.STREAM_W_NORM), steps[T], win.synapse_idx
+        )
+    if win.track:
+        assert vrange is not None
+        vrange[:, 0] = torch.minimum(vrange[:, 0], st.v_lo.cpu())
+        vrange[:, 1] = torch.maximum(vrange[:, 1], st.v_hi.cpu())
+    n_in_spk = trains.sum(dim=(0, 2)).to(torch.int64)  # (B,)
+    P = pop.n_networks
+    stats = torch.stack(
+        [
+            n_in_spk[None, :].expand(P, B),
+            st.n_inh,
+            st.n_cols[:, None].expand(P, B) if learn else torch.zeros_like(st.n_inh),
+        ],
+        dim=2,
+    )
+    return st.counts, stats
+
+
+def _window(
+    pop: Population,
+    enc: EncodingConfig,
+    n_in: int,
+    B: int,
+    learn: bool,
+    track: bool,
+    sample_seeds: Optional[Sequence[int]],
+) -> _Window:
+    """The fixed part of a window (the few questions it asks the device are asked here, once)."""
+    dev = pop.device
     qv, qth, qw = _rows(pop, "vmem"), _rows(pop, "vth"), _rows(pop, "weights")
     seeds = torch.tensor(list(sample_seeds) if sample_seeds is not None else range(B), dtype=torch.int64)
-    # the stochastic-rounding streams, only where some network rounds stochastically (no work otherwise)
-    stochastic = any(q is not None and q.stochastic for q in (qv, qth, qw))
     codes = (
         S.STREAM_VMEM,
         S.STREAM_VMEM_INH,
@@ -129,108 +218,193 @@ def run_window(
         S.STREAM_W_LEARN,
         S.STREAM_W_NORM,
     )
+    stochastic = any(q is not None and q.stochastic for q in (qv, qth, qw))
     bases = (
         {c: S.stream_base(seeds.to(dev)[None, :], pop.network_seeds[:, None], c) for c in codes}
         if stochastic
         else {}
     )
-    neuron_idx = torch.arange(N, device=dev)
+    neuron_idx = torch.arange(pop.n_max, device=dev)
     synapse_idx = None
     if qw is not None and qw.stochastic:
         synapse_idx = S.synapse_index(torch.arange(n_in, device=dev)[:, None], neuron_idx[None, :])
-    ex, ih = pop.exc, pop.inh
-    inhibitory_layer = pop.variant.has_inhibitory_layer
-    w_lat = (prm["w_inh_exc"] if inhibitory_layer else prm["w_inh"])[:, None, None]
+    prm = pop.params
+    w_lat = (prm["w_inh_exc"] if pop.variant.has_inhibitory_layer else prm["w_inh"])[:, None, None]
     one = (prm["one_spike"] > 0) if bool((prm["one_spike"] > 0).any()) else None
     # Input currents are accumulated in float64 on CPU (rounded once to float32), as the numba
     # kernels do, so both give the same spikes; float32 on CUDA for speed.
     acc = torch.float64 if dev.type == "cpu" else torch.float32
+    return _Window(
+        pop, constants(pop, enc), pop.mask[:, None, :], qv, qth, qw, bases, neuron_idx, synapse_idx, w_lat, one,
+        acc, learn, learn and track, int(enc.time_steps),
+    )  # fmt: skip
 
-    v = torch.full((P, B, N), ex.v_rest, device=dev)
+
+def _initial_state(win: _Window, B: int) -> _State:
+    """Every network at rest: no spikes, no refractory neurons, zero traces."""
+    pop = win.pop
+    dev, P, N = pop.device, pop.n_networks, pop.n_max
+    ex, ih = pop.exc, pop.inh
     ref = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
     s = torch.zeros((P, B, N), dtype=torch.bool, device=dev)
-    if inhibitory_layer:
-        vi = torch.full((P, B, N), ih.v_rest, device=dev)
-        refi = torch.zeros_like(ref)
-        si = torch.zeros_like(s)
-    counts = torch.zeros((P, B, N), dtype=torch.int32, device=dev)
-    n_inh = torch.zeros((P, B), dtype=torch.int64, device=dev)
-    n_cols = torch.zeros((P,), dtype=torch.int64, device=dev)
-    w, theta = pop.weights, pop.theta
-    if learn:
-        x_pre = torch.zeros((n_in,), device=dev)
-        x_post = torch.zeros((P, N), device=dev)
-        spiked = torch.zeros((P, N), dtype=torch.bool, device=dev)
-        t_upd = pop.t_update
-    thr = pop.exc.v_th + theta
-    track = learn and vrange is not None
-    inf = torch.tensor(float("inf"), device=dev)
-    v_lo, v_hi = torch.full((P,), float("inf"), device=dev), torch.full((P,), -float("inf"), device=dev)
-
-    for t in range(T):
-        s_in = trains[t]
-        cur = torch.einsum("bi,pin->pbn", s_in.to(acc), w.to(acc)).to(torch.float32)
-        if inhibitory_layer:
-            vi, refi, si_new = _lif_inhibitory_step(
-                pop, c, mask, vi, refi, s, qv, bases.get(S.STREAM_VMEM_INH), t, neuron_idx
-            )
-            n_inh = n_inh + si_new.sum(dim=2)
-            cur = _lateral_inhibition(cur, si, w_lat)  # inhibitory spikes of t - 1
-        else:
-            cur = _lateral_inhibition(cur, s, w_lat)  # excitatory spikes of t - 1
-        v_top, v, ref, s, cross = _lif_excitatory_step(
-            pop, c, mask, v, ref, cur, thr, one, qv, bases.get(S.STREAM_VMEM), t, neuron_idx
-        )
-        if track:
-            v_lo = torch.minimum(v_lo, torch.where(mask, v_top, inf).flatten(1).amin(1))
-            v_hi = torch.maximum(v_hi, torch.where(mask, v_top, -inf).flatten(1).amax(1))
-        counts = counts + s.to(torch.int32)
-        if record is not None:
-            record.setdefault("v", []).append(v.clone())
-        if inhibitory_layer:
-            si = si_new
-        if learn:
-            s0 = s[:, 0, :]
-            theta = _adaptive_threshold(
-                pop, theta, cross[:, 0, :], qth, bases.get(S.STREAM_VTH), t, neuron_idx
-            )
-            thr = pop.exc.v_th + theta
-            x_pre = L.trace_step(x_pre, s_in[0], c.dec_pre)
-            x_post = L.trace_step(x_post, s0, c.dec_post)
-            depressed = None
-            if qw is not None:
-                depressed = partial(_q, q=qw, base=bases.get(S.STREAM_W_DEPRESS), step=t, index=synapse_idx)
-            w = _learn_step(
-                pop, w, s_in[0], x_pre, s0, x_post, counts[:, 0, :], spiked, t, T, t_upd, depressed
-            )
-            if pop.variant is Variant.TINYSNN:  # columns are updated at the update times only
-                upd = ((t + 1) % t_upd == 0) | (t == T - 1)
-                n_cols = n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
-                spiked = (spiked | s0) & ~upd[:, None]
-            else:
-                n_cols = n_cols + s0.sum(dim=1)
-            if qw is not None:
-                w = _q(w, qw, bases.get(S.STREAM_W_LEARN), t, synapse_idx)
-            if record is not None:
-                record.setdefault("w", []).append(w.clone())
-    if learn:
-        theta = _decay_theta(c, theta, qth)
-        w = _normalize(pop, w, counts[:, 0, :], qw, bases.get(S.STREAM_W_NORM), T, synapse_idx)
-        pop.weights, pop.theta = w, theta
-    if track:
-        assert vrange is not None
-        vrange[:, 0] = torch.minimum(vrange[:, 0], v_lo.cpu())
-        vrange[:, 1] = torch.maximum(vrange[:, 1], v_hi.cpu())
-    n_in_spk = trains.sum(dim=(0, 2)).to(torch.int64)  # (B,)
-    stats = torch.stack(
-        [
-            n_in_spk[None, :].expand(P, B),
-            n_inh,
-            n_cols[:, None].expand(P, B) if learn else torch.zeros_like(n_inh),
-        ],
-        dim=2,
+    layer = pop.variant.has_inhibitory_layer
+    n_in = pop.weights.shape[1]
+    return _State(
+        v=torch.full((P, B, N), ex.v_rest, device=dev),
+        ref=ref,
+        s=s,
+        vi=torch.full((P, B, N), ih.v_rest, device=dev) if layer else None,
+        refi=torch.zeros_like(ref) if layer else None,
+        si=torch.zeros_like(s) if layer else None,
+        counts=torch.zeros((P, B, N), dtype=torch.int32, device=dev),
+        n_inh=torch.zeros((P, B), dtype=torch.int64, device=dev),
+        n_cols=torch.zeros((P,), dtype=torch.int64, device=dev),
+        w=pop.weights,
+        theta=pop.theta,
+        thr=ex.v_th + pop.theta,
+        x_pre=torch.zeros((n_in,), device=dev) if win.learn else None,
+        x_post=torch.zeros((P, N), device=dev) if win.learn else None,
+        spiked=torch.zeros((P, N), dtype=torch.bool, device=dev) if win.learn else None,
+        v_lo=torch.full((P,), float("inf"), device=dev),
+        v_hi=torch.full((P,), -float("inf"), device=dev),
     )
-    return counts, stats
+
+
+def _weight_change_steps(pop: Population, T: int) -> List[bool]:
+    """For each step, whether some network's weights can change: every step for the pair-wise
+    rules; for tinySNN only at the update times (every T_u steps and the window's last step),
+    where between them its weights stay as they are (already on their grid under ITQ)."""
+    if pop.variant is not Variant.TINYSNN:
+        return [True] * T
+    periods = sorted(set(int(p) for p in pop.t_update.tolist()))
+    return [t == T - 1 or any((t + 1) % p == 0 for p in periods) for t in range(T)]
+
+
+def _run_step(
+    step: Optional[Callable[..., _State]],
+    win: _Window,
+    st: _State,
+    s_in: torch.Tensor,
+    t: torch.Tensor,
+    weights_change: bool,
+) -> Tuple[_State, Optional[Callable[..., _State]]]:
+    """One step, through the compiled function where there is one, and the function for the next
+    step: a compilation that fails is said once and the steps run eagerly from then on."""
+    if step is None:
+        return _step(win, st, s_in, t, weights_change), None
+    if _CUDA_GRAPHS_MARK is not None and win.pop.device.type == "cuda":
+        _CUDA_GRAPHS_MARK()
+    try:
+        return step(win, st, s_in, t, weights_change), step
+    except Exception as err:  # noqa: BLE001 - torch.compile reports a failed compile as any exception
+        _give_up_compiling(err)
+        return _step(win, st, s_in, t, weights_change), None
+
+
+def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights_change: bool) -> _State:
+    """One time step t (a 0-dim tensor) of every network and sample: the loop body of
+    :func:`run_window`, each equation a call to a function named as its numba twin.
+    ``weights_change`` (decided on the host) says whether some network's weights can change now."""
+    pop, c = win.pop, win.c
+    cur = torch.einsum("bi,pin->pbn", s_in.to(win.acc), st.w.to(win.acc)).to(torch.float32)
+    vi, refi, si, n_inh = st.vi, st.refi, st.si, st.n_inh
+    if vi is not None:
+        vi, refi, si_new = _lif_inhibitory_step(
+            pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH), t, win.neuron_idx
+        )
+        n_inh = n_inh + si_new.sum(dim=2)
+        cur = _lateral_inhibition(cur, si, win.w_lat)  # inhibitory spikes of t - 1
+        si = si_new
+    else:
+        cur = _lateral_inhibition(cur, st.s, win.w_lat)  # excitatory spikes of t - 1
+    v_top, v, ref, s, cross = _lif_excitatory_step(
+        pop,
+        c,
+        win.mask,
+        st.v,
+        st.ref,
+        cur,
+        st.thr,
+        win.one,
+        win.qv,
+        win.bases.get(S.STREAM_VMEM),
+        t,
+        win.neuron_idx,
+    )
+    v_lo, v_hi = st.v_lo, st.v_hi
+    if win.track:
+        v_lo = torch.minimum(v_lo, v_top.masked_fill(~win.mask, float("inf")).flatten(1).amin(1))
+        v_hi = torch.maximum(v_hi, v_top.masked_fill(~win.mask, -float("inf")).flatten(1).amax(1))
+    st = st._replace(
+        v=v, ref=ref, s=s, vi=vi, refi=refi, si=si, counts=st.counts + s.to(torch.int32), n_inh=n_inh,
+        v_lo=v_lo, v_hi=v_hi,
+    )  # fmt: skip
+    return _learn(win, st, s_in[0], cross[:, 0, :], t, weights_change) if win.learn else st
+
+
+def _learn(
+    win: _Window, st: _State, s_in: torch.Tensor, cross: torch.Tensor, t: torch.Tensor, weights_change: bool
+) -> _State:
+    """Threshold adaptation, traces and the variant's learning rule after step t (B = 1)."""
+    pop, qw = win.pop, win.qw
+    assert st.x_pre is not None and st.x_post is not None and st.spiked is not None
+    s0 = st.s[:, 0, :]
+    theta = _adaptive_threshold(pop, st.theta, cross, win.qth, win.bases.get(S.STREAM_VTH), t, win.neuron_idx)
+    x_pre = L.trace_step(st.x_pre, s_in, win.c.dec_pre)
+    x_post = L.trace_step(st.x_post, s0, win.c.dec_post)
+    w, spiked = st.w, st.spiked
+    if weights_change:
+        depressed = None
+        if qw is not None:
+            depressed = partial(
+                _q, q=qw, base=win.bases.get(S.STREAM_W_DEPRESS), step=t, index=win.synapse_idx
+            )
+        w = _learn_step(
+            pop, w, s_in, x_pre, s0, x_post, st.counts[:, 0, :], spiked, t, win.T, pop.t_update, depressed
+        )
+        if qw is not None:
+            w = _q(w, qw, win.bases.get(S.STREAM_W_LEARN), t, win.synapse_idx)
+    if pop.variant is Variant.TINYSNN:  # columns are updated at the update times only
+        upd = ((t + 1) % pop.t_update == 0) | (t == win.T - 1)
+        n_cols = st.n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
+        spiked = (spiked | s0) & ~upd[:, None]
+    else:
+        n_cols = st.n_cols + s0.sum(dim=1)
+    return st._replace(
+        w=w, theta=theta, thr=pop.exc.v_th + theta, x_pre=x_pre, x_post=x_post, spiked=spiked, n_cols=n_cols
+    )
+
+
+_CUDA_GRAPHS_MARK: Optional[Callable[[], None]] = getattr(
+    getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None
+)
+_compiled: Dict[str, Optional[Callable[..., _State]]] = {}
+
+
+def compiled_step(device_type: str) -> Optional[Callable[..., _State]]:
+    """:func:`_step` through ``torch.compile``, made once per device type and process: fused
+    elementwise kernels, and on CUDA ``mode="reduce-overhead"`` (CUDA graphs: one launch per step).
+    None, said once on stderr, where this torch has no ``torch.compile`` (torch 1.13) or a
+    compilation failed: the steps then run eagerly, with the same results."""
+    if device_type not in _compiled:
+        if not hasattr(torch, "compile"):
+            _say(f"torch {torch.__version__} has no torch.compile: the torch backend runs uncompiled")
+            _compiled[device_type] = None
+        else:
+            mode = "reduce-overhead" if device_type == "cuda" else None
+            _compiled[device_type] = torch.compile(_step, mode=mode)
+    return _compiled[device_type]
+
+
+def _give_up_compiling(err: BaseException) -> None:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    _say(f"torch.compile failed ({type(err).__name__}: {first[:200]}); the torch backend runs uncompiled")
+    for key in _compiled:
+        _compiled[key] = None
+
+
+def _say(message: str) -> None:
+    print(f"tinysnn: {message}", file=sys.stderr, flush=True)
 
 
 def _lif_inhibitory_step(
@@ -242,7 +416,7 @@ def _lif_inhibitory_step(
     s: torch.Tensor,
     qv: Optional[_Rows],
     base: Optional[torch.Tensor],
-    t: int,
+    t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The baselines' inhibitory LIF layer: leak toward rest, add w_exc_inh for the excitatory
@@ -280,7 +454,7 @@ def _lif_excitatory_step(
     one: Optional[torch.Tensor],
     qv: Optional[_Rows],
     base: Optional[torch.Tensor],
-    t: int,
+    t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The excitatory LIF layer: leak toward rest, add the current ``cur`` unless refractory,
@@ -310,7 +484,7 @@ def _adaptive_threshold(
     cross: torch.Tensor,
     qth: Optional[_Rows],
     base: Optional[torch.Tensor],
-    t: int,
+    t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> torch.Tensor:
     """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
@@ -333,7 +507,7 @@ def _normalize(
     counts: torch.Tensor,
     qw: Optional[_Rows],
     base: Optional[torch.Tensor],
-    T: int,
+    step: torch.Tensor,
     synapse_idx: Optional[torch.Tensor],
 ) -> torch.Tensor:
     """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`), clipped to
@@ -354,7 +528,7 @@ def _normalize(
     scaled = torch.minimum(scaled.clamp_min(0.0), prm["w_max"][:, None, None])
     if qw is None:
         return scaled
-    scaled = _q(scaled, qw, base, T, synapse_idx)
+    scaled = _q(scaled, qw, base, step, synapse_idx)
     keeps_sum = deterministic & (rule == NORM_SUM)
     if bool(keeps_sum.any()):
         summed = L.normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
@@ -379,7 +553,7 @@ def _learn_step(
     x_post: torch.Tensor,
     counts: torch.Tensor,
     spiked: torch.Tensor,
-    t: int,
+    t: torch.Tensor,
     T: int,
     t_upd: torch.Tensor,
     depressed: Optional[Callable[[torch.Tensor], torch.Tensor]],
@@ -406,27 +580,33 @@ def train_sample(
     enc: EncodingConfig,
     sample_seed: int = 0,
     vrange: Optional[torch.Tensor] = None,
+    compiled: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Learn from one sample's input train ``(T, n_in)``; counts ``(P, N)`` and stats (P, 1, 3)."""
-    counts, stats = run_window(pop, train[:, None, :], enc, True, [sample_seed], vrange=vrange)
+    counts, stats = run_window(
+        pop, train[:, None, :], enc, True, [sample_seed], vrange=vrange, compiled=compiled
+    )
     return counts[:, 0, :], stats
 
 
 def infer(
-    pop: Population, trains: torch.Tensor, enc: EncodingConfig, sample_seeds: Optional[Sequence[int]] = None
+    pop: Population,
+    trains: torch.Tensor,
+    enc: EncodingConfig,
+    sample_seeds: Optional[Sequence[int]] = None,
+    compiled: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Counts ``(P, B, N)`` and stats ``(P, B, 3)`` for trains ``(T, B, n_in)`` without learning."""
-    with torch.no_grad():
-        return run_window(pop, trains, enc, False, sample_seeds)
+    return run_window(pop, trains, enc, False, sample_seeds, compiled=compiled)
 
 
 class TorchBackend:
-    """Trains and runs a population on any device with :func:`run_window` (whole tensors)."""
+    """Trains and runs a population on any device with :func:`run_window` (whole tensors);
+    ``compiled`` runs each step through ``torch.compile`` (:func:`compiled_step`)."""
 
-    name = "torch"
-
-    def __init__(self, pop: Population, enc: EncodingConfig) -> None:
-        self.pop, self.enc = pop, enc
+    def __init__(self, pop: Population, enc: EncodingConfig, compiled: bool = False) -> None:
+        self.pop, self.enc, self.compiled = pop, enc, compiled
+        self.name = "torch-compile" if compiled else "torch"
 
     def encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
         """The dense bool train (T, n_in) of a sample drawn from ``seed`` (one uniform per input per step)."""
@@ -437,7 +617,7 @@ class TorchBackend:
         """Learn from one sample: counts (P, N) and statistics (P, 1, 3)."""
         if train is None:
             train = self.encode(image, train_seed)
-        return train_sample(self.pop, train, self.enc, learn_seed, vmem_range)
+        return train_sample(self.pop, train, self.enc, learn_seed, vmem_range, self.compiled)
 
     def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
               seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -446,7 +626,7 @@ class TorchBackend:
         if trains is None:
             g = make_generator(seeds[0], self.pop.device)
             trains = poisson(images.to(self.pop.device), self.enc, g)
-        return infer(self.pop, trains, self.enc, seeds)
+        return infer(self.pop, trains, self.enc, seeds, self.compiled)
 
 
-__all__ = ["TorchBackend", "infer", "run_window", "train_sample"]
+__all__ = ["TorchBackend", "compiled_step", "infer", "run_window", "train_sample"]

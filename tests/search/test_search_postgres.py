@@ -101,7 +101,13 @@ every = 0
                                 text=True) for _ in range(3)]  # fmt: skip
     try:
         outs = [w.communicate(timeout=300)[0] for w in workers]
-        assert [w.returncode for w in workers] == [0, 0, 0], outs
+        if [w.returncode for w in workers] != [0, 0, 0]:  # the workers' whole output, untruncated
+            pytest.fail(
+                "\n\n".join(
+                    f"worker {k}, exit {w.returncode}:\n{out}"
+                    for k, (w, out) in enumerate(zip(workers, outs))
+                )
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trials = optuna.load_study(study_name=name, storage=storage).get_trials()

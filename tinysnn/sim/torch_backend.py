@@ -89,9 +89,8 @@ class _Window(NamedTuple):
     qv: Optional[_Rows]
     qth: Optional[_Rows]
     qw: Optional[_Rows]
-    bases: Dict[
-        int, torch.Tensor
-    ]  # stream code -> (P, B) int64; empty unless some network rounds stochastically
+    # stream code -> (P, B) int64 base keys; empty unless some network rounds stochastically
+    bases: Dict[int, torch.Tensor]
     neuron_idx: torch.Tensor
     synapse_idx: Optional[torch.Tensor]
     w_lat: torch.Tensor  # (P, 1, 1) the lateral inhibition weight
@@ -173,8 +172,8 @@ def run_window(
             record.setdefault("v", []).append(st.v.clone())
             if learn:
                 record.setdefault("w", []).append(st.w.clone())
-    if step is not None:
-        st = _State(*(None if x is None else x.clone() for x in st))  # CUDA graphs reuse their outputs
+    if step is not None and dev.type == "cuda":  # CUDA graphs overwrite their outputs on the next replay
+        st = _State(*(None if x is None else x.clone() for x in st))
     if learn:
         pop.theta = _decay_theta(win.c, st.theta, win.qth)
         pop.weights = _normalize(

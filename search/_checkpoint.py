@@ -9,14 +9,16 @@ state is needed: a resumed run gives the same weights and accuracy as an uninter
 Written to ``<path>.tmp`` then moved over ``<path>`` with ``os.replace``, so a reader sees the old
 checkpoint or the new one, never half of one. The file is a magic string, the SHA-256 of the
 payload and the payload (``torch.save``), so a changed byte is refused on load instead of being
-loaded into a trial (:func:`write_verified`, :func:`read_verified`; the trials' stored networks use
-the same container).
+loaded into a trial (:func:`write_verified`, :func:`read_verified`; the trials' stored networks and
+models use the same container). The payload is the tensors and a JSON text of everything else, so
+torch's weights-only loader reads it on every supported torch (1.13's refuses pickled floats).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +50,45 @@ class VerifyError(ValueError):
     """A verified file is damaged, truncated or not one of ours; the message says which."""
 
 
+_JSON_KEY = "tinysnn_json"  # payload key of the JSON text; files without it hold a plain torch.save
+
+
+def _to_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
+    """``obj`` with every tensor replaced by ``{"tensor": its index in tensors}``, for JSON."""
+    if isinstance(obj, torch.Tensor):
+        tensors.append(obj)
+        return {"tensor": len(tensors) - 1}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError(f"write_verified stores dicts with string keys only, not {list(obj)[:3]}")
+        return {k: _to_json(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"write_verified cannot store a {type(obj).__name__}")
+
+
+def _from_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"tensor"}:
+            return tensors[obj["tensor"]]
+        return {k: _from_json(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v, tensors) for v in obj]
+    return obj
+
+
 def write_verified(path: Union[str, Path], payload: Any) -> None:
-    """``torch.save`` ``payload`` behind a magic string and its SHA-256, atomically (temp file, fsync,
+    """``payload`` (dicts with string keys, lists, tuples (read back as lists), numbers, strings,
+    None and tensors) behind a magic string and its SHA-256, atomically (temp file, fsync,
     ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: List[torch.Tensor] = []
+    text = json.dumps(_to_json(payload, tensors))
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    torch.save({_JSON_KEY: text, "tensors": tensors}, buf)
     blob = buf.getvalue()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -79,10 +113,10 @@ def read_verified(path: Union[str, Path]) -> Any:
     blob = data[head:]
     if len(data) < head or hashlib.sha256(blob).digest() != data[len(_MAGIC) : head]:
         raise VerifyError("checksum mismatch: the file was truncated or its bytes changed")
-    try:
-        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except TypeError:  # torch < 1.13 has no weights_only
-        return torch.load(io.BytesIO(blob), map_location="cpu")
+    stored = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if isinstance(stored, dict) and _JSON_KEY in stored:
+        return _from_json(json.loads(stored[_JSON_KEY]), list(stored["tensors"]))
+    return stored  # written before the JSON text: a plain torch.save (torch >= 2 reads it)
 
 
 @dataclass

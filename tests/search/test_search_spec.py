@@ -249,6 +249,33 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(path, "abc")
 
 
+def test_verified_files_hold_only_tensors_and_text_for_the_weights_only_loader(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    from search._checkpoint import _MAGIC, read_verified, write_verified
+
+    payload = {"a": 1.5, "b": [1, 2.25, None, True, "x"], "t": torch.arange(3), "nested": {"w": torch.ones(2, 2)},
+               "nan": float("nan"), "pair": (1, 2)}  # fmt: skip
+    path = tmp_path / "f.pt"
+    write_verified(path, payload)
+    # torch 1.13's weights-only loader refuses pickled floats: the pickle holds text and tensors only
+    stored = torch.load(io.BytesIO(path.read_bytes()[len(_MAGIC) + 32 :]), weights_only=True)
+    assert set(stored) == {"tinysnn_json", "tensors"} and isinstance(stored["tinysnn_json"], str)
+    assert all(isinstance(t, torch.Tensor) for t in stored["tensors"])
+    back = read_verified(path)
+    assert back["a"] == 1.5 and back["b"] == [1, 2.25, None, True, "x"] and back["pair"] == [1, 2]
+    assert torch.equal(back["t"], payload["t"]) and torch.equal(back["nested"]["w"], payload["nested"]["w"])
+    assert back["nan"] != back["nan"]
+    # a file written before the JSON text (a plain torch.save behind the checksum) still reads
+    buf = io.BytesIO()
+    torch.save({"format": "old", "t": torch.zeros(2)}, buf)
+    path.write_bytes(_MAGIC + hashlib.sha256(buf.getvalue()).digest() + buf.getvalue())
+    assert read_verified(path)["format"] == "old"
+    with pytest.raises(TypeError, match="cannot store a bytes"):
+        write_verified(path, {"raw": b"x"})
+
+
 def test_reward_and_tie_breaks() -> None:
     assert reward(0.9, 0.25, 0.2) == pytest.approx(0.85)
     with pytest.raises(ValueError):

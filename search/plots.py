@@ -235,7 +235,7 @@ def reward_figure(
         ax.annotate(f"#{c.number}", (mu, c.reward), textcoords="offset points", xytext=(3, 4), fontsize=7)
     ax.set_xlabel("mu (memory weight)")
     ax.set_ylabel("R = acc - mu M_norm" + (f" - {nu:g} E/E_max" if nu else ""))
-    ax.set_title(f"study {study.study_name}: reward against mu; dots: the selected trial at each mu")
+    ax.set_title(f"study {study.study_name}: reward against mu\ndots: the selected trial at each mu")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig

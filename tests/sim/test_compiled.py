@@ -56,15 +56,19 @@ def test_compiled_steps_give_the_eager_spikes_weights_and_thresholds(fresh_compi
     assert torch.equal(eager.theta, compiled.theta)
 
 
-def test_without_torch_compile_the_steps_run_eagerly_and_say_so(
-    fresh_compiled_steps, monkeypatch, capsys
-) -> None:
-    monkeypatch.delattr(torch, "compile", raising=False)  # as torch 1.13 (Jetson images), which has none
-    eager, fallback = _pair("diehl_cook", [20])
+def _assert_fallback_counts_equal_eager(variant: str) -> None:
+    eager, fallback = _pair(variant, [20])
     enc = EncodingConfig(time_steps=30)
     ce, _ = _train_and_infer("torch", eager, enc)
     cf, _ = _train_and_infer("torch-compile", fallback, enc)
     assert all(torch.equal(a, b) for a, b in zip(ce, cf))
+
+
+def test_without_torch_compile_the_steps_run_eagerly_and_say_so(
+    fresh_compiled_steps, monkeypatch, capsys
+) -> None:
+    monkeypatch.delattr(torch, "compile", raising=False)  # as torch 1.13 (Jetson images), which has none
+    _assert_fallback_counts_equal_eager("diehl_cook")
     err = capsys.readouterr().err
     assert err.count("has no torch.compile: the torch backend runs uncompiled") == 1
 
@@ -77,11 +81,7 @@ def test_a_failed_compilation_falls_back_to_eager_once(fresh_compiled_steps, mon
         return fails
 
     monkeypatch.setattr(torch, "compile", broken, raising=False)
-    eager, fallback = _pair("tinysnn", [20])
-    enc = EncodingConfig(time_steps=30)
-    ce, _ = _train_and_infer("torch", eager, enc)
-    cf, _ = _train_and_infer("torch-compile", fallback, enc)
-    assert all(torch.equal(a, b) for a, b in zip(ce, cf))
+    _assert_fallback_counts_equal_eager("tinysnn")
     err = capsys.readouterr().err
     assert err.count("torch.compile failed (RuntimeError: no C++ compiler found)") == 1
     assert TB._compiled == {"cpu": None}

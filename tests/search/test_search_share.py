@@ -218,3 +218,17 @@ def _toml(table: Dict[str, Any]) -> str:
         out.append(f"[{name}]")
         out += [f"{k} = {value(v)}" for k, v in section.items()]
     return "\n".join(out) + "\n"
+
+
+def test_the_spec_chooses_the_simulator_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: List[str] = []
+
+    def recording(spec: RunSpec, callbacks: RunCallbacks) -> RunResult:
+        asked.append(spec.backend)
+        return tinysnn_run(spec, callbacks)
+
+    monkeypatch.setattr(search.objective, "run", recording)
+    spec = _spec(tmp_path, trials=1, population=1, backend="torch")
+    run_study(spec, progress=False, log=lambda s: None)
+    assert asked == ["torch"]
+    assert [t.user_attrs["backend"] for t in _trials(spec)] == ["torch"]

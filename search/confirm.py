@@ -4,6 +4,8 @@
 ``top`` of it (highest accuracy first) plus the ``neighbours`` complete trials nearest to it, and
 re-trains each with its parameters and weight seed on the full data, through
 :func:`search.objective.evaluate_population` with a context loaded at the ``[data]`` sample counts.
+As in ``run``, FP32 and PTQ trials that train alike share one FP32 training (stored in the study's
+``trained/`` folder under its full-data training fingerprint, so a later confirm run reuses it).
 Optuna keeps a COMPLETE trial's values and attributes as they were told, so each result is a study
 user attribute ``confirmed_trial_<number>`` (:data:`search.select.CONFIRMED_PREFIX`) holding
 ``confirmed_accuracy``, ``confirmed_memory_norm``, ``confirmed_energy``, ``confirmed_at`` and the
@@ -16,6 +18,7 @@ populations it finished. Each run records how well the cheap front agreed with t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -24,17 +27,18 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import optuna
 from optuna.trial import FixedTrial, FrozenTrial
 
 from ._study import open_storage, open_study
+from ._trained import TrainedNetworks, shares_training, training_fingerprint
 from .errors import SearchError, SpecError
-from .objective import Member, evaluate_population, load_context
+from .objective import Context, Member, Outcome, evaluate_population, load_context
 from .pack import sqlite_path
 from .select import CONFIRMED_PREFIX, LIMITS_KEY, complete_trials, front, ranked_values
-from .spec import StudySpec
+from .spec import FidelitySection, StudySpec
 
 __all__ = ["AGREEMENT_KEY", "ConfirmReport", "agreement", "confirm_study", "to_confirm"]
 
@@ -140,31 +144,65 @@ def confirm_study(
     chosen = to_confirm(study, top, neighbours)
     report.chosen = [t.number for t in chosen]
     todo = [t for t in chosen if ranked_values(t)[1] == "cheap"]  # the others were confirmed before
-    populations: "OrderedDict[Any, List[Member]]" = OrderedDict()
+    full = dataclasses.replace(spec, fidelity=FidelitySection())  # trains on [data]: its own fingerprints
+    members = []
     for t in todo:
         config = spec.space.suggest(FixedTrial(t.params), ctx.n_input)
-        member = Member(t.number, dict(t.params), config, int(t.user_attrs["weight_seed"]))
-        populations.setdefault(config.group_key(spec.study.group), []).append(member)
-    size = spec.study.population
+        seed = int(t.user_attrs["weight_seed"])
+        fingerprint = training_fingerprint(full, config, seed) if shares_training(config) else None
+        members.append(Member(t.number, dict(t.params), config, seed, fingerprint=fingerprint))
+    networks = TrainedNetworks(folder / "trained", log)
     ctx.work_dir = Path(tempfile.mkdtemp(prefix="confirm-", dir=folder))
     try:
-        for group in populations.values():
-            for start in range(0, len(group), size):
-                members = group[start : start + size]
-                log(f"confirming trials {[m.number for m in members]} on the full data")
-                for o in evaluate_population(ctx, members, log=log):
-                    for path in o.files.values():
-                        path.unlink(missing_ok=True)
-                    acc, mem, energy = o.values
-                    study.set_user_attr(f"{CONFIRMED_PREFIX}{o.number}", {
-                        "confirmed_accuracy": acc, "confirmed_memory_norm": mem, "confirmed_energy": energy,
-                        "confirmed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "confirmed_train_samples": o.attrs["train_samples"],
-                        "confirmed_test_samples": o.attrs["test_samples"],
-                    })  # fmt: skip
-                    report.trained.append(o.number)
+        for o in _confirm(ctx, members, networks, log):
+            for path in o.files.values():
+                path.unlink(missing_ok=True)
+            acc, mem, energy = o.values
+            study.set_user_attr(f"{CONFIRMED_PREFIX}{o.number}", {
+                "confirmed_accuracy": acc, "confirmed_memory_norm": mem, "confirmed_energy": energy,
+                "confirmed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "confirmed_train_samples": o.attrs["train_samples"],
+                "confirmed_test_samples": o.attrs["test_samples"],
+                "confirmed_trained_by": o.attrs.get("trained_by", o.number),
+            })  # fmt: skip
+            report.trained.append(o.number)
     finally:
         shutil.rmtree(ctx.work_dir, ignore_errors=True)
     report.agreement = agreement(study)
     study.set_user_attr(AGREEMENT_KEY, report.agreement)
     return report
+
+
+def _confirm(
+    ctx: Context, members: List[Member], networks: TrainedNetworks, log: Callable[[str], None]
+) -> Iterator[Outcome]:
+    """The members' outcomes on the full data: those that train their own network, in populations by
+    group key; then, as in ``run``, the FP32 and PTQ trials whose FP32 training another member made
+    (or an earlier confirm run stored), from that stored network."""
+    spec = ctx.spec
+    trains: "OrderedDict[Any, List[Member]]" = OrderedDict()
+    shared: "OrderedDict[str, List[Member]]" = OrderedDict()
+    for m in members:
+        fp = m.fingerprint
+        if fp is not None and (fp in shared or networks.path(fp).is_file()):
+            shared.setdefault(fp, []).append(m)
+            continue
+        if fp is not None:
+            shared[fp] = []
+        trains.setdefault(m.config.group_key(spec.study.group), []).append(m)
+    size = spec.study.population
+    for group in trains.values():
+        for start in range(0, len(group), size):
+            chunk = group[start : start + size]
+            log(f"confirming trials {[m.number for m in chunk]} on the full data")
+            yield from evaluate_population(ctx, chunk, log=log, networks=networks)
+    for fp, waiting in shared.items():
+        stored = networks.load(fp) if waiting else None
+        if stored is None:
+            if waiting:  # damaged and set aside: they train it again
+                yield from evaluate_population(ctx, waiting, log=log, networks=networks)
+            continue
+        ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in waiting], [m.params for m in waiting])
+        log(f"confirming trials {[m.number for m in waiting]} from the network trial {stored.trained_by} "
+            "trained on the full data")  # fmt: skip
+        yield from evaluate_population(ctx, waiting, None, ckpt, log, trained_by=stored.trained_by)

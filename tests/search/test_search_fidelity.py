@@ -165,7 +165,7 @@ def test_confirm_records_the_full_fidelity_and_select_ranks_on_it(
     path, spec, study = searched
     cheap_front = [t.number for t in pareto_front(study)]
     first = confirm_study(spec, progress=False, log=lambda s: None)  # the front; a later run adds to it
-    assert first.chosen == first.trained == cheap_front
+    assert first.chosen == cheap_front and sorted(first.trained) == cheap_front
     assert main(["confirm", str(path), "--neighbours", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "agreement:" in out and "full acc %" in out and "before" in out and "this run" in out
@@ -198,3 +198,30 @@ def test_confirm_needs_a_fidelity_table(searched: Tuple[Path, Any, optuna.Study]
     plain.write_text(path.read_text().replace("[fidelity]\ntrain_samples = 60\ntest_samples = 50\n", ""))
     assert main(["confirm", str(plain)]) == 2
     assert "no [fidelity]" in capsys.readouterr().err
+
+
+def test_confirm_trains_once_for_the_ptq_trials_that_train_alike(tmp_path: Path, monkeypatch) -> None:
+    import search.objective
+    from tinysnn.train import run as tinysnn_run
+
+    # four PTQ trials of one size: one FP32 training at the subset, and one on the full data to confirm
+    path = _write(tmp_path, min_accuracy=0, **{"n_neurons = [8, 12]": "n_neurons = 8",
+                                               'quantize = ["fp32", "qW"]': 'quantize = "qW"'})  # fmt: skip
+    spec = load_spec(path)
+    run_study(spec, progress=False, log=lambda s: None)
+    trainings = []
+
+    def counting(run_spec, callbacks):
+        if run_spec.resume is None:
+            trainings.append(run_spec.population.n_networks)
+        return tinysnn_run(run_spec, callbacks)
+
+    monkeypatch.setattr(search.objective, "run", counting)
+    report = confirm_study(spec, neighbours=3, progress=False, log=lambda s: None)
+    study = optuna.load_study(study_name="fidelity", storage=spec.study.storage_url)
+    complete = [t.number for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    assert len(complete) == 4 and sorted(report.trained) == complete
+    assert trainings == [1]
+    records = [study.user_attrs[f"{CONFIRMED_PREFIX}{n}"] for n in complete]
+    assert len({r["confirmed_trained_by"] for r in records}) == 1
+    assert all(r["confirmed_train_samples"] == 200 for r in records)

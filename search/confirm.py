@@ -163,7 +163,7 @@ def confirm_study(
                 "confirmed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "confirmed_train_samples": o.attrs["train_samples"],
                 "confirmed_test_samples": o.attrs["test_samples"],
-                "confirmed_trained_by": o.attrs.get("trained_by", o.number),
+                "confirmed_trained_by": o.attrs["trained_by"],
             })  # fmt: skip
             report.trained.append(o.number)
     finally:

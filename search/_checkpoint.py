@@ -51,13 +51,14 @@ class VerifyError(ValueError):
 
 
 _JSON_KEY = "tinysnn_json"  # payload key of the JSON text; files without it hold a plain torch.save
+_TENSOR_KEY = "__tensor__"  # in the JSON text, {_TENSOR_KEY: k} stands for the payload's k-th tensor
 
 
 def _to_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
-    """``obj`` with every tensor replaced by ``{"tensor": its index in tensors}``, for JSON."""
+    """``obj`` with every tensor replaced by ``{_TENSOR_KEY: its index in tensors}``, for JSON."""
     if isinstance(obj, torch.Tensor):
         tensors.append(obj)
-        return {"tensor": len(tensors) - 1}
+        return {_TENSOR_KEY: len(tensors) - 1}
     if isinstance(obj, dict):
         if not all(isinstance(k, str) for k in obj):
             raise TypeError(f"write_verified stores dicts with string keys only, not {list(obj)[:3]}")
@@ -71,8 +72,8 @@ def _to_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
 
 def _from_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
     if isinstance(obj, dict):
-        if set(obj) == {"tensor"}:
-            return tensors[obj["tensor"]]
+        if set(obj) == {_TENSOR_KEY}:
+            return tensors[obj[_TENSOR_KEY]]
         return {k: _from_json(v, tensors) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_from_json(v, tensors) for v in obj]

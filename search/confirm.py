@@ -187,7 +187,7 @@ def _confirm(
         if fp is not None and (fp in shared or networks.path(fp).is_file()):
             shared.setdefault(fp, []).append(m)
             continue
-        if fp is not None:
+        if fp is not None:  # this member trains it; the next ones with fp wait for the stored network
             shared[fp] = []
         trains.setdefault(m.config.group_key(spec.study.group), []).append(m)
     size = spec.study.population
@@ -197,10 +197,11 @@ def _confirm(
             log(f"confirming trials {[m.number for m in chunk]} on the full data")
             yield from evaluate_population(ctx, chunk, log=log, networks=networks)
     for fp, waiting in shared.items():
-        stored = networks.load(fp) if waiting else None
-        if stored is None:
-            if waiting:  # damaged and set aside: they train it again
-                yield from evaluate_population(ctx, waiting, log=log, networks=networks)
+        if not waiting:
+            continue
+        stored = networks.load(fp)
+        if stored is None:  # damaged and set aside: they train it again
+            yield from evaluate_population(ctx, waiting, log=log, networks=networks)
             continue
         ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in waiting], [m.params for m in waiting])
         log(f"confirming trials {[m.number for m in waiting]} from the network trial {stored.trained_by} "

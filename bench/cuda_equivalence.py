@@ -22,7 +22,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from tinysnn.config import EncodingConfig, NetworkConfig
+from tinysnn.config import BACKENDS, EncodingConfig, NetworkConfig
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
 from tinysnn.sim import Simulator
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--time-steps", type=int, default=250)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--backend", default="torch", choices=("torch", "torch-compile"))
+    ap.add_argument("--backend", default="torch", choices=[b for b in BACKENDS if b.startswith("torch")])
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     rows = [compare(a.variant, a.neurons, int(p), a.samples, a.time_steps, a.device, a.backend)

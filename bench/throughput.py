@@ -493,6 +493,8 @@ def parse_list(text: str, kind: Any = str) -> List[Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tinysnn.config import BACKENDS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument(
@@ -525,9 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="monitors attached to BindsNET's network (default: example, as eth_mnist.py)")  # fmt: skip
     p.add_argument("--no-bindsnet", action="store_true", help="skip BindsNET even when available")
     p.add_argument("--quick", action="store_true", help="small sample counts: a smoke run")
-    p.add_argument("--cpu-backend", choices=("auto", "numba", "torch", "torch-compile"), default="auto",
+    p.add_argument("--cpu-backend", choices=BACKENDS, default="auto",
                    help="simulator backend on CPU (default auto = numba)")  # fmt: skip
-    p.add_argument("--cuda-backend", choices=("torch", "torch-compile"), default="torch",
+    p.add_argument("--cuda-backend", choices=[b for b in BACKENDS if b.startswith("torch")], default="torch",
                    help="simulator backend on CUDA (default torch; torch-compile: steps compiled, CUDA graphs)")  # fmt: skip
     p.add_argument("--train-threads", type=int, default=0,
                    help="numba threads while training on CPU (default 0: the library's default, all cores)")  # fmt: skip

@@ -2,8 +2,9 @@
 
 ``backend="auto"`` picks numba on CPU when it is installed and torch otherwise (CUDA always uses
 torch); ``torch-compile`` is the torch backend with each step compiled (``torch.compile``: fused
-kernels, CUDA graphs on CUDA), eager where the installed torch cannot compile. Input trains are drawn per sample from a seed derived from (seed, stream, sample index),
-so a sample's train does not depend on the population size, the batch or the thread count.
+kernels, CUDA graphs on CUDA), eager where the installed torch cannot compile. Input trains are
+drawn per sample from a seed derived from (seed, stream, sample index), so a sample's train does
+not depend on the population size, the batch or the thread count.
 The two backends draw trains differently (numba: inter-spike intervals; torch: one uniform per
 input per step), with the same distribution; given the same trains they compute the same spikes.
 """

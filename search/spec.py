@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "SamplerSection",
     "StudySection",
     "StudySpec",
+    "check_study_name",
     "load_spec",
     "parse_spec",
 ]
@@ -66,6 +68,7 @@ WEIGHT_SEEDS = ("per_training", "per_trial")
 ENERGY_OBJECTIVES = ("opcount", "meter")
 _TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "space", "objectives",
              "constraints", "fidelity", "checkpoint")  # fmt: skip
+_STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 DEFAULT_MIN_ACCURACY = 2 / N_CLASSES
 """Twice chance: a network no better than that says nothing about its size or format (every dataset
 here has N_CLASSES classes)."""
@@ -236,6 +239,20 @@ class StudySpec:
         return dataclasses.replace(self, data=dataclasses.replace(self.data, root=str(root)))
 
 
+def check_study_name(name: object, key: str = "study.name") -> str:
+    """``name`` if it is a plain study name, else :class:`SpecError` naming ``key``.
+
+    A study name becomes a file name (``runs/<name>.db``) and a folder (``runs/<name>/``), so it is a
+    plain identifier: letters, digits, ``-``, ``_`` and ``.``, not starting with ``.`` (so never ``..``,
+    an absolute path or a hidden file), at most 128 characters. Every name a user types or a pack
+    carries passes here.
+    """
+    if not isinstance(name, str) or _STUDY_NAME.fullmatch(name) is None:
+        raise SpecError(f"{key} {name!r} is not a plain name: use letters, digits, '-', '_' and '.', not "
+                        "starting with '.' (at most 128 characters)")  # fmt: skip
+    return name
+
+
 def _section(raw: Mapping[str, Any], name: str, cls: Any, checks: Mapping[str, type]) -> Any:
     table = raw.get(name, {})
     if not isinstance(table, dict):
@@ -284,8 +301,7 @@ def parse_spec(
                   "group": str,
                   "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
     study = StudySection(**{"name": default_name, **st})
-    if not study.name or any(c in study.name for c in "/\\ "):
-        raise SpecError(f"study.name {study.name!r} must be a non-empty name without spaces or slashes")
+    check_study_name(study.name)
     _positive(study.trials, "study.trials")
     _positive(study.population, "study.population")
     _positive(study.heartbeat_s, "study.heartbeat_s")

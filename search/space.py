@@ -163,8 +163,6 @@ class SearchSpace:
         learn_kw.update({k: d.suggest(trial) for k, d in self.learning.items()})
         net_kw = dict(self.fixed_network)
         net_kw.update({k: d.suggest(trial) for k, d in self.network.items()})
-        if "t_update" in learn_kw:
-            learn_kw["t_update"] = int(learn_kw["t_update"])
         try:
             network = NetworkConfig(variant=variant, n_neurons=n_neurons, n_input=n_input, **net_kw)
             learning = LearningConfig(**learn_kw)
@@ -215,13 +213,25 @@ def _parse_constants(table: Any, path: str, cls: Any, exclude: Tuple[str, ...]) 
     allowed = [k for k in _dataclass_keys(cls) if k not in exclude]
     _check_keys(table, path, allowed)
     flags = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, bool)}
+    out = {}
     for k, v in table.items():
         if k in flags:
             if not isinstance(v, bool):
                 raise SpecError(f"{path}.{k}: expected true or false, got {v!r}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) and not isinstance(v, (list, dict)):
-            raise SpecError(f"{path}.{k}: expected a number, got {v!r}")
-    return dict(table)
+            out[k] = v
+        elif isinstance(v, (list, dict)):
+            raise SpecError(
+                f"{path}.{k} = {v!r}: fixed constants take one number; search it in [space.*] instead"
+            )
+        else:  # a finite number, an integer where the config holds one (t_update = 2.5 is refused)
+            out[k] = parse_domain(v, f"{path}.{k}", k, _number_kind(cls, k)).values[0]
+    return out
+
+
+def _number_kind(cls: Any, key: str) -> str:
+    """``int`` for a config field that holds an integer (``t_update``), else ``number``."""
+    kind = {f.name: f.type for f in dataclasses.fields(cls)}[key]
+    return "int" if kind in ("int", int) else "number"
 
 
 def _parse_bits(table: Any, labels: List[str]) -> Tuple[Dict[str, BitsDomain], Optional[Domain]]:
@@ -348,12 +358,9 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
         both = sorted(set(table) & set(fixed))
         if both:
             raise SpecError(f"{path}.{both[0]} is also fixed in [{section}]: keep one of them")
-        searched[section] = {k: parse_domain(v, f"{path}.{k}", k, "number") for k, v in table.items()}
-    for key, value in list(fixed_net.items()) + list(fixed_learn.items()):
-        if isinstance(value, (list, dict)):
-            raise SpecError(
-                f"{key} = {value!r}: fixed constants take one number; search it in [space.*] instead"
-            )
+        searched[section] = {
+            k: parse_domain(v, f"{path}.{k}", k, _number_kind(cls, k)) for k, v in table.items()
+        }
     try:
         NetworkConfig(**fixed_net)
         LearningConfig(**fixed_learn)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -70,6 +71,12 @@ _TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "spa
              "constraints", "fidelity", "checkpoint")  # fmt: skip
 _STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 DEFAULT_MIN_ACCURACY = 2 / N_CLASSES
+MAX_SEED = 2**32 - 1
+"""study.seed lies in [0, MAX_SEED]: the range Optuna's seeded samplers (numpy) accept."""
+MIN_HEARTBEAT_S = 0.1
+MAX_HEARTBEAT_S = 3600.0
+MAX_STALE_AFTER_S = 7 * 86400.0
+MAX_IDLE_SECONDS = 3600.0
 """Twice chance: a network no better than that says nothing about its size or format (every dataset
 here has N_CLASSES classes)."""
 
@@ -101,6 +108,34 @@ class StudySection:
     stale_after_s: float = 300.0
     """A running trial of another machine without a heartbeat for this long is failed and re-queued."""
 
+    def __post_init__(self) -> None:
+        check_study_name(self.name)
+        _check_number(self.trials, "study.trials", 1, low_open=False)
+        _check_number(self.population, "study.population", 1, low_open=False)
+        _check_number(self.seed, "study.seed", 0, MAX_SEED, low_open=False)
+        _check_number(self.heartbeat_s, "study.heartbeat_s", MIN_HEARTBEAT_S, MAX_HEARTBEAT_S, low_open=False)
+        _check_number(
+            self.stale_after_s, "study.stale_after_s", MIN_HEARTBEAT_S, MAX_STALE_AFTER_S, low_open=False
+        )
+        if self.stale_after_s <= self.heartbeat_s:
+            raise SpecError(f"study.stale_after_s = {self.stale_after_s:g} s must exceed study.heartbeat_s = "
+                            f"{self.heartbeat_s:g} s, or live trials look stale between two heartbeats")  # fmt: skip
+        for key in ("storage", "artifacts"):
+            if getattr(self, key) is not None and not getattr(self, key).strip():
+                raise SpecError(f"study.{key} is empty: give a value or leave the key out for the default")
+        if self.group not in ("size", "variant"):
+            raise SpecError(f"study.group = {self.group!r}: choose size (no padding) or variant (pad sizes)")
+        if self.weight_seed not in WEIGHT_SEEDS:
+            raise SpecError(f"study.weight_seed = {self.weight_seed!r}: choose {' or '.join(WEIGHT_SEEDS)}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise SpecError(f"study.device = {self.device!r}: choose cpu, cuda or auto")
+        if self.backend not in BACKENDS:
+            raise SpecError(f"study.backend = {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.backend == "numba" and self.device == "cuda":
+            raise SpecError(
+                "study.backend = 'numba' runs on CPU only: use torch or torch-compile with device cuda"
+            )
+
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///runs/{self.name}.db"
@@ -119,6 +154,12 @@ class SamplerSection:
     population_size: Optional[int] = None
     """NSGA-II/III generation size; default max(10, study.population)."""
 
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise SpecError(f"sampler.name = {self.name!r}: choose one of {', '.join(SAMPLERS)}")
+        _check_number(self.startup_trials, "sampler.startup_trials", 0, low_open=False)
+        _check_number(self.population_size, "sampler.population_size", 2, low_open=False)
+
 
 @dataclass(frozen=True)
 class DataSection:
@@ -133,6 +174,18 @@ class DataSection:
     validation: int = 0
     """Samples carved from the end of the training set; when > 0 trials are scored on them, not on the test set."""
     epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dataset.lower().replace("_", "-") not in DATASETS + ("fashion",):
+            raise SpecError(
+                f"data.dataset = {self.dataset!r} is unknown: choose one of {', '.join(DATASETS)}"
+            )
+        for key in ("train_samples", "test_samples", "assign_samples"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise SpecError(f"data.{key} must be >= 1 (or left out for all samples), got {value}")
+        _check_number(self.validation, "data.validation", 0, low_open=False)
+        _check_number(self.epochs, "data.epochs", 1, low_open=False)
 
 
 @dataclass(frozen=True)
@@ -149,6 +202,24 @@ class ObjectiveSection:
     reference_neurons: Optional[int] = None
     """Size of the FP32 reference of M_norm; default the largest size in the space."""
 
+    def __post_init__(self) -> None:
+        if self.energy not in ENERGY_OBJECTIVES:
+            raise SpecError(f"objectives.energy = {self.energy!r}: choose opcount or meter")
+        try:
+            parse_meter_spec(self.meter)
+        except EnergySpecError as exc:
+            raise SpecError(f"objectives.meter: {exc}") from None
+        if self.memory_convention not in ("compact", "as_simulated"):
+            raise SpecError(
+                f"objectives.memory_convention = {self.memory_convention!r}: choose compact or as_simulated"
+            )
+        if self.reference_variant not in [v.value for v in Variant]:
+            raise SpecError(f"objectives.reference_variant = {self.reference_variant!r}: choose one of "
+                            + ", ".join(v.value for v in Variant))  # fmt: skip
+        _check_number(self.reference_neurons, "objectives.reference_neurons", 1, low_open=False)
+        _check_number(self.solo_samples, "objectives.solo_samples", 1, low_open=False)
+        _check_number(self.idle_seconds, "objectives.idle_seconds", 0, MAX_IDLE_SECONDS, low_open=False)
+
 
 @dataclass(frozen=True)
 class ConstraintSection:
@@ -158,6 +229,16 @@ class ConstraintSection:
     """A fraction; ``min_accuracy = 0`` in the spec turns it off (None)."""
     max_memory_norm: Optional[float] = None
     max_energy_j: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.min_accuracy is not None:
+            if not (math.isfinite(self.min_accuracy) and 0 <= self.min_accuracy <= 1):
+                raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
+                                f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {self.min_accuracy}")  # fmt: skip
+            if self.min_accuracy == 0:
+                object.__setattr__(self, "min_accuracy", None)
+        _check_number(self.max_memory_norm, "constraints.max_memory_norm", 0)
+        _check_number(self.max_energy_j, "constraints.max_energy_j", 0)
 
     @property
     def active(self) -> bool:
@@ -177,6 +258,10 @@ class FidelitySection:
     test_samples: Optional[int] = None
     assign_samples: Optional[int] = None
 
+    def __post_init__(self) -> None:
+        for key, count in dataclasses.asdict(self).items():
+            _check_number(count, f"fidelity.{key}", 1, low_open=False)
+
     @property
     def active(self) -> bool:
         return any(count is not None for count in dataclasses.astuple(self))
@@ -187,6 +272,9 @@ class CheckpointSection:
     """``[checkpoint]``: save a running population every ``every`` training samples (0: only after training)."""
 
     every: int = 5000
+
+    def __post_init__(self) -> None:
+        _check_number(self.every, "checkpoint.every", 0, low_open=False)
 
 
 @dataclass(frozen=True)
@@ -204,6 +292,14 @@ class StudySpec:
     checkpoint: CheckpointSection
     raw: Dict[str, Any] = field(default_factory=dict, compare=False)
     source: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for key, count in dataclasses.asdict(self.fidelity).items():
+            full = getattr(self.data, key)
+            if count is not None and full is not None and count > full:
+                raise SpecError(
+                    f"fidelity.{key} must be <= data.{key} ({full}), a subset of [data], got {count}"
+                )
 
     def science(self) -> Dict[str, Any]:
         """The part of the spec that decides trial results; a resumed study must keep it."""
@@ -272,14 +368,29 @@ def _section(raw: Mapping[str, Any], name: str, cls: Any, checks: Mapping[str, t
                 want, "a number"
             )  # type: ignore[call-overload]
             raise SpecError(f"{name}.{key} must be {kind}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{name}.{key} must be a finite number, got {value!r}")
     return table
 
 
-def _positive(value: Optional[float], key: str, zero_ok: bool = False) -> None:
+def _check_number(value: Optional[float], key: str, low: float, high: Optional[float] = None,
+                  low_open: bool = True) -> None:  # fmt: skip
+    """:class:`SpecError` naming ``key`` unless ``value`` is None or a finite number above ``low`` (at
+    least ``low`` when not ``low_open``) and at most ``high``."""
     if value is None:
         return
-    if value < 0 or (value == 0 and not zero_ok):
-        raise SpecError(f"{key} must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+    above = value > low if low_open else value >= low
+    if math.isfinite(value) and above and (high is None or value <= high):
+        return
+    bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    if isinstance(value, int):  # bounds of integers exactly (2**32 - 1, not 4.29e+09)
+        bound = f"{'>' if low_open else '>='} {int(low)}" + (
+            f" and <= {int(high)}" if high is not None else ""
+        )
+    raise SpecError(
+        f"{key} must be {'an integer' if isinstance(value, int) else 'a finite number'} {bound}, "
+        f"got {value!r}"
+    )
 
 
 def parse_spec(
@@ -301,45 +412,15 @@ def parse_spec(
                   "group": str,
                   "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
     study = StudySection(**{"name": default_name, **st})
-    check_study_name(study.name)
-    _positive(study.trials, "study.trials")
-    _positive(study.population, "study.population")
-    _positive(study.heartbeat_s, "study.heartbeat_s")
-    _positive(study.stale_after_s, "study.stale_after_s")
-    if study.group not in ("size", "variant"):
-        raise SpecError(f"study.group = {study.group!r}: choose size (no padding) or variant (pad sizes)")
-    if study.weight_seed not in WEIGHT_SEEDS:
-        raise SpecError(f"study.weight_seed = {study.weight_seed!r}: choose {' or '.join(WEIGHT_SEEDS)}")
-    if study.device not in ("cpu", "cuda", "auto"):
-        raise SpecError(f"study.device = {study.device!r}: choose cpu, cuda or auto")
-    if study.backend not in BACKENDS:
-        raise SpecError(f"study.backend = {study.backend!r}: choose one of {', '.join(BACKENDS)}")
-    if study.backend == "numba" and study.device == "cuda":
-        raise SpecError(
-            "study.backend = 'numba' runs on CPU only: use torch or torch-compile with device cuda"
-        )
     sm = _section(
         raw, "sampler", SamplerSection, {"name": str, "startup_trials": int, "population_size": int}
     )
     sampler = SamplerSection(**sm)
-    if sampler.name not in SAMPLERS:
-        raise SpecError(f"sampler.name = {sampler.name!r}: choose one of {', '.join(SAMPLERS)}")
-    _positive(sampler.startup_trials, "sampler.startup_trials", zero_ok=True)
-    if sampler.population_size is not None and sampler.population_size < 2:
-        raise SpecError(f"sampler.population_size must be >= 2, got {sampler.population_size}")
     dt = _section(raw, "data", DataSection, {"dataset": str, "root": str, "download": bool, "train_samples": int,
                   "test_samples": int, "assign_samples": int, "validation": int, "epochs": int})  # fmt: skip
     if "dataset" not in dt:
         raise SpecError(f"data.dataset is missing: choose one of {', '.join(DATASETS)}")
     data = DataSection(**dt)
-    if data.dataset.lower().replace("_", "-") not in DATASETS + ("fashion",):
-        raise SpecError(f"data.dataset = {data.dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
-    for key in ("train_samples", "test_samples", "assign_samples"):
-        value = getattr(data, key)
-        if value is not None and value < 1:
-            raise SpecError(f"data.{key} must be >= 1 (or left out for all samples), got {value}")
-    _positive(data.validation, "data.validation", zero_ok=True)
-    _positive(data.epochs, "data.epochs")
     enc_table = _section(raw, "encoding", EncodingConfig, {"time_steps": int, "dt": num, "max_rate": num})
     try:
         encoding = from_mapping(EncodingConfig, enc_table)
@@ -350,44 +431,14 @@ def parse_spec(
                   "solo_samples": int, "memory_convention": str, "reference_variant": str,
                   "reference_neurons": int})  # fmt: skip
     objectives = ObjectiveSection(**ob)
-    if objectives.energy not in ENERGY_OBJECTIVES:
-        raise SpecError(f"objectives.energy = {objectives.energy!r}: choose opcount or meter")
-    try:
-        parse_meter_spec(objectives.meter)
-    except EnergySpecError as exc:
-        raise SpecError(f"objectives.meter: {exc}") from None
-    if objectives.memory_convention not in ("compact", "as_simulated"):
-        raise SpecError(
-            f"objectives.memory_convention = {objectives.memory_convention!r}: choose compact or as_simulated"
-        )
-    if objectives.reference_variant not in [v.value for v in Variant]:
-        raise SpecError(
-            f"objectives.reference_variant = {objectives.reference_variant!r}: choose one of "
-            + ", ".join(v.value for v in Variant)
-        )
-    _positive(objectives.reference_neurons, "objectives.reference_neurons")
-    _positive(objectives.solo_samples, "objectives.solo_samples")
-    _positive(objectives.idle_seconds, "objectives.idle_seconds", zero_ok=True)
     co = _section(raw, "constraints", ConstraintSection, {"min_accuracy": num, "max_memory_norm": num,
                   "max_energy_j": num})  # fmt: skip
     constraints = ConstraintSection(**co)
-    if not 0 <= constraints.min_accuracy <= 1:  # type: ignore[operator]
-        raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
-                        f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {constraints.min_accuracy}")  # fmt: skip
-    constraints = dataclasses.replace(constraints, min_accuracy=constraints.min_accuracy or None)
-    _positive(constraints.max_memory_norm, "constraints.max_memory_norm")
-    _positive(constraints.max_energy_j, "constraints.max_energy_j")
     fd = _section(raw, "fidelity", FidelitySection, {"train_samples": int, "test_samples": int,
                   "assign_samples": int})  # fmt: skip
     fidelity = FidelitySection(**fd)
-    for key, count in dataclasses.asdict(fidelity).items():
-        full = getattr(data, key)
-        if count is not None and not 0 < count <= (full if full is not None else count):
-            bound = f"<= data.{key} ({full}), " if full is not None else ""
-            raise SpecError(f"fidelity.{key} must be > 0 and {bound}a subset of [data], got {count}")
     ck = _section(raw, "checkpoint", CheckpointSection, {"every": int})
     checkpoint = CheckpointSection(**ck)
-    _positive(checkpoint.every, "checkpoint.every", zero_ok=True)
     return StudySpec(study, sampler, data, encoding, space, objectives, constraints, fidelity, checkpoint,
                      json.loads(json.dumps(raw, default=str)), source)  # fmt: skip
 

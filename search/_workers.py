@@ -21,6 +21,7 @@ re-queued: it holds no complete configuration, and the next fresh trial draws in
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -29,8 +30,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "abandoned", "fail_and_requeue", "identity", "pid_alive",
-           "reap", "stale_reason", "trial_id"]  # fmt: skip
+__all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "StopSignals", "Stopped", "abandoned", "fail_and_requeue",
+           "identity", "note_requeued", "pid_alive", "reap", "requeued_by", "stale_reason", "trial_id"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -208,3 +209,63 @@ class Heartbeat:
                     self._storage.set_trial_system_attr(tid, BEAT_KEY, time.time())
                 except Exception:  # finished meanwhile, or the storage is briefly busy: next beat
                     pass
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: the run stops as on Ctrl-C and re-queues the trials it holds.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way up keeps it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_REQUEUED = "tinysnn_requeued"  # attribute of the exception that stopped a run: the trials re-queued
+
+
+def note_requeued(exc: BaseException, numbers: List[int]) -> None:
+    """Record on ``exc`` (the exception that stopped the run) the trials re-queued because of it."""
+    setattr(exc, _REQUEUED, requeued_by(exc) + list(numbers))
+
+
+def requeued_by(exc: BaseException) -> List[int]:
+    """The trials re-queued because ``exc`` stopped the run (:func:`note_requeued`)."""
+    return list(getattr(exc, _REQUEUED, []))
+
+
+class StopSignals:
+    """While active (a ``with`` block in the main thread), SIGTERM and SIGHUP raise :class:`Stopped` and
+    SIGINT raises KeyboardInterrupt, and the first such signal is kept in :attr:`signum`.
+
+    The runner re-queues its trials on any exception, and the caller reports the stop from
+    :attr:`signum`, not from the exception's type: a KeyboardInterrupt raised while numba's dispatcher
+    was calling back into Python comes up as ``SystemError: CPUDispatcher(...) returned a result with
+    an exception set``, so the type of what arrives says nothing reliable. The previous handlers are
+    restored on exit.
+    """
+
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+    )
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(signum)

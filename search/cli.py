@@ -17,6 +17,7 @@ they also take the spec (``tinysnn-search select studies/mnist-n400.toml --mu 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -352,24 +353,49 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+def _stopped_line(signum: int, requeued: Sequence[int]) -> str:
+    """The one line a run stopped by a signal ends with: which signal, and which trials were re-queued."""
+    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    held = f"trials {list(requeued)} were failed and re-queued" if requeued else \
+        "no trial was running here, nothing to re-queue"  # fmt: skip
+    return f"tinysnn-search: stopped by {name}; {held}; run the same command to continue"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``tinysnn-search``."""
+    """Entry point of ``tinysnn-search``.
+
+    ``run`` and ``confirm`` stop on SIGINT, SIGTERM and SIGHUP alike: the trials they hold are
+    re-queued, one line says what was stopped, and the exit status is 128 + the signal's number
+    (130, 143, 129), whatever exception the signal became on its way up (``search._workers.StopSignals``).
+    """
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 2
+    from ._workers import StopSignals, requeued_by
+
+    stops = StopSignals()
+    with stops if args.command in ("run", "confirm") else contextlib.nullcontext(stops):
+        try:
+            return _dispatch(args)
+        except BaseException as exc:
+            if stops.signum is not None:
+                print(_stopped_line(stops.signum, requeued_by(exc)), file=sys.stderr)
+                return 128 + stops.signum
+            if isinstance(exc, KeyboardInterrupt):
+                print("tinysnn-search: interrupted; run the same command to continue", file=sys.stderr)
+                return 130
+            raise
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command of ``args``; bad input and known failures become one line and exit 2."""
     import optuna
 
     from .errors import SearchError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if args.command == "run":
-        signal.signal(signal.SIGTERM, _sigterm)
     commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select,
                 "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack,
                 "dashboard": cmd_dashboard}  # fmt: skip
@@ -378,9 +404,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (SearchError, ValueError, FileNotFoundError) as exc:
         print(f"tinysnn-search: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tinysnn-search: interrupted; run the same command to continue", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `tinysnn-search status | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -393,11 +393,18 @@ def _requeue(study: optuna.Study, storage: Any, trials: List[optuna.Trial], exc:
              beat: W.Heartbeat, report: RunReport, log: Callable[[str], None]) -> None:  # fmt: skip
     """Fail the trials this worker holds and enqueue their parameters again: a stopped run loses none."""
     reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
+    done = []
     for trial in trials:
-        frozen = storage.get_trial(W.trial_id(trial))
-        if W.fail_and_requeue(study, storage, frozen, reason) is not None:
-            report.requeued.append(trial.number)
         beat.discard(W.trial_id(trial))
+        try:
+            frozen = storage.get_trial(W.trial_id(trial))
+            if W.fail_and_requeue(study, storage, frozen, reason) is not None:
+                done.append(trial.number)
+        except Exception as err:  # the storage fails too (a full disk): the next run reaps it (dead worker)
+            log(f"trial {trial.number} could not be re-queued now ({type(err).__name__}); it stays RUNNING "
+                "until the next run, which re-queues it")  # fmt: skip
+    report.requeued += done
+    W.note_requeued(exc, done)
     if trials:
         log(f"stopped: trials {[t.number for t in trials]} failed and re-queued with their parameters; "
             "run the same command to continue")  # fmt: skip

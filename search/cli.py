@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                       ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
                       ("report", "figures (Pareto front, size x precision, reward vs mu) and a CSV of the trials"),
                       ("export", "write a trial's network as a deployable model folder"),
-                      ("pack", "write the study (SQLite copy + artifacts) into one file for another machine"),
+                      ("pack", "write the study (database, artifacts, trained networks) into one file for another machine"),
                       ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
         s = sub.add_parser(name, help=hlp)
         s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
@@ -119,9 +119,11 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--port", type=_pos_int, default=8080)
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
-    u = sub.add_parser("unpack", help="restore a packed study: DEST/<study>.db and DEST/<study>/artifacts")
+    u = sub.add_parser("unpack", help="restore a packed study: DEST/<study>.db and DEST/<study>/ (artifacts, "
+                       "trained, checkpoints)")  # fmt: skip
     u.add_argument("pack", help="a file written by tinysnn-search pack")
     u.add_argument("--dest", default="runs", help="folder to restore into (default runs, as a spec expects)")
+    u.add_argument("--force", action="store_true", help="replace a study of the same name under --dest")
     return p
 
 
@@ -326,7 +328,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 def cmd_unpack(args: argparse.Namespace) -> int:
     from .pack import unpack_study
 
-    got = unpack_study(Path(args.pack), Path(args.dest))
+    got = unpack_study(Path(args.pack), Path(args.dest), args.force)
     print(f"restored study {got['study']!r}: storage {got['storage']}, artifacts {got['artifacts']}")
     print(f"next: tinysnn-search select --storage {got['storage']}   |   tinysnn-search run SPEC.toml "
           f"--storage {got['storage']} (resumes it)")  # fmt: skip

@@ -267,6 +267,9 @@ def test_pack_unpack_moves_the_study_whole(
         moved = optuna.load_study(study_name="tiny", storage=url)
     assert moved.user_attrs["artifact_dir"] == "tiny/artifacts"  # relative to the database file
     assert len(moved.get_trials(states=(TrialState.COMPLETE,))) == 4
+    # the shared FP32 trainings came along, so that a resumed study does not train them again
+    trained = sorted(p.name for p in (spec.study.artifact_dir / "trained").glob("*.pt"))
+    assert trained and sorted(p.name for p in (dest / "tiny" / "trained").iterdir()) == trained
     best = select(moved, 0.2)[0].number
     assert main(["export", "--storage", url, "--trial", str(best), "--out", str(tmp_path / "m")]) == 0
     assert deploy.load_model(tmp_path / "m").meta["provenance"]["trial"] == best

@@ -126,13 +126,18 @@ def _copy_database(url: str, name: str, target: Path) -> None:
     if db is not None:
         if not db.is_file():
             raise SearchError(f"{db} does not exist: pass the spec or --storage of the study to pack")
-        src, dst = sqlite3.connect(str(db)), sqlite3.connect(str(target))
         try:
-            src.backup(dst)  # a consistent copy, even while workers write
-            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file (the source may use WAL)
-        finally:
-            dst.close()
-            src.close()
+            src, dst = sqlite3.connect(str(db)), sqlite3.connect(str(target))
+            try:
+                src.backup(dst)  # a consistent copy, even while workers write
+                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file (the source may use WAL)
+            finally:
+                dst.close()
+                src.close()
+        except sqlite3.Error as exc:
+            if _no_space(exc):
+                raise  # pack_study names the folder
+            raise SearchError(f"cannot copy the study database {db} ({exc}): run pack again") from None
         return
     optuna.copy_study(from_study_name=name, from_storage=url, to_storage=f"sqlite:///{target}")
 
@@ -168,7 +173,13 @@ class _Hashing:
 def _add(tar: tarfile.TarFile, arc: str, path: Path) -> Dict[str, Any]:
     """Add ``path`` as the regular file ``arc``, read once through one descriptor (a file replaced
     meanwhile is packed as it was when opened); its manifest entry."""
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise SearchError(
+            f"cannot read {path} ({exc.strerror}): pack as a user who can read the study"
+        ) from None
+    with f:
         st = os.fstat(f.fileno())
         info = tarfile.TarInfo(arc)
         info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), 0o644
@@ -177,10 +188,52 @@ def _add(tar: tarfile.TarFile, arc: str, path: Path) -> Dict[str, Any]:
     return {"sha256": src.sha256.hexdigest(), "size": st.st_size}
 
 
+def _replace(moves: List[Tuple[Path, Path]]) -> None:
+    """Rename each (from, to) in order, all in one folder's file system; on failure undo those done."""
+    done: List[Tuple[Path, Path]] = []
+    try:
+        for src, dst in moves:
+            os.replace(src, dst)
+            done.append((src, dst))
+    except OSError:
+        for src, dst in reversed(done):
+            os.replace(dst, src)
+        raise
+
+
+@contextlib.contextmanager
+def _staging_in(where: Path, fix: str) -> Iterator[Path]:
+    """A hidden temporary folder inside ``where`` (made with its parents if missing, else one line
+    ending in ``fix``), removed at the end; on failure the folders of ``where`` made here too."""
+    made = []  # deepest first
+    folder = where
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = folder.parent
+    try:
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".tinysnn-staging-", dir=where))
+        except OSError as exc:
+            raise _write_error(exc, where, fix) from None
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+
+
 def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpoints: bool = False) -> Path:
     """Write the pack of study ``name`` (storage ``url``, artifacts in ``artifacts``) to ``out``.
 
-    The database copy is staged beside ``out``, not in ``$TMPDIR``; a failed pack leaves nothing.
+    Everything is staged in a temporary folder beside ``out`` (not in ``$TMPDIR``) and moved to
+    ``out`` when complete; a failed pack leaves nothing.
 
     Raises:
         SearchError: if the study name is not a plain name, the artifact folder is missing, ``out``
@@ -197,34 +250,26 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
                           "that trained the study")  # fmt: skip
     files = _study_files(folder, checkpoints)
     fix = "pass --out in a folder you can write"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tinysnn-pack-", dir=out.parent))
-    except OSError as exc:
-        raise _write_error(exc, out.parent, fix) from None
-    partial = out.with_name(out.name + ".partial")
-    try:
-        db = staging / "study.db"
-        _copy_database(url, name, db)
-        listed: Dict[str, Dict[str, Any]] = {}
-        with tarfile.open(partial, "w:gz") as tar:
-            for arc, path in [("study.db", db), *files.items()]:
-                listed[arc] = _add(tar, arc, path)
-            manifest = {
-                "format": PACK_FORMAT, "version": PACK_VERSION, "study": name,
-                "tinysnn_version": tinysnn_version(), "optuna_version": optuna.__version__, "files": listed,
-            }  # fmt: skip
-            blob = json.dumps(manifest, indent=1).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mtime, info.mode = len(blob), int(time.time()), 0o644
-            tar.addfile(info, io.BytesIO(blob))
-        os.replace(partial, out)
-    except (OSError, sqlite3.Error) as exc:
-        raise _write_error(exc, out.parent, fix) from None
-    finally:
-        if partial.exists():
-            partial.unlink()
-        shutil.rmtree(staging, ignore_errors=True)
+    with _staging_in(out.parent, fix) as staging:  # the database copy: beside out, not in $TMPDIR
+        partial = staging / "pack.tar.gz"
+        try:
+            db = staging / "study.db"
+            _copy_database(url, name, db)
+            listed: Dict[str, Dict[str, Any]] = {}
+            with tarfile.open(partial, "w:gz") as tar:
+                for arc, path in [("study.db", db), *files.items()]:
+                    listed[arc] = _add(tar, arc, path)
+                manifest = {
+                    "format": PACK_FORMAT, "version": PACK_VERSION, "study": name,
+                    "tinysnn_version": tinysnn_version(), "optuna_version": optuna.__version__, "files": listed,
+                }  # fmt: skip
+                blob = json.dumps(manifest, indent=1).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mtime, info.mode = len(blob), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(blob))
+            os.replace(partial, out)
+        except (OSError, sqlite3.Error) as exc:
+            raise _write_error(exc, out.parent, fix) from None
     return out
 
 
@@ -395,47 +440,6 @@ def _check_database(pack: Path, staging: Path, name: str, artifact_dir: str) -> 
             storage.engine.dispose()
 
 
-def _replace(moves: List[Tuple[Path, Path]]) -> None:
-    """Rename each (from, to) in order, all in one folder's file system; on failure undo those done."""
-    done: List[Tuple[Path, Path]] = []
-    try:
-        for src, dst in moves:
-            os.replace(src, dst)
-            done.append((src, dst))
-    except OSError:
-        for src, dst in reversed(done):
-            os.replace(dst, src)
-        raise
-
-
-@contextlib.contextmanager
-def _staging_in(dest: Path) -> Iterator[Path]:
-    """A temporary folder inside ``dest`` (made with its parents if missing), removed at the end; on
-    failure the folders of ``dest`` made here are removed too."""
-    made = []  # deepest first
-    folder = dest
-    while not os.path.lexists(folder):
-        made.append(folder)
-        folder = folder.parent
-    try:
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".tinysnn-unpack-", dir=dest))
-        except OSError as exc:
-            raise _write_error(exc, dest, "pass a --dest you can write") from None
-        try:
-            yield staging
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        raise
-
-
 def unpack_study(pack: Path, dest: Path, force: bool = False) -> Dict[str, str]:
     """Restore a pack under ``dest``; returns the study name, its storage URL and artifact folder.
 
@@ -468,7 +472,8 @@ def unpack_study(pack: Path, dest: Path, force: bool = False) -> Dict[str, str]:
         need, free = sum(f["size"] for f in files.values()), shutil.disk_usage(str(base)).free
         if need + _CHUNK > free:
             raise _full(dest, f" (the pack needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)")
-        with _staging_in(dest) as staging:
+        fix = "pass a --dest you can write"
+        with _staging_in(dest, fix) as staging:
             try:
                 _stage(pack, tar, members, files, staging)
                 _check_database(pack, staging, name, artifact_ref(f"sqlite:///{db}", home / "artifacts"))
@@ -476,5 +481,5 @@ def unpack_study(pack: Path, dest: Path, force: bool = False) -> Dict[str, str]:
                 replaced = [(p, staging / "replaced" / p.name) for p in old]
                 _replace(replaced + [(staging / "home", home), (staging / "study.db", db)])
             except OSError as exc:
-                raise _write_error(exc, dest, "pass a --dest you can write") from None
+                raise _write_error(exc, dest, fix) from None
     return {"study": name, "storage": f"sqlite:///{db}", "artifacts": str(home / "artifacts")}

@@ -170,6 +170,24 @@ def test_pack_refuses_an_existing_or_unwritable_out(tmp_path: Path, capsys: pyte
     _refused(capsys, ["pack", "--storage", url, "--out", str(out)], here, "cannot write", "--out")
 
 
+def test_pack_says_no_space_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, here = _make_study(tmp_path / "a"), tmp_path / "o"
+    here.mkdir()
+    real_add = search.pack._add
+
+    def add(tar: tarfile.TarFile, arc: str, path: Path) -> Dict[str, Any]:
+        if arc.startswith("trained/"):  # the study's database and artifacts are in the pack by then
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_add(tar, arc, path)
+
+    monkeypatch.setattr(search.pack, "_add", add)
+    out = here / "new" / "p.tar.gz"
+    _refused(capsys, ["pack", "--storage", url, "--out", str(out)], here,
+             f"no space left on {out.parent}: free space and run again")  # fmt: skip
+
+
 def test_pack_refuses_a_file_name_a_pack_cannot_carry(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = _make_study(tmp_path / "a")
     (tmp_path / "a" / "tiny" / "artifacts" / ".hidden").write_text("x")

@@ -83,7 +83,7 @@ def _from_json(obj: Any, tensors: List[torch.Tensor]) -> Any:
 def write_verified(path: Union[str, Path], payload: Any) -> None:
     """``payload`` (dicts with string keys, lists, tuples (read back as lists), numbers, strings,
     None and tensors) behind a magic string and its SHA-256, atomically (temp file, fsync,
-    ``os.replace``)."""
+    ``os.replace``; the temp file is removed when the write fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: List[torch.Tensor] = []
@@ -92,11 +92,17 @@ def write_verified(path: Union[str, Path], payload: Any) -> None:
     torch.save({_JSON_KEY: text, "tensors": tensors}, buf)
     blob = buf.getvalue()
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC + hashlib.sha256(blob).digest() + blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC + hashlib.sha256(blob).digest() + blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, a stop: no partial file stays behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # "No space left on device" says where
+        raise
 
 
 def read_verified(path: Union[str, Path]) -> Any:

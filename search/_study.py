@@ -22,7 +22,10 @@ from .select import CONSTRAINTS_KEY, LIMITS_KEY, limit_violations
 from .spec import StudySpec
 
 __all__ = ["CONSTRAINTS_KEY", "DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
-           "open_storage", "open_study", "optuna_version"]  # fmt: skip
+           "open_storage", "open_study", "optuna_version", "storage_problem"]  # fmt: skip
+
+SQLITE_LOCK_TIMEOUT_S = 60.0
+"""How long a SQLite connection waits for another worker's write lock before "database is locked"."""
 
 
 def optuna_version() -> tuple:
@@ -91,14 +94,15 @@ def open_storage(url: str) -> Any:
     url = _with_driver(url)
     if url.startswith("sqlite:"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            try:
-                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(
-                    f"storage {shown}: cannot create the folder of {path} ({exc.strerror})"
-                ) from None
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        if not path or path == ":memory:":
+            raise StorageError(f"storage {shown!r}: no file in the URL (a study lives in a file): {hint}")
+        try:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"storage {shown}: cannot create the folder of {path} ({exc.strerror})"
+            ) from None
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
@@ -106,6 +110,7 @@ def open_storage(url: str) -> Any:
             warnings.simplefilter("ignore")
             storage = _retry_first_start(lambda: optuna.storages.RDBStorage(url, **kwargs))
         if url.startswith("sqlite:"):
+            storage.get_all_studies()  # a damaged or locked file fails here, before WAL mode writes to it
             _fast_sqlite(storage)
         return storage
     except ImportError as exc:
@@ -113,9 +118,63 @@ def open_storage(url: str) -> Any:
             f"storage {shown}: a database driver is missing ({exc}); for PostgreSQL: pip install psycopg2-binary"
         ) from None
     except Exception as exc:  # sqlalchemy ArgumentError, OperationalError, NoSuchModuleError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        problem = storage_problem(exc, url)
+        if problem is not None:
+            raise problem from None
+        first = _root_message(exc)
         raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
                            "database server is running and reachable") from None  # fmt: skip
+
+
+def _root_message(exc: BaseException) -> str:
+    """The first line of the innermost cause of ``exc`` (Optuna wraps the database's message in its own)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: What the database says when its file cannot be used as it is (SQLite's messages), and the fix.
+_DATABASE_PROBLEMS = (
+    ("database disk image is malformed", "the file is damaged and was left as it was: restore it from a "
+     "copy or a pack (tinysnn-search unpack), or recover it with `sqlite3 {db} .recover`"),
+    ("file is not a database", "it is not a SQLite database: check the URL, or move the file away"),
+    ("database is locked", "another process held its write lock for over {timeout:g} s: stop or wait for it "
+     "(several workers on one machine share a file; across machines use PostgreSQL) and run again"),
+    ("unable to open database file", "check that the file and its folder exist and are readable"),
+    ("readonly database", "make the file and its folder writable, or copy the study elsewhere"),
+)  # fmt: skip
+_DISK_FULL = ("database or disk is full", "No space left on device")
+
+
+def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageError]:
+    """One line for an exception whose cause is a known database failure (damaged, locked, full disk,
+    ...) under storage ``url`` (None: unknown), naming the cause and the fix; None for other exceptions.
+
+    Optuna reports these as "An exception is raised during the commit ... exceeding max length" and
+    SQLAlchemy adds a page of SQL: the database's own message, at the end of the chain, is the cause.
+    """
+    messages = []
+    seen: BaseException = exc
+    while True:
+        messages.append(str(seen))
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or len(messages) > 20:
+            break
+        seen = nxt
+    text = " | ".join(messages)
+    db = sqlite_path(url) if url else None
+    where = f"storage {safe_url(url)}" if url else "the study database"
+    if any(m in text for m in _DISK_FULL):
+        return StorageError(
+            f"no space left on {db.parent if db else where}, nothing lost: free space and run again"
+        )
+    for cause, fix in _DATABASE_PROBLEMS:
+        if cause in text:
+            return StorageError(
+                f"{where}: {cause}: " + fix.format(db=db or "FILE", timeout=SQLITE_LOCK_TIMEOUT_S)
+            )
+    return None
 
 
 METRIC_NAMES = ["accuracy", "memory_norm", "energy"]
@@ -283,7 +342,10 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
                 storage=storage, study_name=name, directions=DIRECTIONS,
                 sampler=optuna.samplers.RandomSampler(seed=spec.study.seed), load_if_exists=True))  # fmt: skip
     except Exception as exc:
-        raise StorageError(f"cannot create or load study {name!r}: {exc}") from None
+        problem = storage_problem(exc, spec.study.storage_url)
+        if problem is not None:
+            raise problem from None
+        raise StorageError(f"cannot create or load study {name!r}: {_root_message(exc)[:300]}") from None
     dirs = [d.name.lower() for d in study.directions]
     if dirs != DIRECTIONS:
         raise SpecError(f"study {name!r} already exists with directions {dirs}, not {DIRECTIONS}: "

@@ -409,6 +409,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `tinysnn-search status | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a damaged, locked or full database under any command: its cause, one line
+        from ._study import storage_problem
+
+        problem = storage_problem(exc, getattr(args, "storage", None))
+        if problem is None:
+            raise
+        print(f"tinysnn-search: error: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ the command again after a crash, or on a second machine, never overshoots it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -40,9 +41,16 @@ from tinysnn.network import check_memory
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._images import missing_note
-from ._study import CONSTRAINTS_KEY, constraint_values, draw_index, open_storage, open_study
+from ._study import (
+    CONSTRAINTS_KEY,
+    constraint_values,
+    draw_index,
+    open_storage,
+    open_study,
+    storage_problem,
+)
 from ._trained import TrainedNetworks, shares_training, training_fingerprint, training_seed
-from .errors import CheckpointError, SearchError
+from .errors import CheckpointError, SearchError, SpecError
 from .objective import (
     CheckpointHook,
     Context,
@@ -75,6 +83,29 @@ class RunReport:
     told: List[int] = field(default_factory=list)
     rejected: int = 0
     requeued: List[int] = field(default_factory=list)
+
+
+class _AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each artifact to a temporary name that is renamed
+    when complete and removed when the write fails (a full disk leaves no partial artifact)."""
+
+    def __init__(self, base_path: str) -> None:
+        super().__init__(base_path)
+        self._root = Path(base_path)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Store ``content_body`` as ``artifact_id`` (a name Optuna makes), whole or not at all."""
+        path = self._root / Path(artifact_id).name
+        tmp = path.with_name(path.name + ".partial")
+        try:
+            with open(tmp, "wb") as f:
+                shutil.copyfileobj(content_body, f)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(path)
+            raise
 
 
 @dataclass
@@ -123,13 +154,28 @@ def run_study(
     """
     log = log or (_bar_safe if progress else _stderr)
     folder = spec.study.artifact_dir.resolve()
+    try:
+        return _run(spec, folder, progress, log, on_checkpoint)
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            where = exc.filename or folder
+            raise SearchError(f"no space left on {where}, nothing lost: free space and run again") from None
+        problem = storage_problem(exc, spec.study.storage_url)
+        if problem is not None:
+            raise problem from None
+        raise
+
+
+def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], None],
+         on_checkpoint: Optional[CheckpointHook]) -> RunReport:  # fmt: skip
     # data first: a missing dataset creates nothing; [fidelity]'s subset when the spec has one
     ctx = load_context(spec.at_search_fidelity(), folder, progress)
     check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons)  # before a study exists
+    _check_folder(folder)
     url = spec.study.storage_url
     storage = open_storage(url)
     study = open_study(spec, storage)
-    store = FileSystemArtifactStore(str(_mkdir(folder / "artifacts")))
+    store = _AtomicArtifactStore(str(_mkdir(folder / "artifacts")))
     report = RunReport(spec.study.name, url, str(folder), spec.study.trials)
     report.requeued = W.reap(study, storage, spec.study.stale_after_s, log)
     note = missing_note()
@@ -162,6 +208,19 @@ def run_study(
     _collect_garbage(study, folder / "checkpoints")
     report.complete = _count(study)[TrialState.COMPLETE]
     return report
+
+
+def _check_folder(folder: Path) -> None:
+    """:class:`SpecError` when the artifact folder cannot be made: it, or a folder above it, is a file."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SpecError(f"study.artifacts: {path} is a file, so the folder {folder} cannot be made there: "
+                                "choose another [study] artifacts folder or move the file")  # fmt: skip
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise SpecError(f"study.artifacts: {path} is not writable, so {folder} cannot be made or "
+                                "written: make it writable or choose another [study] artifacts folder")  # fmt: skip
+            return
 
 
 def _mkdir(path: Path) -> Path:

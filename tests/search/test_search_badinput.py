@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
+import search._checkpoint
+import search._study
+import search.runner
 from search import SpecError, parse_spec
 from search.cli import main
 
@@ -98,3 +108,133 @@ def test_a_spec_checks_its_numbers_once_in_its_sections() -> None:
     assert parse_spec(dict(raw, study={"seed": 2**32 - 1})).study.seed == 2**32 - 1
     assert parse_spec(dict(raw, learning={"t_update": 3.0})).space.fixed_learning == {"t_update": 3}
     assert parse_spec(dict(raw, constraints={"min_accuracy": 0})).constraints.min_accuracy is None
+
+
+GOOD = """
+[study]
+name = "good"
+trials = 1
+population = 1
+{study}
+[data]
+dataset = "digits"
+train_samples = 30
+test_samples = 20
+[encoding]
+time_steps = 10
+[space]
+n_neurons = 4
+"""
+
+
+def _good(tmp_path: Path, study: str = "") -> Path:
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD.format(study=study))
+    return path
+
+
+def _error(capsys: pytest.CaptureFixture) -> str:
+    """The one error line of a run (the lines before it are the run's log)."""
+    err = capsys.readouterr().err
+    lines = [s for s in err.strip().splitlines() if s.startswith("tinysnn-search:")]
+    assert len(lines) == 1 and lines[0].startswith("tinysnn-search: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _study_db(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.create_study(storage=f"sqlite:///{path}", study_name="good")
+
+
+def test_a_damaged_database_names_the_cause_and_is_left_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    db = tmp_path / "s.db"
+    _study_db(db)
+    data = bytearray(db.read_bytes())
+    data[4096 : 3 * 4096] = b"\xab" * (2 * 4096)  # pages 2 and 3
+    db.write_bytes(bytes(data))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(_good(tmp_path)), "--storage", f"sqlite:///{db}", "--no-progress"]) == 2
+    line = _error(capsys)
+    assert "database disk image is malformed" in line and ".recover" in line
+    assert db.read_bytes() == bytes(data)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_locked_database_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    db = tmp_path / "s.db"
+    _study_db(db)
+    monkeypatch.setattr(search._study, "SQLITE_LOCK_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(search._study, "_retry_first_start", lambda make, attempts=8: make())
+    holder = sqlite3.connect(str(db), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than the timeout
+    try:
+        monkeypatch.chdir(tmp_path)
+        assert main(["run", str(_good(tmp_path)), "--storage", f"sqlite:///{db}", "--no-progress"]) == 2
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "database is locked" in _error(capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name="good", storage=f"sqlite:///{db}")
+    assert study.trials == [] and study.user_attrs == {}  # left as it was
+
+
+@pytest.mark.parametrize("url,says", [("sqlite:///", "no file in the URL"), ("sqlite://", "no file in the URL"),
+                                      ("", "study.storage is empty"), ("runs/x.db", "not an Optuna storage URL")])  # fmt: skip
+def test_a_storage_url_without_a_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, url: str, says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(_good(tmp_path)), "--storage", url, "--no-progress"]) == 2
+    assert says in _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.toml"]
+
+
+def test_an_artifact_folder_under_a_file_is_refused_before_a_study_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "afile").write_text("mine")
+    spec = _good(tmp_path, f'storage = "sqlite:///{tmp_path}/s.db"\nartifacts = "{tmp_path}/afile/study"')
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(spec), "--no-progress"]) == 2
+    assert "afile is a file" in _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "good.toml"]
+
+
+def _no_space(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["artifact", "checkpoint"])
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, where: str
+) -> None:
+    if where == "artifact":  # the copy into artifacts/ fails half-way
+
+        def half_copy(src: BinaryIO, dst: BinaryIO) -> None:
+            dst.write(src.read(10))
+            _no_space()
+
+        monkeypatch.setattr(search.runner.shutil, "copyfileobj", half_copy)
+    else:  # a checksummed file (checkpoint, stored network, model) fails at its fsync
+        monkeypatch.setattr(search._checkpoint.os, "fsync", _no_space)
+    spec = _good(tmp_path, f'storage = "sqlite:///{tmp_path}/s.db"\nartifacts = "{tmp_path}/a"')
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(spec), "--no-progress"]) == 2
+    line = _error(capsys)
+    assert "no space left on" in line and "nothing lost: free space and run again" in line
+    left = [p.name for p in (tmp_path / "a").rglob("*") if p.is_file()]
+    assert not [n for n in left if n.endswith((".partial", ".tmp"))], left
+    assert not list((tmp_path / "a" / "artifacts").iterdir())  # no artifact, whole or partial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name="good", storage=f"sqlite:///{tmp_path}/s.db")
+    states = [t.state for t in study.trials]
+    assert TrialState.COMPLETE not in states and TrialState.RUNNING not in states
+    assert TrialState.WAITING in states  # re-queued: the next run trains it

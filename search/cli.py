@@ -96,8 +96,9 @@ def _parser() -> argparse.ArgumentParser:
             )
             s.add_argument("--out", required=True, help="the model folder to write (must not exist)")
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
-            s.add_argument("--format", default="model", choices=["model", "c", "nir"],
-                           help="also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
+            s.add_argument("--format", default=["model"], nargs="+", choices=["model", "c", "nir"],
+                           help="one or more: model (the folder alone), c (also model.h + tinysnn_infer.c), "
+                                "nir (also model.nir, extra nir)")  # fmt: skip
         if name == "pack":
             s.add_argument("--out", required=True, help="the pack file to write (.tar.gz)")
             s.add_argument(
@@ -307,12 +308,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study, _, artifacts = _load(args)
     number = args.trial if args.trial is not None else select(study, args.mu, args.nu)[0].number
-    from tinysnn.deploy import write_extra
+    import importlib.util
 
+    from tinysnn.deploy import load_model, write_extra
+
+    from .errors import SearchError
+
+    if "nir" in args.format and importlib.util.find_spec("nir") is None:
+        raise SearchError('--format nir needs the nir package: pip install "tinysnn[nir]"')
     out = _export(args, study, number, args.artifacts or artifacts, Path(args.out))
-    extra = write_extra(out, args.format)
+    extra = [p for fmt in dict.fromkeys(args.format) for p in write_extra(out, fmt)]
     also = f" + {', '.join(p.name for p in extra)}" if extra else ""
-    print(f"wrote {out}{also} (trial {number}); run it with: tinysnn infer {out} --dataset DATASET")
+    dataset = load_model(out).meta["provenance"].get("dataset") or "DATASET"
+    print(f"wrote {out}{also} (trial {number}); run it with: tinysnn infer {out} --dataset {dataset}")
     return 0
 
 

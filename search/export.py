@@ -2,7 +2,9 @@
 
 Each complete trial stores its trained network as the artifact ``model.pt`` (written by
 :mod:`search.objective`); this module reads it back through Optuna's artifact API, rebuilds the
-network and writes the model folder of :mod:`tinysnn.deploy` with the study's provenance.
+network and writes the model folder of :mod:`tinysnn.deploy` with the study's provenance and the
+seed, backend and split of the trial's test, so that ``tinysnn infer`` draws the trial's own test
+trains again. The stored file is untrusted: no pickle runs, and what it holds must build a network.
 """
 
 from __future__ import annotations
@@ -35,16 +37,35 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 
 def _load_network(path: Path, number: int) -> Dict[str, Any]:
-    from ._checkpoint import read_verified
+    from ._checkpoint import VerifyError, read_verified
 
+    fix = "pack the study again on the machine that trained it, or re-run the trial"
     try:
         model = read_verified(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
-        raise SearchError(f"trial {number}: its stored network is damaged ({exc}): pack the study again on the "
-                          "machine that trained it, or re-run the trial") from None  # fmt: skip
+    except VerifyError as exc:
+        raise SearchError(f"trial {number}: its stored network is damaged ({exc}): {fix}") from None
+    except Exception:  # noqa: BLE001 - torch's refusal of a pickled object, or bytes that do not load
+        raise SearchError(f"trial {number}: its stored network is not plain tensors and values (a pickled "
+                          f"object, refused without running it): {fix}") from None  # fmt: skip
     if not isinstance(model, dict) or model.get("format") != "tinysnn-search-model/1":
-        raise SearchError(f"{path} is not a tinysnn-search model file")
+        raise SearchError(f"trial {number}: its stored network is not a tinysnn-search model file: {fix}")
     return model
+
+
+def _trial_trains(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Optional[Any]:
+    """Where the trial's test trains came from (the study's seed and the trial's backend, device,
+    evaluated split and size); None for a trial recorded before these attributes existed."""
+    from tinysnn.export import test_trains_of
+    from tinysnn.train import RunSpec
+
+    attrs, science = trial.user_attrs, study.user_attrs.get("spec_science") or {}
+    needed = [science.get("seed"), attrs.get("backend"), attrs.get("device"), attrs.get("eval_split"),
+              attrs.get("test_samples")]  # fmt: skip
+    if any(v is None for v in needed):
+        return None
+    batch = RunSpec.__dataclass_fields__["batch_size"].default  # search.objective runs at the default
+    seed, backend, device, split, samples = needed
+    return test_trains_of(seed, backend, device, batch, split, samples)
 
 
 def export_trial(
@@ -81,11 +102,17 @@ def export_trial(
         download_artifact(artifact_store=FileSystemArtifactStore(str(where)), file_path=str(local),
                           artifact_id=metas[0].artifact_id)  # fmt: skip
         model = _load_network(local, number)
-    net_kw = dict(model["network"])
-    net_kw["exc"], net_kw["inh"] = LIFParams(**net_kw["exc"]), LIFParams(**net_kw["inh"])
-    pop = build_population(NetworkConfig(**net_kw), LearningConfig(**model["learning"]), seeds=0)
-    pop.load_state_dict(model["state"])
-    spec = parse_quant_arg(str(model["quant"]))
+    try:
+        net_kw = dict(model["network"])
+        net_kw["exc"], net_kw["inh"] = LIFParams(**net_kw["exc"]), LIFParams(**net_kw["inh"])
+        pop = build_population(NetworkConfig(**net_kw), LearningConfig(**model["learning"]), seeds=0)
+        pop.load_state_dict(model["state"])
+        spec = parse_quant_arg(str(model["quant"]))
+        encoding = EncodingConfig(**model["encoding"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise SearchError(f"trial {number}: its stored network does not describe a network "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): "
+                          "re-run the trial") from None  # fmt: skip
     attrs = trial.user_attrs
     provenance = {
         "source": "tinysnn-search",
@@ -97,6 +124,6 @@ def export_trial(
     }
     memory = {k: attrs.get(k) for k in ("memory_norm", "memory_convention", "memory_bytes_compact",
                                         "memory_bytes_as_simulated", "memory_reference_bytes")}  # fmt: skip
-    return export_network(folder, pop, 0, EncodingConfig(**model["encoding"]), None if spec.is_fp32 else spec,
-                          model["labels"], 10, accuracy=model.get("accuracy"), memory=memory,
-                          provenance=provenance)  # fmt: skip
+    return export_network(folder, pop, 0, encoding, None if spec.is_fp32 else spec, model["labels"], 10,
+                          accuracy=model.get("accuracy"), memory=memory, provenance=provenance,
+                          test_trains=_trial_trains(study, trial))  # fmt: skip

@@ -202,15 +202,17 @@ def run_from_args(  # type: ignore[no-untyped-def]
 def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """One model folder per trained network: ``folder`` itself for one, ``folder/net-K`` for several."""
     from .deploy import write_extra
-    from .export import export_network
+    from .export import export_network, test_trains_of
 
     for k, net in enumerate(result.networks):
         out = folder if len(result.networks) == 1 else folder / f"net-{k}"
         provenance = {"source": "tinysnn train", "dataset": result.dataset, "evaluated_on": result.eval_split,
                       "train_samples": result.train_samples, "epochs": result.epochs, "run_seed": result.seed}  # fmt: skip
+        trains = test_trains_of(result.seed, result.backend, result.device, args.batch_size, result.eval_split,
+                                result.test_samples)  # fmt: skip
         export_network(out, pop, k, enc, None if spec.is_fp32 else spec, net.assignment, 10,
                        accuracy=net.accuracy, image_shape=train.image_shape, memory=net.memory,
-                       provenance=provenance)  # fmt: skip
+                       provenance=provenance, test_trains=trains)  # fmt: skip
         extra = write_extra(out, args.format)
         print(
             f"exported network {k} to {out}" + (f" (+ {', '.join(p.name for p in extra)})" if extra else "")
@@ -285,68 +287,155 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Add the C or NIR form to an exported model folder (numpy only; nir needs the nir extra)."""
+    """Add the C and/or NIR form to an exported model folder (numpy only; nir needs the nir extra)."""
     from .deploy import write_extra
 
-    written = write_extra(args.model, args.format)
+    written = [p for fmt in dict.fromkeys(args.format) for p in write_extra(args.model, fmt)]
     print(f"wrote {', '.join(str(p) for p in written) or 'nothing (the folder is the model)'}")
     return 0
 
 
+TRAINS_BUDGET = 1 << 30
+"""Most bytes of input spike trains `tinysnn infer` holds at once (B x T x n_input bools): a larger
+--batch-size is lowered to fit, so a long presentation runs in smaller batches."""
+
+
+class _TrainsFile:
+    """``--save-trains FILE``: the input of the C reference's ``main`` (docs/deploy.md), written to
+    a temporary sibling and renamed at the end, so an interrupted run leaves no partial file."""
+
+    def __init__(self, path: str, samples: int) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            raise ConfigError(f"--save-trains: {path} already exists: choose a new file or delete it")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish() / discard()
+            self.file.write(f"{samples}\n".encode())
+        except OSError as exc:
+            raise ConfigError(f"--save-trains: cannot write {path} ({exc.strerror}): choose a folder you can "
+                              "write to") from None  # fmt: skip
+
+    def add(self, seeds, trains) -> None:  # type: ignore[no-untyped-def]
+        """Sample b: its seed (int64, little-endian), then its T x n_input train as 0/1 bytes."""
+        import struct
+
+        for seed, train in zip(seeds, trains):
+            self.file.write(struct.pack("<q", int(seed)) + train.astype("uint8").tobytes())
+
+    def finish(self) -> None:
+        self.file.close()
+        Path(self.tmp).replace(self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink()
+
+
+def _infer_trains(model, dataset: str, seed: Optional[int], batch_size: int):  # type: ignore[no-untyped-def]
+    """(source of the trains, whether they are the recorded test trains, a sentence saying which)."""
+    from .deploy import TestTrains
+    from .deploy.runner import STREAM_TEST
+
+    recorded = model.test_trains
+    if seed is None and recorded is not None and recorded.dataset == dataset and recorded.split == "test":
+        return recorded, True, f"the trial's own test trains (seed {recorded.seed}, {recorded.encoder} encoder)"  # fmt: skip
+    if seed is not None:
+        why = f"drawn from --seed {seed}"
+    elif recorded is None:
+        why = "drawn from seed 0: this model does not record its test trains (exported before they were)"
+    elif recorded.split != "test":
+        why = (f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on a "
+               "validation split carved from the training set, not on these test images")  # fmt: skip
+    else:
+        why = (f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on "
+               f"{recorded.dataset}, not {dataset}")  # fmt: skip
+    chosen = seed if seed is not None else (recorded.seed if recorded is not None else 0)
+    fresh = TestTrains(seed=chosen, stream=STREAM_TEST, encoder="isi", device="cpu", batch_size=batch_size,
+                       dataset=dataset, split="test", samples=0)  # fmt: skip
+    return fresh, False, why + ", with the numba simulator's encoder"
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
-    """Run an exported model with the numpy integer runner (no torch, numba or optuna)."""
+    """Run an exported model with the numpy runner (no torch, numba or optuna).
+
+    By default on the spike trains the model's recorded accuracy was measured on (``test_trains``
+    in model.json), so that accuracy comes back exactly; ``--seed N`` draws other trains.
+    """
     import time
 
     import numpy as np
 
     from . import data as D
-    from .deploy import encode, load_model, predict, prepare, run_trains, sample_seeds
-    from .energy import make_meter
+    from .deploy import load_model, predict, prepare, run_trains, runner_kind, sample_seeds, trial_trains
+    from .energy import EnergyMeterError, make_meter
 
+    seed = None if args.seed is None else check_seed("--seed", args.seed)
+    dataset = D.normalize_name(args.dataset)
     model = load_model(args.model)
-    images, labels, _ = D.load_arrays(args.dataset, args.data_root)["test"]
-    n = len(labels) if args.test_samples is None else min(args.test_samples, len(labels))
+    source, own, trains_text = _infer_trains(model, dataset, seed, args.batch_size)
+    images, labels, _ = D.load_arrays(dataset, args.data_root)["test"]
+    default_n = source.samples if own and source.samples else len(labels)
+    n = min(args.test_samples or default_n, len(labels))
     images, labels = images[:n], labels[:n]
     if images.ndim != 2 or images.shape[1] != model.n_input:
-        raise ConfigError(f"{args.dataset} images have {images.shape[1:]} inputs but the model takes "
+        raise ConfigError(f"{dataset} images have {images.shape[1:]} inputs but the model takes "
                           f"{model.n_input}: use the dataset the model was trained on")  # fmt: skip
-    if (
-        images.dtype != np.uint8
-        or int(labels.max(initial=0)) >= model.n_classes
-        or int(labels.min(initial=0)) < 0
-    ):
-        raise ConfigError(
-            f"{args.dataset}: images must be uint8 intensities and labels classes 0..{model.n_classes - 1}"
-        )
+    if int(labels.max(initial=0)) >= model.n_classes or int(labels.min(initial=0)) < 0:
+        raise ConfigError(f"{dataset}: labels must be classes 0..{model.n_classes - 1}, as the model's")
     net = prepare(model)
-    rng = np.random.default_rng(args.seed)
-    meter = make_meter(args.energy) if args.energy != "none" else None
+    T = model.encoding.time_steps
+    batch = source.batch_size if source.encoder == "torch" else max(1, min(args.batch_size,
+                                                                          TRAINS_BUDGET // (T * model.n_input)))  # fmt: skip
+    try:
+        meter = make_meter(args.energy) if args.energy != "none" else None
+    except EnergyMeterError as exc:
+        raise ConfigError(f"--energy {args.energy}: {exc}") from None
+    saved = _TrainsFile(args.save_trains, n) if args.save_trains else None
     predictions = []
     try:
         if meter is not None:
             meter.start()
         t0 = time.perf_counter()
-        for a in range(0, n, args.batch_size):
-            batch = images[a : a + args.batch_size]
-            counts = run_trains(model, encode(batch, model, rng), sample_seeds(args.seed, a, len(batch)), net)
+        for a in range(0, n, batch):
+            chunk = images[a : a + batch]
+            trains = trial_trains(model, chunk, a, source)
+            seeds = sample_seeds(source.seed, a, len(chunk), source.stream)
+            counts = run_trains(model, trains, seeds, net)
             predictions.append(predict(model, counts))
+            if saved is not None:
+                saved.add(seeds, trains)
         seconds = time.perf_counter() - t0
         reading = meter.stop() if meter is not None else None
+        if saved is not None:
+            saved.finish()
+    except BaseException:
+        if saved is not None:
+            saved.discard()
+        raise
     finally:
         if meter is not None:
             meter.close()
     pred = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
     acc = float((pred == labels).mean()) if n else float("nan")
-    record = {"model": str(args.model), "dataset": args.dataset, "samples": n, "accuracy": acc,
+    recorded_acc = model.meta.get("accuracy")
+    record = {"model": str(args.model), "dataset": dataset, "samples": n, "accuracy": acc,
               "samples_per_s": n / seconds if seconds > 0 else 0.0, "no_prediction": int((pred < 0).sum()),
-              "recorded_accuracy": model.meta.get("accuracy")}  # fmt: skip
+              "runner": runner_kind(model), "trains": dict(source.as_dict(), recorded=own),
+              "recorded_accuracy": recorded_acc}  # fmt: skip
     print(f"{model.variant} N={model.n_neurons} {model.meta['label']}: accuracy {100 * acc:.2f} % on {n} "
-          f"{args.dataset} test images ({record['samples_per_s']:.1f} samples/s, numpy integer runner)")  # fmt: skip
+          f"{dataset} test images ({record['samples_per_s']:.1f} samples/s, {runner_kind(model)})")  # fmt: skip
+    recorded_text = ""
+    if recorded_acc is not None and own:
+        recorded_text = f"; recorded accuracy {100 * recorded_acc:.2f} % on {source.samples} images"
+    print(f"spike trains: {trains_text}{recorded_text}")
     if reading is not None:
         tag = "ESTIMATE (time x stated power), not a measurement" if reading.is_estimate else "measured"
         record.update(energy_meter=reading.meter, energy_is_estimate=reading.is_estimate,
                       energy_j_per_sample=reading.joules / max(n, 1))  # fmt: skip
         print(f"energy [{reading.meter}: {tag}]: {reading.joules / max(n, 1):.3g} J/sample")
+    if saved is not None:
+        print(f"wrote {args.save_trains} ({n} samples for the C reference's main)")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
         print(f"wrote {args.json}")
@@ -363,21 +452,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
     tr.add_argument("--format", default="model", choices=["model", "c", "nir"],
                     help="with --export: also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
-    ex = sub.add_parser("export", help="add the C reference or a NIR graph to an exported model folder")
+    ex = sub.add_parser("export", help="add the C reference and/or a NIR graph to an exported model folder")
     ex.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
-    ex.add_argument("--format", required=True, choices=["c", "nir"],
-                    help="c: model.h + tinysnn_infer.c; nir: model.nir (extra nir)")  # fmt: skip
-    inf = sub.add_parser("infer", help="run an exported model with the numpy integer runner")
+    ex.add_argument("--format", required=True, nargs="+", choices=["c", "nir"],
+                    help="one or more of: c (model.h + tinysnn_infer.c), nir (model.nir, extra nir)")  # fmt: skip
+    inf = sub.add_parser("infer", help="run an exported model with numpy alone (tinysnn.deploy's runner)")
     inf.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
-    inf.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits (its test split)")
+    inf.add_argument("--dataset", required=True,
+                     help="mnist, fashion-mnist or digits (its test split; digits needs pip install scikit-learn)")  # fmt: skip
     inf.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
-    inf.add_argument(
-        "--test-samples", type=positive_int, default=None, help="first N test images (default all)"
-    )
-    inf.add_argument("--seed", type=int, default=0, help="seed of the input spike trains")
+    inf.add_argument("--test-samples", type=positive_int, default=None,
+                     help="first N test images (default: the recorded test's count, else all)")  # fmt: skip
+    inf.add_argument("--seed", type=int, default=None,
+                     help="draw other input trains from this seed (default: the trains the recorded accuracy "
+                          "was measured on)")  # fmt: skip
     inf.add_argument("--batch-size", type=positive_int, default=200, help="images run together")
     inf.add_argument("--energy", default="none",
                      help="none (default), auto (the best meter here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
+    inf.add_argument("--save-trains", default=None, metavar="FILE",
+                     help="also write the seeds and trains run, as the C reference's main reads them")  # fmt: skip
     inf.add_argument("--json", default=None, help="write the result record to this file")
     args = parser.parse_args(argv)
     if args.command is None:

@@ -3,8 +3,10 @@
 The model holds what inference needs and nothing of training: the input weights and the frozen
 thresholds V_th = v_th + theta as integer codes of their formats (float32 for FP32 parameters),
 the V_mem state buffer, the layer constants, the label assignment and the description of the
-network. Quantized values are checked to lie on their grids (they do after ``tinysnn.train.run``,
-which quantizes the weights and thresholds at the end of training).
+network, and where its recorded test accuracy's spike trains came from (:func:`test_trains_of`),
+so that ``tinysnn infer`` draws the same trains and gives the same accuracy back. Quantized values
+are checked to lie on their grids (they do after ``tinysnn.train.run``, which quantizes the
+weights and thresholds at the end of training).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from .config import EncodingConfig
-from .deploy.model import Format, Group, tinysnn_version, write_model
+from .deploy.model import Format, Group, TestTrains, tinysnn_version, write_model
 from .network import Population, constants
 from .quant import PARAM_SIGNED, PARAMS, QuantSpec
+from .sim import STREAM_TEST
 
-__all__ = ["ExportError", "export_network", "model_formats"]
+__all__ = ["ExportError", "export_network", "model_formats", "test_trains_of"]
 
 
 class ExportError(ValueError):
@@ -36,6 +39,24 @@ def model_formats(spec: Optional[QuantSpec]) -> Dict[str, Optional[Format]]:
             None if fmt is None else Format(fmt.int_bits, fmt.frac_bits, fmt.is_signed(PARAM_SIGNED[param]))
         )
     return out
+
+
+def test_trains_of(seed: int, backend: str, device: str, batch_size: int, eval_split: str,
+                   samples: int) -> TestTrains:  # fmt: skip
+    """Where a run's test trains came from: its seed, the resolved ``backend`` (numba draws
+    inter-spike intervals per sample; torch a batch per generator on ``device``), the inference
+    batch, the evaluated split (``RunResult.eval_split``, e.g. ``digits:test``) and its size."""
+    dataset, _, split = str(eval_split).partition(":")
+    return TestTrains(
+        seed=int(seed),
+        stream=STREAM_TEST,
+        encoder="isi" if backend == "numba" else "torch",
+        device=str(device).split(":")[0],
+        batch_size=int(batch_size),
+        dataset=dataset or None,
+        split="validation" if split == "validation" else "test",
+        samples=int(samples),
+    )
 
 
 def _codes(name: str, values: np.ndarray, fmt: Format) -> np.ndarray:
@@ -62,6 +83,7 @@ def export_network(
     image_shape: Optional[Sequence[int]] = None,
     memory: Optional[Dict[str, Any]] = None,
     provenance: Optional[Dict[str, Any]] = None,
+    test_trains: Optional[TestTrains] = None,
 ) -> Path:
     """Write network ``index`` of ``pop`` as a model folder.
 
@@ -77,6 +99,7 @@ def export_network(
         image_shape: (height, width) of the images, for the record.
         memory: Eq. 4 figures, for the record.
         provenance: where the network comes from (study, trial, spec fingerprint, dataset, ...).
+        test_trains: the trains ``accuracy`` was measured on (:func:`test_trains_of`).
     """
     n = int(pop.sizes[index])
     if len(labels) != n:
@@ -131,6 +154,7 @@ def export_network(
         "seed": int(pop.seeds[index]),
         "labels": [int(x) for x in labels],
         "accuracy": accuracy,
+        "test_trains": test_trains.as_dict() if test_trains is not None else None,
         "memory": memory,
         "provenance": dict(provenance or {}, tinysnn_version=tinysnn_version(),
                            exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),

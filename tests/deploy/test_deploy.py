@@ -181,29 +181,18 @@ def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: p
     assert main(args + ["--export", str(out)]) == 0
     assert deploy.load_model(out).meta["provenance"]["source"] == "tinysnn train"
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "infer",
-                str(out),
-                "--dataset",
-                "digits",
-                "--test-samples",
-                "50",
-                "--json",
-                str(tmp_path / "r.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(["infer", str(out), "--dataset", "digits", "--test-samples", "50", "--seed", "3",
+                 "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["samples"] == 50 and 0.0 <= record["accuracy"] <= 1.0 and record["samples_per_s"] > 0
-    assert "numpy integer runner" in capsys.readouterr().out
+    assert record["trains"]["seed"] == 3 and record["trains"]["recorded"] is False
+    text = capsys.readouterr().out
+    assert "integer weight sums, float32 V_mem" in text and "drawn from --seed 3" in text
     # an occupied export folder is refused before any training; a broken model before any data
     assert main(args + ["--export", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
-    assert main(["export", str(out), "--format", "c"]) == 0
-    assert (out / "model.h").is_file() and (out / "tinysnn_infer.c").is_file()
+    assert main(["export", str(out), "--format", "c", "nir"]) == 0
+    assert all((out / name).is_file() for name in ("model.h", "tinysnn_infer.c", "model.nir"))
     (out / "payload.bin").write_bytes(b"")
     assert main(["infer", str(out), "--dataset", "digits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

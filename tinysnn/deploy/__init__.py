@@ -16,11 +16,23 @@ from .model import (
     Group,
     Model,
     ModelError,
+    TestTrains,
     group_names,
     load_model,
     write_model,
 )
-from .runner import Network, encode, exactness_problem, predict, prepare, run_trains, sample_seeds
+from .runner import (
+    Network,
+    encode,
+    exactness_problem,
+    isi_trains,
+    predict,
+    prepare,
+    run_trains,
+    runner_kind,
+    sample_seeds,
+    trial_trains,
+)
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -31,14 +43,18 @@ __all__ = [
     "Model",
     "ModelError",
     "Network",
+    "TestTrains",
     "encode",
     "exactness_problem",
     "group_names",
+    "isi_trains",
     "load_model",
     "predict",
     "prepare",
     "run_trains",
+    "runner_kind",
     "sample_seeds",
+    "trial_trains",
     "write_extra",
     "write_model",
 ]
@@ -49,7 +65,12 @@ EXPORT_FORMATS = ("model", "c", "nir")
 
 
 def write_extra(folder: Union[str, Path], fmt: str) -> List[Path]:
-    """Add the files of export format ``fmt`` to the model folder ``folder``; returns them."""
+    """Add the files of export format ``fmt`` to the model folder ``folder``; returns them.
+
+    Raises:
+        ModelError: for an unknown format, a model that does not load, or a folder that cannot be
+            written (read-only, full): nothing half-written is left behind.
+    """
     if fmt not in EXPORT_FORMATS:
         raise ModelError(f"unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
     if fmt == "model":

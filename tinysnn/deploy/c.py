@@ -14,7 +14,7 @@ from typing import List, Union
 
 import numpy as np
 
-from .model import Model
+from .model import Model, add_files
 from .packing import pack_codes
 from .runner import fixed_plan, prepare
 
@@ -102,10 +102,11 @@ def model_header(model: Model) -> str:
 
 
 def write_c(model: Model, folder: Union[str, Path]) -> List[Path]:
-    """Write ``model.h`` and ``tinysnn_infer.c`` into ``folder``; returns their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    header, source = folder / "model.h", folder / "tinysnn_infer.c"
-    header.write_text(model_header(model))
-    source.write_text(C_SOURCE.read_text())
-    return [header, source]
+    """Write ``model.h`` and ``tinysnn_infer.c`` into the model folder ``folder``; returns their paths.
+
+    Raises:
+        ModelError: when the folder cannot be written; neither file is left half-written.
+    """
+    header, source = model_header(model), C_SOURCE.read_text()
+    return add_files(folder, {"model.h": lambda p: p.write_text(header),
+                              "tinysnn_infer.c": lambda p: p.write_text(source)})  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Union
 
 import numpy as np
 
-from .model import Model, ModelError
+from .model import Model, ModelError, add_files
 from .runner import prepare
 
 __all__ = ["NIR_FILE", "write_nir"]
@@ -89,6 +89,5 @@ def write_nir(model: Model, folder: Union[str, Path]) -> Path:
     }
     has_meta = "metadata" in inspect.signature(nir.NIRGraph).parameters  # not in nir 1.0.1 (Python 3.8)
     graph = nir.NIRGraph(nodes=nodes, edges=edges, **({"metadata": meta} if has_meta else {}))
-    path = Path(folder) / NIR_FILE
-    nir.write(str(path), graph)
+    (path,) = add_files(folder, {NIR_FILE: lambda p: nir.write(str(p), graph)})
     return path

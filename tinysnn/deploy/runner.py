@@ -17,20 +17,29 @@ Given the same input spike trains, every output spike is the one the simulator's
 * Where V_mem is FP32 (FP32 and qW models) the runner keeps it in float32 and performs the
   simulator's float32 operations in its order.
 
+The input trains can be the simulator's own: :func:`isi_trains` draws, in numpy, exactly the
+trains of the numba backend's encoder (numpy's legacy Mersenne Twister seeded per sample,
+Geometric inter-spike intervals), so :func:`trial_trains` gives back the trains a model's recorded
+test accuracy was measured on (``model.json``'s ``test_trains``), and with them the recorded
+accuracy. Trains of the torch backend come from a ``torch.Generator`` and are drawn again with
+torch where it is installed (on the recorded device). :func:`encode` is a faster encoder with
+the same distribution and other draws.
+
 Label assignment is frozen in the model; a prediction is the class whose assigned neurons have
 the highest mean spike count (all-activity), -1 when no assigned neuron fired.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import streams as S
 from ..config import Variant
-from .model import Model, ModelError
+from .model import Model, ModelError, TestTrains
 
 __all__ = [
     "FixedPlan",
@@ -39,9 +48,12 @@ __all__ = [
     "exactness_problem",
     "fixed_plan",
     "predict",
+    "isi_trains",
     "prepare",
     "run_trains",
+    "runner_kind",
     "sample_seeds",
+    "trial_trains",
 ]
 
 LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
@@ -144,25 +156,163 @@ def sample_seeds(seed: int, first_index: int, count: int, stream: int = STREAM_T
     return np.array([S.mix_seed(seed, stream, first_index + b) for b in range(count)], dtype=np.int64)
 
 
-def encode(images: np.ndarray, model: Model, rng: np.random.Generator) -> np.ndarray:
-    """Poisson spike trains (B, T, n_in) bool: p = pixel / 255 x max_rate x dt / 1000 per step.
-
-    The same distribution as the simulator's encoders (not the same draws).
+def spike_probability(images: np.ndarray, model: Model) -> np.ndarray:
+    """Per-step firing probability (B, n_in) float32 of checked images, as the simulator computes it:
+    p = pixel x (max_rate x dt / 1000 / 255), in float32 (:func:`tinysnn.encoding.spike_probability`).
 
     Raises:
-        ModelError: for images that are not (B, n_input) intensities in 0..255.
+        ModelError: for images that are not (B, n_input) finite intensities in 0..255.
     """
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != model.n_input:
         raise ModelError(
             f"images of shape {images.shape} do not fit the model: expected (B, {model.n_input})"
         )
-    if images.size and (images.dtype.kind not in "uif" or images.min() < 0 or images.max() > 255):
-        raise ModelError("images must be pixel intensities in 0..255 (uint8), as the model was trained on")
-    enc = model.meta["encoding"]
-    p = images.astype(np.float32) * np.float32(float(enc["max_rate"]) * float(enc["dt"]) / 1000.0 / 255.0)
-    T = int(enc["time_steps"])
-    return rng.random((images.shape[0], T, images.shape[1]), dtype=np.float32) < p[:, None, :]
+    if images.dtype.kind not in "uif" or (
+        images.size and (not np.isfinite(images).all() or images.min() < 0 or images.max() > 255)
+    ):
+        raise ModelError("images must be finite pixel intensities in 0..255 (uint8), as the model was "
+                         "trained on: no nan, inf or negative values")  # fmt: skip
+    enc = model.encoding
+    return images.astype(np.float32) * np.float32(enc.max_rate * enc.dt / 1000.0 / 255.0)
+
+
+def encode(images: np.ndarray, model: Model, rng: np.random.Generator) -> np.ndarray:
+    """Poisson spike trains (B, T, n_in) bool: p = pixel / 255 x max_rate x dt / 1000 per step.
+
+    The same distribution as the simulator's encoders, not the same draws (:func:`isi_trains`
+    draws those); vectorized, so faster.
+
+    Raises:
+        ModelError: for images that are not (B, n_input) finite intensities in 0..255.
+    """
+    p = spike_probability(images, model)
+    T = model.encoding.time_steps
+    return rng.random((p.shape[0], T, p.shape[1]), dtype=np.float32) < p[:, None, :]
+
+
+_ISI_CHUNK = 4096  # uniforms drawn at a time: the same stream as one draw per call
+_GEOMETRIC_SEARCH = 0.333333333333333333333333  # numba's (and numpy's) switch to the search algorithm
+
+
+def _isi_sample(prob: List[float], T: int, seed: int) -> Tuple[List[int], List[int]]:
+    """(steps, inputs) of the spikes :func:`tinysnn.sim.numba_kernels.encode_isi` draws from ``seed``.
+
+    numba seeds its Mersenne Twister as numpy's legacy ``RandomState(seed)`` does and turns two
+    32-bit words into a double the same way, so ``random_sample`` gives its uniforms; the
+    Geometric draws are numba's ``np.random.geometric`` written out (search below p = 1/3, else
+    inversion with ``math.log``, the C library's log, which numba calls too).
+    """
+    rs = np.random.RandomState(seed)
+    buf = rs.random_sample(_ISI_CHUNK).tolist()
+    k, n = 0, len(buf)
+    steps: List[int] = []
+    inputs: List[int] = []
+    log, ceil = math.log, math.ceil
+    for i, p in enumerate(prob):
+        if p <= 0.0:
+            continue
+        q = 1.0 - p
+        t = -1
+        if p >= _GEOMETRIC_SEARCH:
+            while True:
+                x, total, prod = 1, p, p
+                if k == n:
+                    buf, k = rs.random_sample(_ISI_CHUNK).tolist(), 0
+                u = buf[k]
+                k += 1
+                while u > total:
+                    prod *= q
+                    total += prod
+                    x += 1
+                t += x
+                if t >= T:
+                    break
+                steps.append(t)
+                inputs.append(i)
+        else:
+            log_q = log(q)
+            while True:
+                if k == n:
+                    buf, k = rs.random_sample(_ISI_CHUNK).tolist(), 0
+                t += ceil(log(1.0 - buf[k]) / log_q)
+                k += 1
+                if t >= T:
+                    break
+                steps.append(t)
+                inputs.append(i)
+    return steps, inputs
+
+
+def isi_trains(images: np.ndarray, model: Model, seeds: Sequence[int]) -> np.ndarray:
+    """The numba simulator's input trains (B, T, n_in) bool: image b encoded from ``seeds[b]``.
+
+    Bit for bit the trains of :func:`tinysnn.sim.numba_kernels.encode_isi` (seeds as
+    :func:`sample_seeds` makes them), drawn with numpy alone.
+
+    Raises:
+        ModelError: for images that do not fit the model, or seeds outside 0..2^32 - 1.
+    """
+    p = spike_probability(images, model)
+    if len(seeds) != p.shape[0] or any(not 0 <= int(s) < 2**32 for s in seeds):
+        raise ModelError(
+            f"{len(seeds)} seeds for {p.shape[0]} images: expected one seed in 0..2^32-1 per image"
+        )
+    T = model.encoding.time_steps
+    trains = np.zeros((p.shape[0], T, p.shape[1]), dtype=bool)
+    for b in range(p.shape[0]):
+        steps, inputs = _isi_sample(p[b].astype(np.float64).tolist(), T, int(seeds[b]))
+        trains[b, steps, inputs] = True
+    return trains
+
+
+def _torch_trains(images: np.ndarray, model: Model, seed: int, batch: int, device: str) -> np.ndarray:
+    """The torch simulator's trains of the first len(images) samples of a batch of ``batch``, drawn
+    from ``seed`` on ``device`` (a whole batch's uniforms come from one generator)."""
+    p = spike_probability(images, model)
+    try:
+        import torch
+
+        from ..encoding import make_generator, poisson
+    except ImportError:
+        raise ModelError("the test trains were drawn by torch: install torch to draw them again, or "
+                         "pass --seed N for the numba encoder's trains") from None  # fmt: skip
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("the test trains were drawn on cuda, and no CUDA device is here: run on one, or "
+                         "pass --seed N for the numba encoder's trains")  # fmt: skip
+    padded = np.zeros((batch, p.shape[1]), np.uint8)  # the uniforms depend on the batch's shape only
+    padded[: len(images)] = np.asarray(images)
+    trains = poisson(torch.from_numpy(padded).to(device), model.encoding, make_generator(seed, device))
+    return trains[:, : len(images)].permute(1, 0, 2).cpu().numpy()
+
+
+def trial_trains(model: Model, images: np.ndarray, first_index: int, source: TestTrains) -> np.ndarray:
+    """The trains (B, T, n_in) the simulator drew for samples ``first_index``.. of ``source``'s split.
+
+    With the recorded :attr:`Model.test_trains` they are the trains of the recorded accuracy.
+    The ``isi`` encoder draws per sample (any batching); the ``torch`` encoder per batch of
+    ``source.batch_size``, so ``first_index`` must start a batch and ``images`` lie within it.
+
+    Raises:
+        ModelError: for images that do not fit, or torch trains that cannot be drawn here.
+    """
+    if source.encoder == "isi":
+        return isi_trains(images, model, sample_seeds(source.seed, first_index, len(images), source.stream))
+    size = source.batch_size
+    if first_index % size or len(images) > size:
+        raise ModelError(f"torch trains come in batches of {size}: samples {first_index}.. do not start one")
+    batch = min(size, max(source.samples - first_index, len(images)))
+    seed = S.mix_seed(source.seed, source.stream, first_index)
+    return _torch_trains(images, model, seed, batch, source.device)
+
+
+def runner_kind(model: Model) -> str:
+    """What arithmetic the runner does for ``model``, in words."""
+    if model.format_of("vmem") is not None:
+        return "numpy integer runner"
+    if model.format_of("weights") is not None:
+        return "numpy runner: integer weight sums, float32 V_mem"
+    return "numpy runner: float32"
 
 
 def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] = None,
@@ -179,7 +329,7 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] 
     net = net or prepare(model)
     trains = np.asarray(trains, dtype=bool)
     B, T, n_in = trains.shape
-    if n_in != model.n_input or T != int(model.meta["encoding"]["time_steps"]):
+    if n_in != model.n_input or T != model.encoding.time_steps:
         raise ModelError(f"trains of shape {trains.shape} do not fit the model: expected (B, "
                          f"{model.meta['encoding']['time_steps']}, {model.n_input})")  # fmt: skip
     seeds_arr = np.arange(B, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64)

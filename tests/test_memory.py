@@ -184,7 +184,7 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
         ("tinysnn", "weights=Q1.7,vmem=Q9.7,vth=Q9.7", 784, 16),  # every array byte-aligned
         ("tinysnn", "weights=Q1.7", 784, 16),
         ("diehl_cook", "weights=Q2.6,vmem=Q8.8,vth=Q8.8", 64, 10),
-        ("diehl_cook", "", 64, 10),  # FP32
+        ("diehl_cook", "fp32", 64, 10),  # FP32
     ],
 )
 def test_packed_size_equals_eq4_when_aligned(variant: str, text: str, n_input: int, n: int) -> None:

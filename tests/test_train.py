@@ -76,7 +76,7 @@ def test_cli_rejects_zero_neurons_and_negative_counts(argv, capsys) -> None:
 
 
 def test_zero_neurons_in_config_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="n_neurons must be >= 1"):
+    with pytest.raises(ConfigError, match="n_neurons = 0: expected an integer >= 1"):
         NetworkConfig(n_neurons=0)
 
 

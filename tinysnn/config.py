@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
@@ -61,7 +63,116 @@ _VARIANT_CODES = {"diehl_cook": VARIANT_DIEHL_COOK, "sl_stdp": VARIANT_SL_STDP, 
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the fix."""
+    """A configuration value is invalid; the message names the field and the fix.
+
+    ``field`` is the name of the offending field where one is known (a command line maps it to its
+    option), else None.
+    """
+
+    def __init__(self, message: str, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+MAX_TIME_STEPS = 100_000
+"""Largest presentation length T in steps (our choice): 100 s of simulated time per sample at
+dt = 1 ms, 400 times the method's 250 steps. Time grows linearly with T and a batch's spike trains
+take T x batch x inputs bytes or more, so a larger T is almost surely a typo (``1e9``) rather than
+an experiment; :func:`tinysnn.network.check_memory` also refuses what would not fit."""
+MAX_SEED = 2**63 - 1
+"""Largest seed: seeds are stored and mixed as signed 64-bit integers (torch, numba, the C runner)."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest float32 magnitude: the simulators compute in float32, so a larger value becomes inf there."""
+
+
+def _interval(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
+    """The text of a range: ``> 0``, ``>= 0``, ``<= 1``, ``in (0, 1]``, or ``""`` (no bound)."""
+
+    def text(x: float) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{text(low)}, {text(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {text(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {text(high)}"
+    return ""
+
+
+def check_finite(
+    name: str,
+    value: Any,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float, if it is a finite number (within float32's range) in the given range.
+
+    NaN and inf fail (unlike ``x <= 0`` style checks, which NaN passes), and so do bools and text.
+    ``low_open`` / ``high_open`` exclude the bound itself.
+
+    Raises:
+        ConfigError: "``name`` = ``value``: expected a finite number ``range``", with ``field=name``.
+    """
+    rule = _interval(low, high, low_open, high_open)
+    expected = f"expected a finite number {rule}".rstrip()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} = {value!r}: {expected}", name)
+    x = float(value)
+    if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
+        limit = "" if not math.isfinite(x) else f" (float32: |x| <= {FLOAT32_MAX:.3g})"
+        raise ConfigError(f"{name} = {value!r}: {expected}{limit}", name)
+    below = low is not None and (x <= low if low_open else x < low)
+    above = high is not None and (x >= high if high_open else x > high)
+    if below or above:
+        raise ConfigError(f"{name} = {value!r}: {expected}", name)
+    return x
+
+
+def check_int(name: str, value: Any, low: Optional[int] = None, high: Optional[int] = None) -> int:
+    """``value`` as an int, if it is a whole number in ``[low, high]``: ``2.5`` is refused, not
+    truncated, and so are bools, NaN and text; ``25.0`` gives 25.
+
+    Raises:
+        ConfigError: "``name`` = ``value``: expected an integer ``range``", with ``field=name``.
+    """
+    expected = f"expected an integer {_interval(low, high, False, False)}".rstrip()
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} = {value!r}: {expected}", name)
+    if isinstance(value, numbers.Integral):
+        n = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
+        n = int(value)
+    else:
+        raise ConfigError(f"{name} = {value!r}: {expected}", name)
+    if (low is not None and n < low) or (high is not None and n > high):
+        raise ConfigError(f"{name} = {value!r}: {expected}", name)
+    return n
+
+
+def check_seed(name: str, value: Any, count: int = 1) -> int:
+    """A seed in ``[0, MAX_SEED]`` from which ``count`` consecutive seeds (value .. value + count - 1,
+    one per network) all stay in range.
+
+    Raises:
+        ConfigError: naming ``name``, the value and the valid range.
+    """
+    try:
+        return check_int(name, value, 0, MAX_SEED - (int(count) - 1))
+    except ConfigError as exc:
+        if count <= 1:
+            raise
+        raise ConfigError(
+            f"{exc} (its {count} networks take the seeds {name} + 0 .. {count - 1})", name
+        ) from None
+
+
+def _set_int(obj: Any, name: str, low: Optional[int] = None, high: Optional[int] = None) -> None:
+    """Check the integer field ``name`` of the frozen dataclass ``obj`` and store it as an int."""
+    object.__setattr__(obj, name, check_int(name, getattr(obj, name), low, high))
 
 
 @dataclass(frozen=True)
@@ -82,6 +193,18 @@ class LIFParams:
     """Membrane time constant, ms."""
     refractory: float = 5.0
     """Refractory period, ms."""
+
+    def __post_init__(self) -> None:
+        for name in ("v_rest", "v_reset", "v_th"):
+            check_finite(name, getattr(self, name))
+        check_finite("tau", self.tau, 0, low_open=True)
+        check_finite("refractory", self.refractory, 0)
+        if self.v_reset >= self.v_th:
+            raise ConfigError(
+                f"v_reset = {self.v_reset!r} mV is not below v_th = {self.v_th!r} mV: a neuron reset at or "
+                "above its threshold fires again at once; give v_reset < v_th",
+                "v_reset",
+            )
 
 
 EXCITATORY = LIFParams()
@@ -131,16 +254,22 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", Variant.parse(self.variant))
-        if int(self.n_neurons) < 1:
-            raise ConfigError(f"n_neurons must be >= 1, got {self.n_neurons}")
-        if int(self.n_input) < 1:
-            raise ConfigError(f"n_input must be >= 1, got {self.n_input}")
-        if not 0 < self.w_init_max <= self.w_max:
-            raise ConfigError("w_init_max must lie in (0, w_max]")
+        _set_int(self, "n_neurons", 1)
+        _set_int(self, "n_input", 1)
+        for name in ("exc", "inh"):
+            if not isinstance(getattr(self, name), LIFParams):
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: expected LIFParams(...)", name)
+        if self.one_spike not in (True, False):
+            raise ConfigError(f"one_spike = {self.one_spike!r}: expected true or false", "one_spike")
+        object.__setattr__(self, "one_spike", bool(self.one_spike))
+        for name in ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh"):
+            check_finite(name, getattr(self, name), 0)
+        check_finite("tau_theta", self.tau_theta, 0, low_open=True)
+        w_max = check_finite("w_max", self.w_max, 0, low_open=True)
+        check_finite("w_init_max", self.w_init_max, 0, w_max, low_open=True)
         if self.norm_total is None:
-            object.__setattr__(self, "norm_total", default_norm_total(int(self.n_input)))
-        if self.norm_total <= 0:
-            raise ConfigError(f"norm_total must be > 0, got {self.norm_total}")
+            object.__setattr__(self, "norm_total", default_norm_total(self.n_input))
+        check_finite("norm_total", self.norm_total, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -169,12 +298,11 @@ class LearningConfig:
     """tinysnn: spike-count divisor N_th of the adaptive potentiation factor k (Eq. 1)."""
 
     def __post_init__(self) -> None:
-        if int(self.t_update) < 1:
-            raise ConfigError(f"t_update (T_u) must be >= 1 step, got {self.t_update}")
-        if self.n_th <= 0:
-            raise ConfigError(f"n_th (N_th) must be > 0, got {self.n_th}")
-        if self.tau_pre <= 0 or self.tau_post <= 0:
-            raise ConfigError("trace time constants tau_pre and tau_post must be > 0 ms")
+        for name in ("tau_pre", "tau_post", "n_th"):
+            check_finite(name, getattr(self, name), 0, low_open=True)
+        for name in ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post"):
+            check_finite(name, getattr(self, name), 0)
+        _set_int(self, "t_update", 1, MAX_TIME_STEPS)
 
 
 @dataclass(frozen=True)
@@ -189,12 +317,14 @@ class EncodingConfig:
     """Rate of a full-intensity pixel, Hz."""
 
     def __post_init__(self) -> None:
-        if int(self.time_steps) < 1:
-            raise ConfigError(f"time_steps must be >= 1, got {self.time_steps}")
-        if self.dt <= 0:
-            raise ConfigError(f"dt must be > 0 ms, got {self.dt}")
-        if self.max_rate < 0 or self.max_rate * self.dt / 1000.0 > 1.0:
-            raise ConfigError("max_rate must be >= 0 Hz and max_rate * dt <= 1000 (one spike per step)")
+        _set_int(self, "time_steps", 1, MAX_TIME_STEPS)
+        dt = check_finite("dt", self.dt, 0, low_open=True)
+        try:  # at most one spike per step: max_rate * dt <= 1000 Hz ms
+            check_finite("max_rate", self.max_rate, 0, 1000.0 / dt)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc} Hz (at most one spike per step of dt = {dt:g} ms)", "max_rate"
+            ) from None
 
 
 _T = TypeVar("_T")
@@ -226,13 +356,19 @@ def to_dict(obj: Any) -> Dict[str, Any]:
 __all__ = [
     "ConfigError",
     "EncodingConfig",
+    "FLOAT32_MAX",
     "LIFParams",
     "LearningConfig",
+    "MAX_SEED",
+    "MAX_TIME_STEPS",
     "NetworkConfig",
     "VARIANT_DIEHL_COOK",
     "VARIANT_SL_STDP",
     "VARIANT_TINYSNN",
     "Variant",
+    "check_finite",
+    "check_int",
+    "check_seed",
     "default_norm_total",
     "from_mapping",
     "to_dict",

@@ -282,21 +282,96 @@ def population_bytes(n_networks: int, n_input: int, n_neurons: int) -> int:
     return 4 * int(n_networks) * int(n_input) * int(n_neurons)
 
 
-def check_memory(n_networks: int, n_input: int, n_neurons: int) -> None:
-    """Refuse, before allocating, a population whose weights alone need more than the machine has.
+#: Python bookkeeping per network (configs, seeds, per-network settings and results), bytes: a
+#: generous round figure (about 300 B were measured for a population sharing one config).
+NETWORK_OVERHEAD_BYTES = 2048
+
+
+def run_memory(
+    n_networks: int,
+    n_input: int,
+    n_neurons: int,
+    *,
+    time_steps: int = 0,
+    batch_size: int = 1,
+    eval_samples: int = 0,
+    backend: str = "numba",
+) -> Dict[str, int]:
+    """An estimate, from the sizes alone, of the bytes a run needs, by part (nothing is allocated).
+
+    It counts the big arrays, rounded up, not everything: ``weights`` (the population and one
+    working copy, float32, 2 x 4 x P x n_input x N), ``spike trains`` (the torch backends draw a
+    whole batch's trains at once, a float32 uniform and a bool spike per input per step:
+    5 x T x batch x n_input; numba draws one sample's at a time, at most 12 x T x n_input),
+    ``spike counts`` (int32 counts of every network for every assignment and test sample, 4 x P x
+    eval_samples x N) and ``bookkeeping`` (:data:`NETWORK_OVERHEAD_BYTES` and 8 B per neuron of
+    every network, for its Python objects and results).
+    """
+    p, n_in, n = int(n_networks), int(n_input), int(n_neurons)
+    t, b = int(time_steps), max(int(batch_size), 1)
+    trains = 12 * t * n_in if backend == "numba" else 5 * t * b * n_in
+    return {
+        "weights": 2 * population_bytes(p, n_in, n),
+        "spike trains": trains,
+        "spike counts": 4 * p * int(eval_samples) * n,
+        "bookkeeping": p * (NETWORK_OVERHEAD_BYTES + 8 * n),
+    }
+
+
+_MEMORY_FIXES = {
+    "weights": "use fewer neurons or a smaller population",
+    "spike trains": "use fewer time steps or a smaller batch",
+    "spike counts": "use fewer assignment/test samples, fewer neurons or a smaller population",
+    "bookkeeping": "use a smaller population",
+}
+
+
+def memory_available(device: Optional[Union[str, torch.device]] = None) -> Optional[int]:
+    """Total bytes of the machine's memory, or of the GPU's for a CUDA ``device``; None where unknown."""
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: nothing to check against
+        return None
+
+
+def check_memory(
+    n_networks: int,
+    n_input: int,
+    n_neurons: int,
+    *,
+    time_steps: int = 0,
+    batch_size: int = 1,
+    eval_samples: int = 0,
+    backend: str = "numba",
+    device: Optional[Union[str, torch.device]] = None,
+) -> None:
+    """Refuse, from the sizes alone and before anything is built, a run whose estimate
+    (:func:`run_memory`) exceeds the machine's memory (the GPU's for a CUDA ``device``).
+
+    Call it first: with only the population's sizes it checks the weights; given ``time_steps``,
+    ``batch_size``, ``eval_samples`` and the resolved ``backend`` it checks the spike trains and
+    counts too.
 
     Raises:
-        ConfigError: "needs N GB, the machine has M GB", with the fix.
+        ConfigError: "... need about N GB (largest part ...), the machine has M GB", with the fix for
+            the largest part.
     """
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not a POSIX system: nothing to check against
+    total = memory_available(device)
+    if total is None:
         return
-    need = population_bytes(n_networks, n_input, n_neurons)
+    parts = run_memory(n_networks, n_input, n_neurons, time_steps=time_steps, batch_size=batch_size,
+                       eval_samples=eval_samples, backend=backend)  # fmt: skip
+    need = sum(parts.values())
     if need > total:
+        largest = max(parts, key=lambda k: parts[k])
+        where = "the GPU" if device is not None and torch.device(device).type == "cuda" else "the machine"
+        steps = f" over {int(time_steps)} steps" if time_steps else ""
         raise ConfigError(
-            f"{n_networks} network(s) of {n_neurons} neurons x {n_input} inputs need {need / 1e9:.1f} GB of "
-            f"weights, the machine has {total / 1e9:.1f} GB: use fewer neurons or a smaller population"
+            f"{n_networks} network(s) of {n_neurons} neurons x {n_input} inputs{steps} need about "
+            f"{need / 1e9:.1f} GB ({largest} {parts[largest] / 1e9:.1f} GB), {where} has {total / 1e9:.1f} GB: "
+            f"{_MEMORY_FIXES[largest]}"
         )
 
 
@@ -318,8 +393,11 @@ __all__ = [
     "Constants",
     "Population",
     "build_population",
+    "NETWORK_OVERHEAD_BYTES",
     "check_memory",
     "constants",
+    "memory_available",
     "population_bytes",
     "resolve_device",
+    "run_memory",
 ]

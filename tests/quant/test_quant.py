@@ -373,7 +373,7 @@ def test_parse_quant_arg() -> None:
     assert qw.qparams("vth") == (0, -INF, INF, NONE)
     assert parse_quant_arg("weights=Q1.7,rounding=nearest,scheme=itq").rounding is Rounding.NEAREST
     assert parse_quant_arg("vth=Q8.8").label == "qN"
-    for empty in ("", "fp32"):
+    for empty in ("fp32", " FP32 "):  # "" is refused (tests/test_config.py)
         assert parse_quant_arg(empty) == QuantSpec() and QuantSpec().is_fp32 and QuantSpec().label == "fp32"
 
 

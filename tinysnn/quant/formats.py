@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Tuple, Union
@@ -133,6 +134,12 @@ class QFormat:
     signed: Optional[bool] = None
 
     def __post_init__(self) -> None:
+        bits = (self.int_bits, self.frac_bits)
+        if any(isinstance(b, bool) or not isinstance(b, numbers.Integral) for b in bits):
+            raise ValueError(f"invalid fixed-point format: i = {bits[0]!r} and f = {bits[1]!r} must be "
+                             f"integers; {_FORMAT_RULE}")  # fmt: skip
+        object.__setattr__(self, "int_bits", int(self.int_bits))  # numpy integers become ints
+        object.__setattr__(self, "frac_bits", int(self.frac_bits))
         problem = None
         if self.int_bits < 0 or self.frac_bits < 0:
             problem = "negative bit counts"
@@ -364,17 +371,22 @@ def parse_quant_arg(
     """Parse ``"weights=Q1.7,vmem=Q9.7,vth=Q9.7"`` (any subset, ``fp32`` for none) into a spec.
 
     The keys ``rounding``, ``scheme`` and ``norm`` may appear in the text too and then override the arguments;
-    missing parameters are fp32. ``""`` and ``"fp32"`` give an all-fp32 spec.
+    missing parameters are fp32. ``"fp32"`` gives an all-fp32 spec.
 
     Example:
         >>> parse_quant_arg("weights=Q1.7,rounding=stochastic").label
         'qW'
 
     Raises:
-        ValueError: for an unknown or repeated key (listing the valid keys) or a bad value.
+        ValueError: for an empty text (write ``fp32`` for none), an unknown or repeated key (listing the
+            valid keys) or a bad value.
     """
+    if not text.strip():
+        raise ValueError(
+            f"empty quantization text {text!r}: give fp32 for none, or formats such as weights=Q1.7,vmem=Q9.7"
+        )
     values: Dict[str, str] = {}
-    if text.strip().lower() not in ("", "fp32"):
+    if text.strip().lower() != "fp32":
         for item in text.split(","):
             if not item.strip():
                 continue

@@ -305,7 +305,7 @@ def _check_manifest(pack: Path, manifest: Any) -> Tuple[str, Dict[str, Dict[str,
     for arc, entry in files.items():
         if _layout_place(arc) is None:
             raise _changed(pack, f"its manifest lists {arc!r}, not a name of a study's layout (study.db, or "
-                                 f"{', '.join(FOLDERS)}/ and a plain file name)")  # fmt: skip
+                                 f"{' or '.join(f + '/' for f in FOLDERS)} and a plain file name)")  # fmt: skip
         ok = (
             isinstance(entry, dict)
             and set(entry) == {"sha256", "size"}
@@ -465,8 +465,9 @@ def unpack_study(pack: Path, dest: Path, force: bool = False) -> Dict[str, str]:
             raise _damaged(pack, exc) from None
         db, home = dest / f"{name}.db", dest / name
         sidecars = [db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal")]  # SQLite's, of that db
-        old = [p for p in (home, db, *sidecars) if os.path.lexists(p)]  # home first: a folder that cannot
-        if old and not force:  # move fails before anything moved
+        # the study there, its folder first: a folder that cannot move fails before anything moved
+        old = [p for p in (home, db, *sidecars) if os.path.lexists(p)]
+        if old and not force:
             raise SearchError(f"study {name!r} already exists in {dest} ({old[0]}): unpack into another --dest, "
                               "or pass --force to replace it")  # fmt: skip
         need, free = sum(f["size"] for f in files.values()), shutil.disk_usage(str(base)).free

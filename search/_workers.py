@@ -21,17 +21,21 @@ re-queued: it holds no complete configuration, and the next fresh trial draws in
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "StopSignals", "Stopped", "abandoned", "fail_and_requeue",
-           "identity", "note_requeued", "pid_alive", "reap", "requeued_by", "stale_reason", "trial_id"]  # fmt: skip
+           "identity", "make_work_dir", "note_requeued", "pid_alive", "reap", "remove_dead_work_dirs", "remove_work_dir",
+           "requeued_by", "stale_reason", "trial_id"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -269,3 +273,52 @@ class StopSignals:
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Stopped(signum)
+
+
+WORK_DIR_KEY = "tinysnn:work_dir:"
+"""Study system attribute ``WORK_DIR_KEY + <folder name>``: a worker's work folder, its worker, or None
+once removed. Cleanup deletes only folders recorded here, never folders it infers from a name."""
+
+
+def _study_id(study: optuna.Study, storage: Any) -> int:
+    return int(storage.get_study_id_from_name(study.study_name))
+
+
+def make_work_dir(study: optuna.Study, storage: Any, parent: Path) -> Path:
+    """A new work folder for this worker under ``parent``, recorded in the study (for
+    :func:`remove_dead_work_dirs`)."""
+    path = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=parent))
+    storage.set_study_system_attr(
+        _study_id(study, storage), WORK_DIR_KEY + path.name, dict(identity(), path=str(path))
+    )
+    return path
+
+
+def remove_work_dir(study: optuna.Study, storage: Any, path: Path) -> None:
+    """Delete this worker's work folder and mark its record done."""
+    shutil.rmtree(path, ignore_errors=True)
+    storage.set_study_system_attr(_study_id(study, storage), WORK_DIR_KEY + path.name, None)
+
+
+def remove_dead_work_dirs(study: optuna.Study, storage: Any) -> List[Path]:
+    """Delete the recorded work folders of this study's workers on this machine that are gone (kill -9).
+
+    Returns:
+        The folders deleted.
+    """
+    me = identity()
+    sid = _study_id(study, storage)
+    gone = []
+    for key, rec in storage.get_study_system_attrs(sid).items():
+        if not key.startswith(WORK_DIR_KEY) or not isinstance(rec, dict):
+            continue
+        if rec.get("host") != me["host"] or rec.get("ns") != me["ns"] or rec.get("pid") == me["pid"]:
+            continue
+        if pid_alive(int(rec.get("pid", -1))):
+            continue
+        path = Path(str(rec.get("path")))
+        if path.name == key[len(WORK_DIR_KEY) :]:  # the record names its own folder
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+        storage.set_study_system_attr(sid, key, None)
+    return gone

@@ -23,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -182,9 +182,9 @@ def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], Non
     if note is not None:
         log(note)
     _collect_garbage(study, folder / "checkpoints")
-    _remove_dead_work_dirs(folder)
+    W.remove_dead_work_dirs(study, storage)
     bar = _bar(spec, study, progress)
-    ctx.work_dir = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=folder))  # one per worker
+    ctx.work_dir = W.make_work_dir(study, storage, folder)  # one per worker, recorded in the study
     try:
         with W.Heartbeat(storage, spec.study.heartbeat_s) as beat:
             while True:
@@ -204,7 +204,7 @@ def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], Non
     finally:
         if bar is not None:
             bar.close()
-        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        W.remove_work_dir(study, storage, ctx.work_dir)
     _collect_garbage(study, folder / "checkpoints")
     report.complete = _count(study)[TrialState.COMPLETE]
     return report
@@ -379,7 +379,7 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
         log(
             f"trials {[m.number for m in members if m.live]} continue from {path} at sample {ckpt.next_sample}"
         )
-        plans.append((members, folder / f"pop-{min(slots[p].trial.number for p in slots)}.pt", ckpt))
+        plans.append((members, _checkpoint_path(folder, min(slots[p].trial.number for p in slots)), ckpt))
     trained = {m.fingerprint for members, _, _ in plans for m in members if m.fingerprint is not None}
     waiting: "OrderedDict[str, List[Member]]" = OrderedDict()
     groups: "OrderedDict[Tuple[Any, ...], List[_Held]]" = OrderedDict()
@@ -392,7 +392,7 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
             trained.add(fp)
         groups.setdefault(h.member.config.group_key(spec.study.group), []).append(h)
     for group in groups.values():
-        plans.append(([h.member for h in group], folder / f"pop-{group[0].trial.number}.pt", None))
+        plans.append(([h.member for h in group], _checkpoint_path(folder, group[0].trial.number), None))
     return plans, waiting
 
 
@@ -431,7 +431,7 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
         for fp, members in waiting.items():
             stored = networks.load(fp)
             if stored is None:  # gone or damaged: the first trial trains it afresh
-                train(members[:1], folder / f"pop-{members[0].number}.pt", None)
+                train(members[:1], _checkpoint_path(folder, members[0].number), None)
                 members = members[1:]
                 if not members:
                     continue
@@ -497,23 +497,31 @@ def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Tria
 
 
 def _collect_garbage(study: optuna.Study, folder: Path) -> None:
-    """Delete checkpoints that no waiting or running trial refers to."""
-    if not folder.is_dir():
-        return
-    live = {t.user_attrs.get("checkpoint") for t in
-            study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}  # fmt: skip
-    for f in folder.glob("pop-*.pt"):
-        if str(f) not in live:
-            f.unlink(missing_ok=True)
+    """Delete the checkpoints of ``folder`` that this study wrote and no waiting or running trial needs.
+
+    Only files a trial of the study records (its ``checkpoint`` attribute, set as the file is written)
+    are candidates: other files in the folder, whatever their names, are never touched.
+    """
+    trials = study.get_trials(deepcopy=False)
+    recorded = {t.user_attrs["checkpoint"] for t in trials if isinstance(t.user_attrs.get("checkpoint"), str)}
+    live = {
+        t.user_attrs.get("checkpoint") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)
+    }
     now = time.time()
-    for f in folder.glob("pop-*.pt.tmp"):  # a checkpoint a killed worker was writing (a write takes ms)
-        if now - f.stat().st_mtime > _LEFTOVER_AGE_S:
-            f.unlink(missing_ok=True)
+    for name in recorded:
+        path = Path(name)
+        if path.parent != folder:  # written on another machine (an unpacked study): not this folder's
+            continue
+        if name not in live:
+            path.unlink(missing_ok=True)
+        partial = path.with_name(path.name + ".tmp")  # a killed worker was writing it (a write takes ms)
+        if partial.is_file() and now - partial.stat().st_mtime > _LEFTOVER_AGE_S:
+            partial.unlink(missing_ok=True)
 
 
-def _remove_dead_work_dirs(folder: Path) -> None:
-    """Delete the ``tmp-<pid>-*`` work folders of workers on this machine that are gone (kill -9)."""
-    for d in folder.glob("tmp-*-*"):
-        pid = d.name.split("-")[1]
-        if d.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not W.pid_alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
+def _checkpoint_path(folder: Path, number: int) -> Path:
+    """A new checkpoint file for the population of trial ``number``: a name no file in ``folder`` has."""
+    while True:
+        path = folder / f"pop-{number}-{secrets.token_hex(4)}.pt"
+        if not path.exists():
+            return path

@@ -104,3 +104,37 @@ def test_bad_inputs_raise_clear_errors() -> None:
         D.load("digits").train.take(-3)
     with pytest.raises(ValueError, match="asked for 5000 samples"):
         D.load("digits").train.take(5000)
+
+
+def _split_files(raw: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    _write_idx(raw / f"{split}-images-idx3-ubyte", images, False)
+    _write_idx(raw / f"{split}-labels-idx1-ubyte", labels, False)
+
+
+def test_test_images_of_another_shape_than_the_training_images_are_refused(tmp_path: Path) -> None:
+    _fake_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    _split_files(raw, "t10k", np.zeros((15, 7, 9)), np.zeros(15))
+    for load in (D.load, D.load_arrays):
+        with pytest.raises(D.DatasetError) as err:
+            load("mnist", tmp_path)
+        msg = str(err.value)
+        assert "\n" not in msg and "t10k-images-idx3-ubyte holds 7x9 images" in msg
+        assert "train-images-idx3-ubyte holds 28x28" in msg and "--download" in msg
+
+
+@pytest.mark.parametrize("split, images, labels, message", [
+    ("t10k", np.zeros((15, 28, 28)), np.zeros(14), "holds 15 images but .*t10k-labels-idx1-ubyte 14 labels"),
+    ("train", np.zeros((0, 28, 28)), np.zeros(0), r"holds an array of shape 0x28x28, not images"),
+    ("train", np.zeros((30, 784)), np.zeros(30), r"holds an array of shape 30x784, not images"),
+    ("t10k", np.zeros((15, 28, 28)), np.zeros((15, 1)), r"holds an array of shape 15x1, not one label per image"),
+    ("t10k", np.zeros((15, 28, 28)), np.full(15, 10), "holds label 10; mnist has classes 0..9"),
+])  # fmt: skip
+def test_labels_one_per_image_within_the_classes_and_no_empty_split(
+    tmp_path: Path, split: str, images: np.ndarray, labels: np.ndarray, message: str
+) -> None:
+    _fake_mnist(tmp_path)
+    _split_files(tmp_path / "MNIST" / "raw", split, images, labels)
+    with pytest.raises(D.DatasetError, match=message) as err:
+        D.load("mnist", tmp_path)
+    assert "\n" not in str(err.value) and "--download" in str(err.value)

@@ -137,7 +137,13 @@ ArraySplit = Tuple[np.ndarray, np.ndarray, Tuple[int, int]]
 def load_arrays(
     name: str, root: Union[str, Path, None] = None, *, download: bool = False
 ) -> Dict[str, ArraySplit]:
-    """The train and test splits of a dataset as numpy arrays, ``{"train": ..., "test": ...}``."""
+    """The train and test splits of a dataset as numpy arrays, ``{"train": ..., "test": ...}``.
+
+    Raises:
+        DatasetError: a file missing or damaged, a split without images, labels not one per image or
+            outside the classes, or test images of another shape than the training images (one line
+            naming the files, the shapes and the fix), before anything uses the data.
+    """
     key = normalize_name(name)
     return _load_digits() if key == "digits" else _load_idx_dataset(key, root, download)
 
@@ -204,20 +210,47 @@ def _load_idx_dataset(key: str, root: Union[str, Path, None], download: bool) ->
         _download(key, root)
         dirs = _candidates(key, root)
     splits: Dict[str, ArraySplit] = {}
+    paths: Dict[str, Path] = {}
     for split, (img_stem, lbl_stem) in _FILES.items():
         img_p, lbl_p = _find(dirs, img_stem), _find(dirs, lbl_stem)
         if img_p is None or lbl_p is None:
             raise DatasetError(_missing_message(key, dirs, root))
-        images = read_idx(img_p)
-        labels = read_idx(lbl_p)
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise DatasetError(f"{img_p} / {lbl_p}: inconsistent IDX shapes {images.shape} / {labels.shape}")
-        if labels.size and int(labels.max()) >= N_CLASSES:
-            raise DatasetError(f"{lbl_p} holds label {int(labels.max())}; {key} has classes 0..{N_CLASSES - 1}: "
-                               "the file is damaged, download it again (--download)")  # fmt: skip
-        h, w = images.shape[1:]
-        splits[split] = (images.reshape(len(images), h * w), labels.astype(np.int64), (int(h), int(w)))
+        splits[split] = _checked_split(key, img_p, read_idx(img_p), lbl_p, read_idx(lbl_p))
+        paths[split] = img_p
+    (_, _, train_shape), (_, _, test_shape) = splits["train"], splits["test"]
+    if train_shape != test_shape:
+        raise DatasetError(
+            f"{paths['test']} holds {_shape_text(test_shape)} images but {paths['train']} holds "
+            f"{_shape_text(train_shape)}: the test and training files must be of one dataset; replace the "
+            f"test file with {key}'s {_shape_text(train_shape)} test images (or download both again: --download)"
+        )
     return splits
+
+
+def _shape_text(shape: Tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _checked_split(key: str, img_p: Path, images: np.ndarray, lbl_p: Path, labels: np.ndarray) -> ArraySplit:
+    """One split from its IDX arrays, refused unless the images are (n, h, w) with n >= 1 and h, w >= 1
+    and the labels (n,) within the classes: one line naming the file and the fix."""
+    fix = "the file is damaged or of another dataset: download it again (--download)"
+    if images.ndim != 3 or 0 in images.shape:
+        raise DatasetError(f"{img_p} holds an array of shape {_shape_text(images.shape)}, not images "
+                           f"(count x height x width, none 0): {fix}")  # fmt: skip
+    if labels.ndim != 1:
+        raise DatasetError(
+            f"{lbl_p} holds an array of shape {_shape_text(labels.shape)}, not one label per image: {fix}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{img_p} holds {images.shape[0]} images but {lbl_p} {labels.shape[0]} labels: "
+                           f"one label per image; {fix}")  # fmt: skip
+    if int(labels.max()) >= N_CLASSES:
+        raise DatasetError(
+            f"{lbl_p} holds label {int(labels.max())}; {key} has classes 0..{N_CLASSES - 1}: {fix}"
+        )
+    h, w = images.shape[1:]
+    return images.reshape(len(images), h * w), labels.astype(np.int64), (int(h), int(w))
 
 
 def read_idx(path: Union[str, Path]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -144,7 +145,7 @@ _DATABASE_PROBLEMS = (
     ("unable to open database file", "check that the file and its folder exist and are readable"),
     ("readonly database", "make the file and its folder writable, or copy the study elsewhere"),
 )  # fmt: skip
-_DISK_FULL = ("database or disk is full", "No space left on device")
+_DISK_FULL = "database or disk is full"
 
 
 def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageError]:
@@ -154,21 +155,16 @@ def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageE
     Optuna reports these as "An exception is raised during the commit ... exceeding max length" and
     SQLAlchemy adds a page of SQL: the database's own message, at the end of the chain, is the cause.
     """
-    messages = []
-    seen: BaseException = exc
-    while True:
-        messages.append(str(seen))
-        nxt = seen.__cause__ or seen.__context__
-        if nxt is None or len(messages) > 20:
-            break
-        seen = nxt
-    text = " | ".join(messages)
+    chain = [exc]
+    while len(chain) < 20 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    text = " | ".join(str(e) for e in chain)
     db = sqlite_path(url) if url else None
     where = f"storage {safe_url(url)}" if url else "the study database"
-    if any(m in text for m in _DISK_FULL):
-        return StorageError(
-            f"no space left on {db.parent if db else where}, nothing lost: free space and run again"
-        )
+    full = [e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC]
+    if full or _DISK_FULL in text:
+        place = (full[0].filename if full else None) or (db.parent if db else where)
+        return StorageError(f"no space left on {place}, nothing lost: free space and run again")
     for cause, fix in _DATABASE_PROBLEMS:
         if cause in text:
             return StorageError(

@@ -156,10 +156,9 @@ def run_study(
     folder = spec.study.artifact_dir.resolve()
     try:
         return _run(spec, folder, progress, log, on_checkpoint)
-    except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            where = exc.filename or folder
-            raise SearchError(f"no space left on {where}, nothing lost: free space and run again") from None
+    except Exception as exc:  # a full disk, a damaged or locked database: one line with the cause
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.filename is None:
+            exc.filename = str(folder)
         problem = storage_problem(exc, spec.study.storage_url)
         if problem is not None:
             raise problem from None

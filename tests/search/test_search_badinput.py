@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -238,3 +240,40 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(
     states = [t.state for t in study.trials]
     assert TrialState.COMPLETE not in states and TrialState.RUNNING not in states
     assert TrialState.WAITING in states  # re-queued: the next run trains it
+
+
+def _idx(path: Path, arr: np.ndarray) -> None:
+    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+                     + arr.astype(np.uint8).tobytes())  # fmt: skip
+
+
+def test_test_images_of_another_shape_are_refused_before_a_study_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for split, count, shape in (("train", 40, (28, 28)), ("t10k", 20, (7, 9))):
+        _idx(raw / f"{split}-images-idx3-ubyte", rng.randint(0, 256, (count,) + shape))
+        _idx(raw / f"{split}-labels-idx1-ubyte", rng.randint(0, 10, (count,)))
+    spec = tmp_path / "good.toml"
+    spec.write_text(GOOD.format(study="").replace('"digits"', '"mnist"'))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(spec), "--data-root", str(tmp_path / "data"), "--no-progress"]) == 2
+    line = _error(capsys)
+    assert "7x9" in line and "28x28" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "good.toml"]  # no study, no runs/
+
+
+def test_a_database_on_a_full_disk_is_named_by_its_folder() -> None:
+    from search._study import storage_problem
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError("An exception is raised during the commit ... exceeding max length") from exc
+    except RuntimeError as exc:
+        problem = storage_problem(exc, "sqlite:///runs/x.db")
+    assert str(problem) == "no space left on runs, nothing lost: free space and run again"
+    assert storage_problem(RuntimeError("something else"), "sqlite:///runs/x.db") is None

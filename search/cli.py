@@ -48,6 +48,17 @@ def _nonneg_int(text: str) -> int:
     return int(value)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinysnn-search", description="Optuna search for small, accurate, "
                                 "energy-efficient spiking networks (tinySNN)")  # fmt: skip
@@ -110,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
             s.add_argument("--json", help="write the selection, the ranked front and the sweep to this file")
             s.add_argument("--export", help="write the selected trial's model folder into this folder")
+        if name == "status":
+            s.add_argument("--last", type=_nonneg_int, default=20, metavar="N",
+                           help="show the last N trials that were not pruned, and the front (default 20)")  # fmt: skip
         if name == "report":
             s.add_argument("--out", help="folder to write into (default runs/<study>/report)")
             s.add_argument("--mu", type=_nonneg_float, nargs="+", default=None, metavar="MU",
@@ -117,8 +131,8 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--nu", type=_nonneg_float, default=0.0,
                            help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
         if name == "dashboard":
-            s.add_argument("--host", default="127.0.0.1")
-            s.add_argument("--port", type=_pos_int, default=8080)
+            s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+            s.add_argument("--port", type=_port, default=8080, help="1..65535 (default 8080)")
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
     u = sub.add_parser("unpack", help="restore a packed study: DEST/<study>.db and DEST/<study>/ (artifacts, "
                        "trained, checkpoints)")  # fmt: skip
@@ -148,8 +162,14 @@ def _locate(args: argparse.Namespace) -> Tuple[str, Optional[str], Optional[str]
     dbs = sorted(Path("runs").glob("*.db"))
     if len(dbs) == 1:
         return f"sqlite:///{dbs[0]}", args.study, None
-    raise SearchError("which study? pass the spec (tinysnn-search select studies/quickstart.toml), or "
-                      "--storage URL [--study NAME]; no run of this folder was recorded in runs/.last.json")  # fmt: skip
+    command = getattr(args, "command", None) or "status"
+    named = f"tinysnn-search {command} SPEC.toml, or --storage URL [--study NAME]"
+    if dbs:
+        raise SearchError(f"which study? runs/ holds {len(dbs)} study databases and no run of this folder was "
+                          f"recorded in runs/.last.json: name one, {named}")  # fmt: skip
+    raise SearchError("no study here (no run of this folder is recorded in runs/.last.json, runs/ holds no "
+                      f"study database): run a spec first (tinysnn-search run studies/quickstart.toml), or name "
+                      f"the study, {named}")  # fmt: skip
 
 
 def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
@@ -213,32 +233,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from optuna.trial import TrialState
-
-    from .report import status_lines, trials_table
-    from .select import pareto_front
+    from .report import status_lines, trials_so_far
 
     study, url, _ = _load(args)
     print("\n".join(status_lines(study, url)))
-    front = pareto_front(study)
-    if front:
-        print("Pareto front:")
-        print(trials_table(front))
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-    if running:
-        print("running or waiting:")
-        print(trials_table(running))
+    print(trials_so_far(study, args.last))
     return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
     from .report import candidates_table, sweep_table
-    from .select import DEFAULT_MUS, mu_sweep, select
+    from .select import DEFAULT_MUS, has_fidelity, mu_sweep, select
 
     study, _, artifacts = _load(args)
     best, ranked = select(study, args.mu, args.nu)
-    print(candidates_table(ranked, args.mu, args.nu, best.number))
-    if any(c.fidelity == "confirmed" for c in ranked):
+    fidelity = has_fidelity(study)
+    print(candidates_table(ranked, args.mu, args.nu, best.number, fidelity=fidelity))
+    if fidelity:
         print("fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search "
               "confirm); cheap = on the values it was searched at")  # fmt: skip
     print(f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
@@ -278,17 +289,18 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .plots import require_plots, save_figure, study_figures
-    from .report import trials_frame
+    from .report import check_output_folder, trials_frame
     from .select import DEFAULT_MUS, mu_sweep
 
     require_plots()
     study, _, _ = _load(args)
     out = Path(args.out) if args.out else Path("runs") / study.study_name / "report"
+    check_output_folder(out)  # an existing folder is written into: its <study>-* files are replaced
+    sweep = mu_sweep(study, args.mu or DEFAULT_MUS, args.nu)  # no complete trial: one line, nothing written
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{study.study_name}-trials.csv"
     trials_frame(study).to_csv(csv, index=False)
     print(f"wrote {csv}")
-    sweep = mu_sweep(study, args.mu or DEFAULT_MUS, args.nu)
     for stem, fig in study_figures(study, sweep, args.nu).items():
         for path in save_figure(fig, out, f"{study.study_name}-{stem}"):
             print(f"wrote {path}")
@@ -343,6 +355,58 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+_PT_GUESSED = "application/vnd.snesdev-page-table"
+"""The type Python's mimetypes guesses for ``.pt`` (a SNES page table), which ``upload_artifact``
+records for a trial's ``model.pt`` and optuna-dashboard serves as recorded."""
+
+
+def _models_as_octet_stream(app: Any) -> Any:
+    """The WSGI ``app``, with artifacts recorded as :data:`_PT_GUESSED` served as application/octet-stream."""
+
+    def serve(environ: Any, start_response: Any) -> Any:
+        def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            if environ.get("PATH_INFO", "").startswith("/artifacts/"):
+                headers = [(k, "application/octet-stream" if k.lower() == "content-type" and v == _PT_GUESSED
+                            else v) for k, v in headers]  # fmt: skip
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return serve
+
+
+def _bind(host: str, port: int, app: Any) -> Any:
+    """A WSGI server listening on host:port (bound, not yet serving), or one line saying why not."""
+    import errno
+    import socket
+    from wsgiref.simple_server import WSGIServer, make_server
+
+    from .errors import SearchError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError):
+        raise SearchError(f"--host {host!r} is neither an IP address nor a known host name: pass one such as "
+                          "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None  # fmt: skip
+
+    class Server(WSGIServer):
+        address_family = family
+
+    try:
+        return make_server(host, port, app, Server)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SearchError(f"port {port} on {host} is in use (another dashboard?): pass a free one, "
+                              f"--port {port + 1 if port < 65535 else 8080}") from None  # fmt: skip
+        if exc.errno == errno.EACCES:
+            raise SearchError(f"port {port} needs root: pass --port 1024 or higher (default 8080)") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise SearchError(f"--host {host} is not an address of this machine: pass 127.0.0.1 or one of "
+                              "its own addresses") from None  # fmt: skip
+        raise SearchError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --host "
+                          "or --port") from None  # fmt: skip
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .errors import SearchError
 
@@ -357,9 +421,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     _, url, artifacts = _load(args)
     folder = args.artifacts or artifacts
     store = FileSystemArtifactStore(folder) if folder and Path(folder).is_dir() else None
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/dashboard/ for {url} "
+    app = _models_as_octet_stream(optuna_dashboard.wsgi(open_storage(url), artifact_store=store))
+    server = _bind(args.host, args.port, app)  # bound before the line below: a bad host or port is one line
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"optuna-dashboard on http://{where}:{args.port}/dashboard/ for {url} "
           f"(artifacts: {folder if store else 'none found'}); Ctrl-C stops it", flush=True)  # fmt: skip
-    optuna_dashboard.run_server(open_storage(url), host=args.host, port=args.port, artifact_store=store)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:  # how it is stopped
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .select import Candidate, complete_trials, pareto_front, ranked_values
+from .errors import SearchError
+from .select import (
+    CONSTRAINTS_KEY,
+    LIMITS_KEY,
+    Candidate,
+    complete_trials,
+    pareto_front,
+    ranked_values,
+    violated_limits,
+)
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["APPROX_NOTE", "candidates_table", "confirm_lines", "format_table", "status_lines", "sweep_table",
-           "trials_frame", "trials_table"]  # fmt: skip
+__all__ = ["APPROX_NOTE", "PRUNED_REASONS", "candidates_table", "check_output_folder", "confirm_lines",
+           "format_table", "plural", "pruned_reason", "status_lines", "sweep_table", "trials_frame",
+           "trials_so_far", "trials_table"]  # fmt: skip
 
 APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
+
+
+def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``count`` and the noun in its number: ``plural(1, "trial")`` is "1 trial", ``plural(2, "trial")``
+    "2 trials" (``nouns``: an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -75,18 +93,29 @@ TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", 
                  "trained", "state"]  # fmt: skip
 
 
-def trials_table(trials: Sequence[FrozenTrial]) -> str:
-    """One row per trial: size, formats, objectives, state."""
-    text = format_table(TRIAL_HEADERS, [_row(t) for t in trials])
+def trials_table(trials: Sequence[FrozenTrial], front: Optional[Collection[int]] = None) -> str:
+    """One row per trial: size, formats, objectives, state; with ``front`` (trial numbers), a first
+    column ``front`` that marks those on the Pareto front."""
+    rows = [_row(t) for t in trials]
+    if front is None:
+        text = format_table(TRIAL_HEADERS, rows)
+    else:
+        marks = ["yes" if t.number in front else "" for t in trials]
+        text = format_table(["front"] + TRIAL_HEADERS, [[m] + r for m, r in zip(marks, rows)])
     if any(t.user_attrs.get("variant") == "sl_stdp" for t in trials):
         text += "\n" + APPROX_NOTE
     return text
 
 
 def candidates_table(
-    cands: Sequence[Candidate], mu: float, nu: float = 0.0, selected: Optional[int] = None
+    cands: Sequence[Candidate],
+    mu: float,
+    nu: float = 0.0,
+    selected: Optional[int] = None,
+    fidelity: bool = True,
 ) -> str:
-    """The ranked front with each trial's reward."""
+    """The ranked front with each trial's reward, and its fidelity (``cheap`` / ``confirmed``) where
+    ``fidelity`` (:func:`search.select.has_fidelity`: a study without ``[fidelity]`` has one only)."""
     head = [
         "",
         "#",
@@ -98,14 +127,13 @@ def candidates_table(
         "M_norm",
         "E J/smp",
         f"R(mu={mu:g}" + (f",nu={nu:g})" if nu else ")"),
-        "fidelity",
-    ]
+    ] + (["fidelity"] if fidelity else [])
     rows = []
     for c in cands:
         a = c.attrs
         rows.append([">" if c.number == selected else "", c.number, _variant(a), a.get("n_neurons", ""),
                      a.get("quant", ""), _formats(a), f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}",
-                     f"{c.energy:.3g}", f"{c.reward:.4f}", c.fidelity])  # fmt: skip
+                     f"{c.energy:.3g}", f"{c.reward:.4f}"] + ([c.fidelity] if fidelity else []))  # fmt: skip
     text = format_table(head, rows)
     if any(c.attrs.get("variant") == "sl_stdp" for c in cands):
         text += "\n" + APPROX_NOTE
@@ -152,8 +180,64 @@ def confirm_lines(study: optuna.Study, chosen: Sequence[int], trained: Sequence[
     return lines
 
 
+PRUNED_REASONS = {
+    "impossible": ("impossible combination", "impossible combinations", "rejected before training"),
+    "duplicate": ("duplicate", "duplicates", "an earlier trial's configuration"),
+    "over_budget": ("over the budget", "over the budget", "workers asking at once"),
+    "other": ("other", "other", "no reason recorded"),
+}
+"""Why a trial is PRUNED (:func:`pruned_reason`): (singular, plural, what it means)."""
+
+
+def pruned_reason(trial: FrozenTrial) -> str:
+    """Why the runner told a trial PRUNED, a key of :data:`PRUNED_REASONS`, read from what it recorded:
+    ``rejected`` (an impossible combination of formats, before training) or ``released`` ("same
+    configuration as trial N": a duplicate; "over budget: ...": asked past the budget)."""
+    attrs = trial.user_attrs
+    released = str(attrs.get("released", ""))
+    if "rejected" in attrs:
+        return "impossible"
+    if released.startswith("same configuration"):
+        return "duplicate"
+    if released.startswith("over budget"):
+        return "over_budget"
+    return "other"
+
+
+def _pruned_line(trials: Sequence[FrozenTrial]) -> Optional[str]:
+    reasons = Counter(pruned_reason(t) for t in trials if t.state == TrialState.PRUNED)
+    if not reasons:
+        return None
+    parts = []
+    for key, (one, many, meaning) in PRUNED_REASONS.items():
+        if reasons[key]:
+            parts.append(f"{plural(reasons[key], one, many)} ({meaning})")
+    return "  pruned: " + ", ".join(parts)
+
+
+def _infeasible_line(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Optional[str]:
+    """How many complete trials a ``[constraints]`` limit keeps off the front, by limit."""
+    limits = study.user_attrs.get(LIMITS_KEY)
+    if limits is None:  # a study not opened since its limits were recorded: what its trials were told
+        off = [t for t in trials if any(v > 0 for v in t.system_attrs.get(CONSTRAINTS_KEY) or [])]
+        return f"  infeasible: {plural(len(off), 'complete trial')} over a [constraints] limit" if off else None  # fmt: skip
+    broken: Counter = Counter()
+    off_front = 0
+    for t in trials:
+        named = dict(zip(("accuracy", "memory_norm", "energy"), ranked_values(t)[0]))
+        keys = violated_limits(limits, named)
+        off_front += bool(keys)
+        broken.update(keys)
+    if not off_front:
+        return None
+    words = {"min_accuracy": "below", "max_memory_norm": "over", "max_energy_j": "over"}
+    parts = [f"{broken[key]} {word} {key} {limits[key]:g}" for key, word in words.items() if broken[key]]
+    return f"  infeasible (kept off the front): {plural(off_front, 'complete trial')}; " + ", ".join(parts)
+
+
 def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
-    """A summary of a study: trial states against the budget, the front, the best accuracy."""
+    """A summary of a study: trial states against the budget, why trials were pruned and which limits
+    keep complete ones off the front, the front, the best accuracy."""
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state for t in trials)
     budget = study.user_attrs.get("trials")
@@ -167,16 +251,56 @@ def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
             for s in (TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED, TrialState.FAIL)
             if states[s]
         ),  # fmt: skip
-        f"  objectives: {', '.join(study.metric_names or [])} "
-        f"(energy: {study.user_attrs.get('energy_objective', '?')} J per inference sample)",
     ]
+    done = complete_trials(study)
+    lines += [line for line in (_pruned_line(trials), _infeasible_line(study, done)) if line]
+    lines.append(
+        f"  objectives: {', '.join(study.metric_names or [])} "
+        f"(energy: {study.user_attrs.get('energy_objective', '?')} J per inference sample)"
+    )
     if complete:
         front = pareto_front(study)
         best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
-        lines.append(
-            f"  Pareto front: {len(front)} trials; best accuracy {100 * best.values[0]:.2f} % (trial {best.number})"
-        )
+        lines.append(f"  Pareto front: {plural(len(front), 'trial')}; best accuracy {100 * best.values[0]:.2f} % "
+                     f"(trial {best.number})")  # fmt: skip
     return lines
+
+
+def trials_so_far(study: optuna.Study, last: int) -> str:
+    """The table of ``tinysnn-search status``: the last ``last`` trials that were not pruned (pruned
+    ones are counted by reason in :func:`status_lines`) and every Pareto-front trial, by number, the
+    front marked."""
+    kept = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.PRUNED]
+    front = {t.number for t in pareto_front(study)}
+    recent = kept[-last:] if last > 0 else []
+    shown = sorted({t.number: t for t in recent + [t for t in kept if t.number in front]}.values(),
+                   key=lambda t: t.number)  # fmt: skip
+    if not shown:
+        return "trials so far: none (pruned ones are counted above)"
+    what = f"the last {len(recent)} of {plural(len(kept), 'trial')}" if len(recent) < len(kept) else "all"
+    if len(shown) > len(recent):
+        what += ", and older ones on the front"
+    return f"trials so far ({what}; pruned ones are counted above):\n" + trials_table(shown, front)
+
+
+def check_output_folder(path: Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, a folder that cannot be written into: ``path`` is a file,
+    lies under a file, or its nearest existing folder is not writable. A missing folder is fine (the
+    caller creates it), and so is an existing one (written into).
+
+    Raises:
+        SearchError: with the fix.
+    """
+    if path.exists() and not path.is_dir():
+        raise SearchError(f"{option} {path} is a file: pass a folder (created if missing, written into if it "
+                          "exists)")  # fmt: skip
+    above = path
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise SearchError(f"{option} {path} lies under the file {above}: pass a folder path outside it")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise SearchError(f"{option} {path}: {above} is not writable: pass a folder you can write into")
 
 
 def trials_frame(study: optuna.Study) -> pandas.DataFrame:

@@ -27,8 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .errors import SearchError
 
 __all__ = ["CONFIRMED_PREFIX", "CONSTRAINTS_KEY", "DEFAULT_MUS", "LIMITS_KEY", "Candidate", "complete_trials",
-           "front", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values", "reward",
-           "select"]  # fmt: skip
+           "front", "has_fidelity", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values",
+           "reward", "select", "violated_limits"]  # fmt: skip
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The mu values docs/method.md §3 sweeps."""
@@ -66,6 +66,28 @@ def limit_violations(limits: Mapping[str, Optional[float]], objectives: Mapping[
         value = objectives.get(objective)
         out.append(sign * (float(value) - float(limit)) if isinstance(value, (int, float)) else 1.0)
     return out
+
+
+def violated_limits(limits: Mapping[str, Optional[float]], objectives: Mapping[str, Any]) -> List[str]:
+    """The keys of ``limits`` (``min_accuracy``, ``max_memory_norm``, ``max_energy_j``) that
+    ``objectives`` break, in the order of :func:`limit_violations`.
+
+    Example:
+        >>> violated_limits({"min_accuracy": 0.2, "max_memory_norm": 0.5},
+        ...                 {"accuracy": 0.1, "memory_norm": 0.25})
+        ['min_accuracy']
+    """
+    keys = [key for key, _, _ in _LIMITED if limits.get(key) is not None]
+    return [key for key, value in zip(keys, limit_violations(limits, objectives)) if value > 0]
+
+
+def has_fidelity(study: optuna.Study) -> bool:
+    """Whether the study was searched on a ``[fidelity]`` subset (its spec had the table) or holds a
+    confirmation: only then does a trial's fidelity (``cheap`` / ``confirmed``) tell anything."""
+    attrs = study.user_attrs
+    return bool(attrs.get("spec_science", {}).get("fidelity")) or any(
+        k.startswith(CONFIRMED_PREFIX) for k in attrs
+    )
 
 
 def complete_trials(study: optuna.Study) -> List[FrozenTrial]:

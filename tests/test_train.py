@@ -85,7 +85,7 @@ def test_zero_neurons_in_config_is_rejected() -> None:
     [
         (["--device", "tpu"], "unsupported device 'tpu'"),
         (["--quant", "vmem=Q4.3"], "vmem: Q4.3 cannot hold V_mem - v_rest"),
-        (["--neurons", "100000000"], "GB of weights, the machine has"),
+        (["--neurons", "100000000"], "GB), the machine has"),
         (["--scheme", "itq", "--quant", "weights=Q1.7,vth=Q8.4"], "theta+ = 0.05 mV"),
     ],
 )

@@ -12,11 +12,12 @@ import argparse
 import json
 import platform
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .config import BACKENDS, ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant
+from .config import BACKENDS, ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant, check_seed
 
 VARIANT_HELP = (
     "diehl_cook (baseline), sl_stdp (APPROXIMATE SL-STDP baseline: our reading of Srinivasan et "
@@ -121,39 +122,94 @@ class TrainChoice:
         return cls(args.dataset, args.variant, dict(given, one_spike=bool(args.one_spike)))
 
 
-def build_configs(  # type: ignore[no-untyped-def]
-    args: argparse.Namespace, choice: TrainChoice, n_input: int
-):
-    """(networks, learning, seeds) of ``choice`` with the sizes and seed of the parsed arguments."""
-    given = choice.constants
-    net_kw: Dict[str, Any] = {k: given[k] for k in NETWORK_CONSTANTS if given.get(k) is not None}
-    learn_kw: Dict[str, Any] = {k: given[k] for k in LEARNING_CONSTANTS if given.get(k) is not None}
-    if "t_update" in learn_kw:
-        learn_kw["t_update"] = int(learn_kw["t_update"])
+_OPTIONS = dict(
+    {k: "--" + k.replace("_", "-") for k in NETWORK_CONSTANTS + LEARNING_CONSTANTS + ("max_rate", "time_steps")},
+    n_neurons="--neurons",
+)  # fmt: skip
+"""The `tinysnn train` option of each config field it sets."""
+
+
+@contextmanager
+def _options_named() -> Iterator[None]:
+    """Around config building: a ConfigError on a field an option sets starts with that option."""
+    try:
+        yield
+    except ConfigError as exc:
+        option = _OPTIONS.get(exc.field or "")
+        if option is None:
+            raise
+        raise ConfigError(f"{option}: {exc}", exc.field) from None
+
+
+def population_shape(args: argparse.Namespace) -> Tuple[List[int], int]:
+    """(sizes, P) of the parsed options: the --neurons values and the number of networks (several
+    sizes, one network each; or one size, --population networks of it)."""
     sizes: List[int] = list(args.neurons)
     pop = args.population or 1
     if len(sizes) > 1 and pop > 1:
         raise ConfigError("give either several --neurons values or --population, not both")
-    if len(sizes) == 1:
-        sizes = sizes * pop
+    return sizes, (len(sizes) if len(sizes) > 1 else pop)
+
+
+@dataclass(frozen=True)
+class _Configs:
+    """The checked configs of a run, before the per-network lists are made."""
+
+    by_size: Mapping[int, NetworkConfig]
+    learning: LearningConfig
+    seed: int
+    sizes: List[int]
+    count: int
+
+
+def _configs(args: argparse.Namespace, choice: TrainChoice, n_input: int) -> _Configs:
+    """One config per distinct size, the learning config and the first seed, every value checked by
+    the config dataclasses (a bad one names its option)."""
+    given = choice.constants
+    net_kw: Dict[str, Any] = {k: given[k] for k in NETWORK_CONSTANTS if given.get(k) is not None}
+    learn_kw: Dict[str, Any] = {k: given[k] for k in LEARNING_CONSTANTS if given.get(k) is not None}
+    sizes, count = population_shape(args)
+    seed = check_seed("--seed", args.seed, count)
     variant = Variant.parse(choice.variant)
     one_spike = bool(given.get("one_spike", False))
-    nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=n_input, one_spike=one_spike, **net_kw)
-            for n in sizes]  # fmt: skip
-    seeds = [args.seed + k for k in range(len(sizes))]
-    return nets, LearningConfig(**learn_kw), seeds
+    with _options_named():
+        learning = LearningConfig(**learn_kw)
+        by_size = {n: NetworkConfig(variant=variant, n_neurons=n, n_input=n_input, one_spike=one_spike, **net_kw)
+                   for n in sizes}  # fmt: skip
+    return _Configs(by_size, learning, seed, sizes, count)
+
+
+def build_configs(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, choice: TrainChoice, n_input: int
+):
+    """(networks, learning, seeds) of ``choice`` with the sizes and seed of the parsed arguments.
+
+    Networks of one size share one config object, so a large --population costs a list, not P configs.
+
+    Raises:
+        ConfigError: for a bad value, naming its option.
+    """
+    c = _configs(args, choice, n_input)
+    nets = [c.by_size[n] for n in c.sizes] if len(c.sizes) > 1 else [c.by_size[c.sizes[0]]] * c.count
+    return nets, c.learning, list(range(c.seed, c.seed + c.count))
 
 
 def run_from_args(  # type: ignore[no-untyped-def]
     args: argparse.Namespace, choice: Optional[TrainChoice] = None
 ):
-    """Load data, build the population, train and evaluate; returns (RunResult, extras)."""
+    """Check every option, load data, build the population, train and evaluate; returns
+    (RunResult, population).
+
+    Bad options are refused before any data is read (the network constants are checked again with the
+    data's input size) and a run that would not fit in memory before anything is built.
+    """
     import torch
 
     from . import data as D
-    from .energy import MeterOptions, make_meter
-    from .network import build_population, resolve_device
+    from .energy import EnergyMeterError, MeterOptions, make_meter
+    from .network import build_population, check_memory, resolve_device
     from .quant import itq_problem, parse_quant_arg, spec_problem
+    from .sim import default_backend
     from .train import RunSpec, run
 
     export = getattr(args, "export", None)
@@ -164,32 +220,42 @@ def run_from_args(  # type: ignore[no-untyped-def]
 
         if importlib.util.find_spec("nir") is None:
             raise ConfigError('--format nir needs the nir package: pip install "tinysnn[nir]"')
-    spec = parse_quant_arg(
-        args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
-    )
+    try:
+        spec = parse_quant_arg(
+            args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--quant: {exc}") from None
     choice = choice if choice is not None else TrainChoice.from_args(args)
-    theta_plus = choice.constants.get("theta_plus", NetworkConfig().theta_plus)
-    problem = spec_problem(spec) or itq_problem(spec, theta_plus)
+    with _options_named():
+        enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
+    # every constant, before any data is read (n_input = 1 here: it sets only norm_total's default)
+    configs = _configs(args, choice, 1)
+    problem = spec_problem(spec) or itq_problem(spec, configs.by_size[configs.sizes[0]].theta_plus)
     if problem:
         raise ConfigError(f"--quant: {problem}")
-    resolve_device(args.device)  # a bad device name, before any data is read
-    splits = D.load(choice.dataset, args.data_root, download=args.download, validation=args.validation)
-    train = splits.train.take(args.train_samples)
-    test = splits.validation if args.validation else splits.test
-    assert test is not None
-    test = test.take(args.test_samples) if args.test_samples is not None else test
-    assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
-    nets, learn, seeds = build_configs(args, choice, train.n_input)
     device = resolve_device(args.device)
-    torch.set_grad_enabled(False)
-    pop = build_population(nets, learn, seeds, device)
-    enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
+    backend = default_backend(device) if args.backend == "auto" else args.backend
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    meter = make_meter(args.energy, MeterOptions(sync=sync))
     try:
+        meter = make_meter(args.energy, MeterOptions(sync=sync))
+    except EnergyMeterError as exc:
+        raise ConfigError(f"--energy {args.energy}: {exc}") from None
+    try:
+        splits = D.load(choice.dataset, args.data_root, download=args.download, validation=args.validation)
+        train = splits.train.take(args.train_samples)
+        test = splits.validation if args.validation else splits.test
+        assert test is not None
+        test = test.take(args.test_samples) if args.test_samples is not None else test
+        assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
+        check_memory(configs.count, train.n_input, max(configs.sizes), time_steps=enc.time_steps, batch_size=args.batch_size,
+                     eval_samples=len(assign) + len(test), backend=backend, device=device)  # fmt: skip
+        nets, learn, seeds = build_configs(args, choice, train.n_input)
+        torch.set_grad_enabled(False)
+        pop = build_population(nets, learn, seeds, device)
         result = run(RunSpec(
             pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
-            backend=args.backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
+            backend=backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
             progress=not args.no_progress, meter=meter,
         ))  # fmt: skip
     finally:
@@ -222,21 +288,28 @@ def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Name
 def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
     """A short result table, one row per network."""
     file = file if file is not None else sys.stdout
-    hdr = f"{'#':>3} {'variant':<11} {'N':>5} {'seed':>5} {'quant':<24} {'acc(all)':>9} {'acc(prop)':>9} {'spk/smp':>8}"
+    width = max([5] + [len(n.quant) for n in result.networks])  # the quantization text in full
+    hdr = f"{'#':>3} {'variant':<11} {'N':>5} {'seed':>5} {'quant':<{width}} {'acc(all)':>9} {'acc(prop)':>9} {'spk/smp':>8}"
     print(hdr, file=file)
     for n in result.networks:
         name = n.variant + ("*" if n.variant == "sl_stdp" else "")
         print(
-            f"{n.index:>3} {name:<11} {n.n_neurons:>5} {n.seed:>5} {n.quant[:24]:<24} "
+            f"{n.index:>3} {name:<11} {n.n_neurons:>5} {n.seed:>5} {n.quant:<{width}} "
             f"{100 * n.accuracy:>8.2f}% {100 * n.accuracy_proportion:>8.2f}% {n.spikes_per_sample_test:>8.1f}",
             file=file,
         )
+    steady = " after the first" if result.train_samples * result.epochs > 1 else ""
     print(
         f"train {result.train_samples} x {result.epochs} samples in {result.train_seconds:.1f} s "
-        f"({result.train_samples_per_s:.1f} samples/s, {result.aggregate_train_samples_per_s:.1f} "
+        f"({result.train_samples_per_s:.1f} samples/s{steady}, {result.aggregate_train_samples_per_s:.1f} "
         f"network-samples/s); inference {result.infer_samples_per_s:.1f} samples/s; "
         f"wall {result.wall_seconds:.1f} s on {result.device} ({result.backend}); "
         f"evaluated on {result.eval_split}",
+        file=file,
+    )
+    print(
+        f"compile (first run on a machine) or cache load of the kernels, not in the speeds above: first "
+        f"training sample {result.first_sample_seconds:.1f} s, inference warm-up {result.infer_warmup_seconds:.1f} s",
         file=file,
     )
     ex = result.extra

@@ -104,10 +104,19 @@ class RunResult:
     test_seconds: float
     wall_seconds: float
     train_samples_per_s: float
-    """Samples/s of the population's training loop (each network sees every sample)."""
+    """Samples/s of the population's training loop (each network sees every sample) after its first
+    sample, whose time (``first_sample_seconds``) includes compiling or loading the kernels; with one
+    sample, that sample's rate."""
     infer_samples_per_s: float
-    """Samples/s of inference (label assignment + test), per network."""
+    """Samples/s of inference (label assignment + test), per network, after a one-sample warm-up
+    (``infer_warmup_seconds``) that compiles or loads the inference kernel."""
     extra: Dict[str, Any] = field(default_factory=dict)
+    first_sample_seconds: float = 0.0
+    """Time of the first training sample of the run (in ``train_seconds``): a steady sample plus, on
+    the first run on a machine, compiling the numba kernels (loading them from the cache after)."""
+    infer_warmup_seconds: float = 0.0
+    """Time of one sample run through inference before it is timed (not in ``assign_seconds`` or
+    ``test_seconds``): compiling or loading the inference kernel, plus that sample."""
 
     @property
     def aggregate_train_samples_per_s(self) -> float:
@@ -316,6 +325,8 @@ class _Trained:
 
     backend: str
     seconds: float
+    first_seconds: float
+    """Time of the first sample trained in this run (kernel compilation or loading included)."""
     samples: int
     """Samples trained in this run (not counting those of a resumed state)."""
     means: torch.Tensor
@@ -335,6 +346,7 @@ class _Evaluated:
     """(P, 3) mean per-sample kernel statistics of the test samples."""
     assign_seconds: float
     test_seconds: float
+    warmup_seconds: float
     reading: Optional[EnergyReading]
 
 
@@ -364,8 +376,12 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
     if meter is not None:
         meter.start()
     t0 = time.perf_counter()
+    first_seconds = 0.0
     for i in range(start, total):
         counts = sim.train_sample(images[i % n], i)
+        if i == start:  # the first sample compiles (or loads) the kernels: timed apart
+            _sync(pop.device)
+            first_seconds = time.perf_counter() - t0
         sums[:, 0] += counts.sum(dim=1).to(torch.float64).cpu()
         if sim.last_stats is not None:
             sums[:, 1:] += sim.last_stats[:, 0, :].to(torch.float64).cpu()
@@ -374,8 +390,7 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
             callbacks.on_checkpoint(TrainState(i + 1, sums.clone(), energy), pop)
         if bar is not None:
             bar.update(1)
-    if pop.device.type == "cuda":
-        torch.cuda.synchronize(pop.device)
+    _sync(pop.device)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -383,8 +398,22 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
     energy += reading.joules if reading is not None else 0.0
     if total > start:
         callbacks.on_checkpoint(TrainState(total, sums.clone(), energy), pop)
-    return _Trained(sim.backend, seconds, max(total - start, 0), sums / max(total, 1),
+    return _Trained(sim.backend, seconds, first_seconds, max(total - start, 0), sums / max(total, 1),
                     observed_ranges(pop, sim.vmem_range), energy, reading)  # fmt: skip
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it has timed it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def steady_rate(samples: int, seconds: float, first_seconds: float) -> float:
+    """Samples/s without the first sample (which compiles or loads the kernels): ``samples - 1`` over
+    the time after the first; with one sample (or no time after it), ``samples / seconds``."""
+    if samples >= 2 and seconds > first_seconds:
+        return (samples - 1) / (seconds - first_seconds)
+    return samples / seconds if seconds > 0 else 0.0
 
 
 def _quantize_phase(spec: RunSpec) -> None:
@@ -419,8 +448,15 @@ def infer_counts(
 
 
 def _evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
-    """Label assignment and test of the quantized population, learning off."""
+    """Label assignment and test of the quantized population, learning off, after a one-sample
+    warm-up that compiles or loads the inference kernel (its counts are dropped; nothing it does
+    changes the population or the draws of the timed samples)."""
     sim = Simulator(spec.population, spec.encoding, seed=spec.seed, backend=backend)
+    t0 = time.perf_counter()
+    if len(spec.assign_split):
+        sim.infer(spec.assign_split.images[:1], STREAM_ASSIGN)
+        _sync(spec.population.device)
+    warmup = time.perf_counter() - t0
     if spec.meter is not None:
         spec.meter.start()
     t0 = time.perf_counter()
@@ -432,7 +468,7 @@ def _evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
                                            spec.progress, "test")  # fmt: skip
     t_test = time.perf_counter() - t0
     reading = spec.meter.stop() if spec.meter is not None else None
-    return _Evaluated(assign_counts, test_counts, test_stats, t_assign, t_test, reading)
+    return _Evaluated(assign_counts, test_counts, test_stats, t_assign, t_test, warmup, reading)
 
 
 def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[NetworkResult]:
@@ -530,9 +566,11 @@ def run(spec: RunSpec, callbacks: Optional[RunCallbacks] = None) -> RunResult:
         assign_seconds=ev.assign_seconds,
         test_seconds=ev.test_seconds,
         wall_seconds=time.perf_counter() - t_wall,
-        train_samples_per_s=trained.samples / trained.seconds if trained.seconds > 0 else 0.0,
+        train_samples_per_s=steady_rate(trained.samples, trained.seconds, trained.first_seconds),
         infer_samples_per_s=n_inf / t_inf if t_inf > 0 else 0.0,
         extra=_energy_extra(spec, trained, ev),
+        first_sample_seconds=trained.first_seconds,
+        infer_warmup_seconds=ev.warmup_seconds,
     )
 
 

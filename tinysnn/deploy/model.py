@@ -274,7 +274,12 @@ class _Fields:
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.error(key, f"is {_show(v)}, not an integer")
         if not lo <= v <= hi:
-            raise self.error(key, f"= {v} is out of range: expected {lo}..{hi}")
+            raise self.error(
+                key,
+                f"= {v} is out of range: expected {lo}..{hi}"
+                if hi < 2**62
+                else f"= {v} is out of range: expected >= {lo}",
+            )
         return v
 
     def exactly(self, key: str, want: int) -> None:

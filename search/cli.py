@@ -218,12 +218,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     told = [t for t in study.get_trials(deepcopy=False) if t.number in set(report.told)]
     if told:
         print(trials_table(told))
-    from .report import status_lines
+    from .report import plural, status_lines
 
     print("\n".join(status_lines(study, url)))
     extra = []
     if report.rejected:
-        extra.append(f"{report.rejected} impossible combinations rejected before training (PRUNED)")
+        extra.append(f"this run: {plural(report.rejected, 'impossible combination')} rejected before training")
     if report.requeued:
         extra.append(f"re-queued trials {report.requeued} of stopped workers")
     for line in extra:

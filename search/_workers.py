@@ -297,7 +297,10 @@ def make_work_dir(study: optuna.Study, storage: Any, parent: Path) -> Path:
 def remove_work_dir(study: optuna.Study, storage: Any, path: Path) -> None:
     """Delete this worker's work folder and mark its record done."""
     shutil.rmtree(path, ignore_errors=True)
-    storage.set_study_system_attr(_study_id(study, storage), WORK_DIR_KEY + path.name, None)
+    try:
+        storage.set_study_system_attr(_study_id(study, storage), WORK_DIR_KEY + path.name, None)
+    except Exception:  # the storage fails (the error that stopped the run): the next run marks it
+        pass
 
 
 def remove_dead_work_dirs(study: optuna.Study, storage: Any) -> List[Path]:

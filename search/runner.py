@@ -11,8 +11,10 @@ The loop (batched ask-and-tell):
    checkpoint's population; new trials by size), train each population, upload artifacts and tell.
    A PTQ or FP32 trial whose FP32 training is stored, or trained by an earlier trial of the batch,
    is evaluated from the stored network instead (``search._trained``: train once, quantize many).
-4. Anything that stops the run (an error, Ctrl-C, SIGTERM) fails and re-queues the trials it held,
-   so that no trial is lost; the same command resumes the study.
+4. Anything that stops the run (an error, Ctrl-C, SIGTERM, SIGHUP) fails and re-queues the trials it
+   held, so that no trial is lost; the same command resumes the study.
+5. Cleanup deletes only what the study recorded: the work folders of its dead workers on this machine
+   (``search._workers.make_work_dir``) and the checkpoints its trials point at once no trial needs them.
 
 The budget is the study's total of COMPLETE trials (``MaxTrialsCallback`` semantics), so running
 the command again after a crash, or on a second machine, never overshoots it.
@@ -148,8 +150,9 @@ def run_study(
         >>> report = run_study(load_spec("studies/quickstart.toml").replace(trials=4))  # doctest: +SKIP
 
     Raises:
-        SpecError: bad spec or data (before any trial starts).
-        StorageError: the storage cannot be opened.
+        SpecError: bad spec or data, an artifact folder that cannot be made (before the study exists).
+        StorageError: the storage cannot be opened, or fails (damaged, locked, a full disk: the
+            database's own cause); a full disk under the artifacts ("no space left on PATH").
         CheckpointError: a re-queued trial's checkpoint is corrupt (its trials are re-queued again).
     """
     log = log or (_bar_safe if progress else _stderr)

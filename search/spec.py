@@ -260,7 +260,7 @@ class FidelitySection:
 
     def __post_init__(self) -> None:
         for key, count in dataclasses.asdict(self).items():
-            _check_number(count, f"fidelity.{key}", 1, low_open=False)
+            _check_number(count, f"fidelity.{key}", 0)
 
     @property
     def active(self) -> bool:

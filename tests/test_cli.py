@@ -104,7 +104,8 @@ def test_the_table_shows_the_quantization_whole_and_the_compile_apart(capsys: py
     out = capsys.readouterr().out
     assert f" {quant} " in out
     assert "samples/s after the first" in out
-    assert "not in the speeds above: first training sample" in out and "inference warm-up" in out
+    assert "not in the speeds above: compiling the numba kernels" in out
+    assert "in training (the first sample's" in out and "in a one-sample inference warm-up" in out
 
 
 def test_steady_rate_leaves_out_the_first_sample() -> None:

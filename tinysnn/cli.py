@@ -285,6 +285,14 @@ def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Name
         )
 
 
+_START_UP = {
+    "numba": "compiling the numba kernels (the first run on a machine) or loading them from the cache",
+    "torch-compile": "torch.compile compiling the steps",
+    "torch": "torch's start-up",
+}
+"""What the first sample of a backend spends besides simulating (:func:`print_table`)."""
+
+
 def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
     """A short result table, one row per network."""
     file = file if file is not None else sys.stdout
@@ -307,9 +315,12 @@ def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
         f"evaluated on {result.eval_split}",
         file=file,
     )
+    rate = result.train_samples_per_s
+    start_up = result.first_sample_seconds - (1.0 / rate if rate > 0 and steady else 0.0)
     print(
-        f"compile (first run on a machine) or cache load of the kernels, not in the speeds above: first "
-        f"training sample {result.first_sample_seconds:.1f} s, inference warm-up {result.infer_warmup_seconds:.1f} s",
+        f"not in the speeds above: {_START_UP.get(result.backend, 'start-up')} took about {max(start_up, 0.0):.1f} s "
+        f"in training (the first sample's {result.first_sample_seconds:.1f} s less a steady sample's) and "
+        f"{result.infer_warmup_seconds:.1f} s in a one-sample inference warm-up",
         file=file,
     )
     ex = result.extra

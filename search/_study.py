@@ -183,12 +183,19 @@ _FIRST_START_RACES = ("UNIQUE constraint failed", "UniqueViolation", "duplicate 
 
 
 def _retry_first_start(make: Callable[[], Any], attempts: int = 8) -> Any:
-    """``make()``, retried after a short random pause when it loses a first-start race."""
+    """``make()``, retried after a short random pause when it loses a first-start race.
+
+    A lock held for the whole SQLite lock timeout is no race but another writer: that is raised at once.
+    """
     for attempt in range(attempts):
+        start = time.monotonic()
         try:
             return make()
         except Exception as exc:  # sqlalchemy IntegrityError / ProgrammingError / OperationalError
-            if attempt == attempts - 1 or not any(r in str(exc) for r in _FIRST_START_RACES):
+            waited_out = (
+                "database is locked" in str(exc) and time.monotonic() - start >= SQLITE_LOCK_TIMEOUT_S
+            )
+            if attempt == attempts - 1 or waited_out or not any(r in str(exc) for r in _FIRST_START_RACES):
                 raise
             time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -171,7 +171,6 @@ def test_a_locked_database_says_so(
     db = tmp_path / "s.db"
     _study_db(db)
     monkeypatch.setattr(search._study, "SQLITE_LOCK_TIMEOUT_S", 0.05)
-    monkeypatch.setattr(search._study, "_retry_first_start", lambda make, attempts=8: make())
     holder = sqlite3.connect(str(db), isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than the timeout
     try:

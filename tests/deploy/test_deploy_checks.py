@@ -313,4 +313,6 @@ def test_torch_trains_need_torch(models: Dict[str, Path]) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     err = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(err) == 1 and "install torch" in err[0] and "--seed" in err[0], proc.stderr
+    assert proc.returncode == 2 and len(err) == 1 and "install torch" in err[0] and "--seed" in err[0], (
+        proc.stderr
+    )

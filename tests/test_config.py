@@ -144,6 +144,8 @@ def test_helpers_name_the_value_and_range() -> None:
     assert check_finite("a", 0.5, 0, 1, low_open=True) == 0.5
     with pytest.raises(ConfigError, match=r"^a = 0: expected a finite number in \(0, 1\]$"):
         check_finite("a", 0, 0, 1, low_open=True)
+    with pytest.raises(ConfigError, match=r"^a = 1000000000000.*: expected a finite number$"):
+        check_finite("a", 10**400)
     with pytest.raises(ConfigError, match=r"^n = 3.5: expected an integer in \[1, 9\]$"):
         check_int("n", 3.5, 1, 9)
 

@@ -121,7 +121,10 @@ def check_finite(
     expected = f"expected a finite number {rule}".rstrip()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} = {value!r}: {expected}", name)
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond float's range
+        x = math.inf
     if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
         limit = "" if not math.isfinite(x) else f" (float32: |x| <= {FLOAT32_MAX:.3g})"
         raise ConfigError(f"{name} = {value!r}: {expected}{limit}", name)

@@ -223,7 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n".join(status_lines(study, url)))
     extra = []
     if report.rejected:
-        extra.append(f"this run: {plural(report.rejected, 'impossible combination')} rejected before training")
+        rejected = plural(report.rejected, "impossible combination")
+        extra.append(f"this run: {rejected} rejected before training")
     if report.requeued:
         extra.append(f"re-queued trials {report.requeued} of stopped workers")
     for line in extra:

@@ -21,7 +21,10 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
   every trial on (``[data]`` is the full fidelity, ``tinysnn-search confirm`` re-trains the front on it).
 * ``[checkpoint]`` every (samples between checkpoints; 0 = only after training).
 
-Unknown keys are errors that name the key; so are empty lists and impossible bit widths.
+Unknown keys are errors that name the key; so are empty lists, impossible bit widths, numbers that
+are not finite or out of range, and fractions where an integer is expected (``t_update = 2.5``). Each
+section checks its own values when it is made (``__post_init__``), so an override
+(:meth:`StudySpec.replace`) is checked too.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class StudySection:
     artifacts: Optional[str] = None
     """Folder of artifacts and checkpoints; default ``runs/<name>``."""
     seed: int = 0
+    """0 to MAX_SEED (2**32 - 1)."""
     weight_seed: str = "per_training"
     """``per_training``: trials that train alike share their weight seed (and PTQ/FP32 trials their
     FP32 training, ``search._trained``); ``per_trial``: each trial is seeded by its draw."""
@@ -104,9 +108,10 @@ class StudySection:
     ``torch-compile`` compiles each time step (fused kernels, CUDA graphs on CUDA)."""
     group: str = "size"
     heartbeat_s: float = 30.0
-    """Seconds between heartbeats of a running trial."""
+    """Seconds between heartbeats of a running trial, MIN_HEARTBEAT_S to MAX_HEARTBEAT_S."""
     stale_after_s: float = 300.0
-    """A running trial of another machine without a heartbeat for this long is failed and re-queued."""
+    """A running trial of another machine without a heartbeat for this long is failed and re-queued;
+    more than heartbeat_s, at most MAX_STALE_AFTER_S (a week)."""
 
     def __post_init__(self) -> None:
         check_study_name(self.name)

@@ -159,6 +159,8 @@ def run_study(
     folder = spec.study.artifact_dir.resolve()
     try:
         return _run(spec, folder, progress, log, on_checkpoint)
+    except SearchError:
+        raise
     except Exception as exc:  # a full disk, a damaged or locked database: one line with the cause
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.filename is None:
             exc.filename = str(folder)

@@ -39,6 +39,7 @@ import io
 import json
 import os
 import random
+import re
 import resource
 import shlex
 import shutil
@@ -233,6 +234,7 @@ class Ctx:
     def exclusive_lock(self, db: Path) -> None:
         """Hold ``BEGIN EXCLUSIVE`` on the SQLite file ``db`` while the command runs."""
         con = sqlite3.connect(str(db), isolation_level=None)
+        con.execute("PRAGMA locking_mode=EXCLUSIVE")  # readers too are locked out, in WAL mode as well
         con.execute("BEGIN EXCLUSIVE")
         self.stack.callback(con.close)
         self.stack.callback(lambda: con.execute("ROLLBACK"))
@@ -306,6 +308,10 @@ def _error_lines(stderr: str) -> List[str]:
     return lines
 
 
+ERROR_LINE = re.compile(r"tinysnn(-search)?( [a-z]+)?: error: ")
+"""How an error line of ours starts (argparse's says the subcommand: ``tinysnn train: error:``)."""
+
+
 def _classify(case: Case, rc: int, out: str, err: str, timed_out: bool, left: List[str]) -> str:
     lines = _error_lines(err)
     if timed_out:
@@ -318,12 +324,19 @@ def _classify(case: Case, rc: int, out: str, err: str, timed_out: bool, left: Li
         return "ok" if case.either else "accepted"
     if rc != 2:
         return f"exit {rc}"
-    said = any(line.startswith(("tinysnn: error:", "tinysnn-search: error:")) for line in lines)
+    said = any(ERROR_LINE.match(line) for line in lines)
     if len(lines) > case.lines or not said:
         return "noisy"
     if left:
         return "left"
     return "clear"
+
+
+def _companion(path: str, before: Dict[str, Optional[Tuple[int, int]]]) -> bool:
+    """Whether ``path`` is SQLite's -wal, -shm or -journal file of a database that was there before
+    (reading a study in WAL mode makes them; they are not a study left behind)."""
+    stem, _, suffix = path.rpartition("-")
+    return suffix in ("wal", "shm", "journal") and stem in before
 
 
 def _shown(cmd: List[str], sandbox: Path) -> str:
@@ -358,7 +371,7 @@ def run_case(case: Case, base: Path) -> Dict[str, object]:
             outside = [p for p in changed if p not in ours]
             touched = [(str(p.relative_to(sandbox)), kind) for p, kind, d in guarded if _digest(p) != d]
             problems = [msg for msg in (check(out + err) for check in ctx.checks) if msg]
-        left = [] if ctx.left_ok or rc == 0 else ours
+        left = [] if ctx.left_ok or rc == 0 else [p for p in ours if not _companion(p, before)]
         result = _classify(case, rc, out, err, timed_out, left)
         lines = _error_lines(err)
         message = lines[-1] if result == "traceback" and lines else (lines[0] if lines else "")
@@ -378,7 +391,7 @@ def build_base(root: Path) -> Path:
     """Train the 2-trial digits study ``tiny`` in ``root/base``, pack it and export one trial's model."""
     base = root / "base"
     base.mkdir()
-    (base / "spec.toml").write_text(_spec())
+    (base / "spec.toml").write_text(_spec() + "\n[constraints]\nmin_accuracy = 0\n")  # every trial feasible
     steps = [SEARCH + ["run", "spec.toml", "--no-progress"],
              SEARCH + ["pack", "spec.toml", "--out", f"{STUDY}.tar.gz"]]  # fmt: skip
     for cmd in steps:
@@ -622,6 +635,14 @@ def bad_inputs() -> List[Case]:
 
         return build
 
+    def unlisted(name: str) -> Callable[[Ctx, Dict[str, object], Dict[str, bytes]], Path]:
+        def build(ctx: Ctx, template: Dict[str, object], files: Dict[str, bytes]) -> Path:
+            return craft_pack(
+                ctx.work / "p.tar.gz", template, dict(files, **{name: b"not in the manifest\n"}), files
+            )
+
+        return build
+
     def special(kind: bytes) -> Callable[[Ctx, Dict[str, object], Dict[str, bytes]], Path]:
         def build(ctx: Ctx, template: Dict[str, object], files: Dict[str, bytes]) -> Path:
             members: Dict[str, object] = dict(files, **{"artifacts/special": Special(kind)})
@@ -739,6 +760,23 @@ def bad_inputs() -> List[Case]:
         (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY, *edits))
         return SEARCH + ["run", "spec.toml", "--no-progress"]
 
+    def user_files_in_study_folder(ctx: Ctx) -> List[str]:
+        """A run to its end must not clean up files of the user that lie in its study folder."""
+        (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY))
+        ctx.work, work = ctx.work / "runs" / STUDY, ctx.work
+        ctx.work.mkdir(parents=True)
+        ctx.user_files()
+        ctx.work = work
+        return SEARCH + ["run", "spec.toml", "--no-progress"]
+
+    def nan_images(ctx: Ctx) -> List[str]:
+        shutil.copytree(ctx.base / "model", ctx.work / "m")
+        ctx.left_ok = True
+        code = ("import sys, numpy as np\nfrom tinysnn.deploy import encode, load_model\ntry:\n"
+                "    encode(np.full((2, 64), np.nan), load_model('m'), np.random.default_rng(0))\n"
+                "except ValueError as exc:\n    print(f'tinysnn: error: {exc}', file=sys.stderr)\n    sys.exit(2)")  # fmt: skip
+        return [PY, "-c", code]
+
     def mismatched_train(ctx: Ctx) -> List[str]:
         _fake_mnist(ctx.work / "data", test_shape=(7, 9))
         return TRAIN + ["--dataset", "mnist", "--data-root", "data", "--neurons", "10", "--time-steps", "20"]
@@ -774,6 +812,8 @@ def bad_inputs() -> List[Case]:
         Case("pack", "member with an absolute path", unpack(with_member("ABS"))),
         Case("pack", "member ../x", unpack(with_member("../x"))),
         Case("pack", "member artifacts/../../../x", unpack(with_member("artifacts/../../../x"))),
+        Case("pack", "member ../x, not in the manifest", unpack(unlisted("../x"))),
+        Case("pack", "member artifacts/../../../x, not in the manifest", unpack(unlisted("artifacts/../../../x"))),
         Case("pack", "study name ../escaped", unpack(named("../escaped"))),
         Case("pack", "study name /abs/study", unpack(named("ABS"))),
         Case("pack", "study name x/../tiny over dest/tiny.db", unpack(named("x/../tiny"), existing=True)),
@@ -793,6 +833,7 @@ def bad_inputs() -> List[Case]:
         Case("pack", "small $TMPDIR (16 KiB)", small_tmpdir, either=True),
         # 2: study names
         Case("name", "spec study name ..", dot_dot),
+        Case("name", "user files in runs/tiny/ survive a run to its end", user_files_in_study_folder, either=True, timeout=300),
         Case("name", "spec study name .hidden", spec(name=".hidden")),
         Case("name", "spec study name ../escaped", spec(name="../escaped")),
         Case("name", "--study ../tiny", in_study_folder("status", "--storage", sql, "--study", "../tiny")),
@@ -824,6 +865,9 @@ def bad_inputs() -> List[Case]:
         # 4: mismatched data
         Case("data", "train: 7x9 test images, 28x28 train", mismatched_train),
         Case("data", "run: 7x9 test images, 28x28 train", mismatched_run),
+        Case("data", "train: 15 test labels for 20 test images",
+             mnist(lambda raw: _idx(raw / "t10k-labels-idx1-ubyte", np.zeros(15)), ("--neurons", "10", "--time-steps", "20"))),
+        Case("data", "deploy.encode of NaN images (python API: a ValueError is right)", nan_images),
         # storage
         Case("storage", "status: damaged SQLite page", on_study("status", "spec.toml", damage=damaged_page)),
         Case("storage", "export: damaged SQLite page", on_study("export", "spec.toml", "--out", "m", damage=damaged_page)),
@@ -834,6 +878,7 @@ def bad_inputs() -> List[Case]:
         Case("storage", "status --storage sqlite:///", lambda ctx: SEARCH + ["status", "--storage", "sqlite:///"]),
         Case("storage", "run --storage ''", lambda ctx: spec()(ctx) + ["--storage", ""]),
         Case("storage", "status --storage ''", lambda ctx: SEARCH + ["status", "--storage", ""]),
+        Case("storage", "status --storage '' beside a study", in_study_folder("status", "--storage", "")),
         Case("storage", "train --quant ''", digits("--quant", "")),
         Case("storage", "run: database on a full disk", spec_on("storage", "")),
         Case("storage", "run: artifacts on a full disk", spec_on("artifacts", "art"), lines=2),  # + the re-queued line

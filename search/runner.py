@@ -71,6 +71,7 @@ _SURVIVOR_POLL_S = 5.0  # how often a worker whose budget is held by others chec
 _MAX_DUPLICATES = 20  # consecutive duplicate draws after which the space counts as exhausted
 _SAMPLING_WAIT_S = 5.0  # how long a new trial waits for an earlier one to finish sampling
 _LEFTOVER_AGE_S = 60.0  # a temporary checkpoint older than this belongs to a dead worker
+_ARTIFACT_TYPES = {".pt": "application/octet-stream"}  # mimetypes guesses a SNES page table for .pt
 
 
 @dataclass
@@ -486,7 +487,8 @@ def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Tria
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     for path in o.files.values():
-        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
+                        mimetype=_ARTIFACT_TYPES.get(path.suffix))  # fmt: skip
     for path in o.files.values():
         path.unlink(missing_ok=True)
     frozen = study.tell(trial, list(o.values), skip_if_finished=True)

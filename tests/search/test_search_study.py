@@ -121,6 +121,7 @@ def test_user_attrs_and_artifacts(tiny: Tuple[Path, Any, optuna.Study]) -> None:
         for m in metas.values():
             assert (store / m.artifact_id).is_file()
         assert (store / metas["weights.png"].artifact_id).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert metas["model.pt"].mimetype == "application/octet-stream"  # not mimetypes' SNES guess
 
 
 def test_constraints_are_recorded_and_the_front_is_feasible(tiny: Tuple[Path, Any, optuna.Study]) -> None:

@@ -160,6 +160,9 @@ class Case:
     """Error lines allowed on stderr (argparse's usage block not counted)."""
     timeout: float = 120.0
     either: bool = False
+    control: bool = False
+    """A good input that must succeed (exit 0): it shows the case's setup is sound, e.g. that a pack
+    crafted from the real one's parts unchanged is accepted, so the crafted faults are what is refused."""
     """Exit 0 is right too (the input is fine when the product does its job), as long as nothing
     is written outside, replaced or deleted."""
 
@@ -184,6 +187,7 @@ class Ctx:
         self.limits: Dict[int, int] = {}
         self.env: Dict[str, str] = {"TMPDIR": str(self.tmp)}
         self.left_ok = False
+        self.just_before: List[Callable[[], None]] = []
         self.stack = contextlib.ExitStack()
 
     def study(self, spec: bool = True) -> Path:
@@ -232,12 +236,18 @@ class Ctx:
         return path
 
     def exclusive_lock(self, db: Path) -> None:
-        """Hold ``BEGIN EXCLUSIVE`` on the SQLite file ``db`` while the command runs."""
-        con = sqlite3.connect(str(db), isolation_level=None)
-        con.execute("PRAGMA locking_mode=EXCLUSIVE")  # readers too are locked out, in WAL mode as well
-        con.execute("BEGIN EXCLUSIVE")
-        self.stack.callback(con.close)
-        self.stack.callback(lambda: con.execute("ROLLBACK"))
+        """Hold ``BEGIN EXCLUSIVE`` on the SQLite file ``db`` while the command runs.
+
+        Taken just before the command, after the guards are read: closing any descriptor of a file
+        drops every POSIX lock this process holds on it, so reading ``db`` later would unlock it."""
+
+        def lock() -> None:
+            con = sqlite3.connect(str(db), isolation_level=None)
+            con.execute("PRAGMA locking_mode=EXCLUSIVE")  # readers too are locked out, in WAL mode as well
+            con.execute("BEGIN EXCLUSIVE")
+            self.stack.callback(con.close)
+
+        self.just_before.append(lock)
 
     def busy_port(self) -> int:
         """A port on 127.0.0.1 that a socket of ours listens on while the command runs."""
@@ -314,6 +324,8 @@ ERROR_LINE = re.compile(r"tinysnn(-search)?( [a-z]+)?: error: ")
 
 def _classify(case: Case, rc: int, out: str, err: str, timed_out: bool, left: List[str]) -> str:
     lines = _error_lines(err)
+    if case.control:
+        return "ok" if rc == 0 and not timed_out and "Traceback (most recent" not in out + err else "broken"
     if timed_out:
         return "hung"
     if "Traceback (most recent call last)" in out + err:
@@ -361,6 +373,8 @@ def run_case(case: Case, base: Path) -> Dict[str, object]:
                 return row
             before = _tree(sandbox)
             guarded = [(p, kind, _digest(p)) for p, kind in ctx.guards]
+            for hook in ctx.just_before:
+                hook()
             t0 = time.perf_counter()
             rc, out, err, timed_out = _execute(cmd, ctx, case.timeout)
             seconds = time.perf_counter() - t0
@@ -809,6 +823,8 @@ def bad_inputs() -> List[Case]:
         Case("train", "--variant lstm", digits("--variant", "lstm")),
         Case("train", "--time-steps -5", digits("--time-steps", "-5")),
         # issue 24, 1: crafted packs
+        Case("pack", "control: the real pack into an empty dest", unpack(real), control=True),
+        Case("pack", "control: a pack crafted from its parts", unpack(lambda ctx, t, f: craft_pack(ctx.work / "p.tar.gz", t, f)), control=True),
         Case("pack", "member with an absolute path", unpack(with_member("ABS"))),
         Case("pack", "member ../x", unpack(with_member("../x"))),
         Case("pack", "member artifacts/../../../x", unpack(with_member("artifacts/../../../x"))),
@@ -872,8 +888,8 @@ def bad_inputs() -> List[Case]:
         Case("storage", "status: damaged SQLite page", on_study("status", "spec.toml", damage=damaged_page)),
         Case("storage", "export: damaged SQLite page", on_study("export", "spec.toml", "--out", "m", damage=damaged_page)),
         Case("storage", "run: damaged SQLite page", on_study("run", "spec.toml", "--no-progress", damage=damaged_page)),
-        Case("storage", "status: locked database", on_study("status", "spec.toml", lock=True), timeout=90),
-        Case("storage", "run: locked database", on_study("run", "spec.toml", "--no-progress", lock=True), timeout=90),
+        Case("storage", "status: locked database", on_study("status", "spec.toml", lock=True), timeout=180),
+        Case("storage", "run: locked database", on_study("run", "spec.toml", "--no-progress", lock=True), timeout=180),
         Case("storage", "run --storage sqlite:///", lambda ctx: spec()(ctx) + ["--storage", "sqlite:///"], timeout=90),
         Case("storage", "status --storage sqlite:///", lambda ctx: SEARCH + ["status", "--storage", "sqlite:///"]),
         Case("storage", "run --storage ''", lambda ctx: spec()(ctx) + ["--storage", ""]),
@@ -892,6 +908,7 @@ def bad_inputs() -> List[Case]:
         Case("command", "infer --seed -1", model("infer", "m", "--dataset", "digits", "--test-samples", "5", "--seed", "-1")),
         Case("command", "status with no study here", lambda ctx: SEARCH + ["status"]),
         # model folders: re-signed model.json
+        Case("model", "control: re-signed without an edit", _resigned(lambda meta: None), control=True),
         Case("model", "rounding 'sideways'", _resigned(_set("rounding", "sideways"))),
         Case("model", "weights format of 0 bits", _resigned(_set("formats.weights", {"int_bits": 0, "frac_bits": 0, "signed": False, "text": "UQ0.0"}))),  # fmt: skip
         Case("model", "formats disagree with the payload", _resigned(_set("formats.weights", {"int_bits": 2, "frac_bits": 6, "signed": False, "text": "UQ2.6"}))),  # fmt: skip
@@ -942,6 +959,7 @@ def summary(rows: List[Dict[str, object]]) -> Dict[str, int]:
         "crashes": res.count("crash"),
         "accepted": res.count("accepted") + res.count("hung"),
         "unclear": sum(str(r).startswith(("exit", "noisy", "left")) for r in res),
+        "controls_broken": res.count("broken"),
         "outside": sum(bool(r["outside"]) for r in rows),
         "replaced": sum(bool(r["replaced"]) for r in rows),
         "user_files": sum(bool(r["user_files"]) for r in rows),

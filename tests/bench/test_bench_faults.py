@@ -63,6 +63,9 @@ def test_classification() -> None:
     assert _classify(case, 0, "", "", False, []) == "accepted"
     assert _classify(Case("g", "n", lambda ctx: [], either=True), 0, "", "", False, []) == "ok"
     assert _classify(case, -9, "", "", True, []) == "hung"
+    control = Case("g", "n", lambda ctx: [], control=True)
+    assert _classify(control, 0, "", "", False, []) == "ok"
+    assert _classify(control, 2, "", "tinysnn: error: bad\n", False, []) == "broken"
 
 
 def test_a_write_outside_the_allowed_folder_and_a_changed_guard_are_counted(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FixedTrial, TrialState
 
 from tinysnn.network import check_memory
+from tinysnn.sim import default_backend
+from tinysnn.train import RunSpec
 
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -171,11 +173,21 @@ def run_study(
         raise
 
 
+def _check_run_memory(spec: StudySpec, ctx: Context) -> None:
+    """Refuse, from the sizes alone, a run whose population, spike trains or spike counts would not
+    fit (:func:`tinysnn.network.check_memory`), before a study exists."""
+    assign = ctx.assign if ctx.assign is not None else ctx.train
+    backend = default_backend(ctx.device) if spec.study.backend == "auto" else spec.study.backend
+    check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons, time_steps=spec.encoding.time_steps,
+                 batch_size=RunSpec.batch_size, eval_samples=len(assign) + len(ctx.test), backend=backend,
+                 device=ctx.device)  # fmt: skip
+
+
 def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], None],
          on_checkpoint: Optional[CheckpointHook]) -> RunReport:  # fmt: skip
     # data first: a missing dataset creates nothing; [fidelity]'s subset when the spec has one
     ctx = load_context(spec.at_search_fidelity(), folder, progress)
-    check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons)  # before a study exists
+    _check_run_memory(spec, ctx)  # before a study exists
     _check_folder(folder)
     url = spec.study.storage_url
     storage = open_storage(url)

@@ -160,8 +160,24 @@ def test_fixed_flags_reach_the_network() -> None:
 def test_a_population_larger_than_the_machine_is_refused_before_the_study(tmp_path: Path) -> None:
     raw = _raw(space={"n_neurons": [100000000]},
                study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip
-    with pytest.raises(ValueError, match=r"need about [0-9.]+ GB \(weights [0-9.]+ GB\), the machine has [0-9.]+ GB"):
+    with pytest.raises(
+        ValueError, match=r"need about [0-9.]+ GB \([a-z ]+ [0-9.]+ GB\), the machine has [0-9.]+ GB"
+    ):
         run_study(parse_spec(raw), progress=False)
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_spike_counts_beyond_the_machine_are_refused_before_the_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tinysnn.network as network
+
+    raw = _raw(study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})
+    spec = parse_spec(raw)
+    need = network.run_memory(spec.study.population, 64, spec.space.max_neurons, eval_samples=1)
+    monkeypatch.setattr(network, "memory_available", lambda device=None: sum(need.values()))
+    with pytest.raises(ValueError, match=r"\(spike counts [0-9.]+ GB\).*fewer assignment/test samples"):
+        run_study(spec, progress=False)
     assert not (tmp_path / "s.db").exists()
 
 

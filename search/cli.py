@@ -59,6 +59,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _storage_url(text: str) -> str:
+    """argparse type: a non-empty Optuna storage URL."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "expected an Optuna storage URL such as sqlite:///runs/NAME.db, got ''"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinysnn-search", description="Optuna search for small, accurate, "
                                 "energy-efficient spiking networks (tinySNN)")  # fmt: skip
@@ -78,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("confirm", help="re-train the Pareto front of a [fidelity] study on the full "
                        "[data] and record the confirmed values select ranks on")  # fmt: skip
     c.add_argument("spec", help="the study's spec (TOML), with a [fidelity] table")
-    c.add_argument("--storage", help="Optuna storage URL (default: the spec's)")
+    c.add_argument("--storage", type=_storage_url, help="Optuna storage URL (default: the spec's)")
     c.add_argument("--top", type=_pos_int, help="at most this many front trials, highest accuracy first")
     c.add_argument("--neighbours", type=_nonneg_int, default=0, metavar="M",
                    help="also the M complete trials nearest to the front (default 0)")  # fmt: skip
@@ -95,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                       ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
         s = sub.add_parser(name, help=hlp)
         s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
-        s.add_argument("--storage", help="Optuna storage URL")
+        s.add_argument("--storage", type=_storage_url, help="Optuna storage URL")
         s.add_argument("--study", help="study name (default: the only study in the storage)")
         if name in ("select", "export"):
             s.add_argument("--mu", type=_nonneg_float, default=0.2, help="memory weight mu (default 0.2)")

@@ -110,6 +110,20 @@ def test_status_without_a_study_says_run_a_spec_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["status", "select", "confirm"])
+def test_an_empty_storage_url_is_refused_not_taken_for_the_last_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = ["studies.toml"] if command == "confirm" else []
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *spec, "--storage", ""])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "argument --storage: expected an Optuna storage URL" in err[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("fidelity", [False, True])
 def test_select_shows_the_fidelity_only_where_the_study_has_one(
     tmp_path: Path, capsys: pytest.CaptureFixture, fidelity: bool

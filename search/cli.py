@@ -330,16 +330,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study, _, artifacts = _load(args)
     number = args.trial if args.trial is not None else select(study, args.mu, args.nu)[0].number
-    import importlib.util
+    from tinysnn.deploy import check_formats, load_model, write_extra
 
-    from tinysnn.deploy import load_model, write_extra
-
-    from .errors import SearchError
-
-    if "nir" in args.format and importlib.util.find_spec("nir") is None:
-        raise SearchError('--format nir needs the nir package: pip install "tinysnn[nir]"')
+    check_formats(args.format)
     out = _export(args, study, number, args.artifacts or artifacts, Path(args.out))
-    extra = [p for fmt in dict.fromkeys(args.format) for p in write_extra(out, fmt)]
+    extra = write_extra(out, *args.format)
     also = f" + {', '.join(p.name for p in extra)}" if extra else ""
     dataset = load_model(out).meta["provenance"].get("dataset") or "DATASET"
     print(f"wrote {out}{also} (trial {number}); run it with: tinysnn infer {out} --dataset {dataset}")

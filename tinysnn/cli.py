@@ -206,6 +206,7 @@ def run_from_args(  # type: ignore[no-untyped-def]
     import torch
 
     from . import data as D
+    from .deploy import check_formats
     from .energy import EnergyMeterError, MeterOptions, make_meter
     from .network import build_population, check_memory, resolve_device
     from .quant import itq_problem, parse_quant_arg, spec_problem
@@ -215,11 +216,8 @@ def run_from_args(  # type: ignore[no-untyped-def]
     export = getattr(args, "export", None)
     if export and Path(export).exists() and any(Path(export).iterdir()):
         raise ConfigError(f"--export: {export} already exists and is not empty: choose a new folder")
-    if export and args.format == "nir":
-        import importlib.util
-
-        if importlib.util.find_spec("nir") is None:
-            raise ConfigError('--format nir needs the nir package: pip install "tinysnn[nir]"')
+    if export:
+        check_formats(args.format)
     try:
         spec = parse_quant_arg(
             args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
@@ -279,7 +277,7 @@ def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Name
         export_network(out, pop, k, enc, None if spec.is_fp32 else spec, net.assignment, 10,
                        accuracy=net.accuracy, image_shape=train.image_shape, memory=net.memory,
                        provenance=provenance, test_trains=trains)  # fmt: skip
-        extra = write_extra(out, args.format)
+        extra = write_extra(out, *args.format)
         print(
             f"exported network {k} to {out}" + (f" (+ {', '.join(p.name for p in extra)})" if extra else "")
         )
@@ -374,7 +372,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Add the C and/or NIR form to an exported model folder (numpy only; nir needs the nir extra)."""
     from .deploy import write_extra
 
-    written = [p for fmt in dict.fromkeys(args.format) for p in write_extra(args.model, fmt)]
+    written = write_extra(args.model, *args.format)
     print(f"wrote {', '.join(str(p) for p in written) or 'nothing (the folder is the model)'}")
     return 0
 
@@ -534,8 +532,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument("--json", default=None, help="write the result record(s) to this file")
     tr.add_argument("--export", default=None,
                     help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
-    tr.add_argument("--format", default="model", choices=["model", "c", "nir"],
-                    help="with --export: also model.h + tinysnn_infer.c (c) or model.nir (nir, extra nir)")  # fmt: skip
+    tr.add_argument("--format", default=["model"], nargs="+", choices=["model", "c", "nir"],
+                    help="with --export, one or more of: model (the folder alone), c (also model.h + "
+                         "tinysnn_infer.c), nir (also model.nir, extra nir)")  # fmt: skip
     ex = sub.add_parser("export", help="add the C reference and/or a NIR graph to an exported model folder")
     ex.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
     ex.add_argument("--format", required=True, nargs="+", choices=["c", "nir"],

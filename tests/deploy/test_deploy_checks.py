@@ -35,9 +35,11 @@ TRAIN = ["train", "--dataset", "digits", "--neurons", "12", "--train-samples", "
 def models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     """Three exported digits models: qWN stochastic on numba, qW on numba, FP32 on torch (CPU)."""
     root = tmp_path_factory.mktemp("models")
-    kinds = {"qwn": QWN, "qw": ["--quant", "weights=Q1.6"], "torch": ["--backend", "torch"]}
+    kinds = {"qwn": QWN, "qw": ["--quant", "weights=Q1.6", "--format", "c", "c", "model"],
+             "torch": ["--backend", "torch"]}  # fmt: skip
     for name, extra in kinds.items():
         assert main(TRAIN + extra + ["--export", str(root / name)]) == 0
+    assert (root / "qw" / "tinysnn_infer.c").is_file() and not (root / "qwn" / "tinysnn_infer.c").exists()
     return {name: root / name for name in kinds}
 
 
@@ -316,3 +318,17 @@ def test_torch_trains_need_torch(models: Dict[str, Path]) -> None:
     assert proc.returncode == 2 and len(err) == 1 and "install torch" in err[0] and "--seed" in err[0], (
         proc.stderr
     )
+
+
+def test_export_formats_are_checked_before_anything_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    deploy.check_formats(["model", "c", "c"])
+    with pytest.raises(deploy.ModelError, match="unknown export format 'onnx'"):
+        deploy.check_formats(["c", "onnx"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "nir" else real(name, *a)
+    )
+    with pytest.raises(deploy.ModelError, match=r'needs the nir package: pip install "tinysnn\[nir\]"'):
+        deploy.check_formats(["c", "nir"])

@@ -6,8 +6,9 @@ exported model (``tinysnn infer MODEL``). See docs/deploy.md.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import List, Union
+from typing import List, Sequence, Union
 
 from .model import (
     FORMAT,
@@ -44,6 +45,7 @@ __all__ = [
     "ModelError",
     "Network",
     "TestTrains",
+    "check_formats",
     "encode",
     "exactness_problem",
     "group_names",
@@ -64,22 +66,36 @@ __all__ = [
 EXPORT_FORMATS = ("model", "c", "nir")
 
 
-def write_extra(folder: Union[str, Path], fmt: str) -> List[Path]:
-    """Add the files of export format ``fmt`` to the model folder ``folder``; returns them.
+def check_formats(formats: Sequence[str]) -> None:
+    """Refuse, before anything is written, an unknown export format or ``nir`` without its package.
 
     Raises:
-        ModelError: for an unknown format, a model that does not load, or a folder that cannot be
-            written (read-only, full): nothing half-written is left behind.
+        ModelError: naming the format and the fix.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ModelError(f"unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
-    if fmt == "model":
-        return []
-    model = load_model(folder)
-    if fmt == "c":
-        from .c import write_c
+    for fmt in formats:
+        if fmt not in EXPORT_FORMATS:
+            raise ModelError(f"unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if "nir" in formats and importlib.util.find_spec("nir") is None:
+        raise ModelError('--format nir needs the nir package: pip install "tinysnn[nir]"')
 
-        return write_c(model, folder)
-    from .nir_export import write_nir
 
-    return [write_nir(model, folder)]
+def write_extra(folder: Union[str, Path], *formats: str) -> List[Path]:
+    """Add the files of each export format in ``formats`` (once each, in order) to the model folder
+    ``folder``; returns them.
+
+    Raises:
+        ModelError: for an unknown format (checked first), a model that does not load, or a folder
+            that cannot be written (read-only, full): nothing half-written is left behind.
+    """
+    check_formats(formats)
+    written: List[Path] = []
+    for fmt in dict.fromkeys(formats):
+        if fmt == "c":
+            from .c import write_c
+
+            written += write_c(load_model(folder), folder)
+        elif fmt == "nir":
+            from .nir_export import write_nir
+
+            written.append(write_nir(load_model(folder), folder))
+    return written

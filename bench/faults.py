@@ -1158,7 +1158,8 @@ def _signal_ok(r: Dict[str, object]) -> bool:
 ROUNDS = ("bad-inputs", "signals", "kills", "restarts")
 
 
-def main() -> None:
+def main() -> int:
+    """Run the rounds asked for; exit 1 when any of them found a fault, else 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=ROUNDS, default=list(ROUNDS),
                     help="the rounds to run (default all; bad-inputs alone takes minutes)")  # fmt: skip
@@ -1171,6 +1172,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     record: Dict[str, object] = {}
+    faults = 0
     if "bad-inputs" in a.only:
         with tempfile.TemporaryDirectory(prefix="faults-base-") as tmp:
             base = build_base(Path(tmp))
@@ -1185,6 +1187,7 @@ def main() -> None:
             + (": " + "; ".join(str(r["case"]) for r in failing) if failing else "")
         )
         record.update(bad_inputs=bad, bad_input_summary=counts)
+        faults += len(failing)
     if "signals" in a.only:
         stops = [(signal.SIGTERM, "start-up"), (signal.SIGHUP, "start-up"), (signal.SIGTERM, "trial"),
                  (signal.SIGHUP, "trial")] + [(signal.SIGINT, "trial")] * a.interrupts  # fmt: skip
@@ -1199,6 +1202,11 @@ def main() -> None:
         print(f"stops {len(sigs) - 1}, as intended {sum(_signal_ok(r) for r in sigs[:-1])}; then to the end: "
               f"{end['complete']} complete of {end['budget']}, {end['duplicates']} duplicates, exit {end['rc']}")  # fmt: skip
         record["signals"] = sigs
+        faults += (
+            sum(not _signal_ok(r) for r in sigs)
+            + (end["complete"] != end["budget"])
+            + bool(end["duplicates"])
+        )
     if "kills" in a.only:
         kills = [kill_round(3, 5 + k, seed=k) for k in range(a.kill_rounds)]
         print(f"\n{'workers':>7} {'budget':>6} {'complete':>8} {'extra':>5} {'missing':>7} {'left':>4} "
@@ -1207,6 +1215,8 @@ def main() -> None:
             print(f"{k['workers']:>7} {k['budget']:>6} {k['complete']:>8} {k['extra']:>5} {k['missing']:>7} "
                   f"{k['left_running_or_waiting']:>4} {k['duplicates']:>3} {k['failed_exits']:>9} {k['requeued']:>9}")  # fmt: skip
         record["kills"] = kills
+        keys = ("extra", "missing", "left_running_or_waiting", "duplicates", "failed_exits")
+        faults += sum(any(k[key] for key in keys) for k in kills)
     if "restarts" in a.only:
         restarts = [restart_round(3, 10, seed=k) for k in range(a.restart_rounds)]
         print(
@@ -1216,11 +1226,14 @@ def main() -> None:
             print(f"{r['budget']:>6} {r['seed']:>4} {r['kills']:>5} {r['requeued']:>9} {r['draws']:>5} "
                   f"{r['same_as_uninterrupted']:>21}")  # fmt: skip
         record["restarts"] = restarts
+        faults += sum(r["same_as_uninterrupted"] != r["draws"] or r["draws"] != r["budget"] for r in restarts)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(record, indent=2))
         print(f"wrote {a.json}")
+    print(f"faults found: {faults}")
+    return 1 if faults else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -310,9 +310,14 @@ def _execute(cmd: List[str], ctx: Ctx, timeout: float) -> Tuple[int, str, str, b
         return proc.returncode, out, err, True
 
 
+NUMBA_LINE = re.compile(r"tinysnn: (compiling the numba kernel \w+ |\w+ compiled in )")
+"""The lines of a first numba compile (a cold cache: after a change to the kernels' code)."""
+
+
 def _error_lines(stderr: str) -> List[str]:
-    """The lines of stderr that say something: argparse's usage block and empty lines left out."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """The lines of stderr that say something: argparse's usage block, numba's compile lines (they
+    come with a cold cache only) and empty lines left out."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not NUMBA_LINE.match(line)]
     if lines and lines[0].startswith("usage:"):
         lines = lines[next((k for k, line in enumerate(lines) if ": error: " in line), 0) :]
     return lines

@@ -14,17 +14,18 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     int = 1
     frac = { low = 3, high = 15 }        # or total = [4, 8, 16]: f = total - int
     [space.bits.vmem]                    # V_mem - v_rest in mV (0 at rest, 13 at v_th)
-    int = { low = 6, high = 9 }
-    frac = { low = 0, high = 7 }
+    int = { low = 5, high = 9 }          # the i.f split is searched: f = total - i
+    total = [6, 8]
 
     [space.learning]                     # optional: searched learning constants
     eta_post = { low = 5e-4, high = 5e-3, log = true }
 
 A shared precision ``[space.bits] total = [4, 8, 16]`` gives every quantized parameter B bits,
-with its own ``int``. A combination that cannot work (a V_mem format that cannot hold 0..13 mV about rest, more
-than 32 bits, no fractional bits left, an ITQ V_th step coarser than the threshold increment theta+)
-is rejected before training: :class:`Rejected` carries the reason, which the runner records on the
-trial (state PRUNED, user attribute ``rejected``).
+with its own ``int``. A format may saturate (docs/method.md §2): a split with few integer bits clamps the
+values beyond its range, and the trial's accuracy says what that costs. A combination that cannot
+be built (more than 32 bits, fewer than 0 fractional bits, no sign bit for V_mem or V_th, an ITQ
+V_th step coarser than the threshold increment theta+) is rejected before training: :class:`Rejected`
+carries the reason, which the runner records on the trial (state PRUNED, user attribute ``rejected``).
 """
 
 from __future__ import annotations
@@ -34,14 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.quant.formats import MAX_TOTAL_BITS, PARAMS, Normalization, QFormat, QuantSpec
-from tinysnn.quant.ranges import (
-    format_problem,
-    itq_problem,
-    min_frac_bits_for_step,
-    min_integer_bits,
-    must_hold,
-)
+from tinysnn.quant.formats import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, Normalization, QFormat, QuantSpec
+from tinysnn.quant.ranges import itq_problem, min_frac_bits_for_step
 
 from ._domain import Domain, parse_domain
 from .errors import SpecError
@@ -182,18 +177,12 @@ class SearchSpace:
         else:
             total = int(dom.total_bits.suggest(trial)) if dom.total_bits is not None else int(shared or 0)
             f = total - i
-        problem = _format_problem(param, i, f)
-        if problem:
-            raise Rejected(problem)
-        return QFormat(i, f, None)
-
-
-def _format_problem(param: str, i: int, f: int) -> str:
-    if f < 0:
-        return f"{param}: {i} integer bits leave no fractional bits in {i + f} bits (f = {f})"
-    if not 1 <= i + f <= MAX_TOTAL_BITS:
-        return f"{param}: Q{i}.{f} has {i + f} bits; a format has 1 to {MAX_TOTAL_BITS}"
-    return format_problem(param, QFormat(i, f, None))
+        if f < 0:
+            raise Rejected(f"{param}: {i} integer bits leave no fractional bits in {total} bits (f = {f})")
+        try:
+            return QFormat(i, f, None)  # a signed parameter's sign bit is checked by QuantSpec
+        except ValueError as exc:
+            raise Rejected(f"{param}: {exc}") from None
 
 
 def _dataclass_keys(cls: Any) -> List[str]:
@@ -293,12 +282,13 @@ def _check_range(dom: Domain, lo: int, hi: int) -> None:
 
 
 def _check_feasible(dom: BitsDomain, total: Optional[Domain]) -> None:
-    need = min_integer_bits(dom.param)
-    ints = [i for i in dom.int_bits.numeric_values() if i >= need]
+    """A bits table none of whose formats can be built is a spec error (a saturating one is not)."""
+    fewest = 1 if PARAM_SIGNED[dom.param] else 0
+    ints = [int(i) for i in dom.int_bits.numeric_values() if i >= fewest]
     if not ints:
         raise SpecError(
-            f"{dom.int_bits.path}: {dom.param} must hold {must_hold(dom.param)} and needs at least {need} integer bits "
-            f"(sign included); the largest value here is {int(dom.int_bits.bounds()[1])}"
+            f"{dom.int_bits.path}: {dom.param} is signed and needs at least 1 integer bit (the sign); "
+            f"the largest value here is {int(dom.int_bits.bounds()[1])}"
         )
     if dom.frac_bits is not None:
         if max(ints) + int(dom.frac_bits.bounds()[1]) < 1:

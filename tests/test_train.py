@@ -84,7 +84,7 @@ def test_zero_neurons_in_config_is_rejected() -> None:
     "extra, message",
     [
         (["--device", "tpu"], "unsupported device 'tpu'"),
-        (["--quant", "vmem=Q4.3"], "vmem: Q4.3 cannot hold V_mem - v_rest"),
+        (["--quant", "vmem=Q0.4"], "format Q0.4 has i = 0, so it cannot hold a signed value"),
         (["--neurons", "100000000"], "GB), the machine has"),
         (["--scheme", "itq", "--quant", "weights=Q1.7,vth=Q8.4"], "theta+ = 0.05 mV"),
     ],

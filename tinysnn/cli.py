@@ -209,7 +209,7 @@ def run_from_args(  # type: ignore[no-untyped-def]
     from .deploy import check_formats
     from .energy import EnergyMeterError, MeterOptions, make_meter
     from .network import build_population, check_memory, resolve_device
-    from .quant import itq_problem, parse_quant_arg, spec_problem
+    from .quant import itq_problem, parse_quant_arg
     from .sim import default_backend
     from .train import RunSpec, run
 
@@ -229,7 +229,7 @@ def run_from_args(  # type: ignore[no-untyped-def]
         enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
     # every constant, before any data is read (n_input = 1 here: it sets only norm_total's default)
     configs = _configs(args, choice, 1)
-    problem = spec_problem(spec) or itq_problem(spec, configs.by_size[configs.sizes[0]].theta_plus)
+    problem = itq_problem(spec, configs.by_size[configs.sizes[0]].theta_plus)
     if problem:
         raise ConfigError(f"--quant: {problem}")
     device = resolve_device(args.device)

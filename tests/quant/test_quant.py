@@ -32,6 +32,8 @@ from tinysnn.quant import (
     range_of,
     ranges_per_network,
     rounding_code,
+    split_candidates,
+    splits_for_total_bits,
     to_codes,
 )
 
@@ -441,24 +443,50 @@ def test_integer_bits_for_rejects_bad_ranges() -> None:
 
 
 def test_formats_for_total_bits() -> None:
-    ranges = {"weights": (0.0, 1.0), "vmem": (-80.0, -52.0), "vth": (-52.0, -20.0), "other": (-1.0, 1.0)}
+    ranges = {"weights": (0.0, 1.0), "vmem": (-80.0, -52.0), "other": (-1.0, 1.0), "neg": (-64.0, -52.0)}
     formats = formats_for_total_bits(8, ranges)
     assert {k: str(v) for k, v in formats.items()} == {
         "weights": "Q1.7",  # unsigned by convention: open
         "vmem": "Q8.0",  # 80 < 2^7, plus sign
-        "vth": "Q7.1",  # -52 >= -2^6
         "other": "SQ2.6",  # no convention: explicit
+        "neg": "SQ7.1",  # -64 >= -2^6
     }
     assert formats["vmem"].range(True) == (-128.0, 127.0)
     assert str(formats_for_total_bits(16, {"vmem": (-70.0, -40.0)})["vmem"]) == "Q8.8"
     per_param = formats_for_total_bits({"weights": 4, "vmem": 12}, {"weights": (0, 0.3), "vmem": (-70, -40)})
     assert {k: str(v) for k, v in per_param.items()} == {"weights": "Q0.4", "vmem": "Q8.4"}
-    spec = QuantSpec(weights=formats["weights"], vmem=formats["vmem"], vth=formats["vth"])
-    assert spec.bits_of("vth") == 8 and parse_quant_arg(spec.to_text()) == spec
-    with pytest.raises(ValueError, match="8 <= B <= 32"):
-        formats_for_total_bits(4, {"vmem": (-80.0, -52.0)})
-    with pytest.raises(ValueError, match="B <= 32"):
+    spec = QuantSpec(weights=formats["weights"], vmem=formats["vmem"])
+    assert spec.bits_of("vmem") == 8 and parse_quant_arg(spec.to_text()) == spec
+    with pytest.raises(ValueError, match="1 <= B <= 32"):
         formats_for_total_bits(40, {"weights": (0.0, 1.0)})
+
+
+def test_a_format_too_narrow_for_the_range_saturates_instead_of_raising() -> None:
+    # issue 25, decision 1: V_mem about rest spans -80..-52 mV (8 integer bits with the sign); 4 bits keep
+    # the sign and 3 more, and clamp the rest at -8..7 mV
+    fmt = formats_for_total_bits(4, {"vmem": (-80.0, -52.0)})["vmem"]
+    assert str(fmt) == "Q4.0" and fmt.range(True) == (-8.0, 7.0)
+    # the fewest fractional bits come first, the integer bits take what is left
+    assert str(formats_for_total_bits(8, {"weights": (0.0, 3.0)}, {"weights": 7})["weights"]) == "Q1.7"
+    assert str(formats_for_total_bits(6, {"other": (-200.0, 100.0)})["other"]) == "SQ6.0"
+    # what cannot be built still raises: no room for the sign bit plus the fewest fractional bits
+    with pytest.raises(ValueError, match=r"6 <= B <= 32 \(1 integer bit for the sign and 5 fractional"):
+        formats_for_total_bits(5, {"vmem": (-80.0, 20.0)}, {"vmem": 5})
+    with pytest.raises(ValueError, match="B = 0 bits"):
+        formats_for_total_bits(0, {"weights": (0.0, 1.0)})
+
+
+def test_split_candidates_trade_integer_bits_for_fractional_bits() -> None:
+    cands = split_candidates(8, {"weights": (0.0, 1.0), "vmem": (-120.0, 20.0), "other": (0.0, 3.0)}, count=3)
+    assert {k: [str(f) for f in v] for k, v in cands.items()} == {
+        "weights": ["Q1.7", "Q0.8"],  # UQ0.f is the narrowest unsigned split
+        "vmem": ["Q8.0", "Q7.1", "Q6.2"],  # the range holder first, then saturating ones
+        "other": ["UQ2.6", "UQ1.7", "UQ0.8"],
+    }
+    # the range needs 9 integer bits: at 8 bits the widest split saturates already
+    assert [str(f) for f in splits_for_total_bits(8, -300.0, 20.0, "vmem", 0, 2)] == ["Q8.0", "Q7.1"]
+    assert [str(f) for f in splits_for_total_bits(8, -10.0, 10.0, "vmem", 5, 4)] == ["Q3.5", "Q2.6", "Q1.7"]
+    assert [str(f) for f in splits_for_total_bits(4, -300.0, 20.0, "vmem")] == ["Q4.0"]
 
 
 def test_range_of() -> None:

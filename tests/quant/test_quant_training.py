@@ -372,10 +372,9 @@ def test_range_helper_derives_vth_fraction_bits_from_theta_plus() -> None:
 
     assert min_frac_bits_for_step(0.05) == 5 and min_frac_bits_for_step(0.0625) == 4
     assert min_frac_bits_for_step(1.0) == 0
-    ranges = {"vth": (-52.0, -40.0)}
+    ranges = {"vth": (0.0, 75.6)}  # theta = V_th - v_th, 7 integer bits
     assert str(formats_for_total_bits(12, ranges, {"vth": 5})["vth"]) == "Q7.5"
-    with pytest.raises(ValueError, match="at least 5 fractional bits, so 12 <= B"):
-        formats_for_total_bits(10, ranges, {"vth": 5})
+    assert str(formats_for_total_bits(10, ranges, {"vth": 5})["vth"]) == "Q5.5"  # saturates theta at 32 mV
 
 
 # ---- decision 4: a network's stochastic stream is its own --------------------------------------------

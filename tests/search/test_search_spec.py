@@ -87,12 +87,12 @@ def test_shipped_studies_load(path: Path) -> None:
                 "space": {
                     "bits": {
                         "weights": {"int": 1, "frac": 4},
-                        "vmem": {"int": 4, "frac": 2},
+                        "vmem": {"int": 0, "frac": 2},
                         "vth": {"int": 8, "frac": 2},
                     }
                 }
             },
-            "space.bits.vmem.int",
+            "space.bits.vmem.int: vmem is signed and needs at least 1 integer bit",
         ),  # fmt: skip
         (
             {"space": {"bits": {"weights": {"int": 20, "frac": {"low": 20, "high": 25}}}}},
@@ -219,9 +219,9 @@ def test_unreadable_storage_url(url: str) -> None:
     assert url in str(exc.value) and "sqlite:///" in str(exc.value)
 
 
-# FixedTrial warns that vmem_int=4 lies outside the space: feeding it is the point of the test.
-@pytest.mark.filterwarnings("ignore:The value 4 of the parameter 'vmem_int':UserWarning")
-def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
+# FixedTrial warns that vmem_int=4 and 0 lie outside the space: feeding them is the point of the test.
+@pytest.mark.filterwarnings("ignore:The value [04] of the parameter 'vmem_int':UserWarning")
+def test_space_suggests_configs_and_rejects_only_impossible_formats() -> None:
     spec = parse_spec(_raw())
     params = {"n_neurons": 20, "quantize": "qWN", "scheme": "itq", "weights_int": 1,
               "weights_frac": 7, "vmem_int": 9, "vmem_frac": 5, "vth_int": 8, "vth_total": 12}  # fmt: skip
@@ -232,8 +232,10 @@ def test_space_suggests_configs_and_rejects_impossible_formats() -> None:
     assert cfg.quant is not None and cfg.label == "qWN"
     assert cfg.quant.to_text() == "weights=Q1.7,vmem=Q9.5,vth=Q8.4,rounding=truncate,scheme=ptq"
     assert cfg.network.n_neurons == 20 and cfg.network.norm_total == pytest.approx(6.4)
-    with pytest.raises(Rejected, match=r"vmem: Q4.5 cannot hold V_mem - v_rest from 0 \(rest\) to 13 mV"):
-        spec.space.suggest(FixedTrial(dict(params, vmem_int=4)), n_input=64)
+    saturating = spec.space.suggest(FixedTrial(dict(params, vmem_int=4)), n_input=64)  # -8..7.97 mV: allowed
+    assert saturating.quant is not None and str(saturating.quant.vmem) == "Q4.5"
+    with pytest.raises(Rejected, match=r"format Q0.5 has i = 0, so it cannot hold a signed value"):
+        spec.space.suggest(FixedTrial(dict(params, vmem_int=0)), n_input=64)
     fp32 = spec.space.suggest(FixedTrial({"n_neurons": 10, "quantize": "fp32"}), n_input=64)
     assert fp32.quant is None and fp32.label == "fp32"
     assert cfg.group_key("size") != fp32.group_key("size") and cfg.group_key("variant") == fp32.group_key(

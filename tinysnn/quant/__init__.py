@@ -49,16 +49,14 @@ from .formats import (
     rounding_code,
 )
 from .ranges import (
-    format_problem,
     formats_for_total_bits,
     integer_bits_for,
     itq_problem,
     min_frac_bits_for_step,
-    min_integer_bits,
-    must_hold,
     range_of,
     ranges_per_network,
-    spec_problem,
+    split_candidates,
+    splits_for_total_bits,
     vth_increment_problem,
 )
 from .rounding import (
@@ -88,13 +86,10 @@ __all__ = [
     "Scheme",
     "format_text",
     "decay_toward_zero",
-    "format_problem",
     "formats_for_total_bits",
     "integer_bits_for",
     "itq_problem",
     "min_frac_bits_for_step",
-    "min_integer_bits",
-    "must_hold",
     "parse_format",
     "parse_quant_arg",
     "population_qparams",
@@ -106,7 +101,8 @@ __all__ = [
     "range_of",
     "ranges_per_network",
     "rounding_code",
-    "spec_problem",
+    "split_candidates",
+    "splits_for_total_bits",
     "to_codes",
     "vth_increment_problem",
 ]

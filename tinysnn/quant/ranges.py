@@ -1,15 +1,17 @@
-"""Range analysis: integer bits from an FP32 run, fractional bits from the precision B (docs/method.md §2)."""
+"""Range analysis: integer bits from an FP32 run, fractional bits from the precision B (docs/method.md §2).
+
+A format may saturate: a range wider than the format is clamped, not refused (issue 25, decision 1).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:  # the range helpers take tensors but need no torch function (importable without torch)
     import torch
 
-from ..config import EXCITATORY
-from .formats import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, QFormat, QuantSpec
+from .formats import MAX_TOTAL_BITS, PARAM_SIGNED, QFormat, QuantSpec
 
 
 def _bits_below(m: float) -> int:
@@ -86,49 +88,6 @@ def ranges_per_network(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return flat.amin(dim=1), flat.amax(dim=1)
 
 
-def must_hold(param: str) -> str:
-    """What a format of ``param`` must hold, in the words of the error messages."""
-    ex = EXCITATORY
-    if param == "vmem":
-        return f"V_mem - v_rest from 0 (rest) to {ex.v_th - ex.v_rest:g} mV (v_th)"
-    return f"v_th = {ex.v_th:g} mV"
-
-
-def min_integer_bits(param: str) -> int:
-    """Integer bits (sign included) a parameter needs to hold its resting values.
-
-    V_mem is stored as V_mem - v_rest and must hold rest, v_reset and v_th (0, 5 and 13 mV about
-    rest: 5 bits); V_th must hold v_th (-52 mV: 7 bits); the weights lie in [0, w_max] and may use
-    UQ0.f (values up to 1 - 2^-f).
-    """
-    ex = EXCITATORY
-    if param == "vmem":
-        lo = min(ex.v_rest, ex.v_reset) - ex.v_rest
-        return integer_bits_for(lo, max(ex.v_th, ex.v_reset) - ex.v_rest, signed=True)[0]
-    if param == "vth":
-        return integer_bits_for(ex.v_th, ex.v_th, signed=True)[0]
-    return 0
-
-
-def format_problem(param: str, fmt: QFormat) -> str:
-    """Why ``fmt`` cannot hold ``param``'s resting values, or "" (one rule for train and search)."""
-    need = min_integer_bits(param)
-    if fmt.int_bits < need:
-        return (f"{param}: {fmt} cannot hold {must_hold(param)}; it needs at least {need} integer bits "
-                "(sign included)")  # fmt: skip
-    return ""
-
-
-def spec_problem(spec: QuantSpec) -> str:
-    """The first reason a spec's formats cannot hold their parameters' resting values, or ""."""
-    for param in PARAMS:
-        fmt = spec.format_of(param)
-        problem = format_problem(param, fmt) if fmt is not None else ""
-        if problem:
-            return problem
-    return ""
-
-
 def min_frac_bits_for_step(step: float) -> int:
     """Fewest fractional bits f whose grid step 2^-f is at most ``step`` (> 0)."""
     if not step > 0.0:
@@ -167,6 +126,72 @@ def itq_problem(spec: Optional[QuantSpec], theta_plus: float) -> str:
     return vth_increment_problem(spec.vth, theta_plus)
 
 
+def splits_for_total_bits(
+    bits: int, lo: float, hi: float, param: Optional[str] = None, min_frac: int = 0, count: int = 1
+) -> List[QFormat]:
+    """The i.f splits of B bits worth measuring for values in [lo, hi], widest range first (docs/method.md §2).
+
+    A format may saturate (our decision, issue 25): it need not hold the whole observed range. The
+    first split is the one that holds [lo, hi] (i from :func:`integer_bits_for`) when B leaves it
+    ``min_frac`` fractional bits, else the widest that does, which saturates. Each next split moves
+    one bit from i to f (a finer step, a narrower range), down to ``count`` splits or the fewest
+    integer bits the signedness allows (1 signed, 0 unsigned). Which one works is measured, not
+    derived: a saturating V_mem loses only depths of inhibition that keep a neuron silent anyway,
+    a saturating V_th bounds theta.
+
+    Args:
+        bits: B = i + f.
+        lo: smallest value observed.
+        hi: largest value observed.
+        param: ``weights``, ``vmem`` or ``vth`` gives its signedness (:data:`PARAM_SIGNED`) and leaves it
+            open in the format (``Q1.7``); None or another name: signed iff ``lo < 0``, explicit (``SQ2.6``).
+        min_frac: the fewest fractional bits the parameter needs (e.g. 5 for an ITQ V_th under
+            truncation, whose step must not exceed theta+).
+        count: how many splits at most.
+
+    Raises:
+        ValueError: if B is not in 1..32, or if no split of B bits keeps ``min_frac`` fractional bits
+            (with the sign bit, when signed).
+    """
+    convention = PARAM_SIGNED.get(param) if param is not None else None
+    int_bits, signed = integer_bits_for(lo, hi, True if convention else None)
+    fewest = 1 if signed else 0
+    widest = min(int_bits, bits - min_frac)
+    if not 1 <= bits <= MAX_TOTAL_BITS or widest < fewest:
+        parts = ["1 integer bit for the sign"] if signed else []
+        parts += [f"{min_frac} fractional bits"] if min_frac else []
+        why = f" ({' and '.join(parts)})" if parts else ""
+        raise ValueError(f"B = {bits} bits has no format for {param or 'values'!r} in [{lo}, {hi}]: it needs "
+                         f"{max(fewest + min_frac, 1)} <= B <= {MAX_TOTAL_BITS}{why}")  # fmt: skip
+    open_sign = None if convention == signed else signed
+    return [QFormat(i, bits - i, open_sign) for i in range(widest, max(fewest, widest - count + 1) - 1, -1)]
+
+
+def split_candidates(
+    total_bits: Union[int, Mapping[str, int]],
+    ranges: Mapping[str, Tuple[float, float]],
+    min_frac_bits: Optional[Mapping[str, int]] = None,
+    count: int = 1,
+) -> Dict[str, List[QFormat]]:
+    """:func:`splits_for_total_bits` for every parameter of ``ranges``: up to ``count`` splits each.
+
+    Args:
+        total_bits: B for every parameter, or a B per parameter (keys of ``ranges``).
+        ranges: (min, max) per parameter, e.g. from :func:`range_of` on an FP32 run.
+        min_frac_bits: the fewest fractional bits per parameter, e.g. ``{"vth": 5}``.
+        count: how many splits at most per parameter.
+
+    Raises:
+        ValueError: as :func:`splits_for_total_bits`.
+    """
+    out: Dict[str, List[QFormat]] = {}
+    for param, (lo, hi) in ranges.items():
+        bits = total_bits if isinstance(total_bits, int) else total_bits[param]
+        need = (min_frac_bits or {}).get(param, 0)
+        out[param] = splits_for_total_bits(bits, lo, hi, param, need, count)
+    return out
+
+
 def formats_for_total_bits(
     total_bits: Union[int, Mapping[str, int]],
     ranges: Mapping[str, Tuple[float, float]],
@@ -175,36 +200,26 @@ def formats_for_total_bits(
     """Turn a precision of B bits into a format Qi.f per parameter, with f = B - i (docs/method.md §2).
 
     i comes from the observed range (:func:`integer_bits_for`), with the signedness of
-    :data:`PARAM_SIGNED` for known parameters (V_mem and V_th are always signed) and ``lo < 0``
-    otherwise. Where the parameter's convention already gives the signedness the format leaves it
-    open (``Q1.7``), else it is explicit (``SQ8.0``).
+    :data:`PARAM_SIGNED` for known parameters and ``lo < 0`` otherwise. Where the parameter's
+    convention already gives the signedness the format leaves it open (``Q1.7``), else it is
+    explicit (``SQ8.0``). Where B is too small to hold the range, the format saturates: it keeps
+    the fewest fractional bits and gives the rest to i (the first split of
+    :func:`splits_for_total_bits`; a search or :func:`split_candidates` measures the others).
 
     Args:
         total_bits: B for every parameter, or a B per parameter (keys of ``ranges``).
         ranges: (min, max) per parameter, e.g. from :func:`range_of` on an FP32 run.
-        min_frac_bits: the fewest fractional bits a parameter needs, e.g. ``{"vth": 5}`` for ITQ,
-            whose V_th step must not exceed theta+ (:func:`min_frac_bits_for_step`).
+        min_frac_bits: the fewest fractional bits a parameter needs, e.g. ``{"vth": 5}`` for ITQ
+            under truncation, whose V_th step must not exceed theta+ (:func:`min_frac_bits_for_step`).
 
     Example:
         >>> {k: str(v) for k, v in formats_for_total_bits(8, {"weights": (0, 1), "vmem": (-80, -52)}).items()}
         {'weights': 'Q1.7', 'vmem': 'Q8.0'}
+        >>> str(formats_for_total_bits(6, {"vmem": (-80, -52)})["vmem"])  # saturates at -32..31 mV
+        'Q6.0'
 
     Raises:
-        ValueError: if B exceeds 32, or is below the i (plus the fewest f) a range needs (the
-            message says the minimum B).
+        ValueError: as :func:`splits_for_total_bits` (B above 32, or too few bits for the sign and
+            the fewest fractional bits).
     """
-    formats: Dict[str, QFormat] = {}
-    for param, (lo, hi) in ranges.items():
-        bits = total_bits if isinstance(total_bits, int) else total_bits[param]
-        convention = PARAM_SIGNED.get(param)
-        int_bits, signed = integer_bits_for(lo, hi, True if convention else None)
-        need_frac = (min_frac_bits or {}).get(param, 0)
-        minimum = max(int_bits + need_frac, 1)
-        if bits < minimum or bits > MAX_TOTAL_BITS:
-            frac_note = f" and at least {need_frac} fractional bits" if need_frac else ""
-            raise ValueError(
-                f"B = {bits} bits does not fit {param!r} in [{lo}, {hi}]: it needs i = {int_bits} integer "
-                f"bits{' with sign' if signed else ''}{frac_note}, so {minimum} <= B <= {MAX_TOTAL_BITS}"
-            )
-        formats[param] = QFormat(int_bits, bits - int_bits, None if convention == signed else signed)
-    return formats
+    return {param: splits[0] for param, splits in split_candidates(total_bits, ranges, min_frac_bits).items()}

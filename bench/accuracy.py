@@ -7,6 +7,7 @@ Protocols:
   on MNIST and Fashion-MNIST, one pass over the training images (``--epochs`` for more);
   ``--population P`` trains P seeds of each variant in one run and adds mean +- sd per variant.
 * ``paper-quant``: tinysnn at 400 neurons, precisions x {PTQ, ITQ} x roundings x {qW, qWN},
+  each parameter's i.f split chosen on held-out training images (``--split-count``, ``--validation``),
   with memory under both conventions (see bench/paper_quant.py).
 
 Prints a table and writes JSON (``--json``, default bench/out/accuracy-<protocol>.json) with the
@@ -134,6 +135,11 @@ def main(argv: Any = None) -> int:
     p.add_argument(
         "--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant"
     )
+    p.add_argument("--split-count", type=int, default=3, choices=range(1, 10), metavar="N",
+                   help="paper-quant: i.f splits tried per parameter at each precision, chosen on the held-out "
+                        "images (--validation, default a sixth of the training set); qWN tries every "
+                        "combination (up to 2 x N x N), so ITQ trains that many networks per configuration; "
+                        "1: the split that holds the observed range, or the widest B allows")  # fmt: skip
     p.add_argument("--plain-bits", type=int, nargs="*", default=[8, 6],
                    help="paper-quant: precisions at which ITQ qW truncation also runs with the plain "
                         "normalization rule")  # fmt: skip

@@ -487,6 +487,8 @@ def test_split_candidates_trade_integer_bits_for_fractional_bits() -> None:
     assert [str(f) for f in splits_for_total_bits(8, -300.0, 20.0, "vmem", 0, 2)] == ["Q8.0", "Q7.1"]
     assert [str(f) for f in splits_for_total_bits(8, -10.0, 10.0, "vmem", 5, 4)] == ["Q3.5", "Q2.6", "Q1.7"]
     assert [str(f) for f in splits_for_total_bits(4, -300.0, 20.0, "vmem")] == ["Q4.0"]
+    with pytest.raises(ValueError, match="count = 0: expected at least 1 split"):
+        splits_for_total_bits(8, 0.0, 1.0, "weights", 0, 0)
 
 
 def test_range_of() -> None:

@@ -150,9 +150,11 @@ def splits_for_total_bits(
         count: how many splits at most.
 
     Raises:
-        ValueError: if B is not in 1..32, or if no split of B bits keeps ``min_frac`` fractional bits
-            (with the sign bit, when signed).
+        ValueError: if B is not in 1..32, if no split of B bits keeps ``min_frac`` fractional bits
+            (with the sign bit, when signed), or if ``count`` < 1.
     """
+    if count < 1:
+        raise ValueError(f"count = {count}: expected at least 1 split")
     convention = PARAM_SIGNED.get(param) if param is not None else None
     int_bits, signed = integer_bits_for(lo, hi, True if convention else None)
     fewest = 1 if signed else 0

@@ -357,19 +357,23 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     except (ConfigError, ValueError, TypeError) as exc:
         raise SpecError(f"[network] / [learning]: {exc}") from None
     if "vth" in bits and scheme.all_values() == ["itq"] and "theta_plus" not in searched["network"]:
-        _check_vth_holds_increment(bits["vth"], float(fixed_net.get("theta_plus", NetworkConfig.theta_plus)))
+        _check_vth_holds_increment(bits["vth"], float(fixed_net.get("theta_plus", NetworkConfig.theta_plus)),
+                                   [str(r) for r in rounding.all_values()])  # fmt: skip
     return SearchSpace(variant, n_neurons, quantize, scheme, rounding, normalization, bits, shared,
                        searched["learning"], searched["network"], fixed_learn, fixed_net)  # fmt: skip
 
 
-def _check_vth_holds_increment(dom: BitsDomain, theta_plus: float) -> None:
-    """An ITQ-only space whose every V_th format is coarser than theta+ could train no qWN network."""
+def _check_vth_holds_increment(dom: BitsDomain, theta_plus: float, roundings: List[str]) -> None:
+    """An ITQ-only space whose every V_th format is coarser than theta+, under every rounding the rule
+    binds (:func:`tinysnn.quant.ranges.itq_problem`), could train no qWN network."""
     need = min_frac_bits_for_step(theta_plus)
     if dom.frac_bits is not None:
         most, where = int(dom.frac_bits.bounds()[1]), dom.frac_bits.path
     else:
         return  # V_th's fraction follows a searched total: trials that cannot hold theta+ are rejected
-    if most < need:
+    finest = QFormat(1, most)  # the step is all the rule reads
+    if most < need and all(itq_problem(QuantSpec(vth=finest, scheme="itq", rounding=r), theta_plus)
+                           for r in roundings):  # fmt: skip
         raise SpecError(
             f"{where}: in-training quantization adds theta+ = {theta_plus:g} mV to V_th, which needs at "
             f"least {need} fractional bits (a step of at most theta+); the largest value here is {most}"

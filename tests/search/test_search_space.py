@@ -156,3 +156,21 @@ def test_a_study_of_the_old_space_resumes(tmp_path: Path) -> None:
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     assert len(complete) == 2 and report.rejected == 0
     assert [t.user_attrs.get("rejected", "")[:5] for t in trials if t.state is TrialState.PRUNED] == ["vmem:"]
+
+
+def test_an_itq_only_space_with_coarse_vth_is_refused_only_where_every_rounding_binds_the_rule() -> None:
+    from search import SpecError
+    from tinysnn.quant import QFormat, QuantSpec, itq_problem
+
+    raw = tomllib.loads(SPLITS)
+    raw["space"].update(scheme="itq", bits={"weights": {"int": 1, "frac": 7}, "vmem": {"int": 8, "frac": 0},
+                                            "vth": {"int": 8, "frac": 2}})  # fmt: skip
+    with pytest.raises(SpecError, match="space.bits.vth.frac: in-training quantization adds theta"):
+        parse_spec(raw)  # truncation: a step of 0.25 mV loses every theta+ = 0.05 mV
+    raw["space"]["rounding"] = ["truncate", "stochastic"]
+    binds = itq_problem(QuantSpec(vth=QFormat(1, 2), scheme="itq", rounding="stochastic"), 0.05)
+    if binds:
+        with pytest.raises(SpecError, match="space.bits.vth.frac"):
+            parse_spec(raw)
+    else:  # stochastic rounding adds a sub-step theta+ stochastically (issue 25, decision 3)
+        assert parse_spec(raw).space.bits["vth"].frac_bits is not None

@@ -21,7 +21,7 @@ from tinysnn.memory import (
 )
 from tinysnn.quant import PARAM_SIGNED, QuantSpec, parse_quant_arg, quantize, to_codes
 
-# Layer constants counted once at 32 bits: exc v_rest, v_reset, decay, refractory (4);
+# Layer constants counted once at 32 bits: exc v_rest, v_reset, v_th (theta's base), decay, refractory (5);
 # inh v_rest, v_reset, v_th, decay, refractory (5); compact connection constants 22.5 and 120 (2),
 # or tinySNN's w_inh (1).
 
@@ -35,21 +35,21 @@ def test_spec_scale_numbers_are_dense_weights_at_fp32() -> None:
         dense = reference_memory(n, convention="as_simulated")
         assert dense.weight_bytes == expected
         assert f"{dense.weight_bytes / 1e6:.{len(mb.split('.')[1]) if '.' in mb else 0}f}" == mb
-        # The neuron terms add 3 N values (exc V_mem, exc V_th, inh V_mem) and 9 constants at 32 bits.
-        assert dense.bits == expected * 8 + 3 * n * 32 + 9 * 32
+        # The neuron terms add 3 N values (exc V_mem, exc theta, inh V_mem) and 10 constants at 32 bits.
+        assert dense.bits == expected * 8 + 3 * n * 32 + 10 * 32
 
 
 def test_diehl_cook_fp32_by_hand() -> None:
     compact = memory_breakdown("diehl_cook", 100)
     # input weights 784 x 100 x 32 = 2,508,800; two constant weights 2 x 32 = 64;
-    # exc V_mem, exc V_th, inh V_mem: 3 x 100 x 32 = 9,600; 9 neuron constants x 32 = 288
+    # exc V_mem, exc theta, inh V_mem: 3 x 100 x 32 = 9,600; 10 neuron constants x 32 = 320
     assert compact.weight_bits == 2_508_800 + 64
-    assert compact.neuron_bits == 9_600 + 288
-    assert compact.bits == 2_518_752 and compact.bytes == 314_844
-    assert memory_bits("diehl_cook", 100) == 2_518_752 and memory_bytes("diehl_cook", 100) == 314_844
+    assert compact.neuron_bits == 9_600 + 320
+    assert compact.bits == 2_518_784 and compact.bytes == 314_848
+    assert memory_bits("diehl_cook", 100) == 2_518_784 and memory_bytes("diehl_cook", 100) == 314_848
     dense = memory_breakdown("diehl_cook", 100, convention=Convention.AS_SIMULATED)
     # dense exc->inh and inh->exc: 2 x 100 x 100 x 32 = 640,000 replace the two constants
-    assert dense.bits == 2_508_800 + 640_000 + 9_600 + 288 == 3_158_688
+    assert dense.bits == 2_508_800 + 640_000 + 9_600 + 320 == 3_158_720
     assert {g.name for g in dense.groups} >= {"exc_to_inh_weights", "inh_to_exc_weights", "inh_vmem"}
 
 
@@ -63,19 +63,19 @@ def test_sl_stdp_has_the_diehl_cook_topology() -> None:
 def test_tinysnn_quantized_by_hand() -> None:
     qw = parse_quant_arg("weights=Q1.7")
     qwn = parse_quant_arg("weights=Q1.7,vmem=Q9.7,vth=Q9.7")
-    # qW, compact: 784 x 100 x 8 = 627,200; w_inh 32; V_mem + V_th 2 x 100 x 32 = 6,400; 4 x 32 = 128
-    assert memory_bits("tinysnn", 100, widths=qw) == 627_200 + 32 + 6_400 + 128 == 633_760
-    # qWN, compact: V_mem and V_th at 16 bits: 2 x 100 x 16 = 3,200
-    assert memory_bits("tinysnn", 100, widths=qwn) == 627_200 + 32 + 3_200 + 128 == 630_560
+    # qW, compact: 784 x 100 x 8 = 627,200; w_inh 32; V_mem + theta 2 x 100 x 32 = 6,400; 5 x 32 = 160
+    assert memory_bits("tinysnn", 100, widths=qw) == 627_200 + 32 + 6_400 + 160 == 633_792
+    # qWN, compact: V_mem and theta at 16 bits: 2 x 100 x 16 = 3,200
+    assert memory_bits("tinysnn", 100, widths=qwn) == 627_200 + 32 + 3_200 + 160 == 630_592
     # qW, as simulated: dense lateral inhibition 100 x 100 x 32 = 320,000 replaces w_inh
     assert (
-        memory_bits("tinysnn", 100, widths=qw, convention="as_simulated") == 627_200 + 320_000 + 6_400 + 128
+        memory_bits("tinysnn", 100, widths=qw, convention="as_simulated") == 627_200 + 320_000 + 6_400 + 160
     )
     # ... or at 8 bits when stated
     widths = BitWidths.from_spec(qw, fixed_weights=8)
     assert (
         memory_bits("tinysnn", 100, widths=widths, convention="as_simulated")
-        == 627_200 + 80_000 + 6_400 + 128
+        == 627_200 + 80_000 + 6_400 + 160
     )
     b = memory_breakdown("tinysnn", 100, widths=qw)
     assert not any(g.name.startswith("inh") for g in b.groups)
@@ -83,21 +83,21 @@ def test_tinysnn_quantized_by_hand() -> None:
 
 
 def test_memory_norm_and_savings_at_400_neurons() -> None:
-    # M_0 = Diehl & Cook FP32, N = 400, compact: 313,600 x 32 + 2 x 32 + 1,200 x 32 + 9 x 32 = 10,073,952
+    # M_0 = Diehl & Cook FP32, N = 400, compact: 313,600 x 32 + 2 x 32 + 1,200 x 32 + 10 x 32 = 10,073,984
     ref = reference_memory(400)
-    assert ref.bits == 10_035_200 + 64 + 38_400 + 288 == 10_073_952
+    assert ref.bits == 10_035_200 + 64 + 38_400 + 320 == 10_073_984
     qw = memory_breakdown("tinysnn", 400, widths=BitWidths(weights=8))
-    # 313,600 x 8 + 32 + 800 x 32 + 128 = 2,534,560
-    assert qw.bits == 2_508_800 + 32 + 25_600 + 128 == 2_534_560
-    assert memory_norm(qw, ref) == pytest.approx(2_534_560 / 10_073_952)
+    # 313,600 x 8 + 32 + 800 x 32 + 160 = 2,534,592
+    assert qw.bits == 2_508_800 + 32 + 25_600 + 160 == 2_534_592
+    assert memory_norm(qw, ref) == pytest.approx(2_534_592 / 10_073_984)
     assert 1 / memory_norm(qw, ref) == pytest.approx(3.9746, abs=1e-4)
     qwn = memory_breakdown("tinysnn", 400, widths=BitWidths(8, 8, 8))
-    assert 1 / memory_norm(qwn, ref) == pytest.approx(10_073_952 / (2_508_800 + 32 + 6_400 + 128))
+    assert 1 / memory_norm(qwn, ref) == pytest.approx(10_073_984 / (2_508_800 + 32 + 6_400 + 160))
     # As simulated, with the dense inhibition at 32 bits:
-    # M_0 = 633,600 x 32 + 1,200 x 32 + 9 x 32 = 20,313,888; tinySNN qW = 2,508,800 + 160,000 x 32 + 25,728
+    # M_0 = 633,600 x 32 + 1,200 x 32 + 10 x 32 = 20,313,920; tinySNN qW = 2,508,800 + 160,000 x 32 + 25,760
     ref_d = reference_memory(400, convention="as_simulated")
     qw_d = memory_breakdown("tinysnn", 400, widths=BitWidths(weights=8), convention="as_simulated")
-    assert ref_d.bits == 20_313_888 and qw_d.bits == 2_508_800 + 5_120_000 + 25_600 + 128
+    assert ref_d.bits == 20_313_920 and qw_d.bits == 2_508_800 + 5_120_000 + 25_600 + 160
     assert 1 / memory_norm(qw_d, ref_d) == pytest.approx(2.6538, abs=1e-4)
     assert memory_norm(ref, ref) == 1.0 and memory_norm(100, 400) == 0.25
     with pytest.raises(ValueError, match="compact with as_simulated"):
@@ -148,7 +148,7 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
     values = {
         "weights": torch.rand((1, n_input, n), generator=gen),
         "vmem": -65 + 10 * torch.randn((1, n), generator=gen),
-        "vth": -52 + torch.rand((1, n), generator=gen),
+        "vth": 4 * torch.rand((1, n), generator=gen),  # theta = V_th - v_th
     }
     arrays = {}
     for param, x in values.items():
@@ -174,7 +174,7 @@ def _quantized_codes(spec: QuantSpec, n_input: int, n: int, variant: str) -> dic
         arrays["connection_constants"] = (fp32_codes([22.5, 120.0]), 32)
     else:
         arrays["w_inh"] = (fp32_codes([120.0]), 32)
-    arrays["exc_constants"] = (fp32_codes([-65.0, -60.0, 0.99, 5.0]), 32)
+    arrays["exc_constants"] = (fp32_codes([-65.0, -60.0, -52.0, 0.99, 5.0]), 32)
     return arrays
 
 

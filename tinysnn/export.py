@@ -1,7 +1,8 @@
 """Export a trained network of a population as a deployable model folder (:mod:`tinysnn.deploy`).
 
 The model holds what inference needs and nothing of training: the input weights and the frozen
-thresholds V_th = v_th + theta as integer codes of their formats (float32 for FP32 parameters),
+thresholds, stored as theta = V_th - v_th (about the base v_th, one of the layer constants), as
+integer codes of their formats (float32 for FP32 parameters),
 the V_mem state buffer, the layer constants, the label assignment and the description of the
 network, and where its recorded test accuracy's spike trains came from (:func:`test_trains_of`),
 so that ``tinysnn infer`` draws the same trains and gives the same accuracy back. Quantized values
@@ -108,9 +109,7 @@ def export_network(
     c = constants(pop, enc)
     ex, ih = pop.exc, pop.inh
     w = pop.weights[index, :, :n].detach().cpu().numpy().astype(np.float32)
-    vth = (np.float32(ex.v_th) + pop.theta[index, :n].detach().cpu().numpy().astype(np.float32)).astype(
-        np.float32
-    )
+    theta = pop.theta[index, :n].detach().cpu().numpy().astype(np.float32)
 
     def stored(name: str, values: np.ndarray, param: str) -> Group:
         fmt = formats[param]
@@ -126,8 +125,10 @@ def export_network(
         groups.append(Group("lateral_inhibition", np.array([prm["w_inh"]], np.float32)))
     groups += [
         stored("exc_vmem", zeros, "vmem"),
-        stored("exc_vth", vth, "vth"),
-        Group("exc_constants", np.array([ex.v_rest, ex.v_reset, c.dec_exc, c.refrac_exc], np.float32)),
+        stored("exc_theta", theta, "vth"),
+        Group(
+            "exc_constants", np.array([ex.v_rest, ex.v_reset, ex.v_th, c.dec_exc, c.refrac_exc], np.float32)
+        ),
     ]
     if pop.variant.has_inhibitory_layer:
         groups += [

@@ -10,10 +10,11 @@ What is a "stored value" is a convention; two are given (:class:`Convention`):
 * ``compact``: a value that is one constant for a whole layer is stored once, at 32 bits unless
   stated (:attr:`BitWidths.constants`): the fixed exc -> inh weight (22.5), the inh -> exc weight
   (120), tinySNN's lateral-inhibition strength w_inh, and the neuron constants (v_rest, v_reset,
-  the decay exp(-dt/tau), the refractory period, and v_th of the inhibitory layer).
+  the decay exp(-dt/tau), the refractory period, and v_th of each layer).
   Per-synapse and per-neuron values are counted per element: the n_input x N input weights (B_w),
-  V_mem (B_vmem) and the effective threshold V_th = v_th + theta (B_vth) of each excitatory neuron,
-  and V_mem (B_vmem) of each inhibitory neuron of the baselines.
+  V_mem (B_vmem) and the threshold of each excitatory neuron, stored as theta = V_th - v_th
+  (B_vth bits; the base v_th is one of the constants), and V_mem (B_vmem) of each inhibitory neuron
+  of the baselines.
 * ``as_simulated``: the same, except that constant-weight connections are dense N x N matrices, as
   BindsNET stores them: exc -> inh (22.5 on the diagonal) and inh -> exc (120 off the diagonal) for
   the baselines; for tinySNN its lateral inhibition as a dense N x N exc -> exc matrix (-w_inh off the
@@ -65,7 +66,7 @@ FP32_BITS = 32
 VARIANTS = tuple(v.value for v in Variant)  #: sl_stdp has the topology of diehl_cook
 
 # Layer constants counted once each (compact and as_simulated alike).
-_EXC_CONSTANTS = 4  # v_rest, v_reset, decay exp(-dt/tau), refractory period (v_th is in V_th)
+_EXC_CONSTANTS = 5  # v_rest, v_reset, v_th (the base of theta), decay exp(-dt/tau), refractory period
 _INH_CONSTANTS = 5  # v_rest, v_reset, v_th, decay, refractory period
 
 
@@ -83,7 +84,7 @@ class BitWidths:
     Attributes:
         weights: B_w, bits per input synaptic weight.
         vmem: B_vmem, bits per membrane potential V_mem (mV).
-        vth: B_vth, bits per effective threshold V_th = v_th + theta (mV).
+        vth: B_vth, bits per threshold, stored as theta = V_th - v_th (mV).
         constants: bits per layer constant (v_rest, w_inh, ...).
         fixed_weights: bits per entry of the dense constant-weight matrices (``as_simulated`` only).
     """
@@ -261,7 +262,7 @@ def memory_breakdown(
             )
     groups += [
         ParamGroup("exc_vmem", "n", n, widths.vmem),
-        ParamGroup("exc_vth", "n", n, widths.vth),
+        ParamGroup("exc_theta", "n", n, widths.vth),
         ParamGroup("exc_constants", "n", _EXC_CONSTANTS, widths.constants),
     ]
     if inhibitory_layer:

@@ -26,7 +26,10 @@ STREAM_W_LEARN = 2  #: weights after the learning rule's potentiation / update
 STREAM_W_NORM = 3  #: weights after column normalization (end of sample)
 STREAM_VMEM = 4  #: excitatory V_mem after each step
 STREAM_VMEM_INH = 5  #: inhibitory V_mem after each step (baselines)
-STREAM_VTH = 6  #: V_th after a threshold increment
+STREAM_VTH = 6  #: theta's increment theta+ on its grid (after a crossing)
+STREAM_VMEM_DECAY = 7  #: the decrement of excitatory V_mem toward rest (stochastic rounding)
+STREAM_VMEM_INH_DECAY = 8  #: the decrement of inhibitory V_mem toward rest (baselines)
+STREAM_THETA_DECAY = 9  #: theta's decrement toward 0 (end of sample)
 
 # 64-bit constants as signed int64 (two's complement), so that numba and torch both take them.
 _M1 = 0xFF51AFD7ED558CCD - (1 << 64)
@@ -83,6 +86,9 @@ __all__ = [
     "mix_seed",
     "STREAM_VMEM",
     "STREAM_VMEM_INH",
+    "STREAM_THETA_DECAY",
+    "STREAM_VMEM_DECAY",
+    "STREAM_VMEM_INH_DECAY",
     "STREAM_VTH",
     "STREAM_W_DEPRESS",
     "STREAM_W_LEARN",

@@ -183,19 +183,19 @@ def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
 
 
 def quantize_parameters(pop: Population, seed: int = 0) -> None:
-    """Put weights and effective thresholds on their grids (PTQ after training; ITQ at start).
+    """Put weights and thresholds on their grids (PTQ after training; ITQ at start); a threshold is
+    stored as theta = V_th - v_th, so theta itself is quantized (docs/method.md §2).
 
     Stochastic rounding draws from a generator per network seeded by (seed, the network's own
     seed), so a network's quantized values do not depend on the rest of the population.
     """
-    vth = pop.exc.v_th
     weights, theta = pop.weights.clone(), pop.theta.clone()
     for k in range(pop.n_networks):
         g = torch.Generator(device=pop.device)
         g.manual_seed(int(mix_seed(int(seed), 13, int(pop.seeds[k]) if k < len(pop.seeds) else k)))
         sl = slice(k, k + 1)
         weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], g)
-        theta[sl] = quantize_rows(vth + pop.theta[sl], pop.quant["vth"][sl], g) - vth
+        theta[sl] = quantize_rows(pop.theta[sl], pop.quant["vth"][sl], g)
     pop.weights, pop.theta = weights.contiguous(), theta.contiguous()
 
 
@@ -217,16 +217,17 @@ def memory_figures(
 
 
 def observed_ranges(pop: Population, vmem_range: torch.Tensor) -> List[Dict[str, List[float]]]:
-    """Per network, the [min, max] of weights, V_mem (seen while training) and V_th = v_th + theta."""
+    """Per network, the [min, max] of weights, V_mem (seen while training) and theta = V_th - v_th
+    (under the key ``vth``: the value the V_th format stores)."""
     out = []
     for k in range(pop.n_networks):
         n = int(pop.sizes[k])
         w = pop.weights[k, :, :n]
-        vth = pop.exc.v_th + pop.theta[k, :n]
+        theta = pop.theta[k, :n]
         out.append({
             "weights": [float(w.min()), float(w.max())],
             "vmem": [float(vmem_range[k, 0]), float(vmem_range[k, 1])],
-            "vth": [float(vth.min()), float(vth.max())],
+            "vth": [float(theta.min()), float(theta.max())],
         })  # fmt: skip
     return out
 

@@ -36,6 +36,10 @@ KINDS = {
         "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=nearest",
         "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=stochastic",
         "weights=Q1.6,vmem=Q9.2,vth=Q8.3,scheme=ptq,rounding=stochastic",
+        # 8-bit qWN (issue 25): saturating V_mem about rest, theta about v_th; ITQ stochastic adds
+        # theta+ = 0.05 mV on a 0.5 mV grid stochastically and decays stochastically
+        "weights=Q1.7,vmem=SQ6.2,vth=UQ7.1,scheme=ptq,rounding=truncate",
+        "weights=Q1.7,vmem=SQ6.2,vth=UQ7.1,scheme=itq,rounding=stochastic",
     ],
     "diehl_cook": ["fp32", "weights=Q1.7,vmem=Q9.4,vth=Q8.5,scheme=itq,rounding=nearest"],
 }
@@ -104,7 +108,7 @@ def test_payload_bytes_equal_the_memory_models_packed_bytes(trained, variant: st
 
 def test_model_records_what_the_network_is(trained) -> None:
     meta = deploy.load_model(trained["tinysnn"]["folders"][3]).meta
-    assert meta["formats"]["weights"]["text"] == "UQ1.7" and meta["formats"]["vth"]["text"] == "SQ8.5"
+    assert meta["formats"]["weights"]["text"] == "UQ1.7" and meta["formats"]["vth"]["text"] == "UQ8.5"
     assert meta["rounding"] == "truncate" and meta["scheme"] == "itq" and meta["label"] == "qWN"
     assert meta["encoding"]["time_steps"] == 100 and len(meta["labels"]) == 24
     assert meta["accuracy"] == pytest.approx(trained["tinysnn"]["res"].networks[3].accuracy)
@@ -239,8 +243,9 @@ def test_nir_graph_reads_back_with_the_dequantized_network(trained, tmp_path: Pa
         model = deploy.load_model(folder)
         w = model.groups["input_weights"] * 2.0 ** -model.format_of("weights").frac_bits
         assert np.array_equal(graph.nodes["affine"].weight, w.T.astype(np.float32))
-        vth = model.groups["exc_vth"] * 2.0 ** -model.format_of("vth").frac_bits
-        assert np.array_equal(graph.nodes["lif"].v_threshold, vth.astype(np.float32))
+        theta = (model.groups["exc_theta"] * 2.0 ** -model.format_of("vth").frac_bits).astype(np.float32)
+        v_th = model.groups["exc_constants"][2]  # theta is stored about the base v_th
+        assert np.array_equal(graph.nodes["lif"].v_threshold, (v_th + theta).astype(np.float32))
         recurrent = ("lateral", "lif") if variant == "tinysnn" else ("inh_to_exc", "lif")
         assert recurrent in graph.edges and ("input", "affine") in graph.edges
         assert (

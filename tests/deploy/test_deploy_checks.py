@@ -171,6 +171,7 @@ EDITS = {
     "time steps 2.5": (_set("encoding.time_steps", 2.5), "encoding.time_steps is 2.5, not an integer"),
     "negative dt": (_set("encoding.dt", -1.0), "dt"),
     "max rate past one spike a step": (_set("encoding.max_rate", 5000.0), "max_rate"),
+    "old layout (V_th, version 1)": (_set("format_version", 1), "format version 1, which stores V_th"),
     "seed -1": (_set("seed", -1), "seed = -1 is out of range"),
     "seed 2^64": (_set("seed", 2**64), "seed = 18446744073709551616 is out of range"),
     "accuracy 1.5": (_set("accuracy", 1.5), "accuracy = 1.5 is out of range"),
@@ -225,11 +226,12 @@ def _with_payload_value(src: Path, dst: Path, group: str, index: int, word: byte
 
 
 @pytest.mark.parametrize("group, index, word, words", [
-    ("exc_constants", 2, struct.pack(">f", float("nan")), "not finite"),
-    ("exc_constants", 2, struct.pack(">f", 1.5), "decay 1.5 is not in (0, 1]"),
-    ("exc_constants", 3, struct.pack(">f", 2.5), "refractory period 2.5"),
+    ("exc_constants", 3, struct.pack(">f", float("nan")), "not finite"),
+    ("exc_constants", 3, struct.pack(">f", 1.5), "decay 1.5 is not in (0, 1]"),
+    ("exc_constants", 4, struct.pack(">f", 2.5), "refractory period 2.5"),
     ("input_weights", 0, struct.pack(">f", float("inf")), "not finite"),
     ("exc_vmem", 0, struct.pack(">f", 3.0), "not at rest"),
+    ("exc_theta", 0, struct.pack(">f", -1.0), "negative theta"),
 ])  # fmt: skip
 def test_payload_values_are_checked(models: Dict[str, Path], tmp_path: Path, group: str, index: int, word: bytes,
                                     words: str) -> None:  # fmt: skip

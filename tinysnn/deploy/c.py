@@ -1,7 +1,8 @@
 """The C export of a model: ``model.h`` (packed arrays and constants) beside ``tinysnn_infer.c``.
 
 ``model.h`` holds the model as the C reference reads it: the packed weight and threshold codes
-(the payload's bytes, as ``static const uint8_t`` arrays), the neuron labels, and every constant
+(the payload's bytes, as ``static const uint8_t`` arrays: theta = V_th - v_th for a qWN model, the
+thresholds v_th + theta in float32 otherwise), the neuron labels, and every constant
 as a macro: for a qWN model the integer plan of :func:`tinysnn.deploy.runner.fixed_plan`, for an
 FP32 or qW model the float32 constants as exact hexadecimal literals. ``tinysnn_infer.c`` is a
 fixed file, the same for every model. numpy only.
@@ -57,17 +58,26 @@ def model_header(model: Model) -> str:
     if vf is not None:
         assert tf is not None
         c = fixed_plan(net)
-        vth = pack_codes(g["exc_vth"], tf.bits, signed=True)
+        vth = pack_codes(g["exc_theta"], tf.bits, signed=tf.signed)
+        vth_name, vth_text = (
+            "tinysnn_theta",
+            "thresholds, stored as theta = V_th - v_th (V_th = v_th + theta)",
+        )
         defs += [
             ("F", c.fF), ("FV", c.fv), ("G", c.fG), ("SHIFT", c.shift), ("VMEM_LO", _int(c.lo)),
             ("VMEM_HI", _int(c.hi)), ("ROUNDING", _ROUNDING_CODES[net.rounding]), ("LEAK_EXC", _int(c.leak_exc)),
             ("LEAK_INH", _int(c.leak_inh)), ("W_LAT_F", _int(c.w_lat_F)), ("W_EI_F", _int(c.w_ei_F)),
             ("K_RESET", _int(c.k_reset)), ("K_RESET_I", _int(c.k_reset_i)), ("INH_REST", _int(c.inh_rest)),
             ("VR_V", _int(c.vr_v)), ("VR_G", _int(c.vr_G)), ("VTH_I_G", _int(c.vth_i_G)),
-            ("VTH_BITS", tf.bits), ("VTH_FRAC", tf.frac_bits),
+            ("VTH_BITS", tf.bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.signed)),
+            ("VTH_G", _int(c.vth_G)),
         ]  # fmt: skip
     else:
         vth = pack_codes(net.vth.view(np.uint32), 32, signed=False)
+        vth_name, vth_text = (
+            "tinysnn_vth",
+            "thresholds V_th = v_th + theta, added in float32 as the simulator does",
+        )
         vr, vres, dec, _ = net.exc
         vr_i, vres_i, vth_i, dec_i, _ = net.inh
         defs += [
@@ -90,8 +100,8 @@ def model_header(model: Model) -> str:
         "",
         "/* input weights, row-major (input i, neuron j), packed big-endian at their bit width */",
         _bytes("tinysnn_weights", weights),
-        "/* frozen thresholds V_th = v_th + theta of the excitatory neurons */",
-        _bytes("tinysnn_vth", vth),
+        f"/* frozen {vth_text} of the excitatory neurons */",
+        _bytes(vth_name, vth),
         "/* class of each neuron from label assignment, -1: does not vote */",
         f"static const int16_t tinysnn_labels[{model.n_neurons}] = {{{labels}}};",
         "",

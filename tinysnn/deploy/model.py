@@ -13,8 +13,9 @@ memory model's packed-bytes figure for the network:
   baselines): one float32 constant each, in mV;
 * ``exc_vmem``: the N membrane potentials at rest, V_mem - v_rest (codes of the V_mem format, or
   float32): the state buffer a device holds;
-* ``exc_vth``: the N frozen thresholds V_th = v_th + theta (codes of the V_th format, or float32);
-* ``exc_constants``: float32 v_rest, v_reset, decay exp(-dt/tau), refractory period in steps;
+* ``exc_theta``: the N frozen thresholds, stored as theta = V_th - v_th >= 0 about the base v_th
+  (codes of the V_th format, or float32); a neuron's threshold is v_th + theta;
+* ``exc_constants``: float32 v_rest, v_reset, v_th, decay exp(-dt/tau), refractory period in steps;
 * baselines only: ``inh_vmem`` (N, as ``exc_vmem``) and ``inh_constants`` (float32 v_rest,
   v_reset, v_th, decay, refractory steps).
 
@@ -62,7 +63,9 @@ __all__ = [
 ]
 
 FORMAT = "tinysnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 stores the thresholds as theta = V_th - v_th (``exc_theta``, v_th in ``exc_constants``);
+version 1 stored V_th itself (``exc_vth``) and is refused with the fix (export the model again)."""
 MODEL_JSON = "model.json"
 PAYLOAD = "payload.bin"
 FP32 = "fp32"
@@ -180,9 +183,9 @@ def group_names(variant: str) -> List[str]:
         names = ", ".join(v.value for v in Variant)
         raise ModelError(f"unknown variant {variant!r}: expected one of {names}") from None
     if inhibitory_layer:
-        return ["input_weights", "exc_to_inh_weight", "inh_to_exc_weight", "exc_vmem", "exc_vth",
+        return ["input_weights", "exc_to_inh_weight", "inh_to_exc_weight", "exc_vmem", "exc_theta",
                 "exc_constants", "inh_vmem", "inh_constants"]  # fmt: skip
-    return ["input_weights", "lateral_inhibition", "exc_vmem", "exc_vth", "exc_constants"]
+    return ["input_weights", "lateral_inhibition", "exc_vmem", "exc_theta", "exc_constants"]
 
 
 @dataclass
@@ -450,7 +453,7 @@ def _group_plan(meta: Dict[str, Any]) -> List[Tuple[str, int, Optional[Format]]]
     f = {p: Format.from_dict(meta["formats"][p]) for p in PARAMS}
     plan = {"input_weights": (n_in * n, f["weights"]), "lateral_inhibition": (1, None),
             "exc_to_inh_weight": (1, None), "inh_to_exc_weight": (1, None), "exc_vmem": (n, f["vmem"]),
-            "exc_vth": (n, f["vth"]), "exc_constants": (4, None), "inh_vmem": (n, f["vmem"]),
+            "exc_theta": (n, f["vth"]), "exc_constants": (5, None), "inh_vmem": (n, f["vmem"]),
             "inh_constants": (5, None)}  # fmt: skip
     return [(name,) + plan[name] for name in group_names(str(meta["variant"]))]
 
@@ -493,11 +496,11 @@ def check_layout(meta: Dict[str, Any]) -> None:
 
 def check_values(groups: Mapping[str, np.ndarray]) -> None:
     """Check decoded groups: finite float32 values, decays in (0, 1], whole non-negative refractory
-    steps, and the V_mem state buffers at rest (all zero, as the runner starts)."""
+    steps, the V_mem state buffers at rest (all zero, as the runner starts) and thresholds theta >= 0."""
     for name, values in groups.items():
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ModelError(f"payload group {name} holds a value that is not finite (nan or inf)")
-    for name, decay_at, refr_at in (("exc_constants", 2, 3), ("inh_constants", 3, 4)):
+    for name, decay_at, refr_at in (("exc_constants", 3, 4), ("inh_constants", 3, 4)):
         if name not in groups:
             continue
         c = groups[name]
@@ -510,6 +513,8 @@ def check_values(groups: Mapping[str, np.ndarray]) -> None:
     for name in ("exc_vmem", "inh_vmem"):
         if name in groups and np.any(groups[name] != 0):
             raise ModelError(f"payload group {name} is not at rest (V_mem - v_rest = 0 everywhere)")
+    if "exc_theta" in groups and np.any(groups["exc_theta"] < 0):
+        raise ModelError("payload group exc_theta holds a negative theta: thresholds lie at or above v_th")
 
 
 # ---- writing and reading ---------------------------------------------------------------------------
@@ -623,6 +628,9 @@ def load_model(folder: Union[str, Path]) -> Model:
         raise ModelError(f"{meta_path} is not readable JSON ({exc}): export the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{meta_path} is not a {FORMAT} description")
+    if meta.get("format_version") == 1:
+        raise ModelError(f"{meta_path} has format version 1, which stores V_th; this tinysnn reads version "
+                         f"{FORMAT_VERSION}, which stores theta = V_th - v_th: export the model again")  # fmt: skip
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{meta_path} has format version {_show(meta.get('format_version'))}; this tinysnn "
                          f"reads version {FORMAT_VERSION}: export the model with this version")  # fmt: skip

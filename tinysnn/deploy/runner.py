@@ -7,11 +7,13 @@ Given the same input spike trains, every output spike is the one the simulator's
   weights are summed as integer codes (exact in any order); FP32 weights in float64 in input order,
   as the simulator does, then rounded once to float32.
 * Where V_mem is quantized (qWN) the neuron runs on integers alone: V_mem - v_rest as a code of
-  its format, the leak as one decrement rounded toward zero with the fixed-point multiplier of
-  ``model.json`` (``(|u| leak) >> 24``), the input added at the finer of the two grids and
+  its format, the leak as one decrement with the fixed-point multiplier of ``model.json``
+  (``(|u| leak) >> 24``, rounded toward zero; under stochastic rounding up one step where the
+  decay's own draw is below the remainder ``(|u| leak) mod 2^24``), the input added at the finer
+  of the two grids and
   rounded back with the model's rounding mode (truncation: an arithmetic shift; nearest: add half,
   shift; stochastic: the counter-based draw of :mod:`tinysnn.streams`, compared as integers),
-  saturated to the format, and compared with the integer threshold. This is the simulator's
+  saturated to the format, and compared with the integer threshold v_th + theta. This is the simulator's
   arithmetic exactly, because the simulator's float32 values all lie on these grids (formats up to
   16 fractional bits; :func:`exactness_problem` says when a model is too wide for that).
 * Where V_mem is FP32 (FP32 and qW models) the runner keeps it in float32 and performs the
@@ -84,7 +86,9 @@ class Network:
     """Lateral inhibition (tinysnn) or inh -> exc weight (baselines), mV."""
     w_ei: np.float32
     vth: np.ndarray
-    """(N,) float32 V_th, mV."""
+    """(N,) float32 thresholds v_th + theta, mV, added in float32 as the simulator does."""
+    v_th: np.float32
+    """The base threshold v_th of the excitatory neurons (theta is stored about it), mV."""
     exc: Tuple[np.float32, np.float32, np.float32, int]
     """v_rest, v_reset, decay, refractory steps."""
     inh: Tuple[np.float32, np.float32, np.float32, np.float32, int]
@@ -103,6 +107,12 @@ def prepare(model: Model) -> Network:
     wf, tf = model.format_of("weights"), model.format_of("vth")
     ec, ic = g["exc_constants"], g.get("inh_constants")
     baseline = Variant(model.variant).has_inhibitory_layer
+    theta = (
+        g["exc_theta"].astype(np.float32)
+        if tf is None
+        else (g["exc_theta"] * 2.0**-tf.frac_bits).astype(np.float32)
+    )
+    v_th = np.float32(ec[2])
     return Network(
         model=model,
         baseline=baseline,
@@ -110,10 +120,9 @@ def prepare(model: Model) -> Network:
         w_frac=None if wf is None else wf.frac_bits,
         w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
         w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
-        vth=g["exc_vth"].astype(np.float32)
-        if tf is None
-        else (g["exc_vth"] * 2.0**-tf.frac_bits).astype(np.float32),
-        exc=(np.float32(ec[0]), np.float32(ec[1]), np.float32(ec[2]), int(ec[3])),
+        vth=(v_th + theta).astype(np.float32),
+        v_th=v_th,
+        exc=(np.float32(ec[0]), np.float32(ec[1]), np.float32(ec[3]), int(ec[4])),
         inh=(np.float32(ic[0]), np.float32(ic[1]), np.float32(ic[2]), np.float32(ic[3]), int(ic[4]))
         if ic is not None
         else (np.float32(0), np.float32(0), np.float32(0), np.float32(0), 0),
@@ -134,7 +143,7 @@ def exactness_problem(model: Model) -> str:
     if vf is None:
         return ""
     g = model.groups
-    consts = list(g["exc_constants"][:2]) + (
+    consts = list(g["exc_constants"][:3]) + (
         list(g["inh_constants"][:3]) + [g["inh_to_exc_weight"][0], g["exc_to_inh_weight"][0]]
         if model.variant != "tinysnn"
         else [g["lateral_inhibition"][0]]
@@ -409,7 +418,8 @@ class FixedPlan:
 
     V_mem is held as V_mem - v_rest at the V_mem grid (f_v); the input is summed at the working
     grid F (the finest of V_mem, the weights and the constants) and rounded back by ``shift`` =
-    F - f_v bits; thresholds are compared in absolute mV at the grid G = max(f_v, f_th).
+    F - f_v bits; thresholds v_th + theta are compared in absolute mV at the grid G, the finest of
+    V_mem's, theta's and v_th's.
     """
 
     fv: int
@@ -427,6 +437,7 @@ class FixedPlan:
     inh_rest: int
     k_reset_i: int
     vth_i_G: int
+    vth_G: int
     thr_G: np.ndarray
     leak_exc: int
     leak_inh: int
@@ -442,7 +453,7 @@ def fixed_plan(net: Network) -> FixedPlan:
     consts = [vr, vres, vr_i, vres_i, vth_i, net.w_lat, net.w_ei]
     fv = vf.frac_bits
     fF = max([fv, wf.frac_bits] + [_frac_bits_of(float(c), 16) or 0 for c in consts])
-    fG = max(fv, tf.frac_bits)
+    fG = max(fv, tf.frac_bits, _frac_bits_of(float(net.v_th), 16) or 0)
 
     def at(value: float, f: int) -> int:
         return int(round(float(value) * 2**f))
@@ -452,7 +463,8 @@ def fixed_plan(net: Network) -> FixedPlan:
         fv=fv, wf=wf.frac_bits, fF=fF, fG=fG, shift=fF - fv, lo=lo, hi=hi,
         k_reset=at(vres - vr, fv), w_lat_F=at(net.w_lat, fF), w_ei_F=at(net.w_ei, fF),
         vr_v=at(vr, fv), vr_G=at(vr, fG), inh_rest=at(vr_i - vr, fv), k_reset_i=at(vres_i - vr, fv),
-        vth_i_G=at(vth_i, fG), thr_G=np.asarray(model.groups["exc_vth"], np.int64) << (fG - tf.frac_bits),
+        vth_i_G=at(vth_i, fG), vth_G=at(net.v_th, fG),
+        thr_G=at(net.v_th, fG) + (np.asarray(model.groups["exc_theta"], np.int64) << (fG - tf.frac_bits)),
         leak_exc=int(model.meta["leak"]["exc"]), leak_inh=int(model.meta["leak"]["inh"]),
     )  # fmt: skip
 
@@ -470,10 +482,17 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
         net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
         base_e = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM)
         base_i = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM_INH)
+        # codes as int64 arrays: code x constant passes 2^63 from code 7 on, and arrays wrap
+        base_ed = S.stream_base(seeds[:, None], net_seed, np.full(1, S.STREAM_VMEM_DECAY, dtype=np.int64))
+        base_id = S.stream_base(seeds[:, None], net_seed, np.full(1, S.STREAM_VMEM_INH_DECAY, dtype=np.int64))
         neuron_idx = np.arange(N, dtype=np.int64)[None, :]
 
-    def decay(u: np.ndarray, leak: int) -> np.ndarray:
-        step = (np.abs(u) * leak) >> LEAK_BITS
+    def decay(u: np.ndarray, leak: int, base: Optional[np.ndarray], t: int) -> np.ndarray:
+        product = np.abs(u) * leak
+        step = product >> LEAK_BITS
+        if base is not None:  # stochastic rounding: up one step with probability remainder / 2^24
+            draws = S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), neuron_idx)
+            step = step + (draws < (product & ((1 << LEAK_BITS) - 1)))
         return np.where(u > 0, u - step, u + step)
 
     def round_back(x: np.ndarray, base: Optional[np.ndarray], t: int) -> np.ndarray:
@@ -499,7 +518,7 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
         b_idx, i_idx = np.nonzero(trains[:, t, :])
         cur = _input_current(net, b_idx, i_idx, B) << (c.fF - c.wf)
         if net.baseline:
-            x = (decay(ui - c.inh_rest, c.leak_inh) + c.inh_rest) << shift
+            x = (decay(ui - c.inh_rest, c.leak_inh, base_id if stochastic else None, t) + c.inh_rest) << shift
             x = np.where(refi <= 0, x + c.w_ei_F * s, x)
             x = round_back(x, base_i if stochastic else None, t)
             refi -= 1
@@ -510,7 +529,7 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
         else:
             lat = s
         cur = cur - c.w_lat_F * (lat.sum(axis=1, keepdims=True) - lat)
-        x = decay(u, c.leak_exc) << shift
+        x = decay(u, c.leak_exc, base_ed if stochastic else None, t) << shift
         x = np.where(ref <= 0, x + cur, x)
         x = round_back(x, base_e if stochastic else None, t)
         ref -= 1

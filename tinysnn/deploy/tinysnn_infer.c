@@ -71,9 +71,17 @@ static int64_t floor_shift(int64_t x, int s) { /* floor(x / 2^s), without relyin
     int64_t d = (int64_t)1 << s;
     return x >= 0 ? x / d : -((-x + d - 1) / d);
 }
-static int64_t decay_toward_zero(int64_t u, int64_t leak) {
+/* one decrement of the leak toward rest: rounded toward zero, or (stochastic rounding) up one step
+   where the decay's own draw is below the remainder (|u| leak) mod 2^24 */
+static int64_t decay_toward_zero(int64_t u, int64_t leak, uint64_t key, int64_t j) {
     int64_t mag = u < 0 ? -u : u;
-    int64_t step = (mag * leak) >> 24; /* mag >= 0 */
+    int64_t product = mag * leak; /* mag >= 0 */
+    int64_t step = product >> 24;
+#if TINYSNN_ROUNDING == 3
+    if (uniform_bits(key, j) < (product & INT64_C(0xFFFFFF))) step += 1;
+#endif
+    (void)key;
+    (void)j;
     return u > 0 ? u - step : u + step;
 }
 static int64_t round_back(int64_t x, uint64_t key, int64_t j) {
@@ -104,10 +112,10 @@ void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
 #endif
 #if TINYSNN_VMEM_FIXED
     static int64_t u[N], cur[N], over[N];
-    uint64_t base_e = STREAM_BASE(sample_seed, 4);
+    uint64_t base_e = STREAM_BASE(sample_seed, 4), base_ed = STREAM_BASE(sample_seed, 7);
 #if TINYSNN_BASELINE
     static int64_t ui[N];
-    uint64_t base_i = STREAM_BASE(sample_seed, 5);
+    uint64_t base_i = STREAM_BASE(sample_seed, 5), base_id = STREAM_BASE(sample_seed, 8);
 #endif
 #else
     static float v[N], cur[N], over[N];
@@ -146,16 +154,17 @@ void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
         int64_t nlat = 0, best = -1;
         const uint8_t *lat;
 #if TINYSNN_VMEM_FIXED
-        uint64_t key_e = STEP_KEY(base_e, t);
+        uint64_t key_e = STEP_KEY(base_e, t), key_ed = STEP_KEY(base_ed, t);
         for (j = 0; j < N; ++j) cur[j] = 0;
         for (i = 0; i < N_IN; ++i)
             if (row[i])
                 for (j = 0; j < N; ++j) cur[j] += code_at(tinysnn_weights, i * N + j, TINYSNN_W_BITS, 0);
         for (j = 0; j < N; ++j) cur[j] = SCALE(cur[j], TINYSNN_F - TINYSNN_W_FRAC);
 #if TINYSNN_BASELINE
-        uint64_t key_i = STEP_KEY(base_i, t);
+        uint64_t key_i = STEP_KEY(base_i, t), key_id = STEP_KEY(base_id, t);
         for (j = 0; j < N; ++j) {
-            int64_t x = SCALE(decay_toward_zero(ui[j] - TINYSNN_INH_REST, TINYSNN_LEAK_INH) + TINYSNN_INH_REST, TINYSNN_SHIFT);
+            int64_t x = SCALE(decay_toward_zero(ui[j] - TINYSNN_INH_REST, TINYSNN_LEAK_INH, key_id, j) + TINYSNN_INH_REST,
+                              TINYSNN_SHIFT);
             if (refi[j] <= 0) x += TINYSNN_W_EI_F * s[j];
             x = round_back(x, key_i, j);
             refi[j] -= 1;
@@ -173,12 +182,12 @@ void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
         for (j = 0; j < N; ++j) nlat += lat[j];
         for (j = 0; j < N; ++j) cur[j] -= TINYSNN_W_LAT_F * (nlat - lat[j]);
         for (j = 0; j < N; ++j) {
-            int64_t x = SCALE(decay_toward_zero(u[j], TINYSNN_LEAK_EXC), TINYSNN_SHIFT);
+            int64_t x = SCALE(decay_toward_zero(u[j], TINYSNN_LEAK_EXC, key_ed, j), TINYSNN_SHIFT);
             if (ref[j] <= 0) x += cur[j];
             x = round_back(x, key_e, j);
             ref[j] -= 1;
-            over[j] = SCALE(x, TINYSNN_G - TINYSNN_FV) + TINYSNN_VR_G -
-                      SCALE(code_at(tinysnn_vth, j, TINYSNN_VTH_BITS, 1), TINYSNN_G - TINYSNN_VTH_FRAC);
+            over[j] = SCALE(x, TINYSNN_G - TINYSNN_FV) + TINYSNN_VR_G - TINYSNN_VTH_G -
+                      SCALE(code_at(tinysnn_theta, j, TINYSNN_VTH_BITS, TINYSNN_VTH_SIGNED), TINYSNN_G - TINYSNN_VTH_FRAC);
             cross[j] = over[j] > 0;
             if (cross[j]) {
                 ref[j] = TINYSNN_REFR;

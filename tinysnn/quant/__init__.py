@@ -7,7 +7,8 @@ A value is stored as an integer code k in B = i + f bits and stands for k * 2^-f
 * signed range ``[-2^(i-1), 2^(i-1) - q]``; unsigned range ``[0, 2^i - q]``.
 
 Text forms: ``Q1.7`` (signedness decided by the parameter: the synaptic weights are unsigned since
-``w`` lies in ``[0, w_max]``; the membrane potential V_mem and the threshold V_th, in mV, are signed),
+``w`` lies in ``[0, w_max]``; the membrane potential V_mem, stored as V_mem - v_rest in mV, is
+signed; the threshold V_th, stored as theta = V_th - v_th >= 0 in mV, is unsigned),
 ``UQ0.8`` (unsigned), ``SQ9.7`` (signed) and ``fp32`` (no quantization, represented by ``None``).
 
 Rounding, with ``q = 2^-f`` (docs/method.md §2), then saturation to ``[lo, hi]``:

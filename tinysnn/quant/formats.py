@@ -36,8 +36,9 @@ MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 LEAK_BITS = 24
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (docs/method.md §2)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
-#: [0, w_max]; V_mem (stored as V_mem - v_rest) and V_th are in mV and may be negative.
-PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": True}
+#: [0, w_max]; V_mem (stored as V_mem - v_rest, in mV) may be negative; V_th is stored as
+#: theta = V_th - v_th >= 0 (in mV, about its own base as V_mem is about rest), so it is unsigned.
+PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": False}
 
 _FORMAT_RULE = "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
 _FORMAT_RE = re.compile(r"^([US]?)Q(-?\d+)\.(-?\d+)$", re.IGNORECASE)
@@ -268,7 +269,8 @@ class QuantSpec:
             the base threshold, negative under inhibition); None = fp32. The population applies the
             offset (:func:`tinysnn.train.vmem_rows_about_rest`); :meth:`range_of` gives the
             format's range about rest.
-        vth: format of the effective threshold V_th = v_th + theta, in mV; None = fp32.
+        vth: format of the threshold V_th, stored as theta = V_th - v_th >= 0 in mV (0 at the base
+            threshold v_th, unsigned unless the format says ``SQ``); None = fp32.
         rounding: rounding mode for every quantized parameter.
         scheme: PTQ (quantize after training) or ITQ (re-quantize during training).
         normalization: how ITQ rounds the weights after column normalization (:class:`Normalization`).

@@ -99,29 +99,34 @@ def min_frac_bits_for_step(step: float) -> int:
 
 
 def vth_increment_problem(fmt: QFormat, theta_plus: float) -> str:
-    """Why an ITQ V_th format cannot hold the threshold increment theta+, or "" when it can.
+    """Why an ITQ V_th format under truncation or nearest rounding cannot hold the threshold
+    increment theta+, or "" when it can.
 
     Our decision: a format whose step 2^-f exceeds theta+ is refused. With truncation every
     increment would be lost (theta never adapts), with nearest rounding every one would be
     rounded to zero or to a whole step; in both cases the adaptive threshold stops working.
+    Stochastic rounding is not bound by it: there an increment below one step is added as a whole
+    step with probability theta+ / step (issue 25, decision 3), so theta grows by theta+ on average.
     """
     if fmt.step <= theta_plus:
         return ""
     need = min_frac_bits_for_step(theta_plus)
     return (
         f"V_th format {fmt} has a step of {fmt.step:g} mV, larger than the threshold increment "
-        f"theta+ = {theta_plus:g} mV, so in-training quantization would lose every increment: "
-        f"use at least {need} fractional bits (e.g. Q{fmt.int_bits}.{need})"
+        f"theta+ = {theta_plus:g} mV, so in-training quantization with truncation or nearest rounding "
+        f"would lose every increment: use at least {need} fractional bits (e.g. Q{fmt.int_bits}.{need}) "
+        f"or stochastic rounding"
     )
 
 
 def itq_problem(spec: Optional[QuantSpec], theta_plus: float) -> str:
     """Why ``spec`` cannot train in-training quantized with this threshold increment, or "".
 
-    An ITQ V_th format must hold theta+ (:func:`vth_increment_problem`); PTQ quantizes a trained
-    threshold once and never adds theta+ on the grid.
+    An ITQ V_th format under truncation or nearest rounding must hold theta+
+    (:func:`vth_increment_problem`); stochastic rounding adds a smaller theta+ stochastically, and
+    PTQ quantizes a trained threshold once and never adds theta+ on the grid.
     """
-    if spec is None or spec.scheme.value != "itq" or spec.vth is None:
+    if spec is None or spec.scheme.value != "itq" or spec.vth is None or spec.rounding.value == "stochastic":
         return ""
     return vth_increment_problem(spec.vth, theta_plus)
 

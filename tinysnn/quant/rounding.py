@@ -241,19 +241,39 @@ def quantize_(
     return quantize(x, frac_bits, lo, hi, mode, generator, out=x, **kwargs)  # type: ignore[arg-type]
 
 
-def decay_toward_zero(u: torch.Tensor, scale: Number, leak: int) -> torch.Tensor:
-    """The fixed-point decay of values ``u`` on the grid 2^-f: one decrement rounded toward zero.
+def decay_toward_zero(
+    u: torch.Tensor, scale: Number, leak: int, draws: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """The fixed-point decay of values ``u`` on the grid 2^-f: one decrement of whole steps.
 
-    ``u - sign(u) ((|u| 2^f leak) >> LEAK_BITS) 2^-f`` with ``leak = (1 - decay) 2^LEAK_BITS``
+    The decrement is ``(|u| 2^f leak) / 2^LEAK_BITS`` steps with ``leak = (1 - decay) 2^LEAK_BITS``
     (:class:`tinysnn.network.Constants`), computed on the integer codes, as a fixed-point leak
-    ``V - (V >> k)`` is. Our decision (the method only says "quantize V_mem after every step"):
-    a decay never pushes a value away from its rest point (0) and never decays faster than FP32;
-    a decrement below one step is 0. ``scale`` = 2^f, scalar or broadcastable to ``u``; the
-    numba kernels compute the same integers (``tinysnn.sim.numba_kernels._decay_toward_zero``).
+    ``V - (V >> k)`` is. Without ``draws`` it is rounded toward zero (truncation and nearest; issue
+    13's decision): a decay never decays faster than FP32, and a decrement below one step is 0.
+    With ``draws`` (stochastic rounding, docs/method.md §2) the decrement goes up one step where
+    the draw is below the product's remainder: with probability remainder / 2^LEAK_BITS, so its
+    mean is the exact product and the decay is unbiased. Either way the decrement is at most
+    ``|u|``: a value never crosses its rest point (0).
+
+    Args:
+        u: the values, on the grid 2^-f.
+        scale: 2^f, scalar or broadcastable to ``u``.
+        leak: the fixed-point multiplier.
+        draws: the 24-bit integer draws (int64, shape of ``u``) of :func:`tinysnn.streams.uniform_bits`;
+            a draw of 2^24 or more never rounds up (for networks that do not round stochastically).
+
+    The numba kernels compute the same integers (``tinysnn.sim.numba_kernels._decay_toward_zero``).
     """
-    codes = (u.abs() * scale).to(torch.int64)
-    step = ((codes * int(leak)) >> LEAK_BITS).to(u.dtype) / scale
+    product = (u.abs() * scale).to(torch.int64) * int(leak)
+    steps = product >> LEAK_BITS
+    if draws is not None:
+        steps = steps + (draws < (product & (_LEAK_ONE - 1))).to(torch.int64)
+    step = steps.to(u.dtype) / scale
     return torch.where(u > 0, u - step, u + step)
+
+
+# A remainder below 2^LEAK_BITS is compared with a draw below 2^U_BITS: the two are equal (24, tested).
+_LEAK_ONE = 1 << LEAK_BITS
 
 
 def to_codes(x: torch.Tensor, frac_bits: Union[int, torch.Tensor]) -> torch.Tensor:

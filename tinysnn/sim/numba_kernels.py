@@ -123,6 +123,7 @@ def dense_to_csr(train: np.ndarray):
 
 
 _qs = njit(inline="always")(quantize_scalar)
+_LEAK_MASK = (1 << LEAK_BITS) - 1  # the remainder of a decrement, compared with a 24-bit draw
 _has_inhibitory_layer = njit(inline="always")(variant_has_inhibitory_layer)
 
 
@@ -151,23 +152,29 @@ def _fix_w(x, wmax, qrow, key, index):
 
 
 @njit(inline="always")
-def _decay_toward_zero(u, scale, leak):
-    """:func:`tinysnn.quant.rounding.decay_toward_zero` for one float32 on the grid 1/scale."""
-    codes = np.int64(abs(u) * scale)
-    step = np.float32((codes * np.int64(leak)) >> LEAK_BITS) / scale
+def _decay_toward_zero(u, scale, leak, stochastic, key, index):
+    """:func:`tinysnn.quant.rounding.decay_toward_zero` for one float32 on the grid 1/scale: the
+    decrement rounded toward zero, or (``stochastic``) up one step with probability remainder /
+    2^24, from draw ``index`` of ``key``."""
+    product = np.int64(abs(u) * scale) * np.int64(leak)
+    steps = product >> LEAK_BITS
+    if stochastic and S.uniform_bits(key, index) < (product & _LEAK_MASK):
+        steps += 1
+    step = np.float32(steps) / scale
     return u - step if u > 0 else u + step
 
 
 @njit(inline="always")
-def _decay(u, decay, quantized, scale, leak):
-    """u decayed toward 0 (``torch_backend._decay``): ``u * decay`` in FP32, one decrement rounded
-    toward zero on the grid 1/scale where the value is ``quantized``.
+def _decay(u, decay, quantized, scale, leak, stochastic, key, index):
+    """u decayed toward 0 (``torch_backend._decay``): ``u * decay`` in FP32, one decrement of whole
+    steps on the grid 1/scale where the value is ``quantized`` (rounded stochastically under
+    stochastic rounding, else toward zero).
 
-    The callers read ``quantized`` and ``scale`` from the row once, outside their loops: a read of
-    the row inside a loop that stores to float32 arrays is repeated every iteration (the row may
-    alias them), which slowed the neuron loops measurably."""
+    The callers read ``quantized``, ``stochastic`` and ``scale`` from the row once, outside their
+    loops: a read of the row inside a loop that stores to float32 arrays is repeated every
+    iteration (the row may alias them), which slowed the neuron loops measurably."""
     if quantized:
-        return _decay_toward_zero(u, scale, leak)
+        return _decay_toward_zero(u, scale, leak, stochastic, key, index)
     return u * decay
 
 
@@ -192,15 +199,15 @@ def _input_current(Wp, idx, a0, a1, n, acc, cur):
 
 
 @njit
-def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, refr_i):
+def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, refr_i):
     """The baselines' inhibitory LIF layer (``torch_backend._lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
     v_th, reset. Writes the spikes to ``si_new``; returns their number."""
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
-    quantized, scale = qv[ROW_MODE] != NONE, qv[ROW_SCALE]
+    quantized, stochastic, scale = qv[ROW_MODE] != NONE, qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE]
     fired = 0
     for j in range(n):
-        x = vr + _decay(vi[j] - vr, dec, quantized, scale, leak)
+        x = vr + _decay(vi[j] - vr, dec, quantized, scale, leak, stochastic, key_decay, j)
         if refi[j] <= 0:
             x = x + w_ei * (np.float32(1.0) if s[j] else np.float32(0.0))
         x = _q(x, qv, key, j)
@@ -228,7 +235,8 @@ def _lateral_inhibition(cur, lat, n, w_lat):
 
 
 @njit
-def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, refr_e, one_spike):
+def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, key_decay, refr_e,
+                         one_spike):  # fmt: skip
     """The excitatory LIF layer (``torch_backend._lif_excitatory_step``): leak toward rest, add the
     current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
 
@@ -238,13 +246,13 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
     V_mem from ``v_lo``, ``v_hi``).
     """
     vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
-    quantized, scale = qv[ROW_MODE] != NONE, qv[ROW_SCALE]
+    quantized, stochastic, scale = qv[ROW_MODE] != NONE, qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE]
     nsp = 0
     ncross = 0
     best = -1
     best_over = np.float32(0.0)
     for j in range(n):
-        x = vr + _decay(v[j] - vr, dec, quantized, scale, leak)
+        x = vr + _decay(v[j] - vr, dec, quantized, scale, leak, stochastic, key_decay, j)
         if ref[j] <= 0:
             x = x + cur[j]
         x = _q(x, qv, key, j)
@@ -280,13 +288,18 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
 
 @njit
 def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key):
-    """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
-    kept on its grid (qWN) (``torch_backend._adaptive_threshold``); ``thr`` follows."""
+    """theta += theta_plus for every neuron that crossed (as BindsNET), with theta = V_th - v_th
+    kept on its grid (qWN) (``torch_backend._adaptive_threshold``); ``thr`` follows.
+
+    On the grid the increment is theta+ rounded by the format's mode and then saturated: under
+    stochastic rounding it is floor(theta+ / q) steps plus one with probability frac(theta+ / q),
+    from draw j of ``key``, so its mean is theta+ even when theta+ is below one step q."""
+    quantized, hi = qth[ROW_MODE] != NONE, qth[ROW_HI]
     for m in range(ncross):
         j = cross[m]
-        th = theta_p[j] + theta_plus
-        if qth[ROW_MODE] != NONE:
-            th = _q(vth_e + th, qth, key, j) - vth_e
+        th = theta_p[j] + _q(theta_plus, qth, key, j)
+        if quantized:
+            th = min(th, hi)
         theta_p[j] = th
         thr[j] = vth_e + th
 
@@ -383,13 +396,14 @@ def _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, ke
 
 
 @njit
-def _decay_theta(theta_p, n, k, qth):
-    """theta decays toward 0 over the sample's span (``torch_backend`` ``_decay`` of theta): FP32
-    multiply, or one decrement rounded toward zero on V_th's grid."""
+def _decay_theta(theta_p, n, k, qth, key):
+    """theta decays toward 0 over the sample's span (``torch_backend._decay_theta``): FP32 multiply,
+    or one decrement on theta's grid (stochastic under stochastic rounding, from draw j of ``key``,
+    else toward zero)."""
     decay, leak = k[K_DEC_THETA], np.int64(k[K_LEAK_THETA])
-    quantized, scale = qth[ROW_MODE] != NONE, qth[ROW_SCALE]
+    quantized, stochastic, scale = qth[ROW_MODE] != NONE, qth[ROW_MODE] == STOCHASTIC, qth[ROW_SCALE]
     for j in range(n):
-        theta_p[j] = _decay(theta_p[j], decay, quantized, scale, leak)
+        theta_p[j] = _decay(theta_p[j], decay, quantized, scale, leak, stochastic, key, j)
 
 
 @njit
@@ -551,7 +565,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     base_th = S.stream_base(sample_seed, net_seed, S.STREAM_VTH)
     base_dep = S.stream_base(sample_seed, net_seed, S.STREAM_W_DEPRESS)
     base_w = S.stream_base(sample_seed, net_seed, S.STREAM_W_LEARN)
-    key_v = key_vi = key_th = key_dep = key_w = np.int64(0)
+    base_vd = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM_DECAY)
+    base_vid = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM_INH_DECAY)
+    key_v = key_vi = key_th = key_dep = key_w = key_vd = key_vid = np.int64(0)
     v = np.full(n, k[K_VR_E], np.float32)
     ref = np.zeros(n, np.int32)
     s = np.zeros(n, np.bool_)
@@ -580,14 +596,16 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         if stochastic:
             key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
             key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
+            key_vd, key_vid = S.step_key(base_vd, t), S.step_key(base_vid, t)
         _input_current(Wp, idx, a0, a1, n, acc, cur)
         if inhibitory_layer:
-            n_inh_spikes += _lif_inhibitory_step(vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, refr_i)
+            n_inh_spikes += _lif_inhibitory_step(vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, key_vid,
+                                                 refr_i)  # fmt: skip
             _lateral_inhibition(cur, si, n, w_lat)  # inhibitory spikes of t - 1
         else:
             _lateral_inhibition(cur, s, n, w_lat)  # excitatory spikes of t - 1
         nsp, ncross, v_lo, v_hi = _lif_excitatory_step(
-            v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key_v, refr_e, one_spike
+            v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key_v, key_vd, refr_e, one_spike
         )
         if inhibitory_layer:
             for j in range(n):
@@ -621,7 +639,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     if learn:
         vrange[p, 0] = v_lo
         vrange[p, 1] = v_hi
-        _decay_theta(theta_p, n, k, qth)
+        _decay_theta(
+            theta_p, n, k, qth, S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_THETA_DECAY), T)
+        )
         key_norm = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
         _normalize(Wp, n, cnt, prm[C_NORM], wmax, prm[C_NORM_RULE], qw, key_norm)
 

@@ -26,7 +26,7 @@ from ..config import EncodingConfig, Variant
 from ..encoding import make_generator, poisson
 from ..network import Constants, Population, constants
 from ..quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
-from ..quant.formats import NORM_SETTLED, NORM_SUM, ROW_MODE, ROW_SCALE
+from ..quant.formats import NORM_SETTLED, NORM_SUM, ROW_HI, ROW_MODE, ROW_SCALE
 from . import learning as L
 
 
@@ -69,13 +69,31 @@ def _rows(pop: Population, target: str) -> Optional[_Rows]:
     return _Rows(q, bool((q[:, ROW_MODE] == STOCHASTIC).any()))
 
 
-def _decay(u: torch.Tensor, decay: float, q: Optional[_Rows], leak: int) -> torch.Tensor:
-    """u decayed toward 0: ``u * decay`` in FP32, one decrement rounded toward zero where the
-    network quantizes the value (:func:`tinysnn.quant.rounding.decay_toward_zero`)."""
+def _decay(
+    u: torch.Tensor,
+    decay: float,
+    q: Optional[_Rows],
+    leak: int,
+    base: Optional[torch.Tensor] = None,
+    step: Optional[torch.Tensor] = None,
+    index: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """u decayed toward 0: ``u * decay`` in FP32, one decrement of whole steps where the network
+    quantizes the value (:func:`tinysnn.quant.rounding.decay_toward_zero`): rounded stochastically
+    by draw ``index`` of the streams ``base`` (P, B) at ``step`` where the network rounds
+    stochastically, else toward zero."""
     plain = u * decay
     if q is None:
         return plain
-    fixed = decay_toward_zero(u, q.scale(u.dim()), leak)
+    draws = None
+    if q.stochastic:
+        assert base is not None and step is not None and index is not None
+        key = S.step_key(base, step)
+        key = key.view(tuple(key.shape) + (1,) * (u.dim() - key.dim()))
+        draws = S.uniform_bits(key, index)
+        rounds_up = (q.rows[:, ROW_MODE] == STOCHASTIC).view((-1,) + (1,) * (u.dim() - 1))
+        draws = torch.where(rounds_up, draws, torch.full_like(draws, 1 << S.U_BITS))
+    fixed = decay_toward_zero(u, q.scale(u.dim()), leak, draws)
     return torch.where(q.active.view((-1,) + (1,) * (u.dim() - 1)), fixed, plain)
 
 
@@ -175,7 +193,8 @@ def run_window(
     if step is not None and dev.type == "cuda":  # CUDA graphs overwrite their outputs on the next replay
         st = _State(*(None if x is None else x.clone() for x in st))
     if learn:
-        pop.theta = _decay_theta(win.c, st.theta, win.qth)
+        pop.theta = _decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
+                                 win.neuron_idx)  # fmt: skip
         pop.weights = _normalize(
             pop, st.w, st.counts[:, 0, :], win.qw, win.bases.get(S.STREAM_W_NORM), steps[T], win.synapse_idx
         )
@@ -216,6 +235,9 @@ def _window(
         S.STREAM_W_DEPRESS,
         S.STREAM_W_LEARN,
         S.STREAM_W_NORM,
+        S.STREAM_VMEM_DECAY,
+        S.STREAM_VMEM_INH_DECAY,
+        S.STREAM_THETA_DECAY,
     )
     stochastic = any(q is not None and q.stochastic for q in (qv, qth, qw))
     bases = (
@@ -309,8 +331,9 @@ def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights
     vi, refi, si, n_inh = st.vi, st.refi, st.si, st.n_inh
     if vi is not None:
         vi, refi, si_new = _lif_inhibitory_step(
-            pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH), t, win.neuron_idx
-        )
+            pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH),
+            win.bases.get(S.STREAM_VMEM_INH_DECAY), t, win.neuron_idx,
+        )  # fmt: skip
         n_inh = n_inh + si_new.sum(dim=2)
         cur = _lateral_inhibition(cur, si, win.w_lat)  # inhibitory spikes of t - 1
         si = si_new
@@ -327,6 +350,7 @@ def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights
         win.one,
         win.qv,
         win.bases.get(S.STREAM_VMEM),
+        win.bases.get(S.STREAM_VMEM_DECAY),
         t,
         win.neuron_idx,
     )
@@ -415,6 +439,7 @@ def _lif_inhibitory_step(
     s: torch.Tensor,
     qv: Optional[_Rows],
     base: Optional[torch.Tensor],
+    base_decay: Optional[torch.Tensor],
     t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -424,7 +449,7 @@ def _lif_inhibitory_step(
     Returns the new potentials, refractory counters and spikes.
     """
     ih = pop.inh
-    vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh)
+    vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh, base_decay, t, neuron_idx)
     vi = torch.where(refi <= 0, vi + pop.params["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
     if qv is not None:
         vi = _q(vi, qv, base, t, neuron_idx)
@@ -453,6 +478,7 @@ def _lif_excitatory_step(
     one: Optional[torch.Tensor],
     qv: Optional[_Rows],
     base: Optional[torch.Tensor],
+    base_decay: Optional[torch.Tensor],
     t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -464,7 +490,7 @@ def _lif_excitatory_step(
     counters, spikes and crossings.
     """
     ex = pop.exc
-    v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc)
+    v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc, base_decay, t, neuron_idx)
     v = torch.where(ref <= 0, v + cur, v)
     if qv is not None:
         v = _q(v, qv, base, t, neuron_idx)
@@ -486,18 +512,29 @@ def _adaptive_threshold(
     t: torch.Tensor,
     neuron_idx: torch.Tensor,
 ) -> torch.Tensor:
-    """theta += theta_plus for every neuron that crossed (as BindsNET), with V_th = v_th + theta
-    kept on its grid (qWN)."""
-    theta = theta + pop.params["theta_plus"][:, None] * cross.to(torch.float32)
-    if qth is not None:
-        theta = _q(pop.exc.v_th + theta, qth, base, t, neuron_idx) - pop.exc.v_th
-    return theta
+    """theta += theta_plus for every neuron that crossed (as BindsNET), with theta = V_th - v_th
+    kept on its grid (qWN): the increment is theta+ rounded by the format's mode (under stochastic
+    rounding up one step with probability frac(theta+ / q), draw j of the stream, so its mean is
+    theta+), and the sum saturates at the format's top."""
+    theta_plus = pop.params["theta_plus"][:, None]
+    if qth is None:
+        return theta + theta_plus * cross.to(torch.float32)
+    raised = theta + _q(theta_plus.expand_as(theta).contiguous(), qth, base, t, neuron_idx)
+    raised = torch.where(qth.active[:, None], torch.minimum(raised, qth.rows[:, ROW_HI][:, None]), raised)
+    return torch.where(cross, raised, theta)
 
 
-def _decay_theta(c: Constants, theta: torch.Tensor, qth: Optional[_Rows]) -> torch.Tensor:
-    """theta decays toward 0 over the sample's span: FP32 multiply, or one decrement rounded toward
-    zero on V_th's grid."""
-    return _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample)
+def _decay_theta(
+    c: Constants,
+    theta: torch.Tensor,
+    qth: Optional[_Rows],
+    base: Optional[torch.Tensor],
+    step: torch.Tensor,
+    neuron_idx: torch.Tensor,
+) -> torch.Tensor:
+    """theta decays toward 0 over the sample's span: FP32 multiply, or one decrement on theta's grid
+    (stochastic under stochastic rounding, draw j at step T of the stream ``base``; else toward zero)."""
+    return _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample, base, step, neuron_idx)
 
 
 def _normalize(

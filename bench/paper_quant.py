@@ -27,8 +27,9 @@ Per dataset:
    fractional bits that hold theta+; ITQ qW with truncation also runs with the plain normalization
    rule at ``--plain-bits`` precisions, to show what the sum-preserving rule does.
 
-Each row records its chosen ``split`` (format per parameter) and ``split_candidates`` (each
-candidate's split and validation accuracy). A configuration is "impossible" only where no format of
+Each row records its chosen ``split`` (format per parameter), ``split_candidates`` (each
+candidate's split and validation accuracy) and ``split_chosen_on`` (the image counts of the choice;
+None where no candidate had a rival, so nothing was measured). A configuration is "impossible" only where no format of
 B bits can be built (the sign bit and the fractional bits theta+ needs do not fit).
 """
 
@@ -202,6 +203,7 @@ def _choose_splits(ctx: Dict[str, Any], scheme: Scheme, configs: List[Dict[str, 
         res, _ = _train(held, "tinysnn", specs, None)
     choose(configs, [net.accuracy for net in res.networks])
     for c in configs:
+        c["split_chosen_on"] = {"train_images": len(held["train"]), "held_out_images": len(held["test"])}
         best = max(x["validation_accuracy"] for x in c["split_candidates"])
         print(f"   {c['label']} {c['bits']}b {c['rounding']}: {' '.join(f'{k}={v}' for k, v in split_of(c['spec']).items())} "
               f"(validation {100 * best:.2f} %, {len(c['candidates'])} candidates)", flush=True)  # fmt: skip
@@ -261,7 +263,8 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
                 r = res.record(k)
                 r["config"] = f"tinysnn {c['label']} {c['bits']}b {scheme.value} {c['rounding']}"
                 r.update({"bits": c["bits"], "label": c["label"], "split": split_of(c["spec"]),
-                          "split_candidates": c.get("split_candidates", [])})  # fmt: skip
+                          "split_candidates": c.get("split_candidates", []),
+                          "split_chosen_on": c.get("split_chosen_on")})  # fmt: skip
                 if scheme is Scheme.PTQ:  # training was the FP32 run's
                     r["train_samples_per_s"] = base["train_samples_per_s"]
                 rows.append(r)

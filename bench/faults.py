@@ -160,11 +160,11 @@ class Case:
     """Error lines allowed on stderr (argparse's usage block not counted)."""
     timeout: float = 120.0
     either: bool = False
+    """Exit 0 is right too (the input is fine when the product does its job), as long as nothing
+    is written outside, replaced or deleted."""
     control: bool = False
     """A good input that must succeed (exit 0): it shows the case's setup is sound, e.g. that a pack
     crafted from the real one's parts unchanged is accepted, so the crafted faults are what is refused."""
-    """Exit 0 is right too (the input is fine when the product does its job), as long as nothing
-    is written outside, replaced or deleted."""
 
 
 class Ctx:
@@ -190,11 +190,10 @@ class Ctx:
         self.just_before: List[Callable[[], None]] = []
         self.stack = contextlib.ExitStack()
 
-    def study(self, spec: bool = True) -> Path:
+    def study(self) -> Path:
         """A copy of the base study (runs/tiny.db, runs/tiny/) and its spec; returns the database."""
         shutil.copytree(self.base / "runs", self.work / "runs", ignore=shutil.ignore_patterns(".last.json"))
-        if spec:
-            shutil.copy(self.base / "spec.toml", self.work / "spec.toml")
+        shutil.copy(self.base / "spec.toml", self.work / "spec.toml")
         return self.work / "runs" / f"{STUDY}.db"
 
     def guard(self, path: Path, kind: str) -> Path:
@@ -202,15 +201,17 @@ class Ctx:
         self.guards.append((path, kind))
         return path
 
-    def user_files(self) -> None:
-        """The issue's user files in the work folder: tmp-999999-myfiles/ and checkpoints/pop-1.pt."""
-        mine = self.work / "tmp-999999-myfiles"
-        mine.mkdir()
+    def user_files(self, folder: Optional[Path] = None) -> None:
+        """The issue's user files, tmp-999999-myfiles/ and checkpoints/pop-1.pt, in ``folder`` (default
+        the work folder), guarded: names a cleanup by pattern would take for its own."""
+        folder = folder or self.work
+        mine = folder / "tmp-999999-myfiles"
+        mine.mkdir(parents=True)
         (mine / "thesis.txt").write_text("the user's own file\n")
-        (self.work / "checkpoints").mkdir()
-        (self.work / "checkpoints" / "pop-1.pt").write_bytes(b"the user's own checkpoint\n")
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "pop-1.pt").write_bytes(b"the user's own checkpoint\n")
         self.guard(mine, "user")
-        self.guard(self.work / "checkpoints" / "pop-1.pt", "user")
+        self.guard(folder / "checkpoints" / "pop-1.pt", "user")
 
     def tmpfs(self, path: Path, size_kb: int, fill: bool = False, read_only: bool = False) -> Path:
         """A small tmpfs at ``path`` (root only), filled to the last byte with ``fill``; unmounted after."""
@@ -543,6 +544,10 @@ def _resigned(edit: Callable[[Dict[str, object]], None]) -> Callable[[Ctx], List
     return setup
 
 
+_DELETE = object()
+"""The value of :func:`_set` that deletes its key."""
+
+
 def _set(path: str, value: object) -> Callable[[Dict[str, object]], None]:
     """An edit of model.json: ``a.b.c`` set to ``value`` (the key deleted when value is _DELETE)."""
 
@@ -558,9 +563,6 @@ def _set(path: str, value: object) -> Callable[[Dict[str, object]], None]:
             node[last] = value  # type: ignore[index]
 
     return edit
-
-
-_DELETE = object()
 
 
 def bad_inputs() -> List[Case]:
@@ -782,10 +784,7 @@ def bad_inputs() -> List[Case]:
     def user_files_in_study_folder(ctx: Ctx) -> List[str]:
         """A run to its end must not clean up files of the user that lie in its study folder."""
         (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY))
-        ctx.work, work = ctx.work / "runs" / STUDY, ctx.work
-        ctx.work.mkdir(parents=True)
-        ctx.user_files()
-        ctx.work = work
+        ctx.user_files(ctx.work / "runs" / STUDY)
         return SEARCH + ["run", "spec.toml", "--no-progress"]
 
     def nan_images(ctx: Ctx) -> List[str]:

@@ -1102,12 +1102,16 @@ STOPS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def _wait_running(proc: subprocess.Popen, folder: Path, url: str) -> bool:
-    """Wait until a trial of the study in ``folder`` is RUNNING (False if the worker ended first)."""
+    """Wait until ``proc`` holds a RUNNING trial of the study in ``folder`` (False if it ended first);
+    a trial another worker left RUNNING does not count."""
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
         try:
-            if (folder / "runs" / "faults.db").exists() and \
-                    any(t.state == TrialState.RUNNING for t in _trials(url)):  # fmt: skip
+            if (folder / "runs" / "faults.db").exists() and any(
+                t.state == TrialState.RUNNING
+                and int(t.system_attrs.get(WORKER_KEY, {}).get("pid", -1)) == proc.pid
+                for t in _trials(url)
+            ):
                 return True
         except Exception:  # noqa: BLE001 - the study is being created
             pass

@@ -93,6 +93,7 @@ def open_storage(url: str) -> Any:
         raise StorageError(f"storage {shown!r} is not an Optuna storage URL: {hint}")
     kwargs: Dict[str, Any] = {}
     url = _with_driver(url)
+    new_file: Optional[Path] = None  # the SQLite file this call creates, if it creates one
     if url.startswith("sqlite:"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if not path or path == ":memory:":
@@ -104,6 +105,7 @@ def open_storage(url: str) -> Any:
                 f"storage {shown}: cannot create the folder of {path} ({exc.strerror})"
             ) from None
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+        new_file = None if Path(path).expanduser().exists() else Path(path).expanduser()
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
@@ -121,10 +123,22 @@ def open_storage(url: str) -> Any:
     except Exception as exc:  # sqlalchemy ArgumentError, OperationalError, NoSuchModuleError, ...
         problem = storage_problem(exc, url)
         if problem is not None:
+            if new_file is not None and problem.disk_full:
+                _remove_empty_database(new_file)
             raise problem from None
         first = _root_message(exc)
         raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
                            "database server is running and reachable") from None  # fmt: skip
+
+
+def _remove_empty_database(path: Path) -> None:
+    """Remove the SQLite file (and its journals) that a failed first open left empty on a full disk."""
+    if path.is_file() and path.stat().st_size == 0:
+        for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
 
 def _root_message(exc: BaseException) -> str:
@@ -164,7 +178,9 @@ def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageE
     full = [e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC]
     if full or _DISK_FULL in text:
         place = (full[0].filename if full else None) or (db.parent if db else where)
-        return StorageError(f"no space left on {place}, nothing lost: free space and run again")
+        return StorageError(
+            f"no space left on {place}, nothing lost: free space and run again", disk_full=True
+        )
     for cause, fix in _DATABASE_PROBLEMS:
         if cause in text:
             return StorageError(

@@ -20,6 +20,7 @@ re-queued: it holds no complete configuration, and the next fresh trial draws in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,14 +29,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Union
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "StopSignals", "Stopped", "abandoned", "fail_and_requeue",
-           "identity", "make_work_dir", "note_requeued", "pid_alive", "reap", "remove_dead_work_dirs", "remove_work_dir",
-           "requeued_by", "stale_reason", "trial_id"]  # fmt: skip
+           "identity", "make_work_dir", "note_requeued", "pid_alive", "raise_if_stopped", "reap", "remove_dead_work_dirs",
+           "remove_work_dir", "requeued_by", "signals_deferred", "stale_reason", "trial_id"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -246,8 +247,11 @@ class StopSignals:
     The runner re-queues its trials on any exception, and the caller reports the stop from
     :attr:`signum`, not from the exception's type: a KeyboardInterrupt raised while numba's dispatcher
     was calling back into Python comes up as ``SystemError: CPUDispatcher(...) returned a result with
-    an exception set``, so the type of what arrives says nothing reliable. The previous handlers are
-    restored on exit.
+    an exception set``, so the type of what arrives says nothing reliable. Inside
+    :func:`signals_deferred` a signal is only recorded, and raised when the block ends, so that asking,
+    telling and re-queueing a trial are never cut in half; and a signal whose exception something
+    swallowed (Python prints "Exception ignored in ..." for one raised inside a finalizer) is raised
+    again at the runner's next :func:`raise_if_stopped`. The previous handlers are restored on exit.
     """
 
     SIGNALS = tuple(
@@ -259,20 +263,53 @@ class StopSignals:
         self._previous: Dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
+        global _active_stops
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
+        _active_stops = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        global _active_stops
+        _active_stops = None
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
-        if signum == signal.SIGINT:
+        if _deferring == 0:
+            self.raise_stop()
+
+    def raise_stop(self) -> None:
+        """Raise what the recorded signal stands for (KeyboardInterrupt for SIGINT, else :class:`Stopped`)."""
+        if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise Stopped(signum)
+        raise Stopped(int(self.signum))  # type: ignore[arg-type]
+
+
+_active_stops: Optional[StopSignals] = None
+_deferring = 0  # depth of signals_deferred blocks (main thread only: signal handlers run there)
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop a signal asked for, where one was recorded and no :func:`signals_deferred` block is open."""
+    if _active_stops is not None and _active_stops.signum is not None and _deferring == 0:
+        _active_stops.raise_stop()
+
+
+@contextlib.contextmanager
+def signals_deferred(raise_after: bool = True) -> Iterator[None]:
+    """A block that a stop signal does not cut: the signal is recorded and raised when the block ends
+    (not at all with ``raise_after=False``, for a block that runs while a stop is already on its way up)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if raise_after:
+        raise_if_stopped()
 
 
 WORK_DIR_KEY = "tinysnn:work_dir:"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -35,9 +36,9 @@ def _nonneg_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
     return value
 
 
@@ -464,7 +465,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stops = StopSignals()
     with stops if args.command in ("run", "confirm") else contextlib.nullcontext(stops):
         try:
-            return _dispatch(args)
+            code = _dispatch(args)
         except BaseException as exc:
             if stops.signum is not None:
                 print(_stopped_line(stops.signum, requeued_by(exc)), file=sys.stderr)
@@ -473,6 +474,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print("tinysnn-search: interrupted; run the same command to continue", file=sys.stderr)
                 return 130
             raise
+    if stops.signum is not None:  # its exception was swallowed on the way (a finalizer) and the run ended
+        print(_stopped_line(stops.signum, []), file=sys.stderr)
+        return 128 + stops.signum
+    return code
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -16,6 +16,11 @@ class SpecError(SearchError, ValueError):
 class StorageError(SearchError):
     """An Optuna storage URL cannot be opened or used."""
 
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+        """The cause is a full disk (nothing the storage holds is lost)."""
+
 
 class CheckpointError(SearchError):
     """A trial checkpoint cannot be read or does not belong to the trials that want it."""

@@ -205,6 +205,7 @@ def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], Non
     try:
         with W.Heartbeat(storage, spec.study.heartbeat_s) as beat:
             while True:
+                W.raise_if_stopped()  # a stop whose exception something swallowed: here at the latest
                 counts = _count(study)
                 remaining = spec.study.trials - counts[TrialState.COMPLETE] - counts[TrialState.RUNNING]
                 if remaining <= 0:
@@ -295,45 +296,46 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
     duplicates = 0
     try:
         while len(held) < n:
-            trial = study.ask()
-            beat.add([W.trial_id(trial)])
-            if _over_budget(study, trial.number, spec.study.trials):
-                trial.set_user_attr("released", "over budget: workers asking at once; the others hold it")
-                study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(W.trial_id(trial))
-                break
-            try:
-                config = spec.space.suggest(trial, ctx.n_input)
-            except Rejected as exc:
-                trial.set_user_attr("rejected", str(exc))
-                study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(W.trial_id(trial))
-                report.rejected += 1
-                log(f"trial {trial.number} rejected before training: {exc}")
-                if report.rejected > limit:
-                    raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
-                                      "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
-                continue
-            trial.set_user_attr(W.SAMPLED, True)
-            fresh = "retry_of" not in trial.user_attrs and duplicates < _MAX_DUPLICATES
-            twin = _duplicate_of(study, trial.number, trial.params) if fresh else None
-            if twin is not None:
-                trial.set_user_attr("released", f"same configuration as trial {twin}")
-                study.tell(trial, state=TrialState.PRUNED)
-                beat.discard(W.trial_id(trial))
-                duplicates += 1  # the sampler's stream has moved on: the next ask draws anew
-                continue
-            for key, value in config_attrs(config).items():
-                trial.set_user_attr(key, value)
-            seed = trial.user_attrs.get("weight_seed")
-            if seed is None:
-                seed = _weight_seed(study, spec, config, trial.number)
-                trial.set_user_attr("weight_seed", seed)
-            fingerprint = training_fingerprint(spec, config, seed) if shares_training(config) else None
-            if fingerprint is not None:
-                trial.set_user_attr("training_fingerprint", fingerprint)
-            held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed),
-                                            fingerprint=fingerprint)))  # fmt: skip
+            with W.signals_deferred():  # a trial asked is held or told before a stop can land
+                trial = study.ask()
+                beat.add([W.trial_id(trial)])
+                if _over_budget(study, trial.number, spec.study.trials):
+                    trial.set_user_attr("released", "over budget: workers asking at once; the others hold it")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    beat.discard(W.trial_id(trial))
+                    break
+                try:
+                    config = spec.space.suggest(trial, ctx.n_input)
+                except Rejected as exc:
+                    trial.set_user_attr("rejected", str(exc))
+                    study.tell(trial, state=TrialState.PRUNED)
+                    beat.discard(W.trial_id(trial))
+                    report.rejected += 1
+                    log(f"trial {trial.number} rejected before training: {exc}")
+                    if report.rejected > limit:
+                        raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
+                                          "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
+                    continue
+                trial.set_user_attr(W.SAMPLED, True)
+                fresh = "retry_of" not in trial.user_attrs and duplicates < _MAX_DUPLICATES
+                twin = _duplicate_of(study, trial.number, trial.params) if fresh else None
+                if twin is not None:
+                    trial.set_user_attr("released", f"same configuration as trial {twin}")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    beat.discard(W.trial_id(trial))
+                    duplicates += 1  # the sampler's stream has moved on: the next ask draws anew
+                    continue
+                for key, value in config_attrs(config).items():
+                    trial.set_user_attr(key, value)
+                seed = trial.user_attrs.get("weight_seed")
+                if seed is None:
+                    seed = _weight_seed(study, spec, config, trial.number)
+                    trial.set_user_attr("weight_seed", seed)
+                fingerprint = training_fingerprint(spec, config, seed) if shares_training(config) else None
+                if fingerprint is not None:
+                    trial.set_user_attr("training_fingerprint", fingerprint)
+                held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed),
+                                                fingerprint=fingerprint)))  # fmt: skip
     except BaseException as exc:
         _requeue(study, storage, [h.trial for h in held], exc, beat, report, log)
         raise
@@ -423,10 +425,11 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
 
     def tell(outcomes: List[Outcome]) -> None:
         for o in outcomes:
-            _tell(study, storage, spec, by_number[o.number].trial, o, store, log)
-            beat.discard(W.trial_id(by_number[o.number].trial))
-            pending.discard(o.number)
-            report.told.append(o.number)
+            with W.signals_deferred():  # told and no longer pending, or neither
+                _tell(study, storage, spec, by_number[o.number].trial, o, store, log)
+                beat.discard(W.trial_id(by_number[o.number].trial))
+                pending.discard(o.number)
+                report.told.append(o.number)
             if bar is not None:
                 bar.update(1)
 
@@ -470,15 +473,18 @@ def _requeue(study: optuna.Study, storage: Any, trials: List[optuna.Trial], exc:
     """Fail the trials this worker holds and enqueue their parameters again: a stopped run loses none."""
     reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
     done = []
-    for trial in trials:
-        beat.discard(W.trial_id(trial))
-        try:
-            frozen = storage.get_trial(W.trial_id(trial))
-            if W.fail_and_requeue(study, storage, frozen, reason) is not None:
-                done.append(trial.number)
-        except Exception as err:  # the storage fails too (a full disk): the next run reaps it (dead worker)
-            log(f"trial {trial.number} could not be re-queued now ({type(err).__name__}); it stays RUNNING "
-                "until the next run, which re-queues it")  # fmt: skip
+    with W.signals_deferred(raise_after=False):  # a second signal does not cut the re-queue short
+        for trial in trials:
+            beat.discard(W.trial_id(trial))
+            try:
+                frozen = storage.get_trial(W.trial_id(trial))
+                if W.fail_and_requeue(study, storage, frozen, reason) is not None:
+                    done.append(trial.number)
+            except (
+                Exception
+            ) as err:  # the storage fails too (a full disk): the next run reaps it (dead worker)
+                log(f"trial {trial.number} could not be re-queued now ({type(err).__name__}); it stays RUNNING "
+                    "until the next run, which re-queues it")  # fmt: skip
     report.requeued += done
     W.note_requeued(exc, done)
     if trials:

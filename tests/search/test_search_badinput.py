@@ -8,7 +8,7 @@ import sqlite3
 import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import optuna
@@ -276,3 +276,26 @@ def test_a_database_on_a_full_disk_is_named_by_its_folder() -> None:
         problem = storage_problem(exc, "sqlite:///runs/x.db")
     assert str(problem) == "no space left on runs, nothing lost: free space and run again"
     assert storage_problem(RuntimeError("something else"), "sqlite:///runs/x.db") is None
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_full_disk_leaves_no_empty_database_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existed: bool
+) -> None:
+    import search._study as study_module
+    from search.errors import StorageError
+
+    db = tmp_path / "runs" / "x.db"
+    if existed:
+        db.parent.mkdir()
+        db.touch()
+
+    def full_disk(url: str, **kwargs: Any) -> Any:
+        db.touch()  # SQLite creates the file, then cannot write its first page
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", full_disk)
+    with pytest.raises(StorageError, match="no space left on .*nothing lost") as err:
+        study_module.open_storage(f"sqlite:///{db}")
+    assert err.value.disk_full
+    assert db.exists() == existed  # only the file this call created is removed

@@ -110,6 +110,16 @@ def test_status_without_a_study_says_run_a_spec_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("mu", ["inf", "nan", "-1", "x"])
+def test_select_mu_must_be_a_finite_number(
+    dashboard_study: str, capsys: pytest.CaptureFixture, mu: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["select", "--storage", dashboard_study, "--mu", mu])
+    assert exit_.value.code == 2
+    assert "argument --mu: expected a finite number >= 0" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("command", ["status", "select", "confirm"])
 def test_an_empty_storage_url_is_refused_not_taken_for_the_last_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: str

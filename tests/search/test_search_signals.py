@@ -134,3 +134,52 @@ def test_sigterm_while_a_real_worker_starts_up(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "stopped by SIGTERM; no trial was running here, nothing to re-queue" in _one_line(err)
+
+
+def test_a_signal_while_a_trial_is_asked_waits_until_the_trial_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    duplicate_of = search.runner._duplicate_of
+
+    def signalled_between_ask_and_held(study: Any, number: int, params: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, raised once the trial is held
+        return duplicate_of(study, number, params)
+
+    monkeypatch.setattr(search.runner, "_duplicate_of", signalled_between_ask_and_held)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", _spec(tmp_path), "--no-progress"]) == 128 + signal.SIGTERM
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING]  # the one trial asked, re-queued
+    assert "trials [0] were failed and re-queued" in _one_line(capsys.readouterr().err)
+
+
+def test_a_stop_whose_exception_was_swallowed_still_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from search._workers import Stopped
+
+    run_study = search.runner.run_study
+
+    def swallowed(path: Any, sample: int) -> None:
+        try:
+            _kill_self(signal.SIGTERM)
+        except Stopped:  # as Python does with an exception raised inside a finalizer
+            pass
+
+    def signalled_at_first_checkpoint(spec: Any, **kwargs: Any) -> Any:
+        return run_study(spec.replace(trials=4), **kwargs, on_checkpoint=swallowed)
+
+    monkeypatch.setattr(search.runner, "run_study", signalled_at_first_checkpoint)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", _spec(tmp_path), "--no-progress"]) == 128 + signal.SIGTERM
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+    # raised again at the next safe point, once trial 0 is told: the rest is re-queued, not run
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.COMPLETE and TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) < 4 and states.count(TrialState.WAITING) >= 1
+    assert "stopped by SIGTERM; trials [1] were failed and re-queued" in _one_line(capsys.readouterr().err)

@@ -51,6 +51,12 @@ def _spec(tmp_path: Path) -> str:
     return str(path)
 
 
+def _load(tmp_path: Path) -> optuna.Study:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+
+
 def _one_line(err: str) -> str:
     lines = [s for s in err.strip().splitlines() if s.startswith("tinysnn-search:")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -104,9 +110,7 @@ def test_a_signal_mid_trial_requeues_the_trials(
     monkeypatch.setattr(search.runner, "run_study", signalled_at_first_checkpoint)
     monkeypatch.chdir(tmp_path)
     assert main(["run", _spec(tmp_path), "--no-progress"]) == 128 + signum
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study = optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+    study = _load(tmp_path)
     failed = [t.number for t in study.trials if t.state == TrialState.FAIL]
     states: List[TrialState] = [t.state for t in study.trials]
     assert len(failed) == 2 and states.count(TrialState.WAITING) == 2  # re-queued, none left RUNNING
@@ -148,9 +152,7 @@ def test_a_signal_while_a_trial_is_asked_waits_until_the_trial_is_held(
     monkeypatch.setattr(search.runner, "_duplicate_of", signalled_between_ask_and_held)
     monkeypatch.chdir(tmp_path)
     assert main(["run", _spec(tmp_path), "--no-progress"]) == 128 + signal.SIGTERM
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study = optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+    study = _load(tmp_path)
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING]  # the one trial asked, re-queued
     assert "trials [0] were failed and re-queued" in _one_line(capsys.readouterr().err)
@@ -175,9 +177,7 @@ def test_a_stop_whose_exception_was_swallowed_still_stops_the_run(
     monkeypatch.setattr(search.runner, "run_study", signalled_at_first_checkpoint)
     monkeypatch.chdir(tmp_path)
     assert main(["run", _spec(tmp_path), "--no-progress"]) == 128 + signal.SIGTERM
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study = optuna.load_study(study_name="sig", storage=f"sqlite:///{tmp_path}/s.db")
+    study = _load(tmp_path)
     # raised again at the next safe point, once trial 0 is told: the rest is re-queued, not run
     states = [t.state for t in study.trials]
     assert states[0] == TrialState.COMPLETE and TrialState.RUNNING not in states

@@ -6,6 +6,7 @@ them is the check under test, not the checksum."""
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import io
 import json
@@ -103,6 +104,7 @@ def _craft(path: Path, members: Iterable[Member], manifest: Optional[Dict[str, A
 
 def _refused(capsys: pytest.CaptureFixture, argv: List[str], root: Path, *needles: str) -> str:
     """Run ``argv``: exit 2, one error line holding ``needles``, and nothing under ``root`` changed."""
+    gc.collect()  # an earlier command's storage closing now would rewrite its SQLite files mid-check
     before = _listing(root)
     assert main(argv) == 2
     out = capsys.readouterr()

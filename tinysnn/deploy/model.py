@@ -76,7 +76,7 @@ LEAK_ONE = 1 << 24  #: the fixed-point leak multipliers are in [0, 2^24] (tinysn
 PARAMS = ("weights", "vmem", "vth")  #: tinysnn.quant.PARAMS
 ROUNDINGS = ("truncate", "nearest", "stochastic")  #: tinysnn.quant.Rounding
 SCHEMES = ("ptq", "itq")  #: tinysnn.quant.Scheme
-NORMALIZATIONS = ("sum", "plain", "settled")  #: tinysnn.quant.Normalization
+NORMALIZATIONS = ("sum", "plain", "settled", "proportional", "apportion")  #: tinysnn.quant.Normalization
 LABELS = ("fp32", "qW", "qWN", "qN")  #: tinysnn.quant.QuantSpec.label
 ENCODERS = ("isi", "torch")
 """How the simulator drew the input trains: ``isi`` (the numba backend: inter-spike intervals

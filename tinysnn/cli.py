@@ -91,10 +91,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="fp32",
                    help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)")  # fmt: skip
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
-    p.add_argument("--normalization", default="sum", choices=["sum", "plain", "settled"],
-                   help="ITQ with truncation/nearest: sum = normalization keeps each column's total on the grid "
-                        "(default); plain = round every scaled weight (the literal rule); settled = plain, but "
-                        "silent columns within the rounding slack stay as they are")  # fmt: skip
+    p.add_argument("--normalization", default="sum", choices=["sum", "proportional", "apportion", "plain", "settled"],
+                   help="ITQ with truncation/nearest (docs/method.md): sum, proportional and apportion keep each "
+                        "column's total on the grid, giving the missing steps to the largest remainders (sum, "
+                        "default), the largest weights (proportional) or by a draw in proportion to the "
+                        "remainders (apportion); plain rounds every scaled weight (the literal rule); settled "
+                        "is plain, but silent columns within the rounding slack stay as they are")  # fmt: skip
     p.add_argument("--energy", default="auto",
                    help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

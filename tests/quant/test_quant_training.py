@@ -17,6 +17,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.data import Split
 from tinysnn.network import Population, build_population
 from tinysnn.quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, parse_quant_arg
+from tinysnn.quant.formats import NORM_APPORTION, NORM_PROPORTIONAL, NORM_SUM
 from tinysnn.sim import Simulator
 from tinysnn.train import RunCallbacks, RunSpec, apply_quant_rows, quantize_parameters, run
 
@@ -147,18 +148,19 @@ _SUM_CASES = [
 ]
 
 
-def _sum_preserving_torch(col, total, wmax, hi):
+def _sum_preserving_torch(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     from tinysnn.sim.learning import normalize_sum_preserving
 
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
     rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
     out = normalize_sum_preserving(
-        w, torch.tensor([total]), torch.ones((1, 1), dtype=torch.bool), rows, torch.tensor([wmax])
-    )
+        w, torch.tensor([total]), torch.ones((1, 1), dtype=torch.bool), rows, torch.tensor([wmax]),
+        torch.tensor([float(rule)]), torch.tensor([[u]], dtype=torch.float64),
+    )  # fmt: skip
     return out.view(-1).tolist()
 
 
-def _sum_preserving_numba(col, total, wmax, hi):
+def _sum_preserving_numba(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     from tinysnn.sim import numba_kernels as K
 
     w = np.array(col, np.float32).reshape(1, -1, 1)
@@ -167,7 +169,7 @@ def _sum_preserving_numba(col, total, wmax, hi):
     if float(w.astype(np.float64).sum()) * 4.0 != target:  # the kernel skips columns at the target
         factor = np.float32(total) / np.float32(w.astype(np.float64).sum())
         qrow = np.array([4.0, 0.0, hi, TRUNCATE], np.float32)
-        K._normalize_sum_preserving(w[0], 0, n_in, factor, np.float32(wmax), qrow, target,
+        K._normalize_sum_preserving(w[0], 0, n_in, factor, np.float32(wmax), qrow, target, np.float32(rule), u,
                                     np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
     return w.reshape(-1).tolist()
 
@@ -182,14 +184,65 @@ def test_sum_preserving_normalization_by_hand(case: int, impl) -> None:
     assert all(v * 4 == int(v * 4) for v in out) and max(out) <= min(wmax, hi)
 
 
+# One column, three rules (q = 1/4): codes 1, 2, 4 (1.75) scaled to 1.5 give 0.857, 1.714, 3.429 steps,
+# floored 0, 1, 3: two steps are missing. ``sum`` gives them to the largest remainders (.857, .714);
+# ``proportional`` to the largest weights (3.429, 1.714); ``apportion`` by where the draw's points
+# u, u + 1 fall on the running remainders .857, 1.571, 2.0.
+_RULE_COL = ([0.25, 0.5, 1.0], 1.5, 2.0, 1.75)
+_RULE_CASES = [
+    (NORM_SUM, 0.0, [0.25, 0.5, 0.75]),
+    (NORM_PROPORTIONAL, 0.0, [0.0, 0.5, 1.0]),
+    (NORM_APPORTION, 0.0, [0.25, 0.5, 0.75]),  # points 0, 1: in the first two intervals
+    (NORM_APPORTION, 0.5, [0.25, 0.5, 0.75]),  # points 0.5, 1.5
+    (NORM_APPORTION, 0.9, [0.0, 0.5, 1.0]),  # points 0.9, 1.9: past .857
+]
+
+
+@pytest.mark.parametrize("case", range(len(_RULE_CASES)))
+@pytest.mark.parametrize("impl", [_sum_preserving_torch, _sum_preserving_numba])
+def test_column_keeping_rules_by_hand(case: int, impl) -> None:
+    rule, u, expected = _RULE_CASES[case]
+    assert impl(*_RULE_COL, rule=rule, u=u) == pytest.approx(expected)
+
+
+def test_apportion_is_unbiased_and_keeps_the_total() -> None:
+    # over draws spread evenly on [0, 1), each weight steps with probability remainder x m / R:
+    # the mean code is FP32's scaled weight, and every draw gives exactly the missing steps
+    rng = np.random.default_rng(3)
+    col = (rng.integers(0, 12, size=40) / 4.0).tolist()
+    total = math.floor(0.9 * sum(col) * 4) / 4  # a whole number of steps: R = D, so pi = remainder
+    fp32 = np.array(col) * total / sum(col)
+    draws = np.array(
+        [_sum_preserving_torch(col, total, 4.0, 3.75, NORM_APPORTION, k / 512) for k in range(512)]
+    )
+    assert np.all(draws.sum(axis=1) == total)
+    assert np.allclose(draws.mean(axis=0), fp32, atol=1e-3)
+    assert len({tuple(d) for d in draws}) > 10  # the draw decides
+    again = _sum_preserving_torch(col, total, 4.0, 3.75, NORM_APPORTION, 77 / 512)
+    assert again == draws[77].tolist()  # and nothing else does
+
+
+@pytest.mark.parametrize("rule", [NORM_SUM, NORM_PROPORTIONAL, NORM_APPORTION])
+def test_column_keeping_rules_agree_between_backends(rule: int) -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(25):
+        col = (rng.integers(0, 16, size=30) / 4.0).tolist()
+        total = float(rng.uniform(0.5, 1.2) * sum(col))
+        u = float(rng.integers(0, 1 << 24)) * 2.0**-24
+        torch_out = _sum_preserving_torch(col, total, 3.0, 3.75, rule, u)
+        assert torch_out == _sum_preserving_numba(col, total, 3.0, 3.75, rule, u), trial
+
+
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("rounding", ["truncate", "nearest"])
 def test_itq_columns_keep_their_total_on_the_grid(backend: str, rounding: str) -> None:
-    # after every sample every column of a sum-preserving network sums to floor(total 2^f) steps;
-    # the plain rule's truncated columns fall short of it
-    pop = _population("tinysnn", 2)
+    # after every sample every column of a network under a column-keeping rule (sum,
+    # proportional, apportion) sums to floor(total 2^f) steps; the plain rule's truncated columns
+    # fall short of it
+    keeping = ("sum", "proportional", "apportion")
+    pop = _population("tinysnn", len(keeping) + 1)
     specs = [parse_quant_arg("weights=UQ0.6", rounding=rounding, scheme="itq", normalization=n)
-             for n in ("sum", "plain")]  # fmt: skip
+             for n in keeping + ("plain",)]  # fmt: skip
     apply_quant_rows(pop, specs, training=True)
     quantize_parameters(pop)
     sim = Simulator(pop, ENC, seed=5, backend=backend)
@@ -198,8 +251,11 @@ def test_itq_columns_keep_their_total_on_the_grid(backend: str, rounding: str) -
     for k in range(10):
         sim.train_sample(imgs[k], k)
         steps = pop.weights.double().sum(dim=1) * 64  # (P, N) column sums in steps
-        assert torch.equal(steps[0], torch.full_like(steps[0], 320.0)), f"sample {k}"  # 5.0 x 64
-        short += int((steps[1] < 320).sum())
+        for p in range(len(keeping)):
+            assert torch.equal(steps[p], torch.full_like(steps[p], 320.0)), (
+                f"{keeping[p]}, sample {k}"
+            )  # 5.0 x 64
+        short += int((steps[-1] < 320).sum())
     if rounding == "truncate":
         assert short > 0
 

@@ -13,7 +13,7 @@ import torch
 from tinysnn.config import EncodingConfig, NetworkConfig, Variant
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
-from tinysnn.quant import parse_quant_arg
+from tinysnn.quant import Normalization, parse_quant_arg
 from tinysnn.sim import Simulator
 from tinysnn.train import apply_quant_rows, quantize_parameters
 
@@ -26,14 +26,16 @@ def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, n_in, generator=g) * 600).clamp(max=255).to(torch.uint8)
 
 
-def _pair(variant: str, sizes, quant=None, one_spike: bool = False, rounding=("truncate", "nearest")):
+def _pair(
+    variant: str, sizes, quant=None, one_spike: bool = False, rounding=("truncate", "nearest"), norm="sum"
+):
     nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0, one_spike=one_spike)
             for n in sizes]  # fmt: skip
     seeds = list(range(1, len(sizes) + 1))
     pops = [build_population(nets, seeds=seeds) for _ in range(2)]
     if quant is not None:  # network k rounds with rounding[k % len(rounding)]
         specs = [
-            parse_quant_arg(quant, rounding=rounding[k % len(rounding)], scheme="itq")
+            parse_quant_arg(quant, rounding=rounding[k % len(rounding)], scheme="itq", normalization=norm)
             for k in range(len(sizes))
         ]
         for p in pops:
@@ -51,7 +53,16 @@ def _pair(variant: str, sizes, quant=None, one_spike: bool = False, rounding=("t
 )  # fmt: skip
 def test_training_is_identical_on_the_same_trains(variant, sizes, quant, rounding) -> None:
     # stochastic rounding too: both backends draw the counter-based streams of tinysnn.streams
-    a, b = _pair(variant, sizes, quant, rounding=rounding)
+    _check_training_is_identical(*_pair(variant, sizes, quant, rounding=rounding))
+
+
+@pytest.mark.parametrize("norm", [n.value for n in Normalization])
+def test_training_is_identical_under_every_normalization_rule(norm: str) -> None:
+    # apportion draws its columns' points from the W_NORM stream under truncation and nearest
+    _check_training_is_identical(*_pair("tinysnn", [30, 20], "weights=Q1.7,vmem=Q9.6,vth=Q9.6", norm=norm))
+
+
+def _check_training_is_identical(a, b) -> None:
     enc = EncodingConfig(time_steps=60)
     sa, sb = Simulator(a, enc, backend="torch"), Simulator(b, enc, backend="numba")
     g = make_generator(0)

@@ -28,6 +28,8 @@ ROW_SCALE, ROW_LO, ROW_HI, ROW_MODE = range(4)
 NORM_SUM = 0
 NORM_PLAIN = 1
 NORM_SETTLED = 2
+NORM_PROPORTIONAL = 3
+NORM_APPORTION = 4
 
 MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: Fractional bits of the fixed-point decay multipliers: a quantized value u decays by
@@ -63,28 +65,48 @@ _ROUNDING_CODES = {"truncate": TRUNCATE, "nearest": NEAREST, "stochastic": STOCH
 class Normalization(str, enum.Enum):
     """How ITQ re-quantizes a column after normalization with truncation or nearest rounding.
 
-    ``sum`` (the default, our decision): scale, floor every weight to the grid, then give the
-    column's remaining whole steps to the weights with the largest remainders (ties to the lowest
-    input index, never past the format's maximum or w_max), so the column keeps its total.
+    Three rules keep the column total: scale, floor every weight to the grid, then give the
+    column's missing whole steps (its total in steps minus the floored sum) one each to weights
+    that lost a remainder, never past the format's maximum or w_max. They differ in which weights
+    get the steps:
+
+    ``sum``: the largest remainders (ties to the lowest input index).
+    ``proportional``: in proportion to what FP32 normalization takes from each weight, w (1 - f),
+    at most one step each; so the largest weights (ties to the lowest input index).
+    ``apportion``: drawn from the network's stream, weight i with probability proportional to its
+    remainder (systematic sampling over the column, one draw per column), so each weight's
+    expected loss is FP32's and the column still gets exactly its missing steps.
+
+    Two rules round every weight on its own:
+
     ``plain``: the method's literal reading, the rounding mode applied to every scaled weight;
     truncation then takes a whole step from every small weight of every normalized column.
     ``settled``: ``plain``, except that a column whose neuron did not fire and whose sum lies
-    within the rounding slack of the total is left alone (``tinysnn.sim.learning.settled_columns``;
-    the rule of issue 5, kept because it measured best on Fashion-MNIST, docs/method.md).
-    Stochastic rounding (unbiased) and FP32 weights are not affected by the choice.
+    within the rounding slack of the total is left alone (``tinysnn.sim.learning.settled_columns``).
+
+    docs/method.md has the measurements that chose the default. Stochastic rounding (unbiased)
+    and FP32 weights are not affected by the choice.
     """
 
     SUM = "sum"
     PLAIN = "plain"
     SETTLED = "settled"
+    PROPORTIONAL = "proportional"
+    APPORTION = "apportion"
 
     @property
     def code(self) -> int:
-        """The code the kernels read (``norm_rule``): :data:`NORM_SUM`, :data:`NORM_PLAIN`, :data:`NORM_SETTLED`."""
+        """The code the kernels read (``norm_rule``, the ``NORM_*`` constants)."""
         return _NORMALIZATION_CODES[self.value]
 
 
-_NORMALIZATION_CODES = {"sum": NORM_SUM, "plain": NORM_PLAIN, "settled": NORM_SETTLED}
+_NORMALIZATION_CODES = {
+    "sum": NORM_SUM,
+    "plain": NORM_PLAIN,
+    "settled": NORM_SETTLED,
+    "proportional": NORM_PROPORTIONAL,
+    "apportion": NORM_APPORTION,
+}
 
 
 class Scheme(str, enum.Enum):

@@ -9,7 +9,7 @@ operations) in functions of the same names with a leading underscore
 
 Traces follow "set to one" semantics: x <- 1 on a spike, else x <- x exp(-dt / tau).
 Every rule ends with clipping to [0, w_max]; column normalization (after every sample) is in
-:func:`normalize`, and its fixed-point form that keeps the column total in
+:func:`normalize`, and its fixed-point forms that keep the column total in
 :func:`normalize_sum_preserving`.
 """
 
@@ -19,7 +19,16 @@ from typing import Optional
 
 import torch
 
-from ..quant.formats import NEAREST, ROW_HI, ROW_LO, ROW_MODE, ROW_SCALE, TRUNCATE
+from ..quant.formats import (
+    NEAREST,
+    NORM_APPORTION,
+    NORM_PROPORTIONAL,
+    ROW_HI,
+    ROW_LO,
+    ROW_MODE,
+    ROW_SCALE,
+    TRUNCATE,
+)
 
 
 def trace_step(x: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Tensor:
@@ -129,19 +138,36 @@ def _column_sums(w: torch.Tensor) -> torch.Tensor:
 
 
 def normalize_sum_preserving(
-    w: torch.Tensor, total: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, w_max: torch.Tensor
+    w: torch.Tensor,
+    total: torch.Tensor,
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    w_max: torch.Tensor,
+    rule: torch.Tensor,
+    u: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Fixed-point column normalization that keeps each column's total (``Normalization.SUM``).
+    """Fixed-point column normalization that keeps each column's total (the ``sum``,
+    ``proportional`` and ``apportion`` rules of :class:`tinysnn.quant.Normalization`).
 
     Our decision (the method never normalizes weights, so how normalization rounds is ours):
     scale each column by ``total / sum`` as :func:`normalize`, clip to [0, w_max] and the format's
-    range, floor every weight to the grid 2^-f, then give one step each to the
-    ``D = floor(total 2^f) - sum(codes)`` weights with the largest remainders (ties: the lowest
-    input index), skipping weights with no remainder or already at min(hi, w_max). The column
-    then sums to ``floor(total 2^f)`` steps (unless too few weights can take a step), where
-    plain truncation takes a whole step from every small weight (bench/RESULTS.md). Deterministic;
-    the same for truncation and nearest. A column whose codes already sum to the target is left
-    as it is: scaling it by ``total / sum`` and flooring gives it back in exact arithmetic.
+    range, floor every weight to the grid 2^-f, then give one step each to
+    ``D = floor(total 2^f) - sum(codes)`` weights that lost a remainder and are below
+    min(hi, w_max). Which ones, by ``rule``:
+
+    - ``sum``: the D largest remainders (ties: the lowest input index);
+    - ``proportional``: the D largest scaled weights (ties: the lowest input index), which is
+      giving the steps back in proportion to what FP32 takes, w (1 - f), at most one each;
+    - ``apportion``: systematic sampling with inclusion probabilities ``pi_i = r_i m / R`` (r_i the
+      remainders of the weights that can step, R their sum, m = min(D, R)): with the column's
+      draw ``u`` and ``C_i`` the running sum of pi in input order (float64), weight i steps where
+      ``n(C_i) > n(C_{i-1})``, ``n(x) = min(ceil(x - u), D)`` (the sample points u, u + 1, ... below
+      x). Each r_i < 1, so no weight gets two points, and exactly D weights step when D <= R.
+      E[code_i] = floor + pi_i: each weight's expected loss is FP32's (pi_i = r_i when m = R).
+
+    The column then sums to ``floor(total 2^f)`` steps (unless too few weights can take a step).
+    A column whose codes already sum to the target is left as it is: scaling it by
+    ``total / sum`` and flooring gives it back in exact arithmetic.
 
     Args:
         w: weights (P, n_in, N) on their grids.
@@ -149,10 +175,12 @@ def normalize_sum_preserving(
         mask: (P, N) bool, the neurons that exist.
         rows: (P, 4) fixed-point rows of the weights [2^f, lo, hi, mode].
         w_max: (P,) upper weight bound.
+        rule: (P,) the networks' rule codes (``norm_rule``); networks with another rule get ``sum``.
+        u: (P, N) float64 draws in [0, 1), one per column; needed where a network uses ``apportion``.
 
     Returns:
         The normalized weights on their grids (for every network; the caller picks the networks
-        that use this rule).
+        that use these rules).
     """
     scale = rows[:, ROW_SCALE][:, None, None]
     inv = 1.0 / scale
@@ -169,12 +197,31 @@ def normalize_sum_preserving(
     rem = y - codes
     can_step = (rem > 0) & ((codes + 1.0) * inv <= torch.minimum(hi, wm))
     missing = target - codes.sum(dim=1, keepdim=True, dtype=torch.float64)  # (P, 1, N)
-    order = torch.sort(torch.where(can_step, rem, -torch.ones_like(rem)), dim=1, descending=True, stable=True)
+    proportional = (rule == NORM_PROPORTIONAL)[:, None, None]
+    key = torch.where(proportional, y, rem)
+    order = torch.sort(torch.where(can_step, key, -torch.ones_like(key)), dim=1, descending=True, stable=True)
     rank = torch.empty_like(order.indices).scatter_(
         1, order.indices, torch.arange(w.shape[1], device=w.device).view(1, -1, 1).expand_as(order.indices)
     )
-    codes = codes + (can_step & (rank < missing)).to(w.dtype)
-    return codes * inv
+    step = can_step & (rank < missing)
+    apportion = rule == NORM_APPORTION
+    if bool(apportion.any()):
+        assert u is not None, "apportion needs one draw per column"
+        step = torch.where(apportion[:, None, None], _apportioned(rem, can_step, missing, u), step)
+    return (codes + step.to(w.dtype)) * inv
+
+
+def _apportioned(
+    rem: torch.Tensor, can_step: torch.Tensor, missing: torch.Tensor, u: torch.Tensor
+) -> torch.Tensor:
+    """The weights that get a step under ``apportion`` (see :func:`normalize_sum_preserving`): (P, n_in, N) bool."""
+    r = torch.where(can_step, rem.double(), torch.zeros_like(rem, dtype=torch.float64))
+    total_r = torch.cumsum(r, dim=1)[:, -1:]  # in input order, as the numba kernel adds
+    m = torch.minimum(missing, total_r).clamp_min(0.0)
+    pi = r * torch.where(total_r > 0, m / total_r, torch.zeros_like(total_r))
+    points = torch.minimum(torch.ceil(torch.cumsum(pi, dim=1) - u[:, None, :]), missing)
+    before = torch.cat([torch.zeros_like(points[:, :1]), points[:, :-1]], dim=1)
+    return points > before
 
 
 def settled_columns(

@@ -35,6 +35,8 @@ from ..quant.formats import (
     LEAK_BITS,
     NEAREST,
     NONE,
+    NORM_APPORTION,
+    NORM_PROPORTIONAL,
     NORM_SETTLED,
     NORM_SUM,
     ROW_HI,
@@ -467,13 +469,15 @@ def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
 
 
 @njit
-def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, order_key):
-    """Sum-preserving fixed-point normalization of column j (``Normalization.SUM``).
+def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, rule, u, codes, order_key):
+    """Fixed-point normalization of column j that keeps its total (``sum``, ``proportional`` and
+    ``apportion``): the numbers of :func:`tinysnn.sim.learning.normalize_sum_preserving`.
 
-    Scale by ``factor``, floor every weight to the grid, then give one step each to the
-    ``target - sum`` weights with the largest remainders (ties: lowest input index), never past
-    min(hi, w_max): the numbers of :func:`tinysnn.sim.learning.normalize_sum_preserving`.
-    ``codes`` and ``order_key`` are float32 scratch arrays of length n_in.
+    Scale by ``factor``, floor every weight to the grid, then give one step each to ``target - sum``
+    weights that lost a remainder, never past min(hi, w_max): the largest remainders (``sum``), the
+    largest scaled weights (``proportional``), ties to the lowest input index, or by systematic
+    sampling with the column's draw ``u`` (``apportion``). ``codes`` and ``order_key`` are float32
+    scratch arrays of length n_in.
     """
     scale, lo, hi = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI]
     inv = np.float32(1.0) / scale  # a power of two: exact
@@ -486,12 +490,18 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, or
         c = np.floor(y)
         r = y - c
         codes[i] = c
-        # ascending order of -r puts the largest remainders first; 1 marks a weight that cannot
-        # take a step (no remainder, or already at the top)
-        order_key[i] = -r if (r > zero and (c + np.float32(1.0)) * inv <= top) else np.float32(1.0)
+        # ascending order of -key puts the largest first; 1 marks a weight that cannot take a step
+        # (no remainder, or already at the top); apportion reads the remainder itself (or -1)
+        can_step = r > zero and (c + np.float32(1.0)) * inv <= top
+        if rule == NORM_APPORTION:
+            order_key[i] = r if can_step else np.float32(-1.0)
+        else:
+            order_key[i] = -(y if rule == NORM_PROPORTIONAL else r) if can_step else np.float32(1.0)
         floored += np.int64(c)
     missing = target - floored
-    if missing > 0:
+    if missing > 0 and rule == NORM_APPORTION:
+        _apportion(codes, order_key, n_in, missing, u)
+    elif missing > 0:
         order = np.argsort(order_key, kind="mergesort")  # stable: ties keep the lowest index first
         for m in range(min(missing, n_in)):
             i = order[m]
@@ -503,11 +513,33 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, codes, or
 
 
 @njit
+def _apportion(codes, rem, n_in, missing, u):
+    """Systematic sampling of ``missing`` steps over the weights with remainder ``rem[i] >= 0``
+    (-1: cannot step), probabilities ``rem m / R`` (:func:`tinysnn.sim.learning._apportioned`)."""
+    total_r = 0.0
+    for i in range(n_in):
+        if rem[i] >= np.float32(0.0):
+            total_r += np.float64(rem[i])
+    m = max(min(np.float64(missing), total_r), 0.0)
+    ratio = m / total_r if total_r > 0.0 else 0.0
+    upper = 0.0
+    before = 0.0
+    for i in range(n_in):
+        if rem[i] >= np.float32(0.0):
+            upper += np.float64(rem[i]) * ratio
+        points = min(np.ceil(upper - u), np.float64(missing))
+        if points > before:
+            codes[i] += np.float32(1.0)
+        before = points
+
+
+@njit
 def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
     """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`): scale each
     column to sum ``total``, clip to [0, w_max]; ITQ quantizes by the rule: ``plain`` rounds every
-    scaled weight, ``settled`` leaves settled silent columns alone first, ``sum`` (truncation and
-    nearest) keeps the column total (:func:`_normalize_sum_preserving`)."""
+    scaled weight, ``settled`` leaves settled silent columns alone first, ``sum``, ``proportional``
+    and ``apportion`` (truncation and nearest) keep the column total
+    (:func:`_normalize_sum_preserving`; ``apportion`` draws column j's u from element j of ``key``)."""
     n_in = Wp.shape[0]
     csum = np.zeros(n, np.float64)
     for i in range(n_in):
@@ -526,7 +558,7 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
             row = Wp[i]
             for j in range(n):
                 row[j] = min(max(row[j] * colsum[j], np.float32(0.0)), wmax)
-    elif deterministic and rule == NORM_SUM:
+    elif deterministic and (rule == NORM_SUM or rule == NORM_PROPORTIONAL or rule == NORM_APPORTION):
         # a column whose codes already sum to the target is its own result (scaling by
         # total / sum and flooring gives it back), so it is skipped
         target = np.int64(np.floor(np.float64(total) * np.float64(qw[ROW_SCALE])))
@@ -534,7 +566,8 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
         order_key = np.empty(n_in, np.float32)
         for j in range(n):
             if csum[j] > 0.0 and csum[j] * qw[ROW_SCALE] != target:
-                _normalize_sum_preserving(Wp, j, n_in, colsum[j], wmax, qw, target, codes, order_key)
+                u = np.float64(S.uniform_bits(key, j)) * 2.0**-S.U_BITS if rule == NORM_APPORTION else 0.0
+                _normalize_sum_preserving(Wp, j, n_in, colsum[j], wmax, qw, target, rule, u, codes, order_key)
     else:
         for i in range(n_in):
             _scale_row_quantized(Wp[i][:n], colsum, wmax, qw, key, i)  # row is padded to the widest network

@@ -26,7 +26,15 @@ from ..config import EncodingConfig, Variant
 from ..encoding import make_generator, poisson
 from ..network import Constants, Population, constants
 from ..quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
-from ..quant.formats import NORM_SETTLED, NORM_SUM, ROW_HI, ROW_MODE, ROW_SCALE
+from ..quant.formats import (
+    NORM_APPORTION,
+    NORM_PROPORTIONAL,
+    NORM_SETTLED,
+    NORM_SUM,
+    ROW_HI,
+    ROW_MODE,
+    ROW_SCALE,
+)
 from . import learning as L
 
 
@@ -195,9 +203,7 @@ def run_window(
     if learn:
         pop.theta = _decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
                                  win.neuron_idx)  # fmt: skip
-        pop.weights = _normalize(
-            pop, st.w, st.counts[:, 0, :], win.qw, win.bases.get(S.STREAM_W_NORM), steps[T], win.synapse_idx
-        )
+        pop.weights = _normalize(win, st.w, st.counts[:, 0, :], steps[T])
     if win.track:
         assert vrange is not None
         vrange[:, 0] = torch.minimum(vrange[:, 0], st.v_lo.cpu())
@@ -239,7 +245,9 @@ def _window(
         S.STREAM_VMEM_INH_DECAY,
         S.STREAM_THETA_DECAY,
     )
-    stochastic = any(q is not None and q.stochastic for q in (qv, qth, qw))
+    # apportion (normalization under truncation or nearest) draws from the W_NORM stream too
+    apportion = learn and qw is not None and bool((pop.params["norm_rule"] == NORM_APPORTION).any())
+    stochastic = apportion or any(q is not None and q.stochastic for q in (qv, qth, qw))
     bases = (
         {c: S.stream_base(seeds.to(dev)[None, :], pop.network_seeds[:, None], c) for c in codes}
         if stochastic
@@ -537,21 +545,16 @@ def _decay_theta(
     return _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample, base, step, neuron_idx)
 
 
-def _normalize(
-    pop: Population,
-    w: torch.Tensor,
-    counts: torch.Tensor,
-    qw: Optional[_Rows],
-    base: Optional[torch.Tensor],
-    step: torch.Tensor,
-    synapse_idx: Optional[torch.Tensor],
-) -> torch.Tensor:
+def _normalize(win: _Window, w: torch.Tensor, counts: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`), clipped to
     [0, w_max]; ITQ quantizes by each network's rule: ``plain`` rounds every scaled weight,
     ``settled`` first leaves settled silent columns alone (:func:`tinysnn.sim.learning.settled_columns`),
-    ``sum`` with truncation or nearest keeps the column total
-    (:func:`tinysnn.sim.learning.normalize_sum_preserving`). ``counts`` (P, N) are the sample's spikes.
+    ``sum``, ``proportional`` and ``apportion`` with truncation or nearest keep the column total
+    (:func:`tinysnn.sim.learning.normalize_sum_preserving`; ``apportion`` draws column j's u from
+    element j of the W_NORM stream). ``counts`` (P, N) are the sample's spikes; ``step`` is the
+    end-of-sample step T.
     """
+    pop, qw, base = win.pop, win.qw, win.bases.get(S.STREAM_W_NORM)
     prm = pop.params
     rule = prm["norm_rule"]
     mode = qw.rows[:, ROW_MODE] if qw is not None else None
@@ -564,10 +567,15 @@ def _normalize(
     scaled = torch.minimum(scaled.clamp_min(0.0), prm["w_max"][:, None, None])
     if qw is None:
         return scaled
-    scaled = _q(scaled, qw, base, step, synapse_idx)
-    keeps_sum = deterministic & (rule == NORM_SUM)
+    scaled = _q(scaled, qw, base, step, win.synapse_idx)
+    keeps_sum = deterministic & ((rule == NORM_SUM) | (rule == NORM_PROPORTIONAL) | (rule == NORM_APPORTION))
     if bool(keeps_sum.any()):
-        summed = L.normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"])
+        u = None
+        if bool((keeps_sum & (rule == NORM_APPORTION)).any()):
+            assert base is not None
+            key = S.step_key(base[:, :1], step)  # (P, 1): a learning window holds one sample
+            u = S.uniform_bits(key, win.neuron_idx[None, :]).to(torch.float64) * 2.0**-S.U_BITS
+        summed = L.normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"], rule, u)
         scaled = torch.where(keeps_sum[:, None, None], summed, scaled)
     return scaled
 

@@ -12,6 +12,13 @@ per-dataset constants)::
 ``--dataset digits`` runs the quick-start regime instead (scikit-learn's digits, all 1,437 training
 and 360 test images, labels from the training images, the library's default constants, weights
 Q1.7, 50 neurons unless ``--neurons`` says otherwise); it needs no data root.
+
+``--weights`` takes several formats and ``--quant`` several quantization texts (what follows the
+weight format: rounding, normalization rule, neuron formats); the population then holds FP32 and
+every (weights, quant) pair for every seed, e.g. the normalization rules at 8 and 6 bits::
+
+    python bench/experiments/itq_seeds.py --dataset mnist --data-root DIR --weights UQ0.8 UQ0.6 \
+        --quant rounding=truncate,norm=sum rounding=nearest,norm=apportion ...
 """
 
 from __future__ import annotations
@@ -29,13 +36,12 @@ from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import RunSpec, run
 
-#: (label, quantization text or None for FP32); the weight format is filled in per dataset
-CONFIGS = [
-    ("tinysnn FP32", None),
-    ("tinysnn qW ITQ truncate", "rounding=truncate"),
-    ("tinysnn qW ITQ truncate, plain normalization", "rounding=truncate,norm=plain"),
-    ("tinysnn qW ITQ truncate, settled normalization", "rounding=truncate,norm=settled"),
-    ("tinysnn qW ITQ stochastic", "rounding=stochastic"),
+#: The quantization texts run by default (after the weight format): the issue-13 comparison
+DEFAULT_QUANT = [
+    "rounding=truncate",
+    "rounding=truncate,norm=plain",
+    "rounding=truncate,norm=settled",
+    "rounding=stochastic",
 ]
 
 
@@ -45,25 +51,31 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--neurons", type=int, default=None, help="default 400 (digits: 50)")
-    ap.add_argument("--weights", default=None, help="weight format (default UQ0.8; digits Q1.7)")
+    ap.add_argument("--weights", nargs="+", default=None, help="weight formats (default UQ0.8; digits Q1.7)")
+    ap.add_argument(
+        "--quant", nargs="+", default=DEFAULT_QUANT, help="quantization texts after the weight format"
+    )
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     d = data.load(a.dataset, a.data_root)
     if a.dataset == "digits":
         net = NetworkConfig(variant="tinysnn", n_neurons=a.neurons or 50, n_input=d.train.n_input)
-        learn, weights, assign = LearningConfig(), "weights=Q1.7", d.train
+        learn, default_weights, assign = LearningConfig(), "Q1.7", d.train
     else:
         net, learn_kw = tinysnn_400(a.dataset)
         if a.neurons:
             net = NetworkConfig(**{**net.__dict__, "n_neurons": a.neurons})
-        learn, weights, assign = LearningConfig(**learn_kw), "weights=UQ0.8", d.train.take(10000)
-    plan = [(label, q, s) for label, q in CONFIGS for s in a.seeds]
-    weights = f"weights={a.weights}" if a.weights else weights
-    specs = [parse_quant_arg(f"{weights},{q}", scheme="itq") if q else None for _, q, _ in plan]
+        learn, default_weights, assign = LearningConfig(**learn_kw), "UQ0.8", d.train.take(10000)
+    weights = a.weights or [default_weights]
+    configs = [("tinysnn FP32", None)] + [
+        (f"ITQ {w} {q}", f"weights={w},{q}") for w in weights for q in a.quant
+    ]
+    plan = [(label, q, s) for label, q in configs for s in a.seeds]
+    specs = [parse_quant_arg(q, scheme="itq") if q else None for _, q, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])
     t = time.time()
     res = run(RunSpec(pop, EncodingConfig(), d.train, d.test, assign=assign, quant=specs, progress=False))
-    print(f"{a.dataset}: weights {weights}, seeds {a.seeds}, {time.time() - t:.0f} s")
+    print(f"{a.dataset}: {len(configs)} configurations, seeds {a.seeds}, {time.time() - t:.0f} s")
     rows = []
     for k, (label, _, seed) in enumerate(plan):
         n = res.networks[k]
@@ -75,11 +87,11 @@ def main() -> None:
                 "accuracy_proportion": n.accuracy_proportion,
             }
         )
-        print(f"  {label:<30} seed {seed}  {100 * n.accuracy:6.2f} %  {100 * n.accuracy_proportion:6.2f} %")
-    for label, _ in CONFIGS:
+        print(f"  {label:<50} seed {seed}  {100 * n.accuracy:6.2f} %  {100 * n.accuracy_proportion:6.2f} %")
+    for label, _ in configs:
         acc = [100 * r["accuracy"] for r in rows if r["config"] == label]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        print(f"  {label:<30} mean {statistics.mean(acc):6.2f} %  sd {sd:.2f}")
+        print(f"  {label:<50} mean {statistics.mean(acc):6.2f} %  sd {sd:.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"args": vars(a), "rows": rows}, f)

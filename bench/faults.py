@@ -61,7 +61,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search._workers import WORKER_KEY
+from search import trial_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """
@@ -1010,7 +1010,7 @@ def kill_round(workers: int, budget: int, seed: int) -> Dict[str, object]:
                     pass
             time.sleep(0.2)
         time.sleep(rng.uniform(0.5, 4.0))
-        holders = {int(t.system_attrs.get(WORKER_KEY, {}).get("pid", -1)) for t in _trials(url)
+        holders = {(trial_worker(t) or {}).get("pid") for t in _trials(url)
                    if t.state == TrialState.RUNNING}  # fmt: skip
         busy = [p for p in procs if p.pid in holders]
         victim = rng.choice(busy or procs)  # a worker that holds a trial, mid-run
@@ -1108,8 +1108,7 @@ def _wait_running(proc: subprocess.Popen, folder: Path, url: str) -> bool:
     while proc.poll() is None and time.time() < deadline:
         try:
             if (folder / "runs" / "faults.db").exists() and any(
-                t.state == TrialState.RUNNING
-                and int(t.system_attrs.get(WORKER_KEY, {}).get("pid", -1)) == proc.pid
+                t.state == TrialState.RUNNING and (trial_worker(t) or {}).get("pid") == proc.pid
                 for t in _trials(url)
             ):
                 return True

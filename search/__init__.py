@@ -25,6 +25,7 @@ _LAZY = {
     "ConfirmReport": "confirm", "confirm_study": "confirm",
     "SearchSpace": "space",
     "TrialConfig": "space", "StudySpec": "spec", "load_spec": "spec", "parse_spec": "spec",
+    "trial_worker": "_workers",
 }  # fmt: skip
 
 
@@ -59,4 +60,5 @@ __all__ = [
     "reward",
     "run_study",
     "select",
+    "trial_worker",
 ]

@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "StopSignals", "Stopped", "abandoned", "fail_and_requeue",
            "identity", "make_work_dir", "note_requeued", "pid_alive", "raise_if_stopped", "reap", "remove_dead_work_dirs",
-           "remove_work_dir", "requeued_by", "signals_deferred", "stale_reason", "trial_id"]  # fmt: skip
+           "remove_work_dir", "requeued_by", "signals_deferred", "stale_reason", "trial_id", "trial_worker"]  # fmt: skip
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
@@ -63,6 +63,18 @@ def trial_id(trial: Union[optuna.Trial, FrozenTrial]) -> int:
     constraints attribute): Optuna (4.0 to 5.0) has no public accessor, ``_trial_id`` is the one
     private attribute read, here only."""
     return int(trial._trial_id)
+
+
+def trial_worker(trial: FrozenTrial) -> Optional[Dict[str, Any]]:
+    """The worker that claimed ``trial`` (:func:`identity` of its process: ``host``, ``pid``, ``ns``),
+    or None for a trial no worker of this package has claimed.
+
+    Example:
+        >>> running = study.get_trials(states=(TrialState.RUNNING,))  # doctest: +SKIP
+        >>> holders = {(trial_worker(t) or {}).get("pid") for t in running}  # doctest: +SKIP
+    """
+    worker = trial.system_attrs.get(WORKER_KEY)
+    return worker if isinstance(worker, dict) else None
 
 
 def identity() -> Dict[str, Any]:
@@ -96,23 +108,19 @@ def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str
     """Why a RUNNING trial is stale, or None when its worker may still be alive."""
     me = me or identity()
     now = time.time() if now is None else now
-    worker = trial.system_attrs.get(WORKER_KEY)
+    worker = trial_worker(trial)
     beat = trial.system_attrs.get(BEAT_KEY)
     if beat is None and trial.datetime_start is not None:
         beat = trial.datetime_start.timestamp()
     age = now - float(beat) if beat is not None else float("inf")
-    if isinstance(worker, dict) and worker.get("host") == me["host"] and worker.get("ns") == me["ns"]:
+    if worker is not None and worker.get("host") == me["host"] and worker.get("ns") == me["ns"]:
         pid = int(worker.get("pid", -1))
         if pid == me["pid"]:
             return None
         if not pid_alive(pid):
             return f"its worker (pid {pid} on {worker['host']}) is gone"
     if age > stale_after_s:
-        who = (
-            f"{worker.get('host')} pid {worker.get('pid')}"
-            if isinstance(worker, dict)
-            else "an unknown worker"
-        )
+        who = f"{worker.get('host')} pid {worker.get('pid')}" if worker is not None else "an unknown worker"
         return f"no heartbeat from {who} for {age:.0f} s (stale after {stale_after_s:.0f} s)"
     return None
 

@@ -21,7 +21,8 @@ from search._workers import (
     identity,
     reap,
     stale_reason,
-    trial_id,  # fmt: skip
+    trial_id,
+    trial_worker,  # fmt: skip
 )
 
 
@@ -39,7 +40,9 @@ def test_stale_reason() -> None:
     t.suggest_int("n", 1, 3)
     frozen = study.trials[0]
     now = time.time()
+    assert trial_worker(frozen) is None  # no worker claimed it
     frozen.system_attrs[WORKER_KEY] = dict(me)
+    assert trial_worker(frozen) == me
     frozen.system_attrs[BEAT_KEY] = now - 1000
     assert stale_reason(frozen, 60, me, now) is None  # this very process
     frozen.system_attrs[WORKER_KEY] = dict(me, pid=2**22 + 12345)  # no such process here

@@ -96,6 +96,18 @@ def test_runner_is_bit_exact_with_the_simulator_on_1000_images(trained, variant:
     assert np.array_equal(deploy.predict(model, counts), sim_pred)
 
 
+@pytest.mark.parametrize("variant, k", [("tinysnn", 0), ("tinysnn", 5), ("diehl_cook", 1)])
+def test_runner_batches_give_the_same_counts(trained, variant: str, k: int) -> None:
+    model = deploy.load_model(trained[variant]["folders"][k])
+    trains = trained[variant]["trains"][:50]
+    seeds = deploy.sample_seeds(SEED, 0, 50)
+    whole = deploy.run_trains(model, trains, seeds)
+    assert whole.sum() > 0
+    assert np.array_equal(deploy.run_trains(model, trains, seeds, batch_size=7), whole)
+    with pytest.raises(deploy.ModelError, match="batch_size = 0"):
+        deploy.run_trains(model, trains, seeds, batch_size=0)
+
+
 @pytest.mark.parametrize("variant, k", [(v, k) for v, texts in KINDS.items() for k in range(len(texts))])
 def test_payload_bytes_equal_the_memory_models_packed_bytes(trained, variant: str, k: int) -> None:
     folder = trained[variant]["folders"][k]
@@ -231,6 +243,32 @@ def test_c_reference_equals_the_numpy_runner_on_1000_images(
     counts = deploy.run_trains(model, trains, seeds)
     assert np.array_equal(rows[:, 1:], counts)
     assert np.array_equal(rows[:, 0], deploy.predict(model, counts))
+
+
+@pytest.mark.skipif(
+    CC is None or shutil.which("size") is None, reason="needs a C compiler and binutils' size"
+)
+@pytest.mark.parametrize("variant, k", [("tinysnn", 0), ("tinysnn", 1), ("tinysnn", 3), ("diehl_cook", 1)])
+def test_c_header_states_the_ram_and_flash_the_build_takes(
+    trained, variant: str, k: int, tmp_path: Path
+) -> None:
+    from tinysnn.deploy.c import write_c
+
+    model = deploy.load_model(trained[variant]["folders"][k])
+    header, source = write_c(model, tmp_path)
+    obj = tmp_path / "infer.o"
+    subprocess.run([CC, "-std=c99", "-O2", "-c", "-o", str(obj), str(source)], check=True)
+    text, data_, bss = (int(v) for v in subprocess.run(["size", str(obj)], capture_output=True, text=True,
+                                                      check=True).stdout.splitlines()[-1].split()[:3])  # fmt: skip
+    macros = {
+        f[1]: f[2]
+        for f in (line.split() for line in header.read_text().splitlines())
+        if f[:1] == ["#define"] and len(f) == 3
+    }
+    assert int(macros["TINYSNN_RAM_BYTES"]) == bss + data_  # the whole static state, nothing else
+    flash = int(macros["TINYSNN_FLASH_BYTES"])
+    weights = 64 * 24 * (4 if model.format_of("weights") is None else model.format_of("weights").bits / 8)
+    assert weights < flash <= text <= flash + 8192  # the model's arrays and a few KB of code
 
 
 def test_nir_graph_reads_back_with_the_dequantized_network(trained, tmp_path: Path) -> None:

@@ -58,6 +58,9 @@ __all__ = [
     "trial_trains",
 ]
 
+DEFAULT_BATCH_SIZE = 256
+"""Samples :func:`run_trains` steps together by default: large enough for fast matrix products,
+small enough for a board's memory (about 60 MB of temporaries for MNIST at 400 neurons)."""
 LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
 TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
 STREAM_TEST = 2  # tinysnn.sim.STREAM_TEST
@@ -78,10 +81,12 @@ class Network:
 
     model: Model
     baseline: bool
-    weights: np.ndarray
-    """(n_in, N): int64 codes (quantized weights) or float32 values."""
     w_frac: Optional[int]
     """Fractional bits of the weights, None for FP32 weights."""
+    gemm_weights: np.ndarray
+    """(n_in, N) the weights as the input sums' matrix product takes them: codes as float32 where
+    any sum of them stays below 2^24 (exact), else as float64 (exact below 2^53); FP32 weights as
+    float64."""
     w_lat: np.float32
     """Lateral inhibition (tinysnn) or inh -> exc weight (baselines), mV."""
     w_ei: np.float32
@@ -113,11 +118,12 @@ def prepare(model: Model) -> Network:
         else (g["exc_theta"] * 2.0**-tf.frac_bits).astype(np.float32)
     )
     v_th = np.float32(ec[2])
+    exact_in_float32 = wf is not None and model.n_input * (2**wf.bits - 1) < 2**24
     return Network(
         model=model,
         baseline=baseline,
-        weights=g["input_weights"] if wf is not None else g["input_weights"].astype(np.float32),
         w_frac=None if wf is None else wf.frac_bits,
+        gemm_weights=g["input_weights"].astype(np.float32 if exact_in_float32 else np.float64),
         w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
         w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
         vth=(v_th + theta).astype(np.float32),
@@ -325,7 +331,7 @@ def runner_kind(model: Model) -> str:
 
 
 def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] = None,
-               net: Optional[Network] = None) -> np.ndarray:  # fmt: skip
+               net: Optional[Network] = None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:  # fmt: skip
     """Spike counts (B, N) int32 of the excitatory neurons for input trains (B, T, n_in) bool.
 
     Args:
@@ -334,6 +340,8 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] 
         seeds: per-sample seeds of the stochastic-rounding streams (:func:`sample_seeds`); needed
             only by a model that rounds V_mem stochastically (default 0, 1, ...).
         net: :func:`prepare`'s result, to reuse across batches.
+        batch_size: samples stepped together; the runner's temporaries grow with it (about
+            batch_size x (STEP_BLOCK x (n_in + 2 N) + 12 N) x 8 bytes), not with B.
     """
     net = net or prepare(model)
     trains = np.asarray(trains, dtype=bool)
@@ -341,74 +349,136 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] 
     if n_in != model.n_input or T != model.encoding.time_steps:
         raise ModelError(f"trains of shape {trains.shape} do not fit the model: expected (B, "
                          f"{model.meta['encoding']['time_steps']}, {model.n_input})")  # fmt: skip
+    if batch_size < 1:
+        raise ModelError(f"batch_size = {batch_size}: expected at least 1 sample")
     seeds_arr = np.arange(B, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64)
-    if model.format_of("vmem") is not None:
-        return _run_fixed(net, trains, seeds_arr)
-    return _run_float(net, trains)
+    fixed = model.format_of("vmem") is not None
+    counts = np.zeros((B, model.n_neurons), np.int32)
+    for a in range(0, B, batch_size):
+        chunk = trains[a : a + batch_size]
+        counts[a : a + batch_size] = (
+            _run_fixed(net, chunk, seeds_arr[a : a + batch_size]) if fixed else _run_float(net, chunk)
+        )
+    return counts
 
 
-def _input_current(net: Network, b_idx: np.ndarray, i_idx: np.ndarray, B: int) -> np.ndarray:
-    """Per sample, the sum of the weights of its active inputs: int64 codes or float64, (B, N)."""
-    N = net.weights.shape[1]
-    acc = np.zeros((B, N), dtype=np.int64 if net.w_frac is not None else np.float64)
-    if b_idx.size:
-        rows = net.weights[i_idx]
-        np.add.at(acc, b_idx, rows if net.w_frac is not None else rows.astype(np.float64))
-    return acc
+STEP_BLOCK = 16
+"""Time steps whose input currents one matrix product computes."""
+
+
+def _input_sums(net: Network, trains: np.ndarray):  # type: ignore[no-untyped-def]
+    """Per block of :data:`STEP_BLOCK` steps, the input currents (k, B, N) of its k steps: the sums
+    of the weights of the inputs that fire, as the simulator forms them (a generator).
+
+    The sums are one matrix product of the 0/1 spikes with the weights, over the inputs that fire
+    at all in ``trains``. Weight codes give exact integer sums (float32 below 2^24, float64 below
+    2^53: :attr:`Network.gemm_dtype`), returned as int64 codes (quantized V_mem) or float32 values
+    (qW: code sum x 2^-f, exact). FP32 weights: :func:`_fp32_sums`.
+    """
+    B, T, _ = trains.shape
+    used = np.flatnonzero(trains.any(axis=(0, 1)))
+    w = net.gemm_weights[used]
+    for t0 in range(0, T, STEP_BLOCK):
+        x = trains[:, t0 : t0 + STEP_BLOCK, used].transpose(1, 0, 2).astype(w.dtype)  # (k, B, n_used)
+        sums = x @ w
+        if net.w_frac is None:
+            yield _fp32_sums(sums, x, w)
+        elif net.model.format_of("vmem") is not None:
+            yield sums.astype(np.int64)
+        else:
+            yield (sums * w.dtype.type(2.0**-net.w_frac)).astype(np.float32)
+
+
+_HALF_SPACING = 2.0**-26 - 2.0**-48
+"""Below the distance from a float32 c to the midpoints beside it, as a multiple of |c| (the
+spacing below a power of two is half the one above; 2^-48 covers the rounding of this test)."""
+
+
+def _fp32_sums(sums: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The simulator's FP32 input currents from BLAS's float64 sums ``sums`` = x @ w: float32.
+
+    The simulator adds the float64 weights of the firing inputs in index order and rounds once
+    to float32; BLAS adds them in another order. Any order of m terms errs by at most
+    gamma_(m-1) x sum |w| (gamma_k = k u / (1 - k u), u = 2^-53: the products are exact, the
+    zeros add nothing), so the two float64 sums lie within twice that of each other, and where
+    BLAS's sum is farther than this from every float32 rounding midpoint, both round to the same
+    float32. The other entries (about one in a million on trained weights) are summed again in
+    index order.
+    """
+    n_terms = w.shape[0]
+    abs_sums = sums if w.size == 0 or w.min() >= 0 else x @ np.abs(w)
+    gamma = n_terms * 2.0**-53 / (1.0 - n_terms * 2.0**-53)
+    cur = sums.astype(np.float32)
+    distance = np.abs(sums - cur.astype(np.float64))
+    margin = np.abs(cur).astype(np.float64) * _HALF_SPACING - 2.0 * gamma * (1.0 + 2.0**-40) * abs_sums
+    for k, b, j in zip(*np.nonzero(distance > margin)):
+        acc = 0.0  # a Python float: IEEE double, added in index order as the simulator does
+        for i in np.flatnonzero(x[k, b]):
+            acc += float(w[i, j])
+        cur[k, b, j] = np.float32(acc)
+    return cur
 
 
 def _one_spike(cross: np.ndarray, over: np.ndarray) -> np.ndarray:
     """Only the largest overshoot (lowest index on ties) of each sample spikes."""
-    score = np.where(cross, over, -np.inf if over.dtype.kind == "f" else np.iinfo(np.int64).min)
+    score = np.where(cross, over, -np.inf if over.dtype.kind == "f" else np.iinfo(over.dtype).min)
     best = np.argmax(score, axis=1)
     win = np.zeros_like(cross)
-    any_cross = cross.any(axis=1)
-    win[np.arange(cross.shape[0])[any_cross], best[any_cross]] = True
+    rows = np.flatnonzero(cross.any(axis=1))
+    win[rows, best[rows]] = True
     return win
+
+
+def _lateral(lat: np.ndarray) -> np.ndarray:
+    """Per sample and neuron, the spikes of ``lat`` (B, N) at the other neurons."""
+    return lat.sum(axis=1, keepdims=True, dtype=np.int64) - lat
 
 
 def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
     """FP32 V_mem: the simulator's float32 operations, vectorized over samples and neurons."""
-    B, T, _ = trains.shape
-    N = net.weights.shape[1]
+    B = trains.shape[0]
+    N = net.gemm_weights.shape[1]
     vr, vres, dec, refr = net.exc
     vr_i, vres_i, vth_i, dec_i, refr_i = net.inh
     f32 = np.float32
     thr = net.vth[None, :]
     v = np.full((B, N), vr, f32)
-    ref = np.zeros((B, N), np.int64)
+    x = np.empty((B, N), f32)
+    ref = np.zeros((B, N), np.int32)
+    is_open = np.empty((B, N), bool)
+    cross = np.empty((B, N), bool)
     s = np.zeros((B, N), bool)
     vi = np.full((B, N), vr_i, f32)
-    refi = np.zeros((B, N), np.int64)
+    refi = np.zeros((B, N), np.int32)
     si = np.zeros((B, N), bool)
     counts = np.zeros((B, N), np.int32)
-    scale = None if net.w_frac is None else 2.0**-net.w_frac
-    for t in range(T):
-        b_idx, i_idx = np.nonzero(trains[:, t, :])
-        acc = _input_current(net, b_idx, i_idx, B)
-        cur = (acc.astype(np.float64) * scale if scale is not None else acc).astype(f32)
-        if net.baseline:
-            x = vr_i + (vi - vr_i) * dec_i
-            x = np.where(refi <= 0, x + net.w_ei * s.astype(f32), x)
-            refi -= 1
-            si_new = x > vth_i
-            refi = np.where(si_new, refr_i, refi)
-            vi = np.where(si_new, vres_i, x).astype(f32)
-            lat = si
-        else:
-            lat = s
-        nlat = lat.sum(axis=1, keepdims=True)
-        cur = cur - net.w_lat * (nlat - lat).astype(f32)
-        x = vr + (v - vr) * dec
-        x = np.where(ref <= 0, x + cur, x)
-        ref -= 1
-        cross = x > thr
-        s = _one_spike(cross, x - thr) if net.one_spike else cross
-        ref = np.where(cross, refr, ref)
-        v = np.where(cross, vres, x).astype(f32)
-        counts += s
-        if net.baseline:
-            si = si_new
+    for block in _input_sums(net, trains):
+        for cur in block:
+            if net.baseline:
+                xi = vr_i + (vi - vr_i) * dec_i
+                xi = np.where(refi <= 0, xi + net.w_ei * s.astype(f32), xi)
+                refi -= 1
+                si_new = xi > vth_i
+                refi[si_new] = refr_i
+                vi = np.where(si_new, vres_i, xi).astype(f32)
+                lat = si
+            else:
+                lat = s
+            cur -= net.w_lat * _lateral(lat).astype(f32)
+            np.subtract(v, vr, out=x)
+            x *= dec
+            x += vr
+            np.less_equal(ref, 0, out=is_open)
+            np.add(x, cur, out=x, where=is_open)
+            ref -= 1
+            np.greater(x, thr, out=cross)
+            s = _one_spike(cross, x - thr) if net.one_spike else cross.copy()
+            np.copyto(ref, refr, where=cross)
+            np.copyto(x, vres, where=cross)
+            v, x = x, v
+            counts += s
+            if net.baseline:
+                si = si_new
     return counts
 
 
@@ -472,7 +542,7 @@ def fixed_plan(net: Network) -> FixedPlan:
 def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem grid."""
     B, T, _ = trains.shape
-    N = net.weights.shape[1]
+    N = net.gemm_weights.shape[1]
     _, _, _, refr = net.exc
     _, _, _, _, refr_i = net.inh
     c = fixed_plan(net)
@@ -508,39 +578,47 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
         return np.clip(x, c.lo, c.hi)
 
     u = np.zeros((B, N), np.int64)
-    ref = np.zeros((B, N), np.int64)
+    ref = np.zeros((B, N), np.int32)
     s = np.zeros((B, N), bool)
     ui = np.full((B, N), c.inh_rest, np.int64)
-    refi = np.zeros((B, N), np.int64)
+    refi = np.zeros((B, N), np.int32)
     si = np.zeros((B, N), bool)
     counts = np.zeros((B, N), np.int32)
-    for t in range(T):
-        b_idx, i_idx = np.nonzero(trains[:, t, :])
-        cur = _input_current(net, b_idx, i_idx, B) << (c.fF - c.wf)
-        if net.baseline:
-            x = (decay(ui - c.inh_rest, c.leak_inh, base_id if stochastic else None, t) + c.inh_rest) << shift
-            x = np.where(refi <= 0, x + c.w_ei_F * s, x)
-            x = round_back(x, base_i if stochastic else None, t)
-            refi -= 1
-            si_new = ((x + c.vr_v) << (c.fG - c.fv)) > c.vth_i_G
-            refi = np.where(si_new, refr_i, refi)
-            ui = np.where(si_new, c.k_reset_i, x)
-            lat = si
-        else:
-            lat = s
-        cur = cur - c.w_lat_F * (lat.sum(axis=1, keepdims=True) - lat)
-        x = decay(u, c.leak_exc, base_ed if stochastic else None, t) << shift
-        x = np.where(ref <= 0, x + cur, x)
-        x = round_back(x, base_e if stochastic else None, t)
-        ref -= 1
-        over = ((x << (c.fG - c.fv)) + c.vr_G) - thr_G
-        cross = over > 0
-        s = _one_spike(cross, over) if net.one_spike else cross
-        ref = np.where(cross, refr, ref)
-        u = np.where(cross, c.k_reset, x)
-        counts += s
-        if net.baseline:
-            si = si_new
+    thr_rel = thr_G - c.vr_G  # V_mem crosses where its code, at the grid G, exceeds V_th - v_rest
+    t = 0
+    for block in _input_sums(net, trains):
+        block <<= c.fF - c.wf
+        for cur in block:
+            if net.baseline:
+                x = (
+                    decay(ui - c.inh_rest, c.leak_inh, base_id if stochastic else None, t) + c.inh_rest
+                ) << shift
+                x = np.where(refi <= 0, x + c.w_ei_F * s, x)
+                x = round_back(x, base_i if stochastic else None, t)
+                refi -= 1
+                si_new = ((x + c.vr_v) << (c.fG - c.fv)) > c.vth_i_G
+                np.copyto(refi, refr_i, where=si_new)
+                ui = np.where(si_new, c.k_reset_i, x)
+                lat = si
+            else:
+                lat = s
+            cur -= c.w_lat_F * _lateral(lat)
+            x = decay(u, c.leak_exc, base_ed if stochastic else None, t)
+            x <<= shift
+            np.add(x, cur, out=x, where=ref <= 0)
+            x = round_back(x, base_e if stochastic else None, t)
+            ref -= 1
+            over = x << (c.fG - c.fv)
+            over -= thr_rel
+            cross = over > 0
+            s = _one_spike(cross, over) if net.one_spike else cross
+            np.copyto(ref, refr, where=cross)
+            np.copyto(x, c.k_reset, where=cross)
+            u = x
+            counts += s
+            if net.baseline:
+                si = si_new
+            t += 1
     return counts
 
 

@@ -22,19 +22,32 @@
 #define N TINYSNN_N
 #define N_IN TINYSNN_N_INPUT
 
-/* code number `index` of `bits` bits, big-endian bit order (tinysnn.deploy.packing) */
-static int64_t code_at(const uint8_t *packed, int64_t index, int bits, int is_signed) {
-    uint64_t v = 0;
-    int64_t bit = index * (int64_t)bits;
-    int k;
-    for (k = 0; k < bits; ++k, ++bit) v = (v << 1) | (uint64_t)((packed[bit >> 3] >> (7 - (bit & 7))) & 1u);
-    if (is_signed && bits < 64 && ((v >> (bits - 1)) & 1u)) return (int64_t)v - ((int64_t)1 << bits);
-    return (int64_t)v;
+/* codes first .. first + count - 1 of `bits` bits (1..32), packed big-endian (tinysnn.deploy.packing),
+   decoded word-wise: whole bytes enter a 64-bit window, each code is one shift and mask */
+static void decode_codes(const uint8_t *packed, int64_t first, int64_t count, int bits, uint32_t *out) {
+    int64_t bit = first * (int64_t)bits, k;
+    const uint8_t *p = packed + (bit >> 3);
+    int have = 8 - (int)(bit & 7); /* bits of the window not yet decoded */
+    uint64_t window = (uint64_t)(*p++ & (0xFFu >> (bit & 7)));
+    uint64_t mask = (UINT64_C(1) << bits) - 1u;
+    for (k = 0; k < count; ++k) {
+        while (have < bits) {
+            window = (window << 8) | *p++;
+            have += 8;
+        }
+        have -= bits;
+        out[k] = (uint32_t)((window >> have) & mask);
+        window &= (UINT64_C(1) << have) - 1u;
+    }
 }
 
-#if !TINYSNN_VMEM_FIXED
-static float float_at(const uint8_t *packed, int64_t index) {
-    uint32_t pattern = (uint32_t)code_at(packed, index, 32, 0);
+#if TINYSNN_VMEM_FIXED
+static int64_t signed_code(uint32_t v, int bits, int is_signed) {
+    if (is_signed && ((v >> (bits - 1)) & 1u)) return (int64_t)v - ((int64_t)1 << bits);
+    return (int64_t)v;
+}
+#else
+static float float_of(uint32_t pattern) {
     float f;
     memcpy(&f, &pattern, sizeof f);
     return f;
@@ -103,158 +116,195 @@ static int64_t round_back(int64_t x, uint64_t key, int64_t j) {
 #define SCALE(x, s) ((x) * ((int64_t)1 << (s))) /* left shift without undefined behaviour */
 #endif
 
-void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
-    static uint8_t s[N], cross[N];
-    static int32_t ref[N];
-#if TINYSNN_BASELINE
-    static uint8_t si[N], si_new[N];
-    static int32_t refi[N];
+#if !TINYSNN_W_FIXED
+typedef double tinysnn_acc_t; /* FP32 weights: summed in float64, as the simulator */
+#elif TINYSNN_WIDE_SUMS
+typedef int64_t tinysnn_acc_t;
+#else
+typedef int32_t tinysnn_acc_t; /* every sum of codes fits */
 #endif
+
+/* RAM: the whole state of a run, TINYSNN_RAM_BYTES (model.h); every array holds NP elements, a
+   multiple of 8, so the struct has no padding. The model itself is const (flash). */
+#define NP ((N + 7) / 8 * 8)
+static struct {
+    tinysnn_acc_t acc[NP];
 #if TINYSNN_VMEM_FIXED
-    static int64_t u[N], cur[N], over[N];
+    int64_t u[NP], cur[NP], over[NP], thr_rel[NP];
+#if TINYSNN_BASELINE
+    int64_t ui[NP];
+#endif
+#else
+    float v[NP], cur[NP], over[NP], thr[NP];
+#if TINYSNN_BASELINE
+    float vi[NP];
+#endif
+#endif
+    uint32_t row[NP]; /* one input's weight codes, or the thresholds' codes, decoded */
+    int32_t ref[NP];
+    uint8_t s[NP], cross[NP];
+#if TINYSNN_BASELINE
+    int32_t refi[NP];
+    uint8_t si[NP], si_new[NP];
+#endif
+} st;
+
+/* acc += the weights of the inputs that fire in `row` (input order): integer adds of codes, or
+   float64 adds of FP32 weights as the simulator does */
+static void input_sums(const uint8_t *row) {
+    int64_t i, j;
+    for (j = 0; j < N; ++j) st.acc[j] = 0;
+    for (i = 0; i < N_IN; ++i) {
+        if (!row[i]) continue;
+#if TINYSNN_W_BITS == 8 /* one code a byte: the packed row is the codes */
+        {
+            const uint8_t *w = tinysnn_weights + i * N;
+            for (j = 0; j < N; ++j) st.acc[j] += w[j];
+        }
+#else
+        decode_codes(tinysnn_weights, i * N, N, TINYSNN_W_BITS, st.row);
+#if TINYSNN_W_FIXED
+        for (j = 0; j < N; ++j) st.acc[j] += st.row[j];
+#else
+        for (j = 0; j < N; ++j) st.acc[j] += (double)float_of(st.row[j]);
+#endif
+#endif
+    }
+}
+
+void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
+#if TINYSNN_VMEM_FIXED
     uint64_t base_e = STREAM_BASE(sample_seed, 4), base_ed = STREAM_BASE(sample_seed, 7);
 #if TINYSNN_BASELINE
-    static int64_t ui[N];
     uint64_t base_i = STREAM_BASE(sample_seed, 5), base_id = STREAM_BASE(sample_seed, 8);
 #endif
-#else
-    static float v[N], cur[N], over[N];
-#if TINYSNN_BASELINE
-    static float vi[N];
 #endif
-#if TINYSNN_W_FIXED
-    static int64_t acc[N];
-#else
-    static double acc[N];
-#endif
-#endif
-    int64_t t, i, j;
+    int64_t t, j;
     (void)sample_seed;
+    /* thresholds, decoded once a run: V_th - v_rest at the grid G (qWN), or V_th in float32 */
+#if TINYSNN_VMEM_FIXED
+    decode_codes(tinysnn_theta, 0, N, TINYSNN_VTH_BITS, st.row);
+    for (j = 0; j < N; ++j)
+        st.thr_rel[j] = TINYSNN_VTH_G - TINYSNN_VR_G +
+                        SCALE(signed_code(st.row[j], TINYSNN_VTH_BITS, TINYSNN_VTH_SIGNED), TINYSNN_G - TINYSNN_VTH_FRAC);
+#else
+    decode_codes(tinysnn_vth, 0, N, 32, st.row);
+    for (j = 0; j < N; ++j) st.thr[j] = float_of(st.row[j]);
+#endif
     for (j = 0; j < N; ++j) {
-        s[j] = 0;
-        ref[j] = 0;
+        st.s[j] = 0;
+        st.ref[j] = 0;
         counts[j] = 0;
 #if TINYSNN_VMEM_FIXED
-        u[j] = 0;
+        st.u[j] = 0;
 #else
-        v[j] = TINYSNN_VR;
+        st.v[j] = TINYSNN_VR;
 #endif
 #if TINYSNN_BASELINE
-        si[j] = 0;
-        refi[j] = 0;
+        st.si[j] = 0;
+        st.refi[j] = 0;
 #if TINYSNN_VMEM_FIXED
-        ui[j] = TINYSNN_INH_REST;
+        st.ui[j] = TINYSNN_INH_REST;
 #else
-        vi[j] = TINYSNN_VR_I;
+        st.vi[j] = TINYSNN_VR_I;
 #endif
 #endif
     }
     for (t = 0; t < TINYSNN_T; ++t) {
-        const uint8_t *row = train + t * N_IN;
         int64_t nlat = 0, best = -1;
         const uint8_t *lat;
+        input_sums(train + t * N_IN);
 #if TINYSNN_VMEM_FIXED
         uint64_t key_e = STEP_KEY(base_e, t), key_ed = STEP_KEY(base_ed, t);
-        for (j = 0; j < N; ++j) cur[j] = 0;
-        for (i = 0; i < N_IN; ++i)
-            if (row[i])
-                for (j = 0; j < N; ++j) cur[j] += code_at(tinysnn_weights, i * N + j, TINYSNN_W_BITS, 0);
-        for (j = 0; j < N; ++j) cur[j] = SCALE(cur[j], TINYSNN_F - TINYSNN_W_FRAC);
+        for (j = 0; j < N; ++j) st.cur[j] = SCALE((int64_t)st.acc[j], TINYSNN_F - TINYSNN_W_FRAC);
 #if TINYSNN_BASELINE
         uint64_t key_i = STEP_KEY(base_i, t), key_id = STEP_KEY(base_id, t);
         for (j = 0; j < N; ++j) {
-            int64_t x = SCALE(decay_toward_zero(ui[j] - TINYSNN_INH_REST, TINYSNN_LEAK_INH, key_id, j) + TINYSNN_INH_REST,
+            int64_t x = SCALE(decay_toward_zero(st.ui[j] - TINYSNN_INH_REST, TINYSNN_LEAK_INH, key_id, j) + TINYSNN_INH_REST,
                               TINYSNN_SHIFT);
-            if (refi[j] <= 0) x += TINYSNN_W_EI_F * s[j];
+            if (st.refi[j] <= 0) x += TINYSNN_W_EI_F * st.s[j];
             x = round_back(x, key_i, j);
-            refi[j] -= 1;
-            si_new[j] = SCALE(x + TINYSNN_VR_V, TINYSNN_G - TINYSNN_FV) > TINYSNN_VTH_I_G;
-            if (si_new[j]) {
-                refi[j] = TINYSNN_REFR_I;
+            st.refi[j] -= 1;
+            st.si_new[j] = SCALE(x + TINYSNN_VR_V, TINYSNN_G - TINYSNN_FV) > TINYSNN_VTH_I_G;
+            if (st.si_new[j]) {
+                st.refi[j] = TINYSNN_REFR_I;
                 x = TINYSNN_K_RESET_I;
             }
-            ui[j] = x;
+            st.ui[j] = x;
         }
-        lat = si;
+        lat = st.si;
 #else
-        lat = s;
+        lat = st.s;
 #endif
         for (j = 0; j < N; ++j) nlat += lat[j];
-        for (j = 0; j < N; ++j) cur[j] -= TINYSNN_W_LAT_F * (nlat - lat[j]);
+        if (nlat > 0)
+            for (j = 0; j < N; ++j) st.cur[j] -= TINYSNN_W_LAT_F * (nlat - lat[j]);
         for (j = 0; j < N; ++j) {
-            int64_t x = SCALE(decay_toward_zero(u[j], TINYSNN_LEAK_EXC, key_ed, j), TINYSNN_SHIFT);
-            if (ref[j] <= 0) x += cur[j];
+            int64_t x = SCALE(decay_toward_zero(st.u[j], TINYSNN_LEAK_EXC, key_ed, j), TINYSNN_SHIFT);
+            if (st.ref[j] <= 0) x += st.cur[j];
             x = round_back(x, key_e, j);
-            ref[j] -= 1;
-            over[j] = SCALE(x, TINYSNN_G - TINYSNN_FV) + TINYSNN_VR_G - TINYSNN_VTH_G -
-                      SCALE(code_at(tinysnn_theta, j, TINYSNN_VTH_BITS, TINYSNN_VTH_SIGNED), TINYSNN_G - TINYSNN_VTH_FRAC);
-            cross[j] = over[j] > 0;
-            if (cross[j]) {
-                ref[j] = TINYSNN_REFR;
+            st.ref[j] -= 1;
+            st.over[j] = SCALE(x, TINYSNN_G - TINYSNN_FV) - st.thr_rel[j];
+            st.cross[j] = st.over[j] > 0;
+            if (st.cross[j]) {
+                st.ref[j] = TINYSNN_REFR;
                 x = TINYSNN_K_RESET;
             }
-            u[j] = x;
+            st.u[j] = x;
         }
 #else /* V_mem in float32, as the simulator */
-        for (j = 0; j < N; ++j) acc[j] = 0;
-        for (i = 0; i < N_IN; ++i)
-            if (row[i])
-                for (j = 0; j < N; ++j)
 #if TINYSNN_W_FIXED
-                    acc[j] += code_at(tinysnn_weights, i * N + j, TINYSNN_W_BITS, 0);
-        for (j = 0; j < N; ++j) cur[j] = (float)((double)acc[j] * TINYSNN_W_SCALE);
+        for (j = 0; j < N; ++j) st.cur[j] = (float)((double)st.acc[j] * TINYSNN_W_SCALE);
 #else
-                    acc[j] += (double)float_at(tinysnn_weights, i * N + j);
-        for (j = 0; j < N; ++j) cur[j] = (float)acc[j];
+        for (j = 0; j < N; ++j) st.cur[j] = (float)st.acc[j];
 #endif
 #if TINYSNN_BASELINE
         for (j = 0; j < N; ++j) {
-            float x = TINYSNN_VR_I + (vi[j] - TINYSNN_VR_I) * TINYSNN_DEC_I;
-            if (refi[j] <= 0) x = x + TINYSNN_W_EI * (s[j] ? 1.0f : 0.0f);
-            refi[j] -= 1;
-            si_new[j] = x > TINYSNN_VTH_I;
-            if (si_new[j]) {
-                refi[j] = TINYSNN_REFR_I;
+            float x = TINYSNN_VR_I + (st.vi[j] - TINYSNN_VR_I) * TINYSNN_DEC_I;
+            if (st.refi[j] <= 0) x = x + TINYSNN_W_EI * (st.s[j] ? 1.0f : 0.0f);
+            st.refi[j] -= 1;
+            st.si_new[j] = x > TINYSNN_VTH_I;
+            if (st.si_new[j]) {
+                st.refi[j] = TINYSNN_REFR_I;
                 x = TINYSNN_VRES_I;
             }
-            vi[j] = x;
+            st.vi[j] = x;
         }
-        lat = si;
+        lat = st.si;
 #else
-        lat = s;
+        lat = st.s;
 #endif
         for (j = 0; j < N; ++j) nlat += lat[j];
-        for (j = 0; j < N; ++j) cur[j] = cur[j] - TINYSNN_W_LAT * (float)(nlat - lat[j]);
+        if (nlat > 0)
+            for (j = 0; j < N; ++j) st.cur[j] = st.cur[j] - TINYSNN_W_LAT * (float)(nlat - lat[j]);
         for (j = 0; j < N; ++j) {
-            float x = TINYSNN_VR + (v[j] - TINYSNN_VR) * TINYSNN_DEC;
-            float thr = float_at(tinysnn_vth, j);
-            if (ref[j] <= 0) x = x + cur[j];
-            ref[j] -= 1;
-            cross[j] = x > thr;
-            over[j] = x - thr;
-            if (cross[j]) {
-                ref[j] = TINYSNN_REFR;
+            float x = TINYSNN_VR + (st.v[j] - TINYSNN_VR) * TINYSNN_DEC;
+            if (st.ref[j] <= 0) x = x + st.cur[j];
+            st.ref[j] -= 1;
+            st.cross[j] = x > st.thr[j];
+            st.over[j] = x - st.thr[j];
+            if (st.cross[j]) {
+                st.ref[j] = TINYSNN_REFR;
                 x = TINYSNN_VRES;
             }
-            v[j] = x;
+            st.v[j] = x;
         }
 #endif
         for (j = 0; j < N; ++j) {
 #if TINYSNN_ONE_SPIKE
-            if (cross[j] && (best < 0 || over[j] > over[best])) best = j;
-            s[j] = 0;
+            if (st.cross[j] && (best < 0 || st.over[j] > st.over[best])) best = j;
+            st.s[j] = 0;
 #else
-            s[j] = cross[j];
-            counts[j] += s[j];
-            (void)over[j]; /* only the one-spike rule compares overshoots */
+            st.s[j] = st.cross[j];
+            counts[j] += st.s[j];
 #endif
         }
         if (best >= 0) {
-            s[best] = 1;
+            st.s[best] = 1;
             counts[best] += 1;
         }
 #if TINYSNN_BASELINE
-        for (j = 0; j < N; ++j) si[j] = si_new[j];
+        for (j = 0; j < N; ++j) st.si[j] = st.si_new[j];
 #endif
     }
 }

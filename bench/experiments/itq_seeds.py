@@ -14,8 +14,9 @@ and 360 test images, labels from the training images, the library's default cons
 Q1.7, 50 neurons unless ``--neurons`` says otherwise); it needs no data root.
 
 ``--weights`` takes several formats and ``--quant`` several quantization texts (what follows the
-weight format: rounding, normalization rule, neuron formats); the population then holds FP32 and
-every (weights, quant) pair for every seed, e.g. the normalization rules at 8 and 6 bits::
+weight format: rounding, normalization rule, neuron formats; a text with its own ``weights=`` is run
+as it is); the population then holds FP32 and every (weights, quant) pair for every seed, e.g. the
+normalization rules at 8 and 6 bits::
 
     python bench/experiments/itq_seeds.py --dataset mnist --data-root DIR --weights UQ0.8 UQ0.6 \
         --quant rounding=truncate,norm=sum rounding=nearest,norm=apportion ...
@@ -67,9 +68,11 @@ def main() -> None:
             net = NetworkConfig(**{**net.__dict__, "n_neurons": a.neurons})
         learn, default_weights, assign = LearningConfig(**learn_kw), "UQ0.8", d.train.take(10000)
     weights = a.weights or [default_weights]
-    configs = [("tinysnn FP32", None)] + [
-        (f"ITQ {w} {q}", f"weights={w},{q}") for w in weights for q in a.quant
-    ]
+    configs = [("tinysnn FP32", None)]
+    for q in a.quant:  # a text that names its own weight format is run as it is
+        configs += (
+            [(f"ITQ {q}", q)] if "weights=" in q else [(f"ITQ {w} {q}", f"weights={w},{q}") for w in weights]
+        )
     plan = [(label, q, s) for label, q in configs for s in a.seeds]
     specs = [parse_quant_arg(q, scheme="itq") if q else None for _, q, _ in plan]
     pop = build_population([net] * len(plan), learn, [s for _, _, s in plan])

@@ -16,8 +16,6 @@ numba and torch simulators), :mod:`tinysnn.energy` (meters and the op-count mode
 Names are imported on first use, so that ``import tinysnn.deploy`` on a board never imports torch.
 """
 
-from __future__ import annotations
-
 import importlib
 from typing import Any
 

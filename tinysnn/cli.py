@@ -6,8 +6,6 @@ Example::
         --train-samples 1000 --test-samples 1000 --json result.json
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import platform

@@ -4,8 +4,6 @@ Defaults follow docs/method.md §1 (BindsNET's Diehl & Cook example: dt = 1 ms, 
 128 Hz maximum input rate). Every field can be set by keyword, so any search tool can set it.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import enum
 import math

@@ -15,8 +15,6 @@ from the test set. :func:`load_arrays` gives the same splits as numpy arrays wit
 torch (the numpy-only runner of :mod:`tinysnn.deploy` reads data with it).
 """
 
-from __future__ import annotations
-
 import gzip
 import os
 import struct
@@ -49,9 +47,9 @@ class DatasetError(FileNotFoundError):
 class Split:
     """One split of a dataset: images as flat uint8 intensities and integer labels."""
 
-    images: torch.Tensor
+    images: "torch.Tensor"
     """(n, n_input) uint8, 0..255."""
-    labels: torch.Tensor
+    labels: "torch.Tensor"
     """(n,) int64 class indices."""
     image_shape: Tuple[int, int]
     name: str

@@ -18,8 +18,6 @@ int64 products wrap modulo 2^64 in all three, and the shifts are made logical by
 module imports neither numba nor torch.
 """
 
-from __future__ import annotations
-
 #: What a draw rounds (part of its key). Two roundings of one value in one step need two codes.
 STREAM_W_DEPRESS = 1  #: weights after pair-wise depression (diehl_cook)
 STREAM_W_LEARN = 2  #: weights after the learning rule's potentiation / update

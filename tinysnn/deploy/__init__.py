@@ -4,8 +4,6 @@
 exported model (``tinysnn infer MODEL``). See docs/deploy.md.
 """
 
-from __future__ import annotations
-
 import importlib.util
 from pathlib import Path
 from typing import List, Sequence, Union

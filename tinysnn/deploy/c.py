@@ -8,8 +8,6 @@ FP32 or qW model the float32 constants as exact hexadecimal literals. ``tinysnn_
 fixed file, the same for every model. numpy only.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import List, Union
 

@@ -29,8 +29,6 @@ no path is taken from the file. Any problem is one line naming the file, the fie
 This module imports numpy and :mod:`tinysnn.config` (standard library only) alone.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math
@@ -238,7 +236,7 @@ class Model:
 def tinysnn_version() -> str:
     """The installed tinysnn's version, "unknown" in a source checkout that is not installed."""
     try:
-        from importlib.metadata import version
+        from importlib.metadata import version  # novermin: 3.8+, and a 3.6 board says "unknown"
 
         return version("tinysnn")
     except Exception:  # noqa: BLE001 - not installed as a distribution

@@ -16,8 +16,6 @@ the fixed-point rounding of a quantized model, and the adaptive threshold while 
 the frozen thresholds of inference are exported).
 """
 
-from __future__ import annotations
-
 import inspect
 from pathlib import Path
 from typing import Union

@@ -4,8 +4,6 @@
 (:mod:`tinysnn.deploy.model`) stores its payload with them.
 """
 
-from __future__ import annotations
-
 from typing import Optional
 
 import numpy as np

@@ -31,8 +31,6 @@ Label assignment is frozen in the model; a prediction is the class whose assigne
 the highest mean spike count (all-activity), -1 when no assigned neuron fired.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple

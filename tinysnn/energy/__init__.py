@@ -32,8 +32,6 @@ On a GPU pass ``MeterOptions(sync=torch.cuda.synchronize)`` so that queued kerne
 in the run; this package does not import torch.
 """
 
-from __future__ import annotations
-
 from .costs import DEFAULT_OP_COSTS, OpEnergyCosts, op_energy_breakdown, op_energy_joules
 from .estimate import DEFAULT_ESTIMATE_POWER_W, EstimateMeter
 from .jetson import JetsonMeter

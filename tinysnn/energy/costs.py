@@ -16,8 +16,6 @@ float if either is float), e_bit the SRAM energy per bit, and the op mixes m, a 
 only.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from typing import Dict, Optional
 

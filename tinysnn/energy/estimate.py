@@ -3,8 +3,6 @@
 Never a measurement, and every reading says so (``is_estimate``).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 

@@ -17,8 +17,6 @@ the energy the run added on top of what the idle machine draws anyway. The idle 
 recorded on every reading, whether subtracted or not; an estimate never subtracts it.
 """
 
-from __future__ import annotations
-
 import abc
 import contextlib
 import dataclasses
@@ -317,7 +315,7 @@ class EnergyMeter(abc.ABC):
             self._t0 = None
             self._abort()
 
-    def __enter__(self) -> EnergyMeter:
+    def __enter__(self) -> "EnergyMeter":
         self.start()
         return self
 

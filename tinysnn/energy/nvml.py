@@ -3,8 +3,6 @@
 The NVML module is injectable (``nvml_module``) so that tests can use a stand-in.
 """
 
-from __future__ import annotations
-
 import contextlib
 from typing import Any, Optional
 

@@ -20,8 +20,6 @@ Counted per network and sample:
 Constant weights (w_inh, 22.5, 120) live in registers: they cost an operation, not a memory read.
 """
 
-from __future__ import annotations
-
 import dataclasses
 
 from ..config import Variant
@@ -64,14 +62,14 @@ class OpCounts:
             if not value >= 0:
                 raise ValueError(f"OpCounts.{field.name} must be >= 0, got {value!r}")
 
-    def __add__(self, other: OpCounts) -> OpCounts:
+    def __add__(self, other: "OpCounts") -> "OpCounts":
         if not isinstance(other, OpCounts):
             return NotImplemented
         return OpCounts(
             **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)}
         )
 
-    def scaled(self, factor: float) -> OpCounts:
+    def scaled(self, factor: float) -> "OpCounts":
         """Return every count times ``factor`` (e.g. ``1 / n_samples`` for a mean per sample)."""
         return OpCounts(**{f.name: getattr(self, f.name) * factor for f in dataclasses.fields(self)})
 

@@ -3,8 +3,6 @@
 Every sysfs path is taken under ``sysfs_root`` (default ``/``), so that tests can build a fake tree.
 """
 
-from __future__ import annotations
-
 import glob
 import math
 import os

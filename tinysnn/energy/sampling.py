@@ -4,8 +4,6 @@ Used by the meters whose platform reports power, not energy: the Jetson INA3221 
 on GPUs older than Volta.
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from typing import Callable, Dict, Mapping, Optional

@@ -5,8 +5,6 @@ A meter spec is ``auto``, ``nvml``, ``jetson``, ``rapl``, ``estimate`` or ``esti
 estimate.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Callable, List, Optional, Tuple
 

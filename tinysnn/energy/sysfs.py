@@ -4,8 +4,6 @@ Every sysfs path is taken under a ``sysfs_root`` (default ``/``), so that tests 
 tree.
 """
 
-from __future__ import annotations
-
 from typing import Optional
 
 from .meters import EnergyMeterError

@@ -9,20 +9,21 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from tinysnn.streams import mix_seed
 
+from ._constraints import public_constraints
 from ._workers import abandoned
 from .errors import SpecError, StorageError
 from .pack import artifact_ref, sqlite_path
-from .select import CONSTRAINTS_KEY, LIMITS_KEY, limit_violations
+from .select import LIMITS_KEY, limit_violations
 from .spec import StudySpec
 
-__all__ = ["CONSTRAINTS_KEY", "DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
+__all__ = ["DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
            "open_storage", "open_study", "optuna_version", "storage_problem"]  # fmt: skip
 
 SQLITE_LOCK_TIMEOUT_S = 60.0
@@ -78,11 +79,12 @@ def _fast_sqlite(storage: Any) -> None:
     storage.engine.dispose()  # connections made before the listener existed
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, storage_class: Optional[Type[optuna.storages.RDBStorage]] = None) -> Any:
     """An Optuna RDB storage for ``url`` (SQLite, PostgreSQL, MySQL), with a clear error when it fails.
 
     SQLite files get their folder created, a 60 s lock timeout and the WAL journal so that several
-    workers on one machine can share one file.
+    workers on one machine can share one file. ``storage_class`` is a subclass of RDBStorage to make
+    instead (the dashboard's :class:`search._constraints.ListedConstraintsStorage`).
 
     Raises:
         StorageError: naming the URL, the problem and the fix.
@@ -111,7 +113,8 @@ def open_storage(url: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            storage = _retry_first_start(lambda: optuna.storages.RDBStorage(url, **kwargs))
+            make = storage_class or optuna.storages.RDBStorage
+            storage = _retry_first_start(lambda: make(url, **kwargs))
         if url.startswith("sqlite:"):
             storage.get_all_studies()  # a damaged or locked file fails here, before WAL mode writes to it
             _fast_sqlite(storage)
@@ -225,15 +228,15 @@ def constraint_values(spec: StudySpec, attrs: Dict[str, Any]) -> List[float]:
 def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded, with the accuracy/memory/energy budgets as its constraints.
 
-    Constraints go through ``constraints_func`` (deprecated in Optuna 5 in favour of
-    ``trial.set_constraint``, whose records optuna-dashboard 0.21 cannot read).
+    Optuna 5's samplers read the constraints the runner told (``Trial.set_constraint``); Optuna 4's
+    take them through ``constraints_func`` (:mod:`search._constraints`).
 
     Raises:
         SpecError: for a sampler this Optuna cannot provide.
     """
     sm = spec.sampler
     cf: Optional[Callable[[FrozenTrial], Sequence[float]]] = None
-    if spec.constraints.active:
+    if spec.constraints.active and not public_constraints():
 
         def cf(trial: FrozenTrial) -> Sequence[float]:  # noqa: E306
             return constraint_values(spec, trial.user_attrs)
@@ -251,11 +254,12 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
         if sm.name == "nsga3":
             return S.NSGAIIISampler(population_size=pop, seed=seed, constraints_func=cf)
         if sm.name == "gp":
-            need = (4, 5) if cf is not None else (4, 4)
+            constrained = spec.constraints.active
+            need = (4, 5) if constrained else (4, 4)
             if optuna_version() < need:
                 raise SpecError(
-                    f"sampler.name = 'gp': multi-objective{' constrained' if cf else ''} GPSampler needs Optuna "
-                    f">= {need[0]}.{need[1]} (found {optuna.__version__}); use tpe or nsga2, or upgrade Optuna"
+                    f"sampler.name = 'gp': multi-objective{' constrained' if constrained else ''} GPSampler needs "
+                    f"Optuna >= {need[0]}.{need[1]} (found {optuna.__version__}); use tpe or nsga2, or upgrade Optuna"
                 )
             return S.GPSampler(seed=seed, n_startup_trials=sm.startup_trials, constraints_func=cf)
         return S.RandomSampler(seed=seed)

@@ -413,21 +413,36 @@ def _bind(host: str, port: int, app: Any) -> Any:
                           "or --port") from None  # fmt: skip
 
 
+def dashboard_app(url: str, folder: Optional[str]) -> Tuple[Any, Any]:
+    """optuna-dashboard's WSGI app for storage ``url`` with the artifacts in ``folder`` (None or no such
+    folder: none), and the artifact store (or None).
+
+    Its trials carry their constraint values as the list the dashboard reads (its infeasible trials are
+    shown as such, :class:`search._constraints.ListedConstraintsStorage`), and its models are served as
+    application/octet-stream.
+    """
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from ._constraints import ListedConstraintsStorage
+    from ._study import open_storage
+
+    store = FileSystemArtifactStore(folder) if folder and Path(folder).is_dir() else None
+    app = optuna_dashboard.wsgi(open_storage(url, ListedConstraintsStorage), artifact_store=store)
+    return _models_as_octet_stream(app), store
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .errors import SearchError
 
     try:
-        import optuna_dashboard
+        import optuna_dashboard  # noqa: F401
     except ImportError:
         raise SearchError('optuna-dashboard is not installed: pip install -e ".[dashboard]"') from None
-    from optuna.artifacts import FileSystemArtifactStore
-
-    from ._study import open_storage
 
     _, url, artifacts = _load(args)
     folder = args.artifacts or artifacts
-    store = FileSystemArtifactStore(folder) if folder and Path(folder).is_dir() else None
-    app = _models_as_octet_stream(optuna_dashboard.wsgi(open_storage(url), artifact_store=store))
+    app, store = dashboard_app(url, folder)
     server = _bind(args.host, args.port, app)  # bound before the line below: a bad host or port is one line
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"optuna-dashboard on http://{where}:{args.port}/dashboard/ for {url} "

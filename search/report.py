@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Sequenc
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._constraints import told_constraints
 from .errors import SearchError
 from .select import (
-    CONSTRAINTS_KEY,
     LIMITS_KEY,
     Candidate,
     complete_trials,
@@ -219,7 +219,7 @@ def _infeasible_line(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Opti
     """How many complete trials a ``[constraints]`` limit keeps off the front, by limit."""
     limits = study.user_attrs.get(LIMITS_KEY)
     if limits is None:  # a study not opened since its limits were recorded: what its trials were told
-        off = [t for t in trials if any(v > 0 for v in t.system_attrs.get(CONSTRAINTS_KEY) or [])]
+        off = [t for t in trials if any(v > 0 for v in told_constraints(t))]
         return f"  infeasible: {plural(len(off), 'complete trial')} over a [constraints] limit" if off else None  # fmt: skip
     broken: Counter = Counter()
     off_front = 0

@@ -44,9 +44,9 @@ from tinysnn.train import RunSpec
 
 from . import _workers as W
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ._constraints import tell_constraints
 from ._images import missing_note
 from ._study import (
-    CONSTRAINTS_KEY,
     constraint_values,
     draw_index,
     open_storage,
@@ -288,6 +288,15 @@ def _duplicate_of(study: optuna.Study, number: int, params: Dict[str, Any]) -> O
     return None
 
 
+def _tell_pruned(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Trial) -> None:
+    """Tell ``trial`` PRUNED. Under ``[constraints]`` it is infeasible first: its values break every limit
+    (it has no objectives, :func:`search.select.limit_violations`), as Optuna 4's ``constraints_func``
+    recorded them for a pruned trial, so that the samplers see the study as they always did."""
+    if spec.constraints.active:
+        tell_constraints(trial, storage, constraint_values(spec, trial.user_attrs))
+    study.tell(trial, state=TrialState.PRUNED)
+
+
 def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat,
          report: RunReport, log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
@@ -301,14 +310,14 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
                 beat.add([W.trial_id(trial)])
                 if _over_budget(study, trial.number, spec.study.trials):
                     trial.set_user_attr("released", "over budget: workers asking at once; the others hold it")
-                    study.tell(trial, state=TrialState.PRUNED)
+                    _tell_pruned(study, storage, spec, trial)
                     beat.discard(W.trial_id(trial))
                     break
                 try:
                     config = spec.space.suggest(trial, ctx.n_input)
                 except Rejected as exc:
                     trial.set_user_attr("rejected", str(exc))
-                    study.tell(trial, state=TrialState.PRUNED)
+                    _tell_pruned(study, storage, spec, trial)
                     beat.discard(W.trial_id(trial))
                     report.rejected += 1
                     log(f"trial {trial.number} rejected before training: {exc}")
@@ -321,7 +330,7 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
                 twin = _duplicate_of(study, trial.number, trial.params) if fresh else None
                 if twin is not None:
                     trial.set_user_attr("released", f"same configuration as trial {twin}")
-                    study.tell(trial, state=TrialState.PRUNED)
+                    _tell_pruned(study, storage, spec, trial)
                     beat.discard(W.trial_id(trial))
                     duplicates += 1  # the sampler's stream has moved on: the next ask draws anew
                     continue
@@ -499,9 +508,7 @@ def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Tria
     if spec.constraints.active:
         values = constraint_values(spec, attrs)
         attrs["feasible"] = all(v <= 0 for v in values)
-        # Optuna's samplers read constraints from this system attribute; Trial.set_system_attr is
-        # deprecated (removed in Optuna 5), so the storage writes it
-        storage.set_trial_system_attr(W.trial_id(trial), CONSTRAINTS_KEY, values)
+        tell_constraints(trial, storage, values)
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     for path in o.files.values():

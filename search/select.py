@@ -24,9 +24,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._constraints import told_constraints
 from .errors import SearchError
 
-__all__ = ["CONFIRMED_PREFIX", "CONSTRAINTS_KEY", "DEFAULT_MUS", "LIMITS_KEY", "Candidate", "complete_trials",
+__all__ = ["CONFIRMED_PREFIX", "DEFAULT_MUS", "LIMITS_KEY", "Candidate", "complete_trials",
            "front", "has_fidelity", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values",
            "reward", "select", "violated_limits"]  # fmt: skip
 
@@ -36,9 +37,6 @@ DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 LIMITS_KEY = "constraint_limits"
 """Study user attribute: the spec's ``[constraints]`` (:meth:`search.spec.ConstraintSection.limits`),
 written whenever a study is opened from its spec."""
-CONSTRAINTS_KEY = "constraints"
-"""Trial system attribute of the constraint values the runner told: the one Optuna 4 and 5 and
-optuna-dashboard 0.21 read them from."""
 CONFIRMED_PREFIX = "confirmed_trial_"
 """Study user attribute ``confirmed_trial_<number>``: the ``confirmed_*`` values of a trial re-trained
 on the full data. A COMPLETE trial's own attributes cannot change, the study's can."""
@@ -117,7 +115,7 @@ def ranked_values(trial: FrozenTrial) -> Tuple[Tuple[float, float, float], str]:
 
 def _feasible(trial: FrozenTrial, values: Sequence[float], limits: Optional[Mapping[str, Any]]) -> bool:
     if limits is None:  # a study not opened since its limits were recorded: what its trials were told
-        return all(v <= 0 for v in trial.system_attrs.get(CONSTRAINTS_KEY) or [])
+        return all(v <= 0 for v in told_constraints(trial))
     named = dict(zip(("accuracy", "memory_norm", "energy"), values))
     return all(v <= 0 for v in limit_violations(limits, named))
 
@@ -223,4 +221,4 @@ def _constrained(study: optuna.Study) -> bool:
     limits = study.user_attrs.get(LIMITS_KEY)
     if limits is not None:
         return any(limit is not None for limit in limits.values())
-    return any(t.system_attrs.get(CONSTRAINTS_KEY) for t in study.get_trials(deepcopy=False))
+    return any(told_constraints(t) for t in study.get_trials(deepcopy=False))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from search._study import CONSTRAINTS_KEY, METRIC_NAMES
+from search._constraints import CONSTRAINTS_KEY
+from search._study import METRIC_NAMES
 from search.cli import main
 from search.plots import pareto_figure, reward_figure, size_precision_figure
 from search.select import mu_sweep

@@ -8,7 +8,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 import optuna
 import pytest
@@ -16,9 +16,12 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from search import METRIC_NAMES, load_spec, mu_sweep, reward, run_study, select
+from search._constraints import CONSTRAINTS_KEY, public_constraints, told_constraints
 from search._study import open_storage
-from search.cli import main
+from search.cli import dashboard_app, main
 from tinysnn import deploy
+
+from ._wsgi import wsgi_get
 
 TINY = """
 [study]
@@ -127,7 +130,8 @@ def test_user_attrs_and_artifacts(tiny: Tuple[Path, Any, optuna.Study]) -> None:
 def test_constraints_are_recorded_and_the_front_is_feasible(tiny: Tuple[Path, Any, optuna.Study]) -> None:
     _, _, study = tiny
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
-        (value,) = t.system_attrs["constraints"]
+        (value,) = told_constraints(t)
+        assert (CONSTRAINTS_KEY in t.system_attrs) is not public_constraints()  # one record, never both
         assert value == pytest.approx(t.values[1] - 0.5)
         assert t.user_attrs["feasible"] is (value <= 0)
     assert all(t.user_attrs["feasible"] for t in study.best_trials)
@@ -222,34 +226,23 @@ def test_cli_export_writes_a_model_the_runner_reproduces(
     assert not (tmp_path / "gone").exists()
 
 
-def _wsgi_get(app: Any, path: str) -> Dict[str, Any]:
-    status = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
-               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
-               "wsgi.url_scheme": "http"}  # fmt: skip
-    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
-    assert status and status[0].startswith("200"), (path, status)
-    return json.loads(body)
-
-
 def test_dashboard_serves_the_study(tiny: Tuple[Path, Any, optuna.Study]) -> None:
     pytest.importorskip("optuna_dashboard")
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import wsgi
-
     _, spec, study = tiny
-    app = wsgi(
-        spec.study.storage_url,
-        artifact_store=FileSystemArtifactStore(str(spec.study.artifact_dir / "artifacts")),
-    )
-    listed = _wsgi_get(app, "/api/studies")["study_summaries"]
+    app, _ = dashboard_app(
+        spec.study.storage_url, str(spec.study.artifact_dir / "artifacts")
+    )  # as the command
+    listed = wsgi_get(app, "/api/studies")["study_summaries"]
     ids = {s["study_name"]: s["study_id"] for s in listed}
     assert "tiny" in ids
-    detail = _wsgi_get(app, f"/api/studies/{ids['tiny']}")
+    detail = wsgi_get(app, f"/api/studies/{ids['tiny']}")
     assert detail["objective_names"] == METRIC_NAMES
     assert len(detail["trials"]) == len(study.trials)
     done = [t for t in detail["trials"] if t["state"] == "Complete"]
-    assert all(len(t["artifacts"]) == 3 and t["constraints"] for t in done)
+    assert all(len(t["artifacts"]) == 3 and t["constraints"] for t in done)  # infeasible ones shown so
+    assert [t["constraints"] for t in done] == [
+        told_constraints(t) for t in study.get_trials(states=(TrialState.COMPLETE,))
+    ]
 
 
 def test_pack_unpack_moves_the_study_whole(
@@ -279,8 +272,8 @@ def test_pack_unpack_moves_the_study_whole(
     from optuna_dashboard import wsgi
 
     app = wsgi(url, artifact_store=FileSystemArtifactStore(str(dest / "tiny" / "artifacts")))
-    (study_id,) = [x["study_id"] for x in _wsgi_get(app, "/api/studies")["study_summaries"]]
-    done = [t for t in _wsgi_get(app, f"/api/studies/{study_id}")["trials"] if t["state"] == "Complete"]
+    (study_id,) = [x["study_id"] for x in wsgi_get(app, "/api/studies")["study_summaries"]]
+    done = [t for t in wsgi_get(app, f"/api/studies/{study_id}")["trials"] if t["state"] == "Complete"]
     art = [a for a in done[0]["artifacts"] if a["filename"] == "weights.png"][0]
     status = []
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/artifacts/{study_id}/{done[0]['trial_id']}/{art['artifact_id']}",

@@ -23,21 +23,24 @@ Tables (every key optional unless said; ``studies/README.md`` documents them wit
 
 Unknown keys are errors that name the key; so are empty lists, impossible bit widths, numbers that
 are not finite or out of range, and fractions where an integer is expected (``t_update = 2.5``). Each
-section checks its own values when it is made (``__post_init__``), so an override
-(:meth:`StudySpec.replace`) is checked too.
+section is a dataclass that checks itself when it is made (``__post_init__``): the types its fields
+declare, then its values; so an override (:meth:`StudySpec.replace`) is checked too, and the parser
+only matches the tables' keys against the fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
 
 from tinysnn.config import BACKENDS, ConfigError, EncodingConfig, Variant, from_mapping
 from tinysnn.data import DATASETS, N_CLASSES
@@ -74,19 +77,62 @@ _TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "spa
              "constraints", "fidelity", "checkpoint")  # fmt: skip
 _STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 DEFAULT_MIN_ACCURACY = 2 / N_CLASSES
+"""Twice chance: a network no better than that says nothing about its size or format (every dataset
+here has N_CLASSES classes)."""
 MAX_SEED = 2**32 - 1
 """study.seed lies in [0, MAX_SEED]: the range Optuna's seeded samplers (numpy) accept."""
 MIN_HEARTBEAT_S = 0.1
 MAX_HEARTBEAT_S = 3600.0
 MAX_STALE_AFTER_S = 7 * 86400.0
 MAX_IDLE_SECONDS = 3600.0
-"""Twice chance: a network no better than that says nothing about its size or format (every dataset
-here has N_CLASSES classes)."""
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+"""The value types a spec's keys take (TOML's integer, float, string and boolean), as errors name them."""
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
+    """(name, type, optional) of each field of the dataclass ``cls``: the type one of :data:`_KINDS`,
+    optional when it is declared ``Optional`` (None is a value: a default, no limit)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        optional = typing.get_origin(kind) is Union
+        if optional:
+            (kind,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        out.append((f.name, kind, optional))
+    return tuple(out)
+
+
+def _check_types(table: str, cls: type, values: Mapping[str, Any]) -> None:
+    """:class:`SpecError` naming ``table.key`` for a value in ``values`` of another type than field
+    ``key`` of ``cls`` declares: an integer where it says int (not a bool, not 2.5), an integer or a
+    finite float where it says float, a string, a bool; None only where it says Optional."""
+    for key, kind, optional in _field_types(cls):
+        if key not in values or (values[key] is None and optional):
+            continue
+        value = values[key]
+        wanted = (int, float) if kind is float else kind
+        if not isinstance(value, wanted) or (isinstance(value, bool) and kind is not bool):
+            raise SpecError(f"{table}.{key} must be {_KINDS[kind]}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{table}.{key} must be a finite number, got {value!r}")
+
+
+def _check_fields(section: Any) -> None:
+    """:func:`_check_types` of a spec section on its own values: a dataclass whose ``TABLE`` is the
+    name of its table in the TOML file."""
+    cls = type(section)
+    _check_types(cls.TABLE, cls, {f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
 class StudySection:
     """``[study]``: name, budget and where the study lives."""
+
+    TABLE: ClassVar[str] = "study"
 
     name: str
     trials: int = 20
@@ -114,6 +160,7 @@ class StudySection:
     more than heartbeat_s, at most MAX_STALE_AFTER_S (a week)."""
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         check_study_name(self.name)
         _check_number(self.trials, "study.trials", 1, low_open=False)
         _check_number(self.population, "study.population", 1, low_open=False)
@@ -154,12 +201,15 @@ class StudySection:
 class SamplerSection:
     """``[sampler]``: the Optuna sampler, always seeded."""
 
+    TABLE: ClassVar[str] = "sampler"
+
     name: str = "tpe"
     startup_trials: int = 10
     population_size: Optional[int] = None
     """NSGA-II/III generation size; default max(10, study.population)."""
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.name not in SAMPLERS:
             raise SpecError(f"sampler.name = {self.name!r}: choose one of {', '.join(SAMPLERS)}")
         _check_number(self.startup_trials, "sampler.startup_trials", 0, low_open=False)
@@ -169,6 +219,8 @@ class SamplerSection:
 @dataclass(frozen=True)
 class DataSection:
     """``[data]``: the dataset and how much of it a trial uses."""
+
+    TABLE: ClassVar[str] = "data"
 
     dataset: str = "digits"
     root: Optional[str] = None
@@ -181,6 +233,7 @@ class DataSection:
     epochs: int = 1
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.dataset.lower().replace("_", "-") not in DATASETS + ("fashion",):
             raise SpecError(
                 f"data.dataset = {self.dataset!r} is unknown: choose one of {', '.join(DATASETS)}"
@@ -197,6 +250,8 @@ class DataSection:
 class ObjectiveSection:
     """``[objectives]``: how memory and energy are scored."""
 
+    TABLE: ClassVar[str] = "objectives"
+
     energy: str = "opcount"
     meter: str = "auto"
     idle_seconds: float = 1.0
@@ -208,6 +263,7 @@ class ObjectiveSection:
     """Size of the FP32 reference of M_norm; default the largest size in the space."""
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.energy not in ENERGY_OBJECTIVES:
             raise SpecError(f"objectives.energy = {self.energy!r}: choose opcount or meter")
         try:
@@ -230,12 +286,15 @@ class ObjectiveSection:
 class ConstraintSection:
     """``[constraints]``: budgets a feasible trial must meet (None = no budget)."""
 
+    TABLE: ClassVar[str] = "constraints"
+
     min_accuracy: Optional[float] = DEFAULT_MIN_ACCURACY
     """A fraction; ``min_accuracy = 0`` in the spec turns it off (None)."""
     max_memory_norm: Optional[float] = None
     max_energy_j: Optional[float] = None
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.min_accuracy is not None:
             if not (math.isfinite(self.min_accuracy) and 0 <= self.min_accuracy <= 1):
                 raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
@@ -259,11 +318,14 @@ class FidelitySection:
     """``[fidelity]``: the sample counts every trial of ``run`` trains and is scored on, at most
     ``[data]``'s (None: ``[data]``'s); ``tinysnn-search confirm`` re-trains the front at ``[data]``'s."""
 
+    TABLE: ClassVar[str] = "fidelity"
+
     train_samples: Optional[int] = None
     test_samples: Optional[int] = None
     assign_samples: Optional[int] = None
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         for key, count in dataclasses.asdict(self).items():
             _check_number(count, f"fidelity.{key}", 0)
 
@@ -276,9 +338,12 @@ class FidelitySection:
 class CheckpointSection:
     """``[checkpoint]``: save a running population every ``every`` training samples (0: only after training)."""
 
+    TABLE: ClassVar[str] = "checkpoint"
+
     every: int = 5000
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _check_number(self.every, "checkpoint.every", 0, low_open=False)
 
 
@@ -354,7 +419,10 @@ def check_study_name(name: object, key: str = "study.name") -> str:
     return name
 
 
-def _section(raw: Mapping[str, Any], name: str, cls: Any, checks: Mapping[str, type]) -> Any:
+def _table(raw: Mapping[str, Any], cls: Any, name: Optional[str] = None) -> Dict[str, Any]:
+    """Table ``name`` (default ``cls.TABLE``) of the spec, empty when absent, whose keys must be fields
+    of the dataclass ``cls``."""
+    name = name or cls.TABLE
     table = raw.get(name, {})
     if not isinstance(table, dict):
         raise SpecError(f"[{name}] must be a table")
@@ -363,19 +431,12 @@ def _section(raw: Mapping[str, Any], name: str, cls: Any, checks: Mapping[str, t
     if unknown:
         keys = ", ".join(f"{name}.{k}" for k in unknown)
         raise SpecError(f"unknown key {keys}: valid keys in [{name}] are {', '.join(names)}")
-    for key, value in table.items():
-        want = checks.get(key)
-        if want is None or value is None:
-            continue
-        ok = isinstance(value, want) and not (want in (int, float, (int, float)) and isinstance(value, bool))
-        if not ok:
-            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-                want, "a number"
-            )  # type: ignore[call-overload]
-            raise SpecError(f"{name}.{key} must be {kind}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SpecError(f"{name}.{key} must be a finite number, got {value!r}")
     return table
+
+
+def _section(raw: Mapping[str, Any], cls: Any, **defaults: Any) -> Any:
+    """The section ``cls`` made from its table (:func:`_table`) over ``defaults``; it checks itself."""
+    return cls(**{**defaults, **_table(raw, cls)})
 
 
 def _check_number(value: Optional[float], key: str, low: float, high: Optional[float] = None,
@@ -411,39 +472,22 @@ def parse_spec(
     unknown = sorted(set(raw) - set(_TOP_KEYS))
     if unknown:
         raise SpecError(f"unknown key(s) {unknown} at the top level: valid tables are {', '.join(_TOP_KEYS)}")
-    num = (int, float)
-    st = _section(raw, "study", StudySection, {"name": str, "trials": int, "population": int, "storage": str,
-                  "artifacts": str, "seed": int, "weight_seed": str, "device": str, "backend": str,
-                  "group": str,
-                  "heartbeat_s": num, "stale_after_s": num})  # fmt: skip
-    study = StudySection(**{"name": default_name, **st})
-    sm = _section(
-        raw, "sampler", SamplerSection, {"name": str, "startup_trials": int, "population_size": int}
-    )
-    sampler = SamplerSection(**sm)
-    dt = _section(raw, "data", DataSection, {"dataset": str, "root": str, "download": bool, "train_samples": int,
-                  "test_samples": int, "assign_samples": int, "validation": int, "epochs": int})  # fmt: skip
-    if "dataset" not in dt:
+    study = _section(raw, StudySection, name=default_name)
+    sampler = _section(raw, SamplerSection)
+    if "dataset" not in _table(raw, DataSection):
         raise SpecError(f"data.dataset is missing: choose one of {', '.join(DATASETS)}")
-    data = DataSection(**dt)
-    enc_table = _section(raw, "encoding", EncodingConfig, {"time_steps": int, "dt": num, "max_rate": num})
+    data = _section(raw, DataSection)
+    encoding_table = _table(raw, EncodingConfig, "encoding")
+    _check_types("encoding", EncodingConfig, encoding_table)  # tinysnn's own checks name no table
     try:
-        encoding = from_mapping(EncodingConfig, enc_table)
+        encoding = from_mapping(EncodingConfig, encoding_table)
     except (ConfigError, TypeError) as exc:
         raise SpecError(f"[encoding]: {exc}") from None
     space = parse_space(raw.get("space"), raw.get("network"), raw.get("learning"))
-    ob = _section(raw, "objectives", ObjectiveSection, {"energy": str, "meter": str, "idle_seconds": num,
-                  "solo_samples": int, "memory_convention": str, "reference_variant": str,
-                  "reference_neurons": int})  # fmt: skip
-    objectives = ObjectiveSection(**ob)
-    co = _section(raw, "constraints", ConstraintSection, {"min_accuracy": num, "max_memory_norm": num,
-                  "max_energy_j": num})  # fmt: skip
-    constraints = ConstraintSection(**co)
-    fd = _section(raw, "fidelity", FidelitySection, {"train_samples": int, "test_samples": int,
-                  "assign_samples": int})  # fmt: skip
-    fidelity = FidelitySection(**fd)
-    ck = _section(raw, "checkpoint", CheckpointSection, {"every": int})
-    checkpoint = CheckpointSection(**ck)
+    objectives = _section(raw, ObjectiveSection)
+    constraints = _section(raw, ConstraintSection)
+    fidelity = _section(raw, FidelitySection)
+    checkpoint = _section(raw, CheckpointSection)
     return StudySpec(study, sampler, data, encoding, space, objectives, constraints, fidelity, checkpoint,
                      json.loads(json.dumps(raw, default=str)), source)  # fmt: skip
 

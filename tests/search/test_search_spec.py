@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Dict
@@ -139,6 +140,44 @@ def test_bad_spec_names_the_key(patch: Dict[str, Any], key: str) -> None:
     with pytest.raises(SpecError) as exc:
         parse_spec(_raw(**patch))
     assert key in str(exc.value)
+
+
+WRONG_TYPES = [
+    ({"study": {"trials": 2.5}}, "study.trials must be an integer, got 2.5"),
+    ({"study": {"trials": True}}, "study.trials must be an integer, got True"),
+    ({"study": {"name": 3}}, "study.name must be a string, got 3"),
+    ({"study": {"heartbeat_s": "30"}}, "study.heartbeat_s must be a number, got '30'"),
+    ({"study": {"heartbeat_s": float("nan")}}, "study.heartbeat_s must be a finite number, got nan"),
+    ({"sampler": {"startup_trials": 1.5}}, "sampler.startup_trials must be an integer, got 1.5"),
+    ({"data": {"download": "yes"}}, "data.download must be true or false, got 'yes'"),
+    ({"data": {"root": 1}}, "data.root must be a string, got 1"),
+    ({"encoding": {"max_rate": True}}, "encoding.max_rate must be a number, got True"),
+    ({"encoding": {"dt": float("inf")}}, "encoding.dt must be a finite number, got inf"),
+    ({"objectives": {"reference_neurons": 1.5}}, "objectives.reference_neurons must be an integer, got 1.5"),
+    ({"constraints": {"max_energy_j": True}}, "constraints.max_energy_j must be a number, got True"),
+    ({"constraints": {"min_accuracy": "0.2"}}, "constraints.min_accuracy must be a number, got '0.2'"),
+    ({"fidelity": {"train_samples": 2.5}}, "fidelity.train_samples must be an integer, got 2.5"),
+    ({"checkpoint": {"every": "5"}}, "checkpoint.every must be an integer, got '5'"),
+    ({"checkpoint": {"every": None}}, "checkpoint.every must be an integer, got None"),  # not Optional
+]
+
+
+@pytest.mark.parametrize("patch,message", WRONG_TYPES, ids=[m for _, m in WRONG_TYPES])
+def test_a_value_of_the_wrong_type_is_named_by_its_section(patch: Dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        parse_spec(_raw(**patch))
+    assert str(exc.value) == message
+
+
+def test_the_sections_check_their_types_when_made_not_only_when_parsed() -> None:
+    spec = parse_spec(_raw())
+    with pytest.raises(SpecError, match=r"^study.trials must be an integer, got '4'$"):
+        spec.replace(trials="4")  # an override: no parser in between
+    with pytest.raises(SpecError, match=r"^data.root must be a string, got \w*Path\('x'\)$"):
+        dataclasses.replace(spec.data, root=Path("x"))
+    assert (
+        parse_spec(_raw(constraints={"max_memory_norm": None})).constraints.max_memory_norm is None
+    )  # Optional
 
 
 def test_normalization_rule_is_a_spec_key_for_itq_trials() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinysnn.deploy.runner import _fp32_sums
+from tinysnn.deploy.runner import _fp32_sums, _undecided
 
 
 def _sums(x: np.ndarray, w: np.ndarray, order: slice = slice(None)) -> np.ndarray:
@@ -47,3 +47,20 @@ def test_fp32_sums_equal_the_simulators_index_order_sums() -> None:
         for sums in (other_order, x @ w):  # whatever order the float64 sums were formed in
             got = _fp32_sums(sums, x, w)
             assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_few_fp32_sums_are_summed_again() -> None:
+    # MNIST-like: 784 inputs, 2 % firing, weights in (0, 1): BLAS's sums stand almost everywhere
+    rng = np.random.default_rng(5)
+    x = (rng.random((4, 64, 784)) < 0.02).astype(np.float64)
+    for low in (-20, -60):  # exact float64 sums (ties included), and sums that round
+        w = (
+            (rng.random((784, 100)) * 2.0 ** rng.integers(low, 1, (784, 100)))
+            .astype(np.float32)
+            .astype(np.float64)
+        )
+        sums = x @ w
+        assert _undecided(sums, sums, sums.astype(np.float32), w).mean() < 1e-3
+    x, w = _adversarial(False)
+    sums = x @ w
+    assert _undecided(sums, sums, sums.astype(np.float32), w)[0, 0, 0]  # the midpoint entry

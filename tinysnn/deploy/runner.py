@@ -387,29 +387,43 @@ def _input_sums(net: Network, trains: np.ndarray):  # type: ignore[no-untyped-de
             yield (sums * w.dtype.type(2.0**-net.w_frac)).astype(np.float32)
 
 
-_HALF_SPACING = 2.0**-26 - 2.0**-48
-"""Below the distance from a float32 c to the midpoints beside it, as a multiple of |c| (the
-spacing below a power of two is half the one above; 2^-48 covers the rounding of this test)."""
+def _undecided(sums: np.ndarray, abs_sums: np.ndarray, cur: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Where float64 sums of weights from ``w`` (n_terms, N), formed in two different orders, may
+    round to different float32 values: (same shape as ``sums``) bool.
+
+    ``cur`` is ``sums`` rounded to float32 and ``abs_sums`` bounds the sums of the terms'
+    magnitudes. Every weight is a multiple of a grid 2^-q (float32 values: 24 bits below their
+    leading one), so a sum whose ``abs_sums`` stays below 2^53 2^-q is exact in any order, and the
+    two orders give the same float32 (ties too). Elsewhere a midpoint lies at least half the spacing
+    below |c| away from c. Any order of m terms errs by at most gamma_(m-1) x that (gamma_k = k u / (1 - k u),
+    u = 2^-53: the products are exact, the zeros add nothing), so the two orders lie within twice
+    that of each other; where ``sums`` is farther than this from both midpoints beside ``cur``,
+    both round to ``cur``.
+    """
+    nonzero = np.abs(w[w != 0])
+    grid = 2.0 ** (int(np.frexp(nonzero)[1].min()) - 24) if nonzero.size else 1.0
+    n_terms = w.shape[0]
+    gamma = n_terms * 2.0**-53 / (1.0 - n_terms * 2.0**-53)
+    distance = np.abs(sums - cur.astype(np.float64))  # exact (Sterbenz)
+    size = np.abs(cur)
+    spacing = (size - np.nextafter(size, np.float32(0.0))).astype(np.float64)  # below |c|: the smaller side
+    margin = (
+        spacing * (0.5 - 2.0**-30) - 2.0 * gamma * (1.0 + 2.0**-40) * abs_sums
+    )  # 2^-30: this test's rounding
+    return (distance > margin) & (abs_sums >= 2.0**53 * grid)
 
 
 def _fp32_sums(sums: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The simulator's FP32 input currents from BLAS's float64 sums ``sums`` = x @ w: float32.
 
     The simulator adds the float64 weights of the firing inputs in index order and rounds once
-    to float32; BLAS adds them in another order. Any order of m terms errs by at most
-    gamma_(m-1) x sum |w| (gamma_k = k u / (1 - k u), u = 2^-53: the products are exact, the
-    zeros add nothing), so the two float64 sums lie within twice that of each other, and where
-    BLAS's sum is farther than this from every float32 rounding midpoint, both round to the same
-    float32. The other entries (about one in a million on trained weights) are summed again in
+    to float32; BLAS adds them in another order. Both give the same float32 except near a rounding
+    midpoint (:func:`_undecided`): those entries, rare on trained weights, are summed again in
     index order.
     """
-    n_terms = w.shape[0]
     abs_sums = sums if w.size == 0 or w.min() >= 0 else x @ np.abs(w)
-    gamma = n_terms * 2.0**-53 / (1.0 - n_terms * 2.0**-53)
     cur = sums.astype(np.float32)
-    distance = np.abs(sums - cur.astype(np.float64))
-    margin = np.abs(cur).astype(np.float64) * _HALF_SPACING - 2.0 * gamma * (1.0 + 2.0**-40) * abs_sums
-    for k, b, j in zip(*np.nonzero(distance > margin)):
+    for k, b, j in zip(*np.nonzero(_undecided(sums, abs_sums, cur, w))):
         acc = 0.0  # a Python float: IEEE double, added in index order as the simulator does
         for i in np.flatnonzero(x[k, b]):
             acc += float(w[i, j])

@@ -34,7 +34,7 @@ def _in_cache(kernel: Any) -> bool:
 def _said_if_compiled(kernel: Any) -> Iterator[None]:
     """Around a kernel call: the first call of a kernel that is not cached on disk compiles it,
     which takes a minute or more on a small machine, so say so on stderr, and how long it took."""
-    if kernel.signatures or _in_cache(kernel):
+    if kernel.overloads or _in_cache(kernel):  # not .signatures: it rebuilds a list, 0.1-0.3 ms a call
         yield
         return
     name = kernel.py_func.__name__
@@ -55,6 +55,9 @@ class NumbaBackend:
         self._consts = constants(pop, enc)
         self._args_key: object = None
         self._args: Dict[str, object] = {}
+        self.profile = np.zeros(0, np.int64)
+        """Ticks of the time-stamp counter per phase (:data:`numba_kernels.PHASES`) the kernels add
+        to when this holds one counter per phase (bench/profile_kernels.py; one thread); empty: none."""
 
     def _kernel_args(self) -> Dict[str, object]:
         """Kernel arguments (numpy views of the population's tensors), cached while unchanged."""
@@ -134,7 +137,7 @@ class NumbaBackend:
             kernel(
                 a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
                 a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
-                a["table"], a["T"], learn_seed, a["net_seeds"], counts, stats, vmem_range.numpy(),
+                a["table"], a["T"], learn_seed, a["net_seeds"], counts, stats, vmem_range.numpy(), self.profile,
             )  # fmt: skip
         return torch.from_numpy(counts[:, 0, :]), torch.from_numpy(stats)
 
@@ -152,7 +155,7 @@ class NumbaBackend:
                 K.infer_kernel(
                     a["variant"], probs, np.array(seeds, dtype=np.int64), a["W"], a["theta"], a["sizes"],
                     a["fp"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
-                    a["table"], a["T"], a["net_seeds"], counts, stats,
+                    a["table"], a["T"], a["net_seeds"], counts, stats, self.profile,
                 )  # fmt: skip
         else:
             parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
@@ -163,6 +166,6 @@ class NumbaBackend:
                 K.infer_trains_kernel(
                     a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
                     a["fp"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                    a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats,
+                    a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats, self.profile,
                 )  # fmt: skip
         return torch.from_numpy(counts), torch.from_numpy(stats)

@@ -49,12 +49,26 @@ from ..quant.formats import (
 
 try:
     import numba
+    from llvmlite import ir
     from numba import njit, prange
-    from numba.extending import register_jitable
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic, register_jitable
 
     for _f in (S.fmix64, S.stream_base, S.step_key, S.uniform_bits, S.synapse_index):
         register_jitable(_f)  # the kernels call the stream functions as they are written
     HAVE_NUMBA = True
+
+    @intrinsic
+    def _cycles(typingctx):
+        """The CPU's time-stamp counter (``llvm.readcyclecounter``), for the phase profile."""
+
+        def codegen(context, builder, signature, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                "llvm.readcyclecounter")  # fmt: skip
+            return builder.call(fn, [])
+
+        return types.int64(), codegen
+
 except ImportError:  # pragma: no cover - exercised only where numba is absent
     HAVE_NUMBA = False
 
@@ -66,6 +80,10 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 
     prange = range  # type: ignore[assignment]
 
+#: phases of a sample whose time-stamp counter ticks the kernels add up when given a profile array
+#: of this length (bench/profile_kernels.py); an empty array (the default) clocks nothing
+PHASES = ("encode", "input_current", "neuron_update", "inhibition", "learning", "normalization")
+PH_ENCODE, PH_INPUT, PH_NEURON, PH_INHIBITION, PH_LEARN, PH_NORM = range(len(PHASES))
 #: columns of the per-sample statistics (P, B, 3) the kernels write
 STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
 # columns of the per-network float32 parameter matrix fp (P, N_FP)
@@ -82,36 +100,66 @@ FP_COLUMNS = (
  K_DEC_POST, K_DEC_THETA, K_LEAK_E, K_LEAK_I, K_LEAK_THETA) = range(13)  # fmt: skip
 
 
+_GEOMETRIC_SEARCH = 0.333333333333333333333333  # numba's (and numpy's) switch to the search algorithm
+
+
+@njit(inline="always")
+def _geometric(p, log_q):
+    """numba's ``np.random.geometric(p)`` (float64 ``p`` in (0, 1]) with ``log_q = math.log(1 - p)``
+    computed once per input: the same uniforms and the same arithmetic, so the same draws."""
+    if p >= _GEOMETRIC_SEARCH:
+        x = 1
+        total = prod = p
+        u = np.random.random()
+        while u > total:
+            prod *= 1.0 - p
+            total += prod
+            x += 1
+        return x
+    return math.ceil(math.log(1.0 - np.random.random()) / log_q)
+
+
 @njit(cache=True)
 def encode_isi(prob, T, seed):
     """Poisson trains of one sample as CSR: step t fires inputs idx[ptr[t]:ptr[t+1]] (ascending).
 
-    ``prob`` (n_in,) float32 holds each input's firing probability per step.
+    ``prob`` (n_in,) float32 holds each input's firing probability per step. Each input's spike
+    times are drawn once, input by input, into an event list, then sorted by step (a counting
+    sort, which keeps the inputs of a step ascending).
     """
     n_in = prob.shape[0]
     cnt = np.zeros(T + 1, np.int64)
+    expected = 0.0
+    for i in range(n_in):
+        expected += max(np.float64(prob[i]), 0.0)
+    ev_t = np.empty(64 + int(1.25 * expected * T), np.int64)
+    ev_i = np.empty(ev_t.shape[0], np.int32)
+    m = 0
     np.random.seed(seed)
     for i in range(n_in):
-        p = prob[i]
+        p = np.float64(prob[i])
         if p <= 0.0:
             continue
-        t = np.random.geometric(p) - 1
+        if p > 1.0:
+            raise ValueError("geometric(): p outside of (0, 1]")
+        log_q = math.log(1.0 - p)
+        t = _geometric(p, log_q) - 1
         while t < T:
+            if m == ev_t.shape[0]:  # more spikes than expected: grow the event list
+                ev_t = np.concatenate((ev_t, np.empty(m, np.int64)))
+                ev_i = np.concatenate((ev_i, np.empty(m, np.int32)))
+            ev_t[m] = t
+            ev_i[m] = i
+            m += 1
             cnt[t + 1] += 1
-            t += np.random.geometric(p)
+            t += _geometric(p, log_q)
     ptr = np.cumsum(cnt)
     fill = ptr[:-1].copy()
-    idx = np.empty(ptr[T], np.int32)
-    np.random.seed(seed)
-    for i in range(n_in):
-        p = prob[i]
-        if p <= 0.0:
-            continue
-        t = np.random.geometric(p) - 1
-        while t < T:
-            idx[fill[t]] = i
-            fill[t] += 1
-            t += np.random.geometric(p)
+    idx = np.empty(m, np.int32)
+    for e in range(m):
+        t = ev_t[e]
+        idx[fill[t]] = ev_i[e]
+        fill[t] += 1
     return ptr, idx
 
 
@@ -127,6 +175,24 @@ def dense_to_csr(train: np.ndarray):
 _qs = njit(inline="always")(quantize_scalar)
 _LEAK_MASK = (1 << LEAK_BITS) - 1  # the remainder of a decrement, compared with a 24-bit draw
 _has_inhibitory_layer = njit(inline="always")(variant_has_inhibitory_layer)
+
+
+@njit(inline="always")
+def _lap(prof, phase, since):
+    """With a profile array: add the ticks since ``since`` to ``prof[phase]`` (none for phase -1)
+    and return the counter now. Without one (empty): nothing, 0."""
+    if prof.shape[0] == 0:
+        return np.int64(0)
+    now = _cycles()
+    if phase >= 0:
+        prof[phase] += now - since
+    return now
+
+
+@njit
+def cycle_counter():
+    """The time-stamp counter :func:`_lap` reads, for calibrating it against a clock."""
+    return _cycles()
 
 
 @njit(inline="always")
@@ -189,97 +255,276 @@ def _decay(u, decay, quantized, scale, leak, stochastic, key, index):
 @njit
 def _input_current(Wp, idx, a0, a1, n, acc, cur):
     """cur = s_in(t) @ W: the weight rows of the inputs idx[a0:a1] that fire, summed in float64
-    in index order and rounded once to float32."""
-    for j in range(n):
-        acc[j] = 0.0
-    for kk in range(a0, a1):
-        row = Wp[idx[kk]]
-        for j in range(n):
-            acc[j] += row[j]
+    in index order (:func:`_sum_rows`) and rounded once to float32."""
+    _sum_rows(Wp, idx, a0, a1, n, acc)
     for j in range(n):
         cur[j] = np.float32(acc[j])
 
 
 @njit
-def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, refr_i):
+def _sum_rows(Wp, idx, a0, a1, n, acc):
+    """acc[:n] = the sum of the rows idx[a0:a1] of ``Wp`` in float64, row after row in index order.
+
+    Up to eight rows are added in one pass over the columns, each column's sum still taken row
+    after row (the same float64 numbers): a pass loads and stores ``acc`` once for eight rows
+    instead of once per row."""
+    for j in range(n):
+        acc[j] = 0.0
+    kk = a0
+    while kk + 8 <= a1:
+        r0, r1, r2, r3 = Wp[idx[kk]], Wp[idx[kk + 1]], Wp[idx[kk + 2]], Wp[idx[kk + 3]]
+        r4, r5, r6, r7 = Wp[idx[kk + 4]], Wp[idx[kk + 5]], Wp[idx[kk + 6]], Wp[idx[kk + 7]]
+        for j in range(n):
+            a = ((((acc[j] + r0[j]) + r1[j]) + r2[j]) + r3[j]) + r4[j]
+            acc[j] = ((a + r5[j]) + r6[j]) + r7[j]
+        kk += 8
+    if kk + 4 <= a1:
+        r0, r1, r2, r3 = Wp[idx[kk]], Wp[idx[kk + 1]], Wp[idx[kk + 2]], Wp[idx[kk + 3]]
+        for j in range(n):
+            acc[j] = (((acc[j] + r0[j]) + r1[j]) + r2[j]) + r3[j]
+        kk += 4
+    while kk < a1:
+        r0 = Wp[idx[kk]]
+        for j in range(n):
+            acc[j] += r0[j]
+        kk += 1
+
+
+@njit
+def _input_current_codes(C, idx, a0, a1, n, iacc, cur, inv):
+    """:func:`_input_current` from the weights' integer codes ``C`` (int16, weight = code x ``inv``,
+    ``inv`` = 2^-f): the same numbers, since every float64 partial sum of such weights is exact
+    (|sum| < 784 x 2^15 codes), so the integer sum x 2^-f is the float64 sum, rounded once to
+    float32. Integer sums may be grouped freely: four rows per pass, 2 bytes a weight."""
+    for j in range(n):
+        iacc[j] = 0
+    kk = a0
+    while kk + 4 <= a1:
+        r0, r1, r2, r3 = C[idx[kk]], C[idx[kk + 1]], C[idx[kk + 2]], C[idx[kk + 3]]
+        for j in range(n):
+            iacc[j] += (np.int32(r0[j]) + np.int32(r1[j])) + (np.int32(r2[j]) + np.int32(r3[j]))
+        kk += 4
+    while kk < a1:
+        r0 = C[idx[kk]]
+        for j in range(n):
+            iacc[j] += np.int32(r0[j])
+        kk += 1
+    for j in range(n):
+        cur[j] = np.float32(np.float64(iacc[j]) * inv)
+
+
+@njit
+def _weight_codes(W, sizes, qw):
+    """The integer codes (P, n_in, n_max) int16 of networks whose weights all lie on their format's
+    grid with codes below 2^15, and each network's 2^-f (float64), 0 for the others (FP32 weights,
+    or weights off the grid: their inference sums the float32 weights)."""
+    P, n_in, n_max = W.shape
+    codes = np.zeros((P, n_in, n_max), np.int16)
+    inv = np.zeros(P, np.float64)
+    for p in range(P):
+        scale = qw[p, ROW_SCALE]
+        on_grid = qw[p, ROW_MODE] != NONE
+        for i in range(n_in):
+            for j in range(sizes[p]):
+                y = W[p, i, j] * scale  # exact: a power of two
+                on_grid = on_grid and y == np.floor(y) and abs(y) < np.float32(2.0**15)
+                codes[p, i, j] = np.int16(y) if on_grid else 0
+            if not on_grid:
+                break
+        if on_grid:
+            inv[p] = 1.0 / np.float64(scale)
+    return codes, inv
+
+
+# How a layer's V_mem is leaked and quantized, chosen once per sample (:func:`_vmem_kind`): FP32;
+# on the grid of a truncating or nearest format in float arithmetic that vectorizes; or element by
+# element with the scalar functions (stochastic rounding, or formats too wide for that arithmetic).
+VMEM_FP32, VMEM_GRID, VMEM_SCALAR = 0, 1, 2
+
+
+@njit
+def _vmem_kind(qv, leak, v_rest, v_reset):
+    """The V_mem arithmetic of a layer (``VMEM_*``) under the row ``qv``.
+
+    ``VMEM_GRID`` computes the decrement of :func:`_decay_toward_zero` in float64, exact while
+    code x leak < 2^53; V_mem - v_rest is at most the largest of |lo - v_rest|, |hi - v_rest| and
+    |v_reset - v_rest| (V_mem is quantized into [lo, hi], or v_reset, or v_rest)."""
+    mode = qv[ROW_MODE]
+    if mode == NONE:
+        return VMEM_FP32
+    if mode != TRUNCATE and mode != NEAREST:
+        return VMEM_SCALAR
+    vr = np.float64(v_rest)
+    reach = max(
+        abs(np.float64(qv[ROW_LO]) - vr), abs(np.float64(qv[ROW_HI]) - vr), abs(np.float64(v_reset) - vr)
+    )
+    return VMEM_GRID if (2.0 * reach * np.float64(qv[ROW_SCALE]) + 1.0) * leak < 2.0**53 else VMEM_SCALAR
+
+
+@njit(inline="always")
+def _decay_on_grid(u, scale, leak):
+    """:func:`_decay_toward_zero` without stochastic rounding, in float64 (``leak`` float64): the
+    same numbers while code x leak < 2^53 (:func:`_vmem_kind`), and no int64 conversions, which
+    AVX2 lacks, so the neuron loops vectorize."""
+    product = np.floor(np.float64(abs(u) * scale)) * leak
+    step = np.float32(np.floor(product * 2.0**-LEAK_BITS)) / scale
+    return u - step if u > 0 else u + step
+
+
+@njit(inline="always")
+def _quantize_on_grid(x, scale, inv, lo, hi, nearest):
+    """``quantize_scalar`` under truncation or (``nearest``) round-to-nearest in float32: clamp,
+    scale by 2^f (exact), floor, one up at a remainder >= 1/2, scale back (exact), saturate; the
+    same numbers (as :func:`_scale_row_quantized`)."""
+    y = min(max(x, lo), hi) * scale
+    c = np.floor(y) + np.float32(0.0)  # + 0: the code is an integer, whose zero has no sign
+    if nearest:
+        c = c + (np.float32(1.0) if y - c >= np.float32(0.5) else np.float32(0.0))
+    return min(max(c * inv, lo), hi)
+
+
+@njit(inline="always")
+def _vmem_step(
+    kind, v, add, takes, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
+):
+    """V_mem after one step: ``v`` leaked toward ``vr``, ``add`` added where ``takes`` (not
+    refractory), quantized (``torch_backend._lif_*_step``). ``kind`` is a constant at every call,
+    so each call site compiles to the arithmetic of one kind."""
+    if kind == VMEM_FP32:
+        x = vr + (v - vr) * dec
+        return x + add if takes else x
+    if kind == VMEM_GRID:
+        x = vr + _decay_on_grid(v - vr, scale, np.float64(leak))
+        x = x + add if takes else x
+        return _quantize_on_grid(x, scale, inv, lo, hi, nearest)
+    x = vr + _decay(v - vr, dec, True, scale, leak, stochastic, key_decay, j)
+    x = x + add if takes else x
+    return _q(x, qv, key, j)
+
+
+@njit(inline="always")
+def _inhibitory_neuron(kind, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo, hi, nearest, leak,
+                       stochastic, key, key_decay, refr_i, j):  # fmt: skip
+    """Neuron j of :func:`_lif_inhibitory_step`, branch-free; 1 if it fires."""
+    x = _vmem_step(kind, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec, qv,
+                   scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+    sp = x > vth
+    refi[j] = refr_i if sp else refi[j] - 1
+    vi[j] = vres if sp else x
+    si_new[j] = sp
+    return 1 if sp else 0
+
+
+@njit
+def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, refr_i, kind):
     """The baselines' inhibitory LIF layer (``torch_backend._lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
-    v_th, reset. Writes the spikes to ``si_new``; returns their number."""
+    v_th, reset. Writes the spikes to ``si_new``; returns their number. ``kind``: :func:`_vmem_kind`.
+    """
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
-    quantized, stochastic, scale = qv[ROW_MODE] != NONE, qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE]
+    stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
+    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
     fired = 0
-    for j in range(n):
-        x = vr + _decay(vi[j] - vr, dec, quantized, scale, leak, stochastic, key_decay, j)
-        if refi[j] <= 0:
-            x = x + w_ei * (np.float32(1.0) if s[j] else np.float32(0.0))
-        x = _q(x, qv, key, j)
-        refi[j] -= 1
-        sp = x > vth
-        if sp:
-            refi[j] = refr_i
-            x = vres
-            fired += 1
-        vi[j] = x
-        si_new[j] = sp
+    if kind == VMEM_FP32:
+        for j in range(n):
+            fired += _inhibitory_neuron(VMEM_FP32, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
+                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+    elif kind == VMEM_GRID:
+        for j in range(n):
+            fired += _inhibitory_neuron(VMEM_GRID, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
+                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+    else:
+        for j in range(n):
+            fired += _inhibitory_neuron(VMEM_SCALAR, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
+                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
     return fired
 
 
 @njit
-def _lateral_inhibition(cur, lat, n, w_lat):
-    """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1) takes ``w_lat`` from
-    the input current of every other neuron (``torch_backend._lateral_inhibition``)."""
-    nlat = 0
-    for j in range(n):
-        nlat += 1 if lat[j] else 0
+def _lateral_inhibition(cur, lat, nlat, n, w_lat):
+    """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1; ``nlat`` of them)
+    takes ``w_lat`` from the input current of every other neuron (``torch_backend._lateral_inhibition``)."""
     if nlat > 0:
         for j in range(n):
             cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
 
 
+@njit(inline="always")
+def _excitatory_neuron(kind, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key,
+                       key_decay, j):  # fmt: skip
+    """Neuron j of :func:`_lif_excitatory_step` up to the threshold test, branch-free: V_mem stored,
+    refractory counter counted down; 1 if it crosses."""
+    x = _vmem_step(kind, v[j], cur[j], ref[j] <= 0, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key,
+                   key_decay, j)  # fmt: skip
+    v[j] = x
+    ref[j] -= 1
+    return 1 if x > thr[j] else 0
+
+
 @njit
 def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, key_decay, refr_e,
-                         one_spike):  # fmt: skip
+                         one_spike, kind, track_range):  # fmt: skip
     """The excitatory LIF layer (``torch_backend._lif_excitatory_step``): leak toward rest, add the
     current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
 
     Every neuron that crosses is listed in ``cross``; the ones that spike (all of them, or with
     ``one_spike`` the largest overshoot, lowest index on ties) are set in ``s``, listed in ``spk``
     and counted in ``cnt``. Returns (number of spikes, number of crossings, running min and max of
-    V_mem from ``v_lo``, ``v_hi``).
+    V_mem from ``v_lo``, ``v_hi``, updated only with ``track_range``). ``kind``: :func:`_vmem_kind`.
+
+    The new V_mem of every neuron is computed first, in a branch-free loop that vectorizes; the
+    few neurons that cross are then handled in index order.
     """
     vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
-    quantized, stochastic, scale = qv[ROW_MODE] != NONE, qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE]
+    stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
+    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
+    crossing = 0
+    if kind == VMEM_FP32:
+        for j in range(n):
+            crossing += _excitatory_neuron(VMEM_FP32, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
+                                           stochastic, key, key_decay, j)  # fmt: skip
+    elif kind == VMEM_GRID:
+        for j in range(n):
+            crossing += _excitatory_neuron(VMEM_GRID, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
+                                           stochastic, key, key_decay, j)  # fmt: skip
+    else:
+        for j in range(n):
+            crossing += _excitatory_neuron(VMEM_SCALAR, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest,
+                                           leak, stochastic, key, key_decay, j)  # fmt: skip
+    if track_range:  # a pass that vectorizes finds whether any V_mem lies outside the range so far
+        outside = 0
+        for j in range(n):
+            outside += 1 if v[j] < v_lo or v[j] > v_hi else 0
+        for j in range(n if outside else 0):
+            if v[j] < v_lo:
+                v_lo = v[j]
+            if v[j] > v_hi:
+                v_hi = v[j]
+    for j in range(n):
+        s[j] = False
+    if crossing == 0:
+        return 0, 0, v_lo, v_hi
     nsp = 0
     ncross = 0
     best = -1
     best_over = np.float32(0.0)
     for j in range(n):
-        x = vr + _decay(v[j] - vr, dec, quantized, scale, leak, stochastic, key_decay, j)
-        if ref[j] <= 0:
-            x = x + cur[j]
-        x = _q(x, qv, key, j)
-        if x < v_lo:
-            v_lo = x
-        if x > v_hi:
-            v_hi = x
-        ref[j] -= 1
-        sp = x > thr[j]
-        if sp:
-            if one_spike:
-                over = x - thr[j]
-                if best < 0 or over > best_over:
-                    best = j
-                    best_over = over
-            else:
-                cnt[j] += 1
-                spk[nsp] = j
-                nsp += 1
-            ref[j] = refr_e
-            x = vres
-            cross[ncross] = j
-            ncross += 1
-        v[j] = x
-        s[j] = sp and not one_spike
+        if not v[j] > thr[j]:
+            continue
+        if one_spike:
+            over = v[j] - thr[j]
+            if best < 0 or over > best_over:
+                best = j
+                best_over = over
+        else:
+            cnt[j] += 1
+            spk[nsp] = j
+            nsp += 1
+            s[j] = True
+        ref[j] = refr_e
+        v[j] = vres
+        cross[ncross] = j
+        ncross += 1
     if best >= 0:
         s[best] = True
         cnt[best] += 1
@@ -322,29 +567,37 @@ def _trace_step(x, s, decay, n):
 @njit
 def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
     """Pair-wise STDP, presynaptic half (:func:`tinysnn.sim.learning.pair_depression`): on a spike of
-    input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize)."""
+    input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize; truncation
+    and nearest in a loop that vectorizes, :func:`_quantize_on_grid`)."""
     for j in range(n):
         dep[j] = nu_pre * x_post[j]
+    mode, scale, lo, hi = qw[ROW_MODE], qw[ROW_SCALE], qw[ROW_LO], qw[ROW_HI]
+    inv, nearest, zero = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST, np.float32(0.0)
     for kk in range(a0, a1):
         row = Wp[idx[kk]]
-        if qw[ROW_MODE] == NONE:
+        if mode == NONE:
             for j in range(n):
-                row[j] = max(row[j] - dep[j], np.float32(0.0))
+                row[j] = max(row[j] - dep[j], zero)
+        elif mode == TRUNCATE or mode == NEAREST:
+            for j in range(n):
+                row[j] = _quantize_on_grid(min(max(row[j] - dep[j], zero), wmax), scale, inv, lo, hi, nearest)
         else:
             for j in range(n):
                 row[j] = _fix_w(row[j] - dep[j], wmax, qw, key, S.synapse_index(np.int64(idx[kk]), j))
 
 
 @njit
-def _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, nu_post, wmax, qw, key):
+def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_post, wmax, qw, key):
     """Pair-wise STDP, postsynaptic half (:func:`tinysnn.sim.learning.pair_potentiation`): on a spike
-    of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired; clip (and quantize)."""
+    of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired (``seen[:n_seen]``, in the
+    order of their first spike: each weight is updated on its own, so the order does not matter);
+    clip (and quantize)."""
     for m in range(nsp):
         j = spk[m]
-        for i in range(Wp.shape[0]):
-            if last_in[i] >= 0:
-                w = Wp[i, j] + nu_post * pre_table[t - last_in[i]]
-                Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
+        for q in range(n_seen):
+            i = seen[q]
+            w = Wp[i, j] + nu_post * pre_table[t - last_in[i]]
+            Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
 
 
 @njit
@@ -374,20 +627,19 @@ def _adaptive_factor(cnt, n, n_th):
 
 
 @njit
-def _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, key):
+def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, key):
     """tinySNN Eq. 2 at an update time (:func:`tinysnn.sim.learning.adaptive_potentiation`): for each
     neuron j that spiked since the last update, w_ij += (a x_pre_i) (w_max - w_ij) with
-    a = k eta_post, for the inputs that have fired; clip (and quantize). Clears ``spiked``;
-    returns the number of columns updated."""
+    a = k eta_post, for the inputs that have fired (``seen[:n_seen]``, as :func:`_pair_potentiation`);
+    clip (and quantize). Clears ``spiked``; returns the number of columns updated."""
     cols = 0
     for j in range(n):
         if not spiked[j]:
             continue
         spiked[j] = False
         cols += 1
-        for i in range(Wp.shape[0]):
-            if last_in[i] < 0:
-                continue
+        for q in range(n_seen):
+            i = seen[q]
             bi = a * pre_table[t - last_in[i]]
             w = Wp[i, j]
             Wp[i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, key, S.synapse_index(i, j))
@@ -541,11 +793,8 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
     and ``apportion`` (truncation and nearest) keep the column total
     (:func:`_normalize_sum_preserving`; ``apportion`` draws column j's u from element j of ``key``)."""
     n_in = Wp.shape[0]
-    csum = np.zeros(n, np.float64)
-    for i in range(n_in):
-        row = Wp[i]
-        for j in range(n):
-            csum[j] += row[j]
+    csum = np.empty(n, np.float64)
+    _sum_rows(Wp, np.arange(n_in).astype(np.int32), 0, n_in, n, csum)
     colsum = np.empty(n, np.float32)
     for j in range(n):
         cs = np.float32(csum[j])
@@ -578,11 +827,14 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
 
 @njit(cache=True)
 def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-             pre_table, T, counts, b, stats, vrange, sample_seed, net_seed):  # fmt: skip
+             pre_table, T, counts, b, stats, vrange, sample_seed, net_seed, codes, w_inv, prof, clock):  # fmt: skip
     """One sample through network p: the time loop of ``torch_backend.run_window``, step by step.
 
     Longer than the other functions because it owns the window's state (the arrays below) and
-    hands it to the step functions in the order of the equations.
+    hands it to the step functions in the order of the equations. With ``w_inv`` > 0 the input
+    current is summed from the integer weight codes ``codes`` (n_in, n_max) (:func:`_weight_codes`;
+    inference only: learning changes the float weights). ``prof`` and ``clock`` (the counter at
+    the start) profile its phases (:func:`_lap`).
     """
     Wp, theta_p, prm = W[p], theta[p], fp[p]
     n_in = Wp.shape[0]
@@ -610,10 +862,13 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     si_new = np.zeros(n, np.bool_)
     cur = np.zeros(n, np.float32)
     acc = np.zeros(n, np.float64)
+    iacc = np.zeros(n, np.int32)
     cnt = np.zeros(n, np.int32)
     x_post = np.zeros(n, np.float32)
     spiked = np.zeros(n, np.bool_)
     last_in = np.full(n_in, -1, np.int64)  # step of each input's last spike: x_pre = pre_table[t - last_in]
+    seen = np.empty(n_in, np.int64)  # the inputs that have fired, in the order of their first spike
+    n_seen = 0
     spk = np.empty(n, np.int64)
     cross = np.empty(n, np.int64)
     dep = np.empty(n, np.float32)
@@ -622,6 +877,10 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     thr = np.empty(n, np.float32)
     for j in range(n):
         thr[j] = vth_e + theta_p[j]
+    kind_e = _vmem_kind(qv, k[K_LEAK_E], k[K_VR_E], k[K_VRESET_E])
+    kind_i = _vmem_kind(qv, k[K_LEAK_I], k[K_VR_I], k[K_VRESET_I])
+    nsp = 0  # excitatory spikes of t - 1
+    n_si = 0  # inhibitory spikes of t - 1
     n_inh_spikes = 0
     n_cols = 0
     for t in range(T):
@@ -630,29 +889,59 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             key_v, key_vi, key_th = S.step_key(base_v, t), S.step_key(base_vi, t), S.step_key(base_th, t)
             key_dep, key_w = S.step_key(base_dep, t), S.step_key(base_w, t)
             key_vd, key_vid = S.step_key(base_vd, t), S.step_key(base_vid, t)
-        _input_current(Wp, idx, a0, a1, n, acc, cur)
-        if inhibitory_layer:
-            n_inh_spikes += _lif_inhibitory_step(vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, key_vid,
-                                                 refr_i)  # fmt: skip
-            _lateral_inhibition(cur, si, n, w_lat)  # inhibitory spikes of t - 1
+        if w_inv > 0.0:
+            _input_current_codes(codes, idx, a0, a1, n, iacc, cur, w_inv)
         else:
-            _lateral_inhibition(cur, s, n, w_lat)  # excitatory spikes of t - 1
-        nsp, ncross, v_lo, v_hi = _lif_excitatory_step(
-            v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key_v, key_vd, refr_e, one_spike
-        )
+            _input_current(Wp, idx, a0, a1, n, acc, cur)
+        clock = _lap(prof, PH_INPUT, clock)
         if inhibitory_layer:
-            for j in range(n):
-                si[j] = si_new[j]
+            fired = _lif_inhibitory_step(
+                vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, key_vid, refr_i, kind_i
+            )
+            _lateral_inhibition(cur, si, n_si, n, w_lat)  # inhibitory spikes of t - 1
+            si, si_new, n_si = si_new, si, fired  # this step's spikes act at t + 1
+            n_inh_spikes += fired
+        else:
+            _lateral_inhibition(cur, s, nsp, n, w_lat)  # excitatory spikes of t - 1
+        clock = _lap(prof, PH_INHIBITION, clock)
+        nsp, ncross, v_lo, v_hi = _lif_excitatory_step(
+            v,
+            ref,
+            s,
+            thr,
+            cur,
+            cnt,
+            spk,
+            cross,
+            v_lo,
+            v_hi,
+            n,
+            k,
+            qv,
+            key_v,
+            key_vd,
+            refr_e,
+            one_spike,
+            kind_e,
+            learn,
+        )
+        clock = _lap(prof, PH_NEURON, clock)
         if not learn:
             continue
         _adaptive_threshold(theta_p, thr, cross, ncross, prm[C_THETA_PLUS], vth_e, qth, key_th)
         for kk in range(a0, a1):
-            last_in[idx[kk]] = t
+            i = idx[kk]
+            if last_in[i] < 0:
+                seen[n_seen] = i
+                n_seen += 1
+            last_in[i] = t
         _trace_step(x_post, s, k[K_DEC_POST], n)
         if variant == VARIANT_DIEHL_COOK:  # depression rows (clip), then potentiation columns (clip)
             if a1 > a0:
                 _pair_depression(Wp, idx, a0, a1, x_post, dep, n, prm[C_NU_PRE], wmax, qw, key_dep)
-            _pair_potentiation(Wp, spk, nsp, last_in, pre_table, t, prm[C_NU_POST], wmax, qw, key_w)
+            _pair_potentiation(
+                Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, prm[C_NU_POST], wmax, qw, key_w
+            )
             n_cols += nsp
         elif variant == VARIANT_SL_STDP:
             _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, prm[C_ETA_P], prm[C_ETA_D], prm[C_X_TH], wmax, qw,
@@ -663,7 +952,10 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
                 spiked[spk[m]] = True
             if (t + 1) % t_upd[p] == 0 or t == T - 1:
                 a = _adaptive_factor(cnt, n, prm[C_N_TH]) * prm[C_ETA_POST]
-                n_cols += _adaptive_potentiation(Wp, spiked, n, last_in, pre_table, t, a, wmax, qw, key_w)
+                n_cols += _adaptive_potentiation(
+                    Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, key_w
+                )
+        clock = _lap(prof, PH_LEARN, clock)
     for j in range(n):
         counts[p, b, j] = cnt[j]
     stats[p, b, STAT_INPUT_SPIKES] = ptr[T] - ptr[0]
@@ -677,68 +969,79 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
         )
         key_norm = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
         _normalize(Wp, n, cnt, prm[C_NORM], wmax, prm[C_NORM_RULE], qw, key_norm)
+        _lap(prof, PH_NORM, clock)
 
 
 @njit(cache=True, parallel=True)
 def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                 pre_table, T, sample_seed, net_seeds, counts, stats, vrange):  # fmt: skip
+                 pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
     """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
 
     ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis);
     stochastic rounding draws from the streams of (``sample_seed``, ``net_seeds[p]``).
     """
     P = W.shape[0]
+    no_codes = np.zeros((1, 1), np.int16)
     for p in prange(P):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
-                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p])  # fmt: skip
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p], k, refr_e,
+                 refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
+                 _lap(prof, -1, 0))  # fmt: skip
 
 
 @njit(cache=True)
 def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                        pre_table, T, sample_seed, net_seeds, counts, stats, vrange):  # fmt: skip
+                        pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
     """:func:`train_kernel` without the thread pool: for P = 1, waking worker threads for one network
     every sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
 
     A function of its own, not ``njit(train_kernel.py_func)``: numba's cache keys a compiled kernel
     by its function, so the two shared one cache entry and a run loaded whichever was compiled first.
     """
+    no_codes = np.zeros((1, 1), np.int16)
     for p in range(W.shape[0]):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p],
-                 k, refr_e, refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p])  # fmt: skip
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p], k, refr_e,
+                 refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
+                 _lap(prof, -1, 0))  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
-                 pre_table, T, net_seeds, counts, stats):  # fmt: skip
+                 pre_table, T, net_seeds, counts, stats, prof):  # fmt: skip
     """B samples x P networks without learning; each sample encoded from its own seed, which
-    also keys its stochastic-rounding streams."""
+    also keys its stochastic-rounding streams. Networks whose weights lie on their grid sum
+    integer codes (:func:`_weight_codes`). A ``prof`` array is shared by the jobs: profile with
+    one thread."""
     P = W.shape[0]
     B = probs.shape[0]
     noq = np.zeros(4, np.float32)
     dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
+    codes, w_inv = _weight_codes(W, sizes, qw)
     for job in prange(P * B):
         p = job // B
         b = job % B
+        clock = _lap(prof, -1, 0)
         ptr, idx = encode_isi(probs[b], T, seeds[b])
-        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq,
-                 k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy, seeds[b], net_seeds[p])  # fmt: skip
+        clock = _lap(prof, PH_ENCODE, clock)
+        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq, k, refr_e, refr_i,
+                 pre_table, T, counts, b, stats, dummy, seeds[b], net_seeds[p], codes[p], w_inv[p], prof, clock)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, qv, k, refr_e,
-                        refr_i, pre_table, T, seeds, net_seeds, counts, stats):  # fmt: skip
+                        refr_i, pre_table, T, seeds, net_seeds, counts, stats, prof):  # fmt: skip
     """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]; ``seeds[b]``
     keys its stochastic-rounding streams."""
     P = W.shape[0]
     B = ptrs.shape[0]
     noq = np.zeros(4, np.float32)
     dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
+    no_codes = np.zeros((1, 1), np.int16)
     for job in prange(P * B):
         p = job // B
         b = job % B
         _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
                  t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy,
-                 seeds[b], net_seeds[p])  # fmt: skip
+                 seeds[b], net_seeds[p], no_codes, 0.0, prof, _lap(prof, -1, 0))  # fmt: skip
 
 
 def num_threads() -> int:

@@ -377,8 +377,9 @@ def _input_sums(net: Network, trains: np.ndarray):  # type: ignore[no-untyped-de
     used = np.flatnonzero(trains.any(axis=(0, 1)))
     w = net.gemm_weights[used]
     for t0 in range(0, T, STEP_BLOCK):
-        x = trains[:, t0 : t0 + STEP_BLOCK, used].transpose(1, 0, 2).astype(w.dtype)  # (k, B, n_used)
-        sums = x @ w
+        x = np.ascontiguousarray(trains[:, t0 : t0 + STEP_BLOCK, used].transpose(1, 0, 2), dtype=w.dtype)
+        k = x.shape[0]  # x: (k, B, n_used); one 2-D product, which numpy hands to BLAS
+        sums = (x.reshape(k * B, -1) @ w).reshape(k, B, w.shape[1])
         if net.w_frac is None:
             yield _fp32_sums(sums, x, w)
         elif net.model.format_of("vmem") is not None:

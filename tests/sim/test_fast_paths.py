@@ -44,20 +44,25 @@ def test_quantize_on_grid_is_quantize_scalar(mode: int, scale: float, lo: float,
         assert np.float32(got).tobytes() == want.tobytes(), (x, got, want)
 
 
-@pytest.mark.parametrize("scale, leak", [(1.0, 167_000), (4.0, (1 << 24) - 1), (64.0, 1)])
+@pytest.mark.parametrize("scale, leak", [(1.0, 167_000), (4.0, (1 << 24) - 1), (64.0, 1), (1.0, 4_000_000)])
 def test_decay_on_grid_is_decay_toward_zero(scale: float, leak: int) -> None:
     s = np.float32(scale)
     for u in _grid_values(scale, -300.0, 300.0):
         want = K._decay_toward_zero(u, s, np.int64(leak), False, 0, 0)
         got = K._decay_on_grid(u, s, np.float64(leak))
         assert np.float32(got).tobytes() == np.float32(want).tobytes(), (u, got, want)
+        if abs(u) * scale * leak < 2**31:
+            got32 = K._decay_on_grid32(u, s, np.int32(leak))
+            assert np.float32(got32).tobytes() == np.float32(want).tobytes(), (u, got32, want)
 
 
 def test_vmem_kind_keeps_the_scalar_path_where_float64_is_not_exact() -> None:
     fp32 = np.zeros(4, np.float32)
-    q = np.array([4.0, -512.0, 511.75, TRUNCATE], np.float32)
+    q = np.array([64.0, -512.0, 511.984375, TRUNCATE], np.float32)  # products past 2^31: float64
     assert K._vmem_kind(fp32, 167_000.0, -65.0, -60.0) == K.VMEM_FP32
     assert K._vmem_kind(q, 167_000.0, -65.0, -60.0) == K.VMEM_GRID
+    sq8 = np.array([1.0, -193.0, 62.0, NEAREST], np.float32)  # 8-bit V_mem about rest: int32 products
+    assert K._vmem_kind(sq8, 167_000.0, -65.0, -60.0) == K.VMEM_GRID32
     wide = np.array([2.0**20, -(2.0**11), 2.0**11, TRUNCATE], np.float32)  # codes of 2^32: product > 2^53
     assert K._vmem_kind(wide, float((1 << 24) - 1), 0.0, 0.0) == K.VMEM_SCALAR
     stochastic = q.copy()

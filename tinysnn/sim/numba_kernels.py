@@ -337,18 +337,20 @@ def _weight_codes(W, sizes, qw):
 
 
 # How a layer's V_mem is leaked and quantized, chosen once per sample (:func:`_vmem_kind`): FP32;
-# on the grid of a truncating or nearest format in float arithmetic that vectorizes; or element by
-# element with the scalar functions (stochastic rounding, or formats too wide for that arithmetic).
-VMEM_FP32, VMEM_GRID, VMEM_SCALAR = 0, 1, 2
+# on the grid of a truncating or nearest format in arithmetic that vectorizes, int32 (8 lanes) or
+# float64 (4 lanes) for the decrement; or element by element with the scalar functions (stochastic
+# rounding, or formats too wide for either).
+VMEM_FP32, VMEM_GRID32, VMEM_GRID, VMEM_SCALAR = 0, 1, 2, 3
 
 
 @njit
 def _vmem_kind(qv, leak, v_rest, v_reset):
     """The V_mem arithmetic of a layer (``VMEM_*``) under the row ``qv``.
 
-    ``VMEM_GRID`` computes the decrement of :func:`_decay_toward_zero` in float64, exact while
-    code x leak < 2^53; V_mem - v_rest is at most the largest of |lo - v_rest|, |hi - v_rest| and
-    |v_reset - v_rest| (V_mem is quantized into [lo, hi], or v_reset, or v_rest)."""
+    The decrement of :func:`_decay_toward_zero` is exact in int32 while code x leak < 2^31
+    (``VMEM_GRID32``), in float64 while it is < 2^53 (``VMEM_GRID``); V_mem - v_rest is at most
+    the largest of |lo - v_rest|, |hi - v_rest| and |v_reset - v_rest| (V_mem is quantized into
+    [lo, hi], or v_reset, or v_rest)."""
     mode = qv[ROW_MODE]
     if mode == NONE:
         return VMEM_FP32
@@ -358,7 +360,8 @@ def _vmem_kind(qv, leak, v_rest, v_reset):
     reach = max(
         abs(np.float64(qv[ROW_LO]) - vr), abs(np.float64(qv[ROW_HI]) - vr), abs(np.float64(v_reset) - vr)
     )
-    return VMEM_GRID if (2.0 * reach * np.float64(qv[ROW_SCALE]) + 1.0) * leak < 2.0**53 else VMEM_SCALAR
+    product = (2.0 * reach * np.float64(qv[ROW_SCALE]) + 1.0) * leak
+    return VMEM_GRID32 if product < 2.0**31 else VMEM_GRID if product < 2.0**53 else VMEM_SCALAR
 
 
 @njit(inline="always")
@@ -368,6 +371,14 @@ def _decay_on_grid(u, scale, leak):
     AVX2 lacks, so the neuron loops vectorize."""
     product = np.floor(np.float64(abs(u) * scale)) * leak
     step = np.float32(np.floor(product * 2.0**-LEAK_BITS)) / scale
+    return u - step if u > 0 else u + step
+
+
+@njit(inline="always")
+def _decay_on_grid32(u, scale, leak):
+    """:func:`_decay_on_grid` in int32 (``leak`` int32): the same numbers while code x leak < 2^31."""
+    product = np.int32(np.int32(abs(u) * scale) * leak)
+    step = np.float32(np.int32(product >> LEAK_BITS)) / scale
     return u - step if u > 0 else u + step
 
 
@@ -393,8 +404,11 @@ def _vmem_step(
     if kind == VMEM_FP32:
         x = vr + (v - vr) * dec
         return x + add if takes else x
-    if kind == VMEM_GRID:
-        x = vr + _decay_on_grid(v - vr, scale, np.float64(leak))
+    if kind == VMEM_GRID32 or kind == VMEM_GRID:
+        if kind == VMEM_GRID32:
+            x = vr + _decay_on_grid32(v - vr, scale, np.int32(leak))
+        else:
+            x = vr + _decay_on_grid(v - vr, scale, np.float64(leak))
         x = x + add if takes else x
         return _quantize_on_grid(x, scale, inv, lo, hi, nearest)
     x = vr + _decay(v - vr, dec, True, scale, leak, stochastic, key_decay, j)
@@ -428,6 +442,10 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
     if kind == VMEM_FP32:
         for j in range(n):
             fired += _inhibitory_neuron(VMEM_FP32, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
+                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+    elif kind == VMEM_GRID32:
+        for j in range(n):
+            fired += _inhibitory_neuron(VMEM_GRID32, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
                                         hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
     elif kind == VMEM_GRID:
         for j in range(n):
@@ -483,6 +501,10 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
         for j in range(n):
             crossing += _excitatory_neuron(VMEM_FP32, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
                                            stochastic, key, key_decay, j)  # fmt: skip
+    elif kind == VMEM_GRID32:
+        for j in range(n):
+            crossing += _excitatory_neuron(VMEM_GRID32, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest,
+                                           leak, stochastic, key, key_decay, j)  # fmt: skip
     elif kind == VMEM_GRID:
         for j in range(n):
             crossing += _excitatory_neuron(VMEM_GRID, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
@@ -754,12 +776,20 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, rule, u, 
     if missing > 0 and rule == NORM_APPORTION:
         _apportion(codes, order_key, n_in, missing, u)
     elif missing > 0:
-        order = np.argsort(order_key, kind="mergesort")  # stable: ties keep the lowest index first
-        for m in range(min(missing, n_in)):
-            i = order[m]
-            if order_key[i] > zero:
-                break
-            codes[i] += np.float32(1.0)
+        # The first m weights in the stable ascending order of their keys (ties: lowest index first)
+        # take a step, up to the first key > 0 (those cannot step): the keys below the m-th
+        # smallest, and the first of its ties by index; a selection, not a sort.
+        m = min(missing, n_in)
+        kth = np.partition(order_key, m - 1)[m - 1]
+        ties = m
+        for i in range(n_in):
+            ties -= 1 if order_key[i] < kth else 0
+        for i in range(n_in):
+            key = order_key[i]
+            tie = key == kth and ties > 0
+            ties -= 1 if tie else 0
+            if (key < kth or tie) and not key > zero:
+                codes[i] += np.float32(1.0)
     for i in range(n_in):
         Wp[i, j] = codes[i] * inv
 

@@ -47,6 +47,7 @@ from tinysnn.cli import TrainChoice, build_configs
 from tinysnn.config import EncodingConfig
 from tinysnn.network import Population, build_population
 from tinysnn.quant import (
+    DEFAULT_NORMALIZATION,
     PARAMS,
     Normalization,
     QFormat,
@@ -127,14 +128,14 @@ def configurations(
                     bad.append({"bits": bits, "label": label, "scheme": scheme.value, "rounding": rnd,
                                 "reason": str(exc)})  # fmt: skip
                     continue
-                rules = [Normalization.SUM]
+                rules = [DEFAULT_NORMALIZATION]
                 if scheme is Scheme.ITQ and label == "qW" and rnd == "truncate" and bits in plain_bits:
                     rules.append(Normalization.PLAIN)
                 for rule in rules:
                     cands = [QuantSpec(rounding=Rounding(rnd), scheme=scheme, normalization=rule,
                                        **dict(zip(params, combo)))
                              for combo in itertools.product(*(splits[p] for p in params))]  # fmt: skip
-                    name = rnd if rule is Normalization.SUM else f"{rnd} plain"
+                    name = rnd if rule is DEFAULT_NORMALIZATION else f"{rnd} plain"
                     ok.append({"bits": bits, "label": label, "rounding": name, "scheme": scheme.value,
                                "candidates": cands, "spec": cands[0]})  # fmt: skip
     return ok, bad

@@ -8,7 +8,7 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (docs/method.md §2)
     scheme = ["ptq", "itq"]
     rounding = ["truncate", "nearest", "stochastic"]
-    normalization = "sum"                # ITQ column normalization: "sum" (default), "plain" or "settled"
+    normalization = "sum"                # ITQ column normalization: sum, proportional, apportion, plain or settled
 
     [space.bits.weights]                 # Qi.f of each quantized parameter
     int = 1
@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
-from tinysnn.quant.formats import MAX_TOTAL_BITS, PARAM_SIGNED, PARAMS, Normalization, QFormat, QuantSpec
+from tinysnn.quant.formats import (
+    DEFAULT_NORMALIZATION,
+    MAX_TOTAL_BITS,
+    PARAM_SIGNED,
+    PARAMS,
+    Normalization,
+    QFormat,
+    QuantSpec,
+)
 from tinysnn.quant.ranges import itq_problem, min_frac_bits_for_step
 
 from ._domain import Domain, parse_domain
@@ -149,7 +157,7 @@ class SearchSpace:
             rounding = self.rounding.suggest(trial)
             shared = self.shared_total.suggest(trial) if self.shared_total is not None else None
             formats = {p: self._format(trial, p, shared) for p in _QUANTIZED[label]}
-            normalization = self.normalization.suggest(trial) if scheme == "itq" else "sum"
+            normalization = self.normalization.suggest(trial) if scheme == "itq" else DEFAULT_NORMALIZATION
             try:
                 quant = QuantSpec(rounding=rounding, scheme=scheme, normalization=normalization, **formats)
             except ValueError as exc:
@@ -331,7 +339,7 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     scheme = parse_domain(space.get("scheme", "ptq"), "space.scheme", "scheme", "str", ["ptq", "itq"])
     rounding = parse_domain(space.get("rounding", "truncate"), "space.rounding", "rounding", "str",
                             ["truncate", "nearest", "stochastic"])  # fmt: skip
-    normalization = parse_domain(space.get("normalization", "sum"), "space.normalization", "normalization",
+    normalization = parse_domain(space.get("normalization", DEFAULT_NORMALIZATION.value), "space.normalization", "normalization",
                                  "str", [n.value for n in Normalization])  # fmt: skip
     labels = [str(v) for v in quantize.all_values()]
     bits, shared = _parse_bits(space.get("bits", {}), labels)

@@ -89,12 +89,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="fp32",
                    help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)")  # fmt: skip
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
-    p.add_argument("--normalization", default="sum", choices=["sum", "proportional", "apportion", "plain", "settled"],
-                   help="ITQ with truncation/nearest (docs/method.md): sum, proportional and apportion keep each "
-                        "column's total on the grid, giving the missing steps to the largest remainders (sum, "
-                        "default), the largest weights (proportional) or by a draw in proportion to the "
-                        "remainders (apportion); plain rounds every scaled weight (the literal rule); settled "
-                        "is plain, but silent columns within the rounding slack stay as they are")  # fmt: skip
+    p.add_argument("--normalization", default=None, choices=["sum", "proportional", "apportion", "plain", "settled"],
+                   help="ITQ with truncation/nearest (docs/method.md; default: the rule that measured best, "
+                        "tinysnn.quant.DEFAULT_NORMALIZATION): sum, proportional and apportion keep each "
+                        "column's total on the grid, giving the missing steps to the largest remainders (sum), "
+                        "the largest weights (proportional) or by a draw in proportion to the remainders "
+                        "(apportion); plain rounds every scaled weight (the literal rule); settled is plain, "
+                        "but silent columns within the rounding slack stay as they are")  # fmt: skip
     p.add_argument("--energy", default="auto",
                    help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -209,7 +210,7 @@ def run_from_args(  # type: ignore[no-untyped-def]
     from .deploy import check_formats
     from .energy import EnergyMeterError, MeterOptions, make_meter
     from .network import build_population, check_memory, resolve_device
-    from .quant import itq_problem, parse_quant_arg
+    from .quant import DEFAULT_NORMALIZATION, itq_problem, parse_quant_arg
     from .sim import default_backend
     from .train import RunSpec, run
 
@@ -220,8 +221,9 @@ def run_from_args(  # type: ignore[no-untyped-def]
         check_formats(args.format)
     try:
         spec = parse_quant_arg(
-            args.quant, rounding=args.rounding, scheme=args.scheme, normalization=args.normalization
-        )
+            args.quant, rounding=args.rounding, scheme=args.scheme,
+            normalization=args.normalization or DEFAULT_NORMALIZATION,
+        )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"--quant: {exc}") from None
     choice = choice if choice is not None else TrainChoice.from_args(args)

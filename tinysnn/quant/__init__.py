@@ -31,6 +31,7 @@ value range of an FP32 run into ``i``; the fractional bits are what is left of t
 from __future__ import annotations
 
 from .formats import (
+    DEFAULT_NORMALIZATION,
     MAX_TOTAL_BITS,
     NEAREST,
     NONE,
@@ -76,6 +77,7 @@ __all__ = [
     "NEAREST",
     "NONE",
     "Normalization",
+    "DEFAULT_NORMALIZATION",
     "PARAMS",
     "PARAM_SIGNED",
     "STOCHASTIC",

@@ -100,6 +100,11 @@ class Normalization(str, enum.Enum):
         return _NORMALIZATION_CODES[self.value]
 
 
+#: The rule of new ITQ specs (chosen by measurement, docs/method.md). A quantization text without
+#: ``norm=`` means ``sum``, the rule of every text written before the other rules existed.
+DEFAULT_NORMALIZATION = Normalization.SUM
+TEXT_NORMALIZATION = Normalization.SUM
+
 _NORMALIZATION_CODES = {
     "sum": NORM_SUM,
     "plain": NORM_PLAIN,
@@ -303,7 +308,7 @@ class QuantSpec:
     vth: Optional[QFormat] = None
     rounding: Rounding = Rounding.TRUNCATE
     scheme: Scheme = Scheme.PTQ
-    normalization: Normalization = Normalization.SUM
+    normalization: Normalization = DEFAULT_NORMALIZATION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", Rounding(self.rounding))
@@ -363,12 +368,12 @@ class QuantSpec:
     def to_text(self) -> str:
         """All fields as ``key=value`` pairs; :func:`parse_quant_arg` reads it back.
 
-        The normalization rule appears only where it is not the default (``norm=plain``), so the
-        texts of networks recorded before the rule existed stay as they were.
+        The normalization rule appears only where it is not :data:`TEXT_NORMALIZATION` (``sum``:
+        ``norm=plain``), so the texts of networks recorded before the rules existed stay as they were.
         """
         parts = [f"{param}={format_text(self.format_of(param))}" for param in PARAMS]
         parts += [f"rounding={self.rounding.value}", f"scheme={self.scheme.value}"]
-        if self.normalization is not Normalization.SUM:
+        if self.normalization is not TEXT_NORMALIZATION:
             parts.append(f"norm={self.normalization.value}")
         return ",".join(parts)
 
@@ -390,12 +395,14 @@ def parse_quant_arg(
     text: str,
     rounding: Union[Rounding, str] = Rounding.TRUNCATE,
     scheme: Union[Scheme, str] = Scheme.PTQ,
-    normalization: Union[Normalization, str] = Normalization.SUM,
+    normalization: Union[Normalization, str] = TEXT_NORMALIZATION,
 ) -> QuantSpec:
     """Parse ``"weights=Q1.7,vmem=Q9.7,vth=Q9.7"`` (any subset, ``fp32`` for none) into a spec.
 
     The keys ``rounding``, ``scheme`` and ``norm`` may appear in the text too and then override the arguments;
-    missing parameters are fp32. ``"fp32"`` gives an all-fp32 spec.
+    missing parameters are fp32. ``"fp32"`` gives an all-fp32 spec. A text without ``norm=`` has the
+    rule ``normalization``, by default :data:`TEXT_NORMALIZATION` (what such texts always meant); the
+    CLI and the search pass :data:`DEFAULT_NORMALIZATION`.
 
     Example:
         >>> parse_quant_arg("weights=Q1.7,rounding=stochastic").label

@@ -161,6 +161,18 @@ static void input_sums(const uint8_t *row) {
             const uint8_t *w = tinysnn_weights + i * N;
             for (j = 0; j < N; ++j) st.acc[j] += w[j];
         }
+#elif TINYSNN_W_BITS == 32 /* four bytes a code, big-endian: assembled in place */
+        {
+            const uint8_t *w = tinysnn_weights + i * N * 4;
+            for (j = 0; j < N; ++j, w += 4) {
+                uint32_t code = (uint32_t)w[0] << 24 | (uint32_t)w[1] << 16 | (uint32_t)w[2] << 8 | (uint32_t)w[3];
+#if TINYSNN_W_FIXED
+                st.acc[j] += code;
+#else
+                st.acc[j] += (double)float_of(code);
+#endif
+            }
+        }
 #else
         decode_codes(tinysnn_weights, i * N, N, TINYSNN_W_BITS, st.row);
 #if TINYSNN_W_FIXED

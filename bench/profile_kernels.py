@@ -11,12 +11,13 @@ everything runs on one numba thread. "other" is the wall time of the calls less 
 Python and kernel-call overhead, state set-up, and the counter reads themselves (each row also
 gives the rate of the same samples run without the profile, so the cost of the reads shows).
 
-Phases: ``encode`` (inter-spike-interval trains; in training drawn before the kernel call, so
-timed apart with a wall clock on the same images), ``input_current`` (the weight rows of the
+Phases: ``encode`` (inter-spike-interval trains; in training drawn in Python before the kernel
+call, so timed apart with a wall clock on the same images and counted out of "other"), ``input_current`` (the weight rows of the
 inputs that fire), ``neuron_update`` (the excitatory LIF step), ``inhibition`` (the inhibitory
 layer and the lateral inhibition), ``learning`` (thresholds, traces and the learning rule, every
 step), ``normalization`` (theta decay and column normalization after the sample), and
-``label_assignment`` (``tinysnn.evaluate.assign_labels`` on the inference counts, wall clock).
+``label_assignment`` (``tinysnn.evaluate.assign_labels`` on the inference counts, wall clock,
+added to the inference time).
 
 Each ``--quant`` row trains and infers with that spec as bench/throughput.py does: ITQ specs are
 active while training; every network infers with its quantized values (PTQ too).
@@ -122,18 +123,18 @@ def profile_row(variant: str, qtext: str, neurons: int, population: int, n_train
             if not profiled:
                 continue
             phases = {name: float(c) / tps / samples for name, c in zip(K.PHASES, sim._impl.profile)}
-            if mode == "train":  # drawn before the kernel call: timed apart, on the same images
+            if mode == "train":  # drawn before the kernel call (inside the wall time): timed apart
                 probs = spike_probability(images[1 : 1 + n_train], enc).numpy()
                 t1 = time.perf_counter()
                 for i in range(n_train):
                     K.encode_isi(probs[i], TIME_STEPS, i)
                 phases["encode"] = (time.perf_counter() - t1) / n_train
-                wall += time.perf_counter() - t1
-            else:
+            else:  # after the inference calls: added to their wall time
                 all_counts = torch.cat(counts, dim=1)
                 t1 = time.perf_counter()
                 assign_labels(all_counts, labels[:n_infer], 10)
                 phases["label_assignment"] = (time.perf_counter() - t1) / n_infer
+                wall += time.perf_counter() - t1
             phases["other"] = max(wall / samples - sum(phases.values()), 0.0)
             row[mode] = {
                 "samples": samples,

@@ -49,10 +49,10 @@ def test_decay_on_grid_is_decay_toward_zero(scale: float, leak: int) -> None:
     s = np.float32(scale)
     for u in _grid_values(scale, -300.0, 300.0):
         want = K._decay_toward_zero(u, s, np.int64(leak), False, 0, 0)
-        got = K._decay_on_grid(u, s, np.float64(leak))
+        got = K._decay_on_grid(u, s, np.float32(1.0) / s, np.float64(leak))
         assert np.float32(got).tobytes() == np.float32(want).tobytes(), (u, got, want)
         if abs(u) * scale * leak < 2**31:
-            got32 = K._decay_on_grid32(u, s, np.int32(leak))
+            got32 = K._decay_on_grid32(u, s, np.float32(1.0) / s, np.int32(leak))
             assert np.float32(got32).tobytes() == np.float32(want).tobytes(), (u, got32, want)
 
 

@@ -365,20 +365,20 @@ def _vmem_kind(qv, leak, v_rest, v_reset):
 
 
 @njit(inline="always")
-def _decay_on_grid(u, scale, leak):
+def _decay_on_grid(u, scale, inv, leak):
     """:func:`_decay_toward_zero` without stochastic rounding, in float64 (``leak`` float64): the
     same numbers while code x leak < 2^53 (:func:`_vmem_kind`), and no int64 conversions, which
     AVX2 lacks, so the neuron loops vectorize."""
     product = np.floor(np.float64(abs(u) * scale)) * leak
-    step = np.float32(np.floor(product * 2.0**-LEAK_BITS)) / scale
+    step = np.float32(np.floor(product * 2.0**-LEAK_BITS)) * inv  # = / scale: a power of two
     return u - step if u > 0 else u + step
 
 
 @njit(inline="always")
-def _decay_on_grid32(u, scale, leak):
+def _decay_on_grid32(u, scale, inv, leak):
     """:func:`_decay_on_grid` in int32 (``leak`` int32): the same numbers while code x leak < 2^31."""
     product = np.int32(np.int32(abs(u) * scale) * leak)
-    step = np.float32(np.int32(product >> LEAK_BITS)) / scale
+    step = np.float32(np.int32(product >> LEAK_BITS)) * inv
     return u - step if u > 0 else u + step
 
 
@@ -396,37 +396,27 @@ def _quantize_on_grid(x, scale, inv, lo, hi, nearest):
 
 @njit(inline="always")
 def _vmem_step(
-    kind, v, add, takes, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
+    kind, v, add, takes, vr, dec, mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
 ):
     """V_mem after one step: ``v`` leaked toward ``vr``, ``add`` added where ``takes`` (not
-    refractory), quantized (``torch_backend._lif_*_step``). ``kind`` is a constant at every call,
-    so each call site compiles to the arithmetic of one kind."""
+    refractory), quantized by the format (``mode``, ``scale``, ``lo``, ``hi``) (``torch_backend._lif_*_step``).
+    ``kind`` is a constant at every call, so each call site compiles to the arithmetic of one kind.
+    Scalars only: an array handed to an inlined function brings reference counting into the loop,
+    which then does not vectorize."""
     if kind == VMEM_FP32:
         x = vr + (v - vr) * dec
         return x + add if takes else x
     if kind == VMEM_GRID32 or kind == VMEM_GRID:
         if kind == VMEM_GRID32:
-            x = vr + _decay_on_grid32(v - vr, scale, np.int32(leak))
+            x = vr + _decay_on_grid32(v - vr, scale, inv, np.int32(leak))
         else:
-            x = vr + _decay_on_grid(v - vr, scale, np.float64(leak))
+            x = vr + _decay_on_grid(v - vr, scale, inv, np.float64(leak))
         x = x + add if takes else x
         return _quantize_on_grid(x, scale, inv, lo, hi, nearest)
     x = vr + _decay(v - vr, dec, True, scale, leak, stochastic, key_decay, j)
     x = x + add if takes else x
-    return _q(x, qv, key, j)
-
-
-@njit(inline="always")
-def _inhibitory_neuron(kind, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo, hi, nearest, leak,
-                       stochastic, key, key_decay, refr_i, j):  # fmt: skip
-    """Neuron j of :func:`_lif_inhibitory_step`, branch-free; 1 if it fires."""
-    x = _vmem_step(kind, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec, qv,
-                   scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
-    sp = x > vth
-    refi[j] = refr_i if sp else refi[j] - 1
-    vi[j] = vres if sp else x
-    si_new[j] = sp
-    return 1 if sp else 0
+    u = _uniform(key, j) if stochastic else np.float32(0.0)  # _q on a quantized row
+    return np.float32(_qs(x, scale, lo, hi, mode, u))
 
 
 @njit
@@ -438,23 +428,45 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
     stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
     inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
+    mode = qv[ROW_MODE]
     fired = 0
+    # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
         for j in range(n):
-            fired += _inhibitory_neuron(VMEM_FP32, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
-                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+            x = _vmem_step(VMEM_FP32, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
+                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            sp = x > vth
+            refi[j] = refr_i if sp else refi[j] - 1
+            vi[j] = vres if sp else x
+            si_new[j] = sp
+            fired += 1 if sp else 0
     elif kind == VMEM_GRID32:
         for j in range(n):
-            fired += _inhibitory_neuron(VMEM_GRID32, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
-                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+            x = _vmem_step(VMEM_GRID32, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
+                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            sp = x > vth
+            refi[j] = refr_i if sp else refi[j] - 1
+            vi[j] = vres if sp else x
+            si_new[j] = sp
+            fired += 1 if sp else 0
     elif kind == VMEM_GRID:
         for j in range(n):
-            fired += _inhibitory_neuron(VMEM_GRID, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
-                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+            x = _vmem_step(VMEM_GRID, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
+                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            sp = x > vth
+            refi[j] = refr_i if sp else refi[j] - 1
+            vi[j] = vres if sp else x
+            si_new[j] = sp
+            fired += 1 if sp else 0
     else:
         for j in range(n):
-            fired += _inhibitory_neuron(VMEM_SCALAR, vi, refi, si_new, s, w_ei, vr, vres, vth, dec, qv, scale, inv, lo,
-                                        hi, nearest, leak, stochastic, key, key_decay, refr_i, j)  # fmt: skip
+            x = _vmem_step(VMEM_SCALAR, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
+                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            sp = x > vth
+            refi[j] = refr_i if sp else refi[j] - 1
+            vi[j] = vres if sp else x
+            si_new[j] = sp
+            fired += 1 if sp else 0
     return fired
 
 
@@ -465,18 +477,6 @@ def _lateral_inhibition(cur, lat, nlat, n, w_lat):
     if nlat > 0:
         for j in range(n):
             cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
-
-
-@njit(inline="always")
-def _excitatory_neuron(kind, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key,
-                       key_decay, j):  # fmt: skip
-    """Neuron j of :func:`_lif_excitatory_step` up to the threshold test, branch-free: V_mem stored,
-    refractory counter counted down; 1 if it crosses."""
-    x = _vmem_step(kind, v[j], cur[j], ref[j] <= 0, vr, dec, qv, scale, inv, lo, hi, nearest, leak, stochastic, key,
-                   key_decay, j)  # fmt: skip
-    v[j] = x
-    ref[j] -= 1
-    return 1 if x > thr[j] else 0
 
 
 @njit
@@ -496,23 +496,37 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
     vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
     stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
     inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
+    mode = qv[ROW_MODE]
     crossing = 0
+    # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
         for j in range(n):
-            crossing += _excitatory_neuron(VMEM_FP32, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
-                                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(VMEM_FP32, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
+                           stochastic, key, key_decay, j)  # fmt: skip
+            v[j] = x
+            ref[j] -= 1
+            crossing += 1 if x > thr[j] else 0
     elif kind == VMEM_GRID32:
         for j in range(n):
-            crossing += _excitatory_neuron(VMEM_GRID32, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest,
-                                           leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(VMEM_GRID32, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
+                           stochastic, key, key_decay, j)  # fmt: skip
+            v[j] = x
+            ref[j] -= 1
+            crossing += 1 if x > thr[j] else 0
     elif kind == VMEM_GRID:
         for j in range(n):
-            crossing += _excitatory_neuron(VMEM_GRID, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest, leak,
-                                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(VMEM_GRID, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
+                           stochastic, key, key_decay, j)  # fmt: skip
+            v[j] = x
+            ref[j] -= 1
+            crossing += 1 if x > thr[j] else 0
     else:
         for j in range(n):
-            crossing += _excitatory_neuron(VMEM_SCALAR, v, ref, thr, cur, vr, dec, qv, scale, inv, lo, hi, nearest,
-                                           leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(VMEM_SCALAR, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
+                           stochastic, key, key_decay, j)  # fmt: skip
+            v[j] = x
+            ref[j] -= 1
+            crossing += 1 if x > thr[j] else 0
     if track_range:  # a pass that vectorizes finds whether any V_mem lies outside the range so far
         outside = 0
         for j in range(n):

@@ -149,7 +149,7 @@ _SUM_CASES = [
 
 
 def _sum_preserving_torch(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
-    from tinysnn.sim.learning import normalize_sum_preserving
+    from tinysnn.sim.equations import normalize_sum_preserving
 
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
     rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
@@ -271,7 +271,7 @@ def test_plain_normalization_is_selectable_and_named() -> None:
 
 
 def test_settled_columns_by_hand() -> None:
-    from tinysnn.sim.learning import settled_columns
+    from tinysnn.sim.equations import settled_columns
 
     q = 0.25  # f = 2; four inputs, so the slack is n_in q = 1.0 around a total of 2.0
     w = torch.tensor([[[0.5, 0.5, 0.25, 0.75], [0.5, 0.5, 0.25, 0.75], [0.25, 0.25, 0.25, 0.5],

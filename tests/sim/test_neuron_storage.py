@@ -20,7 +20,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.network import build_population
 from tinysnn.quant import STOCHASTIC, TRUNCATE, decay_toward_zero, itq_problem, parse_quant_arg
 from tinysnn.quant.formats import LEAK_BITS, PARAM_SIGNED
-from tinysnn.sim import Simulator, torch_backend
+from tinysnn.sim import Simulator, equations
 from tinysnn.sim import numba_kernels as K
 from tinysnn.train import apply_quant_rows, quantize_parameters
 
@@ -86,10 +86,8 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
     theta0 = torch.zeros((1, n))
 
     def torch_step(t: int) -> torch.Tensor:
-        q = torch_backend._Rows(rows, True)
-        return torch_backend._adaptive_threshold(
-            pop, theta0, cross, q, base, torch.tensor(t), torch.arange(n)
-        )
+        q = equations.Rows(rows, True)
+        return equations.adaptive_threshold(pop, theta0, cross, q, base, torch.tensor(t), torch.arange(n))
 
     first = torch_step(4)
     assert torch.equal(first, torch_step(4))  # the same stream gives the same steps
@@ -111,13 +109,13 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
 def test_truncation_loses_a_sub_step_increment_and_saturates_at_the_top() -> None:
     net = NetworkConfig(variant="tinysnn", n_neurons=3, n_input=1, norm_total=1.0, theta_plus=0.05)
     pop = build_population(net, seeds=3)
-    q = torch_backend._Rows(_theta_rows(1, 0, TRUNCATE), False)
+    q = equations.Rows(_theta_rows(1, 0, TRUNCATE), False)
     theta = torch.tensor([[0.0, 255.0, 7.0]])
     cross = torch.tensor([[True, True, False]])
-    out = torch_backend._adaptive_threshold(pop, theta, cross, q, None, torch.tensor(0), torch.arange(3))
+    out = equations.adaptive_threshold(pop, theta, cross, q, None, torch.tensor(0), torch.arange(3))
     assert out.tolist() == [[0.0, 255.0, 7.0]]  # issue 25, decision 6: lost under truncation, as expected
     pop.params["theta_plus"][:] = 1.5
-    out = torch_backend._adaptive_threshold(pop, theta, cross, q, None, torch.tensor(0), torch.arange(3))
+    out = equations.adaptive_threshold(pop, theta, cross, q, None, torch.tensor(0), torch.arange(3))
     assert out.tolist() == [[1.0, 255.0, 7.0]]  # floor(1.5) steps; the top saturates
 
 

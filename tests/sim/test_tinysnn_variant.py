@@ -10,7 +10,7 @@ import torch
 
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig
 from tinysnn.network import build_population
-from tinysnn.sim import learning as L
+from tinysnn.sim import equations as L
 from tinysnn.sim import torch_backend
 
 

@@ -1,12 +1,12 @@
 """The simulators of a population: one :class:`Simulator` over two backends chosen once.
 
 * :mod:`tinysnn.sim.numba_kernels`: the CPU kernels (numba), element by element, fast;
-* :mod:`tinysnn.sim.torch_backend`: the reference window on whole tensors (CPU or CUDA), with the
-  learning rules of :mod:`tinysnn.sim.learning`.
+* :mod:`tinysnn.sim.torch_backend`: the reference window on whole tensors (CPU or CUDA), stringing
+  together the equations of :mod:`tinysnn.sim.equations`.
 
-Each equation has one function per backend under the same name (``learning.adaptive_potentiation``
-and ``numba_kernels._adaptive_potentiation``, ...); given the same input trains the backends
-compute the same spikes (tests/sim).
+Each equation has one function per backend: ``equations.adaptive_potentiation`` and its numba twin
+``numba_kernels._adaptive_potentiation``, ... (docs/method.md §1-2 lists them); given the same input
+trains the backends compute the same spikes (tests/sim).
 """
 
 from __future__ import annotations

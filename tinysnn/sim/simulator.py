@@ -19,8 +19,8 @@ import torch
 from ..config import BACKENDS, EncodingConfig
 from ..network import Population
 from ..streams import mix_seed
-from . import numba_kernels as K
 from .numba_backend import NumbaBackend
+from .numba_kernels import HAVE_NUMBA
 from .torch_backend import TorchBackend
 
 STREAM_TRAIN, STREAM_ASSIGN, STREAM_TEST = 0, 1, 2
@@ -47,7 +47,7 @@ class Backend(Protocol):
 
 def default_backend(device: Union[str, torch.device]) -> str:
     """numba on CPU where it is installed, torch otherwise (CUDA always uses torch)."""
-    return "numba" if torch.device(device).type == "cpu" and K.HAVE_NUMBA else "torch"
+    return "numba" if torch.device(device).type == "cpu" and HAVE_NUMBA else "torch"
 
 
 class Simulator:
@@ -70,7 +70,7 @@ class Simulator:
             raise ValueError(
                 "the numba backend runs on CPU only: use backend='torch' or 'torch-compile' for cuda"
             )
-        if backend == "numba" and not K.HAVE_NUMBA:
+        if backend == "numba" and not HAVE_NUMBA:
             raise ValueError("backend 'numba' needs numba: pip install numba")
         self.pop, self.enc, self.seed, self.backend = pop, enc, int(seed), backend
         self._impl: Backend = (

@@ -3,7 +3,8 @@
 This is the readable definition of what a presentation window computes; the numba kernels in
 :mod:`tinysnn.sim.numba_kernels` compute the same thing faster on CPU and are tested against it on the
 same input trains. On CUDA this path is the one used (dense products, no ``.item()`` or
-``nonzero`` inside the time loop).
+``nonzero`` inside the time loop). The equations themselves are the functions of
+:mod:`tinysnn.sim.equations`; this module strings them together over a window.
 
 One step t of the excitatory layer (docs/method.md §1), for every network p and sample b:
 
@@ -25,84 +26,30 @@ from .. import streams as S
 from ..config import EncodingConfig, Variant
 from ..encoding import make_generator, poisson
 from ..network import Constants, Population, constants
-from ..quant import NEAREST, NONE, STOCHASTIC, TRUNCATE, decay_toward_zero, quantize_rows
-from ..quant.formats import (
-    NORM_APPORTION,
-    NORM_PROPORTIONAL,
-    NORM_SETTLED,
-    NORM_SUM,
-    ROW_HI,
-    ROW_MODE,
-    ROW_SCALE,
+from ..quant import NONE, STOCHASTIC
+from ..quant.formats import NORM_APPORTION, ROW_MODE
+from .equations import (
+    Rows,
+    adaptive_threshold,
+    decay_theta,
+    input_current,
+    lateral_inhibition,
+    learning_rule,
+    lif_excitatory_step,
+    lif_inhibitory_step,
+    normalize,
+    quantize,
+    trace_step,
+    update_times,
 )
-from . import learning as L
 
 
-class _Rows(NamedTuple):
-    """A population's (P, 4) fixed-point rows and whether any network rounds stochastically
-    (decided once per window on the host, so the time loop never waits for the device)."""
-
-    rows: torch.Tensor
-    stochastic: bool
-
-    @property
-    def active(self) -> torch.Tensor:
-        """(P,) bool: the networks that quantize this parameter."""
-        return self.rows[:, ROW_MODE] != NONE
-
-    def scale(self, dims: int) -> torch.Tensor:
-        """2^f per network, viewed (P, 1, ...) with ``dims`` dimensions in all."""
-        return self.rows[:, ROW_SCALE].view((-1,) + (1,) * (dims - 1))
-
-
-def _q(
-    x: torch.Tensor, q: _Rows, base: Optional[torch.Tensor], step: torch.Tensor, index: Optional[torch.Tensor]
-) -> torch.Tensor:
-    """Fake-quantize with per-network rows; stochastic rounding draws element ``index`` of the
-    streams ``base`` (P, B) at ``step`` (an int64 tensor, so products wrap; :mod:`tinysnn.streams`),
-    only if some network needs them."""
-    u = None
-    if q.stochastic:
-        key = S.step_key(base, step)
-        key = key.view(tuple(key.shape) + (1,) * (x.dim() - key.dim()))
-        u = S.uniform_bits(key, index).to(x.dtype) * 2.0**-S.U_BITS
-    return quantize_rows(x, q.rows, u=u, any_stochastic=q.stochastic)
-
-
-def _rows(pop: Population, target: str) -> Optional[_Rows]:
+def _rows(pop: Population, target: str) -> Optional[Rows]:
     """The rows of ``target``, or None when every network keeps it in FP32."""
     q = pop.quant.get(target)
     if q is None or not bool((q[:, ROW_MODE] != NONE).any()):
         return None
-    return _Rows(q, bool((q[:, ROW_MODE] == STOCHASTIC).any()))
-
-
-def _decay(
-    u: torch.Tensor,
-    decay: float,
-    q: Optional[_Rows],
-    leak: int,
-    base: Optional[torch.Tensor] = None,
-    step: Optional[torch.Tensor] = None,
-    index: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """u decayed toward 0: ``u * decay`` in FP32, one decrement of whole steps where the network
-    quantizes the value (:func:`tinysnn.quant.rounding.decay_toward_zero`): rounded stochastically
-    by draw ``index`` of the streams ``base`` (P, B) at ``step`` where the network rounds
-    stochastically, else toward zero."""
-    plain = u * decay
-    if q is None:
-        return plain
-    draws = None
-    if q.stochastic:
-        assert base is not None and step is not None and index is not None
-        key = S.step_key(base, step)
-        key = key.view(tuple(key.shape) + (1,) * (u.dim() - key.dim()))
-        draws = S.uniform_bits(key, index)
-        rounds_up = (q.rows[:, ROW_MODE] == STOCHASTIC).view((-1,) + (1,) * (u.dim() - 1))
-        draws = torch.where(rounds_up, draws, torch.full_like(draws, 1 << S.U_BITS))
-    fixed = decay_toward_zero(u, q.scale(u.dim()), leak, draws)
-    return torch.where(q.active.view((-1,) + (1,) * (u.dim() - 1)), fixed, plain)
+    return Rows(q, bool((q[:, ROW_MODE] == STOCHASTIC).any()))
 
 
 class _Window(NamedTuple):
@@ -112,9 +59,9 @@ class _Window(NamedTuple):
     pop: Population
     c: Constants
     mask: torch.Tensor  # (P, 1, N) bool: the neurons each network has
-    qv: Optional[_Rows]
-    qth: Optional[_Rows]
-    qw: Optional[_Rows]
+    qv: Optional[Rows]
+    qth: Optional[Rows]
+    qw: Optional[Rows]
     # stream code -> (P, B) int64 base keys; empty unless some network rounds stochastically
     bases: Dict[int, torch.Tensor]
     neuron_idx: torch.Tensor
@@ -201,9 +148,10 @@ def run_window(
     if step is not None and dev.type == "cuda":  # CUDA graphs overwrite their outputs on the next replay
         st = _State(*(None if x is None else x.clone() for x in st))
     if learn:
-        pop.theta = _decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
-                                 win.neuron_idx)  # fmt: skip
-        pop.weights = _normalize(win, st.w, st.counts[:, 0, :], steps[T])
+        pop.theta = decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
+                                win.neuron_idx)  # fmt: skip
+        pop.weights = normalize(pop, st.w, st.counts[:, 0, :], win.qw, win.bases.get(S.STREAM_W_NORM), steps[T],
+                                win.synapse_idx, win.neuron_idx)  # fmt: skip
     if win.track:
         assert vrange is not None
         vrange[:, 0] = torch.minimum(vrange[:, 0], st.v_lo.cpu())
@@ -306,7 +254,7 @@ def _weight_change_steps(pop: Population, T: int) -> List[bool]:
     if pop.variant is not Variant.TINYSNN:
         return [True] * T
     periods = sorted(set(int(p) for p in pop.t_update.tolist()))
-    return [t == T - 1 or any((t + 1) % p == 0 for p in periods) for t in range(T)]
+    return [any(update_times(t, T, p) for p in periods) for t in range(T)]
 
 
 def _run_step(
@@ -332,22 +280,22 @@ def _run_step(
 
 def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights_change: bool) -> _State:
     """One time step t (a 0-dim tensor) of every network and sample: the loop body of
-    :func:`run_window`, each equation a call to a function named as its numba twin.
+    :func:`run_window`, each equation a call to :mod:`tinysnn.sim.equations`.
     ``weights_change`` (decided on the host) says whether some network's weights can change now."""
     pop, c = win.pop, win.c
-    cur = torch.einsum("bi,pin->pbn", s_in.to(win.acc), st.w.to(win.acc)).to(torch.float32)
+    cur = input_current(s_in, st.w, win.acc)
     vi, refi, si, n_inh = st.vi, st.refi, st.si, st.n_inh
     if vi is not None:
-        vi, refi, si_new = _lif_inhibitory_step(
+        vi, refi, si_new = lif_inhibitory_step(
             pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH),
             win.bases.get(S.STREAM_VMEM_INH_DECAY), t, win.neuron_idx,
         )  # fmt: skip
         n_inh = n_inh + si_new.sum(dim=2)
-        cur = _lateral_inhibition(cur, si, win.w_lat)  # inhibitory spikes of t - 1
+        cur = lateral_inhibition(cur, si, win.w_lat)  # inhibitory spikes of t - 1
         si = si_new
     else:
-        cur = _lateral_inhibition(cur, st.s, win.w_lat)  # excitatory spikes of t - 1
-    v_top, v, ref, s, cross = _lif_excitatory_step(
+        cur = lateral_inhibition(cur, st.s, win.w_lat)  # excitatory spikes of t - 1
+    v_top, v, ref, s, cross = lif_excitatory_step(
         pop,
         c,
         win.mask,
@@ -380,23 +328,22 @@ def _learn(
     pop, qw = win.pop, win.qw
     assert st.x_pre is not None and st.x_post is not None and st.spiked is not None
     s0 = st.s[:, 0, :]
-    theta = _adaptive_threshold(pop, st.theta, cross, win.qth, win.bases.get(S.STREAM_VTH), t, win.neuron_idx)
-    x_pre = L.trace_step(st.x_pre, s_in, win.c.dec_pre)
-    x_post = L.trace_step(st.x_post, s0, win.c.dec_post)
+    theta = adaptive_threshold(pop, st.theta, cross, win.qth, win.bases.get(S.STREAM_VTH), t, win.neuron_idx)
+    x_pre = trace_step(st.x_pre, s_in, win.c.dec_pre)
+    x_post = trace_step(st.x_post, s0, win.c.dec_post)
     w, spiked = st.w, st.spiked
+    # tinySNN learns and counts its updated columns at the update times only
+    upd = update_times(t, win.T, pop.t_update) if pop.variant is Variant.TINYSNN else None
     if weights_change:
         depressed = None
         if qw is not None:
             depressed = partial(
-                _q, q=qw, base=win.bases.get(S.STREAM_W_DEPRESS), step=t, index=win.synapse_idx
+                quantize, q=qw, base=win.bases.get(S.STREAM_W_DEPRESS), step=t, index=win.synapse_idx
             )
-        w = _learn_step(
-            pop, w, s_in, x_pre, s0, x_post, st.counts[:, 0, :], spiked, t, win.T, pop.t_update, depressed
-        )
+        w = learning_rule(pop, w, s_in, x_pre, s0, x_post, st.counts[:, 0, :], spiked, upd, depressed)
         if qw is not None:
-            w = _q(w, qw, win.bases.get(S.STREAM_W_LEARN), t, win.synapse_idx)
-    if pop.variant is Variant.TINYSNN:  # columns are updated at the update times only
-        upd = ((t + 1) % pop.t_update == 0) | (t == win.T - 1)
+            w = quantize(w, qw, win.bases.get(S.STREAM_W_LEARN), t, win.synapse_idx)
+    if upd is not None:
         n_cols = st.n_cols + ((spiked | s0) & upd[:, None]).sum(dim=1)
         spiked = (spiked | s0) & ~upd[:, None]
     else:
@@ -436,186 +383,6 @@ def _give_up_compiling(err: BaseException) -> None:
 
 def _say(message: str) -> None:
     print(f"tinysnn: {message}", file=sys.stderr, flush=True)
-
-
-def _lif_inhibitory_step(
-    pop: Population,
-    c: Constants,
-    mask: torch.Tensor,
-    vi: torch.Tensor,
-    refi: torch.Tensor,
-    s: torch.Tensor,
-    qv: Optional[_Rows],
-    base: Optional[torch.Tensor],
-    base_decay: Optional[torch.Tensor],
-    t: torch.Tensor,
-    neuron_idx: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The baselines' inhibitory LIF layer: leak toward rest, add w_exc_inh for the excitatory
-    spike of t - 1 unless refractory, quantize (qWN), fire above v_th, reset.
-
-    Returns the new potentials, refractory counters and spikes.
-    """
-    ih = pop.inh
-    vi = ih.v_rest + _decay(vi - ih.v_rest, c.dec_inh, qv, c.leak_inh, base_decay, t, neuron_idx)
-    vi = torch.where(refi <= 0, vi + pop.params["w_exc_inh"][:, None, None] * s.to(torch.float32), vi)
-    if qv is not None:
-        vi = _q(vi, qv, base, t, neuron_idx)
-    refi = refi - 1
-    si = (vi > ih.v_th) & mask
-    refi = torch.where(si, torch.full_like(refi, c.refrac_inh), refi)
-    vi = torch.where(si, torch.full_like(vi, ih.v_reset), vi)
-    return vi, refi, si
-
-
-def _lateral_inhibition(cur: torch.Tensor, lat: torch.Tensor, w_lat: torch.Tensor) -> torch.Tensor:
-    """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1) takes ``w_lat`` from
-    the input current of every other neuron."""
-    nlat = lat.sum(dim=2, keepdim=True, dtype=torch.int32)
-    return cur - w_lat * (nlat - lat.to(torch.int32)).to(torch.float32)
-
-
-def _lif_excitatory_step(
-    pop: Population,
-    c: Constants,
-    mask: torch.Tensor,
-    v: torch.Tensor,
-    ref: torch.Tensor,
-    cur: torch.Tensor,
-    thr: torch.Tensor,
-    one: Optional[torch.Tensor],
-    qv: Optional[_Rows],
-    base: Optional[torch.Tensor],
-    base_decay: Optional[torch.Tensor],
-    t: torch.Tensor,
-    neuron_idx: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The excitatory LIF layer: leak toward rest, add the current ``cur`` unless refractory,
-    quantize (qWN); neurons above v_th + theta cross, are reset and become refractory; all of them
-    spike, or where ``one`` (P,) is set the largest overshoot only.
-
-    Returns the potentials before the reset (for range analysis), the new potentials, refractory
-    counters, spikes and crossings.
-    """
-    ex = pop.exc
-    v = ex.v_rest + _decay(v - ex.v_rest, c.dec_exc, qv, c.leak_exc, base_decay, t, neuron_idx)
-    v = torch.where(ref <= 0, v + cur, v)
-    if qv is not None:
-        v = _q(v, qv, base, t, neuron_idx)
-    top = v
-    ref = ref - 1
-    cross = (v > thr[:, None, :]) & mask
-    s = _one_spike(cross, v - thr[:, None, :], one) if one is not None else cross
-    ref = torch.where(cross, torch.full_like(ref, c.refrac_exc), ref)
-    v = torch.where(cross, torch.full_like(v, ex.v_reset), v)
-    return top, v, ref, s, cross
-
-
-def _adaptive_threshold(
-    pop: Population,
-    theta: torch.Tensor,
-    cross: torch.Tensor,
-    qth: Optional[_Rows],
-    base: Optional[torch.Tensor],
-    t: torch.Tensor,
-    neuron_idx: torch.Tensor,
-) -> torch.Tensor:
-    """theta += theta_plus for every neuron that crossed (as BindsNET), with theta = V_th - v_th
-    kept on its grid (qWN): the increment is theta+ rounded by the format's mode (under stochastic
-    rounding up one step with probability frac(theta+ / q), draw j of the stream, so its mean is
-    theta+), and the sum saturates at the format's top."""
-    theta_plus = pop.params["theta_plus"][:, None]
-    if qth is None:
-        return theta + theta_plus * cross.to(torch.float32)
-    raised = theta + _q(theta_plus.expand_as(theta).contiguous(), qth, base, t, neuron_idx)
-    raised = torch.where(qth.active[:, None], torch.minimum(raised, qth.rows[:, ROW_HI][:, None]), raised)
-    return torch.where(cross, raised, theta)
-
-
-def _decay_theta(
-    c: Constants,
-    theta: torch.Tensor,
-    qth: Optional[_Rows],
-    base: Optional[torch.Tensor],
-    step: torch.Tensor,
-    neuron_idx: torch.Tensor,
-) -> torch.Tensor:
-    """theta decays toward 0 over the sample's span: FP32 multiply, or one decrement on theta's grid
-    (stochastic under stochastic rounding, draw j at step T of the stream ``base``; else toward zero)."""
-    return _decay(theta, c.dec_theta_sample, qth, c.leak_theta_sample, base, step, neuron_idx)
-
-
-def _normalize(win: _Window, w: torch.Tensor, counts: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`), clipped to
-    [0, w_max]; ITQ quantizes by each network's rule: ``plain`` rounds every scaled weight,
-    ``settled`` first leaves settled silent columns alone (:func:`tinysnn.sim.learning.settled_columns`),
-    ``sum``, ``proportional`` and ``apportion`` with truncation or nearest keep the column total
-    (:func:`tinysnn.sim.learning.normalize_sum_preserving`; ``apportion`` draws column j's u from
-    element j of the W_NORM stream). ``counts`` (P, N) are the sample's spikes; ``step`` is the
-    end-of-sample step T.
-    """
-    pop, qw, base = win.pop, win.qw, win.bases.get(S.STREAM_W_NORM)
-    prm = pop.params
-    rule = prm["norm_rule"]
-    mode = qw.rows[:, ROW_MODE] if qw is not None else None
-    deterministic = None if mode is None else (mode == TRUNCATE) | (mode == NEAREST)
-    keep = None
-    if deterministic is not None and bool((rule == NORM_SETTLED).any()):
-        settled = L.settled_columns(w, prm["norm_total"], counts > 0, qw.rows)
-        keep = settled & (deterministic & (rule == NORM_SETTLED))[:, None]
-    scaled = L.normalize(w, prm["norm_total"], pop.mask, keep)
-    scaled = torch.minimum(scaled.clamp_min(0.0), prm["w_max"][:, None, None])
-    if qw is None:
-        return scaled
-    scaled = _q(scaled, qw, base, step, win.synapse_idx)
-    keeps_sum = deterministic & ((rule == NORM_SUM) | (rule == NORM_PROPORTIONAL) | (rule == NORM_APPORTION))
-    if bool(keeps_sum.any()):
-        u = None
-        if bool((keeps_sum & (rule == NORM_APPORTION)).any()):
-            assert base is not None
-            key = S.step_key(base[:, :1], step)  # (P, 1): a learning window holds one sample
-            u = S.uniform_bits(key, win.neuron_idx[None, :]).to(torch.float64) * 2.0**-S.U_BITS
-        summed = L.normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"], rule, u)
-        scaled = torch.where(keeps_sum[:, None, None], summed, scaled)
-    return scaled
-
-
-def _one_spike(cross: torch.Tensor, over: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
-    """Keep only the largest overshoot's spike (lowest index on ties) where ``one`` (P,) is set."""
-    score = torch.where(cross, over, torch.full_like(over, -float("inf")))
-    best = score.argmax(dim=-1, keepdim=True)
-    win = torch.zeros_like(cross).scatter_(-1, best, True) & cross.any(dim=-1, keepdim=True)
-    return torch.where(one[:, None, None], win, cross)
-
-
-def _learn_step(
-    pop: Population,
-    w: torch.Tensor,
-    s_in: torch.Tensor,
-    x_pre: torch.Tensor,
-    s: torch.Tensor,
-    x_post: torch.Tensor,
-    counts: torch.Tensor,
-    spiked: torch.Tensor,
-    t: torch.Tensor,
-    T: int,
-    t_upd: torch.Tensor,
-    depressed: Optional[Callable[[torch.Tensor], torch.Tensor]],
-) -> torch.Tensor:
-    """The variant's rule at step t; ``depressed`` re-quantizes the weights between pair-wise
-    depression and potentiation (ITQ), as the numba kernel does."""
-    prm = pop.params
-    if pop.variant is Variant.DIEHL_COOK:
-        w = L.pair_depression(w, s_in, x_post, prm["nu_pre"])
-        if depressed is not None:
-            w = depressed(w)
-        return L.pair_potentiation(w, x_pre, s, prm["nu_post"], prm["w_max"])
-    if pop.variant is Variant.SL_STDP:
-        return L.sl_stdp(w, x_pre, s, prm["eta_p"], prm["eta_d"], prm["x_th"], prm["w_max"])
-    upd = ((t + 1) % t_upd == 0) | (t == T - 1)  # (P,)
-    k = L.adaptive_factor(counts.max(dim=1).values, prm["n_th"])
-    k = torch.where(upd, k, torch.zeros_like(k))
-    return L.adaptive_potentiation(w, x_pre, (spiked | s) & upd[:, None], k, prm["eta_post"], prm["w_max"])
 
 
 def train_sample(

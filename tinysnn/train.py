@@ -10,12 +10,16 @@ train and evaluate (population, data, encoding, quantization, meter, checkpoints
   every update and normalization, V_mem every step, V_th after every change).
 * PTQ: training runs in FP32; afterwards weights and thresholds are quantized once and V_mem is
   quantized at every inference step.
+
+This module holds the run and its phases (train, quantize, evaluate, score). The result types are
+in :mod:`tinysnn.results`, the quantization setup in :mod:`tinysnn.quant_setup` and the memory and
+range figures in :mod:`tinysnn.run_figures`; their public names are importable from here as well.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -31,205 +35,13 @@ from .energy import (
     op_energy_joules,
     sample_op_counts,
 )
-from .memory import MemoryReference, default_reference, memory_breakdown, memory_norm, reference_memory
+from .memory import MemoryReference, default_reference
 from .network import Population
-from .quant import (
-    NONE,
-    PARAMS,
-    QuantSpec,
-    Scheme,
-    itq_problem,
-    population_rows,
-    quantize_rows,
-)
-from .quant.formats import ROW_MODE, ROW_SCALE
+from .quant import QuantSpec, Scheme
+from .quant_setup import apply_quant_rows, quantize_parameters, vmem_rows_about_rest
+from .results import NetworkResult, RunResult
+from .run_figures import memory_figures, observed_ranges
 from .sim import STREAM_ASSIGN, STREAM_TEST, Simulator
-from .streams import mix_seed
-
-
-@dataclass
-class NetworkResult:
-    """What one network of a run achieved."""
-
-    index: int
-    variant: str
-    n_neurons: int
-    seed: int
-    accuracy: float
-    """All-activity test accuracy (the headline number), in [0, 1]."""
-    accuracy_proportion: float
-    """Proportion-weighting test accuracy, in [0, 1]."""
-    no_prediction: int
-    """Test samples that made no assigned neuron fire (counted as wrong)."""
-    spikes_per_sample_train: float
-    spikes_per_sample_test: float
-    confusion: List[List[int]]
-    """(C, C + 1): true class x predicted class, last column = no prediction."""
-    quant: str = "fp32"
-    scheme: str = "fp32"
-    rounding: str = ""
-    synops_per_sample_train: float = 0.0
-    synops_per_sample_test: float = 0.0
-    neuron_updates_per_sample_test: float = 0.0
-    weight_updates_per_sample_train: float = 0.0
-    op_energy_train_j_per_sample: float = 0.0
-    """Op-count model energy of one training sample at this network's bit widths (J)."""
-    op_energy_infer_j_per_sample: float = 0.0
-    """Op-count model energy of one inference sample at this network's bit widths (J)."""
-    memory: Dict[str, Any] = field(default_factory=dict)
-    """Eq. 4 in bits and bytes under both conventions, M_norm and its reference."""
-    ranges: Dict[str, List[float]] = field(default_factory=dict)
-    """Observed FP32 ranges [min, max] of weights, V_mem and V_th after training."""
-    assignment: List[int] = field(default_factory=list)
-    """Class of each excitatory neuron from label assignment (-1: silent, does not vote)."""
-
-
-@dataclass
-class RunResult:
-    """A training + evaluation run of a population."""
-
-    networks: List[NetworkResult]
-    dataset: str
-    eval_split: str
-    train_samples: int
-    epochs: int
-    assign_samples: int
-    test_samples: int
-    device: str
-    backend: str
-    seed: int
-    n_networks: int
-    train_seconds: float
-    assign_seconds: float
-    test_seconds: float
-    wall_seconds: float
-    train_samples_per_s: float
-    """Samples/s of the population's training loop (each network sees every sample) after its first
-    sample, whose time (``first_sample_seconds``) includes compiling or loading the kernels; with one
-    sample, that sample's rate."""
-    infer_samples_per_s: float
-    """Samples/s of inference (label assignment + test), per network, after a one-sample warm-up
-    (``infer_warmup_seconds``) that compiles or loads the inference kernel."""
-    extra: Dict[str, Any] = field(default_factory=dict)
-    first_sample_seconds: float = 0.0
-    """Time of the first training sample of the run (in ``train_seconds``): a steady sample plus, on
-    the first run on a machine, compiling the numba kernels (loading them from the cache after)."""
-    infer_warmup_seconds: float = 0.0
-    """Time of one sample run through inference before it is timed (not in ``assign_seconds`` or
-    ``test_seconds``): compiling or loading the inference kernel, plus that sample."""
-
-    @property
-    def aggregate_train_samples_per_s(self) -> float:
-        return self.train_samples_per_s * self.n_networks
-
-    def record(self, index: int = 0) -> Dict[str, Any]:
-        """A flat JSON-ready record for network ``index`` (the `tinysnn train --json` format)."""
-        net = asdict(self.networks[index])
-        out = {k: v for k, v in asdict(self).items() if k not in ("networks", "extra")}
-        out.update(net)
-        out["aggregate_train_samples_per_s"] = self.aggregate_train_samples_per_s
-        out.update(self.extra)
-        return out
-
-
-def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], training: bool) -> None:
-    """Set the population's fixed-point rows from one spec per network.
-
-    With ``training=True`` only ITQ networks get active rows (PTQ trains in FP32).
-    """
-    if len(specs) != pop.n_networks:
-        raise ValueError(f"{len(specs)} quantization specs for {pop.n_networks} networks")
-    full = [s if s is not None else QuantSpec() for s in specs]
-    use = [s if (not training or s.scheme == Scheme.ITQ) else QuantSpec() for s in full]
-    for k, spec in enumerate(full):
-        problem = itq_problem(spec, float(pop.params["theta_plus"][k]))
-        if problem:
-            raise ValueError(f"network {k}: {problem}")
-    rules = [float(s.normalization.code) for s in full]
-    pop.params["norm_rule"] = torch.tensor(rules, dtype=torch.float32, device=pop.device)
-    for param in PARAMS:
-        rows = population_rows(use, param, pop.device).to(torch.float32)
-        pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
-
-
-def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
-    """Rows of a V_mem format read as V_mem - v_rest: the saturation bounds move by v_rest.
-
-    V_mem is stored relative to the excitatory resting potential (our decision, docs/method.md §2
-    is silent): a neuron at rest holds 0, the threshold v_th - v_rest = 13 mV, and inhibition
-    pushes it negative. With v_rest on the grid (any whole mV when f >= 0) the grid itself is the
-    same as in absolute mV; only the range moves, so ``Q8.0`` holds -128..127 mV around rest
-    (-193..62 mV absolute) instead of -128..127 mV absolute, which would cut v_rest - w_inh.
-    The same rows serve the baselines' inhibitory neurons (their V_mem near -60..-40 mV lies
-    5..25 mV above the excitatory rest).
-
-    Raises:
-        ValueError: if v_rest is not a multiple of a quantized row's step 2^-f.
-    """
-    active = rows[:, ROW_MODE] != NONE
-    scaled = rows[:, ROW_SCALE].double() * float(v_rest)
-    off_grid = active & (scaled != torch.floor(scaled))
-    if bool(off_grid.any()):
-        step = 1.0 / float(rows[int(off_grid.nonzero()[0]), 0])
-        raise ValueError(
-            f"v_rest = {v_rest} mV is not a multiple of the V_mem format's step {step:g} mV: V_mem is "
-            f"stored as V_mem - v_rest, so v_rest must lie on the grid; use more fractional bits or "
-            f"a v_rest in whole mV"
-        )
-    out = rows.clone()
-    out[:, 1] += float(v_rest)
-    out[:, 2] += float(v_rest)
-    return out
-
-
-def quantize_parameters(pop: Population, seed: int = 0) -> None:
-    """Put weights and thresholds on their grids (PTQ after training; ITQ at start); a threshold is
-    stored as theta = V_th - v_th, so theta itself is quantized (docs/method.md §2).
-
-    Stochastic rounding draws from a generator per network seeded by (seed, the network's own
-    seed), so a network's quantized values do not depend on the rest of the population.
-    """
-    weights, theta = pop.weights.clone(), pop.theta.clone()
-    for k in range(pop.n_networks):
-        g = torch.Generator(device=pop.device)
-        g.manual_seed(int(mix_seed(int(seed), 13, int(pop.seeds[k]) if k < len(pop.seeds) else k)))
-        sl = slice(k, k + 1)
-        weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], g)
-        theta[sl] = quantize_rows(pop.theta[sl], pop.quant["vth"][sl], g)
-    pop.weights, pop.theta = weights.contiguous(), theta.contiguous()
-
-
-def memory_figures(
-    variant: str, n_neurons: int, n_input: int, spec: QuantSpec, reference: MemoryReference
-) -> Dict[str, Any]:
-    """Eq. 4 memory of a network under both conventions, and M_norm against the FP32 ``reference``."""
-    out: Dict[str, Any] = {"reference": f"{reference.variant} FP32 N={reference.n_neurons}"}
-    for conv in ("compact", "as_simulated"):
-        m = memory_breakdown(variant, n_neurons, n_input, spec, conv)
-        ref = reference_memory(reference.n_neurons, n_input, conv, reference.variant)
-        out[conv] = {
-            "bits": m.bits,
-            "bytes": m.bytes,
-            "reference_bytes": ref.bytes,
-            "m_norm": memory_norm(m, ref),
-        }
-    return out
-
-
-def observed_ranges(pop: Population, vmem_range: torch.Tensor) -> List[Dict[str, List[float]]]:
-    """Per network, the [min, max] of weights, V_mem (seen while training) and theta = V_th - v_th
-    (under the key ``vth``: the value the V_th format stores)."""
-    out = []
-    for k in range(pop.n_networks):
-        n = int(pop.sizes[k])
-        w = pop.weights[k, :, :n]
-        theta = pop.theta[k, :n]
-        out.append({
-            "weights": [float(w.min()), float(w.max())],
-            "vmem": [float(vmem_range[k, 0]), float(vmem_range[k, 1])],
-            "vth": [float(theta.min()), float(theta.max())],
-        })  # fmt: skip
-    return out
 
 
 @dataclass(frozen=True)
@@ -591,6 +403,10 @@ __all__ = [
     "TrainState",
     "apply_quant_rows",
     "infer_counts",
+    "memory_figures",
+    "observed_ranges",
     "quantize_parameters",
     "run",
+    "steady_rate",
+    "vmem_rows_about_rest",
 ]

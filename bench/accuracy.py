@@ -34,7 +34,9 @@ from tinysnn.cli import TrainChoice, add_train_arguments, machine_info, run_from
 from tinysnn.config import Variant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_model, git_revision  # noqa: E402  (bench/ sibling)
+from _choices import choice_for  # noqa: E402  (bench/ siblings)
+from _common import cpu_model, git_revision  # noqa: E402
+from paper_quant import print_quant_rows, run_paper_quant  # noqa: E402
 
 
 def runs_for(args: argparse.Namespace) -> List[TrainChoice]:
@@ -46,32 +48,6 @@ def runs_for(args: argparse.Namespace) -> List[TrainChoice]:
         return [choice_for(args, given, ds, variant) for ds in args.datasets
                 for variant in [v.value for v in Variant]]  # fmt: skip
     raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
-
-
-def choice_for(args: argparse.Namespace, given: TrainChoice, dataset: str, variant: str) -> TrainChoice:
-    """``variant`` on ``dataset`` with the command line's constants and the ``--override`` items for it."""
-    constants = dict(given.constants, **overrides(args.override, variant, dataset))
-    return TrainChoice(dataset, variant, constants)
-
-
-def overrides(items: List[str], variant: str, dataset: str) -> Dict[str, float]:
-    """``[DATASET/]VARIANT:key=value,...`` items that apply to ``variant`` on ``dataset``.
-
-    Keys are those of `tinysnn train` (``norm_total``, ``w_inh``, ``n_th``, ...); an item without a
-    dataset applies to every dataset. Later items win.
-    """
-    out: Dict[str, float] = {}
-    for item in items or []:
-        target, _, assignments = item.partition(":")
-        if not assignments or "=" not in assignments:
-            raise SystemExit(f"--override {item!r}: expected [DATASET/]VARIANT:key=value[,key=value...]")
-        ds, _, name = target.rpartition("/")
-        if name != variant or (ds and ds != dataset):
-            continue
-        for pair in assignments.split(","):
-            key, _, value = pair.partition("=")
-            out[key.strip().replace("-", "_")] = float(value)
-    return out
 
 
 def row_of(result: Any, k: int = 0) -> Dict[str, Any]:
@@ -168,8 +144,6 @@ def main(argv: Any = None) -> int:
         out.write_text(json.dumps(payload, indent=1, default=str))
 
     if args.protocol == "paper-quant":
-        from paper_quant import print_quant_rows, run_paper_quant
-
         rows = run_paper_quant(args, row_of, on_rows=lambda so_far: write(so_far, partial=True))
         print()
         print_quant_rows(rows)

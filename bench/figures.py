@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from search.plots import PlotsUnavailable, new_figure, require_plots, save_figure
+from tinysnn.plots import PlotsUnavailable, new_figure, require_plots, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

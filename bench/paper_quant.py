@@ -41,6 +41,7 @@ import itertools
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from _choices import choice_for  # bench/ sibling (on sys.path: bench/accuracy.py runs from bench/)
 
 from tinysnn import data as D
 from tinysnn.cli import TrainChoice, build_configs
@@ -163,8 +164,6 @@ def choose(configs: List[Dict[str, Any]], accuracies: Sequence[float]) -> None:
 
 def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population],
            resume: Optional[TrainState] = None) -> Tuple[RunResult, Population]:  # fmt: skip
-    from accuracy import choice_for  # bench/ sibling
-
     args = ctx["args"]
     choice = choice_for(args, TrainChoice.from_args(args), ctx["ds"], variant)
     nets, learn, seeds = build_configs(args, choice, ctx["train"].n_input)

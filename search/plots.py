@@ -1,19 +1,16 @@
-"""Figures of a study for ``tinysnn-search report``, and the matplotlib helpers bench/figures.py shares.
-
-matplotlib is optional (the ``plots`` extra) and imported only when a figure is made; figures are
-built with the object-oriented API (a ``Figure`` on an Agg canvas, no pyplot state) and saved as
-PNG and SVG.
-"""
+"""Figures of a study for ``tinysnn-search report``, drawn with the helpers of :mod:`tinysnn.plots`
+(matplotlib, the ``plots`` extra, imported only when a figure is made)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tinysnn import plots
+from tinysnn.plots import new_figure, save_figure
 from tinysnn.quant.formats import parse_format
 
 from .errors import SearchError
@@ -35,47 +32,21 @@ __all__ = [
     "weight_bits",
 ]
 
-PLOTS_HINT = 'figures need matplotlib: pip install "tinysnn[plots]"'
 
-
-class PlotsUnavailable(SearchError):
-    """matplotlib cannot be imported."""
+class PlotsUnavailable(SearchError, plots.PlotsUnavailable):
+    """matplotlib cannot be imported: a search error too, so ``tinysnn-search`` says it in one line."""
 
 
 def require_plots() -> None:
-    """Import matplotlib's figure and Agg canvas.
+    """:func:`tinysnn.plots.require_plots`, failing with the search's error.
 
     Raises:
         PlotsUnavailable: without matplotlib, with the install line.
     """
     try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except ImportError:
-        raise PlotsUnavailable(PLOTS_HINT) from None
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A ``Figure`` with an Agg canvas and constrained layout (see :func:`require_plots`)."""
-    require_plots()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> List[Path]:
-    """Write ``out_dir/stem.png`` and ``out_dir/stem.svg`` (no date in the SVG, so reruns compare)."""
-    import matplotlib
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
-    with matplotlib.rc_context({"svg.hashsalt": stem}):
-        fig.savefig(paths[0], dpi=150)
-        fig.savefig(paths[1], metadata={"Date": None})
-    return paths
+        plots.require_plots()
+    except plots.PlotsUnavailable as exc:
+        raise PlotsUnavailable(str(exc)) from None
 
 
 def _complete(study: optuna.Study) -> List[FrozenTrial]:

@@ -1,4 +1,4 @@
-"""bench/accuracy.py's per-variant, per-dataset overrides (no training here)."""
+"""bench/accuracy.py's per-variant, per-dataset overrides (bench/_choices.py) and paper-quant's grid (no training here)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from accuracy import overrides  # noqa: E402
+from _choices import overrides  # noqa: E402
 
 
 def test_overrides_pick_the_variant_and_dataset() -> None:

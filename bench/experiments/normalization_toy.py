@@ -3,7 +3,7 @@
 A peaky 784-input column at UQ0.8 (60 large weights, the rest small, sum 45 as Fashion-MNIST's
 total) receives 200 learning events; each adds one step to 30 random inputs (an Eq. 2 update that
 survives truncation), then the column is renormalized by FP32 normalization, the sum-preserving
-rule (``tinysnn.sim.learning.normalize_sum_preserving``) or the plain rule (truncation). Printed: the
+rule (``tinysnn.sim.equations.normalize_sum_preserving``) or the plain rule (truncation). Printed: the
 mass of the 60 large weights, the column total, the small weights at zero, and the ratio of the
 large weights' mean to the small ones'::
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from tinysnn.sim.learning import normalize, normalize_sum_preserving
+from tinysnn.quant.formats import NORM_SUM
+from tinysnn.sim.equations import normalize_sum_preserving, scale_columns
 
 N_IN, TOTAL, FRAC, EVENTS = 784, 45.0, 8, 200
 Q = 2.0**-FRAC
@@ -38,11 +39,11 @@ def run(rule: str, w0: torch.Tensor) -> torch.Tensor:
         idx = torch.randperm(N_IN, generator=g)[:30]
         x[0, idx, 0] = torch.clamp(x[0, idx, 0] + Q, max=1 - Q)
         if rule == "sum":
-            x = normalize_sum_preserving(x, total, mask, rows, torch.tensor([1.0]))
+            x = normalize_sum_preserving(x, total, mask, rows, torch.tensor([1.0]), torch.tensor([NORM_SUM]))
         elif rule == "plain":
-            x = torch.floor(normalize(x, total, mask) / Q) * Q
+            x = torch.floor(scale_columns(x, total, mask) / Q) * Q
         else:
-            x = normalize(x, total, mask)
+            x = scale_columns(x, total, mask)
     return x.view(-1)
 
 

@@ -31,9 +31,10 @@ Label assignment is frozen in the model; a prediction is the class whose assigne
 the highest mean spike count (all-activity), -1 when no assigned neuron fired.
 """
 
+import collections
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Deque, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,6 +61,7 @@ DEFAULT_BATCH_SIZE = 256
 """Samples :func:`run_trains` steps together by default: large enough for fast matrix products,
 small enough for a board's memory (about 60 MB of temporaries for MNIST at 400 neurons)."""
 LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
+_LEAK_LOW = (1 << LEAK_BITS) - 1
 TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
 STREAM_TEST = 2  # tinysnn.sim.STREAM_TEST
 
@@ -81,10 +83,11 @@ class Network:
     baseline: bool
     w_frac: Optional[int]
     """Fractional bits of the weights, None for FP32 weights."""
-    gemm_weights: np.ndarray
-    """(n_in, N) the weights as the input sums' matrix product takes them: codes as float32 where
-    any sum of them stays below 2^24 (exact), else as float64 (exact below 2^53); FP32 weights as
-    float64."""
+    weights: np.ndarray
+    """(n_in, N) the input weights as the input sums gather them: integer codes in the narrowest
+    type that holds them all (uint8 for 8-bit codes), or FP32 weights as float64."""
+    code_range: Tuple[int, int]
+    """The least and greatest weight code ((0, 0) for FP32 weights)."""
     w_lat: np.float32
     """Lateral inhibition (tinysnn) or inh -> exc weight (baselines), mV."""
     w_ei: np.float32
@@ -116,12 +119,14 @@ def prepare(model: Model) -> Network:
         else (g["exc_theta"] * 2.0**-tf.frac_bits).astype(np.float32)
     )
     v_th = np.float32(ec[2])
-    exact_in_float32 = wf is not None and model.n_input * (2**wf.bits - 1) < 2**24
+    codes = g["input_weights"]
+    code_range = (0, 0) if wf is None or not codes.size else (int(codes.min()), int(codes.max()))
     return Network(
         model=model,
         baseline=baseline,
         w_frac=None if wf is None else wf.frac_bits,
-        gemm_weights=g["input_weights"].astype(np.float32 if exact_in_float32 else np.float64),
+        weights=codes.astype(np.float64 if wf is None else _narrowest_type(*code_range)),
+        code_range=code_range,
         w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
         w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
         vth=(v_th + theta).astype(np.float32),
@@ -360,139 +365,163 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] 
     return counts
 
 
-STEP_BLOCK = 16
-"""Time steps whose input currents one matrix product computes."""
+STEP_BLOCK = 4
+"""Time steps whose input sums are formed together (one pass over their input spikes): few, so
+that the sums of a batch stay in the core's cache."""
+_INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64)
 
 
-def _input_sums(net: Network, trains: np.ndarray):  # type: ignore[no-untyped-def]
-    """Per block of :data:`STEP_BLOCK` steps, the input currents (k, B, N) of its k steps: the sums
-    of the weights of the inputs that fire, as the simulator forms them (a generator).
+def _narrowest_type(lo: int, hi: int, at_least: type = np.uint8) -> type:
+    """The narrowest integer type, as wide as ``at_least`` or wider, that holds lo..hi."""
+    return next(t for t in _INTEGER_TYPES
+                if np.can_cast(at_least, t) and np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)  # fmt: skip
 
-    The sums are one matrix product of the 0/1 spikes with the weights, over the inputs that fire
-    at all in ``trains``. Weight codes give exact integer sums (float32 below 2^24, float64 below
-    2^53: :attr:`Network.gemm_dtype`), returned as int64 codes (quantized V_mem) or float32 values
-    (qW: code sum x 2^-f, exact). FP32 weights: :func:`_fp32_sums`.
+
+def _sum_type(net: Network, most: int) -> type:
+    """The type to add up to ``most`` weight rows in: float64 for FP32 weights; for codes, the
+    narrowest integer type that no such sum overflows (at least 16 bits; exact in int64, as
+    n_in < 2^20 codes lie below 2^32)."""
+    if net.w_frac is None:
+        return np.float64
+    lo, hi = net.code_range
+    return _narrowest_type(most * min(lo, 0), most * max(hi, 0), np.uint16 if lo >= 0 else np.int16)
+
+
+def _block_sums(net: Network, block: np.ndarray) -> np.ndarray:
+    """The input sums (k, B, N) of the k steps of ``block`` (B, k, n_in) bool: per step and sample,
+    the weight rows of the inputs that fire, added in input order from zero.
+
+    The spikes are laid out in slots: slot j holds the j-th firing input of every (sample, step)
+    with more than j of them, these ordered by decreasing spike count, so that a slot adds its rows
+    to a prefix of the sums: one row gather and one add per slot, about as many element operations
+    as there are synaptic events. Codes are added in the narrowest exact integer type
+    (:func:`_sum_weights`); FP32 weights in float64 row after row in input order, the simulator's
+    float64 numbers exactly, rounded to float32 by the caller.
     """
-    B, T, _ = trains.shape
-    used = np.flatnonzero(trains.any(axis=(0, 1)))
-    w = net.gemm_weights[used]
-    for t0 in range(0, T, STEP_BLOCK):
-        x = np.ascontiguousarray(trains[:, t0 : t0 + STEP_BLOCK, used].transpose(1, 0, 2), dtype=w.dtype)
-        k = x.shape[0]  # x: (k, B, n_used); one 2-D product, which numpy hands to BLAS
-        sums = (x.reshape(k * B, -1) @ w).reshape(k, B, w.shape[1])
-        if net.w_frac is None:
-            yield _fp32_sums(sums, x, w)
-        elif net.model.format_of("vmem") is not None:
-            yield sums.astype(np.int64)
-        else:
-            yield (sums * w.dtype.type(2.0**-net.w_frac)).astype(np.float32)
+    B, k, n_in = block.shape
+    groups = B * k  # group g = b k + t
+    group, inputs = np.divmod(np.flatnonzero(block), n_in)
+    count = np.bincount(group, minlength=groups)
+    order = np.argsort(-count, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(groups)
+    most = int(count[order[0]])
+    in_slot = groups - np.cumsum(np.bincount(count, minlength=most + 1))[:most]  # groups with > j spikes
+    slot_start = np.zeros(most, np.int64)
+    slot_start[1:] = np.cumsum(in_slot)[:-1]
+    position = np.arange(group.size) - (np.cumsum(count) - count)[group]  # j: the j-th spike of its group
+    rows = np.empty_like(inputs)
+    rows[slot_start[position] + rank[group]] = inputs
+    w = net.weights
+    sums = np.zeros((groups, w.shape[1]), _sum_type(net, most))
+    gathered = np.empty(sums.shape, w.dtype)
+    at = 0
+    for m in in_slot.tolist():
+        np.take(w, rows[at : at + m], axis=0, out=gathered[:m], mode="clip")  # clip: not buffered
+        np.add(sums[:m], gathered[:m], out=sums[:m])
+        at += m
+    return sums.take(rank.reshape(B, k).T.ravel(), axis=0).reshape(k, B, -1)
 
 
-def _undecided(sums: np.ndarray, abs_sums: np.ndarray, cur: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Where float64 sums of weights from ``w`` (n_terms, N), formed in two different orders, may
-    round to different float32 values: (same shape as ``sums``) bool.
-
-    ``cur`` is ``sums`` rounded to float32 and ``abs_sums`` bounds the sums of the terms'
-    magnitudes. Every weight is a multiple of a grid 2^-q (float32 values: 24 bits below their
-    leading one), so a sum whose ``abs_sums`` stays below 2^53 2^-q is exact in any order, and the
-    two orders give the same float32 (ties too). Elsewhere a midpoint lies at least half the spacing
-    below |c| away from c. Any order of m terms errs by at most gamma_(m-1) x that (gamma_k = k u / (1 - k u),
-    u = 2^-53: the products are exact, the zeros add nothing), so the two orders lie within twice
-    that of each other; where ``sums`` is farther than this from both midpoints beside ``cur``,
-    both round to ``cur``.
-    """
-    nonzero = np.abs(w[w != 0])
-    grid = 2.0 ** (int(np.frexp(nonzero)[1].min()) - 24) if nonzero.size else 1.0
-    n_terms = w.shape[0]
-    gamma = n_terms * 2.0**-53 / (1.0 - n_terms * 2.0**-53)
-    distance = np.abs(sums - cur.astype(np.float64))  # exact (Sterbenz)
-    size = np.abs(cur)
-    spacing = (size - np.nextafter(size, np.float32(0.0))).astype(np.float64)  # below |c|: the smaller side
-    margin = (
-        spacing * (0.5 - 2.0**-30) - 2.0 * gamma * (1.0 + 2.0**-40) * abs_sums
-    )  # 2^-30: this test's rounding
-    return (distance > margin) & (abs_sums >= 2.0**53 * grid)
+def _step_blocks(trains: np.ndarray) -> List[slice]:
+    """The blocks of :data:`STEP_BLOCK` steps of ``trains`` (B, T, n_in)."""
+    T = trains.shape[1]
+    return [slice(t0, min(t0 + STEP_BLOCK, T)) for t0 in range(0, T, STEP_BLOCK)]
 
 
-def _fp32_sums(sums: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The simulator's FP32 input currents from BLAS's float64 sums ``sums`` = x @ w: float32.
-
-    The simulator adds the float64 weights of the firing inputs in index order and rounds once
-    to float32; BLAS adds them in another order. Both give the same float32 except near a rounding
-    midpoint (:func:`_undecided`): those entries, rare on trained weights, are summed again in
-    index order.
-    """
-    abs_sums = sums if w.size == 0 or w.min() >= 0 else x @ np.abs(w)
-    cur = sums.astype(np.float32)
-    for k, b, j in zip(*np.nonzero(_undecided(sums, abs_sums, cur, w))):
-        acc = 0.0  # a Python float: IEEE double, added in index order as the simulator does
-        for i in np.flatnonzero(x[k, b]):
-            acc += float(w[i, j])
-        cur[k, b, j] = np.float32(acc)
-    return cur
+_NONE = np.zeros(0, np.int64)
 
 
-def _one_spike(cross: np.ndarray, over: np.ndarray) -> np.ndarray:
-    """Only the largest overshoot (lowest index on ties) of each sample spikes."""
-    score = np.where(cross, over, -np.inf if over.dtype.kind == "f" else np.iinfo(over.dtype).min)
-    best = np.argmax(score, axis=1)
-    win = np.zeros_like(cross)
-    rows = np.flatnonzero(cross.any(axis=1))
-    win[rows, best[rows]] = True
-    return win
+class _Closed:
+    """The flat indices (b N + j) of the neurons in their refractory period: those that crossed
+    in the last ``steps`` steps, whose V_mem takes no input."""
+
+    def __init__(self, steps: int) -> None:
+        self.recent: Deque[np.ndarray] = collections.deque(maxlen=steps)
+
+    def indices(self) -> np.ndarray:
+        return np.concatenate(self.recent) if self.recent else _NONE
+
+    def add(self, crossed: np.ndarray) -> None:
+        self.recent.append(crossed)
 
 
-def _lateral(lat: np.ndarray) -> np.ndarray:
-    """Per sample and neuron, the spikes of ``lat`` (B, N) at the other neurons."""
-    return lat.sum(axis=1, keepdims=True, dtype=np.int64) - lat
+def _winners(crossed: np.ndarray, over: np.ndarray, N: int) -> np.ndarray:
+    """The neurons (flat indices) that spike under the one-spike rule: per sample, of those
+    that crossed, the largest overshoot ``over``, the lowest index on ties."""
+    sample = crossed // N
+    order = np.lexsort((-over, sample))  # stable: ascending index among equal overshoots
+    first = np.ones(order.size, bool)
+    first[1:] = sample[order[1:]] != sample[order[:-1]]
+    return crossed[order[first]]
+
+
+def _lateral_rows(spikes: np.ndarray, N: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(samples, counts): the samples with spikes in ``spikes`` (flat indices) and, per such sample
+    and neuron, the spikes at the other neurons (len(samples), N) int64."""
+    sample, col = np.divmod(spikes, N)
+    rows, where, n = np.unique(sample, return_inverse=True, return_counts=True)
+    other = np.repeat(n[:, None], N, axis=1).astype(np.int64)
+    other[where, col] -= 1  # each (sample, neuron) spikes once
+    return rows, other
+
+
+def _spike_counts(spikes: List[np.ndarray], B: int, N: int) -> np.ndarray:
+    """Spike counts (B, N) int32 from the flat indices of every step's spikes."""
+    flat = np.concatenate(spikes) if spikes else _NONE
+    return np.bincount(flat, minlength=B * N).astype(np.int32).reshape(B, N)
 
 
 def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
-    """FP32 V_mem: the simulator's float32 operations, vectorized over samples and neurons."""
+    """FP32 V_mem: the simulator's float32 operations, vectorized over samples and neurons; the
+    inhibition, refractory periods, resets and spikes touch only the neurons concerned."""
     B = trains.shape[0]
-    N = net.gemm_weights.shape[1]
+    N = net.weights.shape[1]
     vr, vres, dec, refr = net.exc
     vr_i, vres_i, vth_i, dec_i, refr_i = net.inh
     f32 = np.float32
-    thr = net.vth[None, :]
+    scale = None if net.w_frac is None else 2.0**-net.w_frac
+    thr = net.vth
     v = np.full((B, N), vr, f32)
-    x = np.empty((B, N), f32)
-    ref = np.zeros((B, N), np.int32)
-    is_open = np.empty((B, N), bool)
-    cross = np.empty((B, N), bool)
-    s = np.zeros((B, N), bool)
     vi = np.full((B, N), vr_i, f32)
-    refi = np.zeros((B, N), np.int32)
-    si = np.zeros((B, N), bool)
-    counts = np.zeros((B, N), np.int32)
-    for block in _input_sums(net, trains):
+    d = np.empty((B, N), f32)
+    cross = np.empty((B, N), bool)
+    closed, closed_i = _Closed(refr), _Closed(refr_i)
+    s = si = _NONE  # flat indices of the last step's excitatory and inhibitory spikes
+    spikes: List[np.ndarray] = []
+    for steps in _step_blocks(trains):
+        sums = _block_sums(net, trains[:, steps])
+        block = (sums if scale is None else sums.astype(np.float64) * scale).astype(f32)
         for cur in block:
             if net.baseline:
-                xi = vr_i + (vi - vr_i) * dec_i
-                xi = np.where(refi <= 0, xi + net.w_ei * s.astype(f32), xi)
-                refi -= 1
-                si_new = xi > vth_i
-                refi[si_new] = refr_i
-                vi = np.where(si_new, vres_i, xi).astype(f32)
-                lat = si
-            else:
-                lat = s
-            cur -= net.w_lat * _lateral(lat).astype(f32)
-            np.subtract(v, vr, out=x)
-            x *= dec
-            x += vr
-            np.less_equal(ref, 0, out=is_open)
-            np.add(x, cur, out=x, where=is_open)
-            ref -= 1
-            np.greater(x, thr, out=cross)
-            s = _one_spike(cross, x - thr) if net.one_spike else cross.copy()
-            np.copyto(ref, refr, where=cross)
-            np.copyto(x, vres, where=cross)
-            v, x = x, v
-            counts += s
+                di = vr_i + (vi - vr_i) * dec_i
+                xi = di.copy()
+                xi.flat[s] += net.w_ei
+                shut = closed_i.indices()
+                xi.flat[shut] = di.flat[shut]
+                si_new = np.flatnonzero(xi > vth_i)
+                xi.flat[si_new] = vres_i
+                closed_i.add(si_new)
+                vi = xi
+            lat = si if net.baseline else s
+            if lat.size:
+                rows, other = _lateral_rows(lat, N)
+                cur[rows] -= net.w_lat * other.astype(f32)
+            np.subtract(v, vr, out=d)
+            d *= dec
+            d += vr
+            np.add(d, cur, out=v)
+            shut = closed.indices()
+            v.flat[shut] = d.flat[shut]
+            np.greater(v, thr, out=cross)
+            crossed = np.flatnonzero(cross)
+            s = _winners(crossed, v.flat[crossed] - thr[crossed % N], N) if net.one_spike else crossed
+            v.flat[crossed] = vres
+            closed.add(crossed)
+            spikes.append(s)
             if net.baseline:
                 si = si_new
-    return counts
+    return _spike_counts(spikes, B, N)
 
 
 @dataclass(frozen=True)
@@ -552,87 +581,155 @@ def fixed_plan(net: Network) -> FixedPlan:
     )  # fmt: skip
 
 
+class _IntegerSteps:
+    """The integer arithmetic of a qWN model's neurons (:func:`_run_fixed`): rounding, decay and
+    stochastic rounding's draws, on codes of V_mem - v_rest at the V_mem grid."""
+
+    def __init__(self, net: Network, seeds: np.ndarray, B: int) -> None:
+        c = self.plan = fixed_plan(net)
+        N = net.weights.shape[1]
+        self.shift, self.lift = c.shift, c.fF - c.wf
+        self.half = 1 << (c.shift - 1) if c.shift and net.rounding == NEAREST else 0
+        self.low = (1 << c.shift) - 1
+        self.stochastic = net.rounding == STOCHASTIC
+        reach = max(
+            abs(c.lo), abs(c.hi), abs(c.k_reset), abs(c.k_reset_i), abs(c.inh_rest)
+        )  # |decayed V_mem|
+        self.x_lo, self.x_hi = (
+            c.lo - reach - 1,
+            c.hi + reach + 1,
+        )  # rounded inputs beyond these saturate alike
+        fits32 = (
+            2 * reach + 1 + max(abs(c.lo), abs(c.hi)) < 2**31
+            and 2 * reach * max(c.leak_exc, c.leak_inh) < 2**31
+        )
+        self.work = np.int32 if fits32 else np.int64
+        self.neuron_idx = np.arange(N, dtype=np.int64)
+        net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
+        self.bases = {
+            # codes as int64 arrays: code x constant passes 2^63 from code 7 on, and arrays wrap
+            stream: S.stream_base(seeds[:, None], net_seed, np.full(1, stream, dtype=np.int64))
+            for stream in (S.STREAM_VMEM, S.STREAM_VMEM_INH, S.STREAM_VMEM_DECAY, S.STREAM_VMEM_INH_DECAY)
+        } if self.stochastic else {}  # fmt: skip
+        self.product = np.empty((B, N), self.work)
+        self.sign = np.empty((B, N), self.work)
+
+    def draws(self, stream: int, t: int, samples: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """Stochastic rounding's uniform bits of step t, (B, N) or of the rows ``samples``; None
+        under deterministic rounding."""
+        if not self.stochastic:
+            return None
+        base = self.bases[stream] if samples is None else self.bases[stream][samples]
+        return S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), self.neuron_idx[None, :])
+
+    def inputs(self, x: np.ndarray, u: Optional[np.ndarray]) -> np.ndarray:
+        """Inputs ``x`` at the working grid rounded to the V_mem grid with the model's rounding (draws
+        ``u`` where stochastic), clipped to the reach of saturation, in the working type."""
+        if self.shift:
+            k = (x + self.half) >> self.shift  # floor; nearest: half added
+            if u is not None:  # stochastic: up one step where the draw lies below the remainder
+                k += (u << self.shift) < ((x & self.low).astype(np.int64) << S.U_BITS)
+            x = k
+        return np.clip(x, self.x_lo, self.x_hi).astype(self.work, copy=False)
+
+    def decay(
+        self, u: np.ndarray, leak: int, rest: int, bits: Optional[np.ndarray], out: np.ndarray
+    ) -> np.ndarray:
+        """V_mem codes ``u`` decayed toward ``rest`` into ``out``: (|u - rest| leak) >> 24 steps toward
+        it (rounded toward zero; stochastic: up one step where ``bits`` lie below the remainder)."""
+        p, sign = self.product, self.sign
+        np.subtract(u, rest, out=p)
+        if bits is None:  # p + (2^24 - 1 where p < 0), shifted: the quotient rounded toward zero
+            p *= leak
+            np.right_shift(p, 8 * p.itemsize - 1, out=sign)
+            sign &= _LEAK_LOW
+            p += sign
+            p >>= LEAK_BITS
+            return np.subtract(u, p, out=out)
+        np.sign(p, out=sign)
+        np.abs(p, out=p)
+        p *= leak
+        step = (p >> LEAK_BITS) + (bits < (p & _LEAK_LOW))
+        return np.subtract(u, sign * step, out=out, casting="unsafe")
+
+
 def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem grid."""
-    B, T, _ = trains.shape
-    N = net.gemm_weights.shape[1]
+    """Quantized V_mem (qWN): integers alone. Codes are V_mem - v_rest at the V_mem grid.
+
+    The input x at the working grid F is rounded back to the V_mem grid with V_mem's decayed code d:
+    (d 2^shift + x) rounded = d + (x rounded), as d 2^shift lies on the coarse grid, and the draws
+    of stochastic rounding compare with x's remainder alone. So a block's input sums are rounded
+    together, and only the samples that the last step's spikes inhibit are rounded again. Rounded
+    inputs beyond the reach of saturation are clipped to it (the same saturated V_mem), so that
+    V_mem is stepped in int32 where its codes allow.
+    """
+    B = trains.shape[0]
+    N = net.weights.shape[1]
     _, _, _, refr = net.exc
     _, _, _, _, refr_i = net.inh
-    c = fixed_plan(net)
-    shift, thr_G = c.shift, c.thr_G[None, :]
-    stochastic = net.rounding == STOCHASTIC
-    if stochastic:
-        net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
-        base_e = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM)
-        base_i = S.stream_base(seeds[:, None], net_seed, S.STREAM_VMEM_INH)
-        # codes as int64 arrays: code x constant passes 2^63 from code 7 on, and arrays wrap
-        base_ed = S.stream_base(seeds[:, None], net_seed, np.full(1, S.STREAM_VMEM_DECAY, dtype=np.int64))
-        base_id = S.stream_base(seeds[:, None], net_seed, np.full(1, S.STREAM_VMEM_INH_DECAY, dtype=np.int64))
-        neuron_idx = np.arange(N, dtype=np.int64)[None, :]
-
-    def decay(u: np.ndarray, leak: int, base: Optional[np.ndarray], t: int) -> np.ndarray:
-        product = np.abs(u) * leak
-        step = product >> LEAK_BITS
-        if base is not None:  # stochastic rounding: up one step with probability remainder / 2^24
-            draws = S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), neuron_idx)
-            step = step + (draws < (product & ((1 << LEAK_BITS) - 1)))
-        return np.where(u > 0, u - step, u + step)
-
-    def round_back(x: np.ndarray, base: Optional[np.ndarray], t: int) -> np.ndarray:
-        if shift:
-            k = x >> shift  # floor
-            rem = x - (k << shift)
-            if net.rounding == NEAREST:
-                k = k + (rem >= (1 << (shift - 1)))
-            elif stochastic:
-                u = S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), neuron_idx)
-                k = k + ((u << shift) < (rem << S.U_BITS))
-            x = k
-        return np.clip(x, c.lo, c.hi)
-
-    u = np.zeros((B, N), np.int64)
-    ref = np.zeros((B, N), np.int32)
-    s = np.zeros((B, N), bool)
-    ui = np.full((B, N), c.inh_rest, np.int64)
-    refi = np.zeros((B, N), np.int32)
-    si = np.zeros((B, N), bool)
-    counts = np.zeros((B, N), np.int32)
-    thr_rel = thr_G - c.vr_G  # V_mem crosses where its code, at the grid G, exceeds V_th - v_rest
+    q = _IntegerSteps(net, seeds, B)
+    c = q.plan
+    dG = c.fG - c.fv
+    thr_rel = c.thr_G - c.vr_G  # at the grid G: V_mem - v_rest crosses where its code exceeds it
+    thr = np.clip(thr_rel >> dG, c.lo - 1, c.hi).astype(q.work)  # the same test at the V_mem grid
+    thr_i = int(np.clip((c.vth_i_G >> dG) - c.vr_v, c.lo - 1, c.hi))
+    u = np.zeros((B, N), q.work)
+    x = np.empty((B, N), q.work)
+    d = np.empty((B, N), q.work)
+    ui = np.full((B, N), c.inh_rest, q.work)
+    di = np.empty((B, N), q.work)
+    cross = np.empty((B, N), bool)
+    closed, closed_i = _Closed(refr), _Closed(refr_i)
+    s = si = _NONE
+    spikes: List[np.ndarray] = []
     t = 0
-    for block in _input_sums(net, trains):
-        block <<= c.fF - c.wf
-        for cur in block:
+    for steps in _step_blocks(trains):
+        sums = _block_sums(net, trains[:, steps])
+        wide = np.int64 if max(int(sums.max()), -int(sums.min())) << q.lift >= 2**31 - q.half else q.work
+        raw = sums.astype(wide) << q.lift  # at the working grid
+        u_in = np.stack([q.draws(S.STREAM_VMEM, t + j) for j in range(len(raw))]) if q.stochastic else None
+        for j, cur in enumerate(q.inputs(raw, u_in)):
             if net.baseline:
-                x = (
-                    decay(ui - c.inh_rest, c.leak_inh, base_id if stochastic else None, t) + c.inh_rest
-                ) << shift
-                x = np.where(refi <= 0, x + c.w_ei_F * s, x)
-                x = round_back(x, base_i if stochastic else None, t)
-                refi -= 1
-                si_new = ((x + c.vr_v) << (c.fG - c.fv)) > c.vth_i_G
-                np.copyto(refi, refr_i, where=si_new)
-                ui = np.where(si_new, c.k_reset_i, x)
-                lat = si
+                q.decay(ui, c.leak_inh, c.inh_rest, q.draws(S.STREAM_VMEM_INH_DECAY, t), out=di)
+                np.copyto(ui, di)
+                if s.size:
+                    rows, cols = np.divmod(s, N)
+                    u_s = q.draws(S.STREAM_VMEM_INH, t, rows)
+                    ui.flat[s] += q.inputs(
+                        np.full(s.size, c.w_ei_F), None if u_s is None else u_s[np.arange(s.size), cols]
+                    )
+                shut = closed_i.indices()
+                ui.flat[shut] = di.flat[shut]
+                np.clip(ui, c.lo, c.hi, out=ui)
+                si_new = np.flatnonzero(ui > thr_i)
+                ui.flat[si_new] = c.k_reset_i
+                closed_i.add(si_new)
+            lat = si if net.baseline else s
+            if lat.size:  # the inhibited samples' inputs, rounded again
+                rows, other = _lateral_rows(lat, N)
+                cur[rows] = q.inputs(
+                    raw[j, rows].astype(np.int64) - c.w_lat_F * other, q.draws(S.STREAM_VMEM, t, rows)
+                )
+            q.decay(u, c.leak_exc, 0, q.draws(S.STREAM_VMEM_DECAY, t), out=d)
+            np.add(d, cur, out=x)
+            shut = closed.indices()
+            x.flat[shut] = d.flat[shut]
+            np.clip(x, c.lo, c.hi, out=x)
+            np.greater(x, thr, out=cross)
+            crossed = np.flatnonzero(cross)
+            if net.one_spike:
+                over = (x.flat[crossed].astype(np.int64) << dG) - thr_rel[crossed % N]
+                s = _winners(crossed, over, N)
             else:
-                lat = s
-            cur -= c.w_lat_F * _lateral(lat)
-            x = decay(u, c.leak_exc, base_ed if stochastic else None, t)
-            x <<= shift
-            np.add(x, cur, out=x, where=ref <= 0)
-            x = round_back(x, base_e if stochastic else None, t)
-            ref -= 1
-            over = x << (c.fG - c.fv)
-            over -= thr_rel
-            cross = over > 0
-            s = _one_spike(cross, over) if net.one_spike else cross
-            np.copyto(ref, refr, where=cross)
-            np.copyto(x, c.k_reset, where=cross)
-            u = x
-            counts += s
+                s = crossed
+            x.flat[crossed] = c.k_reset
+            closed.add(crossed)
+            spikes.append(s)
+            u, x = x, u
             if net.baseline:
                 si = si_new
             t += 1
-    return counts
+    return _spike_counts(spikes, B, N)
 
 
 def predict(model: Model, counts: np.ndarray) -> np.ndarray:

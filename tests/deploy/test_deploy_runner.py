@@ -26,7 +26,7 @@ def _sums(x: np.ndarray, w: np.ndarray, order: slice = slice(None)) -> np.ndarra
 def _net(w: np.ndarray) -> SimpleNamespace:
     """The fields of a runner Network that the input sums read, for weights ``w`` (codes: int64)."""
     if w.dtype.kind == "f":
-        return SimpleNamespace(weights=w, w_frac=None, code_range=(0, 0))
+        return SimpleNamespace(weights=w.astype(np.float32), w_frac=None, code_range=(0, 0))
     lo, hi = int(w.min()), int(w.max())
     return SimpleNamespace(weights=w.astype(_narrowest_type(lo, hi)), w_frac=7, code_range=(lo, hi))
 

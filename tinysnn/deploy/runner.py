@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 256
-"""Samples :func:`run_trains` steps together by default: large enough for fast matrix products,
-small enough for a board's memory (about 60 MB of temporaries for MNIST at 400 neurons)."""
+"""Samples :func:`run_trains` steps together by default: enough to spread numpy's cost per call,
+few enough for a board's memory (7-16 MB of temporaries for MNIST at 400 neurons, measured)."""
 LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
 _LEAK_LOW = (1 << LEAK_BITS) - 1
 TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
@@ -85,7 +85,8 @@ class Network:
     """Fractional bits of the weights, None for FP32 weights."""
     weights: np.ndarray
     """(n_in, N) the input weights as the input sums gather them: integer codes in the narrowest
-    type that holds them all (uint8 for 8-bit codes), or FP32 weights as float64."""
+    type that holds them all (uint8 for 8-bit codes), or the FP32 weights (float32, added in
+    float64)."""
     code_range: Tuple[int, int]
     """The least and greatest weight code ((0, 0) for FP32 weights)."""
     w_lat: np.float32
@@ -125,7 +126,7 @@ def prepare(model: Model) -> Network:
         model=model,
         baseline=baseline,
         w_frac=None if wf is None else wf.frac_bits,
-        weights=codes.astype(np.float64 if wf is None else _narrowest_type(*code_range)),
+        weights=codes.astype(np.float32 if wf is None else _narrowest_type(*code_range)),
         code_range=code_range,
         w_lat=np.float32(g["inh_to_exc_weight"][0] if baseline else g["lateral_inhibition"][0]),
         w_ei=np.float32(g["exc_to_inh_weight"][0]) if baseline else np.float32(0.0),
@@ -344,7 +345,7 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] 
             only by a model that rounds V_mem stochastically (default 0, 1, ...).
         net: :func:`prepare`'s result, to reuse across batches.
         batch_size: samples stepped together; the runner's temporaries grow with it (about
-            batch_size x (STEP_BLOCK x (n_in + 2 N) + 12 N) x 8 bytes), not with B.
+            batch_size x (3 STEP_BLOCK + 12) x N x 8 bytes at most), not with B.
     """
     net = net or prepare(model)
     trains = np.asarray(trains, dtype=bool)
@@ -395,7 +396,7 @@ def _block_sums(net: Network, block: np.ndarray) -> np.ndarray:
     with more than j of them, these ordered by decreasing spike count, so that a slot adds its rows
     to a prefix of the sums: one row gather and one add per slot, about as many element operations
     as there are synaptic events. Codes are added in the narrowest exact integer type
-    (:func:`_sum_weights`); FP32 weights in float64 row after row in input order, the simulator's
+    (:func:`_sum_type`); FP32 weights in float64 row after row in input order, the simulator's
     float64 numbers exactly, rounded to float32 by the caller.
     """
     B, k, n_in = block.shape
@@ -480,18 +481,21 @@ def _run_float(net: Network, trains: np.ndarray) -> np.ndarray:
     vr, vres, dec, refr = net.exc
     vr_i, vres_i, vth_i, dec_i, refr_i = net.inh
     f32 = np.float32
-    scale = None if net.w_frac is None else 2.0**-net.w_frac
+    scale = f32(1.0 if net.w_frac is None else 2.0**-net.w_frac)
     thr = net.vth
     v = np.full((B, N), vr, f32)
     vi = np.full((B, N), vr_i, f32)
     d = np.empty((B, N), f32)
+    currents = np.empty((STEP_BLOCK, B, N), f32)
     cross = np.empty((B, N), bool)
     closed, closed_i = _Closed(refr), _Closed(refr_i)
     s = si = _NONE  # flat indices of the last step's excitatory and inhibitory spikes
     spikes: List[np.ndarray] = []
     for steps in _step_blocks(trains):
         sums = _block_sums(net, trains[:, steps])
-        block = (sums if scale is None else sums.astype(np.float64) * scale).astype(f32)
+        block = currents[: len(sums)]
+        np.copyto(block, sums, casting="unsafe")  # rounded once to float32
+        block *= scale  # code sums: exact (a power of two)
         for cur in block:
             if net.baseline:
                 di = vr_i + (vi - vr_i) * dec_i
@@ -624,13 +628,16 @@ class _IntegerSteps:
 
     def inputs(self, x: np.ndarray, u: Optional[np.ndarray]) -> np.ndarray:
         """Inputs ``x`` at the working grid rounded to the V_mem grid with the model's rounding (draws
-        ``u`` where stochastic), clipped to the reach of saturation, in the working type."""
+        ``u`` where stochastic) and clipped to the reach of saturation, in place; in the working type."""
         if self.shift:
-            k = (x + self.half) >> self.shift  # floor; nearest: half added
-            if u is not None:  # stochastic: up one step where the draw lies below the remainder
-                k += (u << self.shift) < ((x & self.low).astype(np.int64) << S.U_BITS)
-            x = k
-        return np.clip(x, self.x_lo, self.x_hi).astype(self.work, copy=False)
+            rem = None if u is None else (x & self.low).astype(np.int64) << S.U_BITS
+            if self.half:  # nearest: floor(x / 2^shift + 1/2)
+                x += self.half
+            x >>= self.shift  # floor
+            if rem is not None:  # stochastic: up one step where the draw lies below the remainder
+                x += (u << self.shift) < rem
+        np.clip(x, self.x_lo, self.x_hi, out=x)
+        return x.astype(self.work, copy=False)
 
     def decay(
         self, u: np.ndarray, leak: int, rest: int, bits: Optional[np.ndarray], out: np.ndarray
@@ -638,14 +645,14 @@ class _IntegerSteps:
         """V_mem codes ``u`` decayed toward ``rest`` into ``out``: (|u - rest| leak) >> 24 steps toward
         it (rounded toward zero; stochastic: up one step where ``bits`` lie below the remainder)."""
         p, sign = self.product, self.sign
-        np.subtract(u, rest, out=p)
         if bits is None:  # p + (2^24 - 1 where p < 0), shifted: the quotient rounded toward zero
-            p *= leak
+            np.multiply(u - rest if rest else u, leak, out=p)
             np.right_shift(p, 8 * p.itemsize - 1, out=sign)
             sign &= _LEAK_LOW
             p += sign
             p >>= LEAK_BITS
             return np.subtract(u, p, out=out)
+        np.subtract(u, rest, out=p)
         np.sign(p, out=sign)
         np.abs(p, out=p)
         p *= leak
@@ -679,14 +686,20 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
     ui = np.full((B, N), c.inh_rest, q.work)
     di = np.empty((B, N), q.work)
     cross = np.empty((B, N), bool)
+    block_inputs = np.empty((STEP_BLOCK, B, N), q.work)
     closed, closed_i = _Closed(refr), _Closed(refr_i)
     s = si = _NONE
     spikes: List[np.ndarray] = []
     t = 0
     for steps in _step_blocks(trains):
         sums = _block_sums(net, trains[:, steps])
-        wide = np.int64 if max(int(sums.max()), -int(sums.min())) << q.lift >= 2**31 - q.half else q.work
-        raw = sums.astype(wide) << q.lift  # at the working grid
+        if max(int(sums.max()), -int(sums.min())) << q.lift < 2**31 - q.half:
+            raw = block_inputs[: len(sums)]
+            np.copyto(raw, sums)
+        else:
+            raw = sums.astype(np.int64)
+        if q.lift:
+            raw <<= q.lift  # at the working grid
         u_in = np.stack([q.draws(S.STREAM_VMEM, t + j) for j in range(len(raw))]) if q.stochastic else None
         for j, cur in enumerate(q.inputs(raw, u_in)):
             if net.baseline:
@@ -707,9 +720,8 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
             lat = si if net.baseline else s
             if lat.size:  # the inhibited samples' inputs, rounded again
                 rows, other = _lateral_rows(lat, N)
-                cur[rows] = q.inputs(
-                    raw[j, rows].astype(np.int64) - c.w_lat_F * other, q.draws(S.STREAM_VMEM, t, rows)
-                )
+                x_F = (sums[j, rows].astype(np.int64) << q.lift) - c.w_lat_F * other
+                cur[rows] = q.inputs(x_F, q.draws(S.STREAM_VMEM, t, rows))
             q.decay(u, c.leak_exc, 0, q.draws(S.STREAM_VMEM_DECAY, t), out=d)
             np.add(d, cur, out=x)
             shut = closed.indices()

@@ -90,3 +90,10 @@ def test_sl_stdp_signs_on_constructed_traces() -> None:
     assert float(out[0, 1, 0]) == pytest.approx(0.5 - 0.2 * 0.5)  # depressed
     assert float(out[0, 2, 0]) == pytest.approx(0.4)
     assert torch.equal(out[:, :, 1], w[:, :, 1])  # no postsynaptic spike: unchanged
+
+
+def test_update_times_are_every_t_update_steps_and_the_last_step() -> None:
+    assert [t for t in range(10) if L.update_times(t, 10, 3)] == [2, 5, 8, 9]
+    per_network = L.update_times(torch.tensor(5), 10, torch.tensor([3, 4, 6]))  # (P,) periods
+    assert per_network.tolist() == [True, False, True]
+    assert L.update_times(torch.tensor(9), 10, torch.tensor([4, 7])).tolist() == [True, True]  # the last step

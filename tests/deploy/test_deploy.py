@@ -267,7 +267,9 @@ def test_c_header_states_the_ram_and_flash_the_build_takes(
     }
     assert int(macros["TINYSNN_RAM_BYTES"]) == bss + data_  # the whole static state, nothing else
     flash = int(macros["TINYSNN_FLASH_BYTES"])
-    weights = 64 * 24 * (4 if model.format_of("weights") is None else model.format_of("weights").bits / 8)
+    weights = (
+        64 * 24 * (4 if model.format_of("weights") is None else model.format_of("weights").total_bits / 8)
+    )
     assert weights < flash <= text <= flash + 8192  # the model's arrays and a few KB of code
 
 

@@ -11,7 +11,6 @@ from typing import List, Sequence, Union
 from .model import (
     FORMAT,
     FORMAT_VERSION,
-    Format,
     Group,
     Model,
     ModelError,
@@ -37,7 +36,6 @@ __all__ = [
     "EXPORT_FORMATS",
     "FORMAT",
     "FORMAT_VERSION",
-    "Format",
     "Group",
     "Model",
     "ModelError",

@@ -14,6 +14,7 @@ from typing import List, Union
 import numpy as np
 
 from ..config import Variant
+from ..quant.formats import rounding_code
 from .model import Model, add_files
 from .packing import pack_codes
 from .runner import fixed_plan, prepare
@@ -21,7 +22,6 @@ from .runner import fixed_plan, prepare
 __all__ = ["C_SOURCE", "ram_bytes", "write_c"]
 
 C_SOURCE = Path(__file__).with_name("tinysnn_infer.c")
-_ROUNDING_CODES = {"truncate": 1, "nearest": 2, "stochastic": 3, "none": 0}
 
 
 def _bytes(name: str, data: bytes, ctype: str = "uint8_t") -> str:
@@ -41,7 +41,7 @@ def _int(x: int) -> str:
 def _wide_sums(model: Model) -> bool:
     """Whether a sum of weight codes can pass int32 (the C reference then adds in int64)."""
     wf = model.format_of("weights")
-    return wf is not None and model.n_input * (2**wf.bits - 1) > 2**31 - 1
+    return wf is not None and model.n_input * (2**wf.total_bits - 1) > 2**31 - 1
 
 
 def model_header(model: Model) -> str:
@@ -56,8 +56,8 @@ def model_header(model: Model) -> str:
         ("REFR", net.exc[3]), ("REFR_I", net.inh[4]),
     ]  # fmt: skip
     if wf is not None:
-        weights = pack_codes(g["input_weights"], wf.bits, signed=False)
-        defs += [("W_BITS", wf.bits), ("W_FRAC", wf.frac_bits), ("W_SCALE", f"{2.0**-wf.frac_bits!r}"),
+        weights = pack_codes(g["input_weights"], wf.total_bits, signed=False)
+        defs += [("W_BITS", wf.total_bits), ("W_FRAC", wf.frac_bits), ("W_SCALE", f"{2.0**-wf.frac_bits!r}"),
                  ("WIDE_SUMS", int(_wide_sums(model)))]  # fmt: skip
     else:
         weights = pack_codes(np.ascontiguousarray(g["input_weights"], np.float32).view(np.uint32), 32, False)
@@ -65,18 +65,18 @@ def model_header(model: Model) -> str:
     if vf is not None:
         assert tf is not None
         c = fixed_plan(net)
-        vth = pack_codes(g["exc_theta"], tf.bits, signed=tf.signed)
+        vth = pack_codes(g["exc_theta"], tf.total_bits, signed=bool(tf.signed))
         vth_name, vth_text = (
             "tinysnn_theta",
             "thresholds, stored as theta = V_th - v_th (V_th = v_th + theta)",
         )
         defs += [
             ("F", c.fF), ("FV", c.fv), ("G", c.fG), ("SHIFT", c.shift), ("VMEM_LO", _int(c.lo)),
-            ("VMEM_HI", _int(c.hi)), ("ROUNDING", _ROUNDING_CODES[net.rounding]), ("LEAK_EXC", _int(c.leak_exc)),
+            ("VMEM_HI", _int(c.hi)), ("ROUNDING", rounding_code(net.rounding)), ("LEAK_EXC", _int(c.leak_exc)),
             ("LEAK_INH", _int(c.leak_inh)), ("W_LAT_F", _int(c.w_lat_F)), ("W_EI_F", _int(c.w_ei_F)),
             ("K_RESET", _int(c.k_reset)), ("K_RESET_I", _int(c.k_reset_i)), ("INH_REST", _int(c.inh_rest)),
             ("VR_V", _int(c.vr_v)), ("VR_G", _int(c.vr_G)), ("VTH_I_G", _int(c.vth_i_G)),
-            ("VTH_BITS", tf.bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.signed)),
+            ("VTH_BITS", tf.total_bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.signed)),
             ("VTH_G", _int(c.vth_G)),
         ]  # fmt: skip
     else:

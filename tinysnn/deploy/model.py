@@ -26,7 +26,8 @@ against its type and range (finite numbers only) and against the payload's group
 counts, bit widths, formats, offsets), and every decoded value (finite constants, decays in
 (0, 1], the state buffers at rest). The payload is always ``payload.bin`` beside ``model.json``:
 no path is taken from the file. Any problem is one line naming the file, the field and the fix.
-This module imports numpy and :mod:`tinysnn.config` (standard library only) alone.
+This module imports numpy, :mod:`tinysnn.config` and :mod:`tinysnn.quant.formats` (the formats,
+rounding modes and constants; both standard library only) alone.
 """
 
 import hashlib
@@ -42,13 +43,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..config import MAX_SEED, MAX_TIME_STEPS, EncodingConfig, Variant
+from ..quant.formats import (
+    LABELS,
+    LEAK_BITS,
+    MAX_TOTAL_BITS,
+    PARAMS,
+    Normalization,
+    QFormat,
+    Rounding,
+    Scheme,
+)
 from .packing import pack_codes, unpack_codes
 
 __all__ = [
     "ENCODERS",
     "FORMAT",
     "FORMAT_VERSION",
-    "Format",
     "Group",
     "Model",
     "ModelError",
@@ -69,13 +79,6 @@ PAYLOAD = "payload.bin"
 FP32 = "fp32"
 
 MAX_UNITS = 1 << 20  #: most inputs, neurons or classes a model may declare
-MAX_FORMAT_BITS = 32  #: widest Qi.f, i + f (tinysnn.quant.formats.MAX_TOTAL_BITS)
-LEAK_ONE = 1 << 24  #: the fixed-point leak multipliers are in [0, 2^24] (tinysnn.quant.formats.LEAK_BITS)
-PARAMS = ("weights", "vmem", "vth")  #: tinysnn.quant.PARAMS
-ROUNDINGS = ("truncate", "nearest", "stochastic")  #: tinysnn.quant.Rounding
-SCHEMES = ("ptq", "itq")  #: tinysnn.quant.Scheme
-NORMALIZATIONS = ("sum", "plain", "settled", "proportional", "apportion")  #: tinysnn.quant.Normalization
-LABELS = ("fp32", "qW", "qWN", "qN")  #: tinysnn.quant.QuantSpec.label
 ENCODERS = ("isi", "torch")
 """How the simulator drew the input trains: ``isi`` (the numba backend: inter-spike intervals
 from numpy's legacy Mersenne Twister seeded per sample) or ``torch`` (a ``torch.Generator`` per
@@ -86,40 +89,7 @@ class ModelError(ValueError):
     """A model folder cannot be written or read; the message names the file and the fix."""
 
 
-@dataclass(frozen=True)
-class Format:
-    """A fixed-point format Qi.f of an exported parameter (i includes the sign bit when signed)."""
-
-    int_bits: int
-    frac_bits: int
-    signed: bool
-
-    @property
-    def bits(self) -> int:
-        return self.int_bits + self.frac_bits
-
-    @property
-    def text(self) -> str:
-        return f"{'S' if self.signed else 'U'}Q{self.int_bits}.{self.frac_bits}"
-
-    def code_range(self) -> Tuple[int, int]:
-        """(k_lo, k_hi), the integer codes the format holds."""
-        if self.signed:
-            return -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
-        return 0, 2**self.bits - 1
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {
-            "int_bits": self.int_bits,
-            "frac_bits": self.frac_bits,
-            "signed": self.signed,
-            "text": self.text,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Optional[Mapping[str, Any]]) -> Optional["Format"]:
-        """The format of a checked ``model.json`` entry (None for FP32)."""
-        return None if d is None else cls(int(d["int_bits"]), int(d["frac_bits"]), bool(d["signed"]))
+Format = QFormat  # export.py's name for a model's formats (their signedness always explicit)
 
 
 @dataclass(frozen=True)
@@ -154,11 +124,12 @@ class Group:
 
     name: str
     values: np.ndarray
-    fmt: Optional[Format] = None
+    fmt: Optional[QFormat] = None
+    """The format, its signedness explicit; None for float32 values."""
 
     @property
     def bits(self) -> int:
-        return 32 if self.fmt is None else self.fmt.bits
+        return 32 if self.fmt is None else self.fmt.total_bits
 
     def decoded(self) -> np.ndarray:
         """The flat values as :func:`load_model` decodes them: int64 codes or float32."""
@@ -170,7 +141,7 @@ class Group:
         if self.fmt is None:
             patterns = np.ascontiguousarray(np.asarray(self.values, dtype=np.float32)).view(np.uint32)
             return pack_codes(patterns, 32, signed=False)
-        return pack_codes(np.asarray(self.values, dtype=np.int64), self.fmt.bits, self.fmt.signed)
+        return pack_codes(np.asarray(self.values, dtype=np.int64), self.fmt.total_bits, bool(self.fmt.signed))
 
 
 def group_names(variant: str) -> List[str]:
@@ -223,9 +194,9 @@ class Model:
         t = self.meta.get("test_trains")
         return None if t is None else TestTrains(**t)
 
-    def format_of(self, param: str) -> Optional[Format]:
-        """The format of ``weights``, ``vmem`` or ``vth``; None for FP32."""
-        return Format.from_dict(self.meta["formats"][param])
+    def format_of(self, param: str) -> Optional[QFormat]:
+        """The format of ``weights``, ``vmem`` or ``vth``, its signedness explicit; None for FP32."""
+        return QFormat.from_dict(self.meta["formats"][param])
 
     @property
     def labels(self) -> np.ndarray:
@@ -327,17 +298,16 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _format(fields: _Fields, key: str) -> Optional[Format]:
+def _format(fields: _Fields, key: str) -> Optional[QFormat]:
     if fields.d.get(key) is None:
         return None
     f = _Fields(f"{fields.where}.{key}", fields.d[key], ("int_bits", "frac_bits", "signed"), ("text",))
-    int_bits = f.integer("int_bits", 0, MAX_FORMAT_BITS)
-    frac_bits = f.integer("frac_bits", 0, MAX_FORMAT_BITS)
-    fmt = Format(int_bits, frac_bits, f.flag("signed"))
-    if not 1 <= fmt.bits <= MAX_FORMAT_BITS or (fmt.signed and int_bits == 0):
-        raise f.error(
-            "", f"{fmt.text} is not a format: expected 1 <= i+f <= {MAX_FORMAT_BITS}, i >= 1 when signed"
-        )
+    int_bits = f.integer("int_bits", 0, MAX_TOTAL_BITS)
+    frac_bits = f.integer("frac_bits", 0, MAX_TOTAL_BITS)
+    try:
+        fmt = QFormat(int_bits, frac_bits, f.flag("signed"))
+    except ValueError as exc:  # i + f out of range, or a signed format without a sign bit
+        raise f.error("", str(exc)) from None
     if "text" in f.d and f.d["text"] != fmt.text:
         raise f.error("text", f"is {_show(f.d['text'])} but the bits say {fmt.text}")
     return fmt
@@ -424,12 +394,12 @@ def check_description(meta: Any) -> None:
     formats = {p: _format(fm, p) for p in PARAMS}
     fp32 = all(f is None for f in formats.values())
     top.choice("label", ("fp32",) if fp32 else LABELS[1:])
-    top.choice("rounding", ("none",) if fp32 else ROUNDINGS)
-    top.choice("scheme", ("fp32",) if fp32 else SCHEMES)
-    top.choice("normalization", NORMALIZATIONS)
+    top.choice("rounding", ("none",) if fp32 else tuple(r.value for r in Rounding))
+    top.choice("scheme", ("fp32",) if fp32 else tuple(s.value for s in Scheme))
+    top.choice("normalization", tuple(n.value for n in Normalization))
     leak = _Fields("leak", meta["leak"], ("exc", "inh"))
-    leak.integer("exc", 0, LEAK_ONE)
-    leak.integer("inh", 0, LEAK_ONE)
+    leak.integer("exc", 0, 1 << LEAK_BITS)
+    leak.integer("inh", 0, 1 << LEAK_BITS)
     top.integer("seed", 0, MAX_SEED)
     labels = meta["labels"]
     if not isinstance(labels, list) or len(labels) != n:
@@ -445,10 +415,10 @@ def check_description(meta: Any) -> None:
     _test_trains(top)
 
 
-def _group_plan(meta: Dict[str, Any]) -> List[Tuple[str, int, Optional[Format]]]:
+def _group_plan(meta: Dict[str, Any]) -> List[Tuple[str, int, Optional[QFormat]]]:
     """(name, count, format) of each payload group the description implies, in payload order."""
     n, n_in = int(meta["n_neurons"]), int(meta["n_input"])
-    f = {p: Format.from_dict(meta["formats"][p]) for p in PARAMS}
+    f = {p: QFormat.from_dict(meta["formats"][p]) for p in PARAMS}
     plan = {"input_weights": (n_in * n, f["weights"]), "lateral_inhibition": (1, None),
             "exc_to_inh_weight": (1, None), "inh_to_exc_weight": (1, None), "exc_vmem": (n, f["vmem"]),
             "exc_theta": (n, f["vth"]), "exc_constants": (5, None), "inh_vmem": (n, f["vmem"]),
@@ -479,7 +449,7 @@ def check_layout(meta: Dict[str, Any]) -> None:
         gf = _Fields(f"payload.groups[{k}]", g, ("name", "count", "bits", "offset", "bytes", "format"))
         gf.choice("name", (name,))
         gf.exactly("count", count)
-        bits = 32 if fmt is None else fmt.bits
+        bits = 32 if fmt is None else fmt.total_bits
         gf.exactly("bits", bits)
         gf.exactly("offset", offset)
         size = -(-count * bits // 8)
@@ -654,12 +624,12 @@ def load_model(folder: Union[str, Path]) -> Model:
     groups: Dict[str, np.ndarray] = {}
     for g in info["groups"]:
         blob = payload[g["offset"] : g["offset"] + g["bytes"]]
-        fmt = Format.from_dict(g["format"])
+        fmt = QFormat.from_dict(g["format"])
         if fmt is None:
             codes = unpack_codes(blob, 32, g["count"], signed=False)
             groups[g["name"]] = codes.astype(np.uint32).view(np.float32)
         else:
-            groups[g["name"]] = unpack_codes(blob, fmt.bits, g["count"], fmt.signed)
+            groups[g["name"]] = unpack_codes(blob, fmt.total_bits, g["count"], bool(fmt.signed))
     try:
         check_values(groups)
     except ModelError as exc:

@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import streams as S
 from ..config import Variant
+from ..quant.formats import LEAK_BITS, Rounding
 from .model import Model, ModelError, TestTrains
 
 __all__ = [
@@ -60,9 +61,7 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 256
 """Samples :func:`run_trains` steps together by default: enough to spread numpy's cost per call,
 few enough for a board's memory (7-16 MB of temporaries for MNIST at 400 neurons, measured)."""
-LEAK_BITS = 24  # tinysnn.quant.formats.LEAK_BITS (that module imports torch)
 _LEAK_LOW = (1 << LEAK_BITS) - 1
-TRUNCATE, NEAREST, STOCHASTIC = "truncate", "nearest", "stochastic"
 STREAM_TEST = 2  # tinysnn.sim.STREAM_TEST
 
 
@@ -593,9 +592,9 @@ class _IntegerSteps:
         c = self.plan = fixed_plan(net)
         N = net.weights.shape[1]
         self.shift, self.lift = c.shift, c.fF - c.wf
-        self.half = 1 << (c.shift - 1) if c.shift and net.rounding == NEAREST else 0
+        self.half = 1 << (c.shift - 1) if c.shift and net.rounding == Rounding.NEAREST else 0
         self.low = (1 << c.shift) - 1
-        self.stochastic = net.rounding == STOCHASTIC
+        self.stochastic = net.rounding == Rounding.STOCHASTIC
         reach = max(
             abs(c.lo), abs(c.hi), abs(c.k_reset), abs(c.k_reset_i), abs(c.inh_rest)
         )  # |decayed V_mem|

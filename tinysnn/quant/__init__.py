@@ -28,10 +28,13 @@ training loop differ (docs/method.md §2). Integer-bit analysis (:func:`integer_
 value range of an FP32 run into ``i``; the fractional bits are what is left of the precision B.
 """
 
-from __future__ import annotations
+import importlib
+from typing import Any
 
 from .formats import (
     DEFAULT_NORMALIZATION,
+    LABELS,
+    LEAK_BITS,
     MAX_TOTAL_BITS,
     NEAREST,
     NONE,
@@ -50,29 +53,32 @@ from .formats import (
     parse_quant_arg,
     rounding_code,
 )
-from .ranges import (
-    formats_for_total_bits,
-    integer_bits_for,
-    itq_problem,
-    min_frac_bits_for_step,
-    range_of,
-    ranges_per_network,
-    split_candidates,
-    splits_for_total_bits,
-    vth_increment_problem,
-)
-from .rounding import (
-    decay_toward_zero,
-    population_qparams,
-    population_rows,
-    quantize,
-    quantize_,
-    quantize_rows,
-    quantize_scalar,
-    to_codes,
-)
+
+_ON_FIRST_USE = {
+    **dict.fromkeys(
+        ["formats_for_total_bits", "integer_bits_for", "itq_problem", "min_frac_bits_for_step", "range_of",
+         "ranges_per_network", "split_candidates", "splits_for_total_bits", "vth_increment_problem"],
+        "ranges",
+    ),
+    **dict.fromkeys(
+        ["decay_toward_zero", "population_qparams", "population_rows", "quantize", "quantize_", "quantize_rows",
+         "quantize_scalar", "to_codes"],
+        "rounding",
+    ),
+}  # fmt: skip
+"""The names of the modules that need torch (or are typed against it), imported on first use: so
+``import tinysnn.quant.formats`` (the deploy side, a board without torch) loads formats.py alone."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        return getattr(importlib.import_module(f".{_ON_FIRST_USE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    "LABELS",
+    "LEAK_BITS",
     "MAX_TOTAL_BITS",
     "NEAREST",
     "NONE",

@@ -1,17 +1,17 @@
 """Fixed-point formats Qi.f, rounding modes and per-parameter quantization specs (docs/method.md §2).
 
 The text forms, ranges and conventions are described in :mod:`tinysnn.quant`, which re-exports
-everything public here.
+everything public here. This module needs the standard library alone (no torch, no numpy), so the
+deploy side (:mod:`tinysnn.deploy`, on Python 3.6 too) reads its formats, codes and constants from
+here: no future imports, and annotations that name torch are strings.
 """
-
-from __future__ import annotations
 
 import enum
 import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 if TYPE_CHECKING:  # torch is needed only by QFormat.quantize, which imports it through rounding
     import torch
@@ -37,6 +37,7 @@ MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: (:func:`tinysnn.quant.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
 LEAK_BITS = 24
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (docs/method.md §2)
+LABELS = ("fp32", "qW", "qWN", "qN")  #: what a spec quantizes (:attr:`QuantSpec.label`)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
 #: [0, w_max]; V_mem (stored as V_mem - v_rest, in mV) may be negative; V_th is stored as
 #: theta = V_th - v_th >= 0 (in mV, about its own base as V_mem is about rest), so it is unsigned.
@@ -182,6 +183,25 @@ class QFormat:
         return _text(self)
 
     @property
+    def text(self) -> str:
+        """The format's text (``SQ8.0``, ``UQ1.7``, ``Q1.7``), as :func:`parse_format` reads it."""
+        return _text(self)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The format as an exported model's ``model.json`` stores it (the text is for people)."""
+        return {
+            "int_bits": self.int_bits,
+            "frac_bits": self.frac_bits,
+            "signed": self.signed,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Optional[Mapping[str, Any]]) -> Optional["QFormat"]:
+        """The format of a checked :meth:`as_dict` entry; None (FP32) for None."""
+        return None if d is None else cls(int(d["int_bits"]), int(d["frac_bits"]), d["signed"])
+
+    @property
     def total_bits(self) -> int:
         """B = i + f, bits per stored value."""
         return self.int_bits + self.frac_bits
@@ -210,7 +230,7 @@ class QFormat:
             raise ValueError(f"format {self} has i = 0, so it cannot hold a signed value: {_FORMAT_RULE}")
         return default
 
-    def resolve(self, signed: Optional[bool]) -> QFormat:
+    def resolve(self, signed: Optional[bool]) -> "QFormat":
         """This format with the signedness made explicit (see :meth:`is_signed`)."""
         return QFormat(self.int_bits, self.frac_bits, self.is_signed(signed))
 
@@ -232,7 +252,7 @@ class QFormat:
             return -(2 ** (self.total_bits - 1)), 2 ** (self.total_bits - 1) - 1
         return 0, 2**self.total_bits - 1
 
-    def qparams(self, rounding: Union[Rounding, str], signed: Optional[bool] = None) -> QParams:
+    def qparams(self, rounding: Union[Rounding, str], signed: Optional[bool] = None) -> "QParams":
         """Scalar arguments for :func:`quantize`: ``quantize(x, *fmt.qparams("nearest", True))``."""
         lo, hi = self.range(signed)
         return QParams(self.frac_bits, lo, hi, rounding_code(rounding))
@@ -280,10 +300,10 @@ class QParams(NamedTuple):
         mode: rounding code, :data:`NONE` for fp32 (int or int64 tensor).
     """
 
-    frac_bits: Union[int, torch.Tensor]
-    lo: Union[float, torch.Tensor]
-    hi: Union[float, torch.Tensor]
-    mode: Union[int, torch.Tensor]
+    frac_bits: Union[int, "torch.Tensor"]
+    lo: Union[float, "torch.Tensor"]
+    hi: Union[float, "torch.Tensor"]
+    mode: Union[int, "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -360,7 +380,8 @@ class QuantSpec:
 
     @property
     def label(self) -> str:
-        """``"fp32"``, ``"qW"`` (weights only), ``"qWN"`` (weights and neurons) or ``"qN"``."""
+        """One of :data:`LABELS`: ``"fp32"``, ``"qW"`` (weights only), ``"qWN"`` (weights and
+        neurons) or ``"qN"``."""
         if self.is_fp32:
             return "fp32"
         return ("qW" if self.quantizes_weights else "q") + ("N" if self.quantizes_neurons else "")

@@ -1,8 +1,8 @@
 """Why 8-bit ITQ with truncation lost accuracy: normalization variants on a validation split.
 
 NOT part of the library: the variants live in a temporary kernel patch. To reproduce the numbers in
-bench/RESULTS.md ("8-bit ITQ with truncation: diagnosis"), check out rev ac208d0, apply the patch
-and run the three groups::
+bench/results/quantization.md ("8-bit ITQ with truncation: diagnosis"), check out rev ac208d0, apply
+the patch and run the three groups::
 
     git checkout ac208d0 && git apply bench/experiments/itq_norm_diag.patch
     python bench/experiments/itq_norm_diag.py --group 1 --dataset fashion-mnist --data-root DIR

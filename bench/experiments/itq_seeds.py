@@ -1,8 +1,8 @@
 """8-bit ITQ against FP32 over several seeds, on the paper-quant protocol's data (test set).
 
 paper-quant trains one seed, and the seed spread of FP32 tinysnn (sd 0.3 points on MNIST, 0.7 on
-Fashion-MNIST, bench/RESULTS.md) is as large as the 0.5-point target. This trains tinysnn FP32 and
-8-bit ITQ (weights UQ0.8; truncation with the sum-preserving and the plain normalization rule, and
+Fashion-MNIST, bench/results/accuracy.md) is as large as the 0.5-point target. This trains tinysnn FP32
+and 8-bit ITQ (weights UQ0.8; truncation with the sum-preserving and the plain normalization rule, and
 stochastic rounding) for each seed in one population, as paper-quant does (one pass over the 60,000
 training images, labels from the first 10,000, the full test set, one spike per step, the
 per-dataset constants)::

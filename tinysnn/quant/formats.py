@@ -83,7 +83,7 @@ class Normalization(str, enum.Enum):
     ``plain``: the method's literal reading, the rounding mode applied to every scaled weight;
     truncation then takes a whole step from every small weight of every normalized column.
     ``settled``: ``plain``, except that a column whose neuron did not fire and whose sum lies
-    within the rounding slack of the total is left alone (``tinysnn.sim.learning.settled_columns``).
+    within the rounding slack of the total is left alone (``tinysnn.sim.equations.settled_columns``).
 
     docs/method.md has the measurements that chose the default. Stochastic rounding (unbiased)
     and FP32 weights are not affected by the choice.

@@ -15,10 +15,11 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+import tinysnn.sim.numba_kernels as K
+
 from ..config import EncodingConfig
 from ..encoding import spike_probability
 from ..network import Population, constants
-from . import numba_kernels as K
 
 
 def _in_cache(kernel: Any) -> bool:

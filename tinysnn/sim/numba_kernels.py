@@ -234,7 +234,7 @@ def _decay_toward_zero(u, scale, leak, stochastic, key, index):
 
 @njit(inline="always")
 def _decay(u, decay, quantized, scale, leak, stochastic, key, index):
-    """u decayed toward 0 (``torch_backend._decay``): ``u * decay`` in FP32, one decrement of whole
+    """u decayed toward 0 (``equations.decay``): ``u * decay`` in FP32, one decrement of whole
     steps on the grid 1/scale where the value is ``quantized`` (rounded stochastically under
     stochastic rounding, else toward zero).
 
@@ -399,7 +399,7 @@ def _vmem_step(
     kind, v, add, takes, vr, dec, mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
 ):
     """V_mem after one step: ``v`` leaked toward ``vr``, ``add`` added where ``takes`` (not
-    refractory), quantized by the format (``mode``, ``scale``, ``lo``, ``hi``) (``torch_backend._lif_*_step``).
+    refractory), quantized by the format (``mode``, ``scale``, ``lo``, ``hi``) (``equations.lif_*_step``).
     ``kind`` is a constant at every call, so each call site compiles to the arithmetic of one kind.
     Scalars only: an array handed to an inlined function brings reference counting into the loop,
     which then does not vectorize."""
@@ -421,7 +421,7 @@ def _vmem_step(
 
 @njit
 def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, refr_i, kind):
-    """The baselines' inhibitory LIF layer (``torch_backend._lif_inhibitory_step``): leak toward rest,
+    """The baselines' inhibitory LIF layer (``equations.lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
     v_th, reset. Writes the spikes to ``si_new``; returns their number. ``kind``: :func:`_vmem_kind`.
     """
@@ -473,7 +473,7 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
 @njit
 def _lateral_inhibition(cur, lat, nlat, n, w_lat):
     """Every spike of ``lat`` (inhibitory layer or excitatory layer at t - 1; ``nlat`` of them)
-    takes ``w_lat`` from the input current of every other neuron (``torch_backend._lateral_inhibition``)."""
+    takes ``w_lat`` from the input current of every other neuron (``equations.lateral_inhibition``)."""
     if nlat > 0:
         for j in range(n):
             cur[j] = cur[j] - w_lat * np.float32(nlat - (1 if lat[j] else 0))
@@ -482,7 +482,7 @@ def _lateral_inhibition(cur, lat, nlat, n, w_lat):
 @njit
 def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, key_decay, refr_e,
                          one_spike, kind, track_range):  # fmt: skip
-    """The excitatory LIF layer (``torch_backend._lif_excitatory_step``): leak toward rest, add the
+    """The excitatory LIF layer (``equations.lif_excitatory_step``): leak toward rest, add the
     current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
 
     Every neuron that crosses is listed in ``cross``; the ones that spike (all of them, or with
@@ -572,7 +572,7 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
 @njit
 def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key):
     """theta += theta_plus for every neuron that crossed (as BindsNET), with theta = V_th - v_th
-    kept on its grid (qWN) (``torch_backend._adaptive_threshold``); ``thr`` follows.
+    kept on its grid (qWN) (``equations.adaptive_threshold``); ``thr`` follows.
 
     On the grid the increment is theta+ rounded by the format's mode and then saturated: under
     stochastic rounding it is floor(theta+ / q) steps plus one with probability frac(theta+ / q),
@@ -589,7 +589,7 @@ def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key
 
 @njit
 def _trace_step(x, s, decay, n):
-    """x <- 1 where s, else x * decay (:func:`tinysnn.sim.learning.trace_step`).
+    """x <- 1 where s, else x * decay (:func:`tinysnn.sim.equations.trace_step`).
 
     Only the postsynaptic trace is stepped; the presynaptic one is read lazily as
     ``pre_table[t - last_in[i]]``, the same float32 number."""
@@ -597,12 +597,12 @@ def _trace_step(x, s, decay, n):
         x[j] = np.float32(1.0) if s[j] else x[j] * decay
 
 
-# -- learning rules (tinysnn.sim.learning) -----------------------------------------------------------
+# -- learning rules (tinysnn.sim.equations) -----------------------------------------------------------
 
 
 @njit
 def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
-    """Pair-wise STDP, presynaptic half (:func:`tinysnn.sim.learning.pair_depression`): on a spike of
+    """Pair-wise STDP, presynaptic half (:func:`tinysnn.sim.equations.pair_depression`): on a spike of
     input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize; truncation
     and nearest in a loop that vectorizes, :func:`_quantize_on_grid`)."""
     for j in range(n):
@@ -624,7 +624,7 @@ def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
 
 @njit
 def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_post, wmax, qw, key):
-    """Pair-wise STDP, postsynaptic half (:func:`tinysnn.sim.learning.pair_potentiation`): on a spike
+    """Pair-wise STDP, postsynaptic half (:func:`tinysnn.sim.equations.pair_potentiation`): on a spike
     of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired (``seen[:n_seen]``, in the
     order of their first spike: each weight is updated on its own, so the order does not matter);
     clip (and quantize)."""
@@ -638,7 +638,7 @@ def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_pos
 
 @njit
 def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, key):
-    """SL-STDP, approximate baseline (:func:`tinysnn.sim.learning.sl_stdp`): on a spike of neuron j,
+    """SL-STDP, approximate baseline (:func:`tinysnn.sim.equations.sl_stdp`): on a spike of neuron j,
     w += eta_p (w_max - w) where x_pre > x_th, else w -= eta_d w; clip (and quantize)."""
     for m in range(nsp):
         j = spk[m]
@@ -654,7 +654,7 @@ def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, 
 
 @njit
 def _adaptive_factor(cnt, n, n_th):
-    """tinySNN Eq. 1 (:func:`tinysnn.sim.learning.adaptive_factor`): k = ceil(max_j N_j / N_th)."""
+    """tinySNN Eq. 1 (:func:`tinysnn.sim.equations.adaptive_factor`): k = ceil(max_j N_j / N_th)."""
     max_n = 0
     for j in range(n):
         if cnt[j] > max_n:
@@ -664,7 +664,7 @@ def _adaptive_factor(cnt, n, n_th):
 
 @njit
 def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, key):
-    """tinySNN Eq. 2 at an update time (:func:`tinysnn.sim.learning.adaptive_potentiation`): for each
+    """tinySNN Eq. 2 at an update time (:func:`tinysnn.sim.equations.adaptive_potentiation`): for each
     neuron j that spiked since the last update, w_ij += (a x_pre_i) (w_max - w_ij) with
     a = k eta_post, for the inputs that have fired (``seen[:n_seen]``, as :func:`_pair_potentiation`);
     clip (and quantize). Clears ``spiked``; returns the number of columns updated."""
@@ -687,7 +687,7 @@ def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a
 
 @njit
 def _decay_theta(theta_p, n, k, qth, key):
-    """theta decays toward 0 over the sample's span (``torch_backend._decay_theta``): FP32 multiply,
+    """theta decays toward 0 over the sample's span (``equations.decay_theta``): FP32 multiply,
     or one decrement on theta's grid (stochastic under stochastic rounding, from draw j of ``key``,
     else toward zero)."""
     decay, leak = k[K_DEC_THETA], np.int64(k[K_LEAK_THETA])
@@ -698,7 +698,7 @@ def _decay_theta(theta_p, n, k, qth, key):
 
 @njit
 def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
-    """The ``settled`` rule (:func:`tinysnn.sim.learning.settled_columns`): a silent column whose sum
+    """The ``settled`` rule (:func:`tinysnn.sim.equations.settled_columns`): a silent column whose sum
     lies within the rounding slack of ``total`` keeps its weights (its factor becomes 1)."""
     tot = np.float64(total)
     slack = n_in / np.float64(qw[ROW_SCALE])
@@ -759,7 +759,7 @@ def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
 @njit
 def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, rule, u, codes, order_key):
     """Fixed-point normalization of column j that keeps its total (``sum``, ``proportional`` and
-    ``apportion``): the numbers of :func:`tinysnn.sim.learning.normalize_sum_preserving`.
+    ``apportion``): the numbers of :func:`tinysnn.sim.equations.normalize_sum_preserving`.
 
     Scale by ``factor``, floor every weight to the grid, then give one step each to ``target - sum``
     weights that lost a remainder, never past min(hi, w_max): the largest remainders (``sum``), the
@@ -811,7 +811,7 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, rule, u, 
 @njit
 def _apportion(codes, rem, n_in, missing, u):
     """Systematic sampling of ``missing`` steps over the weights with remainder ``rem[i] >= 0``
-    (-1: cannot step), probabilities ``rem m / R`` (:func:`tinysnn.sim.learning._apportioned`)."""
+    (-1: cannot step), probabilities ``rem m / R`` (:func:`tinysnn.sim.equations.apportion`)."""
     total_r = 0.0
     for i in range(n_in):
         if rem[i] >= np.float32(0.0):
@@ -831,7 +831,7 @@ def _apportion(codes, rem, n_in, missing, u):
 
 @njit
 def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
-    """Column normalization after the sample (:func:`tinysnn.sim.learning.normalize`): scale each
+    """Column normalization after the sample (:func:`tinysnn.sim.equations.normalize`): scale each
     column to sum ``total``, clip to [0, w_max]; ITQ quantizes by the rule: ``plain`` rounds every
     scaled weight, ``settled`` leaves settled silent columns alone first, ``sum``, ``proportional``
     and ``apportion`` (truncation and nearest) keep the column total

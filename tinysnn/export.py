@@ -19,9 +19,9 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from .config import EncodingConfig
-from .deploy.model import Format, Group, TestTrains, tinysnn_version, write_model
+from .deploy.model import Group, TestTrains, tinysnn_version, write_model
 from .network import Population, constants
-from .quant import PARAM_SIGNED, PARAMS, QuantSpec
+from .quant import PARAM_SIGNED, PARAMS, QFormat, QuantSpec
 from .sim import STREAM_TEST
 
 __all__ = ["ExportError", "export_network", "model_formats", "test_trains_of"]
@@ -31,13 +31,13 @@ class ExportError(ValueError):
     """A network cannot be exported as it is; the message says why."""
 
 
-def model_formats(spec: Optional[QuantSpec]) -> Dict[str, Optional[Format]]:
+def model_formats(spec: Optional[QuantSpec]) -> Dict[str, Optional[QFormat]]:
     """The model's format of each parameter, signedness explicit (None for FP32)."""
-    out: Dict[str, Optional[Format]] = {}
+    out: Dict[str, Optional[QFormat]] = {}
     for param in PARAMS:
         fmt = spec.format_of(param) if spec is not None else None
         out[param] = (
-            None if fmt is None else Format(fmt.int_bits, fmt.frac_bits, fmt.is_signed(PARAM_SIGNED[param]))
+            None if fmt is None else QFormat(fmt.int_bits, fmt.frac_bits, fmt.is_signed(PARAM_SIGNED[param]))
         )
     return out
 
@@ -60,7 +60,7 @@ def test_trains_of(seed: int, backend: str, device: str, batch_size: int, eval_s
     )
 
 
-def _codes(name: str, values: np.ndarray, fmt: Format) -> np.ndarray:
+def _codes(name: str, values: np.ndarray, fmt: QFormat) -> np.ndarray:
     scaled = values.astype(np.float64) * 2.0**fmt.frac_bits
     codes = np.round(scaled).astype(np.int64)
     lo, hi = fmt.code_range()

@@ -89,9 +89,6 @@ class ModelError(ValueError):
     """A model folder cannot be written or read; the message names the file and the fix."""
 
 
-Format = QFormat  # export.py's name for a model's formats (their signedness always explicit)
-
-
 @dataclass(frozen=True)
 class TestTrains:
     """Where the simulator's test spike trains came from, so that a runner can draw them again.

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 import optuna
 from optuna.trial import FrozenTrial
 
-from tinysnn.streams import mix_seed
+from tinysnn.streams import sampler_seed
 
 from ._constraints import public_constraints
 from ._workers import abandoned
@@ -265,10 +265,6 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
         return S.RandomSampler(seed=seed)
 
 
-_DRAW_STREAM = 0x5A4D
-"""Stream id of the sampler seeds in :func:`tinysnn.streams.mix_seed` (apart from data and rounding)."""
-
-
 def draw_index(study: optuna.Study, number: int) -> int:
     """Which fresh draw of the study trial ``number`` is (0 for the first), a retry counting as the
     trial it re-runs.
@@ -304,7 +300,7 @@ class DrawSeededSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         draw = draw_index(study, trial.number)  # a retry's parameters are fixed; its draw is its first's
-        self._inner = make_sampler(self._spec, mix_seed(self._spec.study.seed, _DRAW_STREAM, draw))
+        self._inner = make_sampler(self._spec, sampler_seed(self._spec.study.seed, draw))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> Dict[str, Any]:

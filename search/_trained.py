@@ -29,6 +29,7 @@ import torch
 
 from tinysnn.config import to_dict
 from tinysnn.quant import Scheme
+from tinysnn.streams import digest_seed
 
 from ._checkpoint import Checkpoint, VerifyError, read_verified, write_verified
 from .space import TrialConfig
@@ -62,7 +63,7 @@ def _digest(content: Dict[str, Any]) -> str:
 
 def training_seed(spec: StudySpec, cfg: TrialConfig) -> int:
     """The weight seed of ``weight_seed = "per_training"``: the same for every trial that trains alike."""
-    return int(_digest(_training(spec, cfg))[:8], 16) % (2**31)
+    return digest_seed(_digest(_training(spec, cfg)))
 
 
 def training_fingerprint(spec: StudySpec, cfg: TrialConfig, seed: int) -> str:

@@ -40,6 +40,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from tinysnn.network import check_memory
 from tinysnn.sim import default_backend
+from tinysnn.streams import per_trial_weight_seed
 from tinysnn.train import RunSpec
 
 from . import _workers as W
@@ -354,7 +355,7 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
 def _weight_seed(study: optuna.Study, spec: StudySpec, config: TrialConfig, number: int) -> int:
     """A new trial's weight seed: its training's (common random numbers) or, per trial, its draw's."""
     if spec.study.weight_seed == "per_trial":  # by draw, not trial number: a resumed study seeds alike
-        return (spec.study.seed * 100003 + draw_index(study, number)) % (2**31)
+        return per_trial_weight_seed(spec.study.seed, draw_index(study, number))
     return training_seed(spec, config)
 
 

@@ -58,3 +58,32 @@ def test_draws_are_uniform_and_keyed_by_every_part() -> None:
         for a in (0, 1) for b in (0, 1) for c in (S.STREAM_VMEM, S.STREAM_VTH) for t in (0, 1)
     }  # fmt: skip
     assert len(keys) == 16
+
+
+def test_every_seed_derivation_keeps_its_numbers() -> None:
+    """Values of the formulas before they moved into tinysnn.streams (issue 27): changing one would
+    re-seed every stored run and study."""
+    from tinysnn.streams import digest_seed, per_trial_weight_seed, quantize_seed, sampler_seed
+
+    assert [sampler_seed(7, d) for d in (0, 1, 5)] == [1517663117, 618432044, 196237177]
+    assert [quantize_seed(3, s) for s in (0, 42)] == [1887404767, 1867900425]
+    assert [per_trial_weight_seed(7, d) for d in (0, 5)] == [700021, 700026]
+    assert digest_seed("9f86d081884c7d65") == 528928897
+    streams = (S.STREAM_TRAIN, S.STREAM_ASSIGN, S.STREAM_TEST, S.STREAM_LEARN)
+    assert [S.mix_seed(1, s, 4) for s in streams] == [141996458, 436302074, 1489255053, 974258066]
+
+
+def test_the_streams_of_each_namespace_are_distinct() -> None:
+    sample = [
+        "STREAM_TRAIN",
+        "STREAM_ASSIGN",
+        "STREAM_TEST",
+        "STREAM_LEARN",
+        "STREAM_QUANTIZE",
+        "STREAM_SAMPLER_DRAW",
+    ]
+    rounding = [n for n in S.__all__ if n.startswith("STREAM_") and n not in sample]
+    for names in (sample, rounding):
+        codes = [getattr(S, n) for n in names]
+        assert len(set(codes)) == len(codes), names
+    assert len(rounding) == 9

@@ -11,8 +11,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
-BACKENDS = ("auto", "numba", "torch", "torch-compile")  #: simulator backends (tinysnn.sim.Simulator)
-
 # Integer codes of the variants, as the numba kernels read them (:attr:`Variant.code`).
 VARIANT_DIEHL_COOK = 0
 VARIANT_SL_STDP = 1
@@ -58,6 +56,34 @@ class Variant(str, enum.Enum):
 
 
 _VARIANT_CODES = {"diehl_cook": VARIANT_DIEHL_COOK, "sl_stdp": VARIANT_SL_STDP, "tinysnn": VARIANT_TINYSNN}
+
+
+class Backend(str, enum.Enum):
+    """The simulator backends (:class:`tinysnn.sim.Simulator`), by the names the CLI and specs take."""
+
+    AUTO = "auto"
+    """numba on CPU where it is installed, torch otherwise (:func:`tinysnn.sim.default_backend`)."""
+    NUMBA = "numba"
+    """The CPU kernels (:mod:`tinysnn.sim.numba_kernels`)."""
+    TORCH = "torch"
+    """The torch reference (CPU or CUDA)."""
+    TORCH_COMPILE = "torch-compile"
+    """The torch reference with each step compiled (``torch.compile``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: "str | Backend") -> "Backend":
+        if isinstance(value, Backend):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}") from None
+
+
+BACKENDS = tuple(b.value for b in Backend)  #: the backends' names (command-line choices)
 
 
 class ConfigError(ValueError):
@@ -355,6 +381,8 @@ def to_dict(obj: Any) -> Dict[str, Any]:
 
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
     "ConfigError",
     "EncodingConfig",
     "FLOAT32_MAX",

@@ -23,22 +23,57 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
 from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
 from .quant.formats import LEAK_BITS
 
-#: Per-network learning constants stored as (P,) float32 tensors.
-LEARN_FIELDS = ("nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th")
-#: Per-network network constants stored as (P,) float32 tensors.
-NET_FIELDS = ("theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total", "one_spike")
+
+class ParamField(NamedTuple):
+    """One per-network constant of a population: a (P,) tensor in :attr:`Population.params`."""
+
+    name: str
+    """Its key, and the attribute of its source config."""
+    source: str
+    """``network`` (:class:`NetworkConfig`), ``learning`` (:class:`LearningConfig`) or ``quant``
+    (set by :func:`tinysnn.quant_setup.apply_quant_rows`; 0 until then)."""
+    integer: bool
+    """int64 (a flag or a code) rather than float32."""
+
+
+#: The per-network constants, declared once: their keys and dtypes in :attr:`Population.params`,
+#: and, in this order, the columns of the kernels' float32 matrix (the float fields,
+#: :data:`FLOAT_PARAMS`) and int64 matrix (the integer fields, :data:`INT_PARAMS`). ``one_spike`` is
+#: 0 or 1; ``norm_rule`` is the code of the ITQ normalization rule
+#: (:attr:`tinysnn.quant.Normalization.code`; 0 = sum).
+PARAM_LAYOUT = (
+    ParamField("theta_plus", "network", False),
+    ParamField("w_exc_inh", "network", False),
+    ParamField("w_inh_exc", "network", False),
+    ParamField("w_inh", "network", False),
+    ParamField("w_max", "network", False),
+    ParamField("norm_total", "network", False),
+    ParamField("nu_pre", "learning", False),
+    ParamField("nu_post", "learning", False),
+    ParamField("eta_p", "learning", False),
+    ParamField("eta_d", "learning", False),
+    ParamField("x_th", "learning", False),
+    ParamField("eta_post", "learning", False),
+    ParamField("n_th", "learning", False),
+    ParamField("one_spike", "network", True),
+    ParamField("norm_rule", "quant", True),
+)
+FLOAT_PARAMS = tuple(f.name for f in PARAM_LAYOUT if not f.integer)  #: columns of the kernels' float32 matrix
+INT_PARAMS = tuple(f.name for f in PARAM_LAYOUT if f.integer)  #: columns of the kernels' int64 matrix
 #: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
 QUANT_TARGETS = ("weights", "vmem", "vth")
-#: Per-network quantization settings stored as (P,) float32 tensors beside the rows: ``norm_rule``
-#: is the code of the ITQ normalization rule (:attr:`tinysnn.quant.Normalization.code`; 0 = sum).
-QUANT_FIELDS = ("norm_rule",)
+
+
+def param_dtype(field: ParamField) -> torch.dtype:
+    """The dtype of a per-network constant's (P,) tensor."""
+    return torch.int64 if field.integer else torch.float32
 
 
 @dataclass
@@ -59,7 +94,7 @@ class Population:
     tau_pre: float
     tau_post: float
     params: Dict[str, torch.Tensor]
-    """Per-network constants, each (P,) float32 (see NET_FIELDS, LEARN_FIELDS and QUANT_FIELDS)."""
+    """Per-network constants, each (P,), keyed and typed as :data:`PARAM_LAYOUT` declares."""
     t_update: torch.Tensor
     """(P,) int64 tinysnn update period T_u in steps."""
     quant: Dict[str, torch.Tensor] = field(default_factory=dict)
@@ -151,9 +186,12 @@ class Population:
         self.theta = state["theta"].to(dev).clone()  # type: ignore[union-attr]
         self.sizes = state["sizes"].to(dev).clone()  # type: ignore[union-attr]
         self.t_update = state["t_update"].to(dev).clone()  # type: ignore[union-attr]
-        self.params = {k: v.to(dev).clone() for k, v in state["params"].items()}  # type: ignore[union-attr]
-        for name in QUANT_FIELDS:  # states saved before the setting existed hold its default, 0
-            self.params.setdefault(name, torch.zeros_like(self.params["w_max"]))
+        saved: Dict[str, torch.Tensor] = state["params"]  # type: ignore[assignment]
+        self.params = {}
+        for f in PARAM_LAYOUT:  # states saved before a quant setting existed hold its default, 0;
+            # older states kept the integer settings as float32 columns
+            value = saved.get(f.name, torch.zeros(self.n_networks)) if f.source == "quant" else saved[f.name]
+            self.params[f.name] = value.to(device=dev, dtype=param_dtype(f)).clone()
         self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}  # type: ignore[union-attr]
         if "seeds" in state:
             self.seeds = [int(s) for s in state["seeds"]]  # type: ignore[union-attr]
@@ -208,12 +246,12 @@ def build_population(
         g = torch.Generator().manual_seed(s)
         w[k, :, : c.n_neurons] = torch.rand((first.n_input, c.n_neurons), generator=g) * c.w_init_max
 
-    def vec(values: List[float]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=dev)
+    def column(f: ParamField) -> torch.Tensor:
+        configs = learns if f.source == "learning" else nets
+        values = [0 if f.source == "quant" else getattr(c, f.name) for c in configs]
+        return torch.tensor(values, dtype=param_dtype(f), device=dev)
 
-    params = {f: vec([float(getattr(c, f)) for c in nets]) for f in NET_FIELDS}
-    params.update({f: vec([float(getattr(lc, f)) for lc in learns]) for f in LEARN_FIELDS})
-    params.update({f: vec([0.0] * p) for f in QUANT_FIELDS})
+    params = {f.name: column(f) for f in PARAM_LAYOUT}
     quant = {t: torch.zeros((p, 4), dtype=torch.float32, device=dev) for t in QUANT_TARGETS}
     return Population(
         variant=first.variant,
@@ -390,13 +428,19 @@ def resolve_device(device: Optional[Union[str, torch.device]]) -> torch.device:
 
 
 __all__ = [
+    "FLOAT_PARAMS",
+    "INT_PARAMS",
+    "PARAM_LAYOUT",
+    "QUANT_TARGETS",
     "Constants",
+    "ParamField",
     "Population",
     "build_population",
     "NETWORK_OVERHEAD_BYTES",
     "check_memory",
     "constants",
     "memory_available",
+    "param_dtype",
     "population_bytes",
     "resolve_device",
     "run_memory",

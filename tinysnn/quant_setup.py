@@ -16,7 +16,7 @@ import torch
 from .network import Population
 from .quant import NONE, PARAMS, QuantSpec, Scheme, itq_problem, population_rows, quantize_rows
 from .quant.formats import ROW_MODE, ROW_SCALE
-from .streams import mix_seed
+from .streams import quantize_seed
 
 
 def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], training: bool) -> None:
@@ -32,8 +32,8 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
         problem = itq_problem(spec, float(pop.params["theta_plus"][k]))
         if problem:
             raise ValueError(f"network {k}: {problem}")
-    rules = [float(s.normalization.code) for s in full]
-    pop.params["norm_rule"] = torch.tensor(rules, dtype=torch.float32, device=pop.device)
+    rules = [s.normalization.code for s in full]
+    pop.params["norm_rule"] = torch.tensor(rules, dtype=torch.int64, device=pop.device)
     for param in PARAMS:
         rows = population_rows(use, param, pop.device).to(torch.float32)
         pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
@@ -79,7 +79,7 @@ def quantize_parameters(pop: Population, seed: int = 0) -> None:
     weights, theta = pop.weights.clone(), pop.theta.clone()
     for k in range(pop.n_networks):
         g = torch.Generator(device=pop.device)
-        g.manual_seed(int(mix_seed(int(seed), 13, int(pop.seeds[k]) if k < len(pop.seeds) else k)))
+        g.manual_seed(quantize_seed(int(seed), int(pop.seeds[k]) if k < len(pop.seeds) else k))
         sl = slice(k, k + 1)
         weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], g)
         theta[sl] = quantize_rows(pop.theta[sl], pop.quant["vth"][sl], g)

@@ -1,15 +1,32 @@
-"""Counter-based random streams for stochastic rounding: a draw is a pure function of its key.
+"""Every random stream and seed of the project, listed and derived here once.
 
-A stochastic-rounding draw u ~ U[0, 1) is ``uniform(step_key(base, step), index)`` with
+Seeds (each derivation is a function or table below; nothing else mixes seeds):
+
+* A network's weights: ``torch.Generator().manual_seed(network seed)``
+  (:func:`tinysnn.network.build_population`); a population of ``count`` networks from the command
+  line takes the network seeds ``seed .. seed + count - 1``.
+* One sample's input train and stochastic-rounding streams: :func:`mix_seed` of (the run's seed, a
+  sample stream below, the sample's index): the ``STREAM_TRAIN`` / ``STREAM_ASSIGN`` /
+  ``STREAM_TEST`` seed draws the train (numba: :func:`tinysnn.sim.numba_kernels.encode_isi`; torch:
+  :func:`tinysnn.encoding.make_generator`), ``STREAM_LEARN`` keys training sample i's rounding
+  draws, and an inference sample's train seed keys its own.
+* The one-off quantization of a network (PTQ, ITQ's start): :func:`quantize_seed`.
+* A search (package ``search``): the sampler of draw i, :func:`sampler_seed`; a trial's weight
+  seed, :func:`per_trial_weight_seed` or, shared by the trials that train alike,
+  :func:`digest_seed` of the training's fingerprint.
+
+Stochastic rounding (docs/method.md §2) draws u ~ U[0, 1) as ``uniform(step_key(base, step),
+index)`` with
 
     base = stream_base(sample seed, network seed, parameter)
 
 where the sample seed already holds the run's seed and the sample (its stream and index), the
 network seed is the network's own weight seed, ``parameter`` names what is rounded (one of the
-``STREAM_*`` codes below) and ``index`` the element (neuron j, or synapse ``(i << 32) | j``).
-Nothing in the key is a network's position in its population, so a network trains to the same
-result alone and inside any population (our decision; the method only asks for u ~ U[0, 1)),
-and both simulators draw the same u for the same element, so their stochastic runs agree too.
+rounding ``STREAM_*`` codes below, a namespace apart from the sample streams) and ``index`` the
+element (neuron j, or synapse ``(i << 32) | j``). Nothing in the key is a network's position in its
+population, so a network trains to the same result alone and inside any population (our decision;
+the method only asks for u ~ U[0, 1)), and both simulators draw the same u for the same element, so
+their stochastic runs agree too.
 
 The mixing function is murmur3's 64-bit finalizer. Every function here is written once for all
 users: it takes int64 scalars inside the numba kernels (which compile them with numba's
@@ -18,7 +35,16 @@ int64 products wrap modulo 2^64 in all three, and the shifts are made logical by
 module imports neither numba nor torch.
 """
 
-#: What a draw rounds (part of its key). Two roundings of one value in one step need two codes.
+#: Sample streams: the ``stream`` of :func:`mix_seed` (what a sample seed is for).
+STREAM_TRAIN = 0  #: training sample i's input train
+STREAM_ASSIGN = 1  #: label-assignment sample i's input train
+STREAM_TEST = 2  #: test (or validation) sample i's input train
+STREAM_LEARN = 7  #: training sample i's stochastic-rounding streams
+STREAM_QUANTIZE = 13  #: a network's one-off quantization (:func:`quantize_seed`)
+STREAM_SAMPLER_DRAW = 0x5A4D  #: a search's sampler of draw i (:func:`sampler_seed`)
+
+#: Rounding streams: what a draw rounds (the ``param`` of :func:`stream_base`). Two roundings of one
+#: value in one step need two codes.
 STREAM_W_DEPRESS = 1  #: weights after pair-wise depression (diehl_cook)
 STREAM_W_LEARN = 2  #: weights after the learning rule's potentiation / update
 STREAM_W_NORM = 3  #: weights after column normalization (end of sample)
@@ -51,6 +77,28 @@ def mix_seed(seed: int, stream: int, index: int) -> int:
     return z & 0x7FFFFFFF
 
 
+def quantize_seed(seed: int, network_seed: int) -> int:
+    """The seed of a network's one-off quantization (stochastic rounding of its weights and
+    thresholds, :func:`tinysnn.quant_setup.quantize_parameters`) in a run of seed ``seed``."""
+    return mix_seed(seed, STREAM_QUANTIZE, network_seed)
+
+
+def sampler_seed(study_seed: int, draw: int) -> int:
+    """The seed of a search's sampler for its ``draw``-th fresh draw (``search._study``)."""
+    return mix_seed(study_seed, STREAM_SAMPLER_DRAW, draw)
+
+
+def per_trial_weight_seed(study_seed: int, draw: int) -> int:
+    """A trial's weight seed under ``weight_seed = "per_trial"``: by the trial's draw."""
+    return (study_seed * 100003 + draw) % (2**31)
+
+
+def digest_seed(hex_digest: str) -> int:
+    """A 31-bit seed from a hexadecimal digest (its first 32 bits): the weight seed shared by the
+    trials whose trainings have that fingerprint (``weight_seed = "per_training"``)."""
+    return int(hex_digest[:8], 16) % (2**31)
+
+
 def fmix64(z):  # type: ignore[no-untyped-def]
     """Murmur3's 64-bit finalizer on int64 (a numba scalar or a torch tensor), wrapping mod 2^64."""
     z = z ^ ((z >> 33) & _LOW31)
@@ -81,7 +129,17 @@ def synapse_index(i, j):  # type: ignore[no-untyped-def]
 
 
 __all__ = [
+    "digest_seed",
     "mix_seed",
+    "per_trial_weight_seed",
+    "quantize_seed",
+    "sampler_seed",
+    "STREAM_ASSIGN",
+    "STREAM_LEARN",
+    "STREAM_QUANTIZE",
+    "STREAM_SAMPLER_DRAW",
+    "STREAM_TEST",
+    "STREAM_TRAIN",
     "STREAM_VMEM",
     "STREAM_VMEM_INH",
     "STREAM_THETA_DECAY",

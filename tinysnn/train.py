@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import evaluate as E
-from .config import EncodingConfig
+from .config import Backend, EncodingConfig
 from .data import Split
 from .energy import (
     DEFAULT_OP_COSTS,
@@ -41,7 +41,8 @@ from .quant import QuantSpec, Scheme
 from .quant_setup import apply_quant_rows, quantize_parameters, vmem_rows_about_rest
 from .results import NetworkResult, RunResult
 from .run_figures import memory_figures, observed_ranges
-from .sim import STREAM_ASSIGN, STREAM_TEST, Simulator
+from .sim import Simulator
+from .streams import STREAM_ASSIGN, STREAM_TEST
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class RunSpec:
         assign: samples for label assignment (learning off); None: the training samples.
         epochs: passes over ``train``.
         seed: seed of the input trains and of stochastic rounding.
-        backend: ``auto``, ``numba``, ``torch`` or ``torch-compile`` (:class:`tinysnn.sim.Simulator`).
+        backend: a :class:`tinysnn.config.Backend` or its name (``auto``, ``numba``, ``torch``, ``torch-compile``).
         quant: one spec per network (None = FP32), PTQ or ITQ by the spec's scheme; None: all FP32.
         batch_size: inference batch.
         progress: progress bars.
@@ -107,7 +108,7 @@ class RunSpec:
     assign: Optional[Split] = None
     epochs: int = 1
     seed: int = 0
-    backend: str = "auto"
+    backend: Union[str, Backend] = Backend.AUTO
     quant: Optional[Sequence[Optional[QuantSpec]]] = None
     batch_size: int = 500
     progress: bool = True
@@ -136,7 +137,8 @@ class RunSpec:
 class _Trained:
     """What the training phase leaves for the others."""
 
-    backend: str
+    backend: Backend
+    """The backend that ran (``auto`` resolved)."""
     seconds: float
     first_seconds: float
     """Time of the first sample trained in this run (kernel compilation or loading included)."""
@@ -260,7 +262,7 @@ def infer_counts(
     return torch.cat(out, dim=1), stats
 
 
-def _evaluate_phase(spec: RunSpec, backend: str) -> _Evaluated:
+def _evaluate_phase(spec: RunSpec, backend: Backend) -> _Evaluated:
     """Label assignment and test of the quantized population, learning off, after a one-sample
     warm-up that compiles or loads the inference kernel (its counts are dropped; nothing it does
     changes the population or the draws of the timed samples)."""
@@ -372,7 +374,7 @@ def run(spec: RunSpec, callbacks: Optional[RunCallbacks] = None) -> RunResult:
         assign_samples=len(spec.assign_split),
         test_samples=len(spec.test),
         device=str(spec.population.device),
-        backend=trained.backend,
+        backend=trained.backend.value,
         seed=int(spec.seed),
         n_networks=spec.population.n_networks,
         train_seconds=trained.seconds,

@@ -1,6 +1,6 @@
 """The numba backend: the population's tensors as numpy views, handed to the CPU kernels.
 
-:class:`NumbaBackend` is one of the two implementations of :class:`tinysnn.sim.simulator.Backend`;
+:class:`NumbaBackend` is one of the two implementations of :class:`tinysnn.sim.simulator.SimulatorBackend`;
 the kernels themselves are in :mod:`tinysnn.sim.numba_kernels`.
 """
 
@@ -19,7 +19,7 @@ import tinysnn.sim.numba_kernels as K
 
 from ..config import EncodingConfig
 from ..encoding import spike_probability
-from ..network import Population, constants
+from ..network import FLOAT_PARAMS, INT_PARAMS, Population, constants
 
 
 def _in_cache(kernel: Any) -> bool:
@@ -81,8 +81,10 @@ class NumbaBackend:
 
     def _build_kernel_args(self) -> Dict[str, object]:
         pop, c = self.pop, self._consts
-        fp = np.stack([pop.params[name].cpu().numpy() for name in K.FP_COLUMNS], axis=1)
+        fp = np.stack([pop.params[name].cpu().numpy() for name in FLOAT_PARAMS], axis=1)
         fp = np.ascontiguousarray(fp, dtype=np.float32)
+        ip = np.stack([pop.params[name].cpu().numpy() for name in INT_PARAMS], axis=1)
+        ip = np.ascontiguousarray(ip, dtype=np.int64)
         ex, ih = pop.exc, pop.inh
         k = np.array(
             [ex.v_rest, ex.v_reset, ex.v_th, c.dec_exc, ih.v_rest, ih.v_reset, ih.v_th, c.dec_inh,
@@ -102,6 +104,7 @@ class NumbaBackend:
             theta=pop.theta.numpy(),
             sizes=pop.sizes.cpu().numpy().astype(np.int64),
             fp=fp,
+            ip=ip,
             t_upd=pop.t_update.cpu().numpy().astype(np.int64),
             net_seeds=pop.network_seeds.cpu().numpy(),
             q=q,
@@ -136,7 +139,7 @@ class NumbaBackend:
         kernel = K.train_kernel_serial if self.pop.n_networks == 1 else K.train_kernel
         with _said_if_compiled(kernel):
             kernel(
-                a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["t_upd"],
+                a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["ip"], a["t_upd"],
                 a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
                 a["table"], a["T"], learn_seed, a["net_seeds"], counts, stats, vmem_range.numpy(), self.profile,
             )  # fmt: skip
@@ -155,7 +158,7 @@ class NumbaBackend:
             with _said_if_compiled(K.infer_kernel):
                 K.infer_kernel(
                     a["variant"], probs, np.array(seeds, dtype=np.int64), a["W"], a["theta"], a["sizes"],
-                    a["fp"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
+                    a["fp"], a["ip"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
                     a["table"], a["T"], a["net_seeds"], counts, stats, self.profile,
                 )  # fmt: skip
         else:
@@ -166,7 +169,7 @@ class NumbaBackend:
             with _said_if_compiled(K.infer_trains_kernel):
                 K.infer_trains_kernel(
                     a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
-                    a["fp"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
+                    a["fp"], a["ip"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
                     a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats, self.profile,
                 )  # fmt: skip
         return torch.from_numpy(counts), torch.from_numpy(stats)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import streams as S
 from ..config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
+from ..network import FLOAT_PARAMS, INT_PARAMS
 from ..quant import quantize_scalar
 from ..quant.formats import (
     LEAK_BITS,
@@ -86,15 +87,16 @@ PHASES = ("encode", "input_current", "neuron_update", "inhibition", "learning", 
 PH_ENCODE, PH_INPUT, PH_NEURON, PH_INHIBITION, PH_LEARN, PH_NORM = range(len(PHASES))
 #: columns of the per-sample statistics (P, B, 3) the kernels write
 STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
-# columns of the per-network float32 parameter matrix fp (P, N_FP)
-FP_COLUMNS = (
-    "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
-    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th", "one_spike", "norm_rule",
-)  # fmt: skip
+# columns of the per-network float32 matrix fp (P, len(FLOAT_PARAMS)) and int64 matrix ip
+# (P, len(INT_PARAMS)), looked up in the one layout tinysnn.network declares (PARAM_LAYOUT)
 (
     C_THETA_PLUS, C_W_EI, C_W_IE, C_W_INH, C_W_MAX, C_NORM,
-    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH, C_ONE_SPIKE, C_NORM_RULE,
-) = range(len(FP_COLUMNS))  # fmt: skip
+    C_NU_PRE, C_NU_POST, C_ETA_P, C_ETA_D, C_X_TH, C_ETA_POST, C_N_TH,
+) = (FLOAT_PARAMS.index(name) for name in (
+    "theta_plus", "w_exc_inh", "w_inh_exc", "w_inh", "w_max", "norm_total",
+    "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th",
+))  # fmt: skip
+I_ONE_SPIKE, I_NORM_RULE = (INT_PARAMS.index(name) for name in ("one_spike", "norm_rule"))
 # columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
 (K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
  K_DEC_POST, K_DEC_THETA, K_LEAK_E, K_LEAK_I, K_LEAK_THETA) = range(13)  # fmt: skip
@@ -870,7 +872,7 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
 
 
 @njit(cache=True)
-def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
              pre_table, T, counts, b, stats, vrange, sample_seed, net_seed, codes, w_inv, prof, clock):  # fmt: skip
     """One sample through network p: the time loop of ``torch_backend.run_window``, step by step.
 
@@ -880,7 +882,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     inference only: learning changes the float weights). ``prof`` and ``clock`` (the counter at
     the start) profile its phases (:func:`_lap`).
     """
-    Wp, theta_p, prm = W[p], theta[p], fp[p]
+    Wp, theta_p, prm, iprm = W[p], theta[p], fp[p], ip[p]
     n_in = Wp.shape[0]
     inhibitory_layer = _has_inhibitory_layer(variant)
     w_lat = prm[C_W_IE] if inhibitory_layer else prm[C_W_INH]
@@ -917,7 +919,7 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
     cross = np.empty(n, np.int64)
     dep = np.empty(n, np.float32)
     v_lo, v_hi = vrange[p, 0], vrange[p, 1]
-    one_spike = prm[C_ONE_SPIKE] > np.float32(0.0)
+    one_spike = iprm[I_ONE_SPIKE] != 0
     thr = np.empty(n, np.float32)
     for j in range(n):
         thr[j] = vth_e + theta_p[j]
@@ -1012,12 +1014,12 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, t_upd, qw, qv, qth, k
             theta_p, n, k, qth, S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_THETA_DECAY), T)
         )
         key_norm = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
-        _normalize(Wp, n, cnt, prm[C_NORM], wmax, prm[C_NORM_RULE], qw, key_norm)
+        _normalize(Wp, n, cnt, prm[C_NORM], wmax, iprm[I_NORM_RULE], qw, key_norm)
         _lap(prof, PH_NORM, clock)
 
 
 @njit(cache=True, parallel=True)
-def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+def train_kernel(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
                  pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
     """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
 
@@ -1027,13 +1029,13 @@ def train_kernel(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, 
     P = W.shape[0]
     no_codes = np.zeros((1, 1), np.int16)
     for p in prange(P):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p], k, refr_e,
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, qw[p], qv[p], qth[p], k, refr_e,
                  refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
                  _lap(prof, -1, 0))  # fmt: skip
 
 
 @njit(cache=True)
-def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, qth, k, refr_e, refr_i,
+def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
                         pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
     """:func:`train_kernel` without the thread pool: for P = 1, waking worker threads for one network
     every sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
@@ -1043,13 +1045,13 @@ def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, t_upd, qw, qv, q
     """
     no_codes = np.zeros((1, 1), np.int16)
     for p in range(W.shape[0]):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, qw[p], qv[p], qth[p], k, refr_e,
+        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, qw[p], qv[p], qth[p], k, refr_e,
                  refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
                  _lap(prof, -1, 0))  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
-def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, refr_e, refr_i,
+def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, ip, t_upd, qw, qv, k, refr_e, refr_i,
                  pre_table, T, net_seeds, counts, stats, prof):  # fmt: skip
     """B samples x P networks without learning; each sample encoded from its own seed, which
     also keys its stochastic-rounding streams. Networks whose weights lie on their grid sum
@@ -1066,12 +1068,12 @@ def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, t_upd, qw, qv, k, r
         clock = _lap(prof, -1, 0)
         ptr, idx = encode_isi(probs[b], T, seeds[b])
         clock = _lap(prof, PH_ENCODE, clock)
-        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, t_upd, noq, qv[p], noq, k, refr_e, refr_i,
+        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, noq, qv[p], noq, k, refr_e, refr_i,
                  pre_table, T, counts, b, stats, dummy, seeds[b], net_seeds[p], codes[p], w_inv[p], prof, clock)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
-def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, qv, k, refr_e,
+def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, ip, t_upd, qv, k, refr_e,
                         refr_i, pre_table, T, seeds, net_seeds, counts, stats, prof):  # fmt: skip
     """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]; ``seeds[b]``
     keys its stochastic-rounding streams."""
@@ -1084,7 +1086,7 @@ def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, t_upd, q
         p = job // B
         b = job % B
         _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
-                 t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy,
+                 ip, t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy,
                  seeds[b], net_seeds[p], no_codes, 0.0, prof, _lap(prof, -1, 0))  # fmt: skip
 
 

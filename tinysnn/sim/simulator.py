@@ -16,18 +16,15 @@ from typing import Optional, Protocol, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..config import BACKENDS, EncodingConfig
+from ..config import BACKENDS, Backend, EncodingConfig
 from ..network import Population
-from ..streams import mix_seed
+from ..streams import STREAM_ASSIGN, STREAM_LEARN, STREAM_TEST, STREAM_TRAIN, mix_seed
 from .numba_backend import NumbaBackend
 from .numba_kernels import HAVE_NUMBA
 from .torch_backend import TorchBackend
 
-STREAM_TRAIN, STREAM_ASSIGN, STREAM_TEST = 0, 1, 2
-STREAM_LEARN = 7  #: seeds the stochastic-rounding streams of training sample i (tinysnn.streams)
 
-
-class Backend(Protocol):
+class SimulatorBackend(Protocol):
     """What a simulator backend does; :class:`NumbaBackend` and :class:`TorchBackend` implement it."""
 
     name: str
@@ -45,9 +42,9 @@ class Backend(Protocol):
         """Counts (P, B, N) and statistics (P, B, 3) of a batch without learning."""
 
 
-def default_backend(device: Union[str, torch.device]) -> str:
+def default_backend(device: Union[str, torch.device]) -> Backend:
     """numba on CPU where it is installed, torch otherwise (CUDA always uses torch)."""
-    return "numba" if torch.device(device).type == "cpu" and HAVE_NUMBA else "torch"
+    return Backend.NUMBA if torch.device(device).type == "cpu" and HAVE_NUMBA else Backend.TORCH
 
 
 class Simulator:
@@ -61,22 +58,25 @@ class Simulator:
         backend: ``auto``, ``numba`` (CPU only), ``torch`` or ``torch-compile``.
     """
 
-    def __init__(self, pop: Population, enc: EncodingConfig, seed: int = 0, backend: str = "auto") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        if backend == "auto":
-            backend = default_backend(pop.device)
-        if backend == "numba" and pop.device.type != "cpu":
+    def __init__(
+        self, pop: Population, enc: EncodingConfig, seed: int = 0, backend: Union[str, Backend] = Backend.AUTO
+    ) -> None:
+        chosen = Backend.parse(backend)
+        if chosen == Backend.AUTO:
+            chosen = default_backend(pop.device)
+        if chosen == Backend.NUMBA and pop.device.type != "cpu":
             raise ValueError(
                 "the numba backend runs on CPU only: use backend='torch' or 'torch-compile' for cuda"
             )
-        if backend == "numba" and not HAVE_NUMBA:
+        if chosen == Backend.NUMBA and not HAVE_NUMBA:
             raise ValueError("backend 'numba' needs numba: pip install numba")
-        self.pop, self.enc, self.seed, self.backend = pop, enc, int(seed), backend
-        self._impl: Backend = (
+        self.pop, self.enc, self.seed = pop, enc, int(seed)
+        self.backend = chosen
+        """The backend that runs (``auto`` resolved)."""
+        self._impl: SimulatorBackend = (
             NumbaBackend(pop, enc)
-            if backend == "numba"
-            else TorchBackend(pop, enc, compiled=backend == "torch-compile")
+            if chosen == Backend.NUMBA
+            else TorchBackend(pop, enc, compiled=chosen == Backend.TORCH_COMPILE)
         )
         self.last_stats: Optional[torch.Tensor] = None
         """(P, B, 3) int64 of the last call: input spikes, inhibitory spikes, weight columns
@@ -120,4 +120,4 @@ class Simulator:
 
 
 __all__ = ["BACKENDS", "STREAM_ASSIGN", "STREAM_LEARN", "STREAM_TEST", "STREAM_TRAIN", "Backend", "Simulator",
-           "default_backend"]  # fmt: skip
+           "SimulatorBackend", "default_backend"]  # fmt: skip

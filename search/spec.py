@@ -45,6 +45,7 @@ from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
 from tinysnn.config import BACKENDS, ConfigError, EncodingConfig, Variant, from_mapping
 from tinysnn.data import DATASETS, N_CLASSES
 from tinysnn.energy import EnergySpecError, parse_meter_spec
+from tinysnn.quant.formats import DEFAULT_NORMALIZATION, TEXT_NORMALIZATION
 
 from .errors import SpecError
 from .space import SearchSpace, parse_space
@@ -378,6 +379,15 @@ class StudySpec:
         for k in ("root", "download"):
             data.pop(k, None)
         keep["data"] = data
+        # An ITQ space that does not name the normalization rule gets DEFAULT_NORMALIZATION, which was
+        # sum before; naming "sum" is what such a study meant, so it is the same science (a study
+        # made before resumes once its spec says normalization = "sum").
+        space = keep.get("space", {})
+        rule, scheme = space.get("normalization"), space.get("scheme", "ptq")
+        if rule == TEXT_NORMALIZATION.value:
+            keep["space"] = {k: v for k, v in space.items() if k != "normalization"}
+        elif rule is None and "itq" in (scheme if isinstance(scheme, list) else [scheme]):
+            keep["normalization_default"] = DEFAULT_NORMALIZATION.value
         keep["seed"] = self.study.seed
         if self.study.weight_seed != "per_trial":  # studies made before the setting seeded per trial
             keep["weight_seed"] = self.study.weight_seed

@@ -266,6 +266,21 @@ def test_plain_normalization_is_selectable_and_named() -> None:
     assert spec.to_text().endswith(",norm=plain")
     assert "norm" not in parse_quant_arg("weights=UQ0.8,scheme=itq").to_text()  # default: texts unchanged
     assert parse_quant_arg(spec.to_text()) == spec
+
+
+def test_the_default_rule_is_apportion_and_texts_keep_their_meaning() -> None:
+    from tinysnn.quant import DEFAULT_NORMALIZATION, Normalization, QFormat, QuantSpec
+
+    assert DEFAULT_NORMALIZATION is Normalization.APPORTION
+    new = QuantSpec(weights=QFormat(0, 8), rounding="truncate", scheme="itq")
+    assert new.normalization is Normalization.APPORTION and new.to_text().endswith(",norm=apportion")
+    assert parse_quant_arg(new.to_text()) == new
+    # a text without norm= was written under sum, and still means sum
+    assert parse_quant_arg("weights=UQ0.8,scheme=itq").normalization is Normalization.SUM
+    # PTQ never normalizes quantized weights: its specs all carry sum, and their texts never name a rule
+    ptq = QuantSpec(weights=QFormat(0, 8, False), normalization="plain")
+    assert ptq.normalization is Normalization.SUM and ptq == parse_quant_arg("weights=UQ0.8")
+    assert "norm" not in QuantSpec(weights=QFormat(0, 8)).to_text()
     with pytest.raises(ValueError, match="unknown normalization 'floor'"):
         parse_quant_arg("weights=UQ0.8,norm=floor")
 

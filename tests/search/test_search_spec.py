@@ -347,3 +347,17 @@ def test_reward_and_tie_breaks() -> None:
     assert rank(trials, 0.2)[0].number == 0  # 0.8 - 0.1 = 0.70 beats 0.70 - 0 on accuracy, 0 before 2
     assert rank(trials, 1.0)[0].number == 3  # a large mu: the smallest
     assert rank(trials, 0.2, nu=1.0)[0].number == 0  # E_norm = E / 4
+
+
+def test_an_itq_space_without_a_normalization_rule_is_new_science_and_naming_sum_is_the_old() -> None:
+    # the default rule changed from sum to apportion: a study made before (no rule named) must not
+    # resume under the new rule, and resumes once its spec names the rule it ran
+    base = {"study": {"name": "n"}, "data": {"dataset": "digits"},
+            "space": {"n_neurons": 20, "quantize": "qW", "scheme": ["ptq", "itq"],
+                      "bits": {"weights": {"int": 0, "frac": 8}}}}  # fmt: skip
+    implicit = parse_spec(base).science()
+    named_sum = parse_spec(dict(base, space=dict(base["space"], normalization="sum"))).science()
+    assert implicit["normalization_default"] == "apportion"
+    assert "normalization_default" not in named_sum and "normalization" not in named_sum["space"]
+    ptq_only = parse_spec(dict(base, space=dict(base["space"], scheme="ptq"))).science()
+    assert "normalization_default" not in ptq_only  # the rule never acts there

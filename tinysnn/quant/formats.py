@@ -101,9 +101,11 @@ class Normalization(str, enum.Enum):
         return _NORMALIZATION_CODES[self.value]
 
 
-#: The rule of new ITQ specs (chosen by measurement, docs/method.md). A quantization text without
-#: ``norm=`` means ``sum``, the rule of every text written before the other rules existed.
-DEFAULT_NORMALIZATION = Normalization.SUM
+#: The rule of new ITQ specs: ``apportion`` measured best (docs/method.md, "ITQ normalization").
+DEFAULT_NORMALIZATION = Normalization.APPORTION
+#: What a quantization text without ``norm=`` means: ``sum``, the rule of every text written before
+#: the default changed, so recorded texts keep their meaning. PTQ and FP32 specs, which never
+#: normalize quantized weights, all carry this rule.
 TEXT_NORMALIZATION = Normalization.SUM
 
 _NORMALIZATION_CODES = {
@@ -333,7 +335,9 @@ class QuantSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", Rounding(self.rounding))
         object.__setattr__(self, "scheme", Scheme(self.scheme))
-        object.__setattr__(self, "normalization", Normalization(self.normalization))
+        # the rule acts on ITQ only: other schemes carry TEXT_NORMALIZATION, so equal specs are equal
+        rule = Normalization(self.normalization)
+        object.__setattr__(self, "normalization", rule if self.scheme is Scheme.ITQ else TEXT_NORMALIZATION)
         for param in PARAMS:
             fmt = self.format_of(param)
             if fmt is not None:

@@ -8,7 +8,7 @@ Declared in the ``[space]`` table of a study spec (see ``studies/README.md``)::
     quantize = ["fp32", "qW", "qWN"]     # which parameters are quantized (docs/method.md §2)
     scheme = ["ptq", "itq"]
     rounding = ["truncate", "nearest", "stochastic"]
-    normalization = "apportion"          # ITQ column normalization: apportion, sum, proportional, plain or settled
+    normalization = "proportional"       # ITQ column normalization: proportional, sum, apportion, plain or settled
 
     [space.bits.weights]                 # Qi.f of each quantized parameter
     int = 1

@@ -268,12 +268,12 @@ def test_plain_normalization_is_selectable_and_named() -> None:
     assert parse_quant_arg(spec.to_text()) == spec
 
 
-def test_the_default_rule_is_apportion_and_texts_keep_their_meaning() -> None:
+def test_the_default_rule_is_proportional_and_texts_keep_their_meaning() -> None:
     from tinysnn.quant import DEFAULT_NORMALIZATION, Normalization, QFormat, QuantSpec
 
-    assert DEFAULT_NORMALIZATION is Normalization.APPORTION
+    assert DEFAULT_NORMALIZATION is Normalization.PROPORTIONAL
     new = QuantSpec(weights=QFormat(0, 8), rounding="truncate", scheme="itq")
-    assert new.normalization is Normalization.APPORTION and new.to_text().endswith(",norm=apportion")
+    assert new.normalization is Normalization.PROPORTIONAL and new.to_text().endswith(",norm=proportional")
     assert parse_quant_arg(new.to_text()) == new
     # a text without norm= was written under sum, and still means sum
     assert parse_quant_arg("weights=UQ0.8,scheme=itq").normalization is Normalization.SUM

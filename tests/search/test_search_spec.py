@@ -350,14 +350,14 @@ def test_reward_and_tie_breaks() -> None:
 
 
 def test_an_itq_space_without_a_normalization_rule_is_new_science_and_naming_sum_is_the_old() -> None:
-    # the default rule changed from sum to apportion: a study made before (no rule named) must not
+    # the default rule changed from sum to proportional: a study made before (no rule named) must not
     # resume under the new rule, and resumes once its spec names the rule it ran
     base = {"study": {"name": "n"}, "data": {"dataset": "digits"},
             "space": {"n_neurons": 20, "quantize": "qW", "scheme": ["ptq", "itq"],
                       "bits": {"weights": {"int": 0, "frac": 8}}}}  # fmt: skip
     implicit = parse_spec(base).science()
     named_sum = parse_spec(dict(base, space=dict(base["space"], normalization="sum"))).science()
-    assert implicit["normalization_default"] == "apportion"
+    assert implicit["normalization_default"] == "proportional"
     assert "normalization_default" not in named_sum and "normalization" not in named_sum["space"]
     ptq_only = parse_spec(dict(base, space=dict(base["space"], scheme="ptq"))).science()
     assert "normalization_default" not in ptq_only  # the rule never acts there

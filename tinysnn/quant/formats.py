@@ -101,8 +101,8 @@ class Normalization(str, enum.Enum):
         return _NORMALIZATION_CODES[self.value]
 
 
-#: The rule of new ITQ specs: ``apportion`` measured best (docs/method.md, "ITQ normalization").
-DEFAULT_NORMALIZATION = Normalization.APPORTION
+#: The rule of new ITQ specs: ``proportional`` measured best (docs/method.md, "ITQ normalization").
+DEFAULT_NORMALIZATION = Normalization.PROPORTIONAL
 #: What a quantization text without ``norm=`` means: ``sum``, the rule of every text written before
 #: the default changed, so recorded texts keep their meaning. PTQ and FP32 specs, which never
 #: normalize quantized weights, all carry this rule.

@@ -419,7 +419,7 @@ class _TrainsFile:
 def _infer_trains(model, dataset: str, seed: Optional[int], batch_size: int):  # type: ignore[no-untyped-def]
     """(source of the trains, whether they are the recorded test trains, a sentence saying which)."""
     from .deploy import TestTrains
-    from .deploy.runner import STREAM_TEST
+    from .streams import STREAM_TEST
 
     recorded = model.test_trains
     if seed is None and recorded is not None and recorded.dataset == dataset and recorded.split == "test":

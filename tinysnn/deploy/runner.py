@@ -62,7 +62,6 @@ DEFAULT_BATCH_SIZE = 256
 """Samples :func:`run_trains` steps together by default: enough to spread numpy's cost per call,
 few enough for a board's memory (7-16 MB of temporaries for MNIST at 400 neurons, measured)."""
 _LEAK_LOW = (1 << LEAK_BITS) - 1
-STREAM_TEST = 2  # tinysnn.sim.STREAM_TEST
 
 
 def _frac_bits_of(value: float, most: int = 24) -> Optional[int]:
@@ -169,7 +168,7 @@ def exactness_problem(model: Model) -> str:
     return ""
 
 
-def sample_seeds(seed: int, first_index: int, count: int, stream: int = STREAM_TEST) -> np.ndarray:
+def sample_seeds(seed: int, first_index: int, count: int, stream: int = S.STREAM_TEST) -> np.ndarray:
     """The simulator's per-sample seeds (they key stochastic rounding): test stream by default."""
     return np.array([S.mix_seed(seed, stream, first_index + b) for b in range(count)], dtype=np.int64)
 

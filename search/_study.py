@@ -374,7 +374,7 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     if stored is None and study.get_trials(deepcopy=False):
         raise SpecError(f"study {name!r} already holds trials that tinysnn-search did not make: "
                         "give [study] another name")  # fmt: skip
-    if stored is not None and stored != spec.fingerprint():
+    if stored is not None and stored not in spec.fingerprints():
         changed = _changed_keys(study.user_attrs.get("spec_science", {}), science)
         raise SpecError(
             f"study {name!r} was created from another spec (changed: {', '.join(changed[:8]) or 'unknown'}); "

@@ -372,8 +372,12 @@ class StudySpec:
                     f"fidelity.{key} must be <= data.{key} ({full}), a subset of [data], got {count}"
                 )
 
-    def science(self) -> Dict[str, Any]:
-        """The part of the spec that decides trial results; a resumed study must keep it."""
+    def science(self, named_sum_dropped: bool = True) -> Dict[str, Any]:
+        """The part of the spec that decides trial results; a resumed study must keep it.
+
+        ``named_sum_dropped=False`` keeps a space's ``normalization = "sum"`` as written, the
+        science of a study made before the default rule changed that named it
+        (:meth:`fingerprints`)."""
         keep = {k: v for k, v in self.raw.items() if k not in ("study", "sampler", "checkpoint")}
         data = dict(keep.get("data", {}))
         for k in ("root", "download"):
@@ -384,7 +388,7 @@ class StudySpec:
         # made before resumes once its spec says normalization = "sum").
         space = keep.get("space", {})
         rule, scheme = space.get("normalization"), space.get("scheme", "ptq")
-        if rule == TEXT_NORMALIZATION.value:
+        if rule == TEXT_NORMALIZATION.value and named_sum_dropped:
             keep["space"] = {k: v for k, v in space.items() if k != "normalization"}
         elif rule is None and "itq" in (scheme if isinstance(scheme, list) else [scheme]):
             keep["normalization_default"] = DEFAULT_NORMALIZATION.value
@@ -395,8 +399,13 @@ class StudySpec:
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`science`."""
-        text = json.dumps(self.science(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(self.science())
+
+    def fingerprints(self) -> Tuple[str, ...]:
+        """Every fingerprint a study resumed with this spec may have recorded: :meth:`fingerprint`,
+        and, where the space names ``normalization = "sum"``, that of a study made before the
+        default changed whose spec named it too."""
+        return tuple(dict.fromkeys([self.fingerprint(), _digest(self.science(named_sum_dropped=False))]))
 
     def replace(self, **study_fields: Any) -> "StudySpec":
         """A copy with ``[study]`` fields overridden (None values are ignored)."""
@@ -413,6 +422,10 @@ class StudySpec:
         if root is None:
             return self
         return dataclasses.replace(self, data=dataclasses.replace(self.data, root=str(root)))
+
+
+def _digest(science: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_study_name(name: object, key: str = "study.name") -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any, Dict
@@ -359,5 +361,14 @@ def test_an_itq_space_without_a_normalization_rule_is_new_science_and_naming_sum
     named_sum = parse_spec(dict(base, space=dict(base["space"], normalization="sum"))).science()
     assert implicit["normalization_default"] == "proportional"
     assert "normalization_default" not in named_sum and "normalization" not in named_sum["space"]
+    # a study made before whose spec named sum keeps its fingerprint among the accepted ones
+    named = parse_spec(dict(base, space=dict(base["space"], normalization="sum")))
+    before = dict(named.science(), space=dict(named.science()["space"], normalization="sum"))
+    assert named.fingerprints()[0] == named.fingerprint() and len(named.fingerprints()) == 2
+    assert (
+        named.fingerprints()[1]
+        == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    )
+    assert parse_spec(base).fingerprints() == (parse_spec(base).fingerprint(),)
     ptq_only = parse_spec(dict(base, space=dict(base["space"], scheme="ptq"))).science()
     assert "normalization_default" not in ptq_only  # the rule never acts there

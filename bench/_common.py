@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +38,15 @@ def loadavg() -> List[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+def check_quant_args(quants: Sequence[str]) -> None:
+    """Exit with one line naming the first ``--quant`` text that is not ``fp32`` or a valid quantization."""
+    from tinysnn.quant import parse_quant_arg
+
+    for q in quants:
+        if q != "fp32":
+            try:
+                parse_quant_arg(q)
+            except ValueError as exc:
+                raise SystemExit(f"--quant {q!r}: {exc}") from None

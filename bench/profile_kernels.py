@@ -48,7 +48,7 @@ DEFAULT_QUANTS = (
     "weights=UQ0.8,rounding=truncate,scheme=itq",  # ITQ qW: quantized while training
     "weights=Q1.7,vmem=SQ8.0,vth=Q8.0,rounding=truncate",  # PTQ qWN: quantized inference
 )
-from _common import cpu_model, git_revision, loadavg  # noqa: E402  (bench/ sibling)
+from _common import check_quant_args, cpu_model, git_revision, loadavg  # noqa: E402  (bench/ sibling)
 from throughput import DT, MAX_RATE, STREAM_INFER, TIME_STEPS, synthetic_images  # noqa: E402
 
 
@@ -191,14 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"write results here (default {DEFAULT_JSON})")
     args = p.parse_args(argv)
     quants = args.quant or list(DEFAULT_QUANTS)
-    from tinysnn.quant import parse_quant_arg
-
-    for q in quants:
-        if q != "fp32":
-            try:
-                parse_quant_arg(q)
-            except ValueError as exc:
-                raise SystemExit(f"--quant {q!r}: {exc}") from None
+    check_quant_args(quants)
     pops = [int(x) for x in args.populations.split(",") if x.strip()]
     if min(pops + [args.train_samples, args.infer_samples, args.batch, args.neurons]) < 1:
         raise SystemExit(

@@ -86,7 +86,7 @@ TARGETS = {
 
 
 # -- machine and repository ---------------------------------------------------------------------
-from _common import cpu_model, git_revision, loadavg  # noqa: E402  (bench/ sibling)
+from _common import check_quant_args, cpu_model, git_revision, loadavg  # noqa: E402  (bench/ sibling)
 
 
 def machine_info() -> Dict[str, Any]:
@@ -557,14 +557,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     neurons = parse_list(args.neurons, int)
     pops = sorted(parse_list(args.populations, int))
     quants = args.quant or ["fp32"]
-    from tinysnn.quant import parse_quant_arg
-
-    for q in quants:
-        if q != "fp32":
-            try:
-                parse_quant_arg(q)
-            except ValueError as exc:
-                raise SystemExit(f"--quant {q!r}: {exc}") from None
+    check_quant_args(quants)
     devices = parse_list(args.devices)
     skipped: List[str] = []
     if "cuda" in devices and not torch.cuda.is_available():

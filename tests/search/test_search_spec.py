@@ -309,7 +309,6 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_verified_files_hold_only_tensors_and_text_for_the_weights_only_loader(tmp_path: Path) -> None:
-    import hashlib
     import io
 
     from search._checkpoint import _MAGIC, read_verified, write_verified

@@ -111,6 +111,9 @@ def main(argv: Any = None) -> int:
     p.add_argument(
         "--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant"
     )
+    p.add_argument("--schemes", nargs="+", default=["ptq", "itq"], choices=["ptq", "itq"],
+                   help="paper-quant: the quantization schemes to run (PTQ's split choice and grid reuse "
+                        "one FP32 training; each ITQ candidate trains a network)")  # fmt: skip
     p.add_argument("--split-count", type=int, default=3, choices=range(1, 10), metavar="N",
                    help="paper-quant: i.f splits tried per parameter at each precision, chosen on the held-out "
                         "images (--validation, default a sixth of the training set); qWN tries every "

@@ -241,7 +241,7 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
         done()
         w_inh = float(fp32_pop.params["w_inh"][0])
         ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh, fp32_pop.exc.v_rest)
-        for scheme in (Scheme.PTQ, Scheme.ITQ):
+        for scheme in [Scheme(x) for x in args.schemes]:
             ok, bad = configurations(ranges, args.precisions, args.roundings, LABELS, scheme,
                                      float(fp32_pop.params["theta_plus"][0]), args.plain_bits,
                                      args.split_count)  # fmt: skip

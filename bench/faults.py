@@ -510,11 +510,11 @@ def craft_pack(out: Path, template: Dict[str, object], members: Dict[str, object
 
 
 def _verified_pickle() -> bytes:
-    """A checksummed model file (search._checkpoint's container) whose payload is a pickle that
+    """A checksummed model file (search.verified_bytes's container) whose payload is a pickle that
     prints PICKLE-RAN when it is unpickled."""
     import torch
 
-    from search import _checkpoint
+    from search import verified_bytes
 
     class Payload:
         def __reduce__(self):  # type: ignore[no-untyped-def]
@@ -523,7 +523,7 @@ def _verified_pickle() -> bytes:
     buf = io.BytesIO()
     torch.save({"format": Payload()}, buf)
     blob = buf.getvalue()
-    return _checkpoint._MAGIC + hashlib.sha256(blob).digest() + blob
+    return verified_bytes(blob)
 
 
 def _resigned(edit: Callable[[Dict[str, object]], None]) -> Callable[[Ctx], List[str]]:

@@ -25,7 +25,7 @@ _LAZY = {
     "ConfirmReport": "confirm", "confirm_study": "confirm",
     "SearchSpace": "space",
     "TrialConfig": "space", "StudySpec": "spec", "load_spec": "spec", "parse_spec": "spec",
-    "trial_worker": "_workers",
+    "trial_worker": "_workers", "verified_bytes": "_checkpoint",
 }  # fmt: skip
 
 
@@ -61,4 +61,5 @@ __all__ = [
     "run_study",
     "select",
     "trial_worker",
+    "verified_bytes",
 ]

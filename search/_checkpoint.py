@@ -44,6 +44,13 @@ _KEYS = ("format", "fingerprint", "trials", "params", "seeds", "next_sample", "t
 
 
 _MAGIC = b"tinysnn-verified1"
+_HEAD = len(_MAGIC) + 32  # the magic string, then the SHA-256 of what follows
+
+
+def verified_bytes(blob: bytes) -> bytes:
+    """The bytes of a checksummed file holding ``blob``: the container :func:`write_verified` writes
+    and :func:`read_verified` checks (tools and tests that craft one use this, not the layout)."""
+    return _MAGIC + hashlib.sha256(blob).digest() + blob
 
 
 class VerifyError(ValueError):
@@ -94,7 +101,7 @@ def write_verified(path: Union[str, Path], payload: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(blob).digest() + blob)
+            f.write(verified_bytes(blob))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -112,13 +119,12 @@ def read_verified(path: Union[str, Path]) -> Any:
         VerifyError: for a file that is not one, is truncated, or whose bytes changed.
     """
     data = Path(path).read_bytes()
-    head = len(_MAGIC) + 32
     if not data.startswith(_MAGIC):
         raise VerifyError(
             "not a checksummed tinysnn-search file (written by an older version, or another file)"
         )
-    blob = data[head:]
-    if len(data) < head or hashlib.sha256(blob).digest() != data[len(_MAGIC) : head]:
+    blob = data[_HEAD:]
+    if len(data) < _HEAD or hashlib.sha256(blob).digest() != data[len(_MAGIC) : _HEAD]:
         raise VerifyError("checksum mismatch: the file was truncated or its bytes changed")
     stored = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     if isinstance(stored, dict) and _JSON_KEY in stored:

@@ -3,7 +3,6 @@ trial's accuracy back exactly; several --format values; a pickled model file is 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import warnings
@@ -15,8 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search import load_spec, run_study
-from search._checkpoint import _MAGIC
+from search import load_spec, run_study, verified_bytes
 from search.cli import main
 from search.errors import SearchError
 from search.export import _load_network
@@ -108,7 +106,7 @@ def test_a_pickled_model_file_is_one_line(tmp_path: Path) -> None:
     torch.save({"format": "tinysnn-search-model/1", "thing": _Anything()}, buffer)
     blob = buffer.getvalue()
     path = tmp_path / "model.pt"
-    path.write_bytes(_MAGIC + hashlib.sha256(blob).digest() + blob)  # a re-signed file passes the checksum
+    path.write_bytes(verified_bytes(blob))  # a re-signed file passes the checksum
     with pytest.raises(SearchError) as info:
         _load_network(path, 4)
     message = str(info.value)

@@ -311,14 +311,15 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 def test_verified_files_hold_only_tensors_and_text_for_the_weights_only_loader(tmp_path: Path) -> None:
     import io
 
-    from search._checkpoint import _MAGIC, read_verified, write_verified
+    from search._checkpoint import read_verified, verified_bytes, write_verified
 
     payload = {"a": 1.5, "b": [1, 2.25, None, True, "x"], "t": torch.arange(3), "nested": {"w": torch.ones(2, 2)},
                "nan": float("nan"), "pair": (1, 2)}  # fmt: skip
     path = tmp_path / "f.pt"
     write_verified(path, payload)
     # torch 1.13's weights-only loader refuses pickled floats: the pickle holds text and tensors only
-    stored = torch.load(io.BytesIO(path.read_bytes()[len(_MAGIC) + 32 :]), weights_only=True)
+    blob = path.read_bytes()[len(verified_bytes(b"")) :]  # behind the magic string and checksum
+    stored = torch.load(io.BytesIO(blob), weights_only=True)
     assert set(stored) == {"tinysnn_json", "tensors"} and isinstance(stored["tinysnn_json"], str)
     assert all(isinstance(t, torch.Tensor) for t in stored["tensors"])
     back = read_verified(path)
@@ -328,7 +329,7 @@ def test_verified_files_hold_only_tensors_and_text_for_the_weights_only_loader(t
     # a file written before the JSON text (a plain torch.save behind the checksum) still reads
     buf = io.BytesIO()
     torch.save({"format": "old", "t": torch.zeros(2)}, buf)
-    path.write_bytes(_MAGIC + hashlib.sha256(buf.getvalue()).digest() + buf.getvalue())
+    path.write_bytes(verified_bytes(buf.getvalue()))
     assert read_verified(path)["format"] == "old"
     with pytest.raises(TypeError, match="cannot store a bytes"):
         write_verified(path, {"raw": b"x"})

@@ -28,8 +28,15 @@ from tinysnn.network import build_population
 from tinysnn.sim import Simulator
 
 
-def compare(variant: str, neurons: int, population: int, samples: int, time_steps: int,
-            device: str, backend: str = "torch") -> Dict[str, Any]:  # fmt: skip
+def compare(
+    variant: str,
+    neurons: int,
+    population: int,
+    samples: int,
+    time_steps: int,
+    device: str,
+    backend: str = "torch",
+) -> Dict[str, Any]:
     """Train the same population on the numba backend and on ``backend`` on ``device``; what differs."""
     nets = [NetworkConfig(variant=variant, n_neurons=neurons, n_input=784, one_spike=True)] * population
     seeds = list(range(1, population + 1))
@@ -56,13 +63,19 @@ def compare(variant: str, neurons: int, population: int, samples: int, time_step
         tested.infer(images[:20].to(device), 2, trains=trains.to(device)).cpu(),
     )
     return {
-        "variant": variant, "neurons": neurons, "population": population, "samples": samples,
-        "device": device, "backend": backend, "spikes": spikes, "samples_with_different_spikes": len(differing),
+        "variant": variant,
+        "neurons": neurons,
+        "population": population,
+        "samples": samples,
+        "device": device,
+        "backend": backend,
+        "spikes": spikes,
+        "samples_with_different_spikes": len(differing),
         "first_different_sample": differing[0] if differing else None,
         "max_weight_difference": float((cpu.weights - other.weights.cpu()).abs().max()),
         "max_theta_difference": float((cpu.theta - other.theta.cpu()).abs().max()),
         "inference_identical": infer_same,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -76,15 +89,21 @@ def main() -> None:
     ap.add_argument("--backend", default="torch", choices=[b for b in BACKENDS if b.startswith("torch")])
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    rows = [compare(a.variant, a.neurons, int(p), a.samples, a.time_steps, a.device, a.backend)
-            for p in a.populations.split(",")]  # fmt: skip
-    print(f"{'device':<6} {'backend':<13} {'P':>4} {'samples':>7} {'spikes':>8} {'differ':>6} {'first':>5} "
-          f"{'max |dw|':>10} {'max |dtheta|':>12} {'infer same':>10}")  # fmt: skip
+    rows = [
+        compare(a.variant, a.neurons, int(p), a.samples, a.time_steps, a.device, a.backend)
+        for p in a.populations.split(",")
+    ]
+    print(
+        f"{'device':<6} {'backend':<13} {'P':>4} {'samples':>7} {'spikes':>8} {'differ':>6} {'first':>5} "
+        f"{'max |dw|':>10} {'max |dtheta|':>12} {'infer same':>10}"
+    )
     for r in rows:
         first = "-" if r["first_different_sample"] is None else r["first_different_sample"]
-        print(f"{r['device']:<6} {r['backend']:<13} {r['population']:>4} {r['samples']:>7} {r['spikes']:>8} "
-              f"{r['samples_with_different_spikes']:>6} {first:>5} {r['max_weight_difference']:>10.3g} "
-              f"{r['max_theta_difference']:>12.3g} {str(r['inference_identical']):>10}")  # fmt: skip
+        print(
+            f"{r['device']:<6} {r['backend']:<13} {r['population']:>4} {r['samples']:>7} {r['spikes']:>8} "
+            f"{r['samples_with_different_spikes']:>6} {first:>5} {r['max_weight_difference']:>10.3g} "
+            f"{r['max_theta_difference']:>12.3g} {str(r['inference_identical']):>10}"
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(rows, indent=2))

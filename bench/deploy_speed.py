@@ -85,15 +85,18 @@ def _numpy_run(
     np.save(paths[0], trains)
     np.save(paths[1], seeds)
     env = dict(os.environ, PYTHONPATH=str(ROOT), **ONE_THREAD)
-    proc = subprocess.run([python, "-c", _RUNNER, str(folder), *map(str, paths)], env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [python, "-c", _RUNNER, str(folder), *map(str, paths)], env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise SystemExit(f"the numpy runner failed under {python}:\n{proc.stderr}")
     seconds, np_version, py_version = proc.stdout.split()
     return np.load(paths[2]), float(seconds), f"Python {py_version}, numpy {np_version}"
 
 
-def _c_run(folder: Path, trains: np.ndarray, seeds: np.ndarray, cc: str) -> Tuple[np.ndarray, np.ndarray, float, Dict[str, int]]:  # fmt: skip
+def _c_run(
+    folder: Path, trains: np.ndarray, seeds: np.ndarray, cc: str
+) -> Tuple[np.ndarray, np.ndarray, float, Dict[str, int]]:
     source = folder / "tinysnn_infer.c"
     exe, obj = folder / "infer", folder / "tinysnn_infer.o"
     flags = ["-std=c99", "-O2"]
@@ -123,8 +126,17 @@ def _measure(
     net = NetworkConfig(variant="tinysnn", n_neurons=n_neurons, one_spike=True, w_inh=120.0)
     specs = [None if q == "fp32" else parse_quant_arg(q, scheme="ptq") for q in a.quant]
     pop = build_population([net] * len(specs), LearningConfig(eta_post=0.002, n_th=1.0), [0] * len(specs))
-    res = run(RunSpec(pop, enc, d.train.take(a.train_samples), d.test.take(a.images), quant=specs,
-                      progress=False, assign=d.train.take(min(a.train_samples, 10000))))  # fmt: skip
+    res = run(
+        RunSpec(
+            pop,
+            enc,
+            d.train.take(a.train_samples),
+            d.test.take(a.images),
+            quant=specs,
+            progress=False,
+            assign=d.train.take(min(a.train_samples, 10000)),
+        )
+    )
     images = d.test.images[: a.images]
     trains_tbn = poisson(images, enc, torch.Generator().manual_seed(1))
     trains = trains_tbn.permute(1, 0, 2).numpy()
@@ -137,23 +149,40 @@ def _measure(
         t0 = time.perf_counter()
         sim_counts = sim.infer(images, STREAM_TEST, 0, trains=trains_tbn)[0].numpy()
         t_sim = time.perf_counter() - t0
-        folder = export_network(tmp / f"n{n_neurons}-m{k}", pop, k, enc, specs[k], res.networks[k].assignment, 10,
-                                accuracy=res.networks[k].accuracy)  # fmt: skip
+        folder = export_network(
+            tmp / f"n{n_neurons}-m{k}",
+            pop,
+            k,
+            enc,
+            specs[k],
+            res.networks[k].assignment,
+            10,
+            accuracy=res.networks[k].accuracy,
+        )
         model = deploy.load_model(folder)
         counts, t_np, runner_env = _numpy_run(a.python, folder, trains, seeds)
         pred = deploy.predict(model, counts)
         row = {
-            "kind": KINDS.get(text, text), "quant": text, "neurons": n_neurons, "label": model.meta["label"],
-            "images": len(images), "payload_bytes": int(model.meta["payload"]["bytes"]),
-            "sim_samples_per_s": len(images) / t_sim, "numpy_samples_per_s": len(images) / t_np,
-            "numpy_runner": runner_env, "numpy_equals_simulator": bool(np.array_equal(counts, sim_counts)),
+            "kind": KINDS.get(text, text),
+            "quant": text,
+            "neurons": n_neurons,
+            "label": model.meta["label"],
+            "images": len(images),
+            "payload_bytes": int(model.meta["payload"]["bytes"]),
+            "sim_samples_per_s": len(images) / t_sim,
+            "numpy_samples_per_s": len(images) / t_np,
+            "numpy_runner": runner_env,
+            "numpy_equals_simulator": bool(np.array_equal(counts, sim_counts)),
             "accuracy_on_these_trains": float((pred == d.test.labels[: a.images].numpy()).mean()),
-        }  # fmt: skip
+        }
         if cc is not None:
             write_c(model, folder)
             c_counts, c_pred, t_c, size = _c_run(folder, trains, seeds, cc)
-            row.update(c_samples_per_s=len(images) / t_c, c_size=size,
-                       c_equals_numpy=bool(np.array_equal(c_counts, counts) and np.array_equal(c_pred, pred)))  # fmt: skip
+            row.update(
+                c_samples_per_s=len(images) / t_c,
+                c_size=size,
+                c_equals_numpy=bool(np.array_equal(c_counts, counts) and np.array_equal(c_pred, pred)),
+            )
         rows.append(row)
     return rows
 
@@ -167,8 +196,11 @@ def main() -> None:
     ap.add_argument(
         "--quant", nargs="+", default=list(KINDS), help="model kinds: fp32 or a --quant text each"
     )
-    ap.add_argument("--python", default=sys.executable,
-                    help="interpreter that runs the numpy runner (numpy alone needed), e.g. /tmp/v38np/bin/python")  # fmt: skip
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that runs the numpy runner (numpy alone needed), e.g. /tmp/v38np/bin/python",
+    )
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     revision = git_revision()
@@ -179,19 +211,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [r for n in a.neurons for r in _measure(a, d, n, Path(tmp), cc)]
     print(f"numpy runner: {rows[0]['numpy_runner']}, one BLAS thread; C: {cc} -std=c99 -O2")
-    print(f"{'model':<10} {'N':>4} {'sim/s':>8} {'numpy/s':>8} {'C/s':>8} {'np/sim':>7} {'C/sim':>7} exact  "
-          f"{'payload B':>9} {'flash B':>8} {'RAM B':>7}")  # fmt: skip
+    print(
+        f"{'model':<10} {'N':>4} {'sim/s':>8} {'numpy/s':>8} {'C/s':>8} {'np/sim':>7} {'C/sim':>7} exact  "
+        f"{'payload B':>9} {'flash B':>8} {'RAM B':>7}"
+    )
     for r in rows:
         c = r.get("c_samples_per_s", float("nan"))
         size = r.get("c_size", {})
         exact = r["numpy_equals_simulator"] and r.get("c_equals_numpy", True)
-        print(f"{r['kind']:<10} {r['neurons']:>4} {r['sim_samples_per_s']:>8.1f} {r['numpy_samples_per_s']:>8.1f} "
-              f"{c:>8.1f} {r['numpy_samples_per_s'] / r['sim_samples_per_s']:>7.2f} "
-              f"{c / r['sim_samples_per_s']:>7.2f} {'yes' if exact else 'NO':<5}  {r['payload_bytes']:>9} "
-              f"{size.get('text', 0) + size.get('data', 0):>8} {size.get('bss', 0):>7}")  # fmt: skip
+        print(
+            f"{r['kind']:<10} {r['neurons']:>4} {r['sim_samples_per_s']:>8.1f} {r['numpy_samples_per_s']:>8.1f} "
+            f"{c:>8.1f} {r['numpy_samples_per_s'] / r['sim_samples_per_s']:>7.2f} "
+            f"{c / r['sim_samples_per_s']:>7.2f} {'yes' if exact else 'NO':<5}  {r['payload_bytes']:>9} "
+            f"{size.get('text', 0) + size.get('data', 0):>8} {size.get('bss', 0):>7}"
+        )
     if a.json:
-        machine = {"python": platform.python_version(), "platform": platform.platform(), "cc": cc,
-                   "cpu": cpu_model(), "loadavg": loadavg(), "revision": revision}  # fmt: skip
+        machine = {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cc": cc,
+            "cpu": cpu_model(),
+            "loadavg": loadavg(),
+            "revision": revision,
+        }
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"args": vars(a), "machine": machine, "rows": rows}, indent=2))
         print(f"wrote {a.json}")

@@ -30,8 +30,11 @@ from tinysnn.quant import parse_quant_arg
 from tinysnn.train import RunSpec, run
 
 PAPER = {"train_fp32": 1.9, "train_8bit": 2.7, "infer_fp32": 1.9, "infer_8bit": 2.9}
-CONFIGS = [("diehl_cook FP32", "diehl_cook", None), ("tinysnn FP32", "tinysnn", None),
-           ("tinysnn 8-bit", "tinysnn", "weights=Q1.7")]  # fmt: skip
+CONFIGS = [
+    ("diehl_cook FP32", "diehl_cook", None),
+    ("tinysnn FP32", "tinysnn", None),
+    ("tinysnn 8-bit", "tinysnn", "weights=Q1.7"),
+]
 
 
 def available_meters(device: torch.device) -> List[str]:
@@ -80,39 +83,71 @@ def main(argv: Any = None) -> int:
                 q = [parse_quant_arg(quant, scheme="ptq")] if quant else None
                 print(f"== {ds} {label} [{meter_name}]", flush=True)
                 try:
-                    res = run(RunSpec(pop, EncodingConfig(), train, test, quant=q, meter=meter,
-                                      progress=False, assign=train))  # fmt: skip
+                    res = run(
+                        RunSpec(
+                            pop,
+                            EncodingConfig(),
+                            train,
+                            test,
+                            quant=q,
+                            meter=meter,
+                            progress=False,
+                            assign=train,
+                        )
+                    )
                 finally:
                     meter.close()
                 r, ex = res.record(0), res.extra
-                rows.append({
-                    "dataset": ds, "config": label, "meter": ex["energy_meter"],
-                    "is_estimate": ex["energy_is_estimate"], "idle_power_w": ex["idle_power_w"],
-                    "train_j_per_sample": ex["energy_train_joules_per_sample"],
-                    "infer_j_per_sample": ex["energy_infer_joules_per_sample"],
-                    "op_train_j_per_sample": r["op_energy_train_j_per_sample"],
-                    "op_infer_j_per_sample": r["op_energy_infer_j_per_sample"],
-                    "train_samples_per_s": r["train_samples_per_s"], "infer_samples_per_s": r["infer_samples_per_s"],
-                    "accuracy": r["accuracy"],
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "config": label,
+                        "meter": ex["energy_meter"],
+                        "is_estimate": ex["energy_is_estimate"],
+                        "idle_power_w": ex["idle_power_w"],
+                        "train_j_per_sample": ex["energy_train_joules_per_sample"],
+                        "infer_j_per_sample": ex["energy_infer_joules_per_sample"],
+                        "op_train_j_per_sample": r["op_energy_train_j_per_sample"],
+                        "op_infer_j_per_sample": r["op_energy_infer_j_per_sample"],
+                        "train_samples_per_s": r["train_samples_per_s"],
+                        "infer_samples_per_s": r["infer_samples_per_s"],
+                        "accuracy": r["accuracy"],
+                    }
+                )
     print_table(rows)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "energy", "args": vars(args), "git_revision": revision,
-                               "date": _dt.datetime.now().isoformat(timespec="seconds"), "cpu_model": cpu_model(),
-                               "meters": meters, "paper_ratios": PAPER, "rows": rows}, indent=1))  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "energy",
+                "args": vars(args),
+                "git_revision": revision,
+                "date": _dt.datetime.now().isoformat(timespec="seconds"),
+                "cpu_model": cpu_model(),
+                "meters": meters,
+                "paper_ratios": PAPER,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    print(f"{'dataset':<14} {'config':<16} {'meter':<10} {'train J/smp':>12} {'infer J/smp':>12} "
-          f"{'op train J':>11} {'op infer J':>11} {'acc':>7}")  # fmt: skip
+    print(
+        f"{'dataset':<14} {'config':<16} {'meter':<10} {'train J/smp':>12} {'infer J/smp':>12} "
+        f"{'op train J':>11} {'op infer J':>11} {'acc':>7}"
+    )
     for r in rows:
         tag = r["meter"] + ("*" if r["is_estimate"] else "")
-        print(f"{r['dataset']:<14} {r['config']:<16} {tag:<10} {r['train_j_per_sample']:>12.4g} "
-              f"{r['infer_j_per_sample']:>12.4g} {r['op_train_j_per_sample']:>11.3g} "
-              f"{r['op_infer_j_per_sample']:>11.3g} {100 * r['accuracy']:>6.2f}%")  # fmt: skip
+        print(
+            f"{r['dataset']:<14} {r['config']:<16} {tag:<10} {r['train_j_per_sample']:>12.4g} "
+            f"{r['infer_j_per_sample']:>12.4g} {r['op_train_j_per_sample']:>11.3g} "
+            f"{r['op_infer_j_per_sample']:>11.3g} {100 * r['accuracy']:>6.2f}%"
+        )
     print("* estimate: wall time x a stated power, not a measurement")
     print(
         f"\n{'dataset':<14} {'meter':<10} {'ratio (diehl_cook / x)':<26} {'ours':>7} {'op-count':>9} {'paper':>6}"
@@ -127,8 +162,10 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
                 for cfg, key in (("tinysnn FP32", "fp32"), ("tinysnn 8-bit", "8bit")):
                     ours = dc[f"{phase}_j_per_sample"] / sel[cfg][f"{phase}_j_per_sample"]
                     op = dc[f"op_{phase}_j_per_sample"] / sel[cfg][f"op_{phase}_j_per_sample"]
-                    print(f"{ds:<14} {meter:<10} {phase + ' vs ' + cfg:<26} {ours:>6.2f}x {op:>8.2f}x "
-                          f"{PAPER[phase + '_' + key]:>5.1f}x")  # fmt: skip
+                    print(
+                        f"{ds:<14} {meter:<10} {phase + ' vs ' + cfg:<26} {ours:>6.2f}x {op:>8.2f}x "
+                        f"{PAPER[phase + '_' + key]:>5.1f}x"
+                    )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,18 @@ PY = sys.executable
 TINYSNN = [PY, "-m", "tinysnn.cli"]
 SEARCH = [PY, "-m", "search.cli"]
 TRAIN = TINYSNN + ["train", "--no-progress", "--energy", "estimate"]
-DIGITS = TRAIN + ["--dataset", "digits", "--neurons", "10", "--train-samples", "50", "--test-samples", "20",
-                  "--time-steps", "20"]  # fmt: skip
+DIGITS = TRAIN + [
+    "--dataset",
+    "digits",
+    "--neurons",
+    "10",
+    "--train-samples",
+    "50",
+    "--test-samples",
+    "20",
+    "--time-steps",
+    "20",
+]
 STUDY = "tiny"
 """The study of the campaign's base folder, trained once (:func:`build_base`) and copied per case."""
 GIB = 1 << 30
@@ -127,8 +137,11 @@ def _spec(trials: int = 2, seed: int = 1, name: str = STUDY, *edits: Tuple[str, 
 
 
 def _idx(path: Path, arr: np.ndarray) -> None:
-    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-                     + arr.astype(np.uint8).tobytes())  # fmt: skip
+    path.write_bytes(
+        bytes([0, 0, 0x08, arr.ndim])
+        + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+        + arr.astype(np.uint8).tobytes()
+    )
 
 
 def _fake_mnist(root: Path, test_shape: Tuple[int, int] = (28, 28)) -> Path:
@@ -218,8 +231,11 @@ class Ctx:
         if os.geteuid() != 0:
             raise Skip("needs root to mount a tmpfs (full disk / read-only folder)")
         path.mkdir(parents=True, exist_ok=True)
-        got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
-                             capture_output=True, text=True)  # fmt: skip
+        got = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
         if got.returncode != 0:
             raise Skip(f"mount -t tmpfs failed: {got.stderr.strip()}")
         self.stack.callback(lambda: subprocess.run(["umount", "-l", str(path)], capture_output=True))
@@ -299,9 +315,16 @@ def _limits(limits: Dict[int, int]) -> Optional[Callable[[], None]]:
 
 def _execute(cmd: List[str], ctx: Ctx, timeout: float) -> Tuple[int, str, str, bool]:
     """(exit code, stdout, stderr, timed out) of ``cmd`` in the case folder; a process group killed on timeout."""
-    proc = subprocess.Popen(cmd, cwd=ctx.work, env=dict(_env(), **ctx.env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_limits(ctx.limits))  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ctx.work,
+        env=dict(_env(), **ctx.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_limits(ctx.limits),
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out, err, False
@@ -374,8 +397,18 @@ def run_case(case: Case, base: Path) -> Dict[str, object]:
             try:
                 cmd = case.setup(ctx)
             except Skip as exc:
-                row.update(command="", rc=None, result="skipped", seconds=0.0, message=str(exc), left=[],
-                           outside=[], replaced=[], user_files=[], problems=[])  # fmt: skip
+                row.update(
+                    command="",
+                    rc=None,
+                    result="skipped",
+                    seconds=0.0,
+                    message=str(exc),
+                    left=[],
+                    outside=[],
+                    replaced=[],
+                    user_files=[],
+                    problems=[],
+                )
                 return row
             before = _tree(sandbox)
             guarded = [(p, kind, _digest(p)) for p, kind in ctx.guards]
@@ -395,11 +428,20 @@ def run_case(case: Case, base: Path) -> Dict[str, object]:
         result = _classify(case, rc, out, err, timed_out, left)
         lines = _error_lines(err)
         message = lines[-1] if result == "traceback" and lines else (lines[0] if lines else "")
-        row.update(command=_shown(cmd, sandbox), rc=rc, result=result, seconds=round(seconds, 1),
-                   stderr_lines=len(lines), message=message[:200], left=left[:5],
-                   outside=outside[:5], replaced=[p for p, kind in touched if kind == "study"],
-                   user_files=[p for p, kind in touched if kind == "user"], problems=problems,
-                   stderr_tail="" if result in ("clear", "ok") else err[-2000:])  # fmt: skip
+        row.update(
+            command=_shown(cmd, sandbox),
+            rc=rc,
+            result=result,
+            seconds=round(seconds, 1),
+            stderr_lines=len(lines),
+            message=message[:200],
+            left=left[:5],
+            outside=outside[:5],
+            replaced=[p for p, kind in touched if kind == "study"],
+            user_files=[p for p, kind in touched if kind == "user"],
+            problems=problems,
+            stderr_tail="" if result in ("clear", "ok") else err[-2000:],
+        )
     return row
 
 
@@ -412,8 +454,10 @@ def build_base(root: Path) -> Path:
     base = root / "base"
     base.mkdir()
     (base / "spec.toml").write_text(_spec() + "\n[constraints]\nmin_accuracy = 0\n")  # every trial feasible
-    steps = [SEARCH + ["run", "spec.toml", "--no-progress"],
-             SEARCH + ["pack", "spec.toml", "--out", f"{STUDY}.tar.gz"]]  # fmt: skip
+    steps = [
+        SEARCH + ["run", "spec.toml", "--no-progress"],
+        SEARCH + ["pack", "spec.toml", "--out", f"{STUDY}.tar.gz"],
+    ]
     for cmd in steps:
         got = _run(cmd, base)
         if got.returncode != 0:
@@ -426,8 +470,11 @@ def build_base(root: Path) -> Path:
         study = optuna.load_study(study_name=STUDY, storage=storage)
         done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
         trial = next((t for t in done if t.params.get("quantize") != "fp32"), done[0])
-        model = [m.artifact_id for m in get_all_artifact_meta(trial, storage=study._storage)
-                 if m.filename == "model.pt"]  # fmt: skip
+        model = [
+            m.artifact_id
+            for m in get_all_artifact_meta(trial, storage=study._storage)
+            if m.filename == "model.pt"
+        ]
     cmd = SEARCH + ["export", "spec.toml", "--trial", str(trial.number), "--out", "model"]
     got = _run(cmd, base)
     if got.returncode != 0:
@@ -465,8 +512,13 @@ def pack_parts(pack: Path) -> Tuple[Dict[str, object], Dict[str, bytes]]:
     return json.loads(files.pop("manifest.json")), files
 
 
-def craft_pack(out: Path, template: Dict[str, object], members: Dict[str, object],
-               listed: Optional[Dict[str, bytes]] = None, **manifest: object) -> Path:  # fmt: skip
+def craft_pack(
+    out: Path,
+    template: Dict[str, object],
+    members: Dict[str, object],
+    listed: Optional[Dict[str, bytes]] = None,
+    **manifest: object,
+) -> Path:
     """Write a pack: ``members`` (name -> bytes, an int = that many zero bytes, or a :class:`Special`
     link, FIFO or device), and a manifest made from the real pack's ``template`` with
     ``manifest``'s keys replaced (None deletes a key) and a valid entry for every file of ``listed``
@@ -479,8 +531,10 @@ def craft_pack(out: Path, template: Dict[str, object], members: Dict[str, object
         digest = hashlib.sha256(data).hexdigest()
         if isinstance(entry, str):
             return digest
-        return {k: (digest if "sha" in k else len(data) if k in ("size", "bytes", "length") else v)
-                for k, v in entry.items()}  # fmt: skip
+        return {
+            k: (digest if "sha" in k else len(data) if k in ("size", "bytes", "length") else v)
+            for k, v in entry.items()
+        }
 
     man = dict(template, files={k: described(v) for k, v in listed.items()})
     for key, value in manifest.items():
@@ -602,8 +656,12 @@ def bad_inputs() -> List[Case]:
 
         return setup
 
-    def on_study(*args: str, damage: Optional[Callable[[Path], None]] = None, lock: bool = False,
-                 prep: Optional[Callable[[Ctx], List[str]]] = None) -> Callable[[Ctx], List[str]]:  # fmt: skip
+    def on_study(
+        *args: str,
+        damage: Optional[Callable[[Path], None]] = None,
+        lock: bool = False,
+        prep: Optional[Callable[[Ctx], List[str]]] = None,
+    ) -> Callable[[Ctx], List[str]]:
         """``tinysnn-search ARGS`` beside a copy of the base study (guarded: it must not change)."""
 
         def setup(ctx: Ctx) -> List[str]:
@@ -626,8 +684,11 @@ def bad_inputs() -> List[Case]:
         db.write_bytes(bytes(data))
 
     # --- crafted packs: every one is unpacked into work/a/b/dest; a write above dest is "outside"
-    def unpack(build: Callable[[Ctx, Dict[str, object], Dict[str, bytes]], Path], dest: str = "a/b/dest",
-               existing: bool = False) -> Callable[[Ctx], List[str]]:  # fmt: skip
+    def unpack(
+        build: Callable[[Ctx, Dict[str, object], Dict[str, bytes]], Path],
+        dest: str = "a/b/dest",
+        existing: bool = False,
+    ) -> Callable[[Ctx], List[str]]:
         def setup(ctx: Ctx) -> List[str]:
             template, files = pack_parts(ctx.base / f"{STUDY}.tar.gz")
             target = ctx.work / dest
@@ -640,8 +701,11 @@ def bad_inputs() -> List[Case]:
             victim.write_text("a file of the user, beside the sandbox\n")
             ctx.guard(victim, "user")
             ctx.limits[resource.RLIMIT_FSIZE] = OVERSIZE // 2
-            ctx.checks.append(lambda text: "wrote a member out in full (File too large)"
-                              if "File too large" in text else None)  # fmt: skip
+            ctx.checks.append(
+                lambda text: (
+                    "wrote a member out in full (File too large)" if "File too large" in text else None
+                )
+            )
             pack = build(ctx, template, files)
             return SEARCH + ["unpack", str(pack.relative_to(ctx.work)), "--dest", dest]
 
@@ -720,7 +784,9 @@ def bad_inputs() -> List[Case]:
         def setup(ctx: Ctx) -> List[str]:
             full = ctx.tmpfs(ctx.work / "full", size_kb, fill=True)
             value = f"sqlite:///{full}/{STUDY}.db" if path_key == "storage" else str(full / where)
-            (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY, ("heartbeat_s = 1", f'heartbeat_s = 1\n{path_key} = "{value}"')))  # fmt: skip
+            (ctx.work / "spec.toml").write_text(
+                _spec(2, 1, STUDY, ("heartbeat_s = 1", f'heartbeat_s = 1\n{path_key} = "{value}"'))
+            )
             ctx.left_ok = True
             ctx.checks.append(_no_partial(full))
             return SEARCH + ["run", "spec.toml", "--no-progress"]
@@ -729,7 +795,9 @@ def bad_inputs() -> List[Case]:
 
     def artifacts_under_file(ctx: Ctx) -> List[str]:
         ctx.guard(ctx.work / "blocker", "user").write_text("a file, not a folder\n")
-        (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY, ("heartbeat_s = 1", 'heartbeat_s = 1\nartifacts = "blocker/art"')))  # fmt: skip
+        (ctx.work / "spec.toml").write_text(
+            _spec(2, 1, STUDY, ("heartbeat_s = 1", 'heartbeat_s = 1\nartifacts = "blocker/art"'))
+        )
         return SEARCH + ["run", "spec.toml", "--no-progress"]
 
     def report_onto_file(ctx: Ctx) -> List[str]:
@@ -776,8 +844,11 @@ def bad_inputs() -> List[Case]:
 
     def mismatched_run(ctx: Ctx) -> List[str]:
         _fake_mnist(ctx.work / "data", test_shape=(7, 9))
-        edits = (('dataset = "digits"', 'dataset = "mnist"\nroot = "data"'), ("train_samples = 200", "train_samples = 40"),
-                 ("test_samples = 100", "test_samples = 20"))  # fmt: skip
+        edits = (
+            ('dataset = "digits"', 'dataset = "mnist"\nroot = "data"'),
+            ("train_samples = 200", "train_samples = 40"),
+            ("test_samples = 100", "test_samples = 20"),
+        )
         (ctx.work / "spec.toml").write_text(_spec(2, 1, STUDY, *edits))
         return SEARCH + ["run", "spec.toml", "--no-progress"]
 
@@ -790,9 +861,11 @@ def bad_inputs() -> List[Case]:
     def nan_images(ctx: Ctx) -> List[str]:
         shutil.copytree(ctx.base / "model", ctx.work / "m")
         ctx.left_ok = True
-        code = ("import sys, numpy as np\nfrom tinysnn.deploy import encode, load_model\ntry:\n"
-                "    encode(np.full((2, 64), np.nan), load_model('m'), np.random.default_rng(0))\n"
-                "except ValueError as exc:\n    print(f'tinysnn: error: {exc}', file=sys.stderr)\n    sys.exit(2)")  # fmt: skip
+        code = (
+            "import sys, numpy as np\nfrom tinysnn.deploy import encode, load_model\ntry:\n"
+            "    encode(np.full((2, 64), np.nan), load_model('m'), np.random.default_rng(0))\n"
+            "except ValueError as exc:\n    print(f'tinysnn: error: {exc}', file=sys.stderr)\n    sys.exit(2)"
+        )
         return [PY, "-c", code]
 
     def mismatched_train(ctx: Ctx) -> List[str]:
@@ -811,7 +884,7 @@ def bad_inputs() -> List[Case]:
         Case("spec", "unknown dataset", spec(('dataset = "digits"', 'dataset = "cifar"'))),
         Case("spec", "ITQ-only V_th coarser than theta+, truncate/nearest",  # stochastic rounding is not bound (issue 25)
              spec(('scheme = ["ptq", "itq"]', 'scheme = "itq"'), ("frac = { low = 5, high = 7 }", "frac = 3"),
-                  ('rounding = ["truncate", "nearest", "stochastic"]', 'rounding = ["truncate", "nearest"]'))),  # fmt: skip
+                  ('rounding = ["truncate", "nearest", "stochastic"]', 'rounding = ["truncate", "nearest"]'))),
         Case("spec", "bad storage URL", spec(("heartbeat_s = 1", 'heartbeat_s = 1\nstorage = "runs/x.db"'))),
         Case("data", "IDX image file cut to 10 bytes", mnist(cut("train-images-idx3-ubyte", 10))),
         Case("data", "IDX image file cut in its body", mnist(cut("train-images-idx3-ubyte", 500))),
@@ -907,7 +980,7 @@ def bad_inputs() -> List[Case]:
         # commands
         Case("command", "report --out an existing file", on_study("report", "spec.toml", prep=report_onto_file)),
         Case("command", "dashboard --port 70000", on_study("dashboard", "spec.toml", "--port", "70000"), timeout=30),
-        Case("command", "dashboard --host 256.1.1.1", on_study("dashboard", "spec.toml", "--host", "256.1.1.1"), timeout=30),  # fmt: skip
+        Case("command", "dashboard --host 256.1.1.1", on_study("dashboard", "spec.toml", "--host", "256.1.1.1"), timeout=30),
         Case("command", "dashboard on a port in use", on_study("dashboard", "spec.toml", prep=busy), timeout=30),
         Case("command", "spec artifacts under a file", artifacts_under_file),
         Case("command", "export --format c into a read-only folder", on_study("export", "spec.toml", prep=read_only_out)),
@@ -916,8 +989,8 @@ def bad_inputs() -> List[Case]:
         # model folders: re-signed model.json
         Case("model", "control: re-signed without an edit", _resigned(lambda meta: None), control=True),
         Case("model", "rounding 'sideways'", _resigned(_set("rounding", "sideways"))),
-        Case("model", "weights format of 0 bits", _resigned(_set("formats.weights", {"int_bits": 0, "frac_bits": 0, "signed": False, "text": "UQ0.0"}))),  # fmt: skip
-        Case("model", "formats disagree with the payload", _resigned(_set("formats.weights", {"int_bits": 2, "frac_bits": 6, "signed": False, "text": "UQ2.6"}))),  # fmt: skip
+        Case("model", "weights format of 0 bits", _resigned(_set("formats.weights", {"int_bits": 0, "frac_bits": 0, "signed": False, "text": "UQ0.0"}))),
+        Case("model", "formats disagree with the payload", _resigned(_set("formats.weights", {"int_bits": 2, "frac_bits": 6, "signed": False, "text": "UQ2.6"}))),
         Case("model", "label 10 of 10 classes", _resigned(_set("labels.0", 10))),
         Case("model", "time_steps 0", _resigned(_set("encoding.time_steps", 0))),
         Case("model", "time_steps 1000000000", _resigned(_set("encoding.time_steps", 1000000000)), timeout=90),
@@ -932,8 +1005,11 @@ def _no_partial(full: Path) -> Callable[[str], Optional[str]]:
     """A check: no file but our filler is left on the full disk ``full``."""
 
     def check(text: str) -> Optional[str]:
-        files = [f"{p.relative_to(full)} ({p.stat().st_size} B)" for p in full.rglob("*")
-                 if p.is_file() and p.name != ".filler"]  # fmt: skip
+        files = [
+            f"{p.relative_to(full)} ({p.stat().st_size} B)"
+            for p in full.rglob("*")
+            if p.is_file() and p.name != ".filler"
+        ]
         return f"files left on the full disk: {', '.join(files[:3])}" if files else None
 
     return check
@@ -975,8 +1051,13 @@ def summary(rows: List[Dict[str, object]]) -> Dict[str, int]:
 
 def _row_line(r: Dict[str, object]) -> str:
     flags = []
-    for key, tag in (("outside", "OUTSIDE"), ("replaced", "REPLACED"), ("user_files", "USER FILES"),
-                     ("left", "left"), ("problems", "PROBLEM")):  # fmt: skip
+    for key, tag in (
+        ("outside", "OUTSIDE"),
+        ("replaced", "REPLACED"),
+        ("user_files", "USER FILES"),
+        ("left", "left"),
+        ("problems", "PROBLEM"),
+    ):
         if r.get(key):
             flags.append(f"{tag} {r[key]}")
     extra = ("  [" + "; ".join(flags) + "]") if flags else ""
@@ -998,8 +1079,12 @@ def kill_round(workers: int, budget: int, seed: int) -> Dict[str, object]:
         (folder / "spec.toml").write_text(SPEC.format(trials=budget, seed=seed))
         url = f"sqlite:///{folder}/runs/faults.db"
         cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
-        procs = [subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(workers)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(workers)
+        ]
         deadline = time.time() + 300
         while time.time() < deadline:  # until some trial is running, plus a random moment
             if (folder / "runs" / "faults.db").exists():
@@ -1010,27 +1095,34 @@ def kill_round(workers: int, budget: int, seed: int) -> Dict[str, object]:
                     pass
             time.sleep(0.2)
         time.sleep(rng.uniform(0.5, 4.0))
-        holders = {(trial_worker(t) or {}).get("pid") for t in _trials(url)
-                   if t.state == TrialState.RUNNING}  # fmt: skip
+        holders = {(trial_worker(t) or {}).get("pid") for t in _trials(url) if t.state == TrialState.RUNNING}
         busy = [p for p in procs if p.pid in holders]
         victim = rng.choice(busy or procs)  # a worker that holds a trial, mid-run
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
-        procs.append(subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
         exits = [p.wait(timeout=600) for p in procs if p is not victim]
         trials = _trials(url)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         params = [tuple(sorted(t.params.items())) for t in complete]
         return {
-            "workers": workers, "budget": budget, "seed": seed,
+            "workers": workers,
+            "budget": budget,
+            "seed": seed,
             "complete": len(complete),
-            "extra": max(0, len(complete) - budget), "missing": max(0, budget - len(complete)),
-            "left_running_or_waiting": sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials),
+            "extra": max(0, len(complete) - budget),
+            "missing": max(0, budget - len(complete)),
+            "left_running_or_waiting": sum(
+                t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials
+            ),
             "duplicates": len(params) - len(set(params)),
             "failed_exits": sum(code != 0 for code in exits),
             "requeued": sum("retry_of" in t.user_attrs for t in trials),
-        }  # fmt: skip
+        }
 
 
 def _draws(trials: List[optuna.trial.FrozenTrial]) -> List[tuple]:
@@ -1073,8 +1165,9 @@ def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
                     deadline = time.time() + 300
                     while proc.poll() is None and time.time() < deadline:  # until a trial runs
                         try:
-                            if (folder / "runs" / "faults.db").exists() and \
-                                    any(t.state == TrialState.RUNNING for t in _trials(url)):  # fmt: skip
+                            if (folder / "runs" / "faults.db").exists() and any(
+                                t.state == TrialState.RUNNING for t in _trials(url)
+                            ):
                                 break
                         except Exception:  # noqa: BLE001 - the study is being created
                             pass
@@ -1092,9 +1185,13 @@ def restart_round(stops: int, budget: int, seed: int) -> Dict[str, object]:
             runs[name] = (_draws(_trials(url)), killed, sum("retry_of" in t.user_attrs for t in _trials(url)))
         (ref, _, _), (got, killed, requeued) = runs["uninterrupted"], runs["stopped"]
         return {
-            "budget": budget, "seed": seed, "kills": killed, "requeued": requeued, "draws": len(got),
+            "budget": budget,
+            "seed": seed,
+            "kills": killed,
+            "requeued": requeued,
+            "draws": len(got),
             "same_as_uninterrupted": sum(a == b for a, b in zip(got, ref)) if len(got) == len(ref) else 0,
-        }  # fmt: skip
+        }
 
 
 STOPS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -1142,8 +1239,15 @@ def signal_round(stops: List[Tuple[int, str]], budget: int, seed: int) -> List[D
         url = f"sqlite:///{folder}/runs/faults.db"
         cmd = SEARCH + ["run", "spec.toml", "--no-progress"]
         for signum, moment in stops + [(0, "none")]:
-            proc = subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                cmd,
+                cwd=folder,
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
             sent = False
             if signum and (moment == "start-up" or _wait_running(proc, folder, url)):
                 time.sleep(rng.uniform(0.2, 1.5) if moment == "start-up" else rng.uniform(0.2, 4.0))
@@ -1157,11 +1261,19 @@ def signal_round(stops: List[Tuple[int, str]], budget: int, seed: int) -> List[D
             except Exception:  # noqa: BLE001 - stopped before the study existed
                 running = 0
             want = STOPS.get(signum, 0) if sent else 0
-            rows.append({"signal": signal.Signals(signum).name if signum else "none", "moment": moment,
-                         "sent": sent, "rc": proc.returncode, "expected_rc": want,
-                         "traceback": "Traceback (most recent call last)" in out + err,
-                         "last_line": lines[-1][:200] if lines else "", "running_left": running,
-                         "traceback_text": _traceback_text(out + err)})  # fmt: skip
+            rows.append(
+                {
+                    "signal": signal.Signals(signum).name if signum else "none",
+                    "moment": moment,
+                    "sent": sent,
+                    "rc": proc.returncode,
+                    "expected_rc": want,
+                    "traceback": "Traceback (most recent call last)" in out + err,
+                    "last_line": lines[-1][:200] if lines else "",
+                    "running_left": running,
+                    "traceback_text": _traceback_text(out + err),
+                }
+            )
         trials = _trials(url)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         params = [tuple(sorted(t.params.items())) for t in complete]
@@ -1180,8 +1292,13 @@ ROUNDS = ("bad-inputs", "signals", "kills", "restarts")
 def main() -> int:
     """Run the rounds asked for; exit 1 when any of them found a fault, else 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", choices=ROUNDS, default=list(ROUNDS),
-                    help="the rounds to run (default all; bad-inputs alone takes minutes)")  # fmt: skip
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=ROUNDS,
+        default=list(ROUNDS),
+        help="the rounds to run (default all; bad-inputs alone takes minutes)",
+    )
     ap.add_argument("--cases", default=None, help="bad inputs whose group or name contains this text")
     ap.add_argument(
         "--interrupts", type=int, default=9, help="Ctrl-Cs (SIGINT) of the signal round, mid-trial"
@@ -1199,8 +1316,9 @@ def main() -> int:
             bad = bad_input_round(base, a.cases)
         counts = summary(bad)
         print(", ".join(f"{k} {v}" for k, v in counts.items()))
-        failing = [r for r in bad if r["result"] not in ("clear", "ok", "skipped")
-                   or any(r[k] for k in COUNTERS[4:])]  # fmt: skip
+        failing = [
+            r for r in bad if r["result"] not in ("clear", "ok", "skipped") or any(r[k] for k in COUNTERS[4:])
+        ]
         print(
             f"{len(failing)} of {len(bad)} cases fail"
             + (": " + "; ".join(str(r["case"]) for r in failing) if failing else "")
@@ -1208,18 +1326,26 @@ def main() -> int:
         record.update(bad_inputs=bad, bad_input_summary=counts)
         faults += len(failing)
     if "signals" in a.only:
-        stops = [(signal.SIGTERM, "start-up"), (signal.SIGHUP, "start-up"), (signal.SIGTERM, "trial"),
-                 (signal.SIGHUP, "trial")] + [(signal.SIGINT, "trial")] * a.interrupts  # fmt: skip
+        stops = [
+            (signal.SIGTERM, "start-up"),
+            (signal.SIGHUP, "start-up"),
+            (signal.SIGTERM, "trial"),
+            (signal.SIGHUP, "trial"),
+        ] + [(signal.SIGINT, "trial")] * a.interrupts
         sigs = signal_round(stops, budget=6, seed=0)
         print(
             f"\n{'signal':<8} {'moment':<9} {'sent':<5} {'rc':>4} {'want':>4} {'tb':<3} {'running':>7}  last line"
         )
         for r in sigs:
-            print(f"{r['signal']:<8} {r['moment']:<9} {r['sent']!s:<5} {r['rc']:>4} {r['expected_rc']:>4} "
-                  f"{'yes' if r['traceback'] else 'no':<3} {r['running_left']:>7}  {r['last_line']}")  # fmt: skip
+            print(
+                f"{r['signal']:<8} {r['moment']:<9} {r['sent']!s:<5} {r['rc']:>4} {r['expected_rc']:>4} "
+                f"{'yes' if r['traceback'] else 'no':<3} {r['running_left']:>7}  {r['last_line']}"
+            )
         end = sigs[-1]
-        print(f"stops {len(sigs) - 1}, as intended {sum(_signal_ok(r) for r in sigs[:-1])}; then to the end: "
-              f"{end['complete']} complete of {end['budget']}, {end['duplicates']} duplicates, exit {end['rc']}")  # fmt: skip
+        print(
+            f"stops {len(sigs) - 1}, as intended {sum(_signal_ok(r) for r in sigs[:-1])}; then to the end: "
+            f"{end['complete']} complete of {end['budget']}, {end['duplicates']} duplicates, exit {end['rc']}"
+        )
         record["signals"] = sigs
         faults += (
             sum(not _signal_ok(r) for r in sigs)
@@ -1228,11 +1354,15 @@ def main() -> int:
         )
     if "kills" in a.only:
         kills = [kill_round(3, 5 + k, seed=k) for k in range(a.kill_rounds)]
-        print(f"\n{'workers':>7} {'budget':>6} {'complete':>8} {'extra':>5} {'missing':>7} {'left':>4} "
-              f"{'dup':>3} {'bad exits':>9} {'re-queued':>9}")  # fmt: skip
+        print(
+            f"\n{'workers':>7} {'budget':>6} {'complete':>8} {'extra':>5} {'missing':>7} {'left':>4} "
+            f"{'dup':>3} {'bad exits':>9} {'re-queued':>9}"
+        )
         for k in kills:
-            print(f"{k['workers']:>7} {k['budget']:>6} {k['complete']:>8} {k['extra']:>5} {k['missing']:>7} "
-                  f"{k['left_running_or_waiting']:>4} {k['duplicates']:>3} {k['failed_exits']:>9} {k['requeued']:>9}")  # fmt: skip
+            print(
+                f"{k['workers']:>7} {k['budget']:>6} {k['complete']:>8} {k['extra']:>5} {k['missing']:>7} "
+                f"{k['left_running_or_waiting']:>4} {k['duplicates']:>3} {k['failed_exits']:>9} {k['requeued']:>9}"
+            )
         record["kills"] = kills
         keys = ("extra", "missing", "left_running_or_waiting", "duplicates", "failed_exits")
         faults += sum(any(k[key] for key in keys) for k in kills)
@@ -1242,8 +1372,10 @@ def main() -> int:
             f"\n{'budget':>6} {'seed':>4} {'kills':>5} {'re-queued':>9} {'draws':>5} {'same as uninterrupted':>21}"
         )
         for r in restarts:
-            print(f"{r['budget']:>6} {r['seed']:>4} {r['kills']:>5} {r['requeued']:>9} {r['draws']:>5} "
-                  f"{r['same_as_uninterrupted']:>21}")  # fmt: skip
+            print(
+                f"{r['budget']:>6} {r['seed']:>4} {r['kills']:>5} {r['requeued']:>9} {r['draws']:>5} "
+                f"{r['same_as_uninterrupted']:>21}"
+            )
         record["restarts"] = restarts
         faults += sum(r["same_as_uninterrupted"] != r["draws"] or r["draws"] != r["budget"] for r in restarts)
     if a.json:

@@ -77,8 +77,18 @@ def images_and_labels(data_root: Optional[str], n: int) -> Any:
     return torch.from_numpy(synthetic_images(n, 0)), labels, "synthetic"
 
 
-def profile_row(variant: str, qtext: str, neurons: int, population: int, n_train: int, n_infer: int,
-                batch: int, images: Any, labels: Any, tps: float) -> Dict[str, Any]:  # fmt: skip
+def profile_row(
+    variant: str,
+    qtext: str,
+    neurons: int,
+    population: int,
+    n_train: int,
+    n_infer: int,
+    batch: int,
+    images: Any,
+    labels: Any,
+    tps: float,
+) -> Dict[str, Any]:
     """Train ``n_train`` and infer ``n_infer`` samples of one configuration, with and without the
     profile; per-sample seconds of each phase."""
     import numpy as np
@@ -100,8 +110,9 @@ def profile_row(variant: str, qtext: str, neurons: int, population: int, n_train
         timings = {}
         for profiled in (False, True):
             # a fresh population each time, so both runs compute the same samples
-            pop = build_population(NetworkConfig(variant=variant, n_neurons=neurons),
-                                   seeds=list(range(population)))  # fmt: skip
+            pop = build_population(
+                NetworkConfig(variant=variant, n_neurons=neurons), seeds=list(range(population))
+            )
             if spec is not None:
                 apply_quant_rows(pop, [spec] * population, training=mode == "train")
                 quantize_parameters(pop)
@@ -115,8 +126,10 @@ def profile_row(variant: str, qtext: str, neurons: int, population: int, n_train
                     sim.train_sample(images[i], i)
                 samples = n_train
             else:
-                counts = [sim.infer(images[a : a + batch], STREAM_INFER, first_index=a)
-                          for a in range(0, n_infer, batch)]  # fmt: skip
+                counts = [
+                    sim.infer(images[a : a + batch], STREAM_INFER, first_index=a)
+                    for a in range(0, n_infer, batch)
+                ]
                 samples = n_infer
             wall = time.perf_counter() - t0
             timings[profiled] = wall
@@ -145,13 +158,29 @@ def profile_row(variant: str, qtext: str, neurons: int, population: int, n_train
     return row
 
 
-PHASE_ORDER = ("encode", "input_current", "neuron_update", "inhibition", "learning", "normalization",
-               "label_assignment", "other")  # fmt: skip
+PHASE_ORDER = (
+    "encode",
+    "input_current",
+    "neuron_update",
+    "inhibition",
+    "learning",
+    "normalization",
+    "label_assignment",
+    "other",
+)
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    short = {"encode": "encode", "input_current": "input", "neuron_update": "neuron", "inhibition": "inhib",
-             "learning": "learn", "normalization": "norm", "label_assignment": "assign", "other": "other"}  # fmt: skip
+    short = {
+        "encode": "encode",
+        "input_current": "input",
+        "neuron_update": "neuron",
+        "inhibition": "inhib",
+        "learning": "learn",
+        "normalization": "norm",
+        "label_assignment": "assign",
+        "other": "other",
+    }
     hdr = f"{'variant':<10} {'P':>3} {'mode':<5} " + " ".join(f"{short[p]:>7}" for p in PHASE_ORDER)
     hdr += f" {'total':>7} {'rate/s':>7} {'no prof':>7}  quant"
     print("microseconds per sample and network (P networks: per sample of the population / P)")
@@ -161,25 +190,33 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
         for mode in ("train", "infer"):
             m = r[mode]
             ph = m["seconds_per_sample"]
-            cells = " ".join(f"{ph[p] * 1e6 / r['population']:>7.1f}" if p in ph else f"{'-':>7}"
-                             for p in PHASE_ORDER)  # fmt: skip
+            cells = " ".join(
+                f"{ph[p] * 1e6 / r['population']:>7.1f}" if p in ph else f"{'-':>7}" for p in PHASE_ORDER
+            )
             total = sum(ph.values()) * 1e6 / r["population"]
-            print(f"{r['variant']:<10} {r['population']:>3} {mode:<5} {cells} {total:>7.1f} "
-                  f"{m['rate_profiled'] * r['population']:>7.0f} {m['rate_unprofiled'] * r['population']:>7.0f}"
-                  f"  {r['quant']}")  # fmt: skip
+            print(
+                f"{r['variant']:<10} {r['population']:>3} {mode:<5} {cells} {total:>7.1f} "
+                f"{m['rate_profiled'] * r['population']:>7.0f} {m['rate_unprofiled'] * r['population']:>7.0f}"
+                f"  {r['quant']}"
+            )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--variants", default="diehl_cook,tinysnn", help="comma list (default: diehl_cook,tinysnn)"
     )
     p.add_argument("--neurons", type=int, default=400, help="excitatory neurons (default 400)")
     p.add_argument("--populations", default="1,16", help="comma list of population sizes P (default: 1,16)")
-    p.add_argument("--quant", action="append", default=None,
-                   help="a spec as bench/throughput.py's --quant, or fp32; repeatable (default: fp32, ITQ "
-                        "weights=UQ0.8 truncate, PTQ weights=Q1.7,vmem=SQ8.0,vth=Q8.0 truncate)")  # fmt: skip
+    p.add_argument(
+        "--quant",
+        action="append",
+        default=None,
+        help="a spec as bench/throughput.py's --quant, or fp32; repeatable (default: fp32, ITQ "
+        "weights=UQ0.8 truncate, PTQ weights=Q1.7,vmem=SQ8.0,vth=Q8.0 truncate)",
+    )
     p.add_argument(
         "--train-samples", type=int, default=30, help="training samples at P = 1 (default 30; / P)"
     )
@@ -215,16 +252,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(
                     f"{variant} P={pp} {q}: {n_train} train, {n_infer} infer ...", file=sys.stderr, flush=True
                 )
-                rows.append(profile_row(variant, q, args.neurons, pp, n_train, n_infer, min(args.batch, n_infer),
-                                        images, labels, tps))  # fmt: skip
+                rows.append(
+                    profile_row(
+                        variant,
+                        q,
+                        args.neurons,
+                        pp,
+                        n_train,
+                        n_infer,
+                        min(args.batch, n_infer),
+                        images,
+                        labels,
+                        tps,
+                    )
+                )
     print_table(rows)
-    print(f"\n{source} images, {TIME_STEPS} steps, 1 numba thread; rate/s: network-samples/s with the profile "
-          "counters on; no prof: the same samples without them; revision "
-          f"{revision}; load average {load_start} -> {loadavg()}")  # fmt: skip
-    payload = {"benchmark": "profile_kernels", "date": started, "git_revision": revision, "cpu_model": cpu_model(),
-               "command": [sys.executable, *sys.argv] if argv is None else ["profile_kernels.py", *argv],
-               "images": source, "time_steps": TIME_STEPS, "ticks_per_second": tps, "loadavg_start": load_start,
-               "loadavg_end": loadavg(), "rows": rows}  # fmt: skip
+    print(
+        f"\n{source} images, {TIME_STEPS} steps, 1 numba thread; rate/s: network-samples/s with the profile "
+        "counters on; no prof: the same samples without them; revision "
+        f"{revision}; load average {load_start} -> {loadavg()}"
+    )
+    payload = {
+        "benchmark": "profile_kernels",
+        "date": started,
+        "git_revision": revision,
+        "cpu_model": cpu_model(),
+        "command": [sys.executable, *sys.argv] if argv is None else ["profile_kernels.py", *argv],
+        "images": source,
+        "time_steps": TIME_STEPS,
+        "ticks_per_second": tps,
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "rows": rows,
+    }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))

@@ -34,8 +34,12 @@ from search import confirm_study, load_spec, pareto_front, parse_spec, run_study
 def _raw_for(raw: Dict[str, Any], mode: str, out: Path, trials: int, data_root: str) -> Dict[str, Any]:
     spec = copy.deepcopy(raw)
     study = spec.setdefault("study", {})
-    study.update(name=f"{study.get('name', 'study')}-{mode}", trials=trials,
-                 storage=f"sqlite:///{out / mode}.db", artifacts=str(out / mode))  # fmt: skip
+    study.update(
+        name=f"{study.get('name', 'study')}-{mode}",
+        trials=trials,
+        storage=f"sqlite:///{out / mode}.db",
+        artifacts=str(out / mode),
+    )
     if data_root:
         spec.setdefault("data", {})["root"] = data_root
     if mode == "naive":
@@ -52,11 +56,19 @@ def _summary(spec_raw: Dict[str, Any], seconds: float) -> Dict[str, Any]:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     trainers = [t for t in complete if t.user_attrs.get("trained_by", t.number) == t.number]
     front = [
-        {"trial": t.number, "quant": t.user_attrs.get("quant_text", ""), "n_neurons": t.user_attrs.get("n_neurons"),
-         "accuracy": t.values[0], "memory_norm": t.values[1], "energy": t.values[2],
-         "confirmed_accuracy": (study.user_attrs.get(f"confirmed_trial_{t.number}") or {}).get("confirmed_accuracy")}
+        {
+            "trial": t.number,
+            "quant": t.user_attrs.get("quant_text", ""),
+            "n_neurons": t.user_attrs.get("n_neurons"),
+            "accuracy": t.values[0],
+            "memory_norm": t.values[1],
+            "energy": t.values[2],
+            "confirmed_accuracy": (study.user_attrs.get(f"confirmed_trial_{t.number}") or {}).get(
+                "confirmed_accuracy"
+            ),
+        }
         for t in pareto_front(study)
-    ]  # fmt: skip
+    ]
     return {
         "wall_seconds": seconds,
         "complete": len(complete),
@@ -100,8 +112,10 @@ def main() -> None:
     results = {mode: run_mode(raw, mode, out, a.trials, a.data_root) for mode in a.modes}
     print(f"{'mode':<8} {'wall s':>8} {'complete':>8} {'trials/h':>9} {'trainings':>9}")
     for mode, r in results.items():
-        print(f"{mode:<8} {r['wall_seconds']:>8.0f} {r['complete']:>8} {r['trials_per_hour']:>9.1f} "
-              f"{r['trainings']:>9}")  # fmt: skip
+        print(
+            f"{mode:<8} {r['wall_seconds']:>8.0f} {r['complete']:>8} {r['trials_per_hour']:>9.1f} "
+            f"{r['trainings']:>9}"
+        )
     if len(results) == 2:
         print(
             f"naive / shipped wall time: {results['naive']['wall_seconds'] / results['shipped']['wall_seconds']:.2f}x"
@@ -114,8 +128,10 @@ def main() -> None:
                 if f["confirmed_accuracy"] is not None
                 else ""
             )
-            print(f"  trial {f['trial']:>3} N={f['n_neurons']} {f['quant']}: {100 * f['accuracy']:.2f} %{confirmed}, "
-                  f"M_norm {f['memory_norm']:.4f}, energy {f['energy']:.3g} J")  # fmt: skip
+            print(
+                f"  trial {f['trial']:>3} N={f['n_neurons']} {f['quant']}: {100 * f['accuracy']:.2f} %{confirmed}, "
+                f"M_norm {f['memory_norm']:.4f}, energy {f['energy']:.3g} J"
+            )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"spec": a.spec, "trials": a.trials, "modes": results}, indent=2))

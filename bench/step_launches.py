@@ -25,8 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DEFAULT_JSON = REPO / "bench" / "out" / "step_launches.json"
-LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch", "cudaMemcpyAsync",
-                "cudaMemsetAsync")  # fmt: skip
+LAUNCH_CALLS = (
+    "cudaLaunchKernel",
+    "cuLaunchKernel",
+    "cudaLaunchKernelExC",
+    "cudaGraphLaunch",
+    "cudaMemcpyAsync",
+    "cudaMemsetAsync",
+)
 
 
 def _count(prof: Any, device: str) -> int:
@@ -36,8 +42,16 @@ def _count(prof: Any, device: str) -> int:
     return sum(1 for e in events if e.cpu_parent is None and not e.name.startswith("ProfilerStep"))
 
 
-def measure(backend: str, device: str, variant: str, neurons: int, population: int, quant: Optional[str],
-            time_steps: int, batch: int) -> Dict[str, Any]:  # fmt: skip
+def measure(
+    backend: str,
+    device: str,
+    variant: str,
+    neurons: int,
+    population: int,
+    quant: Optional[str],
+    time_steps: int,
+    batch: int,
+) -> Dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -118,12 +132,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     rows: List[Dict[str, Any]] = []
     for backend in args.backends.split(","):
-        rows.append(measure(backend, args.device, args.variant, args.neurons, args.population, args.quant,
-                            args.time_steps, args.batch))  # fmt: skip
+        rows.append(
+            measure(
+                backend,
+                args.device,
+                args.variant,
+                args.neurons,
+                args.population,
+                args.quant,
+                args.time_steps,
+                args.batch,
+            )
+        )
     print(f"{'backend':14} {'device':6} {'counted':26} {'train/step':>10} {'infer/step':>10}")
     for r in rows:
-        print(f"{r['backend']:14} {r['device']:6} {r['counted']:26} {r['train_per_step']:10.1f} "
-              f"{r['infer_per_step']:10.1f}")  # fmt: skip
+        print(
+            f"{r['backend']:14} {r['device']:6} {r['counted']:26} {r['train_per_step']:10.1f} "
+            f"{r['infer_per_step']:10.1f}"
+        )
     revision = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )

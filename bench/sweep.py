@@ -112,32 +112,67 @@ def main(argv: Any = None) -> int:
     torch.set_grad_enabled(False)
     pop = build_population(nets, learns, [args.seed] * len(points))
     enc = EncodingConfig(time_steps=args.time_steps, max_rate=args.max_rate)
-    print(f"sweep: {len(points)} networks of {args.variant} N={args.neurons} on {args.dataset}, "
-          f"{len(train)} training samples, validation {len(splits.validation)}; "
-          f"quantization: {', '.join(labels)}", flush=True)  # fmt: skip
+    print(
+        f"sweep: {len(points)} networks of {args.variant} N={args.neurons} on {args.dataset}, "
+        f"{len(train)} training samples, validation {len(splits.validation)}; "
+        f"quantization: {', '.join(labels)}",
+        flush=True,
+    )
     quant = point_quants if any(q is not None for q in point_quants) else None
-    res = run(RunSpec(pop, enc, train, splits.validation, assign=assign, seed=args.seed, quant=quant,
-                      progress=sys.stderr.isatty()))  # fmt: skip
+    res = run(
+        RunSpec(
+            pop,
+            enc,
+            train,
+            splits.validation,
+            assign=assign,
+            seed=args.seed,
+            quant=quant,
+            progress=sys.stderr.isatty(),
+        )
+    )
     rows = []
     for pt, net in zip(points, res.networks):
-        rows.append(dict(pt, accuracy=net.accuracy, accuracy_proportion=net.accuracy_proportion,
-                         spikes_per_sample=net.spikes_per_sample_test))  # fmt: skip
+        rows.append(
+            dict(
+                pt,
+                accuracy=net.accuracy,
+                accuracy_proportion=net.accuracy_proportion,
+                spikes_per_sample=net.spikes_per_sample_test,
+            )
+        )
     rows.sort(key=lambda r: -r["accuracy"])
     qcol = args.quant != ["fp32"]
     head = (f"{'quant':<34} " if qcol else "") + " ".join(f"{k:>10}" for k in keys)
     print(head + f" {'val acc':>8} {'val prop':>8} {'spk/smp':>8}")
     for r in rows:
-        print((f"{r['quant']:<34} " if qcol else "") + " ".join(f"{r[k]:>10g}" for k in keys)
-              + f" {100 * r['accuracy']:>7.2f}% {100 * r['accuracy_proportion']:>7.2f}% {r['spikes_per_sample']:>8.1f}")  # fmt: skip
-    print(f"population of {len(points)}: train {res.train_samples_per_s:.1f} samples/s "
-          f"({res.aggregate_train_samples_per_s:.0f} network-samples/s), wall {res.wall_seconds:.0f} s")  # fmt: skip
+        print(
+            (f"{r['quant']:<34} " if qcol else "")
+            + " ".join(f"{r[k]:>10g}" for k in keys)
+            + f" {100 * r['accuracy']:>7.2f}% {100 * r['accuracy_proportion']:>7.2f}% {r['spikes_per_sample']:>8.1f}"
+        )
+    print(
+        f"population of {len(points)}: train {res.train_samples_per_s:.1f} samples/s "
+        f"({res.aggregate_train_samples_per_s:.0f} network-samples/s), wall {res.wall_seconds:.0f} s"
+    )
     out = Path(args.json or f"bench/out/sweep-{args.dataset}-{args.variant}-{args.neurons}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "sweep", "args": vars(args), "git_revision": revision, "started": started,
-        "finished": _dt.datetime.now().isoformat(timespec="seconds"), "cpu_model": cpu_model(),
-        "train_samples_per_s": res.train_samples_per_s, "wall_seconds": res.wall_seconds, "rows": rows,
-    }, indent=1))  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "sweep",
+                "args": vars(args),
+                "git_revision": revision,
+                "started": started,
+                "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+                "cpu_model": cpu_model(),
+                "train_samples_per_s": res.train_samples_per_s,
+                "wall_seconds": res.wall_seconds,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

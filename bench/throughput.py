@@ -146,14 +146,18 @@ def prepare_images(data_root: Optional[str], n_train: int, n_infer: int, folder:
             raise SystemExit(f"MNIST has {len(split)} training images; {n_train + n_infer} needed")
         allx = split.images.numpy()
         train, infer = allx[:n_train], allx[n_train : n_train + n_infer]
-        desc = (f"MNIST training images from {data_root}: training uses images 0..{n_train - 1}, "
-                f"inference images {n_train}..{n_train + n_infer - 1} (the first {WARMUP} of each "
-                "are warmup)")  # fmt: skip
+        desc = (
+            f"MNIST training images from {data_root}: training uses images 0..{n_train - 1}, "
+            f"inference images {n_train}..{n_train + n_infer - 1} (the first {WARMUP} of each "
+            "are warmup)"
+        )
         source = "mnist"
     else:
         train, infer = synthetic_images(n_train, 0), synthetic_images(n_infer, 1)
-        desc = ("synthetic MNIST-like images (as _bindsnet_timing.make_images: ~19 % pixels on at "
-                "U[0.5, 1]; seed 0 training, seed 1 inference), stored as uint8 0..255")  # fmt: skip
+        desc = (
+            "synthetic MNIST-like images (as _bindsnet_timing.make_images: ~19 % pixels on at "
+            "U[0.5, 1]; seed 0 training, seed 1 inference), stored as uint8 0..255"
+        )
         source = "synthetic"
     tr_path, in_path = folder / "train_images.npy", folder / "infer_images.npy"
     np.save(tr_path, np.ascontiguousarray(train, dtype=np.uint8))
@@ -318,15 +322,44 @@ def bindsnet_python(arg: Optional[str]) -> Optional[str]:
     return sys.executable if importlib.util.find_spec("bindsnet") is not None else None
 
 
-def run_bindsnet(python: str, neurons: int, n_train: int, n_infer: int, images: Dict[str, str],
-                 threads: int, monitors: str, timeout: float) -> Dict[str, Any]:  # fmt: skip
+def run_bindsnet(
+    python: str,
+    neurons: int,
+    n_train: int,
+    n_infer: int,
+    images: Dict[str, str],
+    threads: int,
+    monitors: str,
+    timeout: float,
+) -> Dict[str, Any]:
     """Time BindsNET's DiehlAndCook2015 at ``neurons`` on our images; a row (or an error row)."""
     args = [
-        python, "-c", _BINDSNET_BOOT, str(HERE), "0", images["train_file"], images["infer_file"],
-        "--neurons", str(neurons), "--train-samples", str(n_train), "--infer-samples", str(n_infer),
-        "--time", str(TIME_STEPS), "--dt", str(DT), "--warmup", str(WARMUP), "--seed", "0",
-        "--threads", str(threads), "--monitors", monitors,
-    ]  # fmt: skip
+        python,
+        "-c",
+        _BINDSNET_BOOT,
+        str(HERE),
+        "0",
+        images["train_file"],
+        images["infer_file"],
+        "--neurons",
+        str(neurons),
+        "--train-samples",
+        str(n_train),
+        "--infer-samples",
+        str(n_infer),
+        "--time",
+        str(TIME_STEPS),
+        "--dt",
+        str(DT),
+        "--warmup",
+        str(WARMUP),
+        "--seed",
+        "0",
+        "--threads",
+        str(threads),
+        "--monitors",
+        monitors,
+    ]
     row: Dict[str, Any] = {
         "simulator": "bindsnet",
         "variant": "DiehlAndCook2015",
@@ -389,8 +422,14 @@ def run_config(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as f:
         out_path = f.name
     try:
-        args = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec),
-                "--worker-out", out_path]  # fmt: skip
+        args = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            json.dumps(spec),
+            "--worker-out",
+            out_path,
+        ]
         try:
             proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -429,14 +468,18 @@ def add_ratios(rows: List[Dict[str, Any]]) -> None:
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    hdr = (f"{'simulator':<9} {'variant':<16} {'N':>4} {'P':>3} {'device':<6} {'thr t/i':>7} "
-           f"{'train/s/net':>11} {'train agg/s':>11} {'infer/s/net':>11} {'infer agg/s':>11} "
-           f"{'peakRSS MB':>10} {'train x BN':>10} {'infer x BN':>10}  quant")  # fmt: skip
+    hdr = (
+        f"{'simulator':<9} {'variant':<16} {'N':>4} {'P':>3} {'device':<6} {'thr t/i':>7} "
+        f"{'train/s/net':>11} {'train agg/s':>11} {'infer/s/net':>11} {'infer agg/s':>11} "
+        f"{'peakRSS MB':>10} {'train x BN':>10} {'infer x BN':>10}  quant"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        head = (f"{r.get('simulator', '?'):<9} {r.get('variant', '?'):<16} {r.get('neurons', 0):>4} "
-                f"{r.get('population', 0):>3} {r.get('device', '?'):<6} ")  # fmt: skip
+        head = (
+            f"{r.get('simulator', '?'):<9} {r.get('variant', '?'):<16} {r.get('neurons', 0):>4} "
+            f"{r.get('population', 0):>3} {r.get('device', '?'):<6} "
+        )
         if "error" in r:
             print(head + f"ERROR: {r['error'].splitlines()[-1] if r['error'] else ''}")
             continue
@@ -454,8 +497,15 @@ def target_check(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
     def find(variant: str, p: int, device: str) -> Optional[Dict[str, Any]]:
         for r in rows:
-            if (r.get("simulator"), r.get("variant"), r.get("neurons"), r.get("population"), r.get("device"),
-                    "error" in r, r.get("quant", "fp32")) == ("tinysnn", variant, 400, p, device, False, "fp32"):  # fmt: skip
+            if (
+                r.get("simulator"),
+                r.get("variant"),
+                r.get("neurons"),
+                r.get("population"),
+                r.get("device"),
+                "error" in r,
+                r.get("quant", "fp32"),
+            ) == ("tinysnn", variant, 400, p, device, False, "fp32"):
                 return r
         return None
 
@@ -495,8 +545,9 @@ def parse_list(text: str, kind: Any = str) -> List[Any]:
 def build_parser() -> argparse.ArgumentParser:
     from tinysnn.config import BACKENDS
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--variants", default="diehl_cook,tinysnn", help="comma list (default: diehl_cook,tinysnn)"
     )
@@ -507,32 +558,67 @@ def build_parser() -> argparse.ArgumentParser:
         "--populations", default="1,16,64", help="comma list of population sizes P (default: 1,16,64)"
     )
     p.add_argument("--devices", default="cpu,cuda", help="comma list; cuda rows only when torch sees a GPU")
-    p.add_argument("--train-samples", type=int, default=None,
-                   help="timed training samples at P<=16 (default 200; quick 20); x 16/P beyond P=16")  # fmt: skip
-    p.add_argument("--infer-samples", type=int, default=None,
-                   help="timed inference samples per network at P<=16 (default 1000; quick 100); x 16/P beyond")  # fmt: skip
-    p.add_argument("--quant", action="append", default=None,
-                   help="a quantization spec as tinysnn train's --quant plus rounding and scheme, e.g. "
-                        "'weights=UQ0.8,rounding=truncate,scheme=itq'; repeat for several (default: fp32 only; "
-                        "give 'fp32' to include it)")  # fmt: skip
+    p.add_argument(
+        "--train-samples",
+        type=int,
+        default=None,
+        help="timed training samples at P<=16 (default 200; quick 20); x 16/P beyond P=16",
+    )
+    p.add_argument(
+        "--infer-samples",
+        type=int,
+        default=None,
+        help="timed inference samples per network at P<=16 (default 1000; quick 100); x 16/P beyond",
+    )
+    p.add_argument(
+        "--quant",
+        action="append",
+        default=None,
+        help="a quantization spec as tinysnn train's --quant plus rounding and scheme, e.g. "
+        "'weights=UQ0.8,rounding=truncate,scheme=itq'; repeat for several (default: fp32 only; "
+        "give 'fp32' to include it)",
+    )
     p.add_argument("--batch", type=int, default=500, help="inference batch size (default 500)")
     p.add_argument("--data-root", default=None, help="MNIST root (tinysnn.data.load); else synthetic images")
-    p.add_argument("--bindsnet-python", default=None,
-                   help="a Python with bindsnet (e.g. /work/bindsnet-venv/bin/python); default: this one if it has it")  # fmt: skip
+    p.add_argument(
+        "--bindsnet-python",
+        default=None,
+        help="a Python with bindsnet (e.g. /work/bindsnet-venv/bin/python); default: this one if it has it",
+    )
     p.add_argument("--bindsnet-train-samples", type=int, default=None, help="default: --train-samples")
-    p.add_argument("--bindsnet-infer-samples", type=int, default=None,
-                   help="BindsNET timed inference samples (batch 1; default: --train-samples)")  # fmt: skip
+    p.add_argument(
+        "--bindsnet-infer-samples",
+        type=int,
+        default=None,
+        help="BindsNET timed inference samples (batch 1; default: --train-samples)",
+    )
     p.add_argument("--bindsnet-threads", type=int, default=1, help="torch threads for BindsNET (default 1)")
-    p.add_argument("--bindsnet-monitors", choices=("example", "spikes", "none"), default="example",
-                   help="monitors attached to BindsNET's network (default: example, as eth_mnist.py)")  # fmt: skip
+    p.add_argument(
+        "--bindsnet-monitors",
+        choices=("example", "spikes", "none"),
+        default="example",
+        help="monitors attached to BindsNET's network (default: example, as eth_mnist.py)",
+    )
     p.add_argument("--no-bindsnet", action="store_true", help="skip BindsNET even when available")
     p.add_argument("--quick", action="store_true", help="small sample counts: a smoke run")
-    p.add_argument("--cpu-backend", choices=BACKENDS, default="auto",
-                   help="simulator backend on CPU (default auto = numba)")  # fmt: skip
-    p.add_argument("--cuda-backend", choices=[b for b in BACKENDS if b.startswith("torch")], default="torch",
-                   help="simulator backend on CUDA (default torch; torch-compile: steps compiled, CUDA graphs)")  # fmt: skip
-    p.add_argument("--train-threads", type=int, default=0,
-                   help="numba threads while training on CPU (default 0: the library's default, all cores)")  # fmt: skip
+    p.add_argument(
+        "--cpu-backend",
+        choices=BACKENDS,
+        default="auto",
+        help="simulator backend on CPU (default auto = numba)",
+    )
+    p.add_argument(
+        "--cuda-backend",
+        choices=[b for b in BACKENDS if b.startswith("torch")],
+        default="torch",
+        help="simulator backend on CUDA (default torch; torch-compile: steps compiled, CUDA graphs)",
+    )
+    p.add_argument(
+        "--train-threads",
+        type=int,
+        default=0,
+        help="numba threads while training on CPU (default 0: the library's default, all cores)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per child process")
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"write results here (default {DEFAULT_JSON})")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -577,8 +663,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     need_train = WARMUP + max([n_train, bn_train if bn_python else 0])
     need_infer = WARMUP + max([n_infer, bn_infer if bn_python else 0])
     images = prepare_images(args.data_root, need_train, need_infer, folder)
-    print(f"images: {images['description']}; BindsNET gets the same images"
-          + ("" if bn_python else " (not run)"))  # fmt: skip
+    print(
+        f"images: {images['description']}; BindsNET gets the same images"
+        + ("" if bn_python else " (not run)")
+    )
     print(f"load average at start: {load_start}")
 
     plan: List[Dict[str, Any]] = []  # per N: tinysnn P=1, BindsNET, tinysnn P>1 (close in time)
@@ -586,12 +674,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for dev in devices:
             for pp in pops:
                 for v, q in [(v, q) for v in variants for q in quants]:
-                    plan.append({"kind": "tinysnn", "variant": v, "quant": q, "neurons": n, "population": pp, "device": dev,
-                                 "train_samples": samples_for(n_train, pp, floor),
-                                 "infer_samples": samples_for(n_infer, pp, floor), "batch": batch,
-                                 "train_file": images["train_file"], "infer_file": images["infer_file"],
-                                 "cpu_backend": args.cpu_backend, "cuda_backend": args.cuda_backend,
-                                 "train_threads": args.train_threads})  # fmt: skip
+                    plan.append(
+                        {
+                            "kind": "tinysnn",
+                            "variant": v,
+                            "quant": q,
+                            "neurons": n,
+                            "population": pp,
+                            "device": dev,
+                            "train_samples": samples_for(n_train, pp, floor),
+                            "infer_samples": samples_for(n_infer, pp, floor),
+                            "batch": batch,
+                            "train_file": images["train_file"],
+                            "infer_file": images["infer_file"],
+                            "cpu_backend": args.cpu_backend,
+                            "cuda_backend": args.cuda_backend,
+                            "train_threads": args.train_threads,
+                        }
+                    )
         if bn_python:
             first_big = next(
                 (i for i, s in enumerate(plan) if s["neurons"] == n and s["population"] > 1), len(plan)
@@ -603,28 +703,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if spec["kind"] == "bindsnet":
             label = f"bindsnet DiehlAndCook2015 N={spec['neurons']} ({bn_train} train, {bn_infer} infer)"
             print(f"[{k}/{len(plan)}] {label} ...", flush=True)
-            row = run_bindsnet(bn_python, spec["neurons"], bn_train, bn_infer, images,  # type: ignore[arg-type]
-                               args.bindsnet_threads, args.bindsnet_monitors, args.timeout)  # fmt: skip
+            row = run_bindsnet(
+                bn_python,  # type: ignore[arg-type]
+                spec["neurons"],
+                bn_train,
+                bn_infer,
+                images,
+                args.bindsnet_threads,
+                args.bindsnet_monitors,
+                args.timeout,
+            )
         else:
-            label = (f"tinysnn {spec['variant']} {spec['quant']} N={spec['neurons']} P={spec['population']} {spec['device']} "
-                     f"({spec['train_samples']} train, {spec['infer_samples']} infer)")  # fmt: skip
+            label = (
+                f"tinysnn {spec['variant']} {spec['quant']} N={spec['neurons']} P={spec['population']} {spec['device']} "
+                f"({spec['train_samples']} train, {spec['infer_samples']} infer)"
+            )
             print(f"[{k}/{len(plan)}] {label} ...", flush=True)
             row = run_config({key: v for key, v in spec.items() if key != "kind"}, args.timeout)
         if "error" in row:
             print(f"    error: {row['error'][-500:]}", flush=True)
         else:
-            print(f"    train {fmt_rate(row.get('train_agg_rate'))}/s agg, infer {fmt_rate(row.get('infer_agg_rate'))}"
-                  f"/s agg, peak RSS {row.get('peak_rss_mb', 0):,.0f} MB", flush=True)  # fmt: skip
+            print(
+                f"    train {fmt_rate(row.get('train_agg_rate'))}/s agg, infer {fmt_rate(row.get('infer_agg_rate'))}"
+                f"/s agg, peak RSS {row.get('peak_rss_mb', 0):,.0f} MB",
+                flush=True,
+            )
         rows.append(row)
 
     add_ratios(rows)
     load_end = loadavg()
     print()
     print_table(rows)
-    print("\nrates: TOTAL rate = timed samples / summed time of the timed samples (warmup excluded; "
-          "medians in the JSON); agg = P x per-net, network-samples/s; tinysnn inference in batches of "
-          f"{batch}; thr t/i = threads training/inference; BindsNET batch 1, {args.bindsnet_threads} torch thread(s), monitors "
-          f"'{args.bindsnet_monitors}'; x BN = tinysnn agg / BindsNET at the same N (like for like: diehl_cook)")  # fmt: skip
+    print(
+        "\nrates: TOTAL rate = timed samples / summed time of the timed samples (warmup excluded; "
+        "medians in the JSON); agg = P x per-net, network-samples/s; tinysnn inference in batches of "
+        f"{batch}; thr t/i = threads training/inference; BindsNET batch 1, {args.bindsnet_threads} torch thread(s), monitors "
+        f"'{args.bindsnet_monitors}'; x BN = tinysnn agg / BindsNET at the same N (like for like: diehl_cook)"
+    )
     for s in skipped:
         print(f"skipped {s}")
     checks = target_check(rows)

@@ -39,21 +39,37 @@ from tinysnn.quant import parse_quant_arg
 from tinysnn.train import RunSpec, run
 
 GROUPS = {  # (label, rounding or None for FP32, patch bit mask, eta_post or None for the default)
-    1: [("fp32", None, 0, None), ("itq trunc", "truncate", 0, None),
-        ("itq trunc norm-nearest", "truncate", 1, None), ("itq trunc learned-only", "truncate", 2, None),
-        ("itq trunc update-exact", "truncate", 4, None), ("itq trunc sigma-delta", "truncate", 8, None),
-        ("itq stochastic", "stochastic", 0, None), ("itq nearest", "nearest", 0, None)],
-    2: [("fp32", None, 0, None), ("itq trunc slack", "truncate", 16, None),
-        ("itq trunc learned-only", "truncate", 2, None), ("itq trunc slack+sigma-delta", "truncate", 24, None),
+    1: [
+        ("fp32", None, 0, None),
+        ("itq trunc", "truncate", 0, None),
+        ("itq trunc norm-nearest", "truncate", 1, None),
+        ("itq trunc learned-only", "truncate", 2, None),
+        ("itq trunc update-exact", "truncate", 4, None),
+        ("itq trunc sigma-delta", "truncate", 8, None),
+        ("itq stochastic", "stochastic", 0, None),
+        ("itq nearest", "nearest", 0, None),
+    ],
+    2: [
+        ("fp32", None, 0, None),
+        ("itq trunc slack", "truncate", 16, None),
+        ("itq trunc learned-only", "truncate", 2, None),
+        ("itq trunc slack+sigma-delta", "truncate", 24, None),
         ("itq trunc slack+update-exact", "truncate", 20, None),
-        ("itq trunc slack+norm-nearest", "truncate", 17, None), ("itq stochastic slack", "stochastic", 16, None),
-        ("itq nearest slack", "nearest", 16, None)],
-    3: [("itq trunc slack eta.003", "truncate", 16, 0.003), ("itq trunc slack eta.004", "truncate", 16, 0.004),
+        ("itq trunc slack+norm-nearest", "truncate", 17, None),
+        ("itq stochastic slack", "stochastic", 16, None),
+        ("itq nearest slack", "nearest", 16, None),
+    ],
+    3: [
+        ("itq trunc slack eta.003", "truncate", 16, 0.003),
+        ("itq trunc slack eta.004", "truncate", 16, 0.004),
         ("itq trunc slack eta.006", "truncate", 16, 0.006),
         ("itq trunc slack+update-exact eta.004", "truncate", 20, 0.004),
-        ("itq stochastic eta.004", "stochastic", 0, 0.004), ("itq trunc learned-only eta.004", "truncate", 2, 0.004),
-        ("fp32 eta.004", None, 0, 0.004), ("itq stochastic eta.003", "stochastic", 0, 0.003)],
-}  # fmt: skip
+        ("itq stochastic eta.004", "stochastic", 0, 0.004),
+        ("itq trunc learned-only eta.004", "truncate", 2, 0.004),
+        ("fp32 eta.004", None, 0, 0.004),
+        ("itq stochastic eta.003", "stochastic", 0, 0.003),
+    ],
+}
 
 
 def main() -> None:

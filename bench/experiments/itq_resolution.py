@@ -20,8 +20,12 @@ from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
 from tinysnn.train import RunSpec, run
 
-CONFIGS = [("fp32", None), ("itq truncate UQ0.8", "UQ0.8"), ("itq truncate UQ0.9", "UQ0.9"),
-           ("itq truncate UQ0.10", "UQ0.10")]  # fmt: skip
+CONFIGS = [
+    ("fp32", None),
+    ("itq truncate UQ0.8", "UQ0.8"),
+    ("itq truncate UQ0.9", "UQ0.9"),
+    ("itq truncate UQ0.10", "UQ0.10"),
+]
 
 
 def main() -> None:
@@ -37,8 +41,17 @@ def main() -> None:
     ]
     pop = build_population([net] * len(CONFIGS), learn, [0] * len(CONFIGS))
     t = time.time()
-    res = run(RunSpec(pop, EncodingConfig(), d.train.take(a.train_samples), d.validation,
-                      assign=d.train.take(10000), quant=specs, progress=False))  # fmt: skip
+    res = run(
+        RunSpec(
+            pop,
+            EncodingConfig(),
+            d.train.take(a.train_samples),
+            d.validation,
+            assign=d.train.take(10000),
+            quant=specs,
+            progress=False,
+        )
+    )
     print(f"fashion-mnist: {a.train_samples} training images, {time.time() - t:.0f} s")
     for k, (label, _) in enumerate(CONFIGS):
         n = res.networks[k]

@@ -67,7 +67,9 @@ def test_paper_quant_tries_saturating_splits_and_keeps_the_best_on_validation() 
     accs = [0.5, 0.7] + [0.1] * 17 + [0.9]  # qW's Q0.8 wins; qWN's last candidate wins
     choose([qw, qwn], accs)
     assert split_of(qw["spec"]) == {"weights": "Q0.8"} and qwn["spec"] is qwn["candidates"][-1]
-    assert qw["split_candidates"] == [{"split": {"weights": "Q1.7"}, "validation_accuracy": 0.5},
-                                      {"split": {"weights": "Q0.8"}, "validation_accuracy": 0.7}]  # fmt: skip
+    assert qw["split_candidates"] == [
+        {"split": {"weights": "Q1.7"}, "validation_accuracy": 0.5},
+        {"split": {"weights": "Q0.8"}, "validation_accuracy": 0.7},
+    ]
     choose([qw], [0.6, 0.6])  # a tie keeps the widest range
     assert split_of(qw["spec"]) == {"weights": "Q1.7"}

@@ -12,8 +12,14 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 from faults import Case, Special, _classify, _error_lines, craft_pack, run_case  # noqa: E402
 
-TEMPLATE = {"format": "tinysnn-study-pack", "version": 2, "study": "tiny", "tinysnn_version": "0",
-            "optuna_version": "0", "files": {"study.db": {"sha256": "0" * 64, "size": 1}}}  # fmt: skip
+TEMPLATE = {
+    "format": "tinysnn-study-pack",
+    "version": 2,
+    "study": "tiny",
+    "tinysnn_version": "0",
+    "optuna_version": "0",
+    "files": {"study.db": {"sha256": "0" * 64, "size": 1}},
+}
 
 
 def test_craft_pack_lists_members_in_the_templates_entry_shape(tmp_path: Path) -> None:
@@ -23,8 +29,14 @@ def test_craft_pack_lists_members_in_the_templates_entry_shape(tmp_path: Path) -
         "artifacts/big": 3000,
         "artifacts/l": Special(tarfile.SYMTYPE),
     }
-    craft_pack(tmp_path / "p.tar.gz", TEMPLATE, members, listed={"study.db": b"db", "artifacts/big": b"small"},
-               study="x/../tiny", optuna_version=None)  # fmt: skip
+    craft_pack(
+        tmp_path / "p.tar.gz",
+        TEMPLATE,
+        members,
+        listed={"study.db": b"db", "artifacts/big": b"small"},
+        study="x/../tiny",
+        optuna_version=None,
+    )
     with tarfile.open(tmp_path / "p.tar.gz") as tar:
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]

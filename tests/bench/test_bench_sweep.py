@@ -12,8 +12,21 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 from sweep import main  # noqa: E402
 
-SMALL = ["--dataset", "digits", "--neurons", "12", "--train-samples", "120", "--validation", "100",
-         "--assign-samples", "120", "--grid", "norm_total=6.4,9", "one_spike=1"]  # fmt: skip
+SMALL = [
+    "--dataset",
+    "digits",
+    "--neurons",
+    "12",
+    "--train-samples",
+    "120",
+    "--validation",
+    "100",
+    "--assign-samples",
+    "120",
+    "--grid",
+    "norm_total=6.4,9",
+    "one_spike=1",
+]
 
 
 def _rows(tmp_path: Path, name: str, extra):

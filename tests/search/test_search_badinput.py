@@ -89,9 +89,13 @@ BAD_NUMBERS = [
 
 @pytest.mark.parametrize("table,line,key", BAD_NUMBERS, ids=[c[1] for c in BAD_NUMBERS])
 def test_a_bad_number_is_one_line_naming_the_key_and_creates_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, table: str, line: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    table: str,
+    line: str,
     key: str,
-) -> None:  # fmt: skip
+) -> None:
     spec = _spec(tmp_path, table, line)
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(spec), "--no-progress"]) == 2
@@ -186,8 +190,15 @@ def test_a_locked_database_says_so(
     assert study.trials == [] and study.user_attrs == {}  # left as it was
 
 
-@pytest.mark.parametrize("url,says", [("sqlite:///", "no file in the URL"), ("sqlite://", "no file in the URL"),
-                                      ("", "study.storage is empty"), ("runs/x.db", "not an Optuna storage URL")])  # fmt: skip
+@pytest.mark.parametrize(
+    "url,says",
+    [
+        ("sqlite:///", "no file in the URL"),
+        ("sqlite://", "no file in the URL"),
+        ("", "study.storage is empty"),
+        ("runs/x.db", "not an Optuna storage URL"),
+    ],
+)
 def test_a_storage_url_without_a_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, url: str, says: str
 ) -> None:
@@ -242,8 +253,11 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(
 
 
 def _idx(path: Path, arr: np.ndarray) -> None:
-    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-                     + arr.astype(np.uint8).tobytes())  # fmt: skip
+    path.write_bytes(
+        bytes([0, 0, 0x08, arr.ndim])
+        + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+        + arr.astype(np.uint8).tobytes()
+    )
 
 
 def test_test_images_of_another_shape_are_refused_before_a_study_exists(

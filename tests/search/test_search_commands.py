@@ -22,19 +22,35 @@ from search.select import LIMITS_KEY
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 # (N, weights format, accuracy, M_norm, energy J); a min_accuracy of 0.5 keeps the last one off the front
-TRIALS = [(100, "fp32", 0.80, 0.26, 3e-6), (100, "UQ1.7", 0.79, 0.07, 1e-6), (400, "fp32", 0.91, 1.00, 9e-6),
-          (400, "UQ1.3", 0.85, 1.20, 9e-6), (40, "UQ1.1", 0.30, 0.01, 1e-7)]  # fmt: skip
+TRIALS = [
+    (100, "fp32", 0.80, 0.26, 3e-6),
+    (100, "UQ1.7", 0.79, 0.07, 1e-6),
+    (400, "fp32", 0.91, 1.00, 9e-6),
+    (400, "UQ1.3", 0.85, 1.20, 9e-6),
+    (40, "UQ1.1", 0.30, 0.01, 1e-7),
+]
 # why each pruned trial was pruned, as the runner records it
-PRUNED = [{"rejected": "V_th step too coarse"}, {"released": "same configuration as trial 1"},
-          {"released": "same configuration as trial 2"},
-          {"released": "over budget: workers asking at once; the others hold it"}]  # fmt: skip
+PRUNED = [
+    {"rejected": "V_th step too coarse"},
+    {"released": "same configuration as trial 1"},
+    {"released": "same configuration as trial 2"},
+    {"released": "over budget: workers asking at once; the others hold it"},
+]
 
 
 def _attrs(n: int, weights: str) -> Dict[str, Any]:
     quant = "fp32" if weights == "fp32" else "qW"
-    return {"variant": "tinysnn", "n_neurons": n, "quant": quant, "scheme": "fp32" if quant == "fp32" else "ptq",
-            "rounding": "" if quant == "fp32" else "truncate", "weights_format": weights, "vmem_format": "fp32",
-            "vth_format": "fp32", "quant_text": weights}  # fmt: skip
+    return {
+        "variant": "tinysnn",
+        "n_neurons": n,
+        "quant": quant,
+        "scheme": "fp32" if quant == "fp32" else "ptq",
+        "rounding": "" if quant == "fp32" else "truncate",
+        "weights_format": weights,
+        "vmem_format": "fp32",
+        "vth_format": "fp32",
+        "quant_text": weights,
+    }
 
 
 def _study(folder: Path, fidelity: bool = False) -> Tuple[str, optuna.Study]:
@@ -234,9 +250,16 @@ def test_dashboard_serves_a_model_as_octet_stream(tmp_path: Path) -> None:
     study.tell(trial, state=TrialState.FAIL)
     app = _models_as_octet_stream(optuna_dashboard.wsgi(url, artifact_store=store))
     got: List[Any] = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact}",
-               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""),
-               "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http"}  # fmt: skip
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact}",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+    }
     body = b"".join(app(environ, lambda status, headers, *a: got.append((status, dict(headers)))))
     ((status, headers),) = got
     assert status.startswith("200") and body == b"\x00\x01"

@@ -150,8 +150,13 @@ def test_a_study_told_under_optuna_4_without_recorded_limits_selects_alike_on_bo
 ) -> None:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     for acc, mem, violation in [(0.9, 0.5, 0.2), (0.6, 0.2, -0.1), (0.5, 0.1, 0.0), (0.4, 0.3, -0.2)]:
-        study.add_trial(optuna.trial.create_trial(  # the list, as Optuna 4 recorded it; no LIMITS_KEY
-            values=[acc, mem, 1e-9], user_attrs={"accuracy": acc}, system_attrs={CONSTRAINTS_KEY: [violation]}))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(  # the list, as Optuna 4 recorded it; no LIMITS_KEY
+                values=[acc, mem, 1e-9],
+                user_attrs={"accuracy": acc},
+                system_attrs={CONSTRAINTS_KEY: [violation]},
+            )
+        )
 
     def chosen() -> List[Tuple[int, float]]:
         return [(c.number, c.reward) for c in select(study, 0.2)[1]]

@@ -79,8 +79,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, optuna.Study]
         return path, optuna.load_study(study_name="exp", storage=spec.study.storage_url)
 
 
-def test_infer_gives_the_trials_accuracy_back(study: Tuple[Path, optuna.Study], tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_infer_gives_the_trials_accuracy_back(
+    study: Tuple[Path, optuna.Study], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path, st = study
     trial = st.get_trials(states=(TrialState.COMPLETE,))[0]
     out = tmp_path / "model"

@@ -100,9 +100,13 @@ def test_bad_min_accuracy_is_one_line(value: Any, words: str) -> None:
 
 @pytest.mark.parametrize(
     "fidelity, words",
-    [({"train_samples": 0}, "> 0"), ({"test_samples": 101}, "<= data.test_samples (100)"),
-     ({"train_samples": "ten"}, "must be an integer"), ({"epochs": 1}, "unknown key fidelity.epochs")],
-)  # fmt: skip
+    [
+        ({"train_samples": 0}, "> 0"),
+        ({"test_samples": 101}, "<= data.test_samples (100)"),
+        ({"train_samples": "ten"}, "must be an integer"),
+        ({"epochs": 1}, "unknown key fidelity.epochs"),
+    ],
+)
 def test_bad_fidelity_is_one_line(fidelity: Dict[str, Any], words: str) -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(_raw(fidelity=fidelity))
@@ -129,9 +133,15 @@ def test_an_inaccurate_trial_is_infeasible_and_select_skips_it(tmp_path: Path) -
         attrs = {"accuracy": acc, "memory_norm": mem, "energy": 1e-9}
         values = constraint_values(spec, attrs)
         attrs["feasible"] = all(v <= 0 for v in values)
-        study.add_trial(optuna.trial.create_trial(
-            params={"n_neurons": 8 + number}, distributions={"n_neurons": IntDistribution(1, 20)},
-            values=[acc, mem, 1e-9], user_attrs=attrs, system_attrs={CONSTRAINTS_KEY: values}))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"n_neurons": 8 + number},
+                distributions={"n_neurons": IntDistribution(1, 20)},
+                values=[acc, mem, 1e-9],
+                user_attrs=attrs,
+                system_attrs={CONSTRAINTS_KEY: values},
+            )
+        )
     trials = study.get_trials()
     assert trials[0].user_attrs["feasible"] is False and trials[0].system_attrs[CONSTRAINTS_KEY][0] > 0
     assert [t.number for t in pareto_front(study)] == [1, 2]
@@ -171,8 +181,11 @@ def test_confirm_records_the_full_fidelity_and_select_ranks_on_it(
     out = capsys.readouterr().out
     assert "agreement:" in out and "full acc %" in out and "before" in out and "this run" in out
     study = optuna.load_study(study_name="fidelity", storage=spec.study.storage_url)
-    confirmed = {int(k[len(CONFIRMED_PREFIX) :]): v for k, v in study.user_attrs.items()
-                 if k.startswith(CONFIRMED_PREFIX)}  # fmt: skip
+    confirmed = {
+        int(k[len(CONFIRMED_PREFIX) :]): v
+        for k, v in study.user_attrs.items()
+        if k.startswith(CONFIRMED_PREFIX)
+    }
     assert set(cheap_front) <= set(confirmed) and len(confirmed) == len(cheap_front) + 1
     for number, record in confirmed.items():
         trial = study.trials[number]
@@ -192,8 +205,9 @@ def test_confirm_records_the_full_fidelity_and_select_ranks_on_it(
     assert again.trained == [] and set(again.chosen) <= set(confirmed)
 
 
-def test_confirm_needs_a_fidelity_table(searched: Tuple[Path, Any, optuna.Study], tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_confirm_needs_a_fidelity_table(
+    searched: Tuple[Path, Any, optuna.Study], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path, _, _ = searched
     plain = tmp_path / "plain.toml"
     plain.write_text(path.read_text().replace("[fidelity]\ntrain_samples = 60\ntest_samples = 50\n", ""))
@@ -206,8 +220,11 @@ def test_confirm_trains_once_for_the_ptq_trials_that_train_alike(tmp_path: Path,
     from tinysnn.train import run as tinysnn_run
 
     # four PTQ trials of one size: one FP32 training at the subset, and one on the full data to confirm
-    path = _write(tmp_path, min_accuracy=0, **{"n_neurons = [8, 12]": "n_neurons = 8",
-                                               'quantize = ["fp32", "qW"]': 'quantize = "qW"'})  # fmt: skip
+    path = _write(
+        tmp_path,
+        min_accuracy=0,
+        **{"n_neurons = [8, 12]": "n_neurons = 8", 'quantize = ["fp32", "qW"]': 'quantize = "qW"'},
+    )
     spec = load_spec(path)
     run_study(spec, progress=False, log=lambda s: None)
     trainings = []

@@ -81,8 +81,9 @@ def study_db(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (root / "tiny.db").read_bytes()
 
 
-def _craft(path: Path, members: Iterable[Member], manifest: Optional[Dict[str, Any]] = None,
-           **fields: Any) -> Path:  # fmt: skip
+def _craft(
+    path: Path, members: Iterable[Member], manifest: Optional[Dict[str, Any]] = None, **fields: Any
+) -> Path:
     """A pack of ``members`` (name, bytes) or bare TarInfo, with a manifest that lists each (name,
     bytes) member with its true SHA-256 and size (``manifest`` replaces it; ``fields`` update it)."""
     members = list(members)
@@ -186,23 +187,44 @@ def test_pack_says_no_space_and_leaves_nothing(
 
     monkeypatch.setattr(search.pack, "_add", add)
     out = here / "new" / "p.tar.gz"
-    _refused(capsys, ["pack", "--storage", url, "--out", str(out)], here,
-             f"no space left on {out.parent}: free space and run again")  # fmt: skip
+    _refused(
+        capsys,
+        ["pack", "--storage", url, "--out", str(out)],
+        here,
+        f"no space left on {out.parent}: free space and run again",
+    )
 
 
 def test_pack_refuses_a_file_name_a_pack_cannot_carry(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = _make_study(tmp_path / "a")
     (tmp_path / "a" / "tiny" / "artifacts" / ".hidden").write_text("x")
     (tmp_path / "o").mkdir()
-    _refused(capsys, ["pack", "--storage", url, "--out", str(tmp_path / "o" / "p.tar.gz")], tmp_path / "o",
-             ".hidden", "plain file names")  # fmt: skip
+    _refused(
+        capsys,
+        ["pack", "--storage", url, "--out", str(tmp_path / "o" / "p.tar.gz")],
+        tmp_path / "o",
+        ".hidden",
+        "plain file names",
+    )
 
 
 # -- paths from the pack ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ABSOLUTE", "../x", "artifacts/../../../x", "artifacts/sub/x", "./study.db",
-                                  "trained/.hidden", "other/x", "artifacts/", "artifacts/a\\..\\..\\x"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ABSOLUTE",
+        "../x",
+        "artifacts/../../../x",
+        "artifacts/sub/x",
+        "./study.db",
+        "trained/.hidden",
+        "other/x",
+        "artifacts/",
+        "artifacts/a\\..\\..\\x",
+    ],
+)
 def test_unpack_refuses_a_member_outside_the_layout(
     name: str, study_db: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -235,16 +257,20 @@ def test_unpack_refuses_a_study_name_that_is_not_plain(
     _refused(capsys, _unpack(pack, dest, "--force"), tmp_path, "the manifest's study", "is not a plain name")
 
 
-@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
-                                  tarfile.FIFOTYPE, tarfile.DIRTYPE])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind",
+    [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE, tarfile.DIRTYPE],
+)
 def test_unpack_refuses_links_devices_fifos_and_folders(
     kind: bytes, study_db: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     (tmp_path / "victim.txt").write_text("mine")
     odd = tarfile.TarInfo("artifacts/x")
     odd.type, odd.linkname = kind, str(tmp_path / "victim.txt")
-    files = {"study.db": {"sha256": _sha(study_db), "size": len(study_db)},
-             "artifacts/x": {"sha256": _sha(b""), "size": 0}}  # fmt: skip
+    files = {
+        "study.db": {"sha256": _sha(study_db), "size": len(study_db)},
+        "artifacts/x": {"sha256": _sha(b""), "size": 0},
+    }
     manifest = {"format": PACK_FORMAT, "version": PACK_VERSION, "study": "tiny", "files": files}
     pack = _craft(tmp_path / "p.tar.gz", [("study.db", study_db), odd], manifest)
     _refused(capsys, _unpack(pack, tmp_path / "dest"), tmp_path, "'artifacts/x' is not a regular file")
@@ -266,8 +292,10 @@ def test_unpack_refuses_a_member_larger_than_its_manifest_size(
     study_db: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     big = b"x" * 100_000
-    files = {"study.db": {"sha256": _sha(study_db), "size": len(study_db)},
-             "artifacts/a": {"sha256": _sha(big[:10]), "size": 10}}  # fmt: skip
+    files = {
+        "study.db": {"sha256": _sha(study_db), "size": len(study_db)},
+        "artifacts/a": {"sha256": _sha(big[:10]), "size": 10},
+    }
     manifest = {"format": PACK_FORMAT, "version": PACK_VERSION, "study": "tiny", "files": files}
     pack = _craft(tmp_path / "p.tar.gz", [("study.db", study_db), ("artifacts/a", big)], manifest)
     _refused(
@@ -304,8 +332,9 @@ def test_unpack_stops_a_stream_at_its_manifest_size(
             self._f.close()
 
     monkeypatch.setattr(tarfile.TarFile, "extractfile", longer)
-    monkeypatch.setattr(search.pack, "open", lambda p, m="r": Counting(real_open(p, m), Path(p).name),
-                        raising=False)  # fmt: skip
+    monkeypatch.setattr(
+        search.pack, "open", lambda p, m="r": Counting(real_open(p, m), Path(p).name), raising=False
+    )
     _refused(capsys, _unpack(pack, tmp_path / "dest"), tmp_path, "'artifacts/a' is larger than", "10 bytes")
     assert written.get("a", 0) <= 10
 
@@ -313,8 +342,10 @@ def test_unpack_stops_a_stream_at_its_manifest_size(
 def test_unpack_refuses_a_damaged_or_missing_member(
     study_db: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    files = {"study.db": {"sha256": _sha(study_db), "size": len(study_db)},
-             "artifacts/a": {"sha256": _sha(b"good"), "size": 4}}  # fmt: skip
+    files = {
+        "study.db": {"sha256": _sha(study_db), "size": len(study_db)},
+        "artifacts/a": {"sha256": _sha(b"good"), "size": 4},
+    }
     manifest = {"format": PACK_FORMAT, "version": PACK_VERSION, "study": "tiny", "files": files}
     pack = _craft(tmp_path / "p.tar.gz", [("study.db", study_db), ("artifacts/a", b"evil")], manifest)
     _refused(capsys, _unpack(pack, tmp_path / "dest"), tmp_path, "artifacts/a is damaged (checksum)")
@@ -353,16 +384,24 @@ def test_unpack_refuses_a_truncated_pack(cut: float, tmp_path: Path, capsys: pyt
         ({"files": "FLOAT"}, "is not {sha256"),
         ({"files": "SHORTSHA"}, "is not {sha256"),
     ],
-)  # fmt: skip
+)
 def test_unpack_checks_the_manifest_schema(
     change: Dict[str, Any], needle: str, study_db: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     entry = {"sha256": _sha(study_db), "size": len(study_db)}
-    entries = {"STR": entry["sha256"], "NOSIZE": {"sha256": entry["sha256"]},
-               "NEGATIVE": dict(entry, size=-1), "FLOAT": dict(entry, size=float(len(study_db))),
-               "SHORTSHA": dict(entry, sha256="ab")}  # fmt: skip
-    manifest: Dict[str, Any] = {"format": PACK_FORMAT, "version": PACK_VERSION, "study": "tiny",
-                                "files": {"study.db": entry}}  # fmt: skip
+    entries = {
+        "STR": entry["sha256"],
+        "NOSIZE": {"sha256": entry["sha256"]},
+        "NEGATIVE": dict(entry, size=-1),
+        "FLOAT": dict(entry, size=float(len(study_db))),
+        "SHORTSHA": dict(entry, sha256="ab"),
+    }
+    manifest: Dict[str, Any] = {
+        "format": PACK_FORMAT,
+        "version": PACK_VERSION,
+        "study": "tiny",
+        "files": {"study.db": entry},
+    }
     for key, value in change.items():
         if value is None:
             del manifest[key]

@@ -35,16 +35,25 @@ def test_tiny_study_on_postgres(tmp_path: Path) -> None:
     storage = _storage()
     name = f"tinysnn-test-{uuid.uuid4().hex[:12]}"
     raw = {
-        "study": {"name": name, "trials": 2, "population": 2, "seed": 5, "storage": URL,
-                  "artifacts": str(tmp_path / "run")},
+        "study": {
+            "name": name,
+            "trials": 2,
+            "population": 2,
+            "seed": 5,
+            "storage": URL,
+            "artifacts": str(tmp_path / "run"),
+        },
         "sampler": {"name": "nsga2", "population_size": 2},
         "data": {"dataset": "digits", "train_samples": 100, "test_samples": 60},
         "encoding": {"time_steps": 40},
-        "space": {"n_neurons": 8, "quantize": ["qW", "fp32"],
-                  "bits": {"weights": {"int": 1, "frac": {"low": 3, "high": 8}}}},
+        "space": {
+            "n_neurons": 8,
+            "quantize": ["qW", "fp32"],
+            "bits": {"weights": {"int": 1, "frac": {"low": 3, "high": 8}}},
+        },
         "constraints": {"min_accuracy": 0},  # off: these tiny networks hardly spike
         "checkpoint": {"every": 0},
-    }  # fmt: skip
+    }
     try:
         report = run_study(parse_spec(raw), progress=False, log=lambda s: None)
         assert report.complete == 2
@@ -97,8 +106,12 @@ every = 0
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
-    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for _ in range(3)]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(3)
+    ]
     try:
         outs = [w.communicate(timeout=300)[0] for w in workers]
         if [w.returncode for w in workers] != [0, 0, 0]:  # the workers' whole output, untruncated

@@ -66,8 +66,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start(tmp: Path, args: List[str]) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _cli(tmp: Path) -> subprocess.Popen:
@@ -151,8 +152,9 @@ def test_killed_study_resumes_from_checkpoints(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs" / "resume").glob("tmp-*"))  # the killed worker's folder is cleaned
 
     # The same study without the kill: the re-queued trials match the trials they replace.
-    spec = load_spec(tmp_path / "spec.toml").replace(storage=f"sqlite:///{tmp_path}/ref.db",
-                                                     artifacts=str(tmp_path / "ref"))  # fmt: skip
+    spec = load_spec(tmp_path / "spec.toml").replace(
+        storage=f"sqlite:///{tmp_path}/ref.db", artifacts=str(tmp_path / "ref")
+    )
     run_study(spec, progress=False, log=lambda s: None)
     reference = {t.number: t for t in _trials(f"sqlite:///{tmp_path}/ref.db")}
     for r in retries:
@@ -235,8 +237,9 @@ def test_a_study_stopped_and_resumed_twice_draws_the_trials_of_an_uninterrupted_
     stopped = _trials(storage)
     assert [t.state for t in stopped].count(TrialState.FAIL) == 4  # two kills, two trials each
 
-    spec = load_spec(tmp_path / "spec.toml").replace(storage=f"sqlite:///{tmp_path}/ref.db",
-                                                     artifacts=str(tmp_path / "ref"))  # fmt: skip
+    spec = load_spec(tmp_path / "spec.toml").replace(
+        storage=f"sqlite:///{tmp_path}/ref.db", artifacts=str(tmp_path / "ref")
+    )
     run_study(spec, progress=False, log=lambda s: None)
     uninterrupted = _trials(f"sqlite:///{tmp_path}/ref.db")
     assert len(_draws(uninterrupted)) == 8

@@ -40,7 +40,7 @@ SPEC: Dict[str, Any] = {
             "weights": {"int": 1, "frac": {"low": 3, "high": 8}},
             "vmem": {"int": 9, "frac": {"low": 0, "high": 4}},
             "vth": {"int": 8, "frac": {"low": 0, "high": 4}},
-        },  # fmt: skip
+        },
     },
     "checkpoint": {"every": 100},
 }
@@ -125,8 +125,9 @@ def test_a_second_worker_reuses_the_stored_network(first_run: Path, tmp_path: Pa
     (folder / "spec.toml").write_text(_toml(table))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "search.cli", "run", "spec.toml", "--no-progress"]
-    proc = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout
     assert "evaluate the network trial 0 trained" in proc.stdout
     assert "trained network stored" not in proc.stdout
@@ -183,11 +184,15 @@ def test_weight_seed_per_trial_seeds_each_draw_and_shares_only_equal_seeds(
     spec = _spec(tmp_path, trials=4, population=4, weight_seed="per_trial")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(study_name="share", storage=open_storage(spec.study.storage_url),
-                                    directions=["maximize", "minimize", "minimize"])  # fmt: skip
+        study = optuna.create_study(
+            study_name="share",
+            storage=open_storage(spec.study.storage_url),
+            directions=["maximize", "minimize", "minimize"],
+        )
     for frac in (4, 6):  # an explicit equal seed: one training for both
-        study.enqueue_trial({"quantize": "qW", "rounding": "truncate", "weights_frac": frac},
-                            user_attrs={"weight_seed": 7})  # fmt: skip
+        study.enqueue_trial(
+            {"quantize": "qW", "rounding": "truncate", "weights_frac": frac}, user_attrs={"weight_seed": 7}
+        )
     study.set_user_attr("spec_fingerprint", spec.fingerprint())
     run_study(spec, progress=False, log=lambda s: None)
     done = _trials(spec)

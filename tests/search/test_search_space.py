@@ -44,8 +44,15 @@ int = { low = 5, high = 9 }
 
 def _suggest(**params: object):  # type: ignore[no-untyped-def]
     spec = parse_spec(tomllib.loads(SPLITS))
-    base = {"n_neurons": 10, "quantize": "qWN", "scheme": "ptq", "bits_total": 8, "weights_int": 1,
-            "vmem_int": 6, "vth_int": 7}  # fmt: skip
+    base = {
+        "n_neurons": 10,
+        "quantize": "qWN",
+        "scheme": "ptq",
+        "bits_total": 8,
+        "weights_int": 1,
+        "vmem_int": 6,
+        "vth_int": 7,
+    }
     return spec.space.suggest(FixedTrial(dict(base, **params)), n_input=64)
 
 
@@ -89,9 +96,16 @@ def test_shipped_studies_search_qwn_splits_at_8_bits_and_below(name: str) -> Non
                 for vth in space.bits["vth"].int_bits.numeric_values():
                     if max(vmem, vth) > total:
                         continue
-                    params = {"n_neurons": int(space.n_neurons.bounds()[0]), "quantize": "qWN",
-                              "scheme": "ptq", "rounding": "truncate", "bits_total": int(total),
-                              "weights_int": 1, "vmem_int": int(vmem), "vth_int": int(vth)}  # fmt: skip
+                    params = {
+                        "n_neurons": int(space.n_neurons.bounds()[0]),
+                        "quantize": "qWN",
+                        "scheme": "ptq",
+                        "rounding": "truncate",
+                        "bits_total": int(total),
+                        "weights_int": 1,
+                        "vmem_int": int(vmem),
+                        "vth_int": int(vth),
+                    }
                     cfg = space.suggest(FixedTrial(params), n_input=n_input)
                     assert cfg.quant is not None and cfg.quant.bits_of("vmem") == total
                     built += 1
@@ -146,9 +160,17 @@ def test_a_study_of_the_old_space_resumes(tmp_path: Path) -> None:
         done = study.get_trials(states=(TrialState.COMPLETE,))[0]
         # what the old space recorded for a V_mem of 4 integer bits
         old_params = dict(done.params, vmem_int=4)
-        study.add_trial(create_trial(state=TrialState.PRUNED, params=old_params, distributions=done.distributions,
-                                     user_attrs={"rejected": "vmem: Q4.3 cannot hold V_mem - v_rest from 0 (rest) "
-                                                 "to 13 mV (v_th); it needs at least 5 integer bits"}))  # fmt: skip
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params=old_params,
+                distributions=done.distributions,
+                user_attrs={
+                    "rejected": "vmem: Q4.3 cannot hold V_mem - v_rest from 0 (rest) "
+                    "to 13 mV (v_th); it needs at least 5 integer bits"
+                },
+            )
+        )
     report = run_study(spec.replace(trials=2), progress=False, log=lambda s: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,8 +185,10 @@ def test_an_itq_only_space_with_coarse_vth_is_refused_only_where_every_rounding_
     from tinysnn.quant import QFormat, QuantSpec, itq_problem
 
     raw = tomllib.loads(SPLITS)
-    raw["space"].update(scheme="itq", bits={"weights": {"int": 1, "frac": 7}, "vmem": {"int": 8, "frac": 0},
-                                            "vth": {"int": 8, "frac": 2}})  # fmt: skip
+    raw["space"].update(
+        scheme="itq",
+        bits={"weights": {"int": 1, "frac": 7}, "vmem": {"int": 8, "frac": 0}, "vth": {"int": 8, "frac": 2}},
+    )
     with pytest.raises(SpecError, match="space.bits.vth.frac: in-training quantization adds theta"):
         parse_spec(raw)  # truncation: a step of 0.25 mV loses every theta+ = 0.05 mV
     raw["space"]["rounding"] = ["truncate", "stochastic"]

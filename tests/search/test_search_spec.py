@@ -96,7 +96,7 @@ def test_shipped_studies_load(path: Path) -> None:
                 }
             },
             "space.bits.vmem.int: vmem is signed and needs at least 1 integer bit",
-        ),  # fmt: skip
+        ),
         (
             {"space": {"bits": {"weights": {"int": 20, "frac": {"low": 20, "high": 25}}}}},
             "space.bits.weights",
@@ -135,7 +135,7 @@ def test_shipped_studies_load(path: Path) -> None:
                 }
             },
             "space.bits.vth.frac: in-training quantization adds theta+ = 0.05 mV",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_spec_names_the_key(patch: Dict[str, Any], key: str) -> None:
@@ -199,8 +199,10 @@ def test_fixed_flags_reach_the_network() -> None:
 
 
 def test_a_population_larger_than_the_machine_is_refused_before_the_study(tmp_path: Path) -> None:
-    raw = _raw(space={"n_neurons": [100000000]},
-               study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip
+    raw = _raw(
+        space={"n_neurons": [100000000]},
+        study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")},
+    )
     with pytest.raises(
         ValueError, match=r"need about [0-9.]+ GB \([a-z ]+ [0-9.]+ GB\), the machine has [0-9.]+ GB"
     ):
@@ -235,8 +237,10 @@ def test_read_only_database_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_missing_dataset_fails_before_any_trial(tmp_path: Path) -> None:
-    raw = _raw(data={"dataset": "mnist", "root": str(tmp_path / "nowhere")},
-               study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")})  # fmt: skip
+    raw = _raw(
+        data={"dataset": "mnist", "root": str(tmp_path / "nowhere")},
+        study={"storage": f"sqlite:///{tmp_path}/s.db", "artifacts": str(tmp_path / "a")},
+    )
     with pytest.raises(SpecError) as exc:
         run_study(parse_spec(raw), progress=False)
     assert "data.dataset" in str(exc.value) and "not found" in str(exc.value)
@@ -264,8 +268,17 @@ def test_unreadable_storage_url(url: str) -> None:
 @pytest.mark.filterwarnings("ignore:The value [04] of the parameter 'vmem_int':UserWarning")
 def test_space_suggests_configs_and_rejects_only_impossible_formats() -> None:
     spec = parse_spec(_raw())
-    params = {"n_neurons": 20, "quantize": "qWN", "scheme": "itq", "weights_int": 1,
-              "weights_frac": 7, "vmem_int": 9, "vmem_frac": 5, "vth_int": 8, "vth_total": 12}  # fmt: skip
+    params = {
+        "n_neurons": 20,
+        "quantize": "qWN",
+        "scheme": "itq",
+        "weights_int": 1,
+        "weights_frac": 7,
+        "vmem_int": 9,
+        "vmem_frac": 5,
+        "vth_int": 8,
+        "vth_total": 12,
+    }
     with pytest.raises(Rejected, match=r"V_th format Q8.4 has a step of 0.0625 mV, larger than .* theta\+"):
         spec.space.suggest(FixedTrial(params), n_input=64)  # ITQ would lose every threshold increment
     params["scheme"] = "ptq"  # PTQ never adds theta+ on the grid
@@ -313,8 +326,14 @@ def test_verified_files_hold_only_tensors_and_text_for_the_weights_only_loader(t
 
     from search._checkpoint import read_verified, verified_bytes, write_verified
 
-    payload = {"a": 1.5, "b": [1, 2.25, None, True, "x"], "t": torch.arange(3), "nested": {"w": torch.ones(2, 2)},
-               "nan": float("nan"), "pair": (1, 2)}  # fmt: skip
+    payload = {
+        "a": 1.5,
+        "b": [1, 2.25, None, True, "x"],
+        "t": torch.arange(3),
+        "nested": {"w": torch.ones(2, 2)},
+        "nan": float("nan"),
+        "pair": (1, 2),
+    }
     path = tmp_path / "f.pt"
     write_verified(path, payload)
     # torch 1.13's weights-only loader refuses pickled floats: the pickle holds text and tensors only
@@ -354,9 +373,16 @@ def test_reward_and_tie_breaks() -> None:
 def test_an_itq_space_without_a_normalization_rule_is_new_science_and_naming_sum_is_the_old() -> None:
     # the default rule changed from sum to proportional: a study made before (no rule named) must not
     # resume under the new rule, and resumes once its spec names the rule it ran
-    base = {"study": {"name": "n"}, "data": {"dataset": "digits"},
-            "space": {"n_neurons": 20, "quantize": "qW", "scheme": ["ptq", "itq"],
-                      "bits": {"weights": {"int": 0, "frac": 8}}}}  # fmt: skip
+    base = {
+        "study": {"name": "n"},
+        "data": {"dataset": "digits"},
+        "space": {
+            "n_neurons": 20,
+            "quantize": "qW",
+            "scheme": ["ptq", "itq"],
+            "bits": {"weights": {"int": 0, "frac": 8}},
+        },
+    }
     implicit = parse_spec(base).science()
     named_sum = parse_spec(dict(base, space=dict(base["space"], normalization="sum"))).science()
     assert implicit["normalization_default"] == "proportional"

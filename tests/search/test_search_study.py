@@ -70,13 +70,37 @@ min_accuracy = 0          # off: these tiny networks hardly spike (tests/search/
 every = 0
 """
 ATTRS = [
-    "variant", "n_neurons", "quant", "scheme", "rounding", "quant_text", "weights_format", "vmem_format",
-    "vth_format", "accuracy", "accuracy_proportion", "memory_norm", "memory_bytes_compact",
-    "memory_bytes_as_simulated", "energy", "energy_objective", "energy_meter", "energy_is_estimate",
-    "energy_train_j", "energy_infer_j_per_sample", "energy_opcount_train_j_per_sample",
-    "energy_opcount_infer_j_per_sample", "wall_seconds", "train_samples_per_s", "infer_samples_per_s",
-    "spikes_per_sample_train", "spikes_per_sample_test", "device", "weight_seed", "feasible",
-]  # fmt: skip
+    "variant",
+    "n_neurons",
+    "quant",
+    "scheme",
+    "rounding",
+    "quant_text",
+    "weights_format",
+    "vmem_format",
+    "vth_format",
+    "accuracy",
+    "accuracy_proportion",
+    "memory_norm",
+    "memory_bytes_compact",
+    "memory_bytes_as_simulated",
+    "energy",
+    "energy_objective",
+    "energy_meter",
+    "energy_is_estimate",
+    "energy_train_j",
+    "energy_infer_j_per_sample",
+    "energy_opcount_train_j_per_sample",
+    "energy_opcount_infer_j_per_sample",
+    "wall_seconds",
+    "train_samples_per_s",
+    "infer_samples_per_s",
+    "spikes_per_sample_train",
+    "spikes_per_sample_test",
+    "device",
+    "weight_seed",
+    "feasible",
+]
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +191,23 @@ def test_cli_status_and_select(
     if not study.best_trials:
         return
     out_json = tmp_path / "sel.json"
-    assert main(["select", "--storage", spec.study.storage_url, "--mu", "0.2", "--sweep", "--json", str(out_json),
-                 "--export", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "select",
+                "--storage",
+                spec.study.storage_url,
+                "--mu",
+                "0.2",
+                "--sweep",
+                "--json",
+                str(out_json),
+                "--export",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "selected: trial" in out and "R(mu=0.2)" in out
     chosen = json.loads(out_json.read_text())["selected"]
@@ -276,9 +315,16 @@ def test_pack_unpack_moves_the_study_whole(
     done = [t for t in wsgi_get(app, f"/api/studies/{study_id}")["trials"] if t["state"] == "Complete"]
     art = [a for a in done[0]["artifacts"] if a["filename"] == "weights.png"][0]
     status = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/artifacts/{study_id}/{done[0]['trial_id']}/{art['artifact_id']}",
-               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""),
-               "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http"}  # fmt: skip
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": f"/artifacts/{study_id}/{done[0]['trial_id']}/{art['artifact_id']}",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+    }
     body = b"".join(app(environ, lambda st, h, *rest: status.append(st)))
     assert status[0].startswith("200") and body[:8] == b"\x89PNG\r\n\x1a\n"
     # resume there: the spec's layout on machine B (storage and artifacts under DEST)

@@ -22,7 +22,7 @@ from search._workers import (
     reap,
     stale_reason,
     trial_id,
-    trial_worker,  # fmt: skip
+    trial_worker,
 )
 
 
@@ -94,8 +94,11 @@ def test_draw_index_counts_fresh_draws_and_gives_a_retry_its_first_trials_index(
 
     def add(state: TrialState, **attrs: Any) -> None:
         values = [0.5] if state == TrialState.COMPLETE else None
-        study.add_trial(optuna.trial.create_trial(params={"n": 1}, distributions=dist, state=state, values=values,
-                                                  user_attrs=attrs))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"n": 1}, distributions=dist, state=state, values=values, user_attrs=attrs
+            )
+        )
 
     add(TrialState.COMPLETE, sampled=True)  # 0: draw 0
     add(TrialState.FAIL, sampled=True)  # 1: draw 1, killed while training

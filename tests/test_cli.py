@@ -14,8 +14,22 @@ import tinysnn.train
 from tinysnn.cli import main
 from tinysnn.train import steady_rate
 
-TINY = ["train", "--dataset", "digits", "--neurons", "5", "--train-samples", "5", "--test-samples", "5",
-        "--time-steps", "20", "--no-progress", "--energy", "estimate"]  # fmt: skip
+TINY = [
+    "train",
+    "--dataset",
+    "digits",
+    "--neurons",
+    "5",
+    "--train-samples",
+    "5",
+    "--test-samples",
+    "5",
+    "--time-steps",
+    "20",
+    "--no-progress",
+    "--energy",
+    "estimate",
+]
 
 
 @pytest.fixture
@@ -38,25 +52,28 @@ def _refused(argv: List[str], capsys: pytest.CaptureFixture) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("option, value, field", [
-    ("--max-rate", "nan", "max_rate"),
-    ("--max-rate", "inf", "max_rate"),
-    ("--max-rate", "-1", "max_rate"),
-    ("--max-rate", "1001", "max_rate"),
-    ("--w-inh", "nan", "w_inh"),
-    ("--w-inh-exc", "-inf", "w_inh_exc"),
-    ("--norm-total", "0", "norm_total"),
-    ("--theta-plus", "nan", "theta_plus"),
-    ("--eta-post", "nan", "eta_post"),
-    ("--t-update", "2.5", "t_update"),
-    ("--t-update", "nan", "t_update"),
-    ("--n-th", "0", "n_th"),
-    ("--nu-pre", "nan", "nu_pre"),
-    ("--nu-post", "-1", "nu_post"),
-    ("--eta-p", "inf", "eta_p"),
-    ("--eta-d", "nan", "eta_d"),
-    ("--time-steps", "1000000000", "time_steps"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "option, value, field",
+    [
+        ("--max-rate", "nan", "max_rate"),
+        ("--max-rate", "inf", "max_rate"),
+        ("--max-rate", "-1", "max_rate"),
+        ("--max-rate", "1001", "max_rate"),
+        ("--w-inh", "nan", "w_inh"),
+        ("--w-inh-exc", "-inf", "w_inh_exc"),
+        ("--norm-total", "0", "norm_total"),
+        ("--theta-plus", "nan", "theta_plus"),
+        ("--eta-post", "nan", "eta_post"),
+        ("--t-update", "2.5", "t_update"),
+        ("--t-update", "nan", "t_update"),
+        ("--n-th", "0", "n_th"),
+        ("--nu-pre", "nan", "nu_pre"),
+        ("--nu-post", "-1", "nu_post"),
+        ("--eta-p", "inf", "eta_p"),
+        ("--eta-d", "nan", "eta_d"),
+        ("--time-steps", "1000000000", "time_steps"),
+    ],
+)
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_every_bad_number_is_one_line_naming_the_option(
     option: str, value: str, field: str, backend: str, capsys: pytest.CaptureFixture, no_work: None
@@ -66,14 +83,19 @@ def test_every_bad_number_is_one_line_naming_the_option(
     assert "expected" in line
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--seed", "-1"], "--seed = -1: expected an integer in [0, 9223372036854775807]"),
-    (["--seed", str(2**63 - 1), "--population", "2"], "its 2 networks take the seeds --seed + 0 .. 1"),
-    (["--quant", ""], "--quant: empty quantization text '': give fp32 for none"),
-    (["--population", "100000000", "--neurons", "1000"], "use fewer neurons or a smaller population"),
-    (["--time-steps", "100000", "--batch-size", "10000000", "--backend", "torch"],
-     "use fewer time steps or a smaller batch"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seed", "-1"], "--seed = -1: expected an integer in [0, 9223372036854775807]"),
+        (["--seed", str(2**63 - 1), "--population", "2"], "its 2 networks take the seeds --seed + 0 .. 1"),
+        (["--quant", ""], "--quant: empty quantization text '': give fp32 for none"),
+        (["--population", "100000000", "--neurons", "1000"], "use fewer neurons or a smaller population"),
+        (
+            ["--time-steps", "100000", "--batch-size", "10000000", "--backend", "torch"],
+            "use fewer time steps or a smaller batch",
+        ),
+    ],
+)
 def test_seeds_quant_and_sizes_are_refused_before_anything_is_built(
     argv: List[str], message: str, capsys: pytest.CaptureFixture, no_work: None
 ) -> None:
@@ -81,8 +103,11 @@ def test_seeds_quant_and_sizes_are_refused_before_anything_is_built(
 
 
 def _idx(path: Path, arr: np.ndarray) -> None:
-    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-                     + arr.astype(np.uint8).tobytes())  # fmt: skip
+    path.write_bytes(
+        bytes([0, 0, 0x08, arr.ndim])
+        + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+        + arr.astype(np.uint8).tobytes()
+    )
 
 
 def test_test_images_of_another_shape_are_one_line(

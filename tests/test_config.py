@@ -94,12 +94,15 @@ def test_every_float_field_refuses_values_outside_its_range(cls, field: str, goo
             _make(cls, field, bad)
 
 
-@pytest.mark.parametrize("cls, field, low, high", [
-    (NetworkConfig, "n_neurons", 1, None),
-    (NetworkConfig, "n_input", 1, None),
-    (LearningConfig, "t_update", 1, MAX_TIME_STEPS),
-    (EncodingConfig, "time_steps", 1, MAX_TIME_STEPS),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "cls, field, low, high",
+    [
+        (NetworkConfig, "n_neurons", 1, None),
+        (NetworkConfig, "n_input", 1, None),
+        (LearningConfig, "t_update", 1, MAX_TIME_STEPS),
+        (EncodingConfig, "time_steps", 1, MAX_TIME_STEPS),
+    ],
+)
 def test_integer_fields_refuse_fractions_bools_and_nan_instead_of_truncating(
     cls, field: str, low: int, high
 ) -> None:
@@ -113,8 +116,11 @@ def test_integer_fields_refuse_fractions_bools_and_nan_instead_of_truncating(
 
 def test_max_rate_range_follows_dt_and_names_the_reason() -> None:
     EncodingConfig(dt=0.5, max_rate=2000.0)
-    with pytest.raises(ConfigError, match=r"max_rate = 2001.0: expected a finite number in \[0, 2000\] Hz "
-                                          r"\(at most one spike per step of dt = 0.5 ms\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"max_rate = 2001.0: expected a finite number in \[0, 2000\] Hz "
+        r"\(at most one spike per step of dt = 0.5 ms\)",
+    ):
         EncodingConfig(dt=0.5, max_rate=2001.0)
 
 

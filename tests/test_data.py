@@ -63,12 +63,15 @@ def test_corrupt_idx_file_is_reported(tmp_path: Path) -> None:
         D.load("mnist", tmp_path)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("cut10", "truncated inside its header"),
-    ("cut_body", "is truncated: header says"),
-    ("gz_cut", "cannot read"),
-    ("label255", "holds label 255"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("cut10", "truncated inside its header"),
+        ("cut_body", "is truncated: header says"),
+        ("gz_cut", "cannot read"),
+        ("label255", "holds label 255"),
+    ],
+)
 def test_damaged_idx_files_are_one_clear_error(tmp_path: Path, damage: str, message: str) -> None:
     _fake_mnist(tmp_path, gz=damage == "gz_cut")
     raw = tmp_path / "MNIST" / "raw"

@@ -55,8 +55,11 @@ def test_draws_are_uniform_and_keyed_by_every_part() -> None:
     assert abs(float(u.mean()) - 0.5) < 0.005 and abs(float(u.var()) - 1 / 12) < 0.002
     keys = {
         int(S.step_key(S.stream_base(torch.tensor(a), torch.tensor(b), c), torch.tensor(t)))
-        for a in (0, 1) for b in (0, 1) for c in (S.STREAM_VMEM, S.STREAM_VTH) for t in (0, 1)
-    }  # fmt: skip
+        for a in (0, 1)
+        for b in (0, 1)
+        for c in (S.STREAM_VMEM, S.STREAM_VTH)
+        for t in (0, 1)
+    }
     assert len(keys) == 16
 
 

@@ -35,15 +35,40 @@ def test_digits_trains_clearly_above_chance(variant: str) -> None:
 
 def test_cli_writes_json_record(tmp_path: Path, capsys) -> None:
     out = tmp_path / "r.json"
-    code = main([
-        "train", "--dataset", "digits", "--variant", "diehl_cook", "--neurons", "20",
-        "--train-samples", "100", "--test-samples", "50", "--json", str(out), "--no-progress",
-    ])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--variant",
+            "diehl_cook",
+            "--neurons",
+            "20",
+            "--train-samples",
+            "100",
+            "--test-samples",
+            "50",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     rec = json.loads(out.read_text())
-    for key in ("accuracy", "accuracy_proportion", "train_samples_per_s", "infer_samples_per_s",
-                "wall_seconds", "spikes_per_sample_test", "device", "seed", "energy_meter",
-                "energy_train_joules", "energy_infer_joules_per_sample", "op_energy_infer_j_per_sample"):  # fmt: skip
+    for key in (
+        "accuracy",
+        "accuracy_proportion",
+        "train_samples_per_s",
+        "infer_samples_per_s",
+        "wall_seconds",
+        "spikes_per_sample_test",
+        "device",
+        "seed",
+        "energy_meter",
+        "energy_train_joules",
+        "energy_infer_joules_per_sample",
+        "op_energy_infer_j_per_sample",
+    ):
         assert key in rec, key
     assert rec["train_samples"] == 100 and rec["test_samples"] == 50
     assert rec["energy_is_estimate"] is True
@@ -60,8 +85,18 @@ def test_cli_writes_json_record(tmp_path: Path, capsys) -> None:
     ],
 )
 def test_cli_bad_input_is_a_clear_error(argv, message, capsys) -> None:
-    base = ["train", "--dataset", "digits", "--neurons", "5", "--train-samples", "5", "--test-samples", "5",
-            "--no-progress"]  # fmt: skip
+    base = [
+        "train",
+        "--dataset",
+        "digits",
+        "--neurons",
+        "5",
+        "--train-samples",
+        "5",
+        "--test-samples",
+        "5",
+        "--no-progress",
+    ]
     code = main(base + argv)
     assert code == 2
     assert message in capsys.readouterr().err
@@ -120,8 +155,17 @@ def _toy_spec(epochs: int = 1, **kw: Any) -> RunSpec:
     nets = [NetworkConfig(variant="tinysnn", n_neurons=n, n_input=64) for n in (8, 12)]
     pop = build_population(nets, seeds=[3, 4])
     itq = parse_quant_arg("weights=Q1.6", rounding="stochastic", scheme="itq")
-    return RunSpec(pop, EncodingConfig(time_steps=40), s.train.take(50), s.test.take(60), epochs=epochs,
-                   quant=[itq, None], progress=False, seed=5, **kw)  # fmt: skip
+    return RunSpec(
+        pop,
+        EncodingConfig(time_steps=40),
+        s.train.take(50),
+        s.test.take(60),
+        epochs=epochs,
+        quant=[itq, None],
+        progress=False,
+        seed=5,
+        **kw,
+    )
 
 
 def test_checkpoints_come_every_k_samples_and_after_the_last() -> None:

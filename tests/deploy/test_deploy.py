@@ -56,8 +56,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Dict[str, obj
     images = torch.cat([d.train.images[:640], d.test.images])  # 1,000 images
     out: Dict[str, Dict[str, object]] = {}
     for variant, texts in KINDS.items():
-        net = NetworkConfig(variant=variant, n_neurons=24, n_input=64, norm_total=6.4,
-                            one_spike=variant == "tinysnn")  # fmt: skip
+        net = NetworkConfig(
+            variant=variant, n_neurons=24, n_input=64, norm_total=6.4, one_spike=variant == "tinysnn"
+        )
         specs = [_spec(t) for t in texts]
         pop = build_population([net] * len(texts), LearningConfig(), list(range(len(texts))))
         res = run(RunSpec(pop, ENC, d.train.take(300), d.test, quant=specs, progress=False, seed=SEED))
@@ -73,11 +74,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Dict[str, obj
                 res.networks[k].assignment,
                 10,
                 accuracy=res.networks[k].accuracy,
-            )  # fmt: skip
+            )
             for k in range(len(texts))
         ]
-        out[variant] = {"pop": pop, "res": res, "trains": trains.permute(1, 0, 2).numpy(), "counts": counts,
-                        "folders": folders, "specs": specs}  # fmt: skip
+        out[variant] = {
+            "pop": pop,
+            "res": res,
+            "trains": trains.permute(1, 0, 2).numpy(),
+            "counts": counts,
+            "folders": folders,
+            "specs": specs,
+        }
     return out
 
 
@@ -128,8 +135,10 @@ def test_model_records_what_the_network_is(trained) -> None:
 
 
 def test_deploy_imports_numpy_alone() -> None:
-    code = ("import sys, tinysnn.deploy; bad = [m for m in ('torch', 'numba', 'optuna') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
+    code = (
+        "import sys, tinysnn.deploy; bad = [m for m in ('torch', 'numba', 'optuna') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -192,13 +201,44 @@ def test_train_export_then_infer_from_the_command_line(tmp_path: Path, capsys: p
     from tinysnn.cli import main
 
     out = tmp_path / "model"
-    args = ["train", "--dataset", "digits", "--neurons", "20", "--train-samples", "200", "--test-samples", "100",
-            "--time-steps", "60", "--quant", "weights=Q1.7", "--no-progress", "--energy", "estimate"]  # fmt: skip
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--neurons",
+        "20",
+        "--train-samples",
+        "200",
+        "--test-samples",
+        "100",
+        "--time-steps",
+        "60",
+        "--quant",
+        "weights=Q1.7",
+        "--no-progress",
+        "--energy",
+        "estimate",
+    ]
     assert main(args + ["--export", str(out)]) == 0
     assert deploy.load_model(out).meta["provenance"]["source"] == "tinysnn train"
     capsys.readouterr()
-    assert main(["infer", str(out), "--dataset", "digits", "--test-samples", "50", "--seed", "3",
-                 "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "infer",
+                str(out),
+                "--dataset",
+                "digits",
+                "--test-samples",
+                "50",
+                "--seed",
+                "3",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["samples"] == 50 and 0.0 <= record["accuracy"] <= 1.0 and record["samples_per_s"] > 0
     assert record["trains"]["seed"] == 3 and record["trains"]["recorded"] is False
@@ -230,8 +270,11 @@ def test_c_reference_equals_the_numpy_runner_on_1000_images(
     model = deploy.load_model(trained[variant]["folders"][k])
     header, source = write_c(model, tmp_path)
     exe = tmp_path / "infer"
-    build = subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-DTINYSNN_MAIN", "-o", str(exe),
-                            str(source)], capture_output=True, text=True)  # fmt: skip
+    build = subprocess.run(
+        [CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-DTINYSNN_MAIN", "-o", str(exe), str(source)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     trains = trained[variant]["trains"]
     seeds = deploy.sample_seeds(SEED, 0, trains.shape[0])
@@ -258,8 +301,12 @@ def test_c_header_states_the_ram_and_flash_the_build_takes(
     header, source = write_c(model, tmp_path)
     obj = tmp_path / "infer.o"
     subprocess.run([CC, "-std=c99", "-O2", "-c", "-o", str(obj), str(source)], check=True)
-    text, data_, bss = (int(v) for v in subprocess.run(["size", str(obj)], capture_output=True, text=True,
-                                                      check=True).stdout.splitlines()[-1].split()[:3])  # fmt: skip
+    text, data_, bss = (
+        int(v)
+        for v in subprocess.run(["size", str(obj)], capture_output=True, text=True, check=True)
+        .stdout.splitlines()[-1]
+        .split()[:3]
+    )
     macros = {
         f[1]: f[2]
         for f in (line.split() for line in header.read_text().splitlines())
@@ -305,8 +352,10 @@ def test_infer_runs_where_torch_numba_and_optuna_cannot_be_imported(trained, tmp
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     d = data.load("digits")
-    for split, (x, y) in {"train": (d.train.images[:40], d.train.labels[:40]),
-                          "t10k": (d.test.images[:20], d.test.labels[:20])}.items():  # fmt: skip
+    for split, (x, y) in {
+        "train": (d.train.images[:40], d.train.labels[:40]),
+        "t10k": (d.test.images[:20], d.test.labels[:20]),
+    }.items():
         for kind, arr in (("images-idx3", x.numpy().reshape(-1, 8, 8)), ("labels-idx1", y.numpy())):
             header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
             (raw / f"{split}-{kind}-ubyte").write_bytes(header + arr.astype(np.uint8).tobytes())

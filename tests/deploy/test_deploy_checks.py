@@ -27,16 +27,37 @@ from tinysnn.network import build_population
 from tinysnn.sim import STREAM_TEST, Simulator
 
 QWN = ["--quant", "weights=Q1.7,vmem=Q9.4,vth=Q8.5", "--scheme", "itq", "--rounding", "stochastic"]
-TRAIN = ["train", "--dataset", "digits", "--neurons", "12", "--train-samples", "100", "--test-samples", "150",
-         "--time-steps", "40", "--no-progress", "--energy", "estimate", "--batch-size", "64", "--seed", "7"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--neurons",
+    "12",
+    "--train-samples",
+    "100",
+    "--test-samples",
+    "150",
+    "--time-steps",
+    "40",
+    "--no-progress",
+    "--energy",
+    "estimate",
+    "--batch-size",
+    "64",
+    "--seed",
+    "7",
+]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     """Three exported digits models: qWN stochastic on numba, qW on numba, FP32 on torch (CPU)."""
     root = tmp_path_factory.mktemp("models")
-    kinds = {"qwn": QWN, "qw": ["--quant", "weights=Q1.6", "--format", "c", "c", "model"],
-             "torch": ["--backend", "torch"]}  # fmt: skip
+    kinds = {
+        "qwn": QWN,
+        "qw": ["--quant", "weights=Q1.6", "--format", "c", "c", "model"],
+        "torch": ["--backend", "torch"],
+    }
     for name, extra in kinds.items():
         assert main(TRAIN + extra + ["--export", str(root / name)]) == 0
     assert (root / "qw" / "tinysnn_infer.c").is_file() and not (root / "qwn" / "tinysnn_infer.c").exists()
@@ -68,8 +89,9 @@ def test_isi_trains_are_the_numba_simulators_bit_for_bit(max_rate: float) -> Non
 
 
 @pytest.mark.parametrize("name", ["qwn", "qw", "torch"])
-def test_infer_gives_the_recorded_accuracy_back(models: Dict[str, Path], name: str, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_infer_gives_the_recorded_accuracy_back(
+    models: Dict[str, Path], name: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     model = deploy.load_model(models[name])
     trains = model.test_trains
     assert trains is not None and trains.seed == 7 and trains.samples == 150 and trains.dataset == "digits"
@@ -100,11 +122,25 @@ def test_save_trains_feeds_the_c_reference(models: Dict[str, Path], tmp_path: Pa
     shutil.copytree(models["qwn"], folder)
     assert main(["export", str(folder), "--format", "c"]) == 0
     exe = tmp_path / "infer"
-    subprocess.run([cc, "-std=c99", "-O2", "-DTINYSNN_MAIN", "-o", str(exe), str(folder / "tinysnn_infer.c")],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [cc, "-std=c99", "-O2", "-DTINYSNN_MAIN", "-o", str(exe), str(folder / "tinysnn_infer.c")], check=True
+    )
     trains = tmp_path / "trains.bin"
-    assert main(["infer", str(folder), "--dataset", "digits", "--save-trains", str(trains),
-                 "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "infer",
+                str(folder),
+                "--dataset",
+                "digits",
+                "--save-trains",
+                str(trains),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     out = subprocess.run([str(exe)], stdin=trains.open("rb"), capture_output=True, check=True).stdout.decode()
     predictions = np.array([int(line.split()[0]) for line in out.splitlines()])
     labels = data.load_arrays("digits")["test"][1][:150]
@@ -115,8 +151,21 @@ def test_save_trains_feeds_the_c_reference(models: Dict[str, Path], tmp_path: Pa
 
 
 def test_other_seeds_draw_other_trains(models: Dict[str, Path], tmp_path: Path) -> None:
-    assert main(["infer", str(models["qwn"]), "--dataset", "digits", "--seed", "8", "--json",
-                 str(tmp_path / "r.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "infer",
+                str(models["qwn"]),
+                "--dataset",
+                "digits",
+                "--seed",
+                "8",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["trains"]["seed"] == 8 and record["trains"]["recorded"] is False
     assert record["samples"] == len(data.load_arrays("digits")["test"][1])  # all: not the trial's test
@@ -189,8 +238,9 @@ EDITS = {
 
 
 @pytest.mark.parametrize("case", sorted(EDITS))
-def test_a_resigned_model_json_is_checked_field_by_field(models: Dict[str, Path], tmp_path: Path, case: str,
-                                                         capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_a_resigned_model_json_is_checked_field_by_field(
+    models: Dict[str, Path], tmp_path: Path, case: str, capsys: pytest.CaptureFixture
+) -> None:
     edit, words = EDITS[case]
     folder = _resigned(models["qwn"], tmp_path / "m", edit)
     with pytest.raises(deploy.ModelError) as info:
@@ -225,16 +275,20 @@ def _with_payload_value(src: Path, dst: Path, group: str, index: int, word: byte
     return dst
 
 
-@pytest.mark.parametrize("group, index, word, words", [
-    ("exc_constants", 3, struct.pack(">f", float("nan")), "not finite"),
-    ("exc_constants", 3, struct.pack(">f", 1.5), "decay 1.5 is not in (0, 1]"),
-    ("exc_constants", 4, struct.pack(">f", 2.5), "refractory period 2.5"),
-    ("input_weights", 0, struct.pack(">f", float("inf")), "not finite"),
-    ("exc_vmem", 0, struct.pack(">f", 3.0), "not at rest"),
-    ("exc_theta", 0, struct.pack(">f", -1.0), "negative theta"),
-])  # fmt: skip
-def test_payload_values_are_checked(models: Dict[str, Path], tmp_path: Path, group: str, index: int, word: bytes,
-                                    words: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "group, index, word, words",
+    [
+        ("exc_constants", 3, struct.pack(">f", float("nan")), "not finite"),
+        ("exc_constants", 3, struct.pack(">f", 1.5), "decay 1.5 is not in (0, 1]"),
+        ("exc_constants", 4, struct.pack(">f", 2.5), "refractory period 2.5"),
+        ("input_weights", 0, struct.pack(">f", float("inf")), "not finite"),
+        ("exc_vmem", 0, struct.pack(">f", 3.0), "not at rest"),
+        ("exc_theta", 0, struct.pack(">f", -1.0), "negative theta"),
+    ],
+)
+def test_payload_values_are_checked(
+    models: Dict[str, Path], tmp_path: Path, group: str, index: int, word: bytes, words: str
+) -> None:
     folder = _with_payload_value(models["torch"], tmp_path / "m", group, index, word)  # FP32: float32 groups
     with pytest.raises(deploy.ModelError, match=re.escape(words)):
         deploy.load_model(folder)
@@ -260,9 +314,9 @@ def test_infer_seed_must_be_non_negative(models: Dict[str, Path], capsys: pytest
     assert "--seed = -1" in _one_line(capsys)
 
 
-def test_export_into_a_folder_that_cannot_be_written(models: Dict[str, Path], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_export_into_a_folder_that_cannot_be_written(
+    models: Dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     folder = tmp_path / "m"
     shutil.copytree(models["qwn"], folder)
     before = sorted(p.name for p in folder.iterdir())

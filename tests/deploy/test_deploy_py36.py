@@ -22,8 +22,24 @@ from tinysnn.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 PY36 = sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob("versions/3.6.*/bin/python"))
 PACKAGES = ["numpy==1.19.5", "dataclasses==0.8"]
-TRAIN = ["train", "--dataset", "digits", "--neurons", "12", "--train-samples", "200", "--test-samples", "60",
-         "--time-steps", "100", "--no-progress", "--energy", "estimate", "--seed", "3"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--neurons",
+    "12",
+    "--train-samples",
+    "200",
+    "--test-samples",
+    "60",
+    "--time-steps",
+    "100",
+    "--no-progress",
+    "--energy",
+    "estimate",
+    "--seed",
+    "3",
+]
 KINDS = {"fp32": [], "qwn": ["--quant", "weights=Q1.7,vmem=SQ6.2,vth=UQ7.1", "--rounding", "truncate"]}
 
 pytestmark = pytest.mark.skipif(not PY36, reason="needs a Python 3.6 (pyenv's versions/3.6.*)")
@@ -37,8 +53,12 @@ def python36(request: pytest.FixtureRequest) -> str:
     probe = [str(python), "-c", "import numpy, dataclasses; assert numpy.__version__ == '1.19.5'"]
     if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
         subprocess.run([str(PY36[0]), "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PACKAGES], capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *PACKAGES],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if pip.returncode != 0:
             last = (pip.stderr.strip().splitlines() or ["no output"])[-1]
             pytest.skip(f"pip cannot install {' '.join(PACKAGES)} for Python 3.6 here: {last}")
@@ -61,8 +81,9 @@ def _run36(python: str, args: List[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_runner_on_python36_equals_python3(python36: str, models: Dict[str, Path], kind: str,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_runner_on_python36_equals_python3(
+    python36: str, models: Dict[str, Path], kind: str, tmp_path: Path
+) -> None:
     model = deploy.load_model(models[kind])
     images = data.load("digits").test.images[:40].numpy()
     seeds = deploy.sample_seeds(9, 0, len(images))
@@ -83,14 +104,17 @@ def test_runner_on_python36_equals_python3(python36: str, models: Dict[str, Path
     assert want.sum() > 0 and np.array_equal(np.load(tmp_path / "counts.npy"), want)
 
 
-def test_tinysnn_infer_on_python36_gives_python3s_record(python36: str, models: Dict[str, Path],
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_tinysnn_infer_on_python36_gives_python3s_record(
+    python36: str, models: Dict[str, Path], tmp_path: Path
+) -> None:
     # digits' 8x8 test images as MNIST IDX files: the command reads them with numpy alone
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     d = data.load("digits")
-    for split, (x, y) in {"train": (d.train.images[:40], d.train.labels[:40]),
-                          "t10k": (d.test.images[:60], d.test.labels[:60])}.items():  # fmt: skip
+    for split, (x, y) in {
+        "train": (d.train.images[:40], d.train.labels[:40]),
+        "t10k": (d.test.images[:60], d.test.labels[:60]),
+    }.items():
         for kind, arr in (("images-idx3", x.numpy().reshape(-1, 8, 8)), ("labels-idx1", y.numpy())):
             header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
             (raw / f"{split}-{kind}-ubyte").write_bytes(header + arr.astype(np.uint8).tobytes())

@@ -13,15 +13,33 @@ from .test_costs import COUNTS  # the counts the energy tests share
 def test_op_counts_by_hand() -> None:
     # tinysnn, N = 10, 20 inputs, T = 5: 7 input spikes, 3 excitatory spikes, learning updated
     # 2 columns at update times
-    c = sample_op_counts(Variant.TINYSNN, 10, 20, 5, exc_spikes=3, input_spikes=7, inh_spikes=0,
-                         columns_updated=2, learning=True)  # fmt: skip
+    c = sample_op_counts(
+        Variant.TINYSNN,
+        10,
+        20,
+        5,
+        exc_spikes=3,
+        input_spikes=7,
+        inh_spikes=0,
+        columns_updated=2,
+        learning=True,
+    )
     assert c.synaptic_ops == 7 * 10 + 3 * 9
     assert c.neuron_updates == 50
     assert c.weight_updates == 2 * 20 + 20 * 10  # learning + normalization
     assert c.weight_reads == 70 + 240 and c.weight_writes == 240
     # the baseline with the same spikes plus 3 inhibitory ones and pair-STDP depression
-    b = sample_op_counts(Variant.DIEHL_COOK, 10, 20, 5, exc_spikes=3, input_spikes=7, inh_spikes=3,
-                         columns_updated=3, learning=True)  # fmt: skip
+    b = sample_op_counts(
+        Variant.DIEHL_COOK,
+        10,
+        20,
+        5,
+        exc_spikes=3,
+        input_spikes=7,
+        inh_spikes=3,
+        columns_updated=3,
+        learning=True,
+    )
     assert b.synaptic_ops == 70 + 3 + 3 * 9
     assert b.neuron_updates == 100
     assert b.weight_updates == 3 * 20 + 200 + 7 * 10

@@ -154,9 +154,14 @@ def _sum_preserving_torch(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
     rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
     out = normalize_sum_preserving(
-        w, torch.tensor([total]), torch.ones((1, 1), dtype=torch.bool), rows, torch.tensor([wmax]),
-        torch.tensor([float(rule)]), torch.tensor([[u]], dtype=torch.float64),
-    )  # fmt: skip
+        w,
+        torch.tensor([total]),
+        torch.ones((1, 1), dtype=torch.bool),
+        rows,
+        torch.tensor([wmax]),
+        torch.tensor([float(rule)]),
+        torch.tensor([[u]], dtype=torch.float64),
+    )
     return out.view(-1).tolist()
 
 
@@ -169,8 +174,19 @@ def _sum_preserving_numba(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     if float(w.astype(np.float64).sum()) * 4.0 != target:  # the kernel skips columns at the target
         factor = np.float32(total) / np.float32(w.astype(np.float64).sum())
         qrow = np.array([4.0, 0.0, hi, TRUNCATE], np.float32)
-        K._normalize_sum_preserving(w[0], 0, n_in, factor, np.float32(wmax), qrow, target, np.float32(rule), u,
-                                    np.empty(n_in, np.float32), np.empty(n_in, np.float32))  # fmt: skip
+        K._normalize_sum_preserving(
+            w[0],
+            0,
+            n_in,
+            factor,
+            np.float32(wmax),
+            qrow,
+            target,
+            np.float32(rule),
+            u,
+            np.empty(n_in, np.float32),
+            np.empty(n_in, np.float32),
+        )
     return w.reshape(-1).tolist()
 
 
@@ -241,8 +257,10 @@ def test_itq_columns_keep_their_total_on_the_grid(backend: str, rounding: str) -
     # fall short of it
     keeping = ("sum", "proportional", "apportion")
     pop = _population("tinysnn", len(keeping) + 1)
-    specs = [parse_quant_arg("weights=UQ0.6", rounding=rounding, scheme="itq", normalization=n)
-             for n in keeping + ("plain",)]  # fmt: skip
+    specs = [
+        parse_quant_arg("weights=UQ0.6", rounding=rounding, scheme="itq", normalization=n)
+        for n in keeping + ("plain",)
+    ]
     apply_quant_rows(pop, specs, training=True)
     quantize_parameters(pop)
     sim = Simulator(pop, ENC, seed=5, backend=backend)
@@ -289,8 +307,10 @@ def test_settled_columns_by_hand() -> None:
     from tinysnn.sim.equations import settled_columns
 
     q = 0.25  # f = 2; four inputs, so the slack is n_in q = 1.0 around a total of 2.0
-    w = torch.tensor([[[0.5, 0.5, 0.25, 0.75], [0.5, 0.5, 0.25, 0.75], [0.25, 0.25, 0.25, 0.5],
-                       [0.25, 0.25, 0.0, 0.75]]])  # column sums 1.5, 1.5, 0.75, 2.75  # fmt: skip
+    w = torch.tensor([[[0.50, 0.50, 0.25, 0.75],
+                       [0.50, 0.50, 0.25, 0.75],
+                       [0.25, 0.25, 0.25, 0.50],
+                       [0.25, 0.25, 0.00, 0.75]]])  # column sums 1.5, 1.5, 0.75, 2.75  # fmt: skip
     total = torch.tensor([2.0])
     fired = torch.tensor([[False, True, False, False]])
 
@@ -313,8 +333,10 @@ def test_settled_columns_by_hand() -> None:
 @pytest.mark.parametrize("backend", _backends())
 def test_settled_rule_leaves_settled_silent_columns_alone(backend: str) -> None:
     pop = _population("tinysnn", 2)
-    specs = [parse_quant_arg("weights=UQ0.6", rounding=m, scheme="itq", normalization="settled")
-             for m in ("truncate", "nearest")]  # fmt: skip
+    specs = [
+        parse_quant_arg("weights=UQ0.6", rounding=m, scheme="itq", normalization="settled")
+        for m in ("truncate", "nearest")
+    ]
     apply_quant_rows(pop, specs, training=True)
     quantize_parameters(pop)
     sim = Simulator(pop, ENC, seed=5, backend=backend)
@@ -434,8 +456,19 @@ def test_itq_vth_format_coarser_than_theta_plus_is_refused_with_the_fix() -> Non
 def test_cli_refuses_the_vth_format_before_loading_data(capsys) -> None:
     from tinysnn.cli import main
 
-    code = main(["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--scheme", "itq",
-                 "--quant", "weights=Q1.7,vth=Q9.3"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-root",
+            "/nonexistent",
+            "--scheme",
+            "itq",
+            "--quant",
+            "weights=Q1.7,vth=Q9.3",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "theta+ = 0.05 mV" in err[0] and "Q9.5" in err[0]
@@ -569,8 +602,10 @@ def test_normalization_pass_touches_only_the_networks_own_columns(mode: int) -> 
 
 @pytest.mark.parametrize("rounding", ["truncate", "nearest", "stochastic"])
 def test_itq_mixed_sizes_keep_padding_zero_and_weights_finite(rounding: str) -> None:
-    nets = [NetworkConfig(variant="tinysnn", n_neurons=n, n_input=50, norm_total=5.0, one_spike=True)
-            for n in (30, 12)]  # fmt: skip
+    nets = [
+        NetworkConfig(variant="tinysnn", n_neurons=n, n_input=50, norm_total=5.0, one_spike=True)
+        for n in (30, 12)
+    ]
     pop = build_population(nets, seeds=[1, 2])
     specs = [parse_quant_arg("weights=UQ0.7", rounding=rounding, scheme="itq")] * 2
     apply_quant_rows(pop, specs, training=True)

@@ -29,8 +29,10 @@ def _images(n: int, n_in: int, seed: int = 0) -> torch.Tensor:
 def _pair(
     variant: str, sizes, quant=None, one_spike: bool = False, rounding=("truncate", "nearest"), norm="sum"
 ):
-    nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0, one_spike=one_spike)
-            for n in sizes]  # fmt: skip
+    nets = [
+        NetworkConfig(variant=variant, n_neurons=n, n_input=50, norm_total=5.0, one_spike=one_spike)
+        for n in sizes
+    ]
     seeds = list(range(1, len(sizes) + 1))
     pops = [build_population(nets, seeds=seeds) for _ in range(2)]
     if quant is not None:  # network k rounds with rounding[k % len(rounding)]
@@ -48,9 +50,12 @@ def _pair(
 @pytest.mark.parametrize("sizes", [[30], [30, 20]])
 @pytest.mark.parametrize(
     "quant, rounding",
-    [(None, ()), ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("truncate", "nearest")),
-     ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("stochastic",))],
-)  # fmt: skip
+    [
+        (None, ()),
+        ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("truncate", "nearest")),
+        ("weights=Q1.7,vmem=Q9.6,vth=Q9.6", ("stochastic",)),
+    ],
+)
 def test_training_is_identical_on_the_same_trains(variant, sizes, quant, rounding) -> None:
     # stochastic rounding too: both backends draw the counter-based streams of tinysnn.streams
     _check_training_is_identical(*_pair(variant, sizes, quant, rounding=rounding))

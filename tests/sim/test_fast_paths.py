@@ -130,8 +130,14 @@ def test_encoder_draws_the_geometric_gaps_of_numba() -> None:
         return steps, inputs
 
     rng = np.random.default_rng(3)
-    for seed, prob in enumerate([rng.random(300).astype(np.float32) * 0.13, rng.random(50).astype(np.float32),
-                                 np.zeros(5, np.float32), np.ones(4, np.float32)]):  # fmt: skip
+    for seed, prob in enumerate(
+        [
+            rng.random(300).astype(np.float32) * 0.13,
+            rng.random(50).astype(np.float32),
+            np.zeros(5, np.float32),
+            np.ones(4, np.float32),
+        ]
+    ):
         ptr, idx = K.encode_isi(prob, 60, seed)
         steps, inputs = reference(prob, 60, seed)
         dense = np.zeros((60, prob.shape[0]), bool)

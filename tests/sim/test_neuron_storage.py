@@ -100,8 +100,9 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
         theta_p = np.zeros(n, np.float32)
         thr = np.zeros(n, np.float32)
         key = _int64(int(S.step_key(base, torch.tensor(4))[0, 0]))
-        K._adaptive_threshold(theta_p, thr, np.arange(n), n, np.float32(theta_plus), np.float32(-52.0),
-                              rows[0].numpy(), key)  # fmt: skip
+        K._adaptive_threshold(
+            theta_p, thr, np.arange(n), n, np.float32(theta_plus), np.float32(-52.0), rows[0].numpy(), key
+        )
         assert np.array_equal(theta_p, first[0].numpy())
         assert np.array_equal(thr, np.float32(-52.0) + theta_p)
 
@@ -151,8 +152,10 @@ def test_a_stochastic_decay_never_crosses_rest_and_has_the_fp32_mean() -> None:
     if K.HAVE_NUMBA:  # the kernels compute the same integers from the same draws
         for r in range(3):
             key = _int64(int(keys[r]))
-            got = [float(K._decay_toward_zero(np.float32(x), np.float32(scale), leak, True, key, j))
-                   for j, x in enumerate(values.tolist())]  # fmt: skip
+            got = [
+                float(K._decay_toward_zero(np.float32(x), np.float32(scale), leak, True, key, j))
+                for j, x in enumerate(values.tolist())
+            ]
             assert got == out[r].tolist()
 
 

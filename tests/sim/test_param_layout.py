@@ -45,10 +45,21 @@ def test_each_kernel_column_reads_the_constant_of_its_name() -> None:
     args = NumbaBackend(pop, EncodingConfig(time_steps=5))._build_kernel_args()
     fp, ip = args["fp"], args["ip"]
     assert fp.dtype.name == "float32" and ip.dtype.name == "int64"
-    columns = {"theta_plus": K.C_THETA_PLUS, "w_exc_inh": K.C_W_EI, "w_inh_exc": K.C_W_IE, "w_inh": K.C_W_INH,
-               "w_max": K.C_W_MAX, "norm_total": K.C_NORM, "nu_pre": K.C_NU_PRE, "nu_post": K.C_NU_POST,
-               "eta_p": K.C_ETA_P, "eta_d": K.C_ETA_D, "x_th": K.C_X_TH, "eta_post": K.C_ETA_POST,
-               "n_th": K.C_N_TH}  # fmt: skip
+    columns = {
+        "theta_plus": K.C_THETA_PLUS,
+        "w_exc_inh": K.C_W_EI,
+        "w_inh_exc": K.C_W_IE,
+        "w_inh": K.C_W_INH,
+        "w_max": K.C_W_MAX,
+        "norm_total": K.C_NORM,
+        "nu_pre": K.C_NU_PRE,
+        "nu_post": K.C_NU_POST,
+        "eta_p": K.C_ETA_P,
+        "eta_d": K.C_ETA_D,
+        "x_th": K.C_X_TH,
+        "eta_post": K.C_ETA_POST,
+        "n_th": K.C_N_TH,
+    }
     assert set(columns) == set(FLOAT_PARAMS)
     for name, col in columns.items():
         assert fp[:, col].tolist() == pop.params[name].tolist(), name

@@ -43,8 +43,17 @@ def test_lateral_inhibition_hits_every_other_neuron_one_step_later() -> None:
     assert float((v0[2] - v1[2])[1]) == pytest.approx(7.5 * dec, rel=1e-5)
 
 
-@pytest.mark.parametrize("max_n, n_th, k", [(0, 2.0, 0.0), (1, 2.0, 1.0), (2, 2.0, 1.0), (3, 2.0, 2.0),
-                                            (7, 3.0, 3.0), (5, 1.0, 5.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "max_n, n_th, k",
+    [
+        (0, 2.0, 0.0),
+        (1, 2.0, 1.0),
+        (2, 2.0, 1.0),
+        (3, 2.0, 2.0),
+        (7, 3.0, 3.0),
+        (5, 1.0, 5.0),
+    ],
+)
 def test_adaptive_factor_follows_eq1(max_n: int, n_th: float, k: float) -> None:
     out = L.adaptive_factor(torch.tensor([max_n]), torch.tensor([n_th]))
     assert out.tolist() == [k]

@@ -45,8 +45,11 @@ def runs_for(args: argparse.Namespace) -> List[TrainChoice]:
     if args.protocol == "single":
         return [given]
     if args.protocol == "paper-fp32":
-        return [choice_for(args, given, ds, variant) for ds in args.datasets
-                for variant in [v.value for v in Variant]]  # fmt: skip
+        return [
+            choice_for(args, given, ds, variant)
+            for ds in args.datasets
+            for variant in [v.value for v in Variant]
+        ]
     raise SystemExit(f"unknown protocol {args.protocol!r}: single, paper-fp32 or paper-quant")
 
 
@@ -63,10 +66,21 @@ def seed_summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         groups.setdefault((r["dataset"], r["variant_label"]), []).append(r)
     out = []
     for (ds, label), rs in groups.items():
-        out.append({"dataset": ds, "variant_label": label, "seeds": [r["seed"] for r in rs],
-                    **{f"{key}_mean": statistics.mean(r[key] for r in rs) for key in ("accuracy", "accuracy_proportion")},
-                    **{f"{key}_sd": statistics.stdev(r[key] for r in rs) if len(rs) > 1 else float("nan")
-                       for key in ("accuracy", "accuracy_proportion")}})  # fmt: skip
+        out.append(
+            {
+                "dataset": ds,
+                "variant_label": label,
+                "seeds": [r["seed"] for r in rs],
+                **{
+                    f"{key}_mean": statistics.mean(r[key] for r in rs)
+                    for key in ("accuracy", "accuracy_proportion")
+                },
+                **{
+                    f"{key}_sd": statistics.stdev(r[key] for r in rs) if len(rs) > 1 else float("nan")
+                    for key in ("accuracy", "accuracy_proportion")
+                },
+            }
+        )
     return out
 
 
@@ -75,14 +89,18 @@ def print_summary(summary: List[Dict[str, Any]]) -> None:
         f"{'dataset':<14} {'variant':<20} {'seeds':>5} {'acc all (mean +- sd)':>22} {'acc prop (mean +- sd)':>22}"
     )
     for s in summary:
-        print(f"{s['dataset']:<14} {s['variant_label']:<20} {len(s['seeds']):>5} "
-              f"{100 * s['accuracy_mean']:>13.2f} +- {100 * s['accuracy_sd']:.2f}% "
-              f"{100 * s['accuracy_proportion_mean']:>13.2f} +- {100 * s['accuracy_proportion_sd']:.2f}%")  # fmt: skip
+        print(
+            f"{s['dataset']:<14} {s['variant_label']:<20} {len(s['seeds']):>5} "
+            f"{100 * s['accuracy_mean']:>13.2f} +- {100 * s['accuracy_sd']:.2f}% "
+            f"{100 * s['accuracy_proportion_mean']:>13.2f} +- {100 * s['accuracy_proportion_sd']:.2f}%"
+        )
 
 
 def print_rows(rows: List[Dict[str, Any]]) -> None:
-    hdr = (f"{'dataset':<14} {'variant':<20} {'N':>5} {'seed':>4} {'train':>6} {'ep':>3} {'acc all':>8} {'acc prop':>8} "
-           f"{'train/s':>8} {'infer/s':>8} {'spk/smp':>8} {'synops/smp':>11} {'wall s':>8}")  # fmt: skip
+    hdr = (
+        f"{'dataset':<14} {'variant':<20} {'N':>5} {'seed':>4} {'train':>6} {'ep':>3} {'acc all':>8} {'acc prop':>8} "
+        f"{'train/s':>8} {'infer/s':>8} {'spk/smp':>8} {'synops/smp':>11} {'wall s':>8}"
+    )
     print(hdr)
     for r in rows:
         print(
@@ -101,9 +119,13 @@ def main(argv: Any = None) -> int:
     add_train_arguments(p)
     p.add_argument("--protocol", default="single", help="single, paper-fp32 or paper-quant")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], help="for paper-* protocols")
-    p.add_argument("--override", nargs="*", default=[],
-                   help="paper-* protocols: per-variant settings, optionally per dataset, e.g. "
-                        "fashion-mnist/tinysnn:norm_total=45,w_inh=240")  # fmt: skip
+    p.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="paper-* protocols: per-variant settings, optionally per dataset, e.g. "
+        "fashion-mnist/tinysnn:norm_total=45,w_inh=240",
+    )
     p.add_argument("--json", default=None, help="output JSON (default bench/out/accuracy-<protocol>.json)")
     p.add_argument(
         "--precisions", type=int, nargs="+", default=[16, 12, 10, 8, 6, 4], help="paper-quant bits"
@@ -111,17 +133,32 @@ def main(argv: Any = None) -> int:
     p.add_argument(
         "--roundings", nargs="+", default=["truncate", "nearest", "stochastic"], help="paper-quant"
     )
-    p.add_argument("--schemes", nargs="+", default=["ptq", "itq"], choices=["ptq", "itq"],
-                   help="paper-quant: the quantization schemes to run (PTQ's split choice and grid reuse "
-                        "one FP32 training; each ITQ candidate trains a network)")  # fmt: skip
-    p.add_argument("--split-count", type=int, default=3, choices=range(1, 10), metavar="N",
-                   help="paper-quant: i.f splits tried per parameter at each precision, chosen on the held-out "
-                        "images (--validation, default a sixth of the training set); qWN tries every "
-                        "combination (up to 2 x N x N), so ITQ trains that many networks per configuration; "
-                        "1: the split that holds the observed range, or the widest B allows")  # fmt: skip
-    p.add_argument("--plain-bits", type=int, nargs="*", default=[8, 6],
-                   help="paper-quant: precisions at which ITQ qW truncation also runs with the plain "
-                        "normalization rule")  # fmt: skip
+    p.add_argument(
+        "--schemes",
+        nargs="+",
+        default=["ptq", "itq"],
+        choices=["ptq", "itq"],
+        help="paper-quant: the quantization schemes to run (PTQ's split choice and grid reuse "
+        "one FP32 training; each ITQ candidate trains a network)",
+    )
+    p.add_argument(
+        "--split-count",
+        type=int,
+        default=3,
+        choices=range(1, 10),
+        metavar="N",
+        help="paper-quant: i.f splits tried per parameter at each precision, chosen on the held-out "
+        "images (--validation, default a sixth of the training set); qWN tries every "
+        "combination (up to 2 x N x N), so ITQ trains that many networks per configuration; "
+        "1: the split that holds the observed range, or the widest B allows",
+    )
+    p.add_argument(
+        "--plain-bits",
+        type=int,
+        nargs="*",
+        default=[8, 6],
+        help="paper-quant: precisions at which ITQ qW truncation also runs with the plain normalization rule",
+    )
     args = p.parse_args(argv)
     if args.protocol != "single" and args.neurons == [100]:
         args.neurons = [400]

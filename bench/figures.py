@@ -9,8 +9,9 @@ one configuration with two different results is an error. Writes one PNG and one
 
 * ``accuracy-<dataset>``: test accuracy against precision, one panel per scheme (PTQ, ITQ) x quantized
   set (qW, qWN), one line per rounding; tinysnn FP32 at "FP32", diehl_cook FP32 and sl_stdp FP32 (an
-  approximate baseline) as horizontal lines. A configuration that range analysis makes impossible is
-  an x on the axis; one that was not run is a gap.
+  approximate baseline) as horizontal lines. A configuration no format of B bits can build (the sign
+  bit and the fractional bits theta+ needs do not fit; its row's ``impossible`` says why) is an x on
+  the axis; one that was not run is a gap.
 * ``memory``: Eq. 4 memory against precision, per dataset x convention (compact, as simulated), with
   the diehl_cook FP32 reference, each point's saving against it and the paper's 3.3x saving.
 * ``energy``: training and inference energy per sample relative to diehl_cook FP32, per kind of
@@ -303,7 +304,7 @@ def accuracy_figure(grid: Grid, sl_stdp: Optional[Baseline] = None) -> Figure:
                     ms=7,
                     transform=ax.get_xaxis_transform(),
                     clip_on=False,
-                    label="impossible: no format holds the observed range",
+                    label="impossible: no format of B bits can be built",
                 )
             if "tinysnn" in grid.fp32:
                 ax.plot(

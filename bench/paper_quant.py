@@ -105,9 +105,15 @@ def vth_min_frac(rounding: str, scheme: Scheme, theta_plus: float) -> int:
 
 
 def configurations(
-    ranges: Dict[str, Tuple[float, float]], precisions, roundings, labels, scheme: Scheme,
-    theta_plus: float = 0.05, plain_bits=(), split_count: int = 1,
-) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:  # fmt: skip
+    ranges: Dict[str, Tuple[float, float]],
+    precisions,
+    roundings,
+    labels,
+    scheme: Scheme,
+    theta_plus: float = 0.05,
+    plain_bits=(),
+    split_count: int = 1,
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """(configs with their candidate QuantSpecs, impossible ones with the reason).
 
     Each config holds ``candidates``: one QuantSpec per combination of the parameters' splits
@@ -126,19 +132,40 @@ def configurations(
                 try:
                     splits = split_candidates(int(bits), {p: ranges[p] for p in params}, need, split_count)
                 except ValueError as exc:
-                    bad.append({"bits": bits, "label": label, "scheme": scheme.value, "rounding": rnd,
-                                "reason": str(exc)})  # fmt: skip
+                    bad.append(
+                        {
+                            "bits": bits,
+                            "label": label,
+                            "scheme": scheme.value,
+                            "rounding": rnd,
+                            "reason": str(exc),
+                        }
+                    )
                     continue
                 rules = [DEFAULT_NORMALIZATION]
                 if scheme is Scheme.ITQ and label == "qW" and rnd == "truncate" and bits in plain_bits:
                     rules.append(Normalization.PLAIN)
                 for rule in rules:
-                    cands = [QuantSpec(rounding=Rounding(rnd), scheme=scheme, normalization=rule,
-                                       **dict(zip(params, combo)))
-                             for combo in itertools.product(*(splits[p] for p in params))]  # fmt: skip
+                    cands = [
+                        QuantSpec(
+                            rounding=Rounding(rnd),
+                            scheme=scheme,
+                            normalization=rule,
+                            **dict(zip(params, combo)),
+                        )
+                        for combo in itertools.product(*(splits[p] for p in params))
+                    ]
                     name = rnd if rule is DEFAULT_NORMALIZATION else f"{rnd} plain"
-                    ok.append({"bits": bits, "label": label, "rounding": name, "scheme": scheme.value,
-                               "candidates": cands, "spec": cands[0]})  # fmt: skip
+                    ok.append(
+                        {
+                            "bits": bits,
+                            "label": label,
+                            "rounding": name,
+                            "scheme": scheme.value,
+                            "candidates": cands,
+                            "spec": cands[0],
+                        }
+                    )
     return ok, bad
 
 
@@ -158,20 +185,37 @@ def choose(configs: List[Dict[str, Any]], accuracies: Sequence[float]) -> None:
         accs = [next(it) for _ in c["candidates"]]
         best = max(range(len(accs)), key=lambda k: (accs[k], -k))
         c["spec"] = c["candidates"][best]
-        c["split_candidates"] = [{"split": split_of(s), "validation_accuracy": a}
-                                 for s, a in zip(c["candidates"], accs)]  # fmt: skip
+        c["split_candidates"] = [
+            {"split": split_of(s), "validation_accuracy": a} for s, a in zip(c["candidates"], accs)
+        ]
 
 
-def _train(ctx: Dict[str, Any], variant: str, specs: Optional[List[QuantSpec]], pop: Optional[Population],
-           resume: Optional[TrainState] = None) -> Tuple[RunResult, Population]:  # fmt: skip
+def _train(
+    ctx: Dict[str, Any],
+    variant: str,
+    specs: Optional[List[QuantSpec]],
+    pop: Optional[Population],
+    resume: Optional[TrainState] = None,
+) -> Tuple[RunResult, Population]:
     args = ctx["args"]
     choice = choice_for(args, TrainChoice.from_args(args), ctx["ds"], variant)
     nets, learn, seeds = build_configs(args, choice, ctx["train"].n_input)
     k = len(specs or [None])
     p = pop if pop is not None else build_population(nets * k, learn, seeds * k)
-    spec = RunSpec(p, ctx["enc"], ctx["train"], ctx["test"], assign=ctx["assign"], epochs=args.epochs,
-                   seed=args.seed, backend=args.backend, quant=specs, batch_size=args.batch_size,
-                   progress=not args.no_progress, resume=resume)  # fmt: skip
+    spec = RunSpec(
+        p,
+        ctx["enc"],
+        ctx["train"],
+        ctx["test"],
+        assign=ctx["assign"],
+        epochs=args.epochs,
+        seed=args.seed,
+        backend=args.backend,
+        quant=specs,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        resume=resume,
+    )
     return run(spec), p
 
 
@@ -192,9 +236,12 @@ def _choose_splits(ctx: Dict[str, Any], scheme: Scheme, configs: List[Dict[str, 
     args = ctx["args"]
     held = dict(ctx, **_held_out(args, ctx["ds"], len(ctx["train"])))
     specs = [s for c in configs for s in c["candidates"]]
-    print(f"== {ctx['ds']}: {scheme.value.upper()} split choice: {len(specs)} candidates for "
-          f"{len(configs)} configurations, {len(held['train'])} training and {len(held['test'])} "
-          "held-out images", flush=True)  # fmt: skip
+    print(
+        f"== {ctx['ds']}: {scheme.value.upper()} split choice: {len(specs)} candidates for "
+        f"{len(configs)} configurations, {len(held['train'])} training and {len(held['test'])} "
+        "held-out images",
+        flush=True,
+    )
     if scheme is Scheme.PTQ:
         _, fp32 = _train(held, "tinysnn", None, None)
         trained = TrainState(next_sample=len(held["train"]) * args.epochs)
@@ -205,8 +252,11 @@ def _choose_splits(ctx: Dict[str, Any], scheme: Scheme, configs: List[Dict[str, 
     for c in configs:
         c["split_chosen_on"] = {"train_images": len(held["train"]), "held_out_images": len(held["test"])}
         best = max(x["validation_accuracy"] for x in c["split_candidates"])
-        print(f"   {c['label']} {c['bits']}b {c['rounding']}: {' '.join(f'{k}={v}' for k, v in split_of(c['spec']).items())} "
-              f"(validation {100 * best:.2f} %, {len(c['candidates'])} candidates)", flush=True)  # fmt: skip
+        print(
+            f"   {c['label']} {c['bits']}b {c['rounding']}: {' '.join(f'{k}={v}' for k, v in split_of(c['spec']).items())} "
+            f"(validation {100 * best:.2f} %, {len(c['candidates'])} candidates)",
+            flush=True,
+        )
 
 
 def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -242,12 +292,24 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
         w_inh = float(fp32_pop.params["w_inh"][0])
         ranges = format_ranges(base["ranges"], fp32_pop.exc.v_rest - w_inh, fp32_pop.exc.v_rest)
         for scheme in [Scheme(x) for x in args.schemes]:
-            ok, bad = configurations(ranges, args.precisions, args.roundings, LABELS, scheme,
-                                     float(fp32_pop.params["theta_plus"][0]), args.plain_bits,
-                                     args.split_count)  # fmt: skip
+            ok, bad = configurations(
+                ranges,
+                args.precisions,
+                args.roundings,
+                LABELS,
+                scheme,
+                float(fp32_pop.params["theta_plus"][0]),
+                args.plain_bits,
+                args.split_count,
+            )
             for b in bad:
-                rows.append({"dataset": ds, "config": f"tinysnn {b['label']} {b['bits']}b {scheme.value} {b['rounding']}",
-                             "impossible": b["reason"]})  # fmt: skip
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "config": f"tinysnn {b['label']} {b['bits']}b {scheme.value} {b['rounding']}",
+                        "impossible": b["reason"],
+                    }
+                )
             if not ok:
                 continue
             _choose_splits(ctx, scheme, ok)
@@ -262,9 +324,15 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
             for k, c in enumerate(ok):
                 r = res.record(k)
                 r["config"] = f"tinysnn {c['label']} {c['bits']}b {scheme.value} {c['rounding']}"
-                r.update({"bits": c["bits"], "label": c["label"], "split": split_of(c["spec"]),
-                          "split_candidates": c.get("split_candidates", []),
-                          "split_chosen_on": c.get("split_chosen_on")})  # fmt: skip
+                r.update(
+                    {
+                        "bits": c["bits"],
+                        "label": c["label"],
+                        "split": split_of(c["spec"]),
+                        "split_candidates": c.get("split_candidates", []),
+                        "split_chosen_on": c.get("split_chosen_on"),
+                    }
+                )
                 if scheme is Scheme.PTQ:  # training was the FP32 run's
                     r["train_samples_per_s"] = base["train_samples_per_s"]
                 rows.append(r)
@@ -274,8 +342,10 @@ def run_paper_quant(args: argparse.Namespace, row_of, on_rows=None) -> List[Dict
 
 
 def print_quant_rows(rows: List[Dict[str, Any]]) -> None:
-    print(f"{'dataset':<14} {'configuration':<40} {'split W/Vmem/Vth':<18} {'acc all':>8} {'acc prop':>8} "
-          f"{'compact B':>10} {'as-sim B':>10} {'Mnorm c':>8} {'saving c':>9} {'saving as':>9}")  # fmt: skip
+    print(
+        f"{'dataset':<14} {'configuration':<40} {'split W/Vmem/Vth':<18} {'acc all':>8} {'acc prop':>8} "
+        f"{'compact B':>10} {'as-sim B':>10} {'Mnorm c':>8} {'saving c':>9} {'saving as':>9}"
+    )
     for r in rows:
         if "impossible" in r:
             print(f"{r['dataset']:<14} {r['config']:<40} impossible: {r['impossible'][:80]}")

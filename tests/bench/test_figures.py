@@ -63,7 +63,7 @@ def test_accuracy_panels_are_scheme_by_quantized_set(built: Dict[str, Any]) -> N
         "truncate, plain normalization",
         "diehl_cook FP32",
         "tinysnn FP32",
-        "impossible: no format holds the observed range",
+        "impossible: no format of B bits can be built",
     } <= set(legend)
 
 

@@ -9,7 +9,7 @@ import enum
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type, TypeVar
 
 # Integer codes of the variants, as the numba kernels read them (:attr:`Variant.code`).
 VARIANT_DIEHL_COOK = 0
@@ -172,7 +172,7 @@ def check_int(name: str, value: Any, low: Optional[int] = None, high: Optional[i
     if isinstance(value, numbers.Integral):
         n = int(value)
     elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
-        n = int(value)
+        n = int(float(value))
     else:
         raise ConfigError(f"{name} = {value!r}: {expected}", name)
     if (low is not None and n < low) or (high is not None and n > high):
@@ -354,12 +354,15 @@ class EncodingConfig:
             ) from None
 
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # what dataclasses.fields takes: a type for checkers only
+
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 def from_mapping(cls: Type[_T], values: Mapping[str, Any]) -> _T:
     """Build a config dataclass from a mapping, rejecting unknown keys by name."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}: valid keys are {sorted(names)}")

@@ -257,7 +257,7 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     fix = "download it again (--download) or copy the original file"
     try:
-        with opener(path, "rb") as f:  # type: ignore[operator]
+        with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz ends in EOFError
         raise DatasetError(f"cannot read {path} ({exc}): {fix}") from None

@@ -99,7 +99,7 @@ def digest_seed(hex_digest: str) -> int:
     return int(hex_digest[:8], 16) % (2**31)
 
 
-def fmix64(z):  # type: ignore[no-untyped-def]
+def fmix64(z):
     """Murmur3's 64-bit finalizer on int64 (a numba scalar or a torch tensor), wrapping mod 2^64."""
     z = z ^ ((z >> 33) & _LOW31)
     z = z * _M1
@@ -108,22 +108,22 @@ def fmix64(z):  # type: ignore[no-untyped-def]
     return z ^ ((z >> 33) & _LOW31)
 
 
-def stream_base(sample_seed, network_seed, param):  # type: ignore[no-untyped-def]
+def stream_base(sample_seed, network_seed, param):
     """The key of one (sample, network, parameter) stream; int64 scalars or broadcastable tensors."""
     return fmix64(sample_seed * _K_SAMPLE + network_seed * _K_NETWORK + param * _K_PARAM)
 
 
-def step_key(base, step):  # type: ignore[no-untyped-def]
+def step_key(base, step):
     """The key of the draws of time step ``step`` (the end-of-sample pass uses step T)."""
     return fmix64(base + (step + 1) * _GOLDEN)
 
 
-def uniform_bits(key, index):  # type: ignore[no-untyped-def]
+def uniform_bits(key, index):
     """The 24-bit integer k of the draw u = k 2^-24 for element ``index`` under ``key``."""
     return (fmix64(key + index * _GOLDEN) >> 40) & _LOW24
 
 
-def synapse_index(i, j):  # type: ignore[no-untyped-def]
+def synapse_index(i, j):
     """The element index of weight (input i, neuron j): it does not depend on the padded width."""
     return (i << 32) | j
 

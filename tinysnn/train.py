@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -43,6 +43,9 @@ from .results import NetworkResult, RunResult
 from .run_figures import memory_figures, observed_ranges
 from .sim import Simulator
 from .streams import STREAM_ASSIGN, STREAM_TEST
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 @dataclass(frozen=True)
@@ -389,7 +392,7 @@ def run(spec: RunSpec, callbacks: Optional[RunCallbacks] = None) -> RunResult:
     )
 
 
-def _bar(total: int, desc: str, enabled: bool, initial: int = 0):  # type: ignore[no-untyped-def]
+def _bar(total: int, desc: str, enabled: bool, initial: int = 0) -> Optional[tqdm]:
     if not enabled or total <= 0:
         return None
     from tqdm.auto import tqdm

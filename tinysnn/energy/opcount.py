@@ -76,7 +76,7 @@ class OpCounts:
 
 def layer_op_counts(
     *,
-    n_neurons: int,
+    n_neurons: float,
     timesteps: int,
     input_spikes: float,
     weight_updates: float = 0,

@@ -23,7 +23,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
@@ -159,7 +159,7 @@ class Population:
             seeds=self.seeds[index : index + 1],
         )
 
-    def state_dict(self) -> Dict[str, object]:
+    def state_dict(self) -> Dict[str, Any]:
         """Everything needed to restore the population (tensors on CPU)."""
         return {
             "variant": self.variant.value,
@@ -173,8 +173,9 @@ class Population:
             "seeds": list(self.seeds),
         }
 
-    def load_state_dict(self, state: Dict[str, object]) -> None:
-        """Restore weights, thresholds and settings saved by :meth:`state_dict`."""
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore weights, thresholds and settings saved by :meth:`state_dict` (a record of tensors, lists
+        and numbers, typed as ``torch.load`` gives it back)."""
         w = state["weights"]
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != tuple(self.weights.shape):
             raise ValueError(
@@ -183,18 +184,18 @@ class Population:
             )
         dev = self.device
         self.weights = w.to(dev).clone()
-        self.theta = state["theta"].to(dev).clone()  # type: ignore[union-attr]
-        self.sizes = state["sizes"].to(dev).clone()  # type: ignore[union-attr]
-        self.t_update = state["t_update"].to(dev).clone()  # type: ignore[union-attr]
-        saved: Dict[str, torch.Tensor] = state["params"]  # type: ignore[assignment]
+        self.theta = state["theta"].to(dev).clone()
+        self.sizes = state["sizes"].to(dev).clone()
+        self.t_update = state["t_update"].to(dev).clone()
+        saved: Dict[str, torch.Tensor] = state["params"]
         self.params = {}
         for f in PARAM_LAYOUT:  # states saved before a quant setting existed hold its default, 0;
             # older states kept the integer settings as float32 columns
             value = saved.get(f.name, torch.zeros(self.n_networks)) if f.source == "quant" else saved[f.name]
             self.params[f.name] = value.to(device=dev, dtype=param_dtype(f)).clone()
-        self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}  # type: ignore[union-attr]
+        self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}
         if "seeds" in state:
-            self.seeds = [int(s) for s in state["seeds"]]  # type: ignore[union-attr]
+            self.seeds = [int(s) for s in state["seeds"]]
 
 
 def build_population(

@@ -11,7 +11,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
 if TYPE_CHECKING:  # torch is needed only by QFormat.quantize, which imports it through rounding
     import torch
@@ -405,8 +405,10 @@ class QuantSpec:
 
 _SPEC_KEYS = PARAMS + ("rounding", "scheme", "norm")
 
+_E = TypeVar("_E", bound=enum.Enum)
 
-def _choice(enum_cls, value, what: str, text: str):  # type: ignore[no-untyped-def]
+
+def _choice(enum_cls: Type[_E], value: object, what: str, text: str) -> _E:
     """``enum_cls(value)``, or a ValueError naming the bad value and the choices."""
     try:
         return enum_cls(value)

@@ -7,7 +7,7 @@ The kernels behind PTQ and ITQ, vectorized over a population (per-network format
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -75,6 +75,12 @@ def quantize_scalar(x: float, scale: float, lo: float, hi: float, mode: int, u: 
 Number = Union[int, float, torch.Tensor]
 
 
+@overload
+def _per_network(
+    value: torch.Tensor, x: torch.Tensor, dtype: Optional[torch.dtype] = None
+) -> torch.Tensor: ...
+@overload
+def _per_network(value: Number, x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> Number: ...
 def _per_network(value: Number, x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> Number:
     """A ``(P,)`` tensor viewed as ``(P, 1, ..., 1)`` to broadcast along dim 0 of ``x``; scalars pass."""
     if not isinstance(value, torch.Tensor):
@@ -143,8 +149,11 @@ def quantize(
         >>> quantize(torch.tensor([[0.30, -0.30, 9.0]]), 2, -2.0, 1.75, "nearest")
         tensor([[ 0.2500, -0.2500,  1.7500]])
     """
-    mode_t = mode if isinstance(mode, torch.Tensor) else None
-    code = NONE if mode_t is not None else rounding_code(mode)  # type: ignore[arg-type]
+    mode_t: Optional[torch.Tensor] = None
+    if isinstance(mode, torch.Tensor):
+        mode_t, code = mode, NONE
+    else:
+        code = rounding_code(mode)
     if mode_t is None and code == NONE:
         if out is None:
             return x
@@ -235,10 +244,12 @@ def quantize_(
     hi: Union[float, torch.Tensor],
     mode: Union[int, Rounding, str, torch.Tensor],
     generator: Optional[torch.Generator] = None,
-    **kwargs: Optional[Union[torch.Tensor, bool]],
+    *,
+    u: Optional[torch.Tensor] = None,
+    any_stochastic: Optional[bool] = None,
 ) -> torch.Tensor:
     """In-place :func:`quantize`: writes the result into ``x`` and returns it (ITQ re-quantization)."""
-    return quantize(x, frac_bits, lo, hi, mode, generator, out=x, **kwargs)  # type: ignore[arg-type]
+    return quantize(x, frac_bits, lo, hi, mode, generator, u=u, any_stochastic=any_stochastic, out=x)
 
 
 def decay_toward_zero(
@@ -308,6 +319,17 @@ def population_qparams(
         tensor([[0.2969, 0.2969, 0.2969],
                 [0.3000, 0.3000, 0.3000]])
     """
+    return QParams(*_population_tensors(formats, rounding, signed, device, dtype))
+
+
+def _population_tensors(
+    formats: Sequence[Optional[QFormat]],
+    rounding: Union[Rounding, str, Sequence[Union[Rounding, str]]],
+    signed: bool,
+    device: Optional[Union[torch.device, str]],
+    dtype: torch.dtype,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(frac_bits, lo, hi, mode) of :func:`population_qparams`, typed as the tensors they always are."""
     modes = [rounding] * len(formats) if isinstance(rounding, (str, Rounding)) else list(rounding)
     if len(modes) != len(formats):
         raise ValueError(f"got {len(formats)} formats but {len(modes)} rounding modes")
@@ -324,7 +346,7 @@ def population_qparams(
             lo.append(a)
             hi.append(b)
             code.append(rounding_code(m))
-    return QParams(
+    return (
         torch.tensor(frac, dtype=torch.int64, device=device),
         torch.tensor(lo, dtype=dtype, device=device),
         torch.tensor(hi, dtype=dtype, device=device),
@@ -346,11 +368,12 @@ def population_rows(
         tensor([[128.0000,   0.0000,   1.9922,   1.0000],
                 [  1.0000,     -inf,      inf,   0.0000]])
     """
-    p = population_qparams(
+    frac_bits, lo, hi, mode = _population_tensors(
         [spec.format_of(param) for spec in specs],
         [spec.rounding for spec in specs],
         PARAM_SIGNED[param],
         device,
+        torch.float32,
     )
-    scale = (torch.ones_like(p.frac_bits) << p.frac_bits).to(torch.float32)  # type: ignore[operator]
-    return torch.stack([scale, p.lo, p.hi, p.mode.to(torch.float32)], dim=1)  # type: ignore[union-attr]
+    scale = (torch.ones_like(frac_bits) << frac_bits).to(torch.float32)
+    return torch.stack([scale, lo, hi, mode.to(torch.float32)], dim=1)

@@ -21,7 +21,7 @@ learning rule ends with clipping to [0, w_max]; column normalization after every
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union, overload
 
 import torch
 
@@ -314,7 +314,13 @@ def adaptive_potentiation(
     return torch.minimum(w.clamp_min(0.0), wm)
 
 
-def update_times(t: IntOrTensor, T: int, t_update: IntOrTensor) -> IntOrTensor:
+@overload
+def update_times(t: int, T: int, t_update: int) -> bool: ...
+@overload
+def update_times(t: torch.Tensor, T: int, t_update: IntOrTensor) -> torch.Tensor: ...
+@overload
+def update_times(t: IntOrTensor, T: int, t_update: torch.Tensor) -> torch.Tensor: ...
+def update_times(t: IntOrTensor, T: int, t_update: IntOrTensor) -> Union[bool, torch.Tensor]:
     """tinySNN's update times: step t is one where t + 1 is a multiple of T_u, and the window's last
     step T - 1 (numba: in ``_run_one``). For ints, or per network with tensors of steps or periods."""
     return ((t + 1) % t_update == 0) | (t == T - 1)
@@ -371,19 +377,17 @@ def normalize(
     draws column j's u from element j of the W_NORM stream ``base``). ``counts`` (P, N) are the
     sample's spikes; ``step`` is the end-of-sample step T.
     """
+    if qw is None:
+        return _scaled_and_clipped(pop, w, None)
     prm = pop.params
     rule = prm["norm_rule"]
-    mode = qw.rows[:, ROW_MODE] if qw is not None else None
-    deterministic = None if mode is None else (mode == TRUNCATE) | (mode == NEAREST)
+    mode = qw.rows[:, ROW_MODE]
+    deterministic = (mode == TRUNCATE) | (mode == NEAREST)
     keep = None
-    if deterministic is not None and bool((rule == NORM_SETTLED).any()):
+    if bool((rule == NORM_SETTLED).any()):
         settled = settled_columns(w, prm["norm_total"], counts > 0, qw.rows)
         keep = settled & (deterministic & (rule == NORM_SETTLED))[:, None]
-    scaled = scale_columns(w, prm["norm_total"], pop.mask, keep)
-    scaled = torch.minimum(scaled.clamp_min(0.0), prm["w_max"][:, None, None])
-    if qw is None:
-        return scaled
-    scaled = quantize(scaled, qw, base, step, synapse_idx)
+    scaled = quantize(_scaled_and_clipped(pop, w, keep), qw, base, step, synapse_idx)
     keeps_sum = deterministic & ((rule == NORM_SUM) | (rule == NORM_PROPORTIONAL) | (rule == NORM_APPORTION))
     if bool(keeps_sum.any()):
         u = None
@@ -394,6 +398,12 @@ def normalize(
         summed = normalize_sum_preserving(w, prm["norm_total"], pop.mask, qw.rows, prm["w_max"], rule, u)
         scaled = torch.where(keeps_sum[:, None, None], summed, scaled)
     return scaled
+
+
+def _scaled_and_clipped(pop: Population, w: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`scale_columns`, clipped to [0, w_max]."""
+    scaled = scale_columns(w, pop.params["norm_total"], pop.mask, keep)
+    return torch.minimum(scaled.clamp_min(0.0), pop.params["w_max"][:, None, None])
 
 
 def scale_columns(

@@ -10,7 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 import torch
@@ -46,6 +46,25 @@ def _said_if_compiled(kernel: Any) -> Iterator[None]:
     print(f"tinysnn: {name} compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
+class _KernelArgs(TypedDict):
+    """The arguments the kernels share (numpy views of the population's tensors)."""
+
+    variant: int
+    W: np.ndarray
+    theta: np.ndarray
+    sizes: np.ndarray
+    fp: np.ndarray
+    ip: np.ndarray
+    t_upd: np.ndarray
+    net_seeds: np.ndarray
+    q: Dict[str, np.ndarray]
+    k: np.ndarray
+    refr_e: np.int32
+    refr_i: np.int32
+    table: np.ndarray
+    T: int
+
+
 class NumbaBackend:
     """Trains and runs a CPU population with the numba kernels (:mod:`tinysnn.sim.numba_kernels`)."""
 
@@ -55,12 +74,12 @@ class NumbaBackend:
         self.pop, self.enc = pop, enc
         self._consts = constants(pop, enc)
         self._args_key: object = None
-        self._args: Dict[str, object] = {}
+        self._args: Optional[_KernelArgs] = None
         self.profile = np.zeros(0, np.int64)
         """Ticks of the time-stamp counter per phase (:data:`numba_kernels.PHASES`) the kernels add
         to when this holds one counter per phase (bench/profile_kernels.py; one thread); empty: none."""
 
-    def _kernel_args(self) -> Dict[str, object]:
+    def _kernel_args(self) -> _KernelArgs:
         """Kernel arguments (numpy views of the population's tensors), cached while unchanged."""
         pop = self.pop
         if pop.weights.dtype != torch.float32 or not pop.weights.is_contiguous():
@@ -74,12 +93,12 @@ class NumbaBackend:
             + tuple((id(x), x.data_ptr()) for x in tensors[:2])
             + tuple(pop.seeds)
         )
-        if self._args_key != key:
+        if self._args is None or self._args_key != key:
             self._args = self._build_kernel_args()
             self._args_key = key
         return self._args
 
-    def _build_kernel_args(self) -> Dict[str, object]:
+    def _build_kernel_args(self) -> _KernelArgs:
         pop, c = self.pop, self._consts
         fp = np.stack([pop.params[name].cpu().numpy() for name in FLOAT_PARAMS], axis=1)
         fp = np.ascontiguousarray(fp, dtype=np.float32)
@@ -98,7 +117,7 @@ class NumbaBackend:
         for i in range(1, T + 1):
             table[i] = table[i - 1] * dec
         q = {t: np.ascontiguousarray(pop.quant[t].cpu().numpy(), dtype=np.float32) for t in pop.quant}
-        return dict(
+        return _KernelArgs(
             variant=pop.variant.code,
             W=pop.weights.numpy(),
             theta=pop.theta.numpy(),

@@ -25,6 +25,7 @@ last bit. Tests compare spikes exactly and weights to a stated tolerance.
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import numpy as np
 
@@ -79,7 +80,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 
         return wrap(args[0]) if args and callable(args[0]) else wrap
 
-    prange = range  # type: ignore[assignment]
+    prange = range  # type: ignore[misc]  # numba declares prange a class; without numba it is range
 
 #: phases of a sample whose time-stamp counter ticks the kernels add up when given a profile array
 #: of this length (bench/profile_kernels.py); an empty array (the default) clocks nothing
@@ -165,7 +166,7 @@ def encode_isi(prob, T, seed):
     return ptr, idx
 
 
-def dense_to_csr(train: np.ndarray):
+def dense_to_csr(train: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """CSR (ptr, idx) of a dense bool train (T, n_in) — for running given trains."""
     t_idx, i_idx = np.nonzero(train)
     T = train.shape[0]
@@ -185,7 +186,7 @@ def _lap(prof, phase, since):
     and return the counter now. Without one (empty): nothing, 0."""
     if prof.shape[0] == 0:
         return np.int64(0)
-    now = _cycles()
+    now: int = _cycles()  # type: ignore[call-arg]  # numba's stub keeps typingctx, which nopython calls drop
     if phase >= 0:
         prof[phase] += now - since
     return now
@@ -194,7 +195,7 @@ def _lap(prof, phase, since):
 @njit
 def cycle_counter():
     """The time-stamp counter :func:`_lap` reads, for calibrating it against a clock."""
-    return _cycles()
+    return _cycles()  # type: ignore[call-arg]  # as in _lap
 
 
 @njit(inline="always")
@@ -773,7 +774,7 @@ def _normalize_sum_preserving(Wp, j, n_in, factor, wmax, qrow, target, rule, u, 
     inv = np.float32(1.0) / scale  # a power of two: exact
     top = min(hi, wmax)
     zero = np.float32(0.0)
-    floored = 0
+    floored = np.int64(0)
     for i in range(n_in):
         x = min(max(min(max(Wp[i, j] * factor, zero), wmax), lo), hi)
         y = x * scale

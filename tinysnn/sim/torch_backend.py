@@ -146,7 +146,7 @@ def run_window(
             if learn:
                 record.setdefault("w", []).append(st.w.clone())
     if step is not None and dev.type == "cuda":  # CUDA graphs overwrite their outputs on the next replay
-        st = _State(*(None if x is None else x.clone() for x in st))
+        st = _State._make(None if x is None else x.clone() for x in st)
     if learn:
         pop.theta = decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
                                 win.neuron_idx)  # fmt: skip
@@ -286,6 +286,7 @@ def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights
     cur = input_current(s_in, st.w, win.acc)
     vi, refi, si, n_inh = st.vi, st.refi, st.si, st.n_inh
     if vi is not None:
+        assert refi is not None and si is not None  # the inhibitory layer's state comes whole
         vi, refi, si_new = lif_inhibitory_step(
             pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH),
             win.bases.get(S.STREAM_VMEM_INH_DECAY), t, win.neuron_idx,

@@ -13,9 +13,18 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from .config import BACKENDS, ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant, check_seed
+
+if TYPE_CHECKING:  # annotations only: the board path imports none of these (quoted where used)
+    import numpy as np
+
+    from .data import Split
+    from .deploy import Model, TestTrains
+    from .network import Population
+    from .quant import QuantSpec
+    from .results import RunResult
 
 VARIANT_HELP = (
     "diehl_cook (baseline), sl_stdp (APPROXIMATE SL-STDP baseline: our reading of Srinivasan et "
@@ -180,9 +189,9 @@ def _configs(args: argparse.Namespace, choice: TrainChoice, n_input: int) -> _Co
     return _Configs(by_size, learning, seed, sizes, count)
 
 
-def build_configs(  # type: ignore[no-untyped-def]
+def build_configs(
     args: argparse.Namespace, choice: TrainChoice, n_input: int
-):
+) -> Tuple[List[NetworkConfig], LearningConfig, List[int]]:
     """(networks, learning, seeds) of ``choice`` with the sizes and seed of the parsed arguments.
 
     Networks of one size share one config object, so a large --population costs a list, not P configs.
@@ -195,9 +204,9 @@ def build_configs(  # type: ignore[no-untyped-def]
     return nets, c.learning, list(range(c.seed, c.seed + c.count))
 
 
-def run_from_args(  # type: ignore[no-untyped-def]
+def run_from_args(
     args: argparse.Namespace, choice: Optional[TrainChoice] = None
-):
+) -> Tuple["RunResult", "Population"]:
     """Check every option, load data, build the population, train and evaluate; returns
     (RunResult, population).
 
@@ -265,7 +274,15 @@ def run_from_args(  # type: ignore[no-untyped-def]
     return result, pop
 
 
-def _export_all(folder: Path, pop, enc, spec, result, train, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+def _export_all(
+    folder: Path,
+    pop: "Population",
+    enc: EncodingConfig,
+    spec: "QuantSpec",
+    result: "RunResult",
+    train: "Split",
+    args: argparse.Namespace,
+) -> None:
     """One model folder per trained network: ``folder`` itself for one, ``folder/net-K`` for several."""
     from .deploy import write_extra
     from .export import export_network, test_trains_of
@@ -293,7 +310,7 @@ _START_UP = {
 """What the first sample of a backend spends besides simulating (:func:`print_table`)."""
 
 
-def print_table(result, file=None) -> None:  # type: ignore[no-untyped-def]
+def print_table(result: "RunResult", file: Optional[TextIO] = None) -> None:
     """A short result table, one row per network."""
     file = file if file is not None else sys.stdout
     width = max([5] + [len(n.quant) for n in result.networks])  # the quantization text in full
@@ -400,7 +417,7 @@ class _TrainsFile:
             raise ConfigError(f"--save-trains: cannot write {path} ({exc.strerror}): choose a folder you can "
                               "write to") from None  # fmt: skip
 
-    def add(self, seeds, trains) -> None:  # type: ignore[no-untyped-def]
+    def add(self, seeds: "np.ndarray", trains: "np.ndarray") -> None:
         """Sample b: its seed (int64, little-endian), then its T x n_input train as 0/1 bytes."""
         import struct
 
@@ -416,7 +433,9 @@ class _TrainsFile:
         self.tmp.unlink()
 
 
-def _infer_trains(model, dataset: str, seed: Optional[int], batch_size: int):  # type: ignore[no-untyped-def]
+def _infer_trains(
+    model: "Model", dataset: str, seed: Optional[int], batch_size: int
+) -> Tuple["TestTrains", bool, str]:
     """(source of the trains, whether they are the recorded test trains, a sentence saying which)."""
     from .deploy import TestTrains
     from .streams import STREAM_TEST

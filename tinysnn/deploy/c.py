@@ -9,7 +9,7 @@ fixed file, the same for every model. numpy only.
 """
 
 from pathlib import Path
-from typing import List, Union
+from typing import List, SupportsFloat, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _bytes(name: str, data: bytes, ctype: str = "uint8_t") -> str:
     return f"static const {ctype} {name}[{max(len(data), 1)}] = {{\n    {body}\n}};"
 
 
-def _f32(x: float) -> str:
+def _f32(x: SupportsFloat) -> str:
     return f"{float(np.float32(x)).hex()}f"
 
 
@@ -65,7 +65,7 @@ def model_header(model: Model) -> str:
     if vf is not None:
         assert tf is not None
         c = fixed_plan(net)
-        vth = pack_codes(g["exc_theta"], tf.total_bits, signed=bool(tf.signed))
+        vth = pack_codes(g["exc_theta"], tf.total_bits, signed=tf.is_signed())
         vth_name, vth_text = (
             "tinysnn_theta",
             "thresholds, stored as theta = V_th - v_th (V_th = v_th + theta)",
@@ -76,7 +76,7 @@ def model_header(model: Model) -> str:
             ("LEAK_INH", _int(c.leak_inh)), ("W_LAT_F", _int(c.w_lat_F)), ("W_EI_F", _int(c.w_ei_F)),
             ("K_RESET", _int(c.k_reset)), ("K_RESET_I", _int(c.k_reset_i)), ("INH_REST", _int(c.inh_rest)),
             ("VR_V", _int(c.vr_v)), ("VR_G", _int(c.vr_G)), ("VTH_I_G", _int(c.vth_i_G)),
-            ("VTH_BITS", tf.total_bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.signed)),
+            ("VTH_BITS", tf.total_bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.is_signed())),
             ("VTH_G", _int(c.vth_G)),
         ]  # fmt: skip
     else:

@@ -541,9 +541,9 @@ def write_model(folder: Union[str, Path], meta: Dict[str, Any], groups: Sequence
     return folder
 
 
-def add_files(folder: Union[str, Path], writers: Mapping[str, Callable[[Path], None]]) -> List[Path]:
-    """Add files to a model folder: ``writers[name](path)`` writes each to a temporary name, and all
-    are renamed into place once every one is written.
+def add_files(folder: Union[str, Path], writers: Mapping[str, Callable[[Path], object]]) -> List[Path]:
+    """Add files to a model folder: ``writers[name](path)`` writes each to a temporary name (what it
+    returns is ignored), and all are renamed into place once every one is written.
 
     Raises:
         ModelError: when the folder cannot be written (read-only, full); no file is left behind.

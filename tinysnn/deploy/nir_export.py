@@ -28,6 +28,7 @@ from .runner import prepare
 __all__ = ["NIR_FILE", "write_nir"]
 
 NIR_FILE = "model.nir"
+_Scalar = Union[float, np.floating]  # the runner's constants are float32 scalars
 
 
 def write_nir(model: Model, folder: Union[str, Path]) -> Path:
@@ -47,7 +48,7 @@ def write_nir(model: Model, folder: Union[str, Path]) -> Path:
     # has neither: there the graph carries the network alone
     has_reset = "v_reset" in inspect.signature(nir.LIF).parameters
 
-    def lif(v_rest: float, v_reset: float, v_th: np.ndarray, decay: float) -> "nir.LIF":
+    def lif(v_rest: _Scalar, v_reset: _Scalar, v_th: np.ndarray, decay: _Scalar) -> "nir.LIF":
         tau = -dt / float(np.log(decay))
         kw = {"v_reset": np.full(n, v_reset, np.float32)} if has_reset else {}
         return nir.LIF(tau=np.full(n, tau, np.float32), r=np.full(n, tau, np.float32),

@@ -18,7 +18,7 @@ def fp32_codes(values: object) -> np.ndarray:
 
 def _as_int64(codes: object) -> np.ndarray:
     if hasattr(codes, "detach"):  # a torch tensor, without importing torch here
-        codes = codes.detach().cpu().numpy()  # type: ignore[attr-defined]
+        codes = codes.detach().cpu().numpy()
     array = np.asarray(codes)
     if array.dtype.kind not in "iub":
         raise ValueError(f"integer codes expected, got dtype {array.dtype}")

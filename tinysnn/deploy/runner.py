@@ -34,7 +34,7 @@ the highest mean spike count (all-activity), -1 when no assigned neuron fired.
 import collections
 import math
 from dataclasses import dataclass
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Deque, List, Optional, Sequence, SupportsFloat, Tuple, Union
 
 import numpy as np
 
@@ -62,6 +62,8 @@ DEFAULT_BATCH_SIZE = 256
 """Samples :func:`run_trains` steps together by default: enough to spread numpy's cost per call,
 few enough for a board's memory (7-16 MB of temporaries for MNIST at 400 neurons, measured)."""
 _LEAK_LOW = (1 << LEAK_BITS) - 1
+Seeds = Union[Sequence[int], np.ndarray]
+"""Per-sample seeds: a list of ints or :func:`sample_seeds`' int64 array."""
 
 
 def _frac_bits_of(value: float, most: int = 24) -> Optional[int]:
@@ -261,7 +263,7 @@ def _isi_sample(prob: List[float], T: int, seed: int) -> Tuple[List[int], List[i
     return steps, inputs
 
 
-def isi_trains(images: np.ndarray, model: Model, seeds: Sequence[int]) -> np.ndarray:
+def isi_trains(images: np.ndarray, model: Model, seeds: Seeds) -> np.ndarray:
     """The numba simulator's input trains (B, T, n_in) bool: image b encoded from ``seeds[b]``.
 
     Bit for bit the trains of :func:`tinysnn.sim.numba_kernels.encode_isi` (seeds as
@@ -332,7 +334,7 @@ def runner_kind(model: Model) -> str:
     return "numpy runner: float32"
 
 
-def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Sequence[int]] = None,
+def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Seeds] = None,
                net: Optional[Network] = None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:  # fmt: skip
     """Spike counts (B, N) int32 of the excitatory neurons for input trains (B, T, n_in) bool.
 
@@ -569,7 +571,7 @@ def fixed_plan(net: Network) -> FixedPlan:
     fF = max([fv, wf.frac_bits] + [_frac_bits_of(float(c), 16) or 0 for c in consts])
     fG = max(fv, tf.frac_bits, _frac_bits_of(float(net.v_th), 16) or 0)
 
-    def at(value: float, f: int) -> int:
+    def at(value: SupportsFloat, f: int) -> int:
         return int(round(float(value) * 2**f))
 
     lo, hi = vf.code_range()
@@ -621,6 +623,10 @@ class _IntegerSteps:
         under deterministic rounding."""
         if not self.stochastic:
             return None
+        return self.bits(stream, t, samples)
+
+    def bits(self, stream: int, t: int, samples: Optional[np.ndarray] = None) -> np.ndarray:
+        """:meth:`draws` of a model that rounds stochastically (the streams exist for it alone)."""
         base = self.bases[stream] if samples is None else self.bases[stream][samples]
         return S.uniform_bits(S.step_key(base, np.full(1, t, dtype=np.int64)), self.neuron_idx[None, :])
 
@@ -632,7 +638,7 @@ class _IntegerSteps:
             if self.half:  # nearest: floor(x / 2^shift + 1/2)
                 x += self.half
             x >>= self.shift  # floor
-            if rem is not None:  # stochastic: up one step where the draw lies below the remainder
+            if u is not None and rem is not None:  # stochastic: up one step where the draw < remainder
                 x += (u << self.shift) < rem
         np.clip(x, self.x_lo, self.x_hi, out=x)
         return x.astype(self.work, copy=False)
@@ -698,7 +704,7 @@ def _run_fixed(net: Network, trains: np.ndarray, seeds: np.ndarray) -> np.ndarra
             raw = sums.astype(np.int64)
         if q.lift:
             raw <<= q.lift  # at the working grid
-        u_in = np.stack([q.draws(S.STREAM_VMEM, t + j) for j in range(len(raw))]) if q.stochastic else None
+        u_in = np.stack([q.bits(S.STREAM_VMEM, t + j) for j in range(len(raw))]) if q.stochastic else None
         for j, cur in enumerate(q.inputs(raw, u_in)):
             if net.baseline:
                 q.decay(ui, c.leak_inh, c.inh_rest, q.draws(S.STREAM_VMEM_INH_DECAY, t), out=di)

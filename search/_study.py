@@ -9,7 +9,7 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Type
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -146,8 +146,11 @@ def _remove_empty_database(path: Path) -> None:
 
 def _root_message(exc: BaseException) -> str:
     """The first line of the innermost cause of ``exc`` (Optuna wraps the database's message in its own)."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -173,8 +176,11 @@ def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageE
     SQLAlchemy adds a page of SQL: the database's own message, at the end of the chain, is the cause.
     """
     chain = [exc]
-    while len(chain) < 20 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    while len(chain) < 20:
+        inner = chain[-1].__cause__ or chain[-1].__context__
+        if inner is None:
+            break
+        chain.append(inner)
     text = " | ".join(str(e) for e in chain)
     db = sqlite_path(url) if url else None
     where = f"storage {safe_url(url)}" if url else "the study database"
@@ -193,7 +199,7 @@ def storage_problem(exc: BaseException, url: Optional[str]) -> Optional[StorageE
 
 
 METRIC_NAMES = ["accuracy", "memory_norm", "energy"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
+DIRECTIONS: List[Literal["maximize", "minimize"]] = ["maximize", "minimize", "minimize"]
 
 #: What the database says when two workers create the same fresh storage or study at once: the
 #: loser of the race retries and then finds the winner's tables (SQLite, PostgreSQL).

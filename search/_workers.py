@@ -291,9 +291,11 @@ class StopSignals:
 
     def raise_stop(self) -> None:
         """Raise what the recorded signal stands for (KeyboardInterrupt for SIGINT, else :class:`Stopped`)."""
+        if self.signum is None:
+            raise RuntimeError("StopSignals.raise_stop: no signal was recorded (a bug: call it after one)")
         if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise Stopped(int(self.signum))  # type: ignore[arg-type]
+        raise Stopped(int(self.signum))
 
 
 _active_stops: Optional[StopSignals] = None

@@ -59,12 +59,11 @@ def _trial_trains(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Optio
     from tinysnn.train import RunSpec
 
     attrs, science = trial.user_attrs, study.user_attrs.get("spec_science") or {}
-    needed = [science.get("seed"), attrs.get("backend"), attrs.get("device"), attrs.get("eval_split"),
-              attrs.get("test_samples")]  # fmt: skip
-    if any(v is None for v in needed):
+    seed, backend, device = science.get("seed"), attrs.get("backend"), attrs.get("device")
+    split, samples = attrs.get("eval_split"), attrs.get("test_samples")
+    if seed is None or backend is None or device is None or split is None or samples is None:
         return None
-    batch = RunSpec.__dataclass_fields__["batch_size"].default  # search.objective runs at the default
-    seed, backend, device, split, samples = needed
+    batch = RunSpec.batch_size  # search.objective runs at the default
     return test_trains_of(seed, backend, device, batch, split, samples)
 
 

@@ -184,7 +184,7 @@ def _add(tar: tarfile.TarFile, arc: str, path: Path) -> Dict[str, Any]:
         info = tarfile.TarInfo(arc)
         info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), 0o644
         src = _Hashing(f)
-        tar.addfile(info, src)  # type: ignore[arg-type]
+        tar.addfile(info, src)
     return {"sha256": src.sha256.hexdigest(), "size": st.st_size}
 
 
@@ -325,7 +325,7 @@ def _read_pack(
 ) -> Tuple[str, Dict[str, Dict[str, Any]], Dict[str, tarfile.TarInfo]]:
     """The study name, the manifest's files and the members by name, once all of it is verified."""
     members = tar.getmembers()  # reads every header: a truncated pack fails here, before any write
-    while tar.fileobj.read(_CHUNK):  # type: ignore[union-attr]  # to gzip's end: its length and CRC
+    while tar.fileobj.read(_CHUNK):  # to gzip's end: its length and CRC
         pass
     found = [m for m in members if m.name == MANIFEST]
     if len(found) != 1 or not found[0].isfile() or found[0].issparse() or found[0].size > _MANIFEST_MAX:
@@ -333,7 +333,9 @@ def _read_pack(
             f"{pack} is not a tinysnn study pack (no manifest): make one with tinysnn-search pack"
         )
     try:
-        manifest = json.loads(tar.extractfile(found[0]).read())  # type: ignore[union-attr]
+        stream = tar.extractfile(found[0])
+        assert stream is not None  # found[0] is a regular file (checked above)
+        manifest = json.loads(stream.read())
     except ValueError:
         raise SearchError(f"{pack} is not a tinysnn study pack (its manifest is not JSON): make one with "
                           "tinysnn-search pack") from None  # fmt: skip

@@ -43,6 +43,8 @@ from tinysnn.quant.formats import (
     Normalization,
     QFormat,
     QuantSpec,
+    Rounding,
+    Scheme,
 )
 from tinysnn.quant.ranges import itq_problem, min_frac_bits_for_step
 
@@ -380,8 +382,10 @@ def _check_vth_holds_increment(dom: BitsDomain, theta_plus: float, roundings: Li
     else:
         return  # V_th's fraction follows a searched total: trials that cannot hold theta+ are rejected
     finest = QFormat(1, most)  # the step is all the rule reads
-    if most < need and all(itq_problem(QuantSpec(vth=finest, scheme="itq", rounding=r), theta_plus)
-                           for r in roundings):  # fmt: skip
+    if most < need and all(
+        itq_problem(QuantSpec(vth=finest, scheme=Scheme.ITQ, rounding=Rounding(r)), theta_plus)
+        for r in roundings
+    ):
         raise SpecError(
             f"{where}: in-training quantization adds theta+ = {theta_plus:g} mV to V_th, which needs at "
             f"least {need} fractional bits (a step of at most theta+); the largest value here is {most}"

@@ -74,7 +74,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only where numba is absent
     HAVE_NUMBA = False
 
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
+    def njit(*args, **kwargs):  # type: ignore[no-redef]  # the stand-in where numba is absent
         def wrap(f):
             return f
 

@@ -39,8 +39,19 @@ __all__ = [
 ]
 
 FORMAT = "tinysnn-search-checkpoint/1"
-_KEYS = ("format", "fingerprint", "trials", "params", "seeds", "next_sample", "total_samples", "spikes",
-         "energy_train_j", "state", "sums")  # fmt: skip
+_KEYS = (
+    "format",
+    "fingerprint",
+    "trials",
+    "params",
+    "seeds",
+    "next_sample",
+    "total_samples",
+    "spikes",
+    "energy_train_j",
+    "state",
+    "sums",
+)
 
 
 _MAGIC = b"tinysnn-verified1"

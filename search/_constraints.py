@@ -27,8 +27,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._workers import trial_id
 
-__all__ = ["CONSTRAINTS_KEY", "ListedConstraintsStorage", "public_constraints", "tell_constraints",
-           "told_constraints"]  # fmt: skip
+__all__ = [
+    "CONSTRAINTS_KEY",
+    "ListedConstraintsStorage",
+    "public_constraints",
+    "tell_constraints",
+    "told_constraints",
+]
 
 CONSTRAINTS_KEY = "constraints"
 """Trial system attribute of the constraint values as a list: what Optuna 4's samplers and

@@ -23,8 +23,16 @@ from .pack import artifact_ref, sqlite_path
 from .select import LIMITS_KEY, limit_violations
 from .spec import StudySpec
 
-__all__ = ["DrawSeededSampler", "constraint_values", "draw_index", "make_sampler",
-           "open_storage", "open_study", "optuna_version", "storage_problem"]  # fmt: skip
+__all__ = [
+    "DrawSeededSampler",
+    "constraint_values",
+    "draw_index",
+    "make_sampler",
+    "open_storage",
+    "open_study",
+    "optuna_version",
+    "storage_problem",
+]
 
 SQLITE_LOCK_TIMEOUT_S = 60.0
 """How long a SQLite connection waits for another worker's write lock before "database is locked"."""
@@ -130,8 +138,10 @@ def open_storage(url: str, storage_class: Optional[Type[optuna.storages.RDBStora
                 _remove_empty_database(new_file)
             raise problem from None
         first = _root_message(exc)
-        raise StorageError(f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
-                           "database server is running and reachable") from None  # fmt: skip
+        raise StorageError(
+            f"cannot open storage {shown}: {first[:300]}. Check the URL ({hint}) and that the "
+            "database server is running and reachable"
+        ) from None
 
 
 def _remove_empty_database(path: Path) -> None:
@@ -157,14 +167,20 @@ def _root_message(exc: BaseException) -> str:
 
 #: What the database says when its file cannot be used as it is (SQLite's messages), and the fix.
 _DATABASE_PROBLEMS = (
-    ("database disk image is malformed", "the file is damaged and was left as it was: restore it from a "
-     "copy or a pack (tinysnn-search unpack), or recover it with `sqlite3 {db} .recover`"),
+    (
+        "database disk image is malformed",
+        "the file is damaged and was left as it was: restore it from a "
+        "copy or a pack (tinysnn-search unpack), or recover it with `sqlite3 {db} .recover`",
+    ),
     ("file is not a database", "it is not a SQLite database: check the URL, or move the file away"),
-    ("database is locked", "another process held its write lock for over {timeout:g} s: stop or wait for it "
-     "(several workers on one machine share a file; across machines use PostgreSQL) and run again"),
+    (
+        "database is locked",
+        "another process held its write lock for over {timeout:g} s: stop or wait for it "
+        "(several workers on one machine share a file; across machines use PostgreSQL) and run again",
+    ),
     ("unable to open database file", "check that the file and its folder exist and are readable"),
     ("readonly database", "make the file and its folder writable, or copy the study elsewhere"),
-)  # fmt: skip
+)
 _DISK_FULL = "database or disk is full"
 
 
@@ -203,8 +219,13 @@ DIRECTIONS: List[Literal["maximize", "minimize"]] = ["maximize", "minimize", "mi
 
 #: What the database says when two workers create the same fresh storage or study at once: the
 #: loser of the race retries and then finds the winner's tables (SQLite, PostgreSQL).
-_FIRST_START_RACES = ("UNIQUE constraint failed", "UniqueViolation", "duplicate key value", "already exists",
-                      "database is locked")  # fmt: skip
+_FIRST_START_RACES = (
+    "UNIQUE constraint failed",
+    "UniqueViolation",
+    "duplicate key value",
+    "already exists",
+    "database is locked",
+)
 
 
 def _retry_first_start(make: Callable[[], Any], attempts: int = 8) -> Any:
@@ -253,8 +274,14 @@ def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if sm.name == "tpe":
-            return S.TPESampler(seed=seed, n_startup_trials=sm.startup_trials, multivariate=True, group=True,
-                                constant_liar=True, constraints_func=cf)  # fmt: skip
+            return S.TPESampler(
+                seed=seed,
+                n_startup_trials=sm.startup_trials,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                constraints_func=cf,
+            )
         if sm.name == "nsga2":
             return S.NSGAIISampler(population_size=pop, seed=seed, constraints_func=cf)
         if sm.name == "nsga3":
@@ -317,8 +344,9 @@ class DrawSeededSampler(optuna.samplers.BaseSampler):
     ) -> Dict[str, Any]:
         return self._inner.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: Any) -> Any:  # fmt: skip
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(
@@ -358,14 +386,22 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
     db = sqlite_path(spec.study.storage_url)
     for path in [db, db.parent] if db is not None and db.exists() else []:
         if _read_only(path):
-            raise StorageError(f"{path} is read-only: a study writes to its database and that folder; "
-                               "make them writable or copy the study elsewhere (tinysnn-search pack/unpack)")  # fmt: skip
+            raise StorageError(
+                f"{path} is read-only: a study writes to its database and that folder; "
+                "make them writable or copy the study elsewhere (tinysnn-search pack/unpack)"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study = _retry_first_start(lambda: optuna.create_study(
-                storage=storage, study_name=name, directions=DIRECTIONS,
-                sampler=optuna.samplers.RandomSampler(seed=spec.study.seed), load_if_exists=True))  # fmt: skip
+            study = _retry_first_start(
+                lambda: optuna.create_study(
+                    storage=storage,
+                    study_name=name,
+                    directions=DIRECTIONS,
+                    sampler=optuna.samplers.RandomSampler(seed=spec.study.seed),
+                    load_if_exists=True,
+                )
+            )
     except Exception as exc:
         problem = storage_problem(exc, spec.study.storage_url)
         if problem is not None:
@@ -373,13 +409,16 @@ def open_study(spec: StudySpec, storage: Any) -> optuna.Study:
         raise StorageError(f"cannot create or load study {name!r}: {_root_message(exc)[:300]}") from None
     dirs = [d.name.lower() for d in study.directions]
     if dirs != DIRECTIONS:
-        raise SpecError(f"study {name!r} already exists with directions {dirs}, not {DIRECTIONS}: "
-                        "give [study] another name")  # fmt: skip
+        raise SpecError(
+            f"study {name!r} already exists with directions {dirs}, not {DIRECTIONS}: "
+            "give [study] another name"
+        )
     stored = study.user_attrs.get("spec_fingerprint")
     science = spec.science()
     if stored is None and study.get_trials(deepcopy=False):
-        raise SpecError(f"study {name!r} already holds trials that tinysnn-search did not make: "
-                        "give [study] another name")  # fmt: skip
+        raise SpecError(
+            f"study {name!r} already holds trials that tinysnn-search did not make: give [study] another name"
+        )
     if stored is not None and stored not in spec.fingerprints():
         changed = _changed_keys(study.user_attrs.get("spec_science", {}), science)
         raise SpecError(

@@ -104,8 +104,18 @@ class StoredNetwork:
         state["seeds"] = list(self.state["seeds"]) * k
         spikes = [float(self.sums[0, 0])] * k
         total = self.total_samples
-        return Checkpoint(spec_fingerprint, list(numbers), list(params), state["seeds"], total, total, spikes,
-                          self.energy_train_j * k, state, copies(self.sums))  # fmt: skip
+        return Checkpoint(
+            spec_fingerprint,
+            list(numbers),
+            list(params),
+            state["seeds"],
+            total,
+            total,
+            spikes,
+            self.energy_train_j * k,
+            state,
+            copies(self.sums),
+        )
 
 
 class TrainedNetworks:
@@ -118,15 +128,18 @@ class TrainedNetworks:
         return self._folder / f"{fingerprint}.pt"
 
     def save(self, net: StoredNetwork) -> None:
-        write_verified(self.path(net.fingerprint), {
-            "format": FORMAT,
-            "fingerprint": net.fingerprint,
-            "trained_by": net.trained_by,
-            "state": net.state,
-            "sums": net.sums,
-            "energy_train_j": net.energy_train_j,
-            "total_samples": net.total_samples,
-        })  # fmt: skip
+        write_verified(
+            self.path(net.fingerprint),
+            {
+                "format": FORMAT,
+                "fingerprint": net.fingerprint,
+                "trained_by": net.trained_by,
+                "state": net.state,
+                "sums": net.sums,
+                "energy_train_j": net.energy_train_j,
+                "total_samples": net.total_samples,
+            },
+        )
 
     def load(self, fingerprint: str) -> Optional[StoredNetwork]:
         """The stored network, or None when there is none or it is damaged (logged and set aside)."""
@@ -158,5 +171,11 @@ class TrainedNetworks:
                 pass
             self._log(f"stored network {path} is damaged ({problem}): moved to {aside}; training it afresh")
             return None
-        return StoredNetwork(fingerprint, int(payload["trained_by"]), payload["state"], payload["sums"],
-                             float(payload["energy_train_j"]), int(payload["total_samples"]))  # fmt: skip
+        return StoredNetwork(
+            fingerprint,
+            int(payload["trained_by"]),
+            payload["state"],
+            payload["sums"],
+            float(payload["energy_train_j"]),
+            int(payload["total_samples"]),
+        )

@@ -34,14 +34,45 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set,
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CARRIED_ATTRS", "SAMPLED", "Heartbeat", "StopSignals", "Stopped", "abandoned", "fail_and_requeue",
-           "identity", "make_work_dir", "note_requeued", "pid_alive", "raise_if_stopped", "reap", "remove_dead_work_dirs",
-           "remove_work_dir", "requeued_by", "signals_deferred", "stale_reason", "trial_id", "trial_worker"]  # fmt: skip
+__all__ = [
+    "CARRIED_ATTRS",
+    "SAMPLED",
+    "Heartbeat",
+    "StopSignals",
+    "Stopped",
+    "abandoned",
+    "fail_and_requeue",
+    "identity",
+    "make_work_dir",
+    "note_requeued",
+    "pid_alive",
+    "raise_if_stopped",
+    "reap",
+    "remove_dead_work_dirs",
+    "remove_work_dir",
+    "requeued_by",
+    "signals_deferred",
+    "stale_reason",
+    "trial_id",
+    "trial_worker",
+]
 
 WORKER_KEY = "tinysnn:worker"
 BEAT_KEY = "tinysnn:heartbeat"
-CARRIED_ATTRS = ("weight_seed", "checkpoint", "checkpoint_position", "variant", "n_neurons", "quant", "scheme",
-                 "rounding", "quant_text", "weights_format", "vmem_format", "vth_format")  # fmt: skip
+CARRIED_ATTRS = (
+    "weight_seed",
+    "checkpoint",
+    "checkpoint_position",
+    "variant",
+    "n_neurons",
+    "quant",
+    "scheme",
+    "rounding",
+    "quant_text",
+    "weights_format",
+    "vmem_format",
+    "vth_format",
+)
 """User attributes a retry inherits from the trial it replaces (its seed, checkpoint and what it trains)."""
 ORPHAN_GRACE_S = 60.0
 SAMPLED = "sampled"
@@ -103,8 +134,9 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def stale_reason(trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str, Any]] = None,
-                 now: Optional[float] = None) -> Optional[str]:  # fmt: skip
+def stale_reason(
+    trial: FrozenTrial, stale_after_s: float, me: Optional[Dict[str, Any]] = None, now: Optional[float] = None
+) -> Optional[str]:
     """Why a RUNNING trial is stale, or None when its worker may still be alive."""
     me = me or identity()
     now = time.time() if now is None else now

@@ -70,8 +70,10 @@ def _storage_url(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinysnn-search", description="Optuna search for small, accurate, "
-                                "energy-efficient spiking networks (tinySNN)")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="tinysnn-search",
+        description="Optuna search for small, accurate, energy-efficient spiking networks (tinySNN)",
+    )
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("run", help="create or resume a study from a spec and run it to its trial budget")
     r.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
@@ -85,41 +87,57 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    c = sub.add_parser("confirm", help="re-train the Pareto front of a [fidelity] study on the full "
-                       "[data] and record the confirmed values select ranks on")  # fmt: skip
+    c = sub.add_parser(
+        "confirm",
+        help="re-train the Pareto front of a [fidelity] study on the full "
+        "[data] and record the confirmed values select ranks on",
+    )
     c.add_argument("spec", help="the study's spec (TOML), with a [fidelity] table")
     c.add_argument("--storage", type=_storage_url, help="Optuna storage URL (default: the spec's)")
     c.add_argument("--top", type=_pos_int, help="at most this many front trials, highest accuracy first")
-    c.add_argument("--neighbours", type=_nonneg_int, default=0, metavar="M",
-                   help="also the M complete trials nearest to the front (default 0)")  # fmt: skip
+    c.add_argument(
+        "--neighbours",
+        type=_nonneg_int,
+        default=0,
+        metavar="M",
+        help="also the M complete trials nearest to the front (default 0)",
+    )
     c.add_argument(
         "--device", choices=["cpu", "cuda", "auto"], help="where trials train (default: the spec's)"
     )
     c.add_argument("--data-root", help="folder holding MNIST/raw or FashionMNIST/raw")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
-    for name, hlp in (("status", "trial counts against the budget, the front, the best accuracy"),
-                      ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
-                      ("report", "figures (Pareto front, size x precision, reward vs mu) and a CSV of the trials"),
-                      ("export", "write a trial's network as a deployable model folder"),
-                      ("pack", "write the study (database, artifacts, trained networks) into one file for another machine"),
-                      ("dashboard", "start optuna-dashboard on the study's storage and artifacts")):  # fmt: skip
+    for name, hlp in (
+        ("status", "trial counts against the budget, the front, the best accuracy"),
+        ("select", "pick a trial from the Pareto front with R = acc - mu M_norm"),
+        ("report", "figures (Pareto front, size x precision, reward vs mu) and a CSV of the trials"),
+        ("export", "write a trial's network as a deployable model folder"),
+        ("pack", "write the study (database, artifacts, trained networks) into one file for another machine"),
+        ("dashboard", "start optuna-dashboard on the study's storage and artifacts"),
+    ):
         s = sub.add_parser(name, help=hlp)
         s.add_argument("spec", nargs="?", help="study spec (default: the study of the last run)")
         s.add_argument("--storage", type=_storage_url, help="Optuna storage URL")
         s.add_argument("--study", help="study name (default: the only study in the storage)")
         if name in ("select", "export"):
             s.add_argument("--mu", type=_nonneg_float, default=0.2, help="memory weight mu (default 0.2)")
-            s.add_argument("--nu", type=_nonneg_float, default=0.0,
-                           help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
+            s.add_argument(
+                "--nu", type=_nonneg_float, default=0.0, help="energy weight nu: R -= nu E/E_max (default 0)"
+            )
         if name == "export":
             s.add_argument(
                 "--trial", type=int, default=None, help="the trial to export (default: select's with --mu)"
             )
             s.add_argument("--out", required=True, help="the model folder to write (must not exist)")
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
-            s.add_argument("--format", default=["model"], nargs="+", choices=["model", "c", "nir"],
-                           help="one or more: model (the folder alone), c (also model.h + tinysnn_infer.c), "
-                                "nir (also model.nir, extra nir)")  # fmt: skip
+            s.add_argument(
+                "--format",
+                default=["model"],
+                nargs="+",
+                choices=["model", "c", "nir"],
+                help="one or more: model (the folder alone), c (also model.h + tinysnn_infer.c), "
+                "nir (also model.nir, extra nir)",
+            )
         if name == "pack":
             s.add_argument("--out", required=True, help="the pack file to write (.tar.gz)")
             s.add_argument(
@@ -127,25 +145,45 @@ def _parser() -> argparse.ArgumentParser:
             )
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
         if name == "select":
-            s.add_argument("--sweep", nargs="*", type=_nonneg_float, default=None, metavar="MU",
-                           help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
+            s.add_argument(
+                "--sweep",
+                nargs="*",
+                type=_nonneg_float,
+                default=None,
+                metavar="MU",
+                help="also the selected trial for each mu (default 0 0.05 0.1 0.2 0.5 1)",
+            )
             s.add_argument("--json", help="write the selection, the ranked front and the sweep to this file")
             s.add_argument("--export", help="write the selected trial's model folder into this folder")
         if name == "status":
-            s.add_argument("--last", type=_nonneg_int, default=20, metavar="N",
-                           help="show the last N trials that were not pruned, and the front (default 20)")  # fmt: skip
+            s.add_argument(
+                "--last",
+                type=_nonneg_int,
+                default=20,
+                metavar="N",
+                help="show the last N trials that were not pruned, and the front (default 20)",
+            )
         if name == "report":
             s.add_argument("--out", help="folder to write into (default runs/<study>/report)")
-            s.add_argument("--mu", type=_nonneg_float, nargs="+", default=None, metavar="MU",
-                           help="the mu values to select a trial for (default 0 0.05 0.1 0.2 0.5 1)")  # fmt: skip
-            s.add_argument("--nu", type=_nonneg_float, default=0.0,
-                           help="energy weight nu: R -= nu E/E_max (default 0)")  # fmt: skip
+            s.add_argument(
+                "--mu",
+                type=_nonneg_float,
+                nargs="+",
+                default=None,
+                metavar="MU",
+                help="the mu values to select a trial for (default 0 0.05 0.1 0.2 0.5 1)",
+            )
+            s.add_argument(
+                "--nu", type=_nonneg_float, default=0.0, help="energy weight nu: R -= nu E/E_max (default 0)"
+            )
         if name == "dashboard":
             s.add_argument("--host", default="127.0.0.1", help="address to listen on")
             s.add_argument("--port", type=_port, default=8080, help="1..65535 (default 8080)")
             s.add_argument("--artifacts", help="artifact folder (default: the one the study recorded)")
-    u = sub.add_parser("unpack", help="restore a packed study: DEST/<study>.db and DEST/<study>/ (artifacts, "
-                       "trained, checkpoints)")  # fmt: skip
+    u = sub.add_parser(
+        "unpack",
+        help="restore a packed study: DEST/<study>.db and DEST/<study>/ (artifacts, trained, checkpoints)",
+    )
     u.add_argument("pack", help="a file written by tinysnn-search pack")
     u.add_argument("--dest", default="runs", help="folder to restore into (default runs, as a spec expects)")
     u.add_argument("--force", action="store_true", help="replace a study of the same name under --dest")
@@ -159,8 +197,11 @@ def _locate(args: argparse.Namespace) -> Tuple[str, Optional[str], Optional[str]
 
     if args.spec:
         spec = load_spec(args.spec)
-        return args.storage or spec.study.storage_url, args.study or spec.study.name, \
-            str(spec.study.artifact_dir / "artifacts")  # fmt: skip
+        return (
+            args.storage or spec.study.storage_url,
+            args.study or spec.study.name,
+            str(spec.study.artifact_dir / "artifacts"),
+        )
     if args.storage:
         return args.storage, args.study, None
     if LAST.is_file():
@@ -175,11 +216,15 @@ def _locate(args: argparse.Namespace) -> Tuple[str, Optional[str], Optional[str]
     command = getattr(args, "command", None) or "status"
     named = f"tinysnn-search {command} SPEC.toml, or --storage URL [--study NAME]"
     if dbs:
-        raise SearchError(f"which study? runs/ holds {len(dbs)} study databases and no run of this folder was "
-                          f"recorded in runs/.last.json: name one, {named}")  # fmt: skip
-    raise SearchError("no study here (no run of this folder is recorded in runs/.last.json, runs/ holds no "
-                      f"study database): run a spec first (tinysnn-search run studies/quickstart.toml), or name "
-                      f"the study, {named}")  # fmt: skip
+        raise SearchError(
+            f"which study? runs/ holds {len(dbs)} study databases and no run of this folder was "
+            f"recorded in runs/.last.json: name one, {named}"
+        )
+    raise SearchError(
+        "no study here (no run of this folder is recorded in runs/.last.json, runs/ holds no "
+        f"study database): run a spec first (tinysnn-search run studies/quickstart.toml), or name "
+        f"the study, {named}"
+    )
 
 
 def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
@@ -204,8 +249,10 @@ def _load(args: argparse.Namespace) -> Tuple[Any, str, Optional[str]]:
             )
         name = names[0]
     if name not in names:
-        raise SearchError(f"no study {name!r} in {url} (it holds: {', '.join(names) or 'none'}): "
-                          "run `tinysnn-search run SPEC.toml` first, or check --storage / --study")  # fmt: skip
+        raise SearchError(
+            f"no study {name!r} in {url} (it holds: {', '.join(names) or 'none'}): "
+            "run `tinysnn-search run SPEC.toml` first, or check --storage / --study"
+        )
     from .pack import resolve_artifacts
 
     study = optuna.load_study(study_name=name, storage=storage)
@@ -216,14 +263,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import trials_table
     from .spec import load_spec
 
-    spec = load_spec(args.spec).replace(storage=args.storage, trials=args.trials, population=args.population,
-                                        device=args.device).with_data_root(args.data_root)  # fmt: skip
+    spec = (
+        load_spec(args.spec)
+        .replace(storage=args.storage, trials=args.trials, population=args.population, device=args.device)
+        .with_data_root(args.data_root)
+    )
     from .runner import run_study  # torch and numba: only once the spec is known to be good
 
     report = run_study(spec, progress=not args.no_progress)
     LAST.parent.mkdir(parents=True, exist_ok=True)
-    LAST.write_text(json.dumps({"storage": report.storage_url, "study": report.study_name,
-                                "artifacts": str(Path(report.artifact_dir) / "artifacts")}))  # fmt: skip
+    LAST.write_text(
+        json.dumps(
+            {
+                "storage": report.storage_url,
+                "study": report.study_name,
+                "artifacts": str(Path(report.artifact_dir) / "artifacts"),
+            }
+        )
+    )
     study, url, _ = _load(argparse.Namespace(spec=None, storage=report.storage_url, study=report.study_name))
     told = [t for t in study.get_trials(deepcopy=False) if t.number in set(report.told)]
     if told:
@@ -261,18 +318,26 @@ def cmd_select(args: argparse.Namespace) -> int:
     fidelity = has_fidelity(study)
     print(candidates_table(ranked, args.mu, args.nu, best.number, fidelity=fidelity))
     if fidelity:
-        print("fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search "
-              "confirm); cheap = on the values it was searched at")  # fmt: skip
-    print(f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
-          f"M_norm {best.memory_norm:.4f}, {best.attrs.get('quant_text', '')})")  # fmt: skip
+        print(
+            "fidelity: confirmed = ranked on the values re-trained on the full data (tinysnn-search "
+            "confirm); cheap = on the values it was searched at"
+        )
+    print(
+        f"selected: trial {best.number} (R = {best.reward:.4f}, accuracy {100 * best.accuracy:.2f} %, "
+        f"M_norm {best.memory_norm:.4f}, {best.attrs.get('quant_text', '')})"
+    )
     sweep = None
     if args.sweep is not None:
         sweep = mu_sweep(study, args.sweep or DEFAULT_MUS, args.nu)
         print(sweep_table(sweep))
     if args.json:
-        payload = {"mu": args.mu, "nu": args.nu, "selected": best.number,
-                   "front": [c.__dict__ for c in ranked],
-                   "sweep": [{"mu": m, "trial": c.number, "reward": c.reward} for m, c in sweep or []]}  # fmt: skip
+        payload = {
+            "mu": args.mu,
+            "nu": args.nu,
+            "selected": best.number,
+            "front": [c.__dict__ for c in ranked],
+            "sweep": [{"mu": m, "trial": c.number, "reward": c.reward} for m, c in sweep or []],
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")
     if args.export:
@@ -356,8 +421,10 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
     got = unpack_study(Path(args.pack), Path(args.dest), args.force)
     print(f"restored study {got['study']!r}: storage {got['storage']}, artifacts {got['artifacts']}")
-    print(f"next: tinysnn-search select --storage {got['storage']}   |   tinysnn-search run SPEC.toml "
-          f"--storage {got['storage']} (resumes it)")  # fmt: skip
+    print(
+        f"next: tinysnn-search select --storage {got['storage']}   |   tinysnn-search run SPEC.toml "
+        f"--storage {got['storage']} (resumes it)"
+    )
     return 0
 
 
@@ -372,8 +439,10 @@ def _models_as_octet_stream(app: Any) -> Any:
     def serve(environ: Any, start_response: Any) -> Any:
         def start(status: str, headers: Any, exc_info: Any = None) -> Any:
             if environ.get("PATH_INFO", "").startswith("/artifacts/"):
-                headers = [(k, "application/octet-stream" if k.lower() == "content-type" and v == _PT_GUESSED
-                            else v) for k, v in headers]  # fmt: skip
+                headers = [
+                    (k, "application/octet-stream" if k.lower() == "content-type" and v == _PT_GUESSED else v)
+                    for k, v in headers
+                ]
             return start_response(status, headers, exc_info)
 
         return app(environ, start)
@@ -392,8 +461,10 @@ def _bind(host: str, port: int, app: Any) -> Any:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except (socket.gaierror, UnicodeError):
-        raise SearchError(f"--host {host!r} is neither an IP address nor a known host name: pass one such as "
-                          "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None  # fmt: skip
+        raise SearchError(
+            f"--host {host!r} is neither an IP address nor a known host name: pass one such as "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
 
     class Server(WSGIServer):
         address_family = family
@@ -402,15 +473,19 @@ def _bind(host: str, port: int, app: Any) -> Any:
         return make_server(host, port, app, Server)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise SearchError(f"port {port} on {host} is in use (another dashboard?): pass a free one, "
-                              f"--port {port + 1 if port < 65535 else 8080}") from None  # fmt: skip
+            raise SearchError(
+                f"port {port} on {host} is in use (another dashboard?): pass a free one, "
+                f"--port {port + 1 if port < 65535 else 8080}"
+            ) from None
         if exc.errno == errno.EACCES:
             raise SearchError(f"port {port} needs root: pass --port 1024 or higher (default 8080)") from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise SearchError(f"--host {host} is not an address of this machine: pass 127.0.0.1 or one of "
-                              "its own addresses") from None  # fmt: skip
-        raise SearchError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --host "
-                          "or --port") from None  # fmt: skip
+            raise SearchError(
+                f"--host {host} is not an address of this machine: pass 127.0.0.1 or one of its own addresses"
+            ) from None
+        raise SearchError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --host or --port"
+        ) from None
 
 
 def dashboard_app(url: str, folder: Optional[str]) -> Tuple[Any, Any]:
@@ -445,8 +520,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     app, store = dashboard_app(url, folder)
     server = _bind(args.host, args.port, app)  # bound before the line below: a bad host or port is one line
     where = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"optuna-dashboard on http://{where}:{args.port}/dashboard/ for {url} "
-          f"(artifacts: {folder if store else 'none found'}); Ctrl-C stops it", flush=True)  # fmt: skip
+    print(
+        f"optuna-dashboard on http://{where}:{args.port}/dashboard/ for {url} "
+        f"(artifacts: {folder if store else 'none found'}); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # how it is stopped
@@ -459,8 +537,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def _stopped_line(signum: int, requeued: Sequence[int]) -> str:
     """The one line a run stopped by a signal ends with: which signal, and which trials were re-queued."""
     name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
-    held = f"trials {list(requeued)} were failed and re-queued" if requeued else \
-        "no trial was running here, nothing to re-queue"  # fmt: skip
+    held = (
+        f"trials {list(requeued)} were failed and re-queued"
+        if requeued
+        else "no trial was running here, nothing to re-queue"
+    )
     return f"tinysnn-search: stopped by {name}; {held}; run the same command to continue"
 
 
@@ -503,9 +584,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    commands = {"run": cmd_run, "confirm": cmd_confirm, "status": cmd_status, "select": cmd_select,
-                "report": cmd_report, "export": cmd_export, "pack": cmd_pack, "unpack": cmd_unpack,
-                "dashboard": cmd_dashboard}  # fmt: skip
+    commands = {
+        "run": cmd_run,
+        "confirm": cmd_confirm,
+        "status": cmd_status,
+        "select": cmd_select,
+        "report": cmd_report,
+        "export": cmd_export,
+        "pack": cmd_pack,
+        "unpack": cmd_unpack,
+        "dashboard": cmd_dashboard,
+    }
     try:
         return commands[args.command](args)
     except (SearchError, ValueError, FileNotFoundError) as exc:

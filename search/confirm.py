@@ -127,8 +127,10 @@ def confirm_study(
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if not spec.fidelity.active:
-        raise SpecError("the spec has no [fidelity]: its trials were trained on the full [data] already, "
-                        "so there is nothing to confirm")  # fmt: skip
+        raise SpecError(
+            "the spec has no [fidelity]: its trials were trained on the full [data] already, "
+            "so there is nothing to confirm"
+        )
     url, name = spec.study.storage_url, spec.study.name
     db = sqlite_path(url)
     if db is not None and not db.is_file():
@@ -158,13 +160,18 @@ def confirm_study(
             for path in o.files.values():
                 path.unlink(missing_ok=True)
             acc, mem, energy = o.values
-            study.set_user_attr(f"{CONFIRMED_PREFIX}{o.number}", {
-                "confirmed_accuracy": acc, "confirmed_memory_norm": mem, "confirmed_energy": energy,
-                "confirmed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "confirmed_train_samples": o.attrs["train_samples"],
-                "confirmed_test_samples": o.attrs["test_samples"],
-                "confirmed_trained_by": o.attrs["trained_by"],
-            })  # fmt: skip
+            study.set_user_attr(
+                f"{CONFIRMED_PREFIX}{o.number}",
+                {
+                    "confirmed_accuracy": acc,
+                    "confirmed_memory_norm": mem,
+                    "confirmed_energy": energy,
+                    "confirmed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "confirmed_train_samples": o.attrs["train_samples"],
+                    "confirmed_test_samples": o.attrs["test_samples"],
+                    "confirmed_trained_by": o.attrs["trained_by"],
+                },
+            )
             report.trained.append(o.number)
     finally:
         shutil.rmtree(ctx.work_dir, ignore_errors=True)
@@ -204,6 +211,8 @@ def _confirm(
             yield from evaluate_population(ctx, waiting, log=log, networks=networks)
             continue
         ckpt = stored.checkpoint(spec.fingerprint(), [m.number for m in waiting], [m.params for m in waiting])
-        log(f"confirming trials {[m.number for m in waiting]} from the network trial {stored.trained_by} "
-            "trained on the full data")  # fmt: skip
+        log(
+            f"confirming trials {[m.number for m in waiting]} from the network trial {stored.trained_by} "
+            "trained on the full data"
+        )
         yield from evaluate_population(ctx, waiting, None, ckpt, log, trained_by=stored.trained_by)

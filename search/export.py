@@ -45,8 +45,10 @@ def _load_network(path: Path, number: int) -> Dict[str, Any]:
     except VerifyError as exc:
         raise SearchError(f"trial {number}: its stored network is damaged ({exc}): {fix}") from None
     except Exception:  # noqa: BLE001 - torch's refusal of a pickled object, or bytes that do not load
-        raise SearchError(f"trial {number}: its stored network is not plain tensors and values (a pickled "
-                          f"object, refused without running it): {fix}") from None  # fmt: skip
+        raise SearchError(
+            f"trial {number}: its stored network is not plain tensors and values (a pickled "
+            f"object, refused without running it): {fix}"
+        ) from None
     if not isinstance(model, dict) or model.get("format") != "tinysnn-search-model/1":
         raise SearchError(f"trial {number}: its stored network is not a tinysnn-search model file: {fix}")
     return model
@@ -98,8 +100,11 @@ def export_trial(
         )
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / MODEL_ARTIFACT
-        download_artifact(artifact_store=FileSystemArtifactStore(str(where)), file_path=str(local),
-                          artifact_id=metas[0].artifact_id)  # fmt: skip
+        download_artifact(
+            artifact_store=FileSystemArtifactStore(str(where)),
+            file_path=str(local),
+            artifact_id=metas[0].artifact_id,
+        )
         model = _load_network(local, number)
     try:
         net_kw = dict(model["network"])
@@ -109,9 +114,11 @@ def export_trial(
         spec = parse_quant_arg(str(model["quant"]))
         encoding = EncodingConfig(**model["encoding"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise SearchError(f"trial {number}: its stored network does not describe a network "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): "
-                          "re-run the trial") from None  # fmt: skip
+        raise SearchError(
+            f"trial {number}: its stored network does not describe a network "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): "
+            "re-run the trial"
+        ) from None
     attrs = trial.user_attrs
     provenance = {
         "source": "tinysnn-search",
@@ -121,8 +128,26 @@ def export_trial(
         "spec_fingerprint": study.user_attrs.get("spec_fingerprint"),
         "weight_seed": attrs.get("weight_seed"),
     }
-    memory = {k: attrs.get(k) for k in ("memory_norm", "memory_convention", "memory_bytes_compact",
-                                        "memory_bytes_as_simulated", "memory_reference_bytes")}  # fmt: skip
-    return export_network(folder, pop, 0, encoding, None if spec.is_fp32 else spec, model["labels"], 10,
-                          accuracy=model.get("accuracy"), memory=memory, provenance=provenance,
-                          test_trains=_trial_trains(study, trial))  # fmt: skip
+    memory = {
+        k: attrs.get(k)
+        for k in (
+            "memory_norm",
+            "memory_convention",
+            "memory_bytes_compact",
+            "memory_bytes_as_simulated",
+            "memory_reference_bytes",
+        )
+    }
+    return export_network(
+        folder,
+        pop,
+        0,
+        encoding,
+        None if spec.is_fp32 else spec,
+        model["labels"],
+        10,
+        accuracy=model.get("accuracy"),
+        memory=memory,
+        provenance=provenance,
+        test_trains=_trial_trains(study, trial),
+    )

@@ -141,9 +141,16 @@ class _Saves(RunCallbacks):
     """Saves the population at training's checkpoints to ``path`` (if any) with what its trials need to
     resume, and after training each FP32-trained member's network to ``networks`` (if any)."""
 
-    def __init__(self, ctx: Context, members: Sequence[Member], path: Optional[Path], total: int,
-                 networks: Optional[TrainedNetworks], log: Callable[[str], None],
-                 on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ctx: Context,
+        members: Sequence[Member],
+        path: Optional[Path],
+        total: int,
+        networks: Optional[TrainedNetworks],
+        log: Callable[[str], None],
+        on_checkpoint: Optional[CheckpointHook],
+    ) -> None:
         self._ctx, self._members, self._path, self._total, self._log = ctx, members, path, total, log
         self._networks, self._on_checkpoint = networks, on_checkpoint
 
@@ -160,17 +167,29 @@ class _Saves(RunCallbacks):
         for k, m in enumerate(self._members):
             if m.fingerprint is not None:
                 sums = state.sums[k : k + 1].clone()
-                networks.save(StoredNetwork(m.fingerprint, m.number, pop.select(k).state_dict(), sums, share,
-                                            self._total))  # fmt: skip
+                networks.save(
+                    StoredNetwork(
+                        m.fingerprint, m.number, pop.select(k).state_dict(), sums, share, self._total
+                    )
+                )
                 self._log(f"trial {m.number}: trained network stored as {networks.path(m.fingerprint)}")
 
     def _checkpoint(self, state: TrainState, pop: Population, path: Path) -> None:
         members, total = self._members, self._total
         assert state.sums is not None
         spikes = state.sums[:, 0].tolist()  # excitatory spikes since sample 0
-        ckpt = Checkpoint(self._ctx.spec.fingerprint(), [m.number for m in members],
-                          [dict(m.params) for m in members], [m.seed for m in members], state.next_sample,
-                          total, spikes, state.energy_train_j, pop.state_dict(), state.sums)  # fmt: skip
+        ckpt = Checkpoint(
+            self._ctx.spec.fingerprint(),
+            [m.number for m in members],
+            [dict(m.params) for m in members],
+            [m.seed for m in members],
+            state.next_sample,
+            total,
+            spikes,
+            state.energy_train_j,
+            pop.state_dict(),
+            state.sums,
+        )
         save_checkpoint(path, ckpt)
         self._log(f"checkpoint at sample {state.next_sample}/{total}: {path}")
         if self._on_checkpoint is not None:
@@ -206,18 +225,31 @@ def evaluate_population(
     """
     spec = ctx.spec
     cfgs = [m.config for m in members]
-    pop = build_population([c.network for c in cfgs], [c.learning for c in cfgs], [m.seed for m in members],
-                           ctx.device)  # fmt: skip
+    pop = build_population(
+        [c.network for c in cfgs], [c.learning for c in cfgs], [m.seed for m in members], ctx.device
+    )
     state = None
     if resume is not None:
         pop.load_state_dict(resume.state)
         state = TrainState(int(resume.next_sample), resume.sums, float(resume.energy_train_j))
     # Stochastic rounding draws from streams keyed by each network's own seed (tinysnn.streams), so a
     # trial's result depends neither on the global RNG nor on the other trials of its population.
-    run_spec = RunSpec(pop, spec.encoding, ctx.train, ctx.test, assign=ctx.assign, epochs=spec.data.epochs,
-                       seed=spec.study.seed, quant=[c.quant for c in cfgs], progress=ctx.progress,
-                       meter=ctx.meter, reference=ctx.reference, checkpoint_every=spec.checkpoint.every,
-                       resume=state, backend=spec.study.backend)  # fmt: skip
+    run_spec = RunSpec(
+        pop,
+        spec.encoding,
+        ctx.train,
+        ctx.test,
+        assign=ctx.assign,
+        epochs=spec.data.epochs,
+        seed=spec.study.seed,
+        quant=[c.quant for c in cfgs],
+        progress=ctx.progress,
+        meter=ctx.meter,
+        reference=ctx.reference,
+        checkpoint_every=spec.checkpoint.every,
+        resume=state,
+        backend=spec.study.backend,
+    )
     callbacks = _Saves(ctx, members, checkpoint_path, run_spec.total_samples, networks, log, on_checkpoint)
     result = run(run_spec, callbacks)
     energy, n = result.extra, len(members)
@@ -292,24 +324,26 @@ def _score(
     attrs.update(config_attrs(cfg))
     if m.fingerprint is not None:
         attrs["training_fingerprint"] = m.fingerprint
-    attrs.update({
-        "weight_seed": m.seed,
-        "population_position": k,
-        "accuracy": net.accuracy,
-        "accuracy_proportion": net.accuracy_proportion,
-        "no_prediction": net.no_prediction,
-        "spikes_per_sample_train": spikes_train,
-        "spikes_per_sample_test": net.spikes_per_sample_test,
-        "memory_norm": memory_norm,
-        "memory_convention": conv,
-        "memory_bytes_compact": mems["compact"].bytes,
-        "memory_bytes_as_simulated": mems["as_simulated"].bytes,
-        "memory_reference_bytes": -(-ctx.reference_bits // 8),
-        "energy_objective": spec.objectives.energy,
-        "energy_opcount_train_j_per_sample": op_train,
-        "energy_opcount_infer_j_per_sample": op_infer,
-        "energy_opcount_source": "tinysnn",
-    })  # fmt: skip
+    attrs.update(
+        {
+            "weight_seed": m.seed,
+            "population_position": k,
+            "accuracy": net.accuracy,
+            "accuracy_proportion": net.accuracy_proportion,
+            "no_prediction": net.no_prediction,
+            "spikes_per_sample_train": spikes_train,
+            "spikes_per_sample_test": net.spikes_per_sample_test,
+            "memory_norm": memory_norm,
+            "memory_convention": conv,
+            "memory_bytes_compact": mems["compact"].bytes,
+            "memory_bytes_as_simulated": mems["as_simulated"].bytes,
+            "memory_reference_bytes": -(-ctx.reference_bits // 8),
+            "energy_objective": spec.objectives.energy,
+            "energy_opcount_train_j_per_sample": op_train,
+            "energy_opcount_infer_j_per_sample": op_infer,
+            "energy_opcount_source": "tinysnn",
+        }
+    )
     if variant == "sl_stdp":
         attrs["note"] = APPROXIMATE
     energy = op_infer

@@ -48,8 +48,15 @@ import optuna
 from .errors import SearchError
 from .spec import check_study_name
 
-__all__ = ["PACK_FORMAT", "PACK_VERSION", "artifact_ref", "pack_study", "resolve_artifacts", "sqlite_path",
-           "unpack_study"]  # fmt: skip
+__all__ = [
+    "PACK_FORMAT",
+    "PACK_VERSION",
+    "artifact_ref",
+    "pack_study",
+    "resolve_artifacts",
+    "sqlite_path",
+    "unpack_study",
+]
 
 PACK_FORMAT = "tinysnn-study-pack"
 PACK_VERSION = 2
@@ -153,8 +160,10 @@ def _study_files(artifacts: Path, checkpoints: bool) -> Dict[str, Path]:
             files.update({f"{sub}/{p.name}": p for p in sorted(folder.glob("*.pt")) if p.is_file()})
     for arc, path in files.items():
         if _layout_place(arc) is None:
-            raise SearchError(f"{path}: a pack carries plain file names only (letters, digits, '-', '_' and "
-                              f"'.', not starting with '.'): move it out of {artifacts.parent}")  # fmt: skip
+            raise SearchError(
+                f"{path}: a pack carries plain file names only (letters, digits, '-', '_' and "
+                f"'.', not starting with '.'): move it out of {artifacts.parent}"
+            )
     return files
 
 
@@ -246,8 +255,10 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
         raise SearchError(f"{out} already exists: choose another file name")
     folder = Path(artifacts) if artifacts else None
     if folder is None or not folder.is_dir():
-        raise SearchError(f"the artifact folder {artifacts} of study {name!r} is not here: pack on the machine "
-                          "that trained the study")  # fmt: skip
+        raise SearchError(
+            f"the artifact folder {artifacts} of study {name!r} is not here: pack on the machine "
+            "that trained the study"
+        )
     files = _study_files(folder, checkpoints)
     fix = "pass --out in a folder you can write"
     with _staging_in(out.parent, fix) as staging:  # the database copy: beside out, not in $TMPDIR
@@ -260,9 +271,13 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
                 for arc, path in [("study.db", db), *files.items()]:
                     listed[arc] = _add(tar, arc, path)
                 manifest = {
-                    "format": PACK_FORMAT, "version": PACK_VERSION, "study": name,
-                    "tinysnn_version": tinysnn_version(), "optuna_version": optuna.__version__, "files": listed,
-                }  # fmt: skip
+                    "format": PACK_FORMAT,
+                    "version": PACK_VERSION,
+                    "study": name,
+                    "tinysnn_version": tinysnn_version(),
+                    "optuna_version": optuna.__version__,
+                    "files": listed,
+                }
                 blob = json.dumps(manifest, indent=1).encode()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mtime, info.mode = len(blob), int(time.time()), 0o644
@@ -274,13 +289,17 @@ def pack_study(url: str, name: str, artifacts: Optional[str], out: Path, checkpo
 
 
 def _damaged(pack: Path, exc: BaseException) -> SearchError:
-    return SearchError(f"{pack} is not a tinysnn study pack, or it is truncated or damaged ({exc}): copy it "
-                       "again, or make it with tinysnn-search pack")  # fmt: skip
+    return SearchError(
+        f"{pack} is not a tinysnn study pack, or it is truncated or damaged ({exc}): copy it "
+        "again, or make it with tinysnn-search pack"
+    )
 
 
 def _changed(pack: Path, what: str) -> SearchError:
-    return SearchError(f"{pack}: {what}: the pack was changed or was not made by tinysnn-search pack; "
-                       "make it again on the machine that trained the study")  # fmt: skip
+    return SearchError(
+        f"{pack}: {what}: the pack was changed or was not made by tinysnn-search pack; "
+        "make it again on the machine that trained the study"
+    )
 
 
 def _check_manifest(pack: Path, manifest: Any) -> Tuple[str, Dict[str, Dict[str, Any]]]:
@@ -288,8 +307,10 @@ def _check_manifest(pack: Path, manifest: Any) -> Tuple[str, Dict[str, Dict[str,
     if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
         raise SearchError(f"{pack} is not a tinysnn study pack: make one with tinysnn-search pack")
     if manifest.get("version") != PACK_VERSION:
-        raise SearchError(f"{pack} is pack version {manifest.get('version')!r}; this tinysnn reads version "
-                          f"{PACK_VERSION} only: pack the study again with this tinysnn")  # fmt: skip
+        raise SearchError(
+            f"{pack} is pack version {manifest.get('version')!r}; this tinysnn reads version "
+            f"{PACK_VERSION} only: pack the study again with this tinysnn"
+        )
     missing = [k for k in ("study", "files") if k not in manifest]
     if missing:
         raise _changed(pack, f"its manifest has no {' or '.join(repr(k) for k in missing)}")
@@ -304,8 +325,11 @@ def _check_manifest(pack: Path, manifest: Any) -> Tuple[str, Dict[str, Dict[str,
         raise _changed(pack, "its manifest's files do not list study.db")
     for arc, entry in files.items():
         if _layout_place(arc) is None:
-            raise _changed(pack, f"its manifest lists {arc!r}, not a name of a study's layout (study.db, or "
-                                 f"{' or '.join(f + '/' for f in FOLDERS)} and a plain file name)")  # fmt: skip
+            raise _changed(
+                pack,
+                f"its manifest lists {arc!r}, not a name of a study's layout (study.db, or "
+                f"{' or '.join(f + '/' for f in FOLDERS)} and a plain file name)",
+            )
         ok = (
             isinstance(entry, dict)
             and set(entry) == {"sha256", "size"}
@@ -315,8 +339,9 @@ def _check_manifest(pack: Path, manifest: Any) -> Tuple[str, Dict[str, Dict[str,
             and entry["size"] >= 0
         )
         if not ok:
-            raise _changed(pack, f"its manifest's entry for {arc!r} is not {{sha256: 64 hex digits, size: "
-                                 "bytes >= 0}")  # fmt: skip
+            raise _changed(
+                pack, f"its manifest's entry for {arc!r} is not {{sha256: 64 hex digits, size: bytes >= 0}}"
+            )
     return name, files
 
 
@@ -337,8 +362,10 @@ def _read_pack(
         assert stream is not None  # found[0] is a regular file (checked above)
         manifest = json.loads(stream.read())
     except ValueError:
-        raise SearchError(f"{pack} is not a tinysnn study pack (its manifest is not JSON): make one with "
-                          "tinysnn-search pack") from None  # fmt: skip
+        raise SearchError(
+            f"{pack} is not a tinysnn study pack (its manifest is not JSON): make one with "
+            "tinysnn-search pack"
+        ) from None
     name, files = _check_manifest(pack, manifest)
     by_name: Dict[str, tarfile.TarInfo] = {}
     for m in members:
@@ -373,8 +400,13 @@ def _existing_base(dest: Path) -> Path:
     return base
 
 
-def _stage(pack: Path, tar: tarfile.TarFile, members: Dict[str, tarfile.TarInfo],
-           files: Dict[str, Dict[str, Any]], staging: Path) -> None:  # fmt: skip
+def _stage(
+    pack: Path,
+    tar: tarfile.TarFile,
+    members: Dict[str, tarfile.TarInfo],
+    files: Dict[str, Dict[str, Any]],
+    staging: Path,
+) -> None:
     """Stream each member to ``staging/study.db`` or ``staging/home/<folder>/<file>``, refusing one
     that grows past its manifest size before writing past it, then checking its SHA-256."""
     for folder in FOLDERS:
@@ -416,8 +448,11 @@ def _check_database(pack: Path, staging: Path, name: str, artifact_dir: str) -> 
     except sqlite3.Error as exc:
         raise _changed(pack, f"its study.db is not a SQLite database ({exc})") from None
     if kinds - {"table", "index"}:
-        raise _changed(pack, f"its study.db holds {' and '.join(sorted(kinds - {'table', 'index'}))}s, which an "
-                             "Optuna study does not")  # fmt: skip
+        raise _changed(
+            pack,
+            f"its study.db holds {' and '.join(sorted(kinds - {'table', 'index'}))}s, which an "
+            "Optuna study does not",
+        )
     storage = None
     try:
         with warnings.catch_warnings():
@@ -435,8 +470,10 @@ def _check_database(pack: Path, staging: Path, name: str, artifact_dir: str) -> 
         if _no_space(exc):
             raise _full(staging.parent) from None  # staging lies in --dest
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise SearchError(f"{pack}: Optuna {optuna.__version__} cannot open its study.db ({first}): pack the "
-                          "study with the same Optuna version, or copy the pack again") from None  # fmt: skip
+        raise SearchError(
+            f"{pack}: Optuna {optuna.__version__} cannot open its study.db ({first}): pack the "
+            "study with the same Optuna version, or copy the pack again"
+        ) from None
     finally:
         if storage is not None:
             storage.engine.dispose()
@@ -470,8 +507,10 @@ def unpack_study(pack: Path, dest: Path, force: bool = False) -> Dict[str, str]:
         # the study there, its folder first: a folder that cannot move fails before anything moved
         old = [p for p in (home, db, *sidecars) if os.path.lexists(p)]
         if old and not force:
-            raise SearchError(f"study {name!r} already exists in {dest} ({old[0]}): unpack into another --dest, "
-                              "or pass --force to replace it")  # fmt: skip
+            raise SearchError(
+                f"study {name!r} already exists in {dest} ({old[0]}): unpack into another --dest, "
+                "or pass --force to replace it"
+            )
         need, free = sum(f["size"] for f in files.values()), shutil.disk_usage(str(base)).free
         if need + _CHUNK > free:
             raise _full(dest, f" (the pack needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)")

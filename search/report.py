@@ -24,9 +24,21 @@ from .select import (
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["APPROX_NOTE", "PRUNED_REASONS", "candidates_table", "check_output_folder", "confirm_lines",
-           "format_table", "plural", "pruned_reason", "status_lines", "sweep_table", "trials_frame",
-           "trials_so_far", "trials_table"]  # fmt: skip
+__all__ = [
+    "APPROX_NOTE",
+    "PRUNED_REASONS",
+    "candidates_table",
+    "check_output_folder",
+    "confirm_lines",
+    "format_table",
+    "plural",
+    "pruned_reason",
+    "status_lines",
+    "sweep_table",
+    "trials_frame",
+    "trials_so_far",
+    "trials_table",
+]
 
 APPROX_NOTE = "* sl_stdp is an APPROXIMATE baseline (our reading of SL-STDP, not checked against the paper)"
 
@@ -85,12 +97,34 @@ def _row(t: FrozenTrial) -> List[Any]:
     scheme = f"{a.get('scheme', '')} {a.get('rounding', '')}".strip()
     trained_by = a.get("trained_by")
     trained = "" if trained_by is None else "itself" if trained_by == t.number else f"by #{trained_by}"
-    return [t.number, _variant(a), a.get("n_neurons", t.params.get("n_neurons", "")), a.get("quant", ""),
-            _formats(a), scheme, acc, mem, energy, trained, t.state.name]  # fmt: skip
+    return [
+        t.number,
+        _variant(a),
+        a.get("n_neurons", t.params.get("n_neurons", "")),
+        a.get("quant", ""),
+        _formats(a),
+        scheme,
+        acc,
+        mem,
+        energy,
+        trained,
+        t.state.name,
+    ]
 
 
-TRIAL_HEADERS = ["#", "variant", "N", "quant", "W/Vmem/Vth", "scheme", "acc %", "M_norm", "E J/smp",
-                 "trained", "state"]  # fmt: skip
+TRIAL_HEADERS = [
+    "#",
+    "variant",
+    "N",
+    "quant",
+    "W/Vmem/Vth",
+    "scheme",
+    "acc %",
+    "M_norm",
+    "E J/smp",
+    "trained",
+    "state",
+]
 
 
 def trials_table(trials: Sequence[FrozenTrial], front: Optional[Collection[int]] = None) -> str:
@@ -131,9 +165,21 @@ def candidates_table(
     rows = []
     for c in cands:
         a = c.attrs
-        rows.append([">" if c.number == selected else "", c.number, _variant(a), a.get("n_neurons", ""),
-                     a.get("quant", ""), _formats(a), f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}",
-                     f"{c.energy:.3g}", f"{c.reward:.4f}"] + ([c.fidelity] if fidelity else []))  # fmt: skip
+        rows.append(
+            [
+                ">" if c.number == selected else "",
+                c.number,
+                _variant(a),
+                a.get("n_neurons", ""),
+                a.get("quant", ""),
+                _formats(a),
+                f"{100 * c.accuracy:.2f}",
+                f"{c.memory_norm:.4f}",
+                f"{c.energy:.3g}",
+                f"{c.reward:.4f}",
+            ]
+            + ([c.fidelity] if fidelity else [])
+        )
     text = format_table(head, rows)
     if any(c.attrs.get("variant") == "sl_stdp" for c in cands):
         text += "\n" + APPROX_NOTE
@@ -145,15 +191,28 @@ def sweep_table(sweep: Sequence[Tuple[float, Candidate]]) -> str:
     rows = []
     for mu, c in sweep:
         a = c.attrs
-        rows.append([f"{mu:g}", c.number, _variant(a), a.get("n_neurons", ""), a.get("quant", ""), _formats(a),
-                     f"{100 * c.accuracy:.2f}", f"{c.memory_norm:.4f}", f"{c.energy:.3g}", f"{c.reward:.4f}"])  # fmt: skip
+        rows.append(
+            [
+                f"{mu:g}",
+                c.number,
+                _variant(a),
+                a.get("n_neurons", ""),
+                a.get("quant", ""),
+                _formats(a),
+                f"{100 * c.accuracy:.2f}",
+                f"{c.memory_norm:.4f}",
+                f"{c.energy:.3g}",
+                f"{c.reward:.4f}",
+            ]
+        )
     return format_table(
         ["mu", "#", "variant", "N", "quant", "W/Vmem/Vth", "acc %", "M_norm", "E J/smp", "R"], rows
     )
 
 
-def confirm_lines(study: optuna.Study, chosen: Sequence[int], trained: Sequence[int],
-                  agreement: Dict[str, Any]) -> List[str]:  # fmt: skip
+def confirm_lines(
+    study: optuna.Study, chosen: Sequence[int], trained: Sequence[int], agreement: Dict[str, Any]
+) -> List[str]:
     """The trials ``tinysnn-search confirm`` chose, cheap and confirmed values side by side, and how well
     the cheap front agreed with the confirmed values (:func:`search.confirm.agreement`)."""
     by_number = {t.number: t for t in complete_trials(study)}
@@ -163,12 +222,32 @@ def confirm_lines(study: optuna.Study, chosen: Sequence[int], trained: Sequence[
         (acc, mem, energy), fidelity = ranked_values(t)
         full = fidelity == "confirmed"
         a = t.user_attrs
-        rows.append([number, _variant(a), a.get("n_neurons", ""), _formats(a), f"{100 * t.values[0]:.2f}",
-                     f"{100 * acc:.2f}" if full else "", f"{mem:.4f}", f"{t.values[2]:.3g}",
-                     f"{energy:.3g}" if full else "",
-                     "this run" if number in trained else ("before" if full else "")])  # fmt: skip
-    head = ["#", "variant", "N", "W/Vmem/Vth", "cheap acc %", "full acc %", "M_norm", "cheap E J/smp",
-            "full E J/smp", "confirmed"]  # fmt: skip
+        rows.append(
+            [
+                number,
+                _variant(a),
+                a.get("n_neurons", ""),
+                _formats(a),
+                f"{100 * t.values[0]:.2f}",
+                f"{100 * acc:.2f}" if full else "",
+                f"{mem:.4f}",
+                f"{t.values[2]:.3g}",
+                f"{energy:.3g}" if full else "",
+                "this run" if number in trained else ("before" if full else ""),
+            ]
+        )
+    head = [
+        "#",
+        "variant",
+        "N",
+        "W/Vmem/Vth",
+        "cheap acc %",
+        "full acc %",
+        "M_norm",
+        "cheap E J/smp",
+        "full E J/smp",
+        "confirmed",
+    ]
     lines = [format_table(head, rows)] if rows else ["no complete feasible trial to confirm"]
     rho = agreement.get("accuracy_rank_correlation")
     lines.append(
@@ -220,7 +299,9 @@ def _infeasible_line(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Opti
     limits = study.user_attrs.get(LIMITS_KEY)
     if limits is None:  # a study not opened since its limits were recorded: what its trials were told
         off = [t for t in trials if any(v > 0 for v in told_constraints(t))]
-        return f"  infeasible: {plural(len(off), 'complete trial')} over a [constraints] limit" if off else None  # fmt: skip
+        return (
+            f"  infeasible: {plural(len(off), 'complete trial')} over a [constraints] limit" if off else None
+        )
     broken: Counter = Counter()
     off_front = 0
     for t in trials:
@@ -250,7 +331,7 @@ def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
             f", {states[s]} {s.name.lower()}"
             for s in (TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED, TrialState.FAIL)
             if states[s]
-        ),  # fmt: skip
+        ),
     ]
     done = complete_trials(study)
     lines += [line for line in (_pruned_line(trials), _infeasible_line(study, done)) if line]
@@ -261,8 +342,10 @@ def status_lines(study: optuna.Study, storage_url: str) -> List[str]:
     if complete:
         front = pareto_front(study)
         best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
-        lines.append(f"  Pareto front: {plural(len(front), 'trial')}; best accuracy {100 * best.values[0]:.2f} % "
-                     f"(trial {best.number})")  # fmt: skip
+        lines.append(
+            f"  Pareto front: {plural(len(front), 'trial')}; best accuracy {100 * best.values[0]:.2f} % "
+            f"(trial {best.number})"
+        )
     return lines
 
 
@@ -273,8 +356,10 @@ def trials_so_far(study: optuna.Study, last: int) -> str:
     kept = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.PRUNED]
     front = {t.number for t in pareto_front(study)}
     recent = kept[-last:] if last > 0 else []
-    shown = sorted({t.number: t for t in recent + [t for t in kept if t.number in front]}.values(),
-                   key=lambda t: t.number)  # fmt: skip
+    shown = sorted(
+        {t.number: t for t in recent + [t for t in kept if t.number in front]}.values(),
+        key=lambda t: t.number,
+    )
     if not shown:
         return "trials so far: none (pruned ones are counted above)"
     what = f"the last {len(recent)} of {plural(len(kept), 'trial')}" if len(recent) < len(kept) else "all"
@@ -292,8 +377,9 @@ def check_output_folder(path: Path, option: str = "--out") -> None:
         SearchError: with the fix.
     """
     if path.exists() and not path.is_dir():
-        raise SearchError(f"{option} {path} is a file: pass a folder (created if missing, written into if it "
-                          "exists)")  # fmt: skip
+        raise SearchError(
+            f"{option} {path} is a file: pass a folder (created if missing, written into if it exists)"
+        )
     above = path
     while not above.exists() and above != above.parent:
         above = above.parent

@@ -179,13 +179,25 @@ def _check_run_memory(spec: StudySpec, ctx: Context) -> None:
     fit (:func:`tinysnn.network.check_memory`), before a study exists."""
     assign = ctx.assign if ctx.assign is not None else ctx.train
     backend = default_backend(ctx.device) if spec.study.backend == "auto" else spec.study.backend
-    check_memory(spec.study.population, ctx.n_input, spec.space.max_neurons, time_steps=spec.encoding.time_steps,
-                 batch_size=RunSpec.batch_size, eval_samples=len(assign) + len(ctx.test), backend=backend,
-                 device=ctx.device)  # fmt: skip
+    check_memory(
+        spec.study.population,
+        ctx.n_input,
+        spec.space.max_neurons,
+        time_steps=spec.encoding.time_steps,
+        batch_size=RunSpec.batch_size,
+        eval_samples=len(assign) + len(ctx.test),
+        backend=backend,
+        device=ctx.device,
+    )
 
 
-def _run(spec: StudySpec, folder: Path, progress: bool, log: Callable[[str], None],
-         on_checkpoint: Optional[CheckpointHook]) -> RunReport:  # fmt: skip
+def _run(
+    spec: StudySpec,
+    folder: Path,
+    progress: bool,
+    log: Callable[[str], None],
+    on_checkpoint: Optional[CheckpointHook],
+) -> RunReport:
     # data first: a missing dataset creates nothing; [fidelity]'s subset when the spec has one
     ctx = load_context(spec.at_search_fidelity(), folder, progress)
     _check_run_memory(spec, ctx)  # before a study exists
@@ -234,11 +246,15 @@ def _check_folder(folder: Path) -> None:
     for path in (folder, *folder.parents):
         if path.exists():
             if not path.is_dir():
-                raise SpecError(f"study.artifacts: {path} is a file, so the folder {folder} cannot be made there: "
-                                "choose another [study] artifacts folder or move the file")  # fmt: skip
+                raise SpecError(
+                    f"study.artifacts: {path} is a file, so the folder {folder} cannot be made there: "
+                    "choose another [study] artifacts folder or move the file"
+                )
             if not os.access(path, os.W_OK | os.X_OK):
-                raise SpecError(f"study.artifacts: {path} is not writable, so {folder} cannot be made or "
-                                "written: make it writable or choose another [study] artifacts folder")  # fmt: skip
+                raise SpecError(
+                    f"study.artifacts: {path} is not writable, so {folder} cannot be made or "
+                    "written: make it writable or choose another [study] artifacts folder"
+                )
             return
 
 
@@ -253,8 +269,13 @@ def _bar(spec: StudySpec, study: optuna.Study, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     done = _count(study)[TrialState.COMPLETE]
-    return tqdm(total=spec.study.trials, initial=min(done, spec.study.trials), desc=spec.study.name,
-                unit="trial", dynamic_ncols=True)  # fmt: skip
+    return tqdm(
+        total=spec.study.trials,
+        initial=min(done, spec.study.trials),
+        desc=spec.study.name,
+        unit="trial",
+        dynamic_ncols=True,
+    )
 
 
 def _over_budget(study: optuna.Study, number: int, budget: int) -> bool:
@@ -298,8 +319,16 @@ def _tell_pruned(study: optuna.Study, storage: Any, spec: StudySpec, trial: optu
     study.tell(trial, state=TrialState.PRUNED)
 
 
-def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: int, beat: W.Heartbeat,
-         report: RunReport, log: Callable[[str], None]) -> List[_Held]:  # fmt: skip
+def _ask(
+    study: optuna.Study,
+    storage: Any,
+    spec: StudySpec,
+    ctx: Context,
+    n: int,
+    beat: W.Heartbeat,
+    report: RunReport,
+    log: Callable[[str], None],
+) -> List[_Held]:
     """Ask trials until ``n`` trainable ones are held; impossible combinations are told PRUNED."""
     held: List[_Held] = []
     limit = 100 + 20 * spec.study.trials
@@ -323,8 +352,10 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
                     report.rejected += 1
                     log(f"trial {trial.number} rejected before training: {exc}")
                     if report.rejected > limit:
-                        raise SearchError(f"{report.rejected} sampled combinations were impossible (last: {exc}): "
-                                          "narrow [space.bits] so that most formats are valid") from None  # fmt: skip
+                        raise SearchError(
+                            f"{report.rejected} sampled combinations were impossible (last: {exc}): "
+                            "narrow [space.bits] so that most formats are valid"
+                        ) from None
                     continue
                 trial.set_user_attr(W.SAMPLED, True)
                 fresh = "retry_of" not in trial.user_attrs and duplicates < _MAX_DUPLICATES
@@ -344,8 +375,12 @@ def _ask(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, n: in
                 fingerprint = training_fingerprint(spec, config, seed) if shares_training(config) else None
                 if fingerprint is not None:
                     trial.set_user_attr("training_fingerprint", fingerprint)
-                held.append(_Held(trial, Member(trial.number, dict(trial.params), config, int(seed),
-                                                fingerprint=fingerprint)))  # fmt: skip
+                held.append(
+                    _Held(
+                        trial,
+                        Member(trial.number, dict(trial.params), config, int(seed), fingerprint=fingerprint),
+                    )
+                )
     except BaseException as exc:
         _requeue(study, storage, [h.trial for h in held], exc, beat, report, log)
         raise
@@ -362,9 +397,15 @@ def _weight_seed(study: optuna.Study, spec: StudySpec, config: TrialConfig, numb
 _Plan = Tuple[List[Member], Path, Optional[Checkpoint]]
 
 
-def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held], folder: Path,
-          networks: TrainedNetworks,
-          log: Callable[[str], None]) -> Tuple[List[_Plan], "OrderedDict[str, List[Member]]"]:  # fmt: skip
+def _plan(
+    study: optuna.Study,
+    spec: StudySpec,
+    ctx: Context,
+    held: List[_Held],
+    folder: Path,
+    networks: TrainedNetworks,
+    log: Callable[[str], None],
+) -> Tuple[List[_Plan], "OrderedDict[str, List[Member]]"]:
     """Populations to train, and the trials to evaluate from a stored network, by training fingerprint.
 
     Populations: re-queued trials with their checkpoint's population, new ones by group key. A new
@@ -387,8 +428,12 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
         slots: Dict[int, _Held] = {}
         for h in group:
             pos = h.trial.user_attrs.get("checkpoint_position")
-            if isinstance(pos, int) and 0 <= pos < len(ckpt.trials) and pos not in slots and \
-                    ckpt.params[pos] == h.member.params:  # fmt: skip
+            if (
+                isinstance(pos, int)
+                and 0 <= pos < len(ckpt.trials)
+                and pos not in slots
+                and ckpt.params[pos] == h.member.params
+            ):
                 slots[pos] = h
             else:
                 fresh.append(h)
@@ -402,8 +447,10 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
                 try:
                     cfg = spec.space.suggest(FixedTrial(params), ctx.n_input)
                 except (Rejected, ValueError) as exc:
-                    raise CheckpointError(f"checkpoint {path}: trial {num}'s parameters no longer fit the "
-                                          f"space ({exc}): delete the file to restart its trials") from None  # fmt: skip
+                    raise CheckpointError(
+                        f"checkpoint {path}: trial {num}'s parameters no longer fit the "
+                        f"space ({exc}): delete the file to restart its trials"
+                    ) from None
                 members.append(Member(num, params, cfg, int(seed), live=False))
         log(
             f"trials {[m.number for m in members if m.live]} continue from {path} at sample {ckpt.next_sample}"
@@ -425,9 +472,19 @@ def _plan(study: optuna.Study, spec: StudySpec, ctx: Context, held: List[_Held],
     return plans, waiting
 
 
-def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Context, held: List[_Held],
-                    beat: W.Heartbeat, store: Any, report: RunReport, bar: Any, log: Callable[[str], None],
-                    on_checkpoint: Optional[CheckpointHook]) -> None:  # fmt: skip
+def _train_and_tell(
+    study: optuna.Study,
+    storage: Any,
+    spec: StudySpec,
+    ctx: Context,
+    held: List[_Held],
+    beat: W.Heartbeat,
+    store: Any,
+    report: RunReport,
+    bar: Any,
+    log: Callable[[str], None],
+    on_checkpoint: Optional[CheckpointHook],
+) -> None:
     by_number = {h.trial.number: h for h in held}
     pending = set(by_number)
     folder = _mkdir(spec.study.artifact_dir.resolve() / "checkpoints")
@@ -470,16 +527,25 @@ def _train_and_tell(study: optuna.Study, storage: Any, spec: StudySpec, ctx: Con
                     raise SearchError(f"{networks.path(fp)} was stored but cannot be read back")
             numbers, params = [m.number for m in members], [m.params for m in members]
             ckpt = stored.checkpoint(spec.fingerprint(), numbers, params)
-            log(f"trials {numbers} evaluate the network trial {stored.trained_by} "
-                f"trained ({networks.path(fp).name})")  # fmt: skip
+            log(
+                f"trials {numbers} evaluate the network trial {stored.trained_by} "
+                f"trained ({networks.path(fp).name})"
+            )
             tell(evaluate_population(ctx, members, None, ckpt, log, trained_by=stored.trained_by))
     except BaseException as exc:
         _requeue(study, storage, [by_number[n].trial for n in sorted(pending)], exc, beat, report, log)
         raise
 
 
-def _requeue(study: optuna.Study, storage: Any, trials: List[optuna.Trial], exc: BaseException,
-             beat: W.Heartbeat, report: RunReport, log: Callable[[str], None]) -> None:  # fmt: skip
+def _requeue(
+    study: optuna.Study,
+    storage: Any,
+    trials: List[optuna.Trial],
+    exc: BaseException,
+    beat: W.Heartbeat,
+    report: RunReport,
+    log: Callable[[str], None],
+) -> None:
     """Fail the trials this worker holds and enqueue their parameters again: a stopped run loses none."""
     reason = f"worker stopped ({type(exc).__name__}: {str(exc)[:200]})"
     done = []
@@ -493,17 +559,28 @@ def _requeue(study: optuna.Study, storage: Any, trials: List[optuna.Trial], exc:
             except (
                 Exception
             ) as err:  # the storage fails too (a full disk): the next run reaps it (dead worker)
-                log(f"trial {trial.number} could not be re-queued now ({type(err).__name__}); it stays RUNNING "
-                    "until the next run, which re-queues it")  # fmt: skip
+                log(
+                    f"trial {trial.number} could not be re-queued now ({type(err).__name__}); it stays RUNNING "
+                    "until the next run, which re-queues it"
+                )
     report.requeued += done
     W.note_requeued(exc, done)
     if trials:
-        log(f"stopped: trials {[t.number for t in trials]} failed and re-queued with their parameters; "
-            "run the same command to continue")  # fmt: skip
+        log(
+            f"stopped: trials {[t.number for t in trials]} failed and re-queued with their parameters; "
+            "run the same command to continue"
+        )
 
 
-def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Trial, o: Outcome, store: Any,
-          log: Callable[[str], None]) -> None:  # fmt: skip
+def _tell(
+    study: optuna.Study,
+    storage: Any,
+    spec: StudySpec,
+    trial: optuna.Trial,
+    o: Outcome,
+    store: Any,
+    log: Callable[[str], None],
+) -> None:
     attrs = dict(o.attrs)
     attrs["energy"] = o.values[2]
     if spec.constraints.active:
@@ -513,8 +590,12 @@ def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Tria
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     for path in o.files.values():
-        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
-                        mimetype=_ARTIFACT_TYPES.get(path.suffix))  # fmt: skip
+        upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=trial,
+            mimetype=_ARTIFACT_TYPES.get(path.suffix),
+        )
     for path in o.files.values():
         path.unlink(missing_ok=True)
     frozen = study.tell(trial, list(o.values), skip_if_finished=True)
@@ -524,8 +605,10 @@ def _tell(study: optuna.Study, storage: Any, spec: StudySpec, trial: optuna.Tria
         )
         return
     acc, mem, energy = o.values
-    log(f"trial {trial.number}: {attrs['variant']} N={attrs['n_neurons']} {attrs['quant']} "
-        f"({attrs['quant_text']}): accuracy {100 * acc:.1f} %, M_norm {mem:.4f}, energy {energy:.3g} J/sample")  # fmt: skip
+    log(
+        f"trial {trial.number}: {attrs['variant']} N={attrs['n_neurons']} {attrs['quant']} "
+        f"({attrs['quant_text']}): accuracy {100 * acc:.1f} %, M_norm {mem:.4f}, energy {energy:.3g} J/sample"
+    )
 
 
 def _collect_garbage(study: optuna.Study, folder: Path) -> None:

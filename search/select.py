@@ -27,9 +27,23 @@ from optuna.trial import FrozenTrial, TrialState
 from ._constraints import told_constraints
 from .errors import SearchError
 
-__all__ = ["CONFIRMED_PREFIX", "DEFAULT_MUS", "LIMITS_KEY", "Candidate", "complete_trials",
-           "front", "has_fidelity", "limit_violations", "mu_sweep", "pareto_front", "rank", "ranked_values",
-           "reward", "select", "violated_limits"]  # fmt: skip
+__all__ = [
+    "CONFIRMED_PREFIX",
+    "DEFAULT_MUS",
+    "LIMITS_KEY",
+    "Candidate",
+    "complete_trials",
+    "front",
+    "has_fidelity",
+    "limit_violations",
+    "mu_sweep",
+    "pareto_front",
+    "rank",
+    "ranked_values",
+    "reward",
+    "select",
+    "violated_limits",
+]
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The mu values docs/method.md §3 sweeps."""
@@ -41,8 +55,11 @@ CONFIRMED_PREFIX = "confirmed_trial_"
 """Study user attribute ``confirmed_trial_<number>``: the ``confirmed_*`` values of a trial re-trained
 on the full data. A COMPLETE trial's own attributes cannot change, the study's can."""
 CONFIRMED_KEYS = ("confirmed_accuracy", "confirmed_memory_norm", "confirmed_energy")
-_LIMITED = (("max_memory_norm", "memory_norm", 1.0), ("max_energy_j", "energy", 1.0),
-            ("min_accuracy", "accuracy", -1.0))  # fmt: skip
+_LIMITED = (
+    ("max_memory_norm", "memory_norm", 1.0),
+    ("max_energy_j", "energy", 1.0),
+    ("min_accuracy", "accuracy", -1.0),
+)
 """(limit key, objective, sign): the violation is sign * (objective - limit); accuracy last, so that
 the trials of a study made before min_accuracy existed keep their constraint values' positions."""
 
@@ -126,8 +143,11 @@ def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return better_or_equal and tuple(a) != tuple(b)
 
 
-def front(trials: Sequence[FrozenTrial], values: Callable[[FrozenTrial], Sequence[float]],
-          limits: Optional[Mapping[str, Any]]) -> List[FrozenTrial]:  # fmt: skip
+def front(
+    trials: Sequence[FrozenTrial],
+    values: Callable[[FrozenTrial], Sequence[float]],
+    limits: Optional[Mapping[str, Any]],
+) -> List[FrozenTrial]:
     """The feasible trials of ``trials`` that no other feasible one dominates on ``values``, by number."""
     scored = [(t, tuple(values(t))) for t in trials]
     ok = [(t, v) for t, v in scored if _feasible(t, v, limits)]
@@ -187,8 +207,18 @@ def rank(trials: Sequence[FrozenTrial], mu: float, nu: float = 0.0) -> List[Cand
     out = []
     for t, (acc, mem, energy), fidelity in scored:
         e_norm = energy / e_max if e_max > 0 else 0.0
-        out.append(Candidate(t.number, acc, mem, energy, e_norm, reward(acc, mem, mu, e_norm, nu), fidelity,
-                             dict(t.user_attrs)))  # fmt: skip
+        out.append(
+            Candidate(
+                t.number,
+                acc,
+                mem,
+                energy,
+                e_norm,
+                reward(acc, mem, mu, e_norm, nu),
+                fidelity,
+                dict(t.user_attrs),
+            )
+        )
     return sorted(out, key=lambda c: (-c.reward, -c.accuracy, c.memory_norm, c.number))
 
 

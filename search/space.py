@@ -63,8 +63,17 @@ __all__ = [
 QUANT_LABELS = ("fp32", "qW", "qWN")
 """``fp32``: nothing quantized; ``qW``: the weights; ``qWN``: weights, V_mem and V_th (docs/method.md §2)."""
 _QUANTIZED = {"fp32": (), "qW": ("weights",), "qWN": PARAMS}
-_SPACE_KEYS = ("variant", "n_neurons", "quantize", "scheme", "rounding", "normalization", "bits", "learning",
-               "network")  # fmt: skip
+_SPACE_KEYS = (
+    "variant",
+    "n_neurons",
+    "quantize",
+    "scheme",
+    "rounding",
+    "normalization",
+    "bits",
+    "learning",
+    "network",
+)
 _BITS_KEYS = ("int", "frac", "total")
 #: Network fields a spec may not set: the search or the dataset decides them, or TOML cannot express them.
 _NETWORK_RESERVED = ("variant", "n_neurons", "n_input", "exc", "inh")
@@ -332,24 +341,37 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
         raise SpecError(
             "space.n_neurons is missing: e.g. n_neurons = [100, 400] or { low = 100, high = 900 }"
         )
-    variant = parse_domain(space.get("variant", "tinysnn"), "space.variant", "variant", "str",
-                           [v.value for v in Variant])  # fmt: skip
+    variant = parse_domain(
+        space.get("variant", "tinysnn"), "space.variant", "variant", "str", [v.value for v in Variant]
+    )
     n_neurons = parse_domain(space["n_neurons"], "space.n_neurons", "n_neurons", "int")
     if n_neurons.bounds()[0] < 1:
         raise SpecError(f"space.n_neurons: networks need at least 1 neuron, got {n_neurons.bounds()[0]:g}")
     quantize = parse_domain(space.get("quantize", "fp32"), "space.quantize", "quantize", "str", QUANT_LABELS)
     scheme = parse_domain(space.get("scheme", "ptq"), "space.scheme", "scheme", "str", ["ptq", "itq"])
-    rounding = parse_domain(space.get("rounding", "truncate"), "space.rounding", "rounding", "str",
-                            ["truncate", "nearest", "stochastic"])  # fmt: skip
-    normalization = parse_domain(space.get("normalization", DEFAULT_NORMALIZATION.value), "space.normalization", "normalization",
-                                 "str", [n.value for n in Normalization])  # fmt: skip
+    rounding = parse_domain(
+        space.get("rounding", "truncate"),
+        "space.rounding",
+        "rounding",
+        "str",
+        ["truncate", "nearest", "stochastic"],
+    )
+    normalization = parse_domain(
+        space.get("normalization", DEFAULT_NORMALIZATION.value),
+        "space.normalization",
+        "normalization",
+        "str",
+        [n.value for n in Normalization],
+    )
     labels = [str(v) for v in quantize.all_values()]
     bits, shared = _parse_bits(space.get("bits", {}), labels)
     fixed_net = _parse_constants(network or {}, "network", NetworkConfig, _NETWORK_RESERVED)
     fixed_learn = _parse_constants(learning or {}, "learning", LearningConfig, ())
     searched: Dict[str, Dict[str, Domain]] = {}
-    for section, cls, excl, fixed in (("learning", LearningConfig, (), fixed_learn),
-                                      ("network", NetworkConfig, _NETWORK_RESERVED, fixed_net)):  # fmt: skip
+    for section, cls, excl, fixed in (
+        ("learning", LearningConfig, (), fixed_learn),
+        ("network", NetworkConfig, _NETWORK_RESERVED, fixed_net),
+    ):
         table = space.get(section, {})
         path = f"space.{section}"
         if not isinstance(table, dict):
@@ -367,10 +389,25 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     except (ConfigError, ValueError, TypeError) as exc:
         raise SpecError(f"[network] / [learning]: {exc}") from None
     if "vth" in bits and scheme.all_values() == ["itq"] and "theta_plus" not in searched["network"]:
-        _check_vth_holds_increment(bits["vth"], float(fixed_net.get("theta_plus", NetworkConfig.theta_plus)),
-                                   [str(r) for r in rounding.all_values()])  # fmt: skip
-    return SearchSpace(variant, n_neurons, quantize, scheme, rounding, normalization, bits, shared,
-                       searched["learning"], searched["network"], fixed_learn, fixed_net)  # fmt: skip
+        _check_vth_holds_increment(
+            bits["vth"],
+            float(fixed_net.get("theta_plus", NetworkConfig.theta_plus)),
+            [str(r) for r in rounding.all_values()],
+        )
+    return SearchSpace(
+        variant,
+        n_neurons,
+        quantize,
+        scheme,
+        rounding,
+        normalization,
+        bits,
+        shared,
+        searched["learning"],
+        searched["network"],
+        fixed_learn,
+        fixed_net,
+    )
 
 
 def _check_vth_holds_increment(dom: BitsDomain, theta_plus: float, roundings: List[str]) -> None:

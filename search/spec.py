@@ -74,8 +74,19 @@ __all__ = [
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 WEIGHT_SEEDS = ("per_training", "per_trial")
 ENERGY_OBJECTIVES = ("opcount", "meter")
-_TOP_KEYS = ("study", "sampler", "data", "encoding", "network", "learning", "space", "objectives",
-             "constraints", "fidelity", "checkpoint")  # fmt: skip
+_TOP_KEYS = (
+    "study",
+    "sampler",
+    "data",
+    "encoding",
+    "network",
+    "learning",
+    "space",
+    "objectives",
+    "constraints",
+    "fidelity",
+    "checkpoint",
+)
 _STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 DEFAULT_MIN_ACCURACY = 2 / N_CLASSES
 """Twice chance: a network no better than that says nothing about its size or format (every dataset
@@ -171,8 +182,10 @@ class StudySection:
             self.stale_after_s, "study.stale_after_s", MIN_HEARTBEAT_S, MAX_STALE_AFTER_S, low_open=False
         )
         if self.stale_after_s <= self.heartbeat_s:
-            raise SpecError(f"study.stale_after_s = {self.stale_after_s:g} s must exceed study.heartbeat_s = "
-                            f"{self.heartbeat_s:g} s, or live trials look stale between two heartbeats")  # fmt: skip
+            raise SpecError(
+                f"study.stale_after_s = {self.stale_after_s:g} s must exceed study.heartbeat_s = "
+                f"{self.heartbeat_s:g} s, or live trials look stale between two heartbeats"
+            )
         for key in ("storage", "artifacts"):
             if getattr(self, key) is not None and not getattr(self, key).strip():
                 raise SpecError(f"study.{key} is empty: give a value or leave the key out for the default")
@@ -276,8 +289,10 @@ class ObjectiveSection:
                 f"objectives.memory_convention = {self.memory_convention!r}: choose compact or as_simulated"
             )
         if self.reference_variant not in [v.value for v in Variant]:
-            raise SpecError(f"objectives.reference_variant = {self.reference_variant!r}: choose one of "
-                            + ", ".join(v.value for v in Variant))  # fmt: skip
+            raise SpecError(
+                f"objectives.reference_variant = {self.reference_variant!r}: choose one of "
+                + ", ".join(v.value for v in Variant)
+            )
         _check_number(self.reference_neurons, "objectives.reference_neurons", 1, low_open=False)
         _check_number(self.solo_samples, "objectives.solo_samples", 1, low_open=False)
         _check_number(self.idle_seconds, "objectives.idle_seconds", 0, MAX_IDLE_SECONDS, low_open=False)
@@ -298,8 +313,10 @@ class ConstraintSection:
         _check_fields(self)
         if self.min_accuracy is not None:
             if not (math.isfinite(self.min_accuracy) and 0 <= self.min_accuracy <= 1):
-                raise SpecError(f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
-                                f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {self.min_accuracy}")  # fmt: skip
+                raise SpecError(
+                    f"constraints.min_accuracy must be a fraction in [0, 1] (0 turns it off; "
+                    f"default {DEFAULT_MIN_ACCURACY:g}, twice chance), got {self.min_accuracy}"
+                )
             if self.min_accuracy == 0:
                 object.__setattr__(self, "min_accuracy", None)
         _check_number(self.max_memory_norm, "constraints.max_memory_norm", 0)
@@ -437,8 +454,10 @@ def check_study_name(name: object, key: str = "study.name") -> str:
     carries passes here.
     """
     if not isinstance(name, str) or _STUDY_NAME.fullmatch(name) is None:
-        raise SpecError(f"{key} {name!r} is not a plain name: use letters, digits, '-', '_' and '.', not "
-                        "starting with '.' (at most 128 characters)")  # fmt: skip
+        raise SpecError(
+            f"{key} {name!r} is not a plain name: use letters, digits, '-', '_' and '.', not "
+            "starting with '.' (at most 128 characters)"
+        )
     return name
 
 
@@ -462,8 +481,9 @@ def _section(raw: Mapping[str, Any], cls: Any, **defaults: Any) -> Any:
     return cls(**{**defaults, **_table(raw, cls)})
 
 
-def _check_number(value: Optional[float], key: str, low: float, high: Optional[float] = None,
-                  low_open: bool = True) -> None:  # fmt: skip
+def _check_number(
+    value: Optional[float], key: str, low: float, high: Optional[float] = None, low_open: bool = True
+) -> None:
     """:class:`SpecError` naming ``key`` unless ``value`` is None or a finite number above ``low`` (at
     least ``low`` when not ``low_open``) and at most ``high``."""
     if value is None:
@@ -511,8 +531,19 @@ def parse_spec(
     constraints = _section(raw, ConstraintSection)
     fidelity = _section(raw, FidelitySection)
     checkpoint = _section(raw, CheckpointSection)
-    return StudySpec(study, sampler, data, encoding, space, objectives, constraints, fidelity, checkpoint,
-                     json.loads(json.dumps(raw, default=str)), source)  # fmt: skip
+    return StudySpec(
+        study,
+        sampler,
+        data,
+        encoding,
+        space,
+        objectives,
+        constraints,
+        fidelity,
+        checkpoint,
+        json.loads(json.dumps(raw, default=str)),
+        source,
+    )
 
 
 def load_spec(path: Union[str, Path]) -> StudySpec:

@@ -56,16 +56,33 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
     p.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST with torchvision")
     p.add_argument("--variant", default="tinysnn", help=VARIANT_HELP)
-    p.add_argument("--neurons", type=positive_int, nargs="+", default=[100],
-                   help="excitatory neurons; several values train a population of that many networks")  # fmt: skip
-    p.add_argument("--population", type=positive_int, default=None,
-                   help="train P networks with seeds seed..seed+P-1 in one run")  # fmt: skip
+    p.add_argument(
+        "--neurons",
+        type=positive_int,
+        nargs="+",
+        default=[100],
+        help="excitatory neurons; several values train a population of that many networks",
+    )
+    p.add_argument(
+        "--population",
+        type=positive_int,
+        default=None,
+        help="train P networks with seeds seed..seed+P-1 in one run",
+    )
     p.add_argument("--train-samples", type=positive_int, default=None, help="training samples (default all)")
-    p.add_argument("--assign-samples", type=positive_int, default=None,
-                   help="training samples used for label assignment (default: the training samples)")  # fmt: skip
+    p.add_argument(
+        "--assign-samples",
+        type=positive_int,
+        default=None,
+        help="training samples used for label assignment (default: the training samples)",
+    )
     p.add_argument("--test-samples", type=positive_int, default=None, help="test samples (default all)")
-    p.add_argument("--validation", type=_nonneg_int, default=0,
-                   help="carve N samples from the end of the training set and evaluate on them")  # fmt: skip
+    p.add_argument(
+        "--validation",
+        type=_nonneg_int,
+        default=0,
+        help="carve N samples from the end of the training set and evaluate on them",
+    )
     p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -92,21 +109,34 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         ("eta-d", None, "SL-STDP eta_d (approximate baseline)"),
     ]:
         p.add_argument("--" + name, type=float, default=default, help=hlp)
-    p.add_argument("--one-spike", action="store_true",
-                   help="at most one excitatory spike per step (BindsNET's DiehlAndCookNodes default)")  # fmt: skip
+    p.add_argument(
+        "--one-spike",
+        action="store_true",
+        help="at most one excitatory spike per step (BindsNET's DiehlAndCookNodes default)",
+    )
     p.add_argument("--scheme", default="ptq", help="quantization scheme: ptq or itq")
-    p.add_argument("--quant", default="fp32",
-                   help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)")  # fmt: skip
+    p.add_argument(
+        "--quant",
+        default="fp32",
+        help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)",
+    )
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
-    p.add_argument("--normalization", default=None, choices=["sum", "proportional", "apportion", "plain", "settled"],
-                   help="ITQ with truncation/nearest (docs/method.md; default: the rule that measured best, "
-                        "tinysnn.quant.DEFAULT_NORMALIZATION): sum, proportional and apportion keep each "
-                        "column's total on the grid, giving the missing steps to the largest remainders (sum), "
-                        "the largest weights (proportional) or by a draw in proportion to the remainders "
-                        "(apportion); plain rounds every scaled weight (the literal rule); settled is plain, "
-                        "but silent columns within the rounding slack stay as they are")  # fmt: skip
-    p.add_argument("--energy", default="auto",
-                   help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
+    p.add_argument(
+        "--normalization",
+        default=None,
+        choices=["sum", "proportional", "apportion", "plain", "settled"],
+        help="ITQ with truncation/nearest (docs/method.md; default: the rule that measured best, "
+        "tinysnn.quant.DEFAULT_NORMALIZATION): sum, proportional and apportion keep each "
+        "column's total on the grid, giving the missing steps to the largest remainders (sum), "
+        "the largest weights (proportional) or by a draw in proportion to the remainders "
+        "(apportion); plain rounds every scaled weight (the literal rule); settled is plain, "
+        "but silent columns within the rounding slack stay as they are",
+    )
+    p.add_argument(
+        "--energy",
+        default="auto",
+        help="energy meter: auto (the best one here), nvml, jetson, rapl or estimate[:WATTS]",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -133,9 +163,12 @@ class TrainChoice:
 
 
 _OPTIONS = dict(
-    {k: "--" + k.replace("_", "-") for k in NETWORK_CONSTANTS + LEARNING_CONSTANTS + ("max_rate", "time_steps")},
+    {
+        k: "--" + k.replace("_", "-")
+        for k in NETWORK_CONSTANTS + LEARNING_CONSTANTS + ("max_rate", "time_steps")
+    },
     n_neurons="--neurons",
-)  # fmt: skip
+)
 """The `tinysnn train` option of each config field it sets."""
 
 
@@ -184,8 +217,10 @@ def _configs(args: argparse.Namespace, choice: TrainChoice, n_input: int) -> _Co
     one_spike = bool(given.get("one_spike", False))
     with _options_named():
         learning = LearningConfig(**learn_kw)
-        by_size = {n: NetworkConfig(variant=variant, n_neurons=n, n_input=n_input, one_spike=one_spike, **net_kw)
-                   for n in sizes}  # fmt: skip
+        by_size = {
+            n: NetworkConfig(variant=variant, n_neurons=n, n_input=n_input, one_spike=one_spike, **net_kw)
+            for n in sizes
+        }
     return _Configs(by_size, learning, seed, sizes, count)
 
 
@@ -230,9 +265,11 @@ def run_from_args(
         check_formats(args.format)
     try:
         spec = parse_quant_arg(
-            args.quant, rounding=args.rounding, scheme=args.scheme,
+            args.quant,
+            rounding=args.rounding,
+            scheme=args.scheme,
             normalization=args.normalization or DEFAULT_NORMALIZATION,
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise ConfigError(f"--quant: {exc}") from None
     choice = choice if choice is not None else TrainChoice.from_args(args)
@@ -257,16 +294,35 @@ def run_from_args(
         assert test is not None
         test = test.take(args.test_samples) if args.test_samples is not None else test
         assign = splits.train.take(args.assign_samples) if args.assign_samples is not None else train
-        check_memory(configs.count, train.n_input, max(configs.sizes), time_steps=enc.time_steps, batch_size=args.batch_size,
-                     eval_samples=len(assign) + len(test), backend=backend, device=device)  # fmt: skip
+        check_memory(
+            configs.count,
+            train.n_input,
+            max(configs.sizes),
+            time_steps=enc.time_steps,
+            batch_size=args.batch_size,
+            eval_samples=len(assign) + len(test),
+            backend=backend,
+            device=device,
+        )
         nets, learn, seeds = build_configs(args, choice, train.n_input)
         torch.set_grad_enabled(False)
         pop = build_population(nets, learn, seeds, device)
-        result = run(RunSpec(
-            pop, enc, train, test, assign=assign, epochs=args.epochs, seed=args.seed,
-            backend=backend, quant=[spec] * pop.n_networks, batch_size=args.batch_size,
-            progress=not args.no_progress, meter=meter,
-        ))  # fmt: skip
+        result = run(
+            RunSpec(
+                pop,
+                enc,
+                train,
+                test,
+                assign=assign,
+                epochs=args.epochs,
+                seed=args.seed,
+                backend=backend,
+                quant=[spec] * pop.n_networks,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                meter=meter,
+            )
+        )
     finally:
         meter.close()
     if export:
@@ -289,13 +345,36 @@ def _export_all(
 
     for k, net in enumerate(result.networks):
         out = folder if len(result.networks) == 1 else folder / f"net-{k}"
-        provenance = {"source": "tinysnn train", "dataset": result.dataset, "evaluated_on": result.eval_split,
-                      "train_samples": result.train_samples, "epochs": result.epochs, "run_seed": result.seed}  # fmt: skip
-        trains = test_trains_of(result.seed, result.backend, result.device, args.batch_size, result.eval_split,
-                                result.test_samples)  # fmt: skip
-        export_network(out, pop, k, enc, None if spec.is_fp32 else spec, net.assignment, 10,
-                       accuracy=net.accuracy, image_shape=train.image_shape, memory=net.memory,
-                       provenance=provenance, test_trains=trains)  # fmt: skip
+        provenance = {
+            "source": "tinysnn train",
+            "dataset": result.dataset,
+            "evaluated_on": result.eval_split,
+            "train_samples": result.train_samples,
+            "epochs": result.epochs,
+            "run_seed": result.seed,
+        }
+        trains = test_trains_of(
+            result.seed,
+            result.backend,
+            result.device,
+            args.batch_size,
+            result.eval_split,
+            result.test_samples,
+        )
+        export_network(
+            out,
+            pop,
+            k,
+            enc,
+            None if spec.is_fp32 else spec,
+            net.assignment,
+            10,
+            accuracy=net.accuracy,
+            image_shape=train.image_shape,
+            memory=net.memory,
+            provenance=provenance,
+            test_trains=trains,
+        )
         extra = write_extra(out, *args.format)
         print(
             f"exported network {k} to {out}" + (f" (+ {', '.join(p.name for p in extra)})" if extra else "")
@@ -414,8 +493,9 @@ class _TrainsFile:
             self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish() / discard()
             self.file.write(f"{samples}\n".encode())
         except OSError as exc:
-            raise ConfigError(f"--save-trains: cannot write {path} ({exc.strerror}): choose a folder you can "
-                              "write to") from None  # fmt: skip
+            raise ConfigError(
+                f"--save-trains: cannot write {path} ({exc.strerror}): choose a folder you can write to"
+            ) from None
 
     def add(self, seeds: "np.ndarray", trains: "np.ndarray") -> None:
         """Sample b: its seed (int64, little-endian), then its T x n_input train as 0/1 bytes."""
@@ -442,20 +522,36 @@ def _infer_trains(
 
     recorded = model.test_trains
     if seed is None and recorded is not None and recorded.dataset == dataset and recorded.split == "test":
-        return recorded, True, f"the trial's own test trains (seed {recorded.seed}, {recorded.encoder} encoder)"  # fmt: skip
+        return (
+            recorded,
+            True,
+            f"the trial's own test trains (seed {recorded.seed}, {recorded.encoder} encoder)",
+        )
     if seed is not None:
         why = f"drawn from --seed {seed}"
     elif recorded is None:
         why = "drawn from seed 0: this model does not record its test trains (exported before they were)"
     elif recorded.split != "test":
-        why = (f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on a "
-               "validation split carved from the training set, not on these test images")  # fmt: skip
+        why = (
+            f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on a "
+            "validation split carved from the training set, not on these test images"
+        )
     else:
-        why = (f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on "
-               f"{recorded.dataset}, not {dataset}")  # fmt: skip
+        why = (
+            f"drawn from the recorded seed {recorded.seed}: the recorded accuracy was measured on "
+            f"{recorded.dataset}, not {dataset}"
+        )
     chosen = seed if seed is not None else (recorded.seed if recorded is not None else 0)
-    fresh = TestTrains(seed=chosen, stream=STREAM_TEST, encoder="isi", device="cpu", batch_size=batch_size,
-                       dataset=dataset, split="test", samples=0)  # fmt: skip
+    fresh = TestTrains(
+        seed=chosen,
+        stream=STREAM_TEST,
+        encoder="isi",
+        device="cpu",
+        batch_size=batch_size,
+        dataset=dataset,
+        split="test",
+        samples=0,
+    )
     return fresh, False, why + ", with the numba simulator's encoder"
 
 
@@ -482,14 +578,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
     n = min(args.test_samples or default_n, len(labels))
     images, labels = images[:n], labels[:n]
     if images.ndim != 2 or images.shape[1] != model.n_input:
-        raise ConfigError(f"{dataset} images have {images.shape[1:]} inputs but the model takes "
-                          f"{model.n_input}: use the dataset the model was trained on")  # fmt: skip
+        raise ConfigError(
+            f"{dataset} images have {images.shape[1:]} inputs but the model takes "
+            f"{model.n_input}: use the dataset the model was trained on"
+        )
     if int(labels.max(initial=0)) >= model.n_classes or int(labels.min(initial=0)) < 0:
         raise ConfigError(f"{dataset}: labels must be classes 0..{model.n_classes - 1}, as the model's")
     net = prepare(model)
     T = model.encoding.time_steps
-    batch = source.batch_size if source.encoder == "torch" else max(1, min(args.batch_size,
-                                                                          TRAINS_BUDGET // (T * model.n_input)))  # fmt: skip
+    batch = (
+        source.batch_size
+        if source.encoder == "torch"
+        else max(1, min(args.batch_size, TRAINS_BUDGET // (T * model.n_input)))
+    )
     try:
         meter = make_meter(args.energy) if args.energy != "none" else None
     except EnergyMeterError as exc:
@@ -522,20 +623,32 @@ def cmd_infer(args: argparse.Namespace) -> int:
     pred = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
     acc = float((pred == labels).mean()) if n else float("nan")
     recorded_acc = model.meta.get("accuracy")
-    record = {"model": str(args.model), "dataset": dataset, "samples": n, "accuracy": acc,
-              "samples_per_s": n / seconds if seconds > 0 else 0.0, "no_prediction": int((pred < 0).sum()),
-              "runner": runner_kind(model), "trains": dict(source.as_dict(), recorded=own),
-              "recorded_accuracy": recorded_acc}  # fmt: skip
-    print(f"{model.variant} N={model.n_neurons} {model.meta['label']}: accuracy {100 * acc:.2f} % on {n} "
-          f"{dataset} test images ({record['samples_per_s']:.1f} samples/s, {runner_kind(model)})")  # fmt: skip
+    record = {
+        "model": str(args.model),
+        "dataset": dataset,
+        "samples": n,
+        "accuracy": acc,
+        "samples_per_s": n / seconds if seconds > 0 else 0.0,
+        "no_prediction": int((pred < 0).sum()),
+        "runner": runner_kind(model),
+        "trains": dict(source.as_dict(), recorded=own),
+        "recorded_accuracy": recorded_acc,
+    }
+    print(
+        f"{model.variant} N={model.n_neurons} {model.meta['label']}: accuracy {100 * acc:.2f} % on {n} "
+        f"{dataset} test images ({record['samples_per_s']:.1f} samples/s, {runner_kind(model)})"
+    )
     recorded_text = ""
     if recorded_acc is not None and own:
         recorded_text = f"; recorded accuracy {100 * recorded_acc:.2f} % on {source.samples} images"
     print(f"spike trains: {trains_text}{recorded_text}")
     if reading is not None:
         tag = "ESTIMATE (time x stated power), not a measurement" if reading.is_estimate else "measured"
-        record.update(energy_meter=reading.meter, energy_is_estimate=reading.is_estimate,
-                      energy_j_per_sample=reading.joules / max(n, 1))  # fmt: skip
+        record.update(
+            energy_meter=reading.meter,
+            energy_is_estimate=reading.is_estimate,
+            energy_j_per_sample=reading.joules / max(n, 1),
+        )
         print(f"energy [{reading.meter}: {tag}]: {reading.joules / max(n, 1):.3g} J/sample")
     if saved is not None:
         print(f"wrote {args.save_trains} ({n} samples for the C reference's main)")
@@ -551,30 +664,61 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr = sub.add_parser("train", help="train networks with STDP and test them")
     add_train_arguments(tr)
     tr.add_argument("--json", default=None, help="write the result record(s) to this file")
-    tr.add_argument("--export", default=None,
-                    help="write the trained network as a model folder (several networks: FOLDER/net-K)")  # fmt: skip
-    tr.add_argument("--format", default=["model"], nargs="+", choices=["model", "c", "nir"],
-                    help="with --export, one or more of: model (the folder alone), c (also model.h + "
-                         "tinysnn_infer.c), nir (also model.nir, extra nir)")  # fmt: skip
+    tr.add_argument(
+        "--export",
+        default=None,
+        help="write the trained network as a model folder (several networks: FOLDER/net-K)",
+    )
+    tr.add_argument(
+        "--format",
+        default=["model"],
+        nargs="+",
+        choices=["model", "c", "nir"],
+        help="with --export, one or more of: model (the folder alone), c (also model.h + "
+        "tinysnn_infer.c), nir (also model.nir, extra nir)",
+    )
     ex = sub.add_parser("export", help="add the C reference and/or a NIR graph to an exported model folder")
     ex.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
-    ex.add_argument("--format", required=True, nargs="+", choices=["c", "nir"],
-                    help="one or more of: c (model.h + tinysnn_infer.c), nir (model.nir, extra nir)")  # fmt: skip
+    ex.add_argument(
+        "--format",
+        required=True,
+        nargs="+",
+        choices=["c", "nir"],
+        help="one or more of: c (model.h + tinysnn_infer.c), nir (model.nir, extra nir)",
+    )
     inf = sub.add_parser("infer", help="run an exported model with numpy alone (tinysnn.deploy's runner)")
     inf.add_argument("model", help="model folder (from tinysnn train --export or tinysnn-search export)")
-    inf.add_argument("--dataset", required=True,
-                     help="mnist, fashion-mnist or digits (its test split; digits needs pip install scikit-learn)")  # fmt: skip
+    inf.add_argument(
+        "--dataset",
+        required=True,
+        help="mnist, fashion-mnist or digits (its test split; digits needs pip install scikit-learn)",
+    )
     inf.add_argument("--data-root", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
-    inf.add_argument("--test-samples", type=positive_int, default=None,
-                     help="first N test images (default: the recorded test's count, else all)")  # fmt: skip
-    inf.add_argument("--seed", type=int, default=None,
-                     help="draw other input trains from this seed (default: the trains the recorded accuracy "
-                          "was measured on)")  # fmt: skip
+    inf.add_argument(
+        "--test-samples",
+        type=positive_int,
+        default=None,
+        help="first N test images (default: the recorded test's count, else all)",
+    )
+    inf.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="draw other input trains from this seed (default: the trains the recorded accuracy "
+        "was measured on)",
+    )
     inf.add_argument("--batch-size", type=positive_int, default=200, help="images run together")
-    inf.add_argument("--energy", default="none",
-                     help="none (default), auto (the best meter here), nvml, jetson, rapl or estimate[:WATTS]")  # fmt: skip
-    inf.add_argument("--save-trains", default=None, metavar="FILE",
-                     help="also write the seeds and trains run, as the C reference's main reads them")  # fmt: skip
+    inf.add_argument(
+        "--energy",
+        default="none",
+        help="none (default), auto (the best meter here), nvml, jetson, rapl or estimate[:WATTS]",
+    )
+    inf.add_argument(
+        "--save-trains",
+        default=None,
+        metavar="FILE",
+        help="also write the seeds and trains run, as the C reference's main reads them",
+    )
     inf.add_argument("--json", default=None, help="write the result record to this file")
     args = parser.parse_args(argv)
     if args.command is None:

@@ -234,15 +234,19 @@ def _checked_split(key: str, img_p: Path, images: np.ndarray, lbl_p: Path, label
     and the labels (n,) within the classes: one line naming the file and the fix."""
     fix = "the file is damaged or of another dataset: download it again (--download)"
     if images.ndim != 3 or 0 in images.shape:
-        raise DatasetError(f"{img_p} holds an array of shape {_shape_text(images.shape)}, not images "
-                           f"(count x height x width, none 0): {fix}")  # fmt: skip
+        raise DatasetError(
+            f"{img_p} holds an array of shape {_shape_text(images.shape)}, not images "
+            f"(count x height x width, none 0): {fix}"
+        )
     if labels.ndim != 1:
         raise DatasetError(
             f"{lbl_p} holds an array of shape {_shape_text(labels.shape)}, not one label per image: {fix}"
         )
     if images.shape[0] != labels.shape[0]:
-        raise DatasetError(f"{img_p} holds {images.shape[0]} images but {lbl_p} {labels.shape[0]} labels: "
-                           f"one label per image; {fix}")  # fmt: skip
+        raise DatasetError(
+            f"{img_p} holds {images.shape[0]} images but {lbl_p} {labels.shape[0]} labels: "
+            f"one label per image; {fix}"
+        )
     if int(labels.max()) >= N_CLASSES:
         raise DatasetError(
             f"{lbl_p} holds label {int(labels.max())}; {key} has classes 0..{N_CLASSES - 1}: {fix}"

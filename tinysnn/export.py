@@ -42,8 +42,9 @@ def model_formats(spec: Optional[QuantSpec]) -> Dict[str, Optional[QFormat]]:
     return out
 
 
-def test_trains_of(seed: int, backend: str, device: str, batch_size: int, eval_split: str,
-                   samples: int) -> TestTrains:  # fmt: skip
+def test_trains_of(
+    seed: int, backend: str, device: str, batch_size: int, eval_split: str, samples: int
+) -> TestTrains:
     """Where a run's test trains came from: its seed, the resolved ``backend`` (numba draws
     inter-spike intervals per sample; torch a batch per generator on ``device``), the inference
     batch, the evaluated split (``RunResult.eval_split``, e.g. ``digits:test``) and its size."""
@@ -119,8 +120,10 @@ def export_network(
     prm = {k: float(v[index]) for k, v in pop.params.items()}
     groups = [stored("input_weights", w, "weights")]
     if pop.variant.has_inhibitory_layer:
-        groups += [Group("exc_to_inh_weight", np.array([prm["w_exc_inh"]], np.float32)),
-                   Group("inh_to_exc_weight", np.array([prm["w_inh_exc"]], np.float32))]  # fmt: skip
+        groups += [
+            Group("exc_to_inh_weight", np.array([prm["w_exc_inh"]], np.float32)),
+            Group("inh_to_exc_weight", np.array([prm["w_inh_exc"]], np.float32)),
+        ]
     else:
         groups.append(Group("lateral_inhibition", np.array([prm["w_inh"]], np.float32)))
     groups += [
@@ -157,7 +160,10 @@ def export_network(
         "accuracy": accuracy,
         "test_trains": test_trains.as_dict() if test_trains is not None else None,
         "memory": memory,
-        "provenance": dict(provenance or {}, tinysnn_version=tinysnn_version(),
-                           exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
-    }  # fmt: skip
+        "provenance": dict(
+            provenance or {},
+            tinysnn_version=tinysnn_version(),
+            exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        ),
+    }
     return write_model(folder, meta, groups)

@@ -400,8 +400,15 @@ def check_memory(
     total = memory_available(device)
     if total is None:
         return
-    parts = run_memory(n_networks, n_input, n_neurons, time_steps=time_steps, batch_size=batch_size,
-                       eval_samples=eval_samples, backend=backend)  # fmt: skip
+    parts = run_memory(
+        n_networks,
+        n_input,
+        n_neurons,
+        time_steps=time_steps,
+        batch_size=batch_size,
+        eval_samples=eval_samples,
+        backend=backend,
+    )
     need = sum(parts.values())
     if need > total:
         largest = max(parts, key=lambda k: parts[k])

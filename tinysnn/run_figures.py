@@ -37,11 +37,13 @@ def observed_ranges(pop: Population, vmem_range: torch.Tensor) -> List[Dict[str,
         n = int(pop.sizes[k])
         w = pop.weights[k, :, :n]
         theta = pop.theta[k, :n]
-        out.append({
-            "weights": [float(w.min()), float(w.max())],
-            "vmem": [float(vmem_range[k, 0]), float(vmem_range[k, 1])],
-            "vth": [float(theta.min()), float(theta.max())],
-        })  # fmt: skip
+        out.append(
+            {
+                "weights": [float(w.min()), float(w.max())],
+                "vmem": [float(vmem_range[k, 0]), float(vmem_range[k, 1])],
+                "vth": [float(theta.min()), float(theta.max())],
+            }
+        )
     return out
 
 

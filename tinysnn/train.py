@@ -216,8 +216,16 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
     energy += reading.joules if reading is not None else 0.0
     if total > start:
         callbacks.on_checkpoint(TrainState(total, sums.clone(), energy), pop)
-    return _Trained(sim.backend, seconds, first_seconds, max(total - start, 0), sums / max(total, 1),
-                    observed_ranges(pop, sim.vmem_range), energy, reading)  # fmt: skip
+    return _Trained(
+        sim.backend,
+        seconds,
+        first_seconds,
+        max(total - start, 0),
+        sums / max(total, 1),
+        observed_ranges(pop, sim.vmem_range),
+        energy,
+        reading,
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -241,9 +249,13 @@ def _quantize_phase(spec: RunSpec) -> None:
 
 
 def infer_counts(
-    sim: Simulator, images: torch.Tensor, stream: int, batch_size: int = 500, progress: bool = True,
+    sim: Simulator,
+    images: torch.Tensor,
+    stream: int,
+    batch_size: int = 500,
+    progress: bool = True,
     desc: str = "infer",
-) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Spike counts (P, S, N) of all images, in batches, without learning, and the mean per-sample
     kernel statistics (P, 3) (input spikes, inhibitory spikes, weight columns updated)."""
     n = int(images.shape[0])
@@ -278,12 +290,14 @@ def _evaluate_phase(spec: RunSpec, backend: Backend) -> _Evaluated:
     if spec.meter is not None:
         spec.meter.start()
     t0 = time.perf_counter()
-    assign_counts, _ = infer_counts(sim, spec.assign_split.images, STREAM_ASSIGN, spec.batch_size,
-                                    spec.progress, "assign")  # fmt: skip
+    assign_counts, _ = infer_counts(
+        sim, spec.assign_split.images, STREAM_ASSIGN, spec.batch_size, spec.progress, "assign"
+    )
     t_assign = time.perf_counter() - t0
     t0 = time.perf_counter()
-    test_counts, test_stats = infer_counts(sim, spec.test.images, STREAM_TEST, spec.batch_size,
-                                           spec.progress, "test")  # fmt: skip
+    test_counts, test_stats = infer_counts(
+        sim, spec.test.images, STREAM_TEST, spec.batch_size, spec.progress, "test"
+    )
     t_test = time.perf_counter() - t0
     reading = spec.meter.stop() if spec.meter is not None else None
     return _Evaluated(assign_counts, test_counts, test_stats, t_assign, t_test, warmup, reading)
@@ -303,36 +317,58 @@ def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[Netwo
     for k, maybe_spec in enumerate(spec.quant_specs()):
         q = maybe_spec if maybe_spec is not None else QuantSpec()
         n_k = int(pop.sizes[k])
-        ops_train = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(means[k, 0]),
-                                     float(means[k, 1]), float(means[k, 2]), float(means[k, 3]), True)  # fmt: skip
-        ops_test = sample_op_counts(pop.variant, n_k, pop.n_input, enc.time_steps, float(spikes_test[k]),
-                                    float(stats[k, 0]), float(stats[k, 1]), 0.0, False)  # fmt: skip
-        widths = dict(weight_bits=q.bits_of("weights") if q.format_of("weights") is not None else None,
-                      neuron_bits=q.bits_of("vmem") if q.format_of("vmem") is not None else None)  # fmt: skip
-        nets.append(NetworkResult(
-            index=k,
-            variant=pop.variant.value,
-            n_neurons=n_k,
-            seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
-            accuracy=float(acc_all[k]),
-            accuracy_proportion=float(acc_prop[k]),
-            no_prediction=int((pred_all[k] < 0).sum()),
-            spikes_per_sample_train=float(means[k, 0]),
-            spikes_per_sample_test=float(spikes_test[k]),
-            confusion=E.confusion_matrix(pred_all[k], test.labels, spec.n_classes).tolist(),
-            quant=q.to_text() if not q.is_fp32 else "fp32",
-            scheme=q.scheme.value if not q.is_fp32 else "fp32",
-            rounding=q.rounding.value if not q.is_fp32 else "",
-            synops_per_sample_train=ops_train.synaptic_ops,
-            synops_per_sample_test=ops_test.synaptic_ops,
-            neuron_updates_per_sample_test=ops_test.neuron_updates,
-            weight_updates_per_sample_train=ops_train.weight_updates,
-            op_energy_train_j_per_sample=op_energy_joules(ops_train, costs=spec.op_costs, **widths),
-            op_energy_infer_j_per_sample=op_energy_joules(ops_test, costs=spec.op_costs, **widths),
-            memory=memory_figures(pop.variant.value, n_k, pop.n_input, q, reference),
-            ranges=trained.ranges[k],
-            assignment=assignment.labels[k, :n_k].tolist(),
-        ))  # fmt: skip
+        ops_train = sample_op_counts(
+            pop.variant,
+            n_k,
+            pop.n_input,
+            enc.time_steps,
+            float(means[k, 0]),
+            float(means[k, 1]),
+            float(means[k, 2]),
+            float(means[k, 3]),
+            True,
+        )
+        ops_test = sample_op_counts(
+            pop.variant,
+            n_k,
+            pop.n_input,
+            enc.time_steps,
+            float(spikes_test[k]),
+            float(stats[k, 0]),
+            float(stats[k, 1]),
+            0.0,
+            False,
+        )
+        widths = dict(
+            weight_bits=q.bits_of("weights") if q.format_of("weights") is not None else None,
+            neuron_bits=q.bits_of("vmem") if q.format_of("vmem") is not None else None,
+        )
+        nets.append(
+            NetworkResult(
+                index=k,
+                variant=pop.variant.value,
+                n_neurons=n_k,
+                seed=int(pop.seeds[k]) if k < len(pop.seeds) else 0,
+                accuracy=float(acc_all[k]),
+                accuracy_proportion=float(acc_prop[k]),
+                no_prediction=int((pred_all[k] < 0).sum()),
+                spikes_per_sample_train=float(means[k, 0]),
+                spikes_per_sample_test=float(spikes_test[k]),
+                confusion=E.confusion_matrix(pred_all[k], test.labels, spec.n_classes).tolist(),
+                quant=q.to_text() if not q.is_fp32 else "fp32",
+                scheme=q.scheme.value if not q.is_fp32 else "fp32",
+                rounding=q.rounding.value if not q.is_fp32 else "",
+                synops_per_sample_train=ops_train.synaptic_ops,
+                synops_per_sample_test=ops_test.synaptic_ops,
+                neuron_updates_per_sample_test=ops_test.neuron_updates,
+                weight_updates_per_sample_train=ops_train.weight_updates,
+                op_energy_train_j_per_sample=op_energy_joules(ops_train, costs=spec.op_costs, **widths),
+                op_energy_infer_j_per_sample=op_energy_joules(ops_test, costs=spec.op_costs, **widths),
+                memory=memory_figures(pop.variant.value, n_k, pop.n_input, q, reference),
+                ranges=trained.ranges[k],
+                assignment=assignment.labels[k, :n_k].tolist(),
+            )
+        )
     return nets
 
 

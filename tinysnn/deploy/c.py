@@ -50,15 +50,26 @@ def model_header(model: Model) -> str:
     wf, vf, tf = model.format_of("weights"), model.format_of("vmem"), model.format_of("vth")
     g = model.groups
     defs: List[tuple] = [
-        ("N", model.n_neurons), ("N_INPUT", model.n_input), ("T", int(model.meta["encoding"]["time_steps"])),
-        ("CLASSES", model.n_classes), ("BASELINE", int(net.baseline)), ("ONE_SPIKE", int(net.one_spike)),
-        ("VMEM_FIXED", int(vf is not None)), ("W_FIXED", int(wf is not None)), ("SEED", _int(net.seed)),
-        ("REFR", net.exc[3]), ("REFR_I", net.inh[4]),
-    ]  # fmt: skip
+        ("N", model.n_neurons),
+        ("N_INPUT", model.n_input),
+        ("T", int(model.meta["encoding"]["time_steps"])),
+        ("CLASSES", model.n_classes),
+        ("BASELINE", int(net.baseline)),
+        ("ONE_SPIKE", int(net.one_spike)),
+        ("VMEM_FIXED", int(vf is not None)),
+        ("W_FIXED", int(wf is not None)),
+        ("SEED", _int(net.seed)),
+        ("REFR", net.exc[3]),
+        ("REFR_I", net.inh[4]),
+    ]
     if wf is not None:
         weights = pack_codes(g["input_weights"], wf.total_bits, signed=False)
-        defs += [("W_BITS", wf.total_bits), ("W_FRAC", wf.frac_bits), ("W_SCALE", f"{2.0**-wf.frac_bits!r}"),
-                 ("WIDE_SUMS", int(_wide_sums(model)))]  # fmt: skip
+        defs += [
+            ("W_BITS", wf.total_bits),
+            ("W_FRAC", wf.frac_bits),
+            ("W_SCALE", f"{2.0**-wf.frac_bits!r}"),
+            ("WIDE_SUMS", int(_wide_sums(model))),
+        ]
     else:
         weights = pack_codes(np.ascontiguousarray(g["input_weights"], np.float32).view(np.uint32), 32, False)
         defs += [("W_BITS", 32)]
@@ -71,14 +82,28 @@ def model_header(model: Model) -> str:
             "thresholds, stored as theta = V_th - v_th (V_th = v_th + theta)",
         )
         defs += [
-            ("F", c.fF), ("FV", c.fv), ("G", c.fG), ("SHIFT", c.shift), ("VMEM_LO", _int(c.lo)),
-            ("VMEM_HI", _int(c.hi)), ("ROUNDING", rounding_code(net.rounding)), ("LEAK_EXC", _int(c.leak_exc)),
-            ("LEAK_INH", _int(c.leak_inh)), ("W_LAT_F", _int(c.w_lat_F)), ("W_EI_F", _int(c.w_ei_F)),
-            ("K_RESET", _int(c.k_reset)), ("K_RESET_I", _int(c.k_reset_i)), ("INH_REST", _int(c.inh_rest)),
-            ("VR_V", _int(c.vr_v)), ("VR_G", _int(c.vr_G)), ("VTH_I_G", _int(c.vth_i_G)),
-            ("VTH_BITS", tf.total_bits), ("VTH_FRAC", tf.frac_bits), ("VTH_SIGNED", int(tf.is_signed())),
+            ("F", c.fF),
+            ("FV", c.fv),
+            ("G", c.fG),
+            ("SHIFT", c.shift),
+            ("VMEM_LO", _int(c.lo)),
+            ("VMEM_HI", _int(c.hi)),
+            ("ROUNDING", rounding_code(net.rounding)),
+            ("LEAK_EXC", _int(c.leak_exc)),
+            ("LEAK_INH", _int(c.leak_inh)),
+            ("W_LAT_F", _int(c.w_lat_F)),
+            ("W_EI_F", _int(c.w_ei_F)),
+            ("K_RESET", _int(c.k_reset)),
+            ("K_RESET_I", _int(c.k_reset_i)),
+            ("INH_REST", _int(c.inh_rest)),
+            ("VR_V", _int(c.vr_v)),
+            ("VR_G", _int(c.vr_G)),
+            ("VTH_I_G", _int(c.vth_i_G)),
+            ("VTH_BITS", tf.total_bits),
+            ("VTH_FRAC", tf.frac_bits),
+            ("VTH_SIGNED", int(tf.is_signed())),
             ("VTH_G", _int(c.vth_G)),
-        ]  # fmt: skip
+        ]
     else:
         vth = pack_codes(net.vth.view(np.uint32), 32, signed=False)
         vth_name, vth_text = (
@@ -88,10 +113,16 @@ def model_header(model: Model) -> str:
         vr, vres, dec, _ = net.exc
         vr_i, vres_i, vth_i, dec_i, _ = net.inh
         defs += [
-            ("VR", _f32(vr)), ("VRES", _f32(vres)), ("DEC", _f32(dec)), ("VR_I", _f32(vr_i)),
-            ("VRES_I", _f32(vres_i)), ("VTH_I", _f32(vth_i)), ("DEC_I", _f32(dec_i)),
-            ("W_LAT", _f32(net.w_lat)), ("W_EI", _f32(net.w_ei)),
-        ]  # fmt: skip
+            ("VR", _f32(vr)),
+            ("VRES", _f32(vres)),
+            ("DEC", _f32(dec)),
+            ("VR_I", _f32(vr_i)),
+            ("VRES_I", _f32(vres_i)),
+            ("VTH_I", _f32(vth_i)),
+            ("DEC_I", _f32(dec_i)),
+            ("W_LAT", _f32(net.w_lat)),
+            ("W_EI", _f32(net.w_ei)),
+        ]
     flash, ram = len(weights) + len(vth) + 2 * model.n_neurons, ram_bytes(model)
     defs += [("FLASH_BYTES", flash), ("RAM_BYTES", ram)]
     lines = [
@@ -145,5 +176,6 @@ def write_c(model: Model, folder: Union[str, Path]) -> List[Path]:
         ModelError: when the folder cannot be written; neither file is left half-written.
     """
     header, source = model_header(model), C_SOURCE.read_text()
-    return add_files(folder, {"model.h": lambda p: p.write_text(header),
-                              "tinysnn_infer.c": lambda p: p.write_text(source)})  # fmt: skip
+    return add_files(
+        folder, {"model.h": lambda p: p.write_text(header), "tinysnn_infer.c": lambda p: p.write_text(source)}
+    )

@@ -149,8 +149,16 @@ def group_names(variant: str) -> List[str]:
         names = ", ".join(v.value for v in Variant)
         raise ModelError(f"unknown variant {variant!r}: expected one of {names}") from None
     if inhibitory_layer:
-        return ["input_weights", "exc_to_inh_weight", "inh_to_exc_weight", "exc_vmem", "exc_theta",
-                "exc_constants", "inh_vmem", "inh_constants"]  # fmt: skip
+        return [
+            "input_weights",
+            "exc_to_inh_weight",
+            "inh_to_exc_weight",
+            "exc_vmem",
+            "exc_theta",
+            "exc_constants",
+            "inh_vmem",
+            "inh_constants",
+        ]
     return ["input_weights", "lateral_inhibition", "exc_vmem", "exc_theta", "exc_constants"]
 
 
@@ -357,10 +365,31 @@ def check_description(meta: Any) -> None:
         ModelError: one line naming the first field that is missing, unknown, of the wrong type,
             not finite or out of range, or that disagrees with another field.
     """
-    top = _Fields("", meta, ("format", "format_version", "variant", "n_input", "n_neurons", "n_classes",
-                             "encoding", "one_spike", "formats", "label", "rounding", "scheme", "normalization",
-                             "leak", "seed", "labels", "payload", "checksum"),
-                  ("image_shape", "accuracy", "memory", "provenance", "test_trains"))  # fmt: skip
+    top = _Fields(
+        "",
+        meta,
+        (
+            "format",
+            "format_version",
+            "variant",
+            "n_input",
+            "n_neurons",
+            "n_classes",
+            "encoding",
+            "one_spike",
+            "formats",
+            "label",
+            "rounding",
+            "scheme",
+            "normalization",
+            "leak",
+            "seed",
+            "labels",
+            "payload",
+            "checksum",
+        ),
+        ("image_shape", "accuracy", "memory", "provenance", "test_trains"),
+    )
     top.choice("variant", [v.value for v in Variant])
     n_in = top.integer("n_input", 1, MAX_UNITS)
     n = top.integer("n_neurons", 1, MAX_UNITS)
@@ -378,8 +407,11 @@ def check_description(meta: Any) -> None:
     steps = enc.integer("time_steps", 1, 2**63 - 1)
     if steps > MAX_TIME_STEPS:
         gib = steps * n_in / 2**30
-        raise enc.error("time_steps", f"= {steps} is more than {MAX_TIME_STEPS} steps: one image's spike train "
-                        f"alone would take {gib:,.1f} GiB")  # fmt: skip
+        raise enc.error(
+            "time_steps",
+            f"= {steps} is more than {MAX_TIME_STEPS} steps: one image's spike train "
+            f"alone would take {gib:,.1f} GiB",
+        )
     enc.number("dt", 0.0)
     enc.number("max_rate", 0.0)
     try:
@@ -416,10 +448,17 @@ def _group_plan(meta: Dict[str, Any]) -> List[Tuple[str, int, Optional[QFormat]]
     """(name, count, format) of each payload group the description implies, in payload order."""
     n, n_in = int(meta["n_neurons"]), int(meta["n_input"])
     f = {p: QFormat.from_dict(meta["formats"][p]) for p in PARAMS}
-    plan = {"input_weights": (n_in * n, f["weights"]), "lateral_inhibition": (1, None),
-            "exc_to_inh_weight": (1, None), "inh_to_exc_weight": (1, None), "exc_vmem": (n, f["vmem"]),
-            "exc_theta": (n, f["vth"]), "exc_constants": (5, None), "inh_vmem": (n, f["vmem"]),
-            "inh_constants": (5, None)}  # fmt: skip
+    plan = {
+        "input_weights": (n_in * n, f["weights"]),
+        "lateral_inhibition": (1, None),
+        "exc_to_inh_weight": (1, None),
+        "inh_to_exc_weight": (1, None),
+        "exc_vmem": (n, f["vmem"]),
+        "exc_theta": (n, f["vth"]),
+        "exc_constants": (5, None),
+        "inh_vmem": (n, f["vmem"]),
+        "inh_constants": (5, None),
+    }
     return [(name,) + plan[name] for name in group_names(str(meta["variant"]))]
 
 
@@ -439,8 +478,10 @@ def check_layout(meta: Dict[str, Any]) -> None:
     groups = info.d["groups"]
     plan = _group_plan(meta)
     if not isinstance(groups, list) or len(groups) != len(plan):
-        raise info.error("groups", f"are not the {len(plan)} groups of a {meta['variant']} model: "
-                         f"{', '.join(p[0] for p in plan)}")  # fmt: skip
+        raise info.error(
+            "groups",
+            f"are not the {len(plan)} groups of a {meta['variant']} model: {', '.join(p[0] for p in plan)}",
+        )
     offset = 0
     for k, (g, (name, count, fmt)) in enumerate(zip(groups, plan)):
         gf = _Fields(f"payload.groups[{k}]", g, ("name", "count", "bits", "offset", "bytes", "format"))
@@ -473,8 +514,10 @@ def check_values(groups: Mapping[str, np.ndarray]) -> None:
             raise ModelError(f"payload group {name}: decay {float(c[decay_at])} is not in (0, 1]")
         refr = float(c[refr_at])
         if refr != int(refr) or not 0 <= refr <= MAX_TIME_STEPS:
-            raise ModelError(f"payload group {name}: refractory period {refr} is not a whole number of "
-                             f"steps in 0..{MAX_TIME_STEPS}")  # fmt: skip
+            raise ModelError(
+                f"payload group {name}: refractory period {refr} is not a whole number of "
+                f"steps in 0..{MAX_TIME_STEPS}"
+            )
     for name in ("exc_vmem", "inh_vmem"):
         if name in groups and np.any(groups[name] != 0):
             raise ModelError(f"payload group {name} is not at rest (V_mem - v_rest = 0 everywhere)")
@@ -511,12 +554,24 @@ def write_model(folder: Union[str, Path], meta: Dict[str, Any], groups: Sequence
     layout, offset = [], 0
     for g, blob in zip(groups, blobs):
         count = int(np.asarray(g.values).size)
-        layout.append({"name": g.name, "count": count, "bits": g.bits, "offset": offset, "bytes": len(blob),
-                       "format": None if g.fmt is None else g.fmt.as_dict()})  # fmt: skip
+        layout.append(
+            {
+                "name": g.name,
+                "count": count,
+                "bits": g.bits,
+                "offset": offset,
+                "bytes": len(blob),
+                "format": None if g.fmt is None else g.fmt.as_dict(),
+            }
+        )
         offset += len(blob)
     full = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
-    full["payload"] = {"file": PAYLOAD, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
-                       "groups": layout}  # fmt: skip
+    full["payload"] = {
+        "file": PAYLOAD,
+        "bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "groups": layout,
+    }
     full["checksum"] = _checksum(full)
     try:
         _verify(full, {g.name: g.decoded() for g in groups})
@@ -533,8 +588,10 @@ def write_model(folder: Union[str, Path], meta: Dict[str, Any], groups: Sequence
         os.replace(tmp, folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelError(f"cannot write the model folder {folder} ({exc.strerror or exc}): choose a folder "
-                         "you can write to, with free space") from None  # fmt: skip
+        raise ModelError(
+            f"cannot write the model folder {folder} ({exc.strerror or exc}): choose a folder "
+            "you can write to, with free space"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -560,8 +617,10 @@ def add_files(folder: Union[str, Path], writers: Mapping[str, Callable[[Path], o
         for tmp in temps.values():
             if tmp.exists():
                 tmp.unlink()
-        raise ModelError(f"cannot write into {folder} ({exc.strerror or exc}): make the folder writable "
-                         "(or copy the model folder somewhere you can write) and free space") from None  # fmt: skip
+        raise ModelError(
+            f"cannot write into {folder} ({exc.strerror or exc}): make the folder writable "
+            "(or copy the model folder somewhere you can write) and free space"
+        ) from None
     return [folder / name for name in writers]
 
 
@@ -585,8 +644,10 @@ def load_model(folder: Union[str, Path]) -> Model:
         path = path.parent
     meta_path = path / MODEL_JSON
     if not meta_path.is_file():
-        raise ModelError(f"{path} is not a model folder: {MODEL_JSON} is missing (export one with tinysnn "
-                         "train --export or tinysnn-search export)")  # fmt: skip
+        raise ModelError(
+            f"{path} is not a model folder: {MODEL_JSON} is missing (export one with tinysnn "
+            "train --export or tinysnn-search export)"
+        )
     try:
         meta = json.loads(meta_path.read_text(), parse_constant=_refuse_constant)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -594,11 +655,15 @@ def load_model(folder: Union[str, Path]) -> Model:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{meta_path} is not a {FORMAT} description")
     if meta.get("format_version") == 1:
-        raise ModelError(f"{meta_path} has format version 1, which stores V_th; this tinysnn reads version "
-                         f"{FORMAT_VERSION}, which stores theta = V_th - v_th: export the model again")  # fmt: skip
+        raise ModelError(
+            f"{meta_path} has format version 1, which stores V_th; this tinysnn reads version "
+            f"{FORMAT_VERSION}, which stores theta = V_th - v_th: export the model again"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{meta_path} has format version {_show(meta.get('format_version'))}; this tinysnn "
-                         f"reads version {FORMAT_VERSION}: export the model with this version")  # fmt: skip
+        raise ModelError(
+            f"{meta_path} has format version {_show(meta.get('format_version'))}; this tinysnn "
+            f"reads version {FORMAT_VERSION}: export the model with this version"
+        )
     if meta.get("checksum") != _checksum(meta):
         raise ModelError(f"{meta_path} was edited after export (checksum mismatch): export the model again")
     try:

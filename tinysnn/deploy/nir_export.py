@@ -51,8 +51,13 @@ def write_nir(model: Model, folder: Union[str, Path]) -> Path:
     def lif(v_rest: _Scalar, v_reset: _Scalar, v_th: np.ndarray, decay: _Scalar) -> "nir.LIF":
         tau = -dt / float(np.log(decay))
         kw = {"v_reset": np.full(n, v_reset, np.float32)} if has_reset else {}
-        return nir.LIF(tau=np.full(n, tau, np.float32), r=np.full(n, tau, np.float32),
-                       v_leak=np.full(n, v_rest, np.float32), v_threshold=np.asarray(v_th, np.float32), **kw)  # fmt: skip
+        return nir.LIF(
+            tau=np.full(n, tau, np.float32),
+            r=np.full(n, tau, np.float32),
+            v_leak=np.full(n, v_rest, np.float32),
+            v_threshold=np.asarray(v_th, np.float32),
+            **kw,
+        )
 
     off_diagonal = (np.ones((n, n)) - np.eye(n)).astype(np.float32)
     nodes = {

@@ -190,8 +190,10 @@ def spike_probability(images: np.ndarray, model: Model) -> np.ndarray:
     if images.dtype.kind not in "uif" or (
         images.size and (not np.isfinite(images).all() or images.min() < 0 or images.max() > 255)
     ):
-        raise ModelError("images must be finite pixel intensities in 0..255 (uint8), as the model was "
-                         "trained on: no nan, inf or negative values")  # fmt: skip
+        raise ModelError(
+            "images must be finite pixel intensities in 0..255 (uint8), as the model was "
+            "trained on: no nan, inf or negative values"
+        )
     enc = model.encoding
     return images.astype(np.float32) * np.float32(enc.max_rate * enc.dt / 1000.0 / 255.0)
 
@@ -294,11 +296,15 @@ def _torch_trains(images: np.ndarray, model: Model, seed: int, batch: int, devic
 
         from ..encoding import make_generator, poisson
     except ImportError:
-        raise ModelError("the test trains were drawn by torch: install torch to draw them again, or "
-                         "pass --seed N for the numba encoder's trains") from None  # fmt: skip
+        raise ModelError(
+            "the test trains were drawn by torch: install torch to draw them again, or "
+            "pass --seed N for the numba encoder's trains"
+        ) from None
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("the test trains were drawn on cuda, and no CUDA device is here: run on one, or "
-                         "pass --seed N for the numba encoder's trains")  # fmt: skip
+        raise ModelError(
+            "the test trains were drawn on cuda, and no CUDA device is here: run on one, or "
+            "pass --seed N for the numba encoder's trains"
+        )
     padded = np.zeros((batch, p.shape[1]), np.uint8)  # the uniforms depend on the batch's shape only
     padded[: len(images)] = np.asarray(images)
     trains = poisson(torch.from_numpy(padded).to(device), model.encoding, make_generator(seed, device))
@@ -334,8 +340,13 @@ def runner_kind(model: Model) -> str:
     return "numpy runner: float32"
 
 
-def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Seeds] = None,
-               net: Optional[Network] = None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:  # fmt: skip
+def run_trains(
+    model: Model,
+    trains: np.ndarray,
+    seeds: Optional[Seeds] = None,
+    net: Optional[Network] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> np.ndarray:
     """Spike counts (B, N) int32 of the excitatory neurons for input trains (B, T, n_in) bool.
 
     Args:
@@ -351,8 +362,10 @@ def run_trains(model: Model, trains: np.ndarray, seeds: Optional[Seeds] = None,
     trains = np.asarray(trains, dtype=bool)
     B, T, n_in = trains.shape
     if n_in != model.n_input or T != model.encoding.time_steps:
-        raise ModelError(f"trains of shape {trains.shape} do not fit the model: expected (B, "
-                         f"{model.meta['encoding']['time_steps']}, {model.n_input})")  # fmt: skip
+        raise ModelError(
+            f"trains of shape {trains.shape} do not fit the model: expected (B, "
+            f"{model.meta['encoding']['time_steps']}, {model.n_input})"
+        )
     if batch_size < 1:
         raise ModelError(f"batch_size = {batch_size}: expected at least 1 sample")
     seeds_arr = np.arange(B, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64)
@@ -374,8 +387,11 @@ _INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64)
 
 def _narrowest_type(lo: int, hi: int, at_least: type = np.uint8) -> type:
     """The narrowest integer type, as wide as ``at_least`` or wider, that holds lo..hi."""
-    return next(t for t in _INTEGER_TYPES
-                if np.can_cast(at_least, t) and np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)  # fmt: skip
+    return next(
+        t
+        for t in _INTEGER_TYPES
+        if np.can_cast(at_least, t) and np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+    )
 
 
 def _sum_type(net: Network, most: int) -> type:
@@ -576,13 +592,26 @@ def fixed_plan(net: Network) -> FixedPlan:
 
     lo, hi = vf.code_range()
     return FixedPlan(
-        fv=fv, wf=wf.frac_bits, fF=fF, fG=fG, shift=fF - fv, lo=lo, hi=hi,
-        k_reset=at(vres - vr, fv), w_lat_F=at(net.w_lat, fF), w_ei_F=at(net.w_ei, fF),
-        vr_v=at(vr, fv), vr_G=at(vr, fG), inh_rest=at(vr_i - vr, fv), k_reset_i=at(vres_i - vr, fv),
-        vth_i_G=at(vth_i, fG), vth_G=at(net.v_th, fG),
+        fv=fv,
+        wf=wf.frac_bits,
+        fF=fF,
+        fG=fG,
+        shift=fF - fv,
+        lo=lo,
+        hi=hi,
+        k_reset=at(vres - vr, fv),
+        w_lat_F=at(net.w_lat, fF),
+        w_ei_F=at(net.w_ei, fF),
+        vr_v=at(vr, fv),
+        vr_G=at(vr, fG),
+        inh_rest=at(vr_i - vr, fv),
+        k_reset_i=at(vres_i - vr, fv),
+        vth_i_G=at(vth_i, fG),
+        vth_G=at(net.v_th, fG),
         thr_G=at(net.v_th, fG) + (np.asarray(model.groups["exc_theta"], np.int64) << (fG - tf.frac_bits)),
-        leak_exc=int(model.meta["leak"]["exc"]), leak_inh=int(model.meta["leak"]["inh"]),
-    )  # fmt: skip
+        leak_exc=int(model.meta["leak"]["exc"]),
+        leak_inh=int(model.meta["leak"]["inh"]),
+    )
 
 
 class _IntegerSteps:
@@ -610,11 +639,15 @@ class _IntegerSteps:
         self.work = np.int32 if fits32 else np.int64
         self.neuron_idx = np.arange(N, dtype=np.int64)
         net_seed = np.full(1, net.seed, dtype=np.int64)  # arrays: int64 products wrap without a warning
-        self.bases = {
-            # codes as int64 arrays: code x constant passes 2^63 from code 7 on, and arrays wrap
-            stream: S.stream_base(seeds[:, None], net_seed, np.full(1, stream, dtype=np.int64))
-            for stream in (S.STREAM_VMEM, S.STREAM_VMEM_INH, S.STREAM_VMEM_DECAY, S.STREAM_VMEM_INH_DECAY)
-        } if self.stochastic else {}  # fmt: skip
+        self.bases = (
+            {
+                # codes as int64 arrays: code x constant passes 2^63 from code 7 on, and arrays wrap
+                stream: S.stream_base(seeds[:, None], net_seed, np.full(1, stream, dtype=np.int64))
+                for stream in (S.STREAM_VMEM, S.STREAM_VMEM_INH, S.STREAM_VMEM_DECAY, S.STREAM_VMEM_INH_DECAY)
+            }
+            if self.stochastic
+            else {}
+        )
         self.product = np.empty((B, N), self.work)
         self.sign = np.empty((B, N), self.work)
 

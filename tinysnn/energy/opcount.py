@@ -128,10 +128,16 @@ def sample_op_counts(
         weight_updates = columns_updated * n_input + n_input * n  # learning rule + normalization
         if variant is Variant.DIEHL_COOK:
             weight_updates += input_spikes * n
-    counts = layer_op_counts(n_neurons=n, timesteps=time_steps, input_spikes=input_spikes,
-                             weight_updates=weight_updates, state_words_per_neuron=_EXC_STATE_WORDS)  # fmt: skip
+    counts = layer_op_counts(
+        n_neurons=n,
+        timesteps=time_steps,
+        input_spikes=input_spikes,
+        weight_updates=weight_updates,
+        state_words_per_neuron=_EXC_STATE_WORDS,
+    )
     if variant.has_inhibitory_layer:
-        inhibitory = layer_op_counts(n_neurons=n, timesteps=time_steps, input_spikes=0.0,
-                                     state_words_per_neuron=_INH_STATE_WORDS)  # fmt: skip
+        inhibitory = layer_op_counts(
+            n_neurons=n, timesteps=time_steps, input_spikes=0.0, state_words_per_neuron=_INH_STATE_WORDS
+        )
         return counts + inhibitory + OpCounts(synaptic_ops=exc_spikes + inh_spikes * (n - 1))
     return counts + OpCounts(synaptic_ops=exc_spikes * (n - 1))

@@ -56,16 +56,33 @@ from .formats import (
 
 _ON_FIRST_USE = {
     **dict.fromkeys(
-        ["formats_for_total_bits", "integer_bits_for", "itq_problem", "min_frac_bits_for_step", "range_of",
-         "ranges_per_network", "split_candidates", "splits_for_total_bits", "vth_increment_problem"],
+        [
+            "formats_for_total_bits",
+            "integer_bits_for",
+            "itq_problem",
+            "min_frac_bits_for_step",
+            "range_of",
+            "ranges_per_network",
+            "split_candidates",
+            "splits_for_total_bits",
+            "vth_increment_problem",
+        ],
         "ranges",
     ),
     **dict.fromkeys(
-        ["decay_toward_zero", "population_qparams", "population_rows", "quantize", "quantize_", "quantize_rows",
-         "quantize_scalar", "to_codes"],
+        [
+            "decay_toward_zero",
+            "population_qparams",
+            "population_rows",
+            "quantize",
+            "quantize_",
+            "quantize_rows",
+            "quantize_scalar",
+            "to_codes",
+        ],
         "rounding",
     ),
-}  # fmt: skip
+}
 """The names of the modules that need torch (or are typed against it), imported on first use: so
 ``import tinysnn.quant.formats`` (the deploy side, a board without torch) loads formats.py alone."""
 

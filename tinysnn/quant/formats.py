@@ -167,8 +167,10 @@ class QFormat:
     def __post_init__(self) -> None:
         bits = (self.int_bits, self.frac_bits)
         if any(isinstance(b, bool) or not isinstance(b, numbers.Integral) for b in bits):
-            raise ValueError(f"invalid fixed-point format: i = {bits[0]!r} and f = {bits[1]!r} must be "
-                             f"integers; {_FORMAT_RULE}")  # fmt: skip
+            raise ValueError(
+                f"invalid fixed-point format: i = {bits[0]!r} and f = {bits[1]!r} must be "
+                f"integers; {_FORMAT_RULE}"
+            )
         object.__setattr__(self, "int_bits", int(self.int_bits))  # numpy integers become ints
         object.__setattr__(self, "frac_bits", int(self.frac_bits))
         problem = None

@@ -168,8 +168,10 @@ def splits_for_total_bits(
         parts = ["1 integer bit for the sign"] if signed else []
         parts += [f"{min_frac} fractional bits"] if min_frac else []
         why = f" ({' and '.join(parts)})" if parts else ""
-        raise ValueError(f"B = {bits} bits has no format for {param or 'values'!r} in [{lo}, {hi}]: it needs "
-                         f"{max(fewest + min_frac, 1)} <= B <= {MAX_TOTAL_BITS}{why}")  # fmt: skip
+        raise ValueError(
+            f"B = {bits} bits has no format for {param or 'values'!r} in [{lo}, {hi}]: it needs "
+            f"{max(fewest + min_frac, 1)} <= B <= {MAX_TOTAL_BITS}{why}"
+        )
     open_sign = None if convention == signed else signed
     return [QFormat(i, bits - i, open_sign) for i in range(widest, max(fewest, widest - count + 1) - 1, -1)]
 

@@ -39,8 +39,12 @@ def _said_if_compiled(kernel: Any) -> Iterator[None]:
         yield
         return
     name = kernel.py_func.__name__
-    print(f"tinysnn: compiling the numba kernel {name} for this machine, once (cached in "
-          f"{kernel.stats.cache_path})...", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"tinysnn: compiling the numba kernel {name} for this machine, once (cached in "
+        f"{kernel.stats.cache_path})...",
+        file=sys.stderr,
+        flush=True,
+    )
     t0 = time.perf_counter()
     yield
     print(f"tinysnn: {name} compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -106,10 +110,23 @@ class NumbaBackend:
         ip = np.ascontiguousarray(ip, dtype=np.int64)
         ex, ih = pop.exc, pop.inh
         k = np.array(
-            [ex.v_rest, ex.v_reset, ex.v_th, c.dec_exc, ih.v_rest, ih.v_reset, ih.v_th, c.dec_inh,
-             c.dec_post, c.dec_theta_sample, c.leak_exc, c.leak_inh, c.leak_theta_sample],
+            [
+                ex.v_rest,
+                ex.v_reset,
+                ex.v_th,
+                c.dec_exc,
+                ih.v_rest,
+                ih.v_reset,
+                ih.v_th,
+                c.dec_inh,
+                c.dec_post,
+                c.dec_theta_sample,
+                c.leak_exc,
+                c.leak_inh,
+                c.leak_theta_sample,
+            ],
             dtype=np.float32,
-        )  # fmt: skip
+        )
         T = int(self.enc.time_steps)
         table = np.empty(T + 1, np.float32)
         table[0] = 1.0
@@ -144,8 +161,14 @@ class NumbaBackend:
             dense[t, idx[ptr[t] : ptr[t + 1]]] = True
         return torch.from_numpy(dense)
 
-    def train_sample(self, image: torch.Tensor, train: Optional[torch.Tensor], train_seed: int, learn_seed: int,
-                     vmem_range: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def train_sample(
+        self,
+        image: torch.Tensor,
+        train: Optional[torch.Tensor],
+        train_seed: int,
+        learn_seed: int,
+        vmem_range: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Learn from one sample: counts (P, N) and kernel statistics (P, 1, 3)."""
         a = self._kernel_args()
         if train is None:
@@ -158,14 +181,35 @@ class NumbaBackend:
         kernel = K.train_kernel_serial if self.pop.n_networks == 1 else K.train_kernel
         with _said_if_compiled(kernel):
             kernel(
-                a["variant"], ptr, idx, a["W"], a["theta"], a["sizes"], a["fp"], a["ip"], a["t_upd"],
-                a["q"]["weights"], a["q"]["vmem"], a["q"]["vth"], a["k"], a["refr_e"], a["refr_i"],
-                a["table"], a["T"], learn_seed, a["net_seeds"], counts, stats, vmem_range.numpy(), self.profile,
-            )  # fmt: skip
+                a["variant"],
+                ptr,
+                idx,
+                a["W"],
+                a["theta"],
+                a["sizes"],
+                a["fp"],
+                a["ip"],
+                a["t_upd"],
+                a["q"]["weights"],
+                a["q"]["vmem"],
+                a["q"]["vth"],
+                a["k"],
+                a["refr_e"],
+                a["refr_i"],
+                a["table"],
+                a["T"],
+                learn_seed,
+                a["net_seeds"],
+                counts,
+                stats,
+                vmem_range.numpy(),
+                self.profile,
+            )
         return torch.from_numpy(counts[:, 0, :]), torch.from_numpy(stats)
 
-    def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
-              seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def infer(
+        self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Counts (P, B, N) and statistics (P, B, 3) without learning; sample b's train is drawn from
         ``seeds[b]`` unless dense ``trains`` (T, B, n_in) are given."""
         a = self._kernel_args()
@@ -176,10 +220,27 @@ class NumbaBackend:
             probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy())
             with _said_if_compiled(K.infer_kernel):
                 K.infer_kernel(
-                    a["variant"], probs, np.array(seeds, dtype=np.int64), a["W"], a["theta"], a["sizes"],
-                    a["fp"], a["ip"], a["t_upd"], a["q"]["weights"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"],
-                    a["table"], a["T"], a["net_seeds"], counts, stats, self.profile,
-                )  # fmt: skip
+                    a["variant"],
+                    probs,
+                    np.array(seeds, dtype=np.int64),
+                    a["W"],
+                    a["theta"],
+                    a["sizes"],
+                    a["fp"],
+                    a["ip"],
+                    a["t_upd"],
+                    a["q"]["weights"],
+                    a["q"]["vmem"],
+                    a["k"],
+                    a["refr_e"],
+                    a["refr_i"],
+                    a["table"],
+                    a["T"],
+                    a["net_seeds"],
+                    counts,
+                    stats,
+                    self.profile,
+                )
         else:
             parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
             ptrs = np.stack([p for p, _ in parts])
@@ -187,8 +248,26 @@ class NumbaBackend:
             idxs = np.concatenate([i for _, i in parts]) if parts else np.zeros(0, np.int32)
             with _said_if_compiled(K.infer_trains_kernel):
                 K.infer_trains_kernel(
-                    a["variant"], ptrs, idxs.astype(np.int32), offs, a["W"], a["theta"], a["sizes"],
-                    a["fp"], a["ip"], a["t_upd"], a["q"]["vmem"], a["k"], a["refr_e"], a["refr_i"], a["table"],
-                    a["T"], np.array(seeds, dtype=np.int64), a["net_seeds"], counts, stats, self.profile,
-                )  # fmt: skip
+                    a["variant"],
+                    ptrs,
+                    idxs.astype(np.int32),
+                    offs,
+                    a["W"],
+                    a["theta"],
+                    a["sizes"],
+                    a["fp"],
+                    a["ip"],
+                    a["t_upd"],
+                    a["q"]["vmem"],
+                    a["k"],
+                    a["refr_e"],
+                    a["refr_i"],
+                    a["table"],
+                    a["T"],
+                    np.array(seeds, dtype=np.int64),
+                    a["net_seeds"],
+                    counts,
+                    stats,
+                    self.profile,
+                )
         return torch.from_numpy(counts), torch.from_numpy(stats)

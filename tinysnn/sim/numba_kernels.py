@@ -65,8 +65,9 @@ try:
         """The CPU's time-stamp counter (``llvm.readcyclecounter``), for the phase profile."""
 
         def codegen(context, builder, signature, args):
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
-                                                "llvm.readcyclecounter")  # fmt: skip
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter"
+            )
             return builder.call(fn, [])
 
         return types.int64(), codegen
@@ -99,8 +100,21 @@ STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
 ))  # fmt: skip
 I_ONE_SPIKE, I_NORM_RULE = (INT_PARAMS.index(name) for name in ("one_spike", "norm_rule"))
 # columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
-(K_VR_E, K_VRESET_E, K_VTH_E, K_DEC_E, K_VR_I, K_VRESET_I, K_VTH_I, K_DEC_I,
- K_DEC_POST, K_DEC_THETA, K_LEAK_E, K_LEAK_I, K_LEAK_THETA) = range(13)  # fmt: skip
+(
+    K_VR_E,
+    K_VRESET_E,
+    K_VTH_E,
+    K_DEC_E,
+    K_VR_I,
+    K_VRESET_I,
+    K_VTH_I,
+    K_DEC_I,
+    K_DEC_POST,
+    K_DEC_THETA,
+    K_LEAK_E,
+    K_LEAK_I,
+    K_LEAK_THETA,
+) = range(13)
 
 
 _GEOMETRIC_SEARCH = 0.333333333333333333333333  # numba's (and numpy's) switch to the search algorithm
@@ -436,8 +450,25 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
     # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
         for j in range(n):
-            x = _vmem_step(VMEM_FP32, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
-                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_FP32,
+                vi[j],
+                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
+                refi[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             sp = x > vth
             refi[j] = refr_i if sp else refi[j] - 1
             vi[j] = vres if sp else x
@@ -445,8 +476,25 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
             fired += 1 if sp else 0
     elif kind == VMEM_GRID32:
         for j in range(n):
-            x = _vmem_step(VMEM_GRID32, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
-                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_GRID32,
+                vi[j],
+                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
+                refi[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             sp = x > vth
             refi[j] = refr_i if sp else refi[j] - 1
             vi[j] = vres if sp else x
@@ -454,8 +502,25 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
             fired += 1 if sp else 0
     elif kind == VMEM_GRID:
         for j in range(n):
-            x = _vmem_step(VMEM_GRID, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
-                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_GRID,
+                vi[j],
+                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
+                refi[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             sp = x > vth
             refi[j] = refr_i if sp else refi[j] - 1
             vi[j] = vres if sp else x
@@ -463,8 +528,25 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
             fired += 1 if sp else 0
     else:
         for j in range(n):
-            x = _vmem_step(VMEM_SCALAR, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
-                           mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_SCALAR,
+                vi[j],
+                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
+                refi[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             sp = x > vth
             refi[j] = refr_i if sp else refi[j] - 1
             vi[j] = vres if sp else x
@@ -483,8 +565,27 @@ def _lateral_inhibition(cur, lat, nlat, n, w_lat):
 
 
 @njit
-def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k, qv, key, key_decay, refr_e,
-                         one_spike, kind, track_range):  # fmt: skip
+def _lif_excitatory_step(
+    v,
+    ref,
+    s,
+    thr,
+    cur,
+    cnt,
+    spk,
+    cross,
+    v_lo,
+    v_hi,
+    n,
+    k,
+    qv,
+    key,
+    key_decay,
+    refr_e,
+    one_spike,
+    kind,
+    track_range,
+):
     """The excitatory LIF layer (``equations.lif_excitatory_step``): leak toward rest, add the
     current unless refractory, quantize (qWN), cross above v_th + theta, reset and refractory.
 
@@ -504,29 +605,97 @@ def _lif_excitatory_step(v, ref, s, thr, cur, cnt, spk, cross, v_lo, v_hi, n, k,
     # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
         for j in range(n):
-            x = _vmem_step(VMEM_FP32, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
-                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_FP32,
+                v[j],
+                cur[j],
+                ref[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             v[j] = x
             ref[j] -= 1
             crossing += 1 if x > thr[j] else 0
     elif kind == VMEM_GRID32:
         for j in range(n):
-            x = _vmem_step(VMEM_GRID32, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
-                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_GRID32,
+                v[j],
+                cur[j],
+                ref[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             v[j] = x
             ref[j] -= 1
             crossing += 1 if x > thr[j] else 0
     elif kind == VMEM_GRID:
         for j in range(n):
-            x = _vmem_step(VMEM_GRID, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
-                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_GRID,
+                v[j],
+                cur[j],
+                ref[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             v[j] = x
             ref[j] -= 1
             crossing += 1 if x > thr[j] else 0
     else:
         for j in range(n):
-            x = _vmem_step(VMEM_SCALAR, v[j], cur[j], ref[j] <= 0, vr, dec, mode, scale, inv, lo, hi, nearest, leak,
-                           stochastic, key, key_decay, j)  # fmt: skip
+            x = _vmem_step(
+                VMEM_SCALAR,
+                v[j],
+                cur[j],
+                ref[j] <= 0,
+                vr,
+                dec,
+                mode,
+                scale,
+                inv,
+                lo,
+                hi,
+                nearest,
+                leak,
+                stochastic,
+                key,
+                key_decay,
+                j,
+            )
             v[j] = x
             ref[j] -= 1
             crossing += 1 if x > thr[j] else 0
@@ -873,8 +1042,37 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
 
 
 @njit(cache=True)
-def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
-             pre_table, T, counts, b, stats, vrange, sample_seed, net_seed, codes, w_inv, prof, clock):  # fmt: skip
+def _run_one(
+    p,
+    learn,
+    variant,
+    ptr,
+    idx,
+    W,
+    theta,
+    n,
+    fp,
+    ip,
+    t_upd,
+    qw,
+    qv,
+    qth,
+    k,
+    refr_e,
+    refr_i,
+    pre_table,
+    T,
+    counts,
+    b,
+    stats,
+    vrange,
+    sample_seed,
+    net_seed,
+    codes,
+    w_inv,
+    prof,
+    clock,
+):
     """One sample through network p: the time loop of ``torch_backend.run_window``, step by step.
 
     Longer than the other functions because it owns the window's state (the arrays below) and
@@ -991,8 +1189,9 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, ip, t_upd, qw, qv, qt
             )
             n_cols += nsp
         elif variant == VARIANT_SL_STDP:
-            _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, prm[C_ETA_P], prm[C_ETA_D], prm[C_X_TH], wmax, qw,
-                     key_w)  # fmt: skip
+            _sl_stdp(
+                Wp, spk, nsp, last_in, pre_table, t, prm[C_ETA_P], prm[C_ETA_D], prm[C_X_TH], wmax, qw, key_w
+            )
             n_cols += nsp
         else:  # tinySNN: timestep-based adaptive potentiation at every T_u steps and at the end
             for m in range(nsp):
@@ -1020,8 +1219,31 @@ def _run_one(p, learn, variant, ptr, idx, W, theta, n, fp, ip, t_upd, qw, qv, qt
 
 
 @njit(cache=True, parallel=True)
-def train_kernel(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                 pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
+def train_kernel(
+    variant,
+    ptr,
+    idx,
+    W,
+    theta,
+    sizes,
+    fp,
+    ip,
+    t_upd,
+    qw,
+    qv,
+    qth,
+    k,
+    refr_e,
+    refr_i,
+    pre_table,
+    T,
+    sample_seed,
+    net_seeds,
+    counts,
+    stats,
+    vrange,
+    prof,
+):
     """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
 
     ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis);
@@ -1030,14 +1252,65 @@ def train_kernel(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, qv, qth,
     P = W.shape[0]
     no_codes = np.zeros((1, 1), np.int16)
     for p in prange(P):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, qw[p], qv[p], qth[p], k, refr_e,
-                 refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
-                 _lap(prof, -1, 0))  # fmt: skip
+        _run_one(
+            p,
+            True,
+            variant,
+            ptr,
+            idx,
+            W,
+            theta,
+            sizes[p],
+            fp,
+            ip,
+            t_upd,
+            qw[p],
+            qv[p],
+            qth[p],
+            k,
+            refr_e,
+            refr_i,
+            pre_table,
+            T,
+            counts,
+            0,
+            stats,
+            vrange,
+            sample_seed,
+            net_seeds[p],
+            no_codes,
+            0.0,
+            prof,
+            _lap(prof, -1, 0),
+        )
 
 
 @njit(cache=True)
-def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, qv, qth, k, refr_e, refr_i,
-                        pre_table, T, sample_seed, net_seeds, counts, stats, vrange, prof):  # fmt: skip
+def train_kernel_serial(
+    variant,
+    ptr,
+    idx,
+    W,
+    theta,
+    sizes,
+    fp,
+    ip,
+    t_upd,
+    qw,
+    qv,
+    qth,
+    k,
+    refr_e,
+    refr_i,
+    pre_table,
+    T,
+    sample_seed,
+    net_seeds,
+    counts,
+    stats,
+    vrange,
+    prof,
+):
     """:func:`train_kernel` without the thread pool: for P = 1, waking worker threads for one network
     every sample costs more than it saves (measured 2-4x slower on a busy 2-core machine).
 
@@ -1046,14 +1319,62 @@ def train_kernel_serial(variant, ptr, idx, W, theta, sizes, fp, ip, t_upd, qw, q
     """
     no_codes = np.zeros((1, 1), np.int16)
     for p in range(W.shape[0]):
-        _run_one(p, True, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, qw[p], qv[p], qth[p], k, refr_e,
-                 refr_i, pre_table, T, counts, 0, stats, vrange, sample_seed, net_seeds[p], no_codes, 0.0, prof,
-                 _lap(prof, -1, 0))  # fmt: skip
+        _run_one(
+            p,
+            True,
+            variant,
+            ptr,
+            idx,
+            W,
+            theta,
+            sizes[p],
+            fp,
+            ip,
+            t_upd,
+            qw[p],
+            qv[p],
+            qth[p],
+            k,
+            refr_e,
+            refr_i,
+            pre_table,
+            T,
+            counts,
+            0,
+            stats,
+            vrange,
+            sample_seed,
+            net_seeds[p],
+            no_codes,
+            0.0,
+            prof,
+            _lap(prof, -1, 0),
+        )
 
 
 @njit(cache=True, parallel=True)
-def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, ip, t_upd, qw, qv, k, refr_e, refr_i,
-                 pre_table, T, net_seeds, counts, stats, prof):  # fmt: skip
+def infer_kernel(
+    variant,
+    probs,
+    seeds,
+    W,
+    theta,
+    sizes,
+    fp,
+    ip,
+    t_upd,
+    qw,
+    qv,
+    k,
+    refr_e,
+    refr_i,
+    pre_table,
+    T,
+    net_seeds,
+    counts,
+    stats,
+    prof,
+):
     """B samples x P networks without learning; each sample encoded from its own seed, which
     also keys its stochastic-rounding streams. Networks whose weights lie on their grid sum
     integer codes (:func:`_weight_codes`). A ``prof`` array is shared by the jobs: profile with
@@ -1069,13 +1390,63 @@ def infer_kernel(variant, probs, seeds, W, theta, sizes, fp, ip, t_upd, qw, qv, 
         clock = _lap(prof, -1, 0)
         ptr, idx = encode_isi(probs[b], T, seeds[b])
         clock = _lap(prof, PH_ENCODE, clock)
-        _run_one(p, False, variant, ptr, idx, W, theta, sizes[p], fp, ip, t_upd, noq, qv[p], noq, k, refr_e, refr_i,
-                 pre_table, T, counts, b, stats, dummy, seeds[b], net_seeds[p], codes[p], w_inv[p], prof, clock)  # fmt: skip
+        _run_one(
+            p,
+            False,
+            variant,
+            ptr,
+            idx,
+            W,
+            theta,
+            sizes[p],
+            fp,
+            ip,
+            t_upd,
+            noq,
+            qv[p],
+            noq,
+            k,
+            refr_e,
+            refr_i,
+            pre_table,
+            T,
+            counts,
+            b,
+            stats,
+            dummy,
+            seeds[b],
+            net_seeds[p],
+            codes[p],
+            w_inv[p],
+            prof,
+            clock,
+        )
 
 
 @njit(cache=True, parallel=True)
-def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, ip, t_upd, qv, k, refr_e,
-                        refr_i, pre_table, T, seeds, net_seeds, counts, stats, prof):  # fmt: skip
+def infer_trains_kernel(
+    variant,
+    ptrs,
+    idxs,
+    offs,
+    W,
+    theta,
+    sizes,
+    fp,
+    ip,
+    t_upd,
+    qv,
+    k,
+    refr_e,
+    refr_i,
+    pre_table,
+    T,
+    seeds,
+    net_seeds,
+    counts,
+    stats,
+    prof,
+):
     """Like infer_kernel on given trains: sample b is ptrs[b], idxs[offs[b]:offs[b+1]]; ``seeds[b]``
     keys its stochastic-rounding streams."""
     P = W.shape[0]
@@ -1086,9 +1457,37 @@ def infer_trains_kernel(variant, ptrs, idxs, offs, W, theta, sizes, fp, ip, t_up
     for job in prange(P * B):
         p = job // B
         b = job % B
-        _run_one(p, False, variant, ptrs[b], idxs[offs[b]:offs[b + 1]], W, theta, sizes[p], fp,
-                 ip, t_upd, noq, qv[p], noq, k, refr_e, refr_i, pre_table, T, counts, b, stats, dummy,
-                 seeds[b], net_seeds[p], no_codes, 0.0, prof, _lap(prof, -1, 0))  # fmt: skip
+        _run_one(
+            p,
+            False,
+            variant,
+            ptrs[b],
+            idxs[offs[b] : offs[b + 1]],
+            W,
+            theta,
+            sizes[p],
+            fp,
+            ip,
+            t_upd,
+            noq,
+            qv[p],
+            noq,
+            k,
+            refr_e,
+            refr_i,
+            pre_table,
+            T,
+            counts,
+            b,
+            stats,
+            dummy,
+            seeds[b],
+            net_seeds[p],
+            no_codes,
+            0.0,
+            prof,
+            _lap(prof, -1, 0),
+        )
 
 
 def num_threads() -> int:

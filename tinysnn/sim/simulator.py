@@ -32,13 +32,20 @@ class SimulatorBackend(Protocol):
     def encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
         """The dense bool train (T, n_in) this backend presents for a sample drawn from ``seed``."""
 
-    def train_sample(self, image: torch.Tensor, train: Optional[torch.Tensor], train_seed: int, learn_seed: int,
-                     vmem_range: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def train_sample(
+        self,
+        image: torch.Tensor,
+        train: Optional[torch.Tensor],
+        train_seed: int,
+        learn_seed: int,
+        vmem_range: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Learn from one sample (from ``train`` when given); counts (P, N) and statistics (P, 1, 3);
         the V_mem range seen is merged into ``vmem_range`` (P, 2)."""
 
-    def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
-              seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def infer(
+        self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Counts (P, B, N) and statistics (P, B, 3) of a batch without learning."""
 
 
@@ -96,9 +103,12 @@ class Simulator:
     ) -> torch.Tensor:
         """Learn from one sample (or from a given dense train (T, n_in)); counts (P, N)."""
         counts, self.last_stats = self._impl.train_sample(
-            image, train, self._sample_seed(STREAM_TRAIN, index), self._sample_seed(STREAM_LEARN, index),
+            image,
+            train,
+            self._sample_seed(STREAM_TRAIN, index),
+            self._sample_seed(STREAM_LEARN, index),
             self.vmem_range,
-        )  # fmt: skip
+        )
         return counts
 
     def infer(
@@ -119,5 +129,14 @@ class Simulator:
         return counts
 
 
-__all__ = ["BACKENDS", "STREAM_ASSIGN", "STREAM_LEARN", "STREAM_TEST", "STREAM_TRAIN", "Backend", "Simulator",
-           "SimulatorBackend", "default_backend"]  # fmt: skip
+__all__ = [
+    "BACKENDS",
+    "STREAM_ASSIGN",
+    "STREAM_LEARN",
+    "STREAM_TEST",
+    "STREAM_TRAIN",
+    "Backend",
+    "Simulator",
+    "SimulatorBackend",
+    "default_backend",
+]

@@ -148,10 +148,19 @@ def run_window(
     if step is not None and dev.type == "cuda":  # CUDA graphs overwrite their outputs on the next replay
         st = _State._make(None if x is None else x.clone() for x in st)
     if learn:
-        pop.theta = decay_theta(win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T],
-                                win.neuron_idx)  # fmt: skip
-        pop.weights = normalize(pop, st.w, st.counts[:, 0, :], win.qw, win.bases.get(S.STREAM_W_NORM), steps[T],
-                                win.synapse_idx, win.neuron_idx)  # fmt: skip
+        pop.theta = decay_theta(
+            win.c, st.theta, win.qth, win.bases.get(S.STREAM_THETA_DECAY), steps[T], win.neuron_idx
+        )
+        pop.weights = normalize(
+            pop,
+            st.w,
+            st.counts[:, 0, :],
+            win.qw,
+            win.bases.get(S.STREAM_W_NORM),
+            steps[T],
+            win.synapse_idx,
+            win.neuron_idx,
+        )
     if win.track:
         assert vrange is not None
         vrange[:, 0] = torch.minimum(vrange[:, 0], st.v_lo.cpu())
@@ -212,9 +221,22 @@ def _window(
     # kernels do, so both give the same spikes; float32 on CUDA for speed.
     acc = torch.float64 if dev.type == "cpu" else torch.float32
     return _Window(
-        pop, constants(pop, enc), pop.mask[:, None, :], qv, qth, qw, bases, neuron_idx, synapse_idx, w_lat, one,
-        acc, learn, learn and track, int(enc.time_steps),
-    )  # fmt: skip
+        pop,
+        constants(pop, enc),
+        pop.mask[:, None, :],
+        qv,
+        qth,
+        qw,
+        bases,
+        neuron_idx,
+        synapse_idx,
+        w_lat,
+        one,
+        acc,
+        learn,
+        learn and track,
+        int(enc.time_steps),
+    )
 
 
 def _initial_state(win: _Window, B: int) -> _State:
@@ -288,9 +310,18 @@ def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights
     if vi is not None:
         assert refi is not None and si is not None  # the inhibitory layer's state comes whole
         vi, refi, si_new = lif_inhibitory_step(
-            pop, c, win.mask, vi, refi, st.s, win.qv, win.bases.get(S.STREAM_VMEM_INH),
-            win.bases.get(S.STREAM_VMEM_INH_DECAY), t, win.neuron_idx,
-        )  # fmt: skip
+            pop,
+            c,
+            win.mask,
+            vi,
+            refi,
+            st.s,
+            win.qv,
+            win.bases.get(S.STREAM_VMEM_INH),
+            win.bases.get(S.STREAM_VMEM_INH_DECAY),
+            t,
+            win.neuron_idx,
+        )
         n_inh = n_inh + si_new.sum(dim=2)
         cur = lateral_inhibition(cur, si, win.w_lat)  # inhibitory spikes of t - 1
         si = si_new
@@ -316,9 +347,17 @@ def _step(win: _Window, st: _State, s_in: torch.Tensor, t: torch.Tensor, weights
         v_lo = torch.minimum(v_lo, v_top.masked_fill(~win.mask, float("inf")).flatten(1).amin(1))
         v_hi = torch.maximum(v_hi, v_top.masked_fill(~win.mask, -float("inf")).flatten(1).amax(1))
     st = st._replace(
-        v=v, ref=ref, s=s, vi=vi, refi=refi, si=si, counts=st.counts + s.to(torch.int32), n_inh=n_inh,
-        v_lo=v_lo, v_hi=v_hi,
-    )  # fmt: skip
+        v=v,
+        ref=ref,
+        s=s,
+        vi=vi,
+        refi=refi,
+        si=si,
+        counts=st.counts + s.to(torch.int32),
+        n_inh=n_inh,
+        v_lo=v_lo,
+        v_hi=v_hi,
+    )
     return _learn(win, st, s_in[0], cross[:, 0, :], t, weights_change) if win.learn else st
 
 
@@ -424,15 +463,22 @@ class TorchBackend:
         """The dense bool train (T, n_in) of a sample drawn from ``seed`` (one uniform per input per step)."""
         return poisson(image.to(self.pop.device), self.enc, make_generator(seed, self.pop.device))
 
-    def train_sample(self, image: torch.Tensor, train: Optional[torch.Tensor], train_seed: int, learn_seed: int,
-                     vmem_range: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def train_sample(
+        self,
+        image: torch.Tensor,
+        train: Optional[torch.Tensor],
+        train_seed: int,
+        learn_seed: int,
+        vmem_range: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Learn from one sample: counts (P, N) and statistics (P, 1, 3)."""
         if train is None:
             train = self.encode(image, train_seed)
         return train_sample(self.pop, train, self.enc, learn_seed, vmem_range, self.compiled)
 
-    def infer(self, images: torch.Tensor, trains: Optional[torch.Tensor],
-              seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def infer(
+        self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Counts (P, B, N) and statistics (P, B, 3) without learning; the batch's trains are drawn
         from ``seeds[0]`` unless dense ``trains`` (T, B, n_in) are given."""
         if trains is None:

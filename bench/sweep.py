@@ -33,7 +33,7 @@ import torch
 from tinysnn import data as D
 from tinysnn.config import EncodingConfig, LearningConfig, NetworkConfig, Variant
 from tinysnn.network import build_population
-from tinysnn.quant import parse_quant_arg
+from tinysnn.quant import FP32, parse_quant_arg, quantized_or_none
 from tinysnn.train import RunSpec, run
 
 NET_KEYS = {"w_inh", "w_inh_exc", "norm_total", "theta_plus", "one_spike"}
@@ -54,7 +54,7 @@ def parse_grid(items: List[str]) -> Dict[str, List[float]]:
 
 def _quant_label(q: Any) -> str:
     """``itq truncate weights=UQ0.8``: the scheme, the rounding and the quantized parameters."""
-    parts = [item for item in q.to_text().split(",") if "=" in item and not item.endswith("=fp32")]
+    parts = [item for item in q.to_text().split(",") if "=" in item and not item.endswith("=" + FP32)]
     params = [item for item in parts if not item.startswith(("rounding=", "scheme="))]
     return " ".join([q.scheme.value, q.rounding.value] + params)
 
@@ -75,7 +75,7 @@ def main(argv: Any = None) -> int:
     p.add_argument(
         "--quant",
         nargs="+",
-        default=["fp32"],
+        default=[FP32],
         help="quantizations to cross with the grid, e.g. fp32 weights=UQ0.8,scheme=itq,rounding=truncate",
     )
     p.add_argument("--json", default=None)
@@ -91,10 +91,10 @@ def main(argv: Any = None) -> int:
     grid = parse_grid(args.grid)
     keys = list(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    quants = [None if q.is_fp32 else q for q in specs]
-    labels = ["fp32" if q is None else _quant_label(q) for q in quants]
+    quants = [quantized_or_none(q) for q in specs]
+    labels = [FP32 if q is None else _quant_label(q) for q in quants]
     n_points = len(points)
-    if args.quant != ["fp32"]:
+    if args.quant != [FP32]:
         points = [dict(pt, quant=label) for label in labels for pt in points]
     point_quants = [q for q in quants for _ in range(n_points)]
     splits = D.load(args.dataset, args.data_root, validation=args.validation)
@@ -142,7 +142,7 @@ def main(argv: Any = None) -> int:
             )
         )
     rows.sort(key=lambda r: -r["accuracy"])
-    qcol = args.quant != ["fp32"]
+    qcol = args.quant != [FP32]
     head = (f"{'quant':<34} " if qcol else "") + " ".join(f"{k:>10}" for k in keys)
     print(head + f" {'val acc':>8} {'val prop':>8} {'spk/smp':>8}")
     for r in rows:

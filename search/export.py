@@ -81,7 +81,7 @@ def export_trial(
     from tinysnn.config import EncodingConfig, LearningConfig, LIFParams, NetworkConfig
     from tinysnn.export import export_network
     from tinysnn.network import build_population
-    from tinysnn.quant import parse_quant_arg
+    from tinysnn.quant import parse_quant_arg, quantized_or_none
 
     trial = _trial(study, number)
     metas = [m for m in get_all_artifact_meta(trial, storage=storage) if m.filename == MODEL_ARTIFACT]
@@ -143,7 +143,7 @@ def export_trial(
         pop,
         0,
         encoding,
-        None if spec.is_fp32 else spec,
+        quantized_or_none(spec),
         model["labels"],
         10,
         accuracy=model.get("accuracy"),

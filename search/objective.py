@@ -29,7 +29,7 @@ from tinysnn.config import to_dict
 from tinysnn.energy import EnergyMeter, MeterOptions, make_meter
 from tinysnn.memory import MemoryReference, default_reference, memory_breakdown, reference_memory
 from tinysnn.network import Population, build_population, resolve_device
-from tinysnn.quant import PARAMS, format_text
+from tinysnn.quant import PARAMS, format_text, record_fields
 from tinysnn.sim import STREAM_TEST, Simulator
 from tinysnn.train import RunCallbacks, RunResult, RunSpec, TrainState, infer_counts, run
 
@@ -295,16 +295,17 @@ def config_attrs(cfg: TrialConfig) -> Dict[str, Any]:
     """What a trial trains, as user attributes: set when it is asked (so a running trial shows its
     formats in `tinysnn-search status` and the dashboard) and again with its results."""
     quant = cfg.quant
+    record = record_fields(quant)
     attrs: Dict[str, Any] = {
         "variant": cfg.network.variant.value,
         "n_neurons": cfg.network.n_neurons,
-        "quant": cfg.label,
-        "scheme": quant.scheme.value if quant is not None else "fp32",
-        "rounding": quant.rounding.value if quant is not None else "",
-        "quant_text": quant.to_text() if quant is not None else "fp32",
+        "quant": record.label,
+        "scheme": record.scheme,
+        "rounding": record.rounding,
+        "quant_text": record.text,
     }
     for param in PARAMS:
-        attrs[f"{param}_format"] = format_text(quant.format_of(param)) if quant is not None else "fp32"
+        attrs[f"{param}_format"] = format_text(quant.format_of(param) if quant is not None else None)
     return attrs
 
 

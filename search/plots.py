@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tinysnn import plots
 from tinysnn.plots import new_figure, save_figure
-from tinysnn.quant.formats import parse_format
+from tinysnn.quant.formats import FP32, parse_format
 
 from .errors import SearchError
 from .report import APPROX_NOTE
@@ -129,7 +129,7 @@ def pareto_figure(study: optuna.Study, sweep: Sequence[Tuple[float, Candidate]])
 
 def weight_bits(trial: FrozenTrial) -> int:
     """B = i + f of the trial's weight format, 32 for FP32 (the precision axis of the paper's Fig. 9)."""
-    fmt = parse_format(str(trial.user_attrs.get("weights_format", "fp32")))
+    fmt = parse_format(str(trial.user_attrs.get("weights_format", FP32)))
     return 32 if fmt is None else fmt.total_bits
 
 

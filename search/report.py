@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Sequenc
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tinysnn.quant.formats import FP32, NO_ROUNDING
+
 from ._constraints import told_constraints
 from .errors import SearchError
 from .select import (
@@ -78,7 +80,7 @@ def _variant(attrs: Dict[str, Any]) -> str:
 
 def _formats(attrs: Dict[str, Any]) -> str:
     fm = [str(attrs.get(f"{p}_format", "")) for p in ("weights", "vmem", "vth")]
-    return "/".join(fm) if any(f and f != "fp32" for f in fm) else "fp32"
+    return "/".join(fm) if any(f and f != FP32 for f in fm) else FP32
 
 
 def _row(t: FrozenTrial) -> List[Any]:
@@ -94,7 +96,9 @@ def _row(t: FrozenTrial) -> List[Any]:
     acc = f"{100 * vals[0]:.2f}" if vals[0] is not None else ""
     mem = f"{vals[1]:.4f}" if vals[1] is not None else ""
     energy = f"{vals[2]:.3g}" if vals[2] is not None else ""
-    scheme = f"{a.get('scheme', '')} {a.get('rounding', '')}".strip()
+    rounding = a.get("rounding", "")
+    rounding = "" if rounding == NO_ROUNDING else rounding  # FP32 (trials before it wrote "")
+    scheme = f"{a.get('scheme', '')} {rounding}".strip()
     trained_by = a.get("trained_by")
     trained = "" if trained_by is None else "itself" if trained_by == t.number else f"by #{trained_by}"
     return [

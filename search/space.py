@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tinysnn.config import ConfigError, LearningConfig, NetworkConfig, Variant
 from tinysnn.quant.formats import (
     DEFAULT_NORMALIZATION,
+    FP32,
+    LABELS,
     MAX_TOTAL_BITS,
     PARAM_SIGNED,
     PARAMS,
@@ -45,6 +47,7 @@ from tinysnn.quant.formats import (
     QuantSpec,
     Rounding,
     Scheme,
+    record_fields,
 )
 from tinysnn.quant.ranges import itq_problem, min_frac_bits_for_step
 
@@ -60,9 +63,10 @@ __all__ = [
     "parse_space",
 ]
 
-QUANT_LABELS = ("fp32", "qW", "qWN")
-"""``fp32``: nothing quantized; ``qW``: the weights; ``qWN``: weights, V_mem and V_th (docs/method.md §2)."""
-_QUANTIZED = {"fp32": (), "qW": ("weights",), "qWN": PARAMS}
+QUANT_LABELS = LABELS[:3]
+"""The :data:`~tinysnn.quant.LABELS` a search draws (not ``qN``): ``fp32``: nothing quantized; ``qW``: the
+weights; ``qWN``: weights, V_mem and V_th (docs/method.md §2)."""
+_QUANTIZED = {FP32: (), "qW": ("weights",), "qWN": PARAMS}
 _SPACE_KEYS = (
     "variant",
     "n_neurons",
@@ -104,7 +108,7 @@ class TrialConfig:
     @property
     def label(self) -> str:
         """``fp32``, ``qW`` or ``qWN``."""
-        return "fp32" if self.quant is None else self.quant.label
+        return record_fields(self.quant).label
 
     def group_key(self, by: str = "size") -> Tuple[Any, ...]:
         """Trials with equal keys train together as one population.
@@ -163,7 +167,7 @@ class SearchSpace:
         n_neurons = int(self.n_neurons.suggest(trial))
         label = self.quantize.suggest(trial)
         quant = None
-        if label != "fp32":
+        if label != FP32:
             scheme = self.scheme.suggest(trial)
             rounding = self.rounding.suggest(trial)
             shared = self.shared_total.suggest(trial) if self.shared_total is not None else None
@@ -347,7 +351,7 @@ def parse_space(space: Any, network: Any = None, learning: Any = None) -> Search
     n_neurons = parse_domain(space["n_neurons"], "space.n_neurons", "n_neurons", "int")
     if n_neurons.bounds()[0] < 1:
         raise SpecError(f"space.n_neurons: networks need at least 1 neuron, got {n_neurons.bounds()[0]:g}")
-    quantize = parse_domain(space.get("quantize", "fp32"), "space.quantize", "quantize", "str", QUANT_LABELS)
+    quantize = parse_domain(space.get("quantize", FP32), "space.quantize", "quantize", "str", QUANT_LABELS)
     scheme = parse_domain(space.get("scheme", "ptq"), "space.scheme", "scheme", "str", ["ptq", "itq"])
     rounding = parse_domain(
         space.get("rounding", "truncate"),

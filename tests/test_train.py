@@ -72,6 +72,8 @@ def test_cli_writes_json_record(tmp_path: Path, capsys) -> None:
         assert key in rec, key
     assert rec["train_samples"] == 100 and rec["test_samples"] == 50
     assert rec["energy_is_estimate"] is True
+    # an FP32 network's quantization fields, as model.json and a search trial write them
+    assert (rec["quant"], rec["scheme"], rec["rounding"]) == ("fp32", "fp32", "none")
     assert "acc(all)" in capsys.readouterr().out
 
 
@@ -189,6 +191,7 @@ def test_a_run_resumed_from_a_checkpoint_gives_the_uninterrupted_result() -> Non
     later = _Saved()
     resumed = run(resumed_spec, later)
     assert [s.next_sample for s, _ in later.checkpoints] == [90, 100]
+    assert [(n.scheme, n.rounding) for n in resumed.networks] == [("itq", "stochastic"), ("fp32", "none")]
     assert torch.equal(resumed_spec.population.weights, whole.population.weights)
     assert torch.equal(later.checkpoints[-1][0].sums, saved.checkpoints[-1][0].sums)
     for a, b in zip(uninterrupted.networks, resumed.networks):

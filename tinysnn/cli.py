@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from .config import BACKENDS, ConfigError, EncodingConfig, LearningConfig, NetworkConfig, Variant, check_seed
+from .quant.formats import FP32, quantized_or_none
 
 if TYPE_CHECKING:  # annotations only: the board path imports none of these (quoted where used)
     import numpy as np
@@ -117,8 +118,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", default="ptq", help="quantization scheme: ptq or itq")
     p.add_argument(
         "--quant",
-        default="fp32",
-        help="formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; fp32 for none; vmem is V_mem - v_rest)",
+        default=FP32,
+        help=f"formats, e.g. weights=Q1.7,vmem=Q8.7,vth=Q9.7 (any subset; {FP32} for none; vmem is V_mem - v_rest)",
     )
     p.add_argument("--rounding", default="truncate", help="truncate, nearest or stochastic")
     p.add_argument(
@@ -366,7 +367,7 @@ def _export_all(
             pop,
             k,
             enc,
-            None if spec.is_fp32 else spec,
+            quantized_or_none(spec),
             net.assignment,
             10,
             accuracy=net.accuracy,

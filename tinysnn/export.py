@@ -21,7 +21,8 @@ import numpy as np
 from .config import EncodingConfig
 from .deploy.model import Group, TestTrains, tinysnn_version, write_model
 from .network import Population, constants
-from .quant import PARAM_SIGNED, PARAMS, QFormat, QuantSpec
+from .quant import PARAM_SIGNED, PARAMS, QFormat, QuantSpec, record_fields
+from .quant.formats import TEXT_NORMALIZATION
 from .sim import STREAM_TEST
 
 __all__ = ["ExportError", "export_network", "model_formats", "test_trains_of"]
@@ -107,6 +108,7 @@ def export_network(
     if len(labels) != n:
         raise ExportError(f"{len(labels)} neuron labels for a network of {n} neurons")
     formats = model_formats(spec)
+    record = record_fields(spec)
     c = constants(pop, enc)
     ex, ih = pop.exc, pop.inh
     w = pop.weights[index, :, :n].detach().cpu().numpy().astype(np.float32)
@@ -150,10 +152,10 @@ def export_network(
         "encoding": {"time_steps": int(enc.time_steps), "dt": float(enc.dt), "max_rate": float(enc.max_rate)},
         "one_spike": prm["one_spike"] > 0,
         "formats": {p: (None if f is None else f.as_dict()) for p, f in formats.items()},
-        "label": "fp32" if spec is None else spec.label,
-        "rounding": spec.rounding.value if spec is not None and not spec.is_fp32 else "none",
-        "scheme": spec.scheme.value if spec is not None and not spec.is_fp32 else "fp32",
-        "normalization": spec.normalization.value if spec is not None else "sum",
+        "label": record.label,
+        "rounding": record.rounding,
+        "scheme": record.scheme,
+        "normalization": spec.normalization.value if spec is not None else TEXT_NORMALIZATION.value,
         "leak": {"exc": c.leak_exc, "inh": c.leak_inh},
         "seed": int(pop.seeds[index]),
         "labels": [int(x) for x in labels],

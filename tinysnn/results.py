@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
 
+from .quant.formats import FP32, NO_ROUNDING
+
 
 @dataclass
 class NetworkResult:
@@ -25,9 +27,11 @@ class NetworkResult:
     spikes_per_sample_test: float
     confusion: List[List[int]]
     """(C, C + 1): true class x predicted class, last column = no prediction."""
-    quant: str = "fp32"
-    scheme: str = "fp32"
-    rounding: str = ""
+    quant: str = FP32
+    """The quantization text (:func:`tinysnn.quant.record_fields`), :data:`~tinysnn.quant.FP32` for none."""
+    scheme: str = FP32
+    rounding: str = NO_ROUNDING
+    """The rounding mode; ``"none"`` for FP32 (rows written before this said ``""``)."""
     synops_per_sample_train: float = 0.0
     synops_per_sample_test: float = 0.0
     neuron_updates_per_sample_test: float = 0.0

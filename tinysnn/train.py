@@ -37,7 +37,7 @@ from .energy import (
 )
 from .memory import MemoryReference, default_reference
 from .network import Population
-from .quant import QuantSpec, Scheme
+from .quant import QuantSpec, Scheme, record_fields
 from .quant_setup import apply_quant_rows, quantize_parameters, vmem_rows_about_rest
 from .results import NetworkResult, RunResult
 from .run_figures import memory_figures, observed_ranges
@@ -316,6 +316,7 @@ def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[Netwo
     nets = []
     for k, maybe_spec in enumerate(spec.quant_specs()):
         q = maybe_spec if maybe_spec is not None else QuantSpec()
+        record = record_fields(q)
         n_k = int(pop.sizes[k])
         ops_train = sample_op_counts(
             pop.variant,
@@ -355,9 +356,9 @@ def _score_phase(spec: RunSpec, trained: _Trained, ev: _Evaluated) -> List[Netwo
                 spikes_per_sample_train=float(means[k, 0]),
                 spikes_per_sample_test=float(spikes_test[k]),
                 confusion=E.confusion_matrix(pred_all[k], test.labels, spec.n_classes).tolist(),
-                quant=q.to_text() if not q.is_fp32 else "fp32",
-                scheme=q.scheme.value if not q.is_fp32 else "fp32",
-                rounding=q.rounding.value if not q.is_fp32 else "",
+                quant=record.text,
+                scheme=record.scheme,
+                rounding=record.rounding,
                 synops_per_sample_train=ops_train.synaptic_ops,
                 synops_per_sample_test=ops_test.synaptic_ops,
                 neuron_updates_per_sample_test=ops_test.neuron_updates,

@@ -132,6 +132,8 @@ def test_model_records_what_the_network_is(trained) -> None:
     assert meta["encoding"]["time_steps"] == 100 and len(meta["labels"]) == 24
     assert meta["accuracy"] == pytest.approx(trained["tinysnn"]["res"].networks[3].accuracy)
     assert "tinysnn_version" in meta["provenance"]
+    fp32 = deploy.load_model(trained["tinysnn"]["folders"][0]).meta  # FP32: the text model.json always had
+    assert (fp32["label"], fp32["scheme"], fp32["rounding"]) == ("fp32", "fp32", "none")
 
 
 def test_deploy_imports_numpy_alone() -> None:

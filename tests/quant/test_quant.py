@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from tinysnn.quant import (
+    FP32,
+    LABELS,
     NEAREST,
+    NO_ROUNDING,
     NONE,
     STOCHASTIC,
     TRUNCATE,
@@ -29,8 +32,10 @@ from tinysnn.quant import (
     quantize_,
     quantize_rows,
     quantize_scalar,
+    quantized_or_none,
     range_of,
     ranges_per_network,
+    record_fields,
     rounding_code,
     split_candidates,
     splits_for_total_bits,
@@ -349,8 +354,11 @@ def test_rounding_codes() -> None:
     assert (NONE, TRUNCATE, NEAREST, STOCHASTIC) == (0, 1, 2, 3)
     assert [r.code for r in Rounding] == [TRUNCATE, NEAREST, STOCHASTIC]
     assert rounding_code("Stochastic") == STOCHASTIC and rounding_code(None) == NONE and rounding_code(2) == 2
-    with pytest.raises(ValueError, match="truncate, nearest, stochastic"):
-        rounding_code("round")
+    # FP32 has no rounding: None in memory, "none" as model.json records it (NO_ROUNDING)
+    assert NO_ROUNDING == "none" and rounding_code(NO_ROUNDING) == rounding_code(" None ") == NONE
+    for bad in ("round", FP32, ""):  # "fp32" is a format's and a label's text, not a rounding's
+        with pytest.raises(ValueError, match="truncate, nearest, stochastic"):
+            rounding_code(bad)
     with pytest.raises(ValueError):
         rounding_code(7)
 
@@ -377,6 +385,19 @@ def test_parse_quant_arg() -> None:
     assert parse_quant_arg("vth=Q8.8").label == "qN"
     for empty in ("fp32", " FP32 "):  # "" is refused (tests/test_config.py)
         assert parse_quant_arg(empty) == QuantSpec() and QuantSpec().is_fp32 and QuantSpec().label == "fp32"
+
+
+def test_fp32_is_none_in_memory_and_one_text_in_records() -> None:
+    assert FP32 == "fp32" == LABELS[0] == format_text(None) and parse_format(FP32) is None
+    itq_fp32 = QuantSpec(scheme="itq", rounding="stochastic")  # quantizes nothing: FP32 all the same
+    assert quantized_or_none(None) is None and quantized_or_none(itq_fp32) is None
+    qw = parse_quant_arg("weights=UQ1.7", rounding="nearest", scheme="itq")
+    assert quantized_or_none(qw) is qw
+    fp32 = ("fp32", "fp32", "fp32", "none")
+    assert record_fields(None) == record_fields(QuantSpec()) == record_fields(itq_fp32) == fp32
+    assert record_fields(qw) == ("qW", qw.to_text(), "itq", "nearest")
+    assert record_fields(qw).text == "weights=UQ1.7,vmem=fp32,vth=fp32,rounding=nearest,scheme=itq"
+    assert rounding_code(record_fields(None).rounding) == NONE  # what a record says reads back as no rounding
 
 
 @pytest.mark.parametrize(

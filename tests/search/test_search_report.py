@@ -152,3 +152,25 @@ def test_without_matplotlib_report_says_what_to_install(
     rc = main(["report", "--storage", f"sqlite:///{tmp_path / 'tiny.db'}", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and 'pip install "tinysnn[plots]"' in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_fp32_trial_writes_rounding_none_and_reads_as_one_written_before_it() -> None:
+    from search.objective import config_attrs
+    from search.report import _row
+    from search.space import TrialConfig
+    from tinysnn.config import LearningConfig, NetworkConfig
+
+    net = NetworkConfig(variant="tinysnn", n_neurons=6, n_input=64)
+    attrs = config_attrs(TrialConfig(net, LearningConfig(), None))
+    assert {k: attrs[k] for k in ("quant", "scheme", "rounding", "quant_text", "weights_format")} == {
+        "quant": "fp32",
+        "scheme": "fp32",
+        "rounding": "none",
+        "quant_text": "fp32",
+        "weights_format": "fp32",
+    }
+    rows = []
+    for rounding in ("none", ""):  # this tinysnn's FP32 trial, and one written before it
+        a = dict(_attrs("tinysnn", 6, "fp32", 0.8, 0.3, 1e-6, True), rounding=rounding)
+        rows.append(_row(create_trial(values=[0.8, 0.3, 1e-6], user_attrs=a)))
+    assert rows[0] == rows[1] and rows[0][5] == "fp32"  # the scheme column: no rounding to show

@@ -44,9 +44,11 @@ import numpy as np
 
 from ..config import MAX_SEED, MAX_TIME_STEPS, EncodingConfig, Variant
 from ..quant.formats import (
+    FP32,
     LABELS,
     LEAK_BITS,
     MAX_TOTAL_BITS,
+    NO_ROUNDING,
     PARAMS,
     Normalization,
     QFormat,
@@ -76,7 +78,6 @@ FORMAT_VERSION = 2
 version 1 stored V_th itself (``exc_vth``) and is refused with the fix (export the model again)."""
 MODEL_JSON = "model.json"
 PAYLOAD = "payload.bin"
-FP32 = "fp32"
 
 MAX_UNITS = 1 << 20  #: most inputs, neurons or classes a model may declare
 ENCODERS = ("isi", "torch")
@@ -422,9 +423,9 @@ def check_description(meta: Any) -> None:
     fm = _Fields("formats", meta["formats"], PARAMS)
     formats = {p: _format(fm, p) for p in PARAMS}
     fp32 = all(f is None for f in formats.values())
-    top.choice("label", ("fp32",) if fp32 else LABELS[1:])
-    top.choice("rounding", ("none",) if fp32 else tuple(r.value for r in Rounding))
-    top.choice("scheme", ("fp32",) if fp32 else tuple(s.value for s in Scheme))
+    top.choice("label", (FP32,) if fp32 else LABELS[1:])
+    top.choice("rounding", (NO_ROUNDING,) if fp32 else tuple(r.value for r in Rounding))
+    top.choice("scheme", (FP32,) if fp32 else tuple(s.value for s in Scheme))
     top.choice("normalization", tuple(n.value for n in Normalization))
     leak = _Fields("leak", meta["leak"], ("exc", "inh"))
     leak.integer("exc", 0, 1 << LEAK_BITS)
@@ -493,7 +494,7 @@ def check_layout(meta: Dict[str, Any]) -> None:
         size = -(-count * bits // 8)
         gf.exactly("bytes", size)
         if _format(gf, "format") != fmt:
-            want = "fp32 (null)" if fmt is None else fmt.text
+            want = f"{FP32} (null)" if fmt is None else fmt.text
             raise gf.error("format", f"is {_show(g['format'])}, but the model's formats say {want}")
         offset += size
     if offset != total:

@@ -33,10 +33,12 @@ from typing import Any
 
 from .formats import (
     DEFAULT_NORMALIZATION,
+    FP32,
     LABELS,
     LEAK_BITS,
     MAX_TOTAL_BITS,
     NEAREST,
+    NO_ROUNDING,
     NONE,
     PARAM_SIGNED,
     PARAMS,
@@ -46,11 +48,14 @@ from .formats import (
     QFormat,
     QParams,
     QuantSpec,
+    RecordFields,
     Rounding,
     Scheme,
     format_text,
     parse_format,
     parse_quant_arg,
+    quantized_or_none,
+    record_fields,
     rounding_code,
 )
 
@@ -94,11 +99,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FP32",
     "LABELS",
     "LEAK_BITS",
     "MAX_TOTAL_BITS",
     "NEAREST",
     "NONE",
+    "NO_ROUNDING",
     "Normalization",
     "DEFAULT_NORMALIZATION",
     "PARAMS",
@@ -108,6 +115,7 @@ __all__ = [
     "QFormat",
     "QParams",
     "QuantSpec",
+    "RecordFields",
     "Rounding",
     "Scheme",
     "format_text",
@@ -124,7 +132,9 @@ __all__ = [
     "quantize_",
     "quantize_rows",
     "quantize_scalar",
+    "quantized_or_none",
     "range_of",
+    "record_fields",
     "ranges_per_network",
     "rounding_code",
     "split_candidates",

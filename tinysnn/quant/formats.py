@@ -16,6 +16,15 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tupl
 if TYPE_CHECKING:  # torch is needed only by QFormat.quantize, which imports it through rounding
     import torch
 
+#: The text of "not quantized" wherever it is written or read: a parameter's format
+#: (:func:`format_text`, :func:`parse_format`), a spec's label, quantization text and scheme in
+#: records (:func:`record_fields`). In memory "not quantized" is None: a format, or a spec
+#: (:func:`quantized_or_none`).
+FP32 = "fp32"
+#: The rounding an FP32 network records (model.json, result rows, trial attributes): no rounding,
+#: code :data:`NONE`. Result rows and trial attributes written before it said "" instead.
+NO_ROUNDING = "none"
+
 # Integer rounding codes, as the kernels (and per-network ``(P,)`` mode tensors) use them.
 NONE = 0  #: fp32 passthrough: the value is left untouched, bit for bit.
 TRUNCATE = 1  #: q * floor(x / q)
@@ -37,13 +46,13 @@ MAX_TOTAL_BITS = 32  #: largest B = i + f accepted
 #: (:func:`tinysnn.quant.rounding.decay_toward_zero`, :class:`tinysnn.network.Constants`).
 LEAK_BITS = 24
 PARAMS = ("weights", "vmem", "vth")  #: the quantizable parameters (docs/method.md §2)
-LABELS = ("fp32", "qW", "qWN", "qN")  #: what a spec quantizes (:attr:`QuantSpec.label`)
+LABELS = (FP32, "qW", "qWN", "qN")  #: what a spec quantizes (:attr:`QuantSpec.label`)
 #: Signedness of each parameter, used by formats that leave it open (``Q1.7``): the weights lie in
 #: [0, w_max]; V_mem (stored as V_mem - v_rest, in mV) may be negative; V_th is stored as
 #: theta = V_th - v_th >= 0 (in mV, about its own base as V_mem is about rest), so it is unsigned.
 PARAM_SIGNED: Dict[str, bool] = {"weights": False, "vmem": True, "vth": False}
 
-_FORMAT_RULE = "expected Qi.f, UQi.f, SQi.f or fp32 with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
+_FORMAT_RULE = f"expected Qi.f, UQi.f, SQi.f or {FP32} with 1 <= i+f <= 32, i, f >= 0, and i >= 1 when signed"
 _FORMAT_RE = re.compile(r"^([US]?)Q(-?\d+)\.(-?\d+)$", re.IGNORECASE)
 
 
@@ -125,7 +134,8 @@ class Scheme(str, enum.Enum):
 
 
 def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
-    """The integer code of a rounding mode; ``None``, ``"none"`` and ``"fp32"`` give :data:`NONE`.
+    """The integer code of a rounding mode: a :class:`Rounding`, its name or its code; None (an FP32
+    network in memory) and :data:`NO_ROUNDING` (``"none"``, as model.json records it) give :data:`NONE`.
 
     Raises:
         ValueError: for an unknown name or code.
@@ -136,7 +146,7 @@ def rounding_code(mode: Union[Rounding, str, int, None]) -> int:
         return mode.code
     if isinstance(mode, str):
         name = mode.strip().lower()
-        if name in ("none", "fp32"):
+        if name == NO_ROUNDING:
             return NONE
         if name in _ROUNDING_CODES:
             return _ROUNDING_CODES[name]
@@ -268,8 +278,8 @@ def _text(fmt: QFormat) -> str:
 
 
 def format_text(fmt: Optional[QFormat]) -> str:
-    """The text of a format, ``"fp32"`` for None; inverse of :func:`parse_format`."""
-    return "fp32" if fmt is None else str(fmt)
+    """The text of a format, :data:`FP32` (``"fp32"``) for None; inverse of :func:`parse_format`."""
+    return FP32 if fmt is None else str(fmt)
 
 
 def parse_format(text: str) -> Optional[QFormat]:
@@ -284,7 +294,7 @@ def parse_format(text: str) -> Optional[QFormat]:
             ``SQ0.8``, ``Q1``, ``int8``).
     """
     stripped = text.strip()
-    if stripped.lower() == "fp32":
+    if stripped.lower() == FP32:
         return None
     match = _FORMAT_RE.match(stripped)
     if match is None:
@@ -389,7 +399,7 @@ class QuantSpec:
         """One of :data:`LABELS`: ``"fp32"``, ``"qW"`` (weights only), ``"qWN"`` (weights and
         neurons) or ``"qN"``."""
         if self.is_fp32:
-            return "fp32"
+            return FP32
         return ("qW" if self.quantizes_weights else "q") + ("N" if self.quantizes_neurons else "")
 
     def to_text(self) -> str:
@@ -403,6 +413,45 @@ class QuantSpec:
         if self.normalization is not TEXT_NORMALIZATION:
             parts.append(f"norm={self.normalization.value}")
         return ",".join(parts)
+
+
+def quantized_or_none(spec: Optional[QuantSpec]) -> Optional[QuantSpec]:
+    """``spec``, or None (the one in-memory value of "not quantized") when it quantizes nothing.
+
+    Example:
+        >>> quantized_or_none(parse_quant_arg("fp32")) is None
+        True
+    """
+    return None if spec is None or spec.is_fp32 else spec
+
+
+class RecordFields(NamedTuple):
+    """How records write a network's quantization: an exported model's model.json (``label``,
+    ``rounding``, ``scheme``), a run's result rows (``quant`` = ``text``, ``scheme``, ``rounding``)
+    and a search trial's user attributes (``quant`` = ``label``, ``quant_text`` = ``text``,
+    ``scheme``, ``rounding``). An FP32 network writes :data:`FP32` and :data:`NO_ROUNDING`."""
+
+    label: str
+    """One of :data:`LABELS`."""
+    text: str
+    """:meth:`QuantSpec.to_text`, or :data:`FP32`."""
+    scheme: str
+    """A :class:`Scheme` value, or :data:`FP32`."""
+    rounding: str
+    """A :class:`Rounding` value, or :data:`NO_ROUNDING`."""
+
+
+def record_fields(spec: Optional[QuantSpec]) -> RecordFields:
+    """The record fields of a network quantized by ``spec`` (None or a spec that quantizes nothing: FP32).
+
+    Example:
+        >>> record_fields(None)
+        RecordFields(label='fp32', text='fp32', scheme='fp32', rounding='none')
+    """
+    q = quantized_or_none(spec)
+    if q is None:
+        return RecordFields(FP32, FP32, FP32, NO_ROUNDING)
+    return RecordFields(q.label, q.to_text(), q.scheme.value, q.rounding.value)
 
 
 _SPEC_KEYS = PARAMS + ("rounding", "scheme", "norm")
@@ -443,10 +492,10 @@ def parse_quant_arg(
     """
     if not text.strip():
         raise ValueError(
-            f"empty quantization text {text!r}: give fp32 for none, or formats such as weights=Q1.7,vmem=Q9.7"
+            f"empty quantization text {text!r}: give {FP32} for none, or formats such as weights=Q1.7,vmem=Q9.7"
         )
     values: Dict[str, str] = {}
-    if text.strip().lower() != "fp32":
+    if text.strip().lower() != FP32:
         for item in text.split(","):
             if not item.strip():
                 continue

@@ -51,8 +51,7 @@ def check_quant_args(quants: Sequence[str]) -> None:
     from tinysnn.quant import parse_quant_arg
 
     for q in quants:
-        if q != "fp32":
-            try:
-                parse_quant_arg(q)
-            except ValueError as exc:
-                raise SystemExit(f"--quant {q!r}: {exc}") from None
+        try:
+            parse_quant_arg(q)
+        except ValueError as exc:
+            raise SystemExit(f"--quant {q!r}: {exc}") from None

@@ -47,7 +47,7 @@ from tinysnn.deploy.c import write_c  # noqa: E402
 from tinysnn.encoding import poisson  # noqa: E402
 from tinysnn.export import export_network  # noqa: E402
 from tinysnn.network import build_population  # noqa: E402
-from tinysnn.quant import parse_quant_arg  # noqa: E402
+from tinysnn.quant import parse_quant_arg, quantized_or_none  # noqa: E402
 from tinysnn.sim import STREAM_TEST, Simulator  # noqa: E402
 from tinysnn.train import RunSpec, run  # noqa: E402
 
@@ -124,7 +124,7 @@ def _measure(
 ) -> List[dict]:
     enc = EncodingConfig()
     net = NetworkConfig(variant="tinysnn", n_neurons=n_neurons, one_spike=True, w_inh=120.0)
-    specs = [None if q == "fp32" else parse_quant_arg(q, scheme="ptq") for q in a.quant]
+    specs = [quantized_or_none(parse_quant_arg(q, scheme="ptq")) for q in a.quant]
     pop = build_population([net] * len(specs), LearningConfig(eta_post=0.002, n_th=1.0), [0] * len(specs))
     res = run(
         RunSpec(

@@ -98,13 +98,13 @@ def profile_row(
     from tinysnn.encoding import spike_probability
     from tinysnn.evaluate import assign_labels
     from tinysnn.network import build_population
-    from tinysnn.quant import parse_quant_arg
+    from tinysnn.quant import parse_quant_arg, quantized_or_none
     from tinysnn.sim import Simulator
     from tinysnn.sim import numba_kernels as K
     from tinysnn.train import apply_quant_rows, quantize_parameters
 
     enc = EncodingConfig(time_steps=TIME_STEPS, dt=DT, max_rate=MAX_RATE)
-    spec = None if qtext == "fp32" else parse_quant_arg(qtext)
+    spec = quantized_or_none(parse_quant_arg(qtext))
     row: Dict[str, Any] = {"variant": variant, "quant": qtext, "neurons": neurons, "population": population}
     for mode in ("train", "infer"):
         timings = {}

@@ -181,7 +181,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     from tinysnn.config import EncodingConfig, NetworkConfig
     from tinysnn.network import build_population
-    from tinysnn.quant import parse_quant_arg
+    from tinysnn.quant import parse_quant_arg, quantized_or_none
     from tinysnn.sim import Simulator
     from tinysnn.train import apply_quant_rows, quantize_parameters
 
@@ -203,7 +203,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     net = NetworkConfig(variant=spec["variant"], n_neurons=int(spec["neurons"]))
     pop = build_population(net, seeds=list(range(P)), device=device)
     qtext = spec.get("quant") or "fp32"
-    qspec = None if qtext == "fp32" else parse_quant_arg(qtext)
+    qspec = quantized_or_none(parse_quant_arg(qtext))
     if qspec is not None:  # ITQ rows are active while training; PTQ trains in FP32
         apply_quant_rows(pop, [qspec] * P, training=True)
         quantize_parameters(pop)

@@ -21,7 +21,7 @@ from tinysnn.evaluate import Assignment, predict_all_activity
 from tinysnn.export import ExportError, export_network
 from tinysnn.memory import memory_breakdown
 from tinysnn.network import build_population
-from tinysnn.quant import QuantSpec, parse_quant_arg
+from tinysnn.quant import QuantSpec, parse_quant_arg, quantized_or_none
 from tinysnn.sim import STREAM_TEST, Simulator
 from tinysnn.train import RunSpec, run
 
@@ -46,7 +46,7 @@ KINDS = {
 
 
 def _spec(text: str) -> Optional[QuantSpec]:
-    return None if text == "fp32" else parse_quant_arg(text)
+    return quantized_or_none(parse_quant_arg(text))
 
 
 @pytest.fixture(scope="module")

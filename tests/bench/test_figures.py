@@ -15,12 +15,23 @@ sys.path.insert(0, str(BENCH))
 import figures as F  # noqa: E402
 
 RECORDED = sorted((BENCH / "recorded").glob("*.json"))
+SUPERSEDED_MNIST = BENCH / "recorded" / "superseded" / "paper-quant-mnist-issue13.json"
+"""Issue 13's MNIST grid: PTQ and ITQ, the plain rule, and formats the range rule of its time refused."""
 
 
 @pytest.fixture(scope="module")
 def built() -> Dict[str, Any]:
     pytest.importorskip("matplotlib")
     return F.build_figures(F.load(RECORDED))
+
+
+@pytest.fixture(scope="module")
+def superseded() -> Any:
+    """Fig. 6 drawn from issue 13's grid, which has every panel and impossible configurations."""
+    pytest.importorskip("matplotlib")
+    fp32 = BENCH / "recorded" / "paper-fp32-mnist-3seeds.json"
+    inputs = F.load([SUPERSEDED_MNIST, fp32])
+    return F.accuracy_figure(inputs.grids["mnist"], inputs.sl_stdp.get(("mnist", 0)))
 
 
 def _panels(fig: Any) -> List[Any]:
@@ -37,8 +48,8 @@ def test_the_recorded_runs_give_every_figure(built: Dict[str, Any]) -> None:
     assert list(built) == ["accuracy-mnist", "accuracy-fashion-mnist", "memory", "energy"]
 
 
-def test_accuracy_panels_are_scheme_by_quantized_set(built: Dict[str, Any]) -> None:
-    fig = built["accuracy-mnist"]
+def test_accuracy_panels_are_scheme_by_quantized_set(superseded: Any, built: Dict[str, Any]) -> None:
+    fig = superseded
     panels = _panels(fig)
     assert [ax.get_title() for ax in panels] == [
         "PTQ, qW (weights)",
@@ -67,8 +78,22 @@ def test_accuracy_panels_are_scheme_by_quantized_set(built: Dict[str, Any]) -> N
     } <= set(legend)
 
 
-def test_accuracy_lines_carry_the_transcribed_numbers_and_gaps(built: Dict[str, Any]) -> None:
-    itq_qw, itq_qwn = _panels(built["accuracy-mnist"])[2:]
+def test_the_record_draws_the_ptq_grids_with_their_chosen_splits_and_nothing_impossible(
+    built: Dict[str, Any],
+) -> None:
+    for stem, qwn_8bit_truncate in (("accuracy-mnist", 91.26), ("accuracy-fashion-mnist", 71.06)):
+        panels = _panels(built[stem])
+        assert [ax.get_title() for ax in panels] == ["PTQ, qW (weights)", "PTQ, qWN (weights, V_mem, V_th)"]
+        truncate = next(line for line in panels[1].get_lines() if line.get_label() == "truncate")
+        assert truncate.get_ydata()[3] == pytest.approx(qwn_8bit_truncate)  # 16, 12, 10, 8 bits
+        assert truncate.get_ydata()[5] == 0.0  # 4 bits: V_mem cannot reach v_th, no neuron fires
+        assert not [
+            line for ax in panels for line in ax.get_lines() if line.get_label().startswith("impossible")
+        ]
+
+
+def test_accuracy_lines_carry_the_transcribed_numbers_and_gaps(superseded: Any) -> None:
+    itq_qw, itq_qwn = _panels(superseded)[2:]
     truncate = next(line for line in itq_qw.get_lines() if line.get_label() == "truncate")
     assert list(truncate.get_ydata()) == pytest.approx([91.47, 90.78, 91.02, 90.75, 82.98, 41.33])
     plain = next(line for line in itq_qw.get_lines() if line.get_label() == "truncate, plain normalization")
@@ -89,7 +114,7 @@ def test_memory_panels_are_dataset_by_convention_with_the_papers_saving(built: D
     assert panels[3].get_title() == "Fashion-MNIST, as simulated (dense N x N constant weights)"
     assert panels[0].get_ylabel() == "memory, Eq. 4 (kB)"
     saving = next(line for line in panels[1].get_lines() if line.get_label().startswith("the paper's 3.3x"))
-    assert saving.get_ydata()[0] == pytest.approx(2539.236 / 3.3)
+    assert saving.get_ydata()[0] == pytest.approx(2539.240 / 3.3)
     assert "3.97x" in [t.get_text() for t in panels[0].texts]
 
 
@@ -129,7 +154,7 @@ def test_the_cli_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixtur
     pytest.importorskip("matplotlib")
     files = [
         str(BENCH / "recorded" / "energy-issue6.json"),
-        str(BENCH / "recorded" / "paper-quant-mnist-issue13.json"),
+        str(SUPERSEDED_MNIST),
     ]
     assert F.main(files + ["--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -141,16 +166,11 @@ def test_the_cli_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_two_files_that_disagree_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    payload = json.loads((BENCH / "recorded" / "paper-quant-mnist-issue13.json").read_text())
+    payload = json.loads(SUPERSEDED_MNIST.read_text())
     payload["rows"][0]["accuracy"] = 0.5
     other = tmp_path / "other.json"
     other.write_text(json.dumps(payload))
-    assert (
-        F.main(
-            [str(BENCH / "recorded" / "paper-quant-mnist-issue13.json"), str(other), "--out", str(tmp_path)]
-        )
-        == 2
-    )
+    assert F.main([str(SUPERSEDED_MNIST), str(other), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "mnist diehl_cook FP32 is also in" in err and len(err.strip().splitlines()) == 1
 

@@ -145,6 +145,22 @@ def trials_table(trials: Sequence[FrozenTrial], front: Optional[Collection[int]]
     return text
 
 
+def _candidate_cells(c: Candidate) -> List[Any]:
+    """A ranked trial's cells: number, variant, N, quant, formats, accuracy, M_norm, energy, reward."""
+    a = c.attrs
+    return [
+        c.number,
+        _variant(a),
+        a.get("n_neurons", ""),
+        a.get("quant", ""),
+        _formats(a),
+        f"{100 * c.accuracy:.2f}",
+        f"{c.memory_norm:.4f}",
+        f"{c.energy:.3g}",
+        f"{c.reward:.4f}",
+    ]
+
+
 def candidates_table(
     cands: Sequence[Candidate],
     mu: float,
@@ -166,24 +182,10 @@ def candidates_table(
         "E J/smp",
         f"R(mu={mu:g}" + (f",nu={nu:g})" if nu else ")"),
     ] + (["fidelity"] if fidelity else [])
-    rows = []
-    for c in cands:
-        a = c.attrs
-        rows.append(
-            [
-                ">" if c.number == selected else "",
-                c.number,
-                _variant(a),
-                a.get("n_neurons", ""),
-                a.get("quant", ""),
-                _formats(a),
-                f"{100 * c.accuracy:.2f}",
-                f"{c.memory_norm:.4f}",
-                f"{c.energy:.3g}",
-                f"{c.reward:.4f}",
-            ]
-            + ([c.fidelity] if fidelity else [])
-        )
+    rows = [
+        [">" if c.number == selected else ""] + _candidate_cells(c) + ([c.fidelity] if fidelity else [])
+        for c in cands
+    ]
     text = format_table(head, rows)
     if any(c.attrs.get("variant") == "sl_stdp" for c in cands):
         text += "\n" + APPROX_NOTE
@@ -192,23 +194,7 @@ def candidates_table(
 
 def sweep_table(sweep: Sequence[Tuple[float, Candidate]]) -> str:
     """The selected trial for each mu."""
-    rows = []
-    for mu, c in sweep:
-        a = c.attrs
-        rows.append(
-            [
-                f"{mu:g}",
-                c.number,
-                _variant(a),
-                a.get("n_neurons", ""),
-                a.get("quant", ""),
-                _formats(a),
-                f"{100 * c.accuracy:.2f}",
-                f"{c.memory_norm:.4f}",
-                f"{c.energy:.3g}",
-                f"{c.reward:.4f}",
-            ]
-        )
+    rows = [[f"{mu:g}"] + _candidate_cells(c) for mu, c in sweep]
     return format_table(
         ["mu", "#", "variant", "N", "quant", "W/Vmem/Vth", "acc %", "M_norm", "E J/smp", "R"], rows
     )

@@ -46,9 +46,11 @@ pytestmark = pytest.mark.skipif(not PY36, reason="needs a Python 3.6 (pyenv's ve
 
 
 @pytest.fixture(scope="module")
-def python36(request: pytest.FixtureRequest) -> str:
-    """A Python 3.6 venv with numpy 1.19.5 and dataclasses, made once and kept in pytest's cache."""
-    venv = Path(request.config.cache.mkdir("py36-numpy119"))
+def python36(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Python 3.6 venv with numpy 1.19.5 and dataclasses, made once and kept in pytest's cache
+    (in a temporary folder where the cache is off: ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    venv = Path(cache.mkdir("py36-numpy119")) if cache is not None else tmp_path_factory.mktemp("py36")
     python = venv / "bin" / "python"
     probe = [str(python), "-c", "import numpy, dataclasses; assert numpy.__version__ == '1.19.5'"]
     if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:

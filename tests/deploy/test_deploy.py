@@ -322,6 +322,96 @@ def test_c_header_states_the_ram_and_flash_the_build_takes(
     assert weights < flash <= text <= flash + 8192  # the model's arrays and a few KB of code
 
 
+# tinysnn_infer.c's FP32 input sums, stepped by a harness that includes it: acc after each step's sums
+_SUMS_HARNESS = r"""
+#include <stdio.h>
+#include "tinysnn_infer.c"
+static uint8_t train[TINYSNN_T * N_IN];
+int main(void) {
+    int64_t t, j;
+    uint64_t bits;
+    if (fread(train, 1, sizeof train, stdin) != sizeof train) return 1;
+    for (t = 0; t < TINYSNN_T; ++t) {
+        input_sums(train + t * N_IN);
+        for (j = 0; j < N; ++j) {
+            memcpy(&bits, &st.acc[j], sizeof bits);
+            printf("%016llx%c", (unsigned long long)bits, j + 1 < N ? ' ' : '\n');
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(CC is None, reason="needs a C compiler (cc or gcc) on PATH")
+def test_c_fp32_sums_are_the_simulators_float64_sums_in_input_order(tmp_path: Path) -> None:
+    """FP32 weights of widely spread magnitudes (so that float64 sums depend on their order), 61
+    inputs (not a multiple of the 8-byte scan) and 13 neurons, trains from silent to dense (so that
+    every group size of the four-row adds occurs): each step's sums are the float64 sums in input
+    order, bit for bit, and the spike counts of whole runs are the simulator's."""
+    from tinysnn.deploy.c import write_c
+
+    n_in, n, steps, samples = 61, 13, 100, 12
+    rng = np.random.default_rng(3)
+    pop = build_population(
+        [NetworkConfig(variant="tinysnn", n_neurons=n, n_input=n_in, one_spike=True)], LearningConfig(), [0]
+    )
+    w = (3 * rng.random((n_in, n)) * np.exp2(-rng.integers(0, 40, (n_in, n)))).astype(np.float32)
+    pop.weights[0] = torch.from_numpy(w)
+    enc = EncodingConfig(time_steps=steps)
+    folder = export_network(tmp_path / "model", pop, 0, enc, None, [j % 10 for j in range(n)], 10)
+    model = deploy.load_model(folder)
+    _, source = write_c(model, folder)
+    density = np.array([0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.05, 0.15])
+    trains = (rng.random((samples, steps, n_in)) < density[:, None, None]).astype(np.uint8)
+
+    harness = tmp_path / "sums.c"
+    harness.write_text(_SUMS_HARNESS)
+    exe = tmp_path / "sums"
+    build = subprocess.run(
+        [CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{folder}", "-o", str(exe), str(harness)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    assert np.array_equal(model.groups["input_weights"], w)
+    weights = w.astype(np.float64)
+    order_matters = 0
+    for b in (3, 9):  # 0.1 and 0.7
+        out = subprocess.run([str(exe)], input=trains[b].tobytes(), capture_output=True, check=True).stdout
+        got = np.array([[int(x, 16) for x in line.split()] for line in out.decode().splitlines()], np.uint64)
+        expected = np.zeros((steps, n))
+        backwards = np.zeros((steps, n))
+        for t in range(steps):
+            firing = np.flatnonzero(trains[b, t])
+            for i in firing:
+                expected[t] += weights[i]
+            for i in firing[::-1]:
+                backwards[t] += weights[i]
+        assert np.array_equal(got, expected.view(np.uint64))
+        order_matters += int((expected != backwards).sum())
+    assert order_matters > 100  # another order would have been seen
+
+    stdin = f"{samples}\n".encode() + b"".join(
+        struct.pack("<q", 0) + trains[b].tobytes() for b in range(samples)
+    )
+    exe = tmp_path / "infer"
+    subprocess.run([CC, "-std=c99", "-O2", "-DTINYSNN_MAIN", "-o", str(exe), str(source)], check=True)
+    out = subprocess.run([str(exe)], input=stdin, capture_output=True, check=True).stdout.decode()
+    rows = np.array([[int(x) for x in line.split()] for line in out.splitlines()])
+    images = torch.zeros(samples, n_in)
+    sim = (
+        Simulator(pop, enc, seed=SEED)
+        .infer(images, STREAM_TEST, 0, trains=torch.from_numpy(trains).permute(1, 0, 2).contiguous())[0]
+        .numpy()
+    )
+    assert sim.sum() > 50  # the comparison saw spikes
+    assert np.array_equal(rows[:, 1:], sim)
+    assert np.array_equal(
+        rows[:, 1:], deploy.run_trains(model, trains, deploy.sample_seeds(SEED, 0, samples))
+    )
+
+
 def test_nir_graph_reads_back_with_the_dequantized_network(trained, tmp_path: Path) -> None:
     import nir
 

@@ -2,8 +2,9 @@
 
 ``model.h`` holds the model as the C reference reads it: the packed weight and threshold codes
 (the payload's bytes, as ``static const uint8_t`` arrays: theta = V_th - v_th for a qWN model, the
-thresholds v_th + theta in float32 otherwise), the neuron labels, and every constant
-as a macro: for a qWN model the integer plan of :func:`tinysnn.deploy.runner.fixed_plan`, for an
+thresholds v_th + theta in float32 otherwise; FP32 weights instead as a ``static const float``
+array of the same values, decoded once here, so that the C reference adds whole rows), the neuron
+labels, and every constant as a macro: for a qWN model the integer plan of :func:`tinysnn.deploy.runner.fixed_plan`, for an
 FP32 or qW model the float32 constants as exact hexadecimal literals. ``tinysnn_infer.c`` is a
 fixed file, the same for every model. numpy only.
 """
@@ -32,6 +33,22 @@ def _bytes(name: str, data: bytes, ctype: str = "uint8_t") -> str:
 
 def _f32(x: SupportsFloat) -> str:
     return f"{float(np.float32(x)).hex()}f"
+
+
+def _hex(x: float) -> str:
+    """A float32 value as a C hexadecimal literal, without its mantissa's trailing zeros."""
+    mantissa, exponent = x.hex().split("p")
+    whole, _, frac = mantissa.partition(".")
+    return f"{whole}.{frac.rstrip('0') or '0'}p{exponent}f"
+
+
+def _floats(name: str, values: np.ndarray) -> str:
+    """``values`` (finite float32, as a loaded model holds) as a ``static const float`` array of exact
+    hexadecimal literals, in their row-major order."""
+    texts = [_hex(x) for x in np.asarray(values, np.float32).ravel().astype(np.float64).tolist()]
+    rows = [", ".join(texts[k : k + 8]) for k in range(0, len(texts), 8)] or ["0"]
+    body = ",\n    ".join(rows)
+    return f"static const float {name}[{max(len(texts), 1)}] = {{\n    {body}\n}};"
 
 
 def _int(x: int) -> str:
@@ -64,6 +81,10 @@ def model_header(model: Model) -> str:
     ]
     if wf is not None:
         weights = pack_codes(g["input_weights"], wf.total_bits, signed=False)
+        weights_text = (
+            "/* input weights, row-major (input i, neuron j), packed big-endian at their bit width */\n"
+            + _bytes("tinysnn_weights", weights)
+        )
         defs += [
             ("W_BITS", wf.total_bits),
             ("W_FRAC", wf.frac_bits),
@@ -71,7 +92,13 @@ def model_header(model: Model) -> str:
             ("WIDE_SUMS", int(_wide_sums(model))),
         ]
     else:
-        weights = pack_codes(np.ascontiguousarray(g["input_weights"], np.float32).view(np.uint32), 32, False)
+        w32 = np.ascontiguousarray(g["input_weights"], np.float32)
+        weights = pack_codes(w32.view(np.uint32), 32, False)  # the payload's bytes: 4 a weight
+        weights_text = (
+            "/* input weights, row-major (input i, neuron j): the payload's float32 values as exact\n"
+            "   hexadecimal literals, a contiguous row per input (4 bytes a weight, as packed) */\n"
+            + _floats("tinysnn_weights", w32)
+        )
         defs += [("W_BITS", 32)]
     if vf is not None:
         assert tf is not None
@@ -142,8 +169,7 @@ def model_header(model: Model) -> str:
     labels = ", ".join(str(int(x)) for x in model.labels)
     lines += [
         "",
-        "/* input weights, row-major (input i, neuron j), packed big-endian at their bit width */",
-        _bytes("tinysnn_weights", weights),
+        weights_text,
         f"/* frozen {vth_text} of the excitatory neurons */",
         _bytes(vth_name, vth),
         "/* class of each neuron from label assignment, -1: does not vote */",

@@ -149,8 +149,52 @@ static struct {
 #endif
 } st;
 
-/* acc += the weights of the inputs that fire in `row` (input order): integer adds of codes, or
-   float64 adds of FP32 weights as the simulator does */
+#if !TINYSNN_W_FIXED
+/* acc += the FP32 weights of the inputs that fire in `row`, in float64 and input order as the
+   simulator adds them. model.h holds the weights as float32 values, a contiguous row per input;
+   the rows of up to four firing inputs are added in one pass over the neurons, each add still one
+   float64 add in input order (a += w0; a += w1; ...), so the sums are the same numbers. The train
+   is scanned eight bytes at a time, skipping words where no input fires. */
+static void add_rows(const float *const *w, int k) {
+    int64_t j;
+    if (k == 4)
+        for (j = 0; j < N; ++j) {
+            double a = st.acc[j];
+            a += (double)w[0][j];
+            a += (double)w[1][j];
+            a += (double)w[2][j];
+            a += (double)w[3][j];
+            st.acc[j] = a;
+        }
+    else
+        for (; k > 0; --k, ++w)
+            for (j = 0; j < N; ++j) st.acc[j] += (double)(*w)[j];
+}
+static void input_sums(const uint8_t *row) {
+    const float *w[4];
+    int64_t i, i0, end, j;
+    int k = 0;
+    for (j = 0; j < N; ++j) st.acc[j] = 0;
+    for (i0 = 0; i0 < N_IN; i0 = end) {
+        end = i0 + 8 < N_IN ? i0 + 8 : N_IN;
+        if (end - i0 == 8) {
+            uint64_t word;
+            memcpy(&word, row + i0, sizeof word);
+            if (!word) continue;
+        }
+        for (i = i0; i < end; ++i) {
+            if (!row[i]) continue;
+            w[k++] = tinysnn_weights + i * N;
+            if (k == 4) {
+                add_rows(w, 4);
+                k = 0;
+            }
+        }
+    }
+    add_rows(w, k);
+}
+#else
+/* acc += the weight codes of the inputs that fire in `row`: integer adds, exact in any order */
 static void input_sums(const uint8_t *row) {
     int64_t i, j;
     for (j = 0; j < N; ++j) st.acc[j] = 0;
@@ -166,23 +210,16 @@ static void input_sums(const uint8_t *row) {
             const uint8_t *w = tinysnn_weights + i * N * 4;
             for (j = 0; j < N; ++j, w += 4) {
                 uint32_t code = (uint32_t)w[0] << 24 | (uint32_t)w[1] << 16 | (uint32_t)w[2] << 8 | (uint32_t)w[3];
-#if TINYSNN_W_FIXED
                 st.acc[j] += code;
-#else
-                st.acc[j] += (double)float_of(code);
-#endif
             }
         }
 #else
         decode_codes(tinysnn_weights, i * N, N, TINYSNN_W_BITS, st.row);
-#if TINYSNN_W_FIXED
         for (j = 0; j < N; ++j) st.acc[j] += st.row[j];
-#else
-        for (j = 0; j < N; ++j) st.acc[j] += (double)float_of(st.row[j]);
-#endif
 #endif
     }
 }
+#endif
 
 void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
 #if TINYSNN_VMEM_FIXED
@@ -223,7 +260,7 @@ void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
 #endif
     }
     for (t = 0; t < TINYSNN_T; ++t) {
-        int64_t nlat = 0, best = -1;
+        int64_t nlat = 0, ncross = 0, best = -1;
         const uint8_t *lat;
         input_sums(train + t * N_IN);
 #if TINYSNN_VMEM_FIXED
@@ -302,15 +339,19 @@ void tinysnn_run(const uint8_t *train, int64_t sample_seed, int32_t counts[N]) {
             st.v[j] = x;
         }
 #endif
-        for (j = 0; j < N; ++j) {
+        for (j = 0; j < N; ++j) ncross += st.cross[j];
+        if (ncross == 0) /* no neuron crossed: no spike, and the counts stay */
+            memset(st.s, 0, sizeof st.s);
+        else
+            for (j = 0; j < N; ++j) {
 #if TINYSNN_ONE_SPIKE
-            if (st.cross[j] && (best < 0 || st.over[j] > st.over[best])) best = j;
-            st.s[j] = 0;
+                if (st.cross[j] && (best < 0 || st.over[j] > st.over[best])) best = j;
+                st.s[j] = 0;
 #else
-            st.s[j] = st.cross[j];
-            counts[j] += st.s[j];
+                st.s[j] = st.cross[j];
+                counts[j] += st.s[j];
 #endif
-        }
+            }
         if (best >= 0) {
             st.s[best] = 1;
             counts[best] += 1;

@@ -65,6 +65,9 @@ _K_PARAM = 0x14057B7EF767814F
 _LOW31 = (1 << 31) - 1
 _LOW24 = (1 << 24) - 1
 U_BITS = 24  #: bits of a draw: u = k 2^-24, k in [0, 2^24)
+#: where numba's (and numpy's) Geometric draw switches from search (p >= 1/3) to inversion: the
+#: input encoder (sim.numba_kernels) and the runner's copy of it (deploy.runner) draw alike
+GEOMETRIC_SEARCH = 0.333333333333333333333333
 
 
 def mix_seed(seed: int, stream: int, index: int) -> int:

@@ -213,7 +213,6 @@ def encode(images: np.ndarray, model: Model, rng: np.random.Generator) -> np.nda
 
 
 _ISI_CHUNK = 4096  # uniforms drawn at a time: the same stream as one draw per call
-_GEOMETRIC_SEARCH = 0.333333333333333333333333  # numba's (and numpy's) switch to the search algorithm
 
 
 def _isi_sample(prob: List[float], T: int, seed: int) -> Tuple[List[int], List[int]]:
@@ -235,7 +234,7 @@ def _isi_sample(prob: List[float], T: int, seed: int) -> Tuple[List[int], List[i
             continue
         q = 1.0 - p
         t = -1
-        if p >= _GEOMETRIC_SEARCH:
+        if p >= S.GEOMETRIC_SEARCH:
             while True:
                 x, total, prod = 1, p, p
                 if k == n:

@@ -117,14 +117,11 @@ I_ONE_SPIKE, I_NORM_RULE = (INT_PARAMS.index(name) for name in ("one_spike", "no
 ) = range(13)
 
 
-_GEOMETRIC_SEARCH = 0.333333333333333333333333  # numba's (and numpy's) switch to the search algorithm
-
-
 @njit(inline="always")
 def _geometric(p, log_q):
     """numba's ``np.random.geometric(p)`` (float64 ``p`` in (0, 1]) with ``log_q = math.log(1 - p)``
     computed once per input: the same uniforms and the same arithmetic, so the same draws."""
-    if p >= _GEOMETRIC_SEARCH:
+    if p >= S.GEOMETRIC_SEARCH:
         x = 1
         total = prod = p
         u = np.random.random()

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 
 from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
-from .quant.formats import LEAK_BITS
+from .quant.formats import LEAK_BITS, ROW_WIDTH
 
 
 class ParamField(NamedTuple):
@@ -43,11 +43,24 @@ class ParamField(NamedTuple):
     """int64 (a flag or a code) rather than float32."""
 
 
+#: Quantized parameters; each has a (P, 3) float32 row [scale = 2^f, lo, hi] in
+#: :attr:`Population.quant` and its rounding code in the integer field :func:`rounding_field` of
+#: :attr:`Population.params`.
+QUANT_TARGETS = ("weights", "vmem", "vth")
+
+
+def rounding_field(target: str) -> str:
+    """The key in :attr:`Population.params` of a quantized target's rounding code (``round_vmem``)."""
+    return f"round_{target}"
+
+
 #: The per-network constants, declared once: their keys and dtypes in :attr:`Population.params`,
 #: and, in this order, the columns of the kernels' float32 matrix (the float fields,
 #: :data:`FLOAT_PARAMS`) and int64 matrix (the integer fields, :data:`INT_PARAMS`). ``one_spike`` is
 #: 0 or 1; ``norm_rule`` is the code of the ITQ normalization rule
-#: (:attr:`tinysnn.quant.Normalization.code`; 0 = sum).
+#: (:attr:`tinysnn.quant.Normalization.code`; 0 = sum); ``round_weights``, ``round_vmem`` and
+#: ``round_vth`` are the rounding codes of the quantized targets (:attr:`tinysnn.quant.Rounding.code`;
+#: 0 = :data:`tinysnn.quant.NONE`, FP32).
 PARAM_LAYOUT = (
     ParamField("theta_plus", "network", False),
     ParamField("w_exc_inh", "network", False),
@@ -64,11 +77,13 @@ PARAM_LAYOUT = (
     ParamField("n_th", "learning", False),
     ParamField("one_spike", "network", True),
     ParamField("norm_rule", "quant", True),
+    *(ParamField(rounding_field(target), "quant", True) for target in QUANT_TARGETS),
 )
 FLOAT_PARAMS = tuple(f.name for f in PARAM_LAYOUT if not f.integer)  #: columns of the kernels' float32 matrix
 INT_PARAMS = tuple(f.name for f in PARAM_LAYOUT if f.integer)  #: columns of the kernels' int64 matrix
-#: Quantized parameters; each has a (P, 4) float32 row [scale = 2^f, lo, hi, mode] (mode 0 = FP32).
-QUANT_TARGETS = ("weights", "vmem", "vth")
+#: Where the rows of states saved before the rounding codes became integer fields kept each
+#: target's code: a 4th, float32 column, [2^f, lo, hi, mode].
+_LEGACY_MODE_COLUMN = 3
 
 
 def param_dtype(field: ParamField) -> torch.dtype:
@@ -98,7 +113,8 @@ class Population:
     t_update: torch.Tensor
     """(P,) int64 tinysnn update period T_u in steps."""
     quant: Dict[str, torch.Tensor] = field(default_factory=dict)
-    """Per-target (P, 4) float32 [scale, lo, hi, mode]; mode 0 means FP32 (no quantization)."""
+    """Per-target (P, 3) float32 fixed-point rows [scale, lo, hi]; the rounding codes are
+    :meth:`rounding` (:data:`tinysnn.quant.NONE`, 0, means FP32: no quantization)."""
     seeds: List[int] = field(default_factory=list)
     """Weight-initialization seed of each network; it also keys the network's stochastic-rounding
     stream (:mod:`tinysnn.streams`), so that stream never depends on the network's position."""
@@ -120,6 +136,10 @@ class Population:
         """(P, N) bool: True for neurons that exist."""
         idx = torch.arange(self.n_max, device=self.device)
         return idx[None, :] < self.sizes.to(self.device)[:, None]
+
+    def rounding(self, target: str) -> torch.Tensor:
+        """(P,) int64 rounding codes of a quantized target (:data:`QUANT_TARGETS`)."""
+        return self.params[rounding_field(target)]
 
     @property
     def network_seeds(self) -> torch.Tensor:
@@ -175,7 +195,9 @@ class Population:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore weights, thresholds and settings saved by :meth:`state_dict` (a record of tensors, lists
-        and numbers, typed as ``torch.load`` gives it back)."""
+        and numbers, typed as ``torch.load`` gives it back). States saved with (P, 4) rows
+        [2^f, lo, hi, mode] (before the rounding codes became the ``round_*`` fields) load too: the
+        rows' first three columns, and the codes from the fourth."""
         w = state["weights"]
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != tuple(self.weights.shape):
             raise ValueError(
@@ -188,12 +210,21 @@ class Population:
         self.sizes = state["sizes"].to(dev).clone()
         self.t_update = state["t_update"].to(dev).clone()
         saved: Dict[str, torch.Tensor] = state["params"]
+        rows: Dict[str, torch.Tensor] = state["quant"]
+        legacy = {  # the rounding codes of states that kept them in the rows (see _LEGACY_MODE_COLUMN)
+            rounding_field(target): r[:, _LEGACY_MODE_COLUMN]
+            for target, r in rows.items()
+            if r.shape[1] > _LEGACY_MODE_COLUMN
+        }
         self.params = {}
         for f in PARAM_LAYOUT:  # states saved before a quant setting existed hold its default, 0;
             # older states kept the integer settings as float32 columns
-            value = saved.get(f.name, torch.zeros(self.n_networks)) if f.source == "quant" else saved[f.name]
+            if f.source == "quant":
+                value = saved.get(f.name, legacy.get(f.name, torch.zeros(self.n_networks)))
+            else:
+                value = saved[f.name]
             self.params[f.name] = value.to(device=dev, dtype=param_dtype(f)).clone()
-        self.quant = {k: v.to(dev).clone() for k, v in state["quant"].items()}
+        self.quant = {k: v[:, :ROW_WIDTH].to(dev).clone() for k, v in rows.items()}
         if "seeds" in state:
             self.seeds = [int(s) for s in state["seeds"]]
 
@@ -253,7 +284,7 @@ def build_population(
         return torch.tensor(values, dtype=param_dtype(f), device=dev)
 
     params = {f.name: column(f) for f in PARAM_LAYOUT}
-    quant = {t: torch.zeros((p, 4), dtype=torch.float32, device=dev) for t in QUANT_TARGETS}
+    quant = {t: torch.zeros((p, ROW_WIDTH), dtype=torch.float32, device=dev) for t in QUANT_TARGETS}
     return Population(
         variant=first.variant,
         n_input=first.n_input,
@@ -451,5 +482,6 @@ __all__ = [
     "param_dtype",
     "population_bytes",
     "resolve_device",
+    "rounding_field",
     "run_memory",
 ]

@@ -13,14 +13,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from .network import Population
+from .network import Population, rounding_field
 from .quant import NONE, PARAMS, QuantSpec, Scheme, itq_problem, population_rows, quantize_rows
-from .quant.formats import ROW_MODE, ROW_SCALE
+from .quant.formats import ROW_HI, ROW_LO, ROW_SCALE
 from .streams import quantize_seed
 
 
 def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], training: bool) -> None:
-    """Set the population's fixed-point rows from one spec per network.
+    """Set the population's fixed-point rows and rounding codes from one spec per network.
 
     With ``training=True`` only ITQ networks get active rows (PTQ trains in FP32).
     """
@@ -35,11 +35,12 @@ def apply_quant_rows(pop: Population, specs: Sequence[Optional[QuantSpec]], trai
     rules = [s.normalization.code for s in full]
     pop.params["norm_rule"] = torch.tensor(rules, dtype=torch.int64, device=pop.device)
     for param in PARAMS:
-        rows = population_rows(use, param, pop.device).to(torch.float32)
-        pop.quant[param] = vmem_rows_about_rest(rows, pop.exc.v_rest) if param == "vmem" else rows
+        rows, modes = population_rows(use, param, pop.device)
+        pop.params[rounding_field(param)] = modes
+        pop.quant[param] = vmem_rows_about_rest(rows, modes, pop.exc.v_rest) if param == "vmem" else rows
 
 
-def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
+def vmem_rows_about_rest(rows: torch.Tensor, modes: torch.Tensor, v_rest: float) -> torch.Tensor:
     """Rows of a V_mem format read as V_mem - v_rest: the saturation bounds move by v_rest.
 
     V_mem is stored relative to the excitatory resting potential (our decision, docs/method.md §2
@@ -50,22 +51,24 @@ def vmem_rows_about_rest(rows: torch.Tensor, v_rest: float) -> torch.Tensor:
     The same rows serve the baselines' inhibitory neurons (their V_mem near -60..-40 mV lies
     5..25 mV above the excitatory rest).
 
+    ``modes`` (P,) are the rows' rounding codes: rows of FP32 networks (:data:`NONE`) have no grid.
+
     Raises:
         ValueError: if v_rest is not a multiple of a quantized row's step 2^-f.
     """
-    active = rows[:, ROW_MODE] != NONE
+    active = modes != NONE
     scaled = rows[:, ROW_SCALE].double() * float(v_rest)
     off_grid = active & (scaled != torch.floor(scaled))
     if bool(off_grid.any()):
-        step = 1.0 / float(rows[int(off_grid.nonzero()[0]), 0])
+        step = 1.0 / float(rows[int(off_grid.nonzero()[0]), ROW_SCALE])
         raise ValueError(
             f"v_rest = {v_rest} mV is not a multiple of the V_mem format's step {step:g} mV: V_mem is "
             f"stored as V_mem - v_rest, so v_rest must lie on the grid; use more fractional bits or "
             f"a v_rest in whole mV"
         )
     out = rows.clone()
-    out[:, 1] += float(v_rest)
-    out[:, 2] += float(v_rest)
+    out[:, ROW_LO] += float(v_rest)
+    out[:, ROW_HI] += float(v_rest)
     return out
 
 
@@ -81,8 +84,8 @@ def quantize_parameters(pop: Population, seed: int = 0) -> None:
         g = torch.Generator(device=pop.device)
         g.manual_seed(quantize_seed(int(seed), int(pop.seeds[k]) if k < len(pop.seeds) else k))
         sl = slice(k, k + 1)
-        weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], g)
-        theta[sl] = quantize_rows(pop.theta[sl], pop.quant["vth"][sl], g)
+        weights[sl] = quantize_rows(pop.weights[sl], pop.quant["weights"][sl], pop.rounding("weights")[sl], g)
+        theta[sl] = quantize_rows(pop.theta[sl], pop.quant["vth"][sl], pop.rounding("vth")[sl], g)
     pop.weights, pop.theta = weights.contiguous(), theta.contiguous()
 
 

@@ -195,11 +195,11 @@ def test_population_helpers_and_rows_agree_with_quantize() -> None:
     gen = torch.Generator().manual_seed(11)
     v = torch.randn((4, 1, 30), generator=gen) * 20 - 60  # mV
     u = torch.rand(v.shape, generator=gen)
-    rows = population_rows(specs, "vmem")
-    assert rows.shape == (4, 4) and rows[0].tolist() == [128.0, -256.0, 256 - 2**-7, TRUNCATE]
-    assert rows[3, 3] == NONE
+    rows, modes = population_rows(specs, "vmem")
+    assert rows.shape == (4, 3) and rows[0].tolist() == [128.0, -256.0, 256 - 2**-7]
+    assert modes.dtype == torch.int64 and modes.tolist() == [TRUNCATE, NEAREST, STOCHASTIC, NONE]
     qp = population_qparams([s.vmem for s in specs], [s.rounding for s in specs], signed=True)
-    by_rows = quantize_rows(v, rows, u=u)
+    by_rows = quantize_rows(v, rows, modes, u=u)
     by_params = quantize(v, *qp, u=u)
     assert same(by_rows, by_params)
     for p, spec in enumerate(specs):

@@ -152,7 +152,7 @@ def _sum_preserving_torch(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     from tinysnn.sim.equations import normalize_sum_preserving
 
     w = torch.tensor(col, dtype=torch.float32).view(1, -1, 1)
-    rows = torch.tensor([[4.0, 0.0, hi, TRUNCATE]])
+    rows = torch.tensor([[4.0, 0.0, hi]])
     out = normalize_sum_preserving(
         w,
         torch.tensor([total]),
@@ -173,7 +173,7 @@ def _sum_preserving_numba(col, total, wmax, hi, rule=NORM_SUM, u=0.0):
     target = int(np.floor(np.float64(np.float32(total)) * 4.0))
     if float(w.astype(np.float64).sum()) * 4.0 != target:  # the kernel skips columns at the target
         factor = np.float32(total) / np.float32(w.astype(np.float64).sum())
-        qrow = np.array([4.0, 0.0, hi, TRUNCATE], np.float32)
+        qrow = np.array([4.0, 0.0, hi], np.float32)
         K._normalize_sum_preserving(
             w[0],
             0,
@@ -314,20 +314,22 @@ def test_settled_columns_by_hand() -> None:
     total = torch.tensor([2.0])
     fired = torch.tensor([[False, True, False, False]])
 
-    def rows(mode: int) -> torch.Tensor:
-        return torch.tensor([[1 / q, 0.0, 1 - q, float(mode)]])
+    rows = torch.tensor([[1 / q, 0.0, 1 - q]])
+
+    def modes(mode: int) -> torch.Tensor:
+        return torch.tensor([mode])
 
     # truncation: silent and total - 1 < sum <= total -> settled; fired, far below, or above -> not
-    assert settled_columns(w, total, fired, rows(1)).tolist() == [[True, False, False, False]]
+    assert settled_columns(w, total, fired, rows, modes(TRUNCATE)).tolist() == [[True, False, False, False]]
     # nearest: |sum - total| <= 0.5
-    assert settled_columns(w, total, fired, rows(2)).tolist() == [[True, False, False, False]]
+    assert settled_columns(w, total, fired, rows, modes(NEAREST)).tolist() == [[True, False, False, False]]
     w2 = w.clone()
     w2[0, 3, 3] = 0.25  # column 3 sums to 2.25: within nearest's slack, above truncation's
-    assert settled_columns(w2, total, fired, rows(2)).tolist() == [[True, False, False, True]]
-    assert settled_columns(w2, total, fired, rows(1)).tolist() == [[True, False, False, False]]
+    assert settled_columns(w2, total, fired, rows, modes(NEAREST)).tolist() == [[True, False, False, True]]
+    assert settled_columns(w2, total, fired, rows, modes(TRUNCATE)).tolist() == [[True, False, False, False]]
     # stochastic rounding and FP32 normalize every column
-    assert not settled_columns(w, total, fired, rows(3)).any()
-    assert not settled_columns(w, total, fired, rows(0)).any()
+    assert not settled_columns(w, total, fired, rows, modes(STOCHASTIC)).any()
+    assert not settled_columns(w, total, fired, rows, modes(NONE)).any()
 
 
 @pytest.mark.parametrize("backend", _backends())
@@ -521,22 +523,22 @@ def _kernels():
     from tinysnn.sim import numba_kernels as K
 
     @numba.njit
-    def norm_rows(w, colsum, wmax, qrow, seed):
+    def norm_rows(w, colsum, wmax, qrow, mode, seed):
         for i in range(w.shape[0]):
-            K._scale_row_quantized(w[i], colsum, wmax, qrow, seed, i)
+            K._scale_row_quantized(w[i], colsum, wmax, qrow, mode, seed, i)
 
     @numba.njit
-    def fix_rows(w, colsum, wmax, qrow):
+    def fix_rows(w, colsum, wmax, qrow, mode):
         for i in range(w.shape[0]):
             for j in range(w.shape[1]):
-                w[i, j] = K._fix_w(w[i, j] * colsum[j], wmax, qrow, 0, 0)
+                w[i, j] = K._fix_w(w[i, j] * colsum[j], wmax, qrow, mode, 0, 0)
 
     return norm_rows, fix_rows
 
 
-def _qrow(frac: int, mode: int, hi: float = None) -> np.ndarray:
+def _qrow(frac: int, hi: float = None) -> np.ndarray:
     top = (1 - 2.0**-frac) if hi is None else hi
-    return np.array([2.0**frac, 0.0, top, mode], np.float32)
+    return np.array([2.0**frac, 0.0, top], np.float32)
 
 
 def _cases(rng: np.random.Generator, frac: int) -> np.ndarray:
@@ -557,8 +559,8 @@ def test_normalization_pass_equals_the_scalar_quantizer_bit_for_bit(mode: int, f
     colsum[:8] = 1.0
     for wmax in (np.float32(1.0), np.float32(0.75)):
         a, b = w.copy(), w.copy()
-        norm_rows(a, colsum, wmax, _qrow(frac, mode), 0)
-        fix_rows(b, colsum, wmax, _qrow(frac, mode))
+        norm_rows(a, colsum, wmax, _qrow(frac), mode, 0)
+        fix_rows(b, colsum, wmax, _qrow(frac), mode)
         assert np.array_equal(a.view(np.int32), b.view(np.int32))
 
 
@@ -570,11 +572,11 @@ def test_stochastic_normalization_is_on_the_grid_exact_on_the_grid_and_unbiased(
     ones = np.ones(256, np.float32)
     grid = (rng.integers(0, 2**frac, size=(4, 256)) * q).astype(np.float32)
     out = grid.copy()
-    norm_rows(out, ones, np.float32(1.0), _qrow(frac, 3), 1)
+    norm_rows(out, ones, np.float32(1.0), _qrow(frac), STOCHASTIC, 1)
     assert np.array_equal(out, grid)  # values on the grid stay exact
     x = rng.uniform(0.0, 1.0 - q, size=(400, 256)).astype(np.float32)
     out = x.copy()
-    norm_rows(out, ones, np.float32(1.0), _qrow(frac, 3), 2)
+    norm_rows(out, ones, np.float32(1.0), _qrow(frac), STOCHASTIC, 2)
     assert np.array_equal(out * 2**frac, np.floor(out * 2**frac))
     assert np.all(out >= np.floor(x / q) * q) and np.all(out <= np.floor(x / q) * q + q)
     err = (out.astype(np.float64) - x).ravel()
@@ -585,7 +587,7 @@ def test_stochastic_normalization_is_on_the_grid_exact_on_the_grid_and_unbiased(
     trunc = (np.floor(x / q) * q - x).ravel()
     assert trunc.mean() < -10 * bound
     again = x.copy()
-    norm_rows(again, ones, np.float32(1.0), _qrow(frac, 3), 2)
+    norm_rows(again, ones, np.float32(1.0), _qrow(frac), STOCHASTIC, 2)
     assert np.array_equal(again, out)  # seeded
 
 
@@ -595,7 +597,7 @@ def test_normalization_pass_touches_only_the_networks_own_columns(mode: int) -> 
     # sums gave NaN weights in CI (uninitialized memory), so the pass takes its length from them.
     norm_rows, _ = _kernels()
     w = np.full((2, 8), 0.3, np.float32)
-    norm_rows(w, np.full(5, 1.5, np.float32), np.float32(1.0), _qrow(6, mode, hi=1.0), 0)
+    norm_rows(w, np.full(5, 1.5, np.float32), np.float32(1.0), _qrow(6, hi=1.0), mode, 0)
     assert (w[:, 5:] == np.float32(0.3)).all()  # off the 6-bit grid: any pass would have moved it
     assert np.isfinite(w[:, :5]).all() and (w[:, :5] > 0.4).all()
 

@@ -14,6 +14,7 @@ from tinysnn.config import EncodingConfig, NetworkConfig, Variant
 from tinysnn.encoding import make_generator, poisson
 from tinysnn.network import build_population
 from tinysnn.quant import Normalization, parse_quant_arg
+from tinysnn.quant.formats import ROW_HI, ROW_LO
 from tinysnn.sim import Simulator
 from tinysnn.train import apply_quant_rows, quantize_parameters
 
@@ -173,7 +174,7 @@ def test_vmem_format_is_about_rest(backend) -> None:
     """V_mem is stored as V_mem - v_rest: SQ5.2 saturates at v_rest - 16 and v_rest + 16 - 1/4 mV."""
     pops = _pair("tinysnn", [10], quant="vmem=SQ5.2")
     pop = pops[0]
-    lo, hi = pop.quant["vmem"][0, 1:3].tolist()
+    lo, hi = pop.quant["vmem"][0, ROW_LO].item(), pop.quant["vmem"][0, ROW_HI].item()
     assert (lo, hi) == (-65.0 - 16.0, -65.0 + 16.0 - 0.25)
     enc = EncodingConfig(time_steps=40)
     sim = Simulator(pop, enc, backend=backend)
@@ -189,10 +190,12 @@ def test_vmem_rest_must_lie_on_the_grid() -> None:
     from tinysnn.quant import population_rows
     from tinysnn.train import vmem_rows_about_rest
 
-    rows = population_rows([parse_quant_arg("vmem=Q8.0"), parse_quant_arg("vmem=Q8.1")], "vmem")
-    assert vmem_rows_about_rest(rows, -65.0)[:, 1].tolist() == [-193.0, -193.0]
-    assert vmem_rows_about_rest(rows[1:], -65.5)[0, 2].item() == 128 - 0.5 - 65.5
+    rows, modes = population_rows([parse_quant_arg("vmem=Q8.0"), parse_quant_arg("vmem=Q8.1")], "vmem")
+    assert vmem_rows_about_rest(rows, modes, -65.0)[:, ROW_LO].tolist() == [-193.0, -193.0]
+    assert vmem_rows_about_rest(rows[1:], modes[1:], -65.5)[0, ROW_HI].item() == 128 - 0.5 - 65.5
     with pytest.raises(
         ValueError, match="v_rest = -65.5 mV is not a multiple of the V_mem format's step 1 mV"
     ):
-        vmem_rows_about_rest(rows, -65.5)
+        vmem_rows_about_rest(rows, modes, -65.5)
+    fp32 = torch.zeros_like(modes)  # an FP32 network's row has no grid to check
+    assert vmem_rows_about_rest(rows, fp32, -65.5)[:, ROW_LO].tolist() == [-193.5, -193.5]

@@ -14,7 +14,7 @@ import torch
 from tinysnn.config import EncodingConfig, NetworkConfig
 from tinysnn.network import build_population
 from tinysnn.quant import parse_quant_arg
-from tinysnn.quant.formats import NEAREST, TRUNCATE
+from tinysnn.quant.formats import NEAREST, NONE, STOCHASTIC, TRUNCATE
 from tinysnn.sim import Simulator
 from tinysnn.sim import numba_kernels as K
 from tinysnn.train import apply_quant_rows, quantize_parameters
@@ -57,17 +57,15 @@ def test_decay_on_grid_is_decay_toward_zero(scale: float, leak: int) -> None:
 
 
 def test_vmem_kind_keeps_the_scalar_path_where_float64_is_not_exact() -> None:
-    fp32 = np.zeros(4, np.float32)
-    q = np.array([64.0, -512.0, 511.984375, TRUNCATE], np.float32)  # products past 2^31: float64
-    assert K._vmem_kind(fp32, 167_000.0, -65.0, -60.0) == K.VMEM_FP32
-    assert K._vmem_kind(q, 167_000.0, -65.0, -60.0) == K.VMEM_GRID
-    sq8 = np.array([1.0, -193.0, 62.0, NEAREST], np.float32)  # 8-bit V_mem about rest: int32 products
-    assert K._vmem_kind(sq8, 167_000.0, -65.0, -60.0) == K.VMEM_GRID32
-    wide = np.array([2.0**20, -(2.0**11), 2.0**11, TRUNCATE], np.float32)  # codes of 2^32: product > 2^53
-    assert K._vmem_kind(wide, float((1 << 24) - 1), 0.0, 0.0) == K.VMEM_SCALAR
-    stochastic = q.copy()
-    stochastic[3] = 3
-    assert K._vmem_kind(stochastic, 167_000.0, -65.0, -60.0) == K.VMEM_SCALAR
+    fp32 = np.zeros(3, np.float32)
+    q = np.array([64.0, -512.0, 511.984375], np.float32)  # products past 2^31: float64
+    assert K._vmem_kind(fp32, NONE, 167_000.0, -65.0, -60.0) == K.VMEM_FP32
+    assert K._vmem_kind(q, TRUNCATE, 167_000.0, -65.0, -60.0) == K.VMEM_GRID
+    sq8 = np.array([1.0, -193.0, 62.0], np.float32)  # 8-bit V_mem about rest: int32 products
+    assert K._vmem_kind(sq8, NEAREST, 167_000.0, -65.0, -60.0) == K.VMEM_GRID32
+    wide = np.array([2.0**20, -(2.0**11), 2.0**11], np.float32)  # codes of 2^32: product > 2^53
+    assert K._vmem_kind(wide, TRUNCATE, float((1 << 24) - 1), 0.0, 0.0) == K.VMEM_SCALAR
+    assert K._vmem_kind(q, STOCHASTIC, 167_000.0, -65.0, -60.0) == K.VMEM_SCALAR
 
 
 @pytest.mark.parametrize("active", [0, 1, 3, 4, 7, 8, 9, 13, 17, 40])
@@ -90,7 +88,8 @@ def test_input_current_from_codes_equals_the_float_sum(active: int) -> None:
     codes = rng.integers(0, 2**15, (60, 33)).astype(np.int16)
     scale = np.float32(128.0)
     W = (codes.astype(np.float32) / scale)[None]
-    got_codes, inv = K._weight_codes(W, np.array([33]), np.array([[scale, 0.0, 512.0, TRUNCATE]], np.float32))
+    rows = np.array([[scale, 0.0, 512.0]], np.float32)
+    got_codes, inv = K._weight_codes(W, np.array([33]), rows, np.array([TRUNCATE]))
     assert inv[0] == 1 / 128 and np.array_equal(got_codes[0], codes)
     idx = np.sort(rng.choice(60, active, replace=False)).astype(np.int32)
     a, b = np.zeros(33, np.float32), np.zeros(33, np.float32)
@@ -100,14 +99,18 @@ def test_input_current_from_codes_equals_the_float_sum(active: int) -> None:
 
 
 def test_weight_codes_refuse_weights_off_the_grid() -> None:
-    q = np.array([[128.0, 0.0, 2.0, TRUNCATE]] * 3, np.float32)
+    q = np.array([[128.0, 0.0, 2.0]] * 3, np.float32)
     W = np.full((3, 4, 5), 0.5, np.float32)
     W[1, 3, 2] = 0.5 + 2.0**-9  # off the grid
     W[2, 0, 0] = 300.0  # code 38400 does not fit int16
-    _, inv = K._weight_codes(W, np.array([5, 5, 5]), q)
+    _, inv = K._weight_codes(W, np.array([5, 5, 5]), q, np.full(3, TRUNCATE))
     assert list(inv) == [1 / 128, 0.0, 0.0]
-    fp32 = np.zeros((3, 4), np.float32)
-    assert list(K._weight_codes(W, np.array([5, 5, 5]), fp32)[1]) == [0.0, 0.0, 0.0]
+    fp32 = np.zeros((3, 3), np.float32)
+    assert list(K._weight_codes(W, np.array([5, 5, 5]), fp32, np.full(3, NONE))[1]) == [0.0, 0.0, 0.0]
+    # rows on the grid, but the network keeps its weights in FP32: no codes
+    W[1:] = 0.5
+    _, inv = K._weight_codes(W, np.array([5, 5, 5]), q, np.array([NONE, TRUNCATE, NONE]))
+    assert list(inv) == [0.0, 1 / 128, 0.0]
 
 
 def test_encoder_draws_the_geometric_gaps_of_numba() -> None:

@@ -70,8 +70,9 @@ def test_the_theta_plus_rule_binds_truncation_and_nearest_only() -> None:
     assert itq_problem(parse_quant_arg("vth=Q8.0", rounding="stochastic", scheme="itq"), 0.05) == ""
 
 
-def _theta_rows(n_networks: int, frac_bits: int, mode: int) -> torch.Tensor:
-    return torch.tensor([[2.0**frac_bits, 0.0, 255.0, float(mode)]] * n_networks, dtype=torch.float32)
+def _theta_rows(n_networks: int, frac_bits: int, mode: int) -> equations.Rows:
+    rows = torch.tensor([[2.0**frac_bits, 0.0, 255.0]] * n_networks, dtype=torch.float32)
+    return equations.Rows(rows, torch.full((n_networks,), mode, dtype=torch.int64), mode == STOCHASTIC)
 
 
 def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_given_the_stream() -> None:
@@ -80,13 +81,12 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
     n, theta_plus = 20000, 0.05
     net = NetworkConfig(variant="tinysnn", n_neurons=n, n_input=1, norm_total=1.0, theta_plus=theta_plus)
     pop = build_population(net, seeds=3)
-    rows = _theta_rows(1, 0, STOCHASTIC)
+    q = _theta_rows(1, 0, STOCHASTIC)
     cross = torch.ones((1, n), dtype=torch.bool)
     base = S.stream_base(torch.tensor([[11]]), pop.network_seeds[:, None], S.STREAM_VTH)
     theta0 = torch.zeros((1, n))
 
     def torch_step(t: int) -> torch.Tensor:
-        q = equations.Rows(rows, True)
         return equations.adaptive_threshold(pop, theta0, cross, q, base, torch.tensor(t), torch.arange(n))
 
     first = torch_step(4)
@@ -101,7 +101,15 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
         thr = np.zeros(n, np.float32)
         key = _int64(int(S.step_key(base, torch.tensor(4))[0, 0]))
         K._adaptive_threshold(
-            theta_p, thr, np.arange(n), n, np.float32(theta_plus), np.float32(-52.0), rows[0].numpy(), key
+            theta_p,
+            thr,
+            np.arange(n),
+            n,
+            np.float32(theta_plus),
+            np.float32(-52.0),
+            q.rows[0].numpy(),
+            STOCHASTIC,
+            key,
         )
         assert np.array_equal(theta_p, first[0].numpy())
         assert np.array_equal(thr, np.float32(-52.0) + theta_p)
@@ -110,7 +118,7 @@ def test_a_stochastic_theta_increment_has_mean_theta_plus_and_is_deterministic_g
 def test_truncation_loses_a_sub_step_increment_and_saturates_at_the_top() -> None:
     net = NetworkConfig(variant="tinysnn", n_neurons=3, n_input=1, norm_total=1.0, theta_plus=0.05)
     pop = build_population(net, seeds=3)
-    q = equations.Rows(_theta_rows(1, 0, TRUNCATE), False)
+    q = _theta_rows(1, 0, TRUNCATE)
     theta = torch.tensor([[0.0, 255.0, 7.0]])
     cross = torch.tensor([[True, True, False]])
     out = equations.adaptive_threshold(pop, theta, cross, q, None, torch.tensor(0), torch.arange(3))

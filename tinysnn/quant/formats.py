@@ -25,14 +25,17 @@ FP32 = "fp32"
 #: code :data:`NONE`. Result rows and trial attributes written before it said "" instead.
 NO_ROUNDING = "none"
 
-# Integer rounding codes, as the kernels (and per-network ``(P,)`` mode tensors) use them.
+# Integer rounding codes, as the kernels (and per-network ``(P,)`` int64 mode tensors: the
+# ``round_<target>`` fields of ``tinysnn.network.PARAM_LAYOUT``) use them.
 NONE = 0  #: fp32 passthrough: the value is left untouched, bit for bit.
 TRUNCATE = 1  #: q * floor(x / q)
 NEAREST = 2  #: q * floor(x / q + 1/2)
 STOCHASTIC = 3  #: q * floor(x / q) + q * [u < frac(x / q)]
-# Columns of a fixed-point row ``[2^f, lo, hi, mode]``, the per-network (P, 4) float32 layout of
-# :func:`tinysnn.quant.rounding.population_rows` that the kernels read.
-ROW_SCALE, ROW_LO, ROW_HI, ROW_MODE = range(4)
+# Columns of a fixed-point row ``[2^f, lo, hi]``, the per-network (P, ROW_WIDTH) float32 layout of
+# :func:`tinysnn.quant.rounding.population_rows` that the kernels read; the target's rounding code
+# is no column of it but an integer beside it (``round_<target>``).
+ROW_WIDTH = 3
+ROW_SCALE, ROW_LO, ROW_HI = range(ROW_WIDTH)
 # Integer codes of the ITQ normalization rules (:attr:`Normalization.code`, the ``norm_rule`` column).
 NORM_SUM = 0
 NORM_PLAIN = 1

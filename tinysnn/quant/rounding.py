@@ -1,7 +1,8 @@
 """Rounding and saturation of tensors and scalars to fixed-point grids (docs/method.md §2).
 
-The kernels behind PTQ and ITQ, vectorized over a population (per-network formats and modes as
-``(P,)`` tensors or ``(P, 4)`` rows); see :mod:`tinysnn.quant` for the conventions.
+The kernels behind PTQ and ITQ, vectorized over a population (per-network formats as ``(P,)``
+tensors or ``(P, 3)`` rows, rounding modes as ``(P,)`` int64 codes); see :mod:`tinysnn.quant` for the
+conventions.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from .formats import (
     PARAM_SIGNED,
     ROW_HI,
     ROW_LO,
-    ROW_MODE,
     ROW_SCALE,
     STOCHASTIC,
     TRUNCATE,
@@ -220,21 +220,23 @@ def _stochastic_up(u: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.T
 def quantize_rows(
     x: torch.Tensor,
     rows: torch.Tensor,
+    modes: torch.Tensor,
     generator: Optional[torch.Generator] = None,
     *,
     u: Optional[torch.Tensor] = None,
     any_stochastic: Optional[bool] = None,
     out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """:func:`quantize` with per-network rows ``(P, 4)`` = ``[scale = 2^f, lo, hi, mode]``.
+    """:func:`quantize` with per-network rows ``(P, 3)`` = ``[scale = 2^f, lo, hi]`` and rounding
+    codes ``modes`` ``(P,)`` int64.
 
     The layout the population keeps per quantized parameter (see :func:`population_rows`); the
     scale must be a power of two. Same results, bit for bit, as :func:`quantize`.
     """
     scale = _per_network(rows[:, ROW_SCALE].to(x.dtype), x)
     step = _per_network(1.0 / rows[:, ROW_SCALE].to(x.dtype), x)
-    lo, hi, mode = rows[:, ROW_LO], rows[:, ROW_HI], rows[:, ROW_MODE]
-    return _round_saturate(x, scale, step, lo, hi, NONE, mode, generator, u, any_stochastic, out)
+    lo, hi = rows[:, ROW_LO], rows[:, ROW_HI]
+    return _round_saturate(x, scale, step, lo, hi, NONE, modes, generator, u, any_stochastic, out)
 
 
 def quantize_(
@@ -358,15 +360,19 @@ def population_rows(
     specs: Sequence[QuantSpec],
     param: str,
     device: Optional[Union[torch.device, str]] = None,
-) -> torch.Tensor:
-    """Rows ``(P, 4)`` float32 ``[2^f, lo, hi, mode]`` of ``param`` for P networks, for :func:`quantize_rows`.
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``(P, 3)`` float32 ``[2^f, lo, hi]`` of ``param`` for P networks and their rounding codes
+    ``(P,)`` int64, for :func:`quantize_rows`.
 
-    An fp32 parameter gets ``[1, -inf, inf, NONE]``.
+    An fp32 parameter gets the row ``[1, -inf, inf]`` and the code :data:`NONE`.
 
     Example:
-        >>> population_rows([parse_quant_arg("weights=Q1.7"), QuantSpec()], "weights")
-        tensor([[128.0000,   0.0000,   1.9922,   1.0000],
-                [  1.0000,     -inf,      inf,   0.0000]])
+        >>> rows, modes = population_rows([parse_quant_arg("weights=Q1.7"), QuantSpec()], "weights")
+        >>> rows
+        tensor([[128.0000,   0.0000,   1.9922],
+                [  1.0000,     -inf,      inf]])
+        >>> modes
+        tensor([1, 0])
     """
     frac_bits, lo, hi, mode = _population_tensors(
         [spec.format_of(param) for spec in specs],
@@ -376,4 +382,4 @@ def population_rows(
         torch.float32,
     )
     scale = (torch.ones_like(frac_bits) << frac_bits).to(torch.float32)
-    return torch.stack([scale, lo, hi, mode.to(torch.float32)], dim=1)
+    return torch.stack([scale, lo, hi], dim=1), mode

@@ -37,7 +37,6 @@ from ..quant.formats import (
     NORM_SUM,
     ROW_HI,
     ROW_LO,
-    ROW_MODE,
     ROW_SCALE,
     TRUNCATE,
 )
@@ -48,16 +47,18 @@ IntOrTensor = Union[int, torch.Tensor]
 
 
 class Rows(NamedTuple):
-    """A population's (P, 4) fixed-point rows of one parameter and whether any network rounds
-    stochastically (decided once per window on the host, so the time loop never waits for the device)."""
+    """A population's (P, 3) fixed-point rows [2^f, lo, hi] of one parameter, their (P,) int64
+    rounding codes, and whether any network rounds stochastically (decided once per window on the
+    host, so the time loop never waits for the device)."""
 
     rows: torch.Tensor
+    modes: torch.Tensor
     stochastic: bool
 
     @property
     def active(self) -> torch.Tensor:
         """(P,) bool: the networks that quantize this parameter."""
-        return self.rows[:, ROW_MODE] != NONE
+        return self.modes != NONE
 
     def scale(self, dims: int) -> torch.Tensor:
         """2^f per network, viewed (P, 1, ...) with ``dims`` dimensions in all."""
@@ -75,7 +76,7 @@ def quantize(
         key = S.step_key(base, step)
         key = key.view(tuple(key.shape) + (1,) * (x.dim() - key.dim()))
         u = S.uniform_bits(key, index).to(x.dtype) * 2.0**-S.U_BITS
-    return quantize_rows(x, q.rows, u=u, any_stochastic=q.stochastic)
+    return quantize_rows(x, q.rows, q.modes, u=u, any_stochastic=q.stochastic)
 
 
 def decay(
@@ -100,7 +101,7 @@ def decay(
         key = S.step_key(base, step)
         key = key.view(tuple(key.shape) + (1,) * (u.dim() - key.dim()))
         draws = S.uniform_bits(key, index)
-        rounds_up = (q.rows[:, ROW_MODE] == STOCHASTIC).view((-1,) + (1,) * (u.dim() - 1))
+        rounds_up = (q.modes == STOCHASTIC).view((-1,) + (1,) * (u.dim() - 1))
         draws = torch.where(rounds_up, draws, torch.full_like(draws, 1 << S.U_BITS))
     fixed = decay_toward_zero(u, q.scale(u.dim()), leak, draws)
     return torch.where(q.active.view((-1,) + (1,) * (u.dim() - 1)), fixed, plain)
@@ -381,11 +382,11 @@ def normalize(
         return _scaled_and_clipped(pop, w, None)
     prm = pop.params
     rule = prm["norm_rule"]
-    mode = qw.rows[:, ROW_MODE]
+    mode = qw.modes
     deterministic = (mode == TRUNCATE) | (mode == NEAREST)
     keep = None
     if bool((rule == NORM_SETTLED).any()):
-        settled = settled_columns(w, prm["norm_total"], counts > 0, qw.rows)
+        settled = settled_columns(w, prm["norm_total"], counts > 0, qw.rows, mode)
         keep = settled & (deterministic & (rule == NORM_SETTLED))[:, None]
     scaled = quantize(_scaled_and_clipped(pop, w, keep), qw, base, step, synapse_idx)
     keeps_sum = deterministic & ((rule == NORM_SUM) | (rule == NORM_PROPORTIONAL) | (rule == NORM_APPORTION))
@@ -467,7 +468,7 @@ def normalize_sum_preserving(
         w: weights (P, n_in, N) on their grids.
         total: (P,) column total.
         mask: (P, N) bool, the neurons that exist.
-        rows: (P, 4) fixed-point rows of the weights [2^f, lo, hi, mode].
+        rows: (P, 3) fixed-point rows of the weights [2^f, lo, hi].
         w_max: (P,) upper weight bound.
         rule: (P,) the networks' rule codes (``norm_rule``); networks with another rule get ``sum``.
         u: (P, N) float64 draws in [0, 1), one per column; needed where a network uses ``apportion``.
@@ -520,7 +521,7 @@ def apportion(
 
 
 def settled_columns(
-    w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor
+    w: torch.Tensor, total: torch.Tensor, fired: torch.Tensor, rows: torch.Tensor, modes: torch.Tensor
 ) -> torch.Tensor:
     """Columns the ``settled`` normalization rule leaves alone: (P, N) bool.
 
@@ -537,12 +538,13 @@ def settled_columns(
         w: weights (P, n_in, N) on their grids.
         total: (P,) column total.
         fired: (P, N) bool, the neurons that fired in the sample.
-        rows: (P, 4) fixed-point rows of the weights [2^f, lo, hi, mode].
+        rows: (P, 3) fixed-point rows of the weights [2^f, lo, hi].
+        modes: (P,) rounding codes of the weights.
     """
     colsum = _column_sums(w)[:, 0, :].to(torch.float64 if w.device.type == "cpu" else torch.float32)
     tot = total.to(colsum.dtype)[:, None]
     slack = (w.shape[1] / rows[:, ROW_SCALE].to(colsum.dtype))[:, None]
-    mode = rows[:, ROW_MODE][:, None]
+    mode = modes[:, None]
     trunc = (mode == TRUNCATE) & (colsum <= tot) & (colsum > tot - slack)
     near = (mode == NEAREST) & ((colsum - tot).abs() <= slack / 2)
     return (trunc | near) & ~fired

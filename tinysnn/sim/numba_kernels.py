@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import streams as S
 from ..config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
-from ..network import FLOAT_PARAMS, INT_PARAMS
+from ..network import FLOAT_PARAMS, INT_PARAMS, rounding_field
 from ..quant import quantize_scalar
 from ..quant.formats import (
     LEAK_BITS,
@@ -43,8 +43,8 @@ from ..quant.formats import (
     NORM_SUM,
     ROW_HI,
     ROW_LO,
-    ROW_MODE,
     ROW_SCALE,
+    ROW_WIDTH,
     STOCHASTIC,
     TRUNCATE,
 )
@@ -99,6 +99,10 @@ STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
     "nu_pre", "nu_post", "eta_p", "eta_d", "x_th", "eta_post", "n_th",
 ))  # fmt: skip
 I_ONE_SPIKE, I_NORM_RULE = (INT_PARAMS.index(name) for name in ("one_spike", "norm_rule"))
+# the rounding codes of the quantized targets, beside their (P, ROW_WIDTH) float32 rows qw, qv, qth
+I_ROUND_WEIGHTS, I_ROUND_VMEM, I_ROUND_VTH = (
+    INT_PARAMS.index(rounding_field(target)) for target in ("weights", "vmem", "vth")
+)
 # columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
 (
     K_VR_E,
@@ -216,11 +220,11 @@ def _uniform(key, index):
 
 
 @njit(inline="always")
-def _q(x, qrow, key, index):
-    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi, mode] (tinysnn.quant).
+def _q(x, qrow, mode, key, index):
+    """Fixed-point quantization of one float32 with qrow = [scale, lo, hi] and the rounding code
+    ``mode`` (tinysnn.quant).
 
     Stochastic rounding draws element ``index`` of the stream ``key``."""
-    mode = qrow[ROW_MODE]
     if mode == NONE:
         return x
     u = _uniform(key, index) if mode == STOCHASTIC else np.float32(0.0)
@@ -228,9 +232,9 @@ def _q(x, qrow, key, index):
 
 
 @njit(inline="always")
-def _fix_w(x, wmax, qrow, key, index):
+def _fix_w(x, wmax, qrow, mode, key, index):
     """A weight clipped to [0, w_max] and quantized (every learning rule ends with it)."""
-    return _q(min(max(x, np.float32(0.0)), wmax), qrow, key, index)
+    return _q(min(max(x, np.float32(0.0)), wmax), qrow, mode, key, index)
 
 
 @njit(inline="always")
@@ -252,9 +256,10 @@ def _decay(u, decay, quantized, scale, leak, stochastic, key, index):
     steps on the grid 1/scale where the value is ``quantized`` (rounded stochastically under
     stochastic rounding, else toward zero).
 
-    The callers read ``quantized``, ``stochastic`` and ``scale`` from the row once, outside their
-    loops: a read of the row inside a loop that stores to float32 arrays is repeated every
-    iteration (the row may alias them), which slowed the neuron loops measurably."""
+    The callers read ``scale`` from the row once, outside their loops (and pass ``quantized`` and
+    ``stochastic``, from the rounding code): a read of the row inside a loop that stores to float32
+    arrays is repeated every iteration (the row may alias them), which slowed the neuron loops
+    measurably."""
     if quantized:
         return _decay_toward_zero(u, scale, leak, stochastic, key, index)
     return u * decay
@@ -328,16 +333,17 @@ def _input_current_codes(C, idx, a0, a1, n, iacc, cur, inv):
 
 
 @njit
-def _weight_codes(W, sizes, qw):
+def _weight_codes(W, sizes, qw, modes):
     """The integer codes (P, n_in, n_max) int16 of networks whose weights all lie on their format's
     grid with codes below 2^15, and each network's 2^-f (float64), 0 for the others (FP32 weights,
-    or weights off the grid: their inference sums the float32 weights)."""
+    whose rounding code in ``modes`` is NONE, or weights off the grid: their inference sums the
+    float32 weights)."""
     P, n_in, n_max = W.shape
     codes = np.zeros((P, n_in, n_max), np.int16)
     inv = np.zeros(P, np.float64)
     for p in range(P):
         scale = qw[p, ROW_SCALE]
-        on_grid = qw[p, ROW_MODE] != NONE
+        on_grid = modes[p] != NONE
         for i in range(n_in):
             for j in range(sizes[p]):
                 y = W[p, i, j] * scale  # exact: a power of two
@@ -358,14 +364,13 @@ VMEM_FP32, VMEM_GRID32, VMEM_GRID, VMEM_SCALAR = 0, 1, 2, 3
 
 
 @njit
-def _vmem_kind(qv, leak, v_rest, v_reset):
-    """The V_mem arithmetic of a layer (``VMEM_*``) under the row ``qv``.
+def _vmem_kind(qv, mode, leak, v_rest, v_reset):
+    """The V_mem arithmetic of a layer (``VMEM_*``) under the row ``qv`` and rounding code ``mode``.
 
     The decrement of :func:`_decay_toward_zero` is exact in int32 while code x leak < 2^31
     (``VMEM_GRID32``), in float64 while it is < 2^53 (``VMEM_GRID``); V_mem - v_rest is at most
     the largest of |lo - v_rest|, |hi - v_rest| and |v_reset - v_rest| (V_mem is quantized into
     [lo, hi], or v_reset, or v_rest)."""
-    mode = qv[ROW_MODE]
     if mode == NONE:
         return VMEM_FP32
     if mode != TRUNCATE and mode != NEAREST:
@@ -410,13 +415,16 @@ def _quantize_on_grid(x, scale, inv, lo, hi, nearest):
 
 @njit(inline="always")
 def _vmem_step(
-    kind, v, add, takes, vr, dec, mode, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
+    kind, v, add, takes, vr, dec, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j
 ):
     """V_mem after one step: ``v`` leaked toward ``vr``, ``add`` added where ``takes`` (not
-    refractory), quantized by the format (``mode``, ``scale``, ``lo``, ``hi``) (``equations.lif_*_step``).
+    refractory), quantized by the format (``scale``, ``lo``, ``hi``) with its rounding (``nearest``,
+    ``stochastic``, else truncation) (``equations.lif_*_step``).
     ``kind`` is a constant at every call, so each call site compiles to the arithmetic of one kind.
     Scalars only: an array handed to an inlined function brings reference counting into the loop,
-    which then does not vectorize."""
+    which then does not vectorize. The rounding comes as the two flags, not as the int64 code: one
+    more integer live in the scalar loop, beside the stream hashing, made the stochastic neuron
+    loops about 10 % slower."""
     if kind == VMEM_FP32:
         x = vr + (v - vr) * dec
         return x + add if takes else x
@@ -430,19 +438,19 @@ def _vmem_step(
     x = vr + _decay(v - vr, dec, True, scale, leak, stochastic, key_decay, j)
     x = x + add if takes else x
     u = _uniform(key, j) if stochastic else np.float32(0.0)  # _q on a quantized row
+    mode = STOCHASTIC if stochastic else NEAREST if nearest else TRUNCATE
     return np.float32(_qs(x, scale, lo, hi, mode, u))
 
 
 @njit
-def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, refr_i, kind):
+def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, mode, key, key_decay, refr_i, kind):
     """The baselines' inhibitory LIF layer (``equations.lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
     v_th, reset. Writes the spikes to ``si_new``; returns their number. ``kind``: :func:`_vmem_kind`.
     """
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
-    stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
-    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
-    mode = qv[ROW_MODE]
+    stochastic, scale, lo, hi = mode == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
+    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST  # FP32: scale 0
     fired = 0
     # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
@@ -454,7 +462,6 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
                 refi[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -480,7 +487,6 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
                 refi[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -506,7 +512,6 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
                 refi[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -532,7 +537,6 @@ def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, key, key_decay, re
                 refi[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -576,6 +580,7 @@ def _lif_excitatory_step(
     n,
     k,
     qv,
+    mode,
     key,
     key_decay,
     refr_e,
@@ -595,9 +600,8 @@ def _lif_excitatory_step(
     few neurons that cross are then handled in index order.
     """
     vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
-    stochastic, scale, lo, hi = qv[ROW_MODE] == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
-    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), qv[ROW_MODE] == NEAREST  # FP32: scale 0
-    mode = qv[ROW_MODE]
+    stochastic, scale, lo, hi = mode == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
+    inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST  # FP32: scale 0
     crossing = 0
     # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
@@ -609,7 +613,6 @@ def _lif_excitatory_step(
                 ref[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -633,7 +636,6 @@ def _lif_excitatory_step(
                 ref[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -657,7 +659,6 @@ def _lif_excitatory_step(
                 ref[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -681,7 +682,6 @@ def _lif_excitatory_step(
                 ref[j] <= 0,
                 vr,
                 dec,
-                mode,
                 scale,
                 inv,
                 lo,
@@ -739,17 +739,17 @@ def _lif_excitatory_step(
 
 
 @njit
-def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, key):
+def _adaptive_threshold(theta_p, thr, cross, ncross, theta_plus, vth_e, qth, mode, key):
     """theta += theta_plus for every neuron that crossed (as BindsNET), with theta = V_th - v_th
     kept on its grid (qWN) (``equations.adaptive_threshold``); ``thr`` follows.
 
     On the grid the increment is theta+ rounded by the format's mode and then saturated: under
     stochastic rounding it is floor(theta+ / q) steps plus one with probability frac(theta+ / q),
     from draw j of ``key``, so its mean is theta+ even when theta+ is below one step q."""
-    quantized, hi = qth[ROW_MODE] != NONE, qth[ROW_HI]
+    quantized, hi = mode != NONE, qth[ROW_HI]
     for m in range(ncross):
         j = cross[m]
-        th = theta_p[j] + _q(theta_plus, qth, key, j)
+        th = theta_p[j] + _q(theta_plus, qth, mode, key, j)
         if quantized:
             th = min(th, hi)
         theta_p[j] = th
@@ -770,29 +770,36 @@ def _trace_step(x, s, decay, n):
 
 
 @njit
-def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, key):
+def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, mode, key):
     """Pair-wise STDP, presynaptic half (:func:`tinysnn.sim.equations.pair_depression`): on a spike of
     input i, w_ij -= nu_pre x_post_j; clip at 0 (ITQ: clip to [0, w_max] and quantize; truncation
     and nearest in a loop that vectorizes, :func:`_quantize_on_grid`)."""
     for j in range(n):
         dep[j] = nu_pre * x_post[j]
-    mode, scale, lo, hi = qw[ROW_MODE], qw[ROW_SCALE], qw[ROW_LO], qw[ROW_HI]
+    scale, lo, hi = qw[ROW_SCALE], qw[ROW_LO], qw[ROW_HI]
     inv, nearest, zero = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST, np.float32(0.0)
-    for kk in range(a0, a1):
-        row = Wp[idx[kk]]
-        if mode == NONE:
+    # one loop nest per rounding, chosen once: the loops of FP32, truncation and nearest then keep
+    # no register for stochastic rounding's integers (chosen per row, the int64 code made
+    # diehl_cook's training about 4 % slower)
+    if mode == NONE:
+        for kk in range(a0, a1):
+            row = Wp[idx[kk]]
             for j in range(n):
                 row[j] = max(row[j] - dep[j], zero)
-        elif mode == TRUNCATE or mode == NEAREST:
+    elif mode == TRUNCATE or mode == NEAREST:
+        for kk in range(a0, a1):
+            row = Wp[idx[kk]]
             for j in range(n):
                 row[j] = _quantize_on_grid(min(max(row[j] - dep[j], zero), wmax), scale, inv, lo, hi, nearest)
-        else:
+    else:
+        for kk in range(a0, a1):
+            row = Wp[idx[kk]]
             for j in range(n):
-                row[j] = _fix_w(row[j] - dep[j], wmax, qw, key, S.synapse_index(np.int64(idx[kk]), j))
+                row[j] = _fix_w(row[j] - dep[j], wmax, qw, mode, key, S.synapse_index(np.int64(idx[kk]), j))
 
 
 @njit
-def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_post, wmax, qw, key):
+def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_post, wmax, qw, mode, key):
     """Pair-wise STDP, postsynaptic half (:func:`tinysnn.sim.equations.pair_potentiation`): on a spike
     of neuron j, w_ij += nu_post x_pre_i for the inputs that have fired (``seen[:n_seen]``, in the
     order of their first spike: each weight is updated on its own, so the order does not matter);
@@ -802,11 +809,11 @@ def _pair_potentiation(Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, nu_pos
         for q in range(n_seen):
             i = seen[q]
             w = Wp[i, j] + nu_post * pre_table[t - last_in[i]]
-            Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
+            Wp[i, j] = _fix_w(w, wmax, qw, mode, key, S.synapse_index(i, j))
 
 
 @njit
-def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, key):
+def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, mode, key):
     """SL-STDP, approximate baseline (:func:`tinysnn.sim.equations.sl_stdp`): on a spike of neuron j,
     w += eta_p (w_max - w) where x_pre > x_th, else w -= eta_d w; clip (and quantize)."""
     for m in range(nsp):
@@ -818,7 +825,7 @@ def _sl_stdp(Wp, spk, nsp, last_in, pre_table, t, eta_p, eta_d, x_th, wmax, qw, 
                 w = w + eta_p * (wmax - w)
             else:
                 w = w - eta_d * w
-            Wp[i, j] = _fix_w(w, wmax, qw, key, S.synapse_index(i, j))
+            Wp[i, j] = _fix_w(w, wmax, qw, mode, key, S.synapse_index(i, j))
 
 
 @njit
@@ -832,7 +839,7 @@ def _adaptive_factor(cnt, n, n_th):
 
 
 @njit
-def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, key):
+def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, mode, key):
     """tinySNN Eq. 2 at an update time (:func:`tinysnn.sim.equations.adaptive_potentiation`): for each
     neuron j that spiked since the last update, w_ij += (a x_pre_i) (w_max - w_ij) with
     a = k eta_post, for the inputs that have fired (``seen[:n_seen]``, as :func:`_pair_potentiation`);
@@ -847,7 +854,7 @@ def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a
             i = seen[q]
             bi = a * pre_table[t - last_in[i]]
             w = Wp[i, j]
-            Wp[i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, key, S.synapse_index(i, j))
+            Wp[i, j] = _fix_w(w + bi * (wmax - w), wmax, qw, mode, key, S.synapse_index(i, j))
     return cols
 
 
@@ -855,18 +862,18 @@ def _adaptive_potentiation(Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a
 
 
 @njit
-def _decay_theta(theta_p, n, k, qth, key):
+def _decay_theta(theta_p, n, k, qth, mode, key):
     """theta decays toward 0 over the sample's span (``equations.decay_theta``): FP32 multiply,
     or one decrement on theta's grid (stochastic under stochastic rounding, from draw j of ``key``,
     else toward zero)."""
     decay, leak = k[K_DEC_THETA], np.int64(k[K_LEAK_THETA])
-    quantized, stochastic, scale = qth[ROW_MODE] != NONE, qth[ROW_MODE] == STOCHASTIC, qth[ROW_SCALE]
+    quantized, stochastic, scale = mode != NONE, mode == STOCHASTIC, qth[ROW_SCALE]
     for j in range(n):
         theta_p[j] = _decay(theta_p[j], decay, quantized, scale, leak, stochastic, key, j)
 
 
 @njit
-def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
+def _settled_columns(colsum, csum, cnt, n, n_in, total, qw, mode):
     """The ``settled`` rule (:func:`tinysnn.sim.equations.settled_columns`): a silent column whose sum
     lies within the rounding slack of ``total`` keeps its weights (its factor becomes 1)."""
     tot = np.float64(total)
@@ -874,7 +881,7 @@ def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
     for j in range(n):
         if cnt[j] > 0:
             continue
-        if qw[ROW_MODE] == TRUNCATE:
+        if mode == TRUNCATE:
             settled = csum[j] <= tot and csum[j] > tot - slack
         else:
             settled = abs(csum[j] - tot) <= slack / 2
@@ -883,8 +890,8 @@ def _settled_columns(colsum, csum, cnt, n, n_in, total, qw):
 
 
 @njit
-def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
-    """``row[j] = _fix_w(row[j] * colsum[j], wmax, qrow)`` for every j, in a loop per rounding mode.
+def _scale_row_quantized(row, colsum, wmax, qrow, mode, key, i):
+    """``row[j] = _fix_w(row[j] * colsum[j], wmax, qrow, mode)`` for every j, in a loop per rounding mode.
 
     Only the first ``len(colsum)`` entries of ``row`` are touched (the network's own size; a
     population's rows are padded to its widest network). The loops do not check bounds, so
@@ -896,7 +903,7 @@ def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
     pass touches every weight of every network after every sample, which made ITQ several times
     slower than FP32 with the scalar call.
     """
-    scale, lo, hi, mode = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI], qrow[ROW_MODE]
+    scale, lo, hi = qrow[ROW_SCALE], qrow[ROW_LO], qrow[ROW_HI]
     inv = np.float32(1.0) / scale  # a power of two: exact
     zero = np.float32(0.0)
     half = np.float32(0.5)
@@ -922,7 +929,7 @@ def _scale_row_quantized(row, colsum, wmax, qrow, key, i):
             row[j] = min(k * inv, hi)
     else:
         for j in range(colsum.shape[0]):
-            row[j] = _fix_w(row[j] * colsum[j], wmax, qrow, key, S.synapse_index(i, j))
+            row[j] = _fix_w(row[j] * colsum[j], wmax, qrow, mode, key, S.synapse_index(i, j))
 
 
 @njit
@@ -999,7 +1006,7 @@ def _apportion(codes, rem, n_in, missing, u):
 
 
 @njit
-def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
+def _normalize(Wp, n, cnt, total, wmax, rule, qw, mode, key):
     """Column normalization after the sample (:func:`tinysnn.sim.equations.normalize`): scale each
     column to sum ``total``, clip to [0, w_max]; ITQ quantizes by the rule: ``plain`` rounds every
     scaled weight, ``settled`` leaves settled silent columns alone first, ``sum``, ``proportional``
@@ -1012,10 +1019,10 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
     for j in range(n):
         cs = np.float32(csum[j])
         colsum[j] = total / cs if cs > np.float32(0.0) else np.float32(1.0)
-    deterministic = qw[ROW_MODE] == TRUNCATE or qw[ROW_MODE] == NEAREST
+    deterministic = mode == TRUNCATE or mode == NEAREST
     if deterministic and rule == NORM_SETTLED:
-        _settled_columns(colsum, csum, cnt, n, n_in, total, qw)
-    if qw[ROW_MODE] == NONE:
+        _settled_columns(colsum, csum, cnt, n, n_in, total, qw, mode)
+    if mode == NONE:
         for i in range(n_in):
             row = Wp[i]
             for j in range(n):
@@ -1031,8 +1038,8 @@ def _normalize(Wp, n, cnt, total, wmax, rule, qw, key):
                 u = np.float64(S.uniform_bits(key, j)) * 2.0**-S.U_BITS if rule == NORM_APPORTION else 0.0
                 _normalize_sum_preserving(Wp, j, n_in, colsum[j], wmax, qw, target, rule, u, codes, order_key)
     else:
-        for i in range(n_in):
-            _scale_row_quantized(Wp[i][:n], colsum, wmax, qw, key, i)  # row is padded to the widest network
+        for i in range(n_in):  # a row is padded to the widest network
+            _scale_row_quantized(Wp[i][:n], colsum, wmax, qw, mode, key, i)
 
 
 # -- one sample ----------------------------------------------------------------------------------
@@ -1073,10 +1080,12 @@ def _run_one(
     """One sample through network p: the time loop of ``torch_backend.run_window``, step by step.
 
     Longer than the other functions because it owns the window's state (the arrays below) and
-    hands it to the step functions in the order of the equations. With ``w_inv`` > 0 the input
-    current is summed from the integer weight codes ``codes`` (n_in, n_max) (:func:`_weight_codes`;
-    inference only: learning changes the float weights). ``prof`` and ``clock`` (the counter at
-    the start) profile its phases (:func:`_lap`).
+    hands it to the step functions in the order of the equations. ``qw``, ``qv`` and ``qth`` are
+    the network's fixed-point rows; their rounding codes are read here from ``ip``, once per sample
+    (inference takes the weights and thresholds as they are: the infer kernels pass no rows for
+    them). With ``w_inv`` > 0 the input current is summed from the integer weight codes ``codes``
+    (n_in, n_max) (:func:`_weight_codes`; inference only: learning changes the float weights).
+    ``prof`` and ``clock`` (the counter at the start) profile its phases (:func:`_lap`).
     """
     Wp, theta_p, prm, iprm = W[p], theta[p], fp[p], ip[p]
     n_in = Wp.shape[0]
@@ -1084,9 +1093,12 @@ def _run_one(
     w_lat = prm[C_W_IE] if inhibitory_layer else prm[C_W_INH]
     wmax = prm[C_W_MAX]
     vth_e = k[K_VTH_E]
+    mode_v = iprm[I_ROUND_VMEM]
+    mode_w = iprm[I_ROUND_WEIGHTS] if learn else NONE
+    mode_th = iprm[I_ROUND_VTH] if learn else NONE
     # stochastic-rounding streams of this (sample, network), one per rounded quantity; the keys of
     # a step are derived only where something rounds stochastically
-    stochastic = qv[ROW_MODE] == STOCHASTIC or qth[ROW_MODE] == STOCHASTIC or qw[ROW_MODE] == STOCHASTIC
+    stochastic = mode_v == STOCHASTIC or mode_th == STOCHASTIC or mode_w == STOCHASTIC
     base_v = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM)
     base_vi = S.stream_base(sample_seed, net_seed, S.STREAM_VMEM_INH)
     base_th = S.stream_base(sample_seed, net_seed, S.STREAM_VTH)
@@ -1119,8 +1131,8 @@ def _run_one(
     thr = np.empty(n, np.float32)
     for j in range(n):
         thr[j] = vth_e + theta_p[j]
-    kind_e = _vmem_kind(qv, k[K_LEAK_E], k[K_VR_E], k[K_VRESET_E])
-    kind_i = _vmem_kind(qv, k[K_LEAK_I], k[K_VR_I], k[K_VRESET_I])
+    kind_e = _vmem_kind(qv, mode_v, k[K_LEAK_E], k[K_VR_E], k[K_VRESET_E])
+    kind_i = _vmem_kind(qv, mode_v, k[K_LEAK_I], k[K_VR_I], k[K_VRESET_I])
     nsp = 0  # excitatory spikes of t - 1
     n_si = 0  # inhibitory spikes of t - 1
     n_inh_spikes = 0
@@ -1138,7 +1150,7 @@ def _run_one(
         clock = _lap(prof, PH_INPUT, clock)
         if inhibitory_layer:
             fired = _lif_inhibitory_step(
-                vi, refi, si_new, s, n, k, prm[C_W_EI], qv, key_vi, key_vid, refr_i, kind_i
+                vi, refi, si_new, s, n, k, prm[C_W_EI], qv, mode_v, key_vi, key_vid, refr_i, kind_i
             )
             _lateral_inhibition(cur, si, n_si, n, w_lat)  # inhibitory spikes of t - 1
             si, si_new, n_si = si_new, si, fired  # this step's spikes act at t + 1
@@ -1160,6 +1172,7 @@ def _run_one(
             n,
             k,
             qv,
+            mode_v,
             key_v,
             key_vd,
             refr_e,
@@ -1170,7 +1183,7 @@ def _run_one(
         clock = _lap(prof, PH_NEURON, clock)
         if not learn:
             continue
-        _adaptive_threshold(theta_p, thr, cross, ncross, prm[C_THETA_PLUS], vth_e, qth, key_th)
+        _adaptive_threshold(theta_p, thr, cross, ncross, prm[C_THETA_PLUS], vth_e, qth, mode_th, key_th)
         for kk in range(a0, a1):
             i = idx[kk]
             if last_in[i] < 0:
@@ -1180,14 +1193,26 @@ def _run_one(
         _trace_step(x_post, s, k[K_DEC_POST], n)
         if variant == VARIANT_DIEHL_COOK:  # depression rows (clip), then potentiation columns (clip)
             if a1 > a0:
-                _pair_depression(Wp, idx, a0, a1, x_post, dep, n, prm[C_NU_PRE], wmax, qw, key_dep)
+                _pair_depression(Wp, idx, a0, a1, x_post, dep, n, prm[C_NU_PRE], wmax, qw, mode_w, key_dep)
             _pair_potentiation(
-                Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, prm[C_NU_POST], wmax, qw, key_w
+                Wp, spk, nsp, seen, n_seen, last_in, pre_table, t, prm[C_NU_POST], wmax, qw, mode_w, key_w
             )
             n_cols += nsp
         elif variant == VARIANT_SL_STDP:
             _sl_stdp(
-                Wp, spk, nsp, last_in, pre_table, t, prm[C_ETA_P], prm[C_ETA_D], prm[C_X_TH], wmax, qw, key_w
+                Wp,
+                spk,
+                nsp,
+                last_in,
+                pre_table,
+                t,
+                prm[C_ETA_P],
+                prm[C_ETA_D],
+                prm[C_X_TH],
+                wmax,
+                qw,
+                mode_w,
+                key_w,
             )
             n_cols += nsp
         else:  # tinySNN: timestep-based adaptive potentiation at every T_u steps and at the end
@@ -1196,7 +1221,7 @@ def _run_one(
             if (t + 1) % t_upd[p] == 0 or t == T - 1:
                 a = _adaptive_factor(cnt, n, prm[C_N_TH]) * prm[C_ETA_POST]
                 n_cols += _adaptive_potentiation(
-                    Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, key_w
+                    Wp, spiked, n, seen, n_seen, last_in, pre_table, t, a, wmax, qw, mode_w, key_w
                 )
         clock = _lap(prof, PH_LEARN, clock)
     for j in range(n):
@@ -1207,11 +1232,10 @@ def _run_one(
     if learn:
         vrange[p, 0] = v_lo
         vrange[p, 1] = v_hi
-        _decay_theta(
-            theta_p, n, k, qth, S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_THETA_DECAY), T)
-        )
+        key_theta = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_THETA_DECAY), T)
+        _decay_theta(theta_p, n, k, qth, mode_th, key_theta)
         key_norm = S.step_key(S.stream_base(sample_seed, net_seed, S.STREAM_W_NORM), T)
-        _normalize(Wp, n, cnt, prm[C_NORM], wmax, iprm[I_NORM_RULE], qw, key_norm)
+        _normalize(Wp, n, cnt, prm[C_NORM], wmax, iprm[I_NORM_RULE], qw, mode_w, key_norm)
         _lap(prof, PH_NORM, clock)
 
 
@@ -1378,9 +1402,9 @@ def infer_kernel(
     one thread."""
     P = W.shape[0]
     B = probs.shape[0]
-    noq = np.zeros(4, np.float32)
+    noq = np.zeros(ROW_WIDTH, np.float32)
     dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
-    codes, w_inv = _weight_codes(W, sizes, qw)
+    codes, w_inv = _weight_codes(W, sizes, qw, ip[:, I_ROUND_WEIGHTS])
     for job in prange(P * B):
         p = job // B
         b = job % B
@@ -1448,7 +1472,7 @@ def infer_trains_kernel(
     keys its stochastic-rounding streams."""
     P = W.shape[0]
     B = ptrs.shape[0]
-    noq = np.zeros(4, np.float32)
+    noq = np.zeros(ROW_WIDTH, np.float32)
     dummy = np.zeros((P, 2), np.float32)  # V_mem range is tracked while learning only
     no_codes = np.zeros((1, 1), np.int16)
     for job in prange(P * B):

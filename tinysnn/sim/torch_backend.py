@@ -27,7 +27,7 @@ from ..config import EncodingConfig, Variant
 from ..encoding import make_generator, poisson
 from ..network import Constants, Population, constants
 from ..quant import NONE, STOCHASTIC
-from ..quant.formats import NORM_APPORTION, ROW_MODE
+from ..quant.formats import NORM_APPORTION
 from .equations import (
     Rows,
     adaptive_threshold,
@@ -45,11 +45,12 @@ from .equations import (
 
 
 def _rows(pop: Population, target: str) -> Optional[Rows]:
-    """The rows of ``target``, or None when every network keeps it in FP32."""
+    """The rows and rounding codes of ``target``, or None when every network keeps it in FP32."""
     q = pop.quant.get(target)
-    if q is None or not bool((q[:, ROW_MODE] != NONE).any()):
+    modes = pop.rounding(target)
+    if q is None or not bool((modes != NONE).any()):
         return None
-    return Rows(q, bool((q[:, ROW_MODE] == STOCHASTIC).any()))
+    return Rows(q, modes, bool((modes == STOCHASTIC).any()))
 
 
 class _Window(NamedTuple):

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 
 from .config import ConfigError, EncodingConfig, LearningConfig, LIFParams, NetworkConfig, Variant
-from .quant.formats import LEAK_BITS, ROW_WIDTH
+from .quant.formats import LEAK_BITS, PARAMS, ROW_WIDTH
 
 
 class ParamField(NamedTuple):
@@ -43,10 +43,10 @@ class ParamField(NamedTuple):
     """int64 (a flag or a code) rather than float32."""
 
 
-#: Quantized parameters; each has a (P, 3) float32 row [scale = 2^f, lo, hi] in
+#: The quantized parameters (:data:`tinysnn.quant.PARAMS`); each has a (P, 3) float32 row [scale = 2^f, lo, hi] in
 #: :attr:`Population.quant` and its rounding code in the integer field :func:`rounding_field` of
 #: :attr:`Population.params`.
-QUANT_TARGETS = ("weights", "vmem", "vth")
+QUANT_TARGETS = PARAMS
 
 
 def rounding_field(target: str) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import streams as S
 from ..config import VARIANT_DIEHL_COOK, VARIANT_SL_STDP, variant_has_inhibitory_layer
-from ..network import FLOAT_PARAMS, INT_PARAMS, rounding_field
+from ..network import FLOAT_PARAMS, INT_PARAMS, QUANT_TARGETS, rounding_field
 from ..quant import quantize_scalar
 from ..quant.formats import (
     LEAK_BITS,
@@ -101,7 +101,7 @@ STAT_INPUT_SPIKES, STAT_INH_SPIKES, STAT_COLUMNS_UPDATED = 0, 1, 2
 I_ONE_SPIKE, I_NORM_RULE = (INT_PARAMS.index(name) for name in ("one_spike", "norm_rule"))
 # the rounding codes of the quantized targets, beside their (P, ROW_WIDTH) float32 rows qw, qv, qth
 I_ROUND_WEIGHTS, I_ROUND_VMEM, I_ROUND_VTH = (
-    INT_PARAMS.index(rounding_field(target)) for target in ("weights", "vmem", "vth")
+    INT_PARAMS.index(rounding_field(target)) for target in QUANT_TARGETS
 )
 # columns of the float32 constants vector k (the leak multipliers are integers < 2^24: exact)
 (

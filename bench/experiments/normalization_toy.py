@@ -33,7 +33,7 @@ def column() -> torch.Tensor:
 def run(rule: str, w0: torch.Tensor) -> torch.Tensor:
     x = w0.clone().view(1, -1, 1)
     total, mask = torch.tensor([TOTAL]), torch.ones(1, 1, dtype=torch.bool)
-    rows = torch.tensor([[2.0**FRAC, 0.0, 1 - Q, 1.0]])
+    rows = torch.tensor([[2.0**FRAC, 0.0, 1 - Q]])  # [2^f, lo, hi] of UQ0.FRAC
     g = torch.Generator().manual_seed(1)
     for _ in range(EVENTS):
         idx = torch.randperm(N_IN, generator=g)[:30]

@@ -7,7 +7,10 @@ What makes them fast (each measured by bench/throughput.py):
 * Poisson trains from inter-spike intervals: each input's gaps are Geometric(p), which is exactly
   the distribution of per-step Bernoulli(p) spikes, so a sample costs one random number per
   input spike instead of one per input per step. Each sample's train depends only on
-  (seed, stream, sample index), never on P or on threads.
+  (seed, stream, sample index), never on P or on threads. The uniforms are numba's own, drawn a
+  Mersenne Twister block at a time with their logs (half the encoder's time of one at a time).
+* The baselines' inhibitory layer on a grid (qWN) steps only the neurons that are not resting at
+  a fixed point: those whose excitatory partner fired, until they settle.
 * The presynaptic trace is evaluated lazily from the time of the last input spike with a float32
   table built by repeated multiplication, which equals the step-by-step decay bit for bit.
 * Weights change only in the rows of inputs that fired and the columns of neurons that spiked;
@@ -121,20 +124,60 @@ I_ROUND_WEIGHTS, I_ROUND_VMEM, I_ROUND_VTH = (
 ) = range(13)
 
 
+# numba's Mersenne Twister (MT19937, as numpy's legacy RandomState): words per block, the twist's
+# offset and masks; 312 uniforms of 53 bits per block, two words each
+_MT_N, _MT_M = 624, 397
+_MT_UPPER, _MT_LOWER, _MT_MATRIX_A = np.uint64(0x80000000), np.uint64(0x7FFFFFFF), np.uint64(0x9908B0DF)
+_MT_WORD = np.uint64(0xFFFFFFFF)
+_MT_UNIFORMS = _MT_N // 2
+
+
 @njit(inline="always")
-def _geometric(p, log_q):
-    """numba's ``np.random.geometric(p)`` (float64 ``p`` in (0, 1]) with ``log_q = math.log(1 - p)``
-    computed once per input: the same uniforms and the same arithmetic, so the same draws."""
-    if p >= S.GEOMETRIC_SEARCH:
-        x = 1
-        total = prod = p
-        u = np.random.random()
-        while u > total:
-            prod *= 1.0 - p
-            total += prod
-            x += 1
-        return x
-    return math.ceil(math.log(1.0 - np.random.random()) / log_q)
+def _mt_seed(mt, seed):
+    """``np.random.seed(seed)`` of numba into the state ``mt`` (624 uint32): the seed's low 32 bits
+    through Knuth's initialization of the reference Mersenne Twister."""
+    x = np.uint64(seed) & _MT_WORD
+    for pos in range(_MT_N):
+        mt[pos] = np.uint32(x)
+        x = (np.uint64(1812433253) * (x ^ (x >> np.uint64(30))) + np.uint64(pos + 1)) & _MT_WORD
+
+
+@njit(inline="always")
+def _mt_mix(mt, i, j, k):
+    """Word i of the next block from words i and j (its successor) and k (397 ahead)."""
+    y = (np.uint64(mt[i]) & _MT_UPPER) | (np.uint64(mt[j]) & _MT_LOWER)
+    return np.uint32(np.uint64(mt[k]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MT_MATRIX_A))
+
+
+@njit(inline="always")
+def _mt_temper(w):
+    y = np.uint64(w)
+    y ^= y >> np.uint64(11)
+    y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
+    y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
+    return (y ^ (y >> np.uint64(18))) & _MT_WORD
+
+
+@njit
+def _mt_block(mt, u, log1m):
+    """The next block of numba's generator: twist the state ``mt`` and turn its 624 words into the
+    312 uniforms ``u`` that 312 calls of ``np.random.random()`` return (two words each, 27 + 26
+    bits, (a 2^26 + b) / 2^53), and ``log1m`` = log(1 - u) (the C library's log, as numba's).
+
+    A whole block at a time, in loops with no call and no state outside the arrays: drawn one by
+    one, each draw goes through numba's global generator state, which stores to memory the
+    compiler must assume the encoder's own arrays may alias."""
+    for i in range(_MT_N - _MT_M):
+        mt[i] = _mt_mix(mt, i, i + 1, i + _MT_M)
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        mt[i] = _mt_mix(mt, i, i + 1, i + _MT_M - _MT_N)
+    mt[_MT_N - 1] = _mt_mix(mt, _MT_N - 1, 0, _MT_M - 1)
+    for m in range(_MT_UNIFORMS):
+        a = _mt_temper(mt[2 * m]) >> np.uint64(5)
+        b = _mt_temper(mt[2 * m + 1]) >> np.uint64(6)
+        u[m] = (np.float64(b) + np.float64(a) * 67108864.0) / 9007199254740992.0
+    for m in range(_MT_UNIFORMS):
+        log1m[m] = math.log(1.0 - u[m])
 
 
 @njit(cache=True)
@@ -143,17 +186,24 @@ def encode_isi(prob, T, seed):
 
     ``prob`` (n_in,) float32 holds each input's firing probability per step. Each input's spike
     times are drawn once, input by input, into an event list, then sorted by step (a counting
-    sort, which keeps the inputs of a step ascending).
+    sort, which keeps the inputs of a step ascending). The gaps are numba's
+    ``np.random.geometric(p)`` after ``np.random.seed(seed)``, draw for draw: the same uniforms
+    (:func:`_mt_block`) and the same arithmetic (inversion, ceil(log(1 - u) / log(1 - p)), below
+    p = 1/3; a search over the cumulative probabilities above).
     """
     n_in = prob.shape[0]
     cnt = np.zeros(T + 1, np.int64)
     expected = 0.0
     for i in range(n_in):
         expected += max(np.float64(prob[i]), 0.0)
-    ev_t = np.empty(64 + int(1.25 * expected * T), np.int64)
+    ev_t = np.empty(64 + int(1.25 * expected * T), np.int32)
     ev_i = np.empty(ev_t.shape[0], np.int32)
     m = 0
-    np.random.seed(seed)
+    mt = np.empty(_MT_N, np.uint32)
+    _mt_seed(mt, seed)
+    u = np.empty(_MT_UNIFORMS, np.float64)
+    log1m = np.empty(_MT_UNIFORMS, np.float64)
+    k = _MT_UNIFORMS  # uniforms of the block used: none drawn yet
     for i in range(n_in):
         p = np.float64(prob[i])
         if p <= 0.0:
@@ -161,16 +211,31 @@ def encode_isi(prob, T, seed):
         if p > 1.0:
             raise ValueError("geometric(): p outside of (0, 1]")
         log_q = math.log(1.0 - p)
-        t = _geometric(p, log_q) - 1
-        while t < T:
+        t = -1
+        while True:
+            if k == _MT_UNIFORMS:
+                _mt_block(mt, u, log1m)
+                k = 0
+            if p >= S.GEOMETRIC_SEARCH:
+                x = 1
+                total = prod = p
+                while u[k] > total:
+                    prod *= 1.0 - p
+                    total += prod
+                    x += 1
+                t += x
+            else:
+                t += math.ceil(log1m[k] / log_q)
+            k += 1
+            if t >= T:
+                break
             if m == ev_t.shape[0]:  # more spikes than expected: grow the event list
-                ev_t = np.concatenate((ev_t, np.empty(m, np.int64)))
+                ev_t = np.concatenate((ev_t, np.empty(m, np.int32)))
                 ev_i = np.concatenate((ev_i, np.empty(m, np.int32)))
             ev_t[m] = t
             ev_i[m] = i
             m += 1
             cnt[t + 1] += 1
-            t += _geometric(p, log_q)
     ptr = np.cumsum(cnt)
     fill = ptr[:-1].copy()
     idx = np.empty(m, np.int32)
@@ -443,117 +508,90 @@ def _vmem_step(
 
 
 @njit
-def _lif_inhibitory_step(vi, refi, si_new, s, n, k, w_ei, qv, mode, key, key_decay, refr_i, kind):
+def _rest_is_fixed(kind, qv, mode, vr, vth, dec, leak):
+    """Whether a neuron at rest with no input stays at rest, exactly, without firing: then a layer
+    needs no work for its neurons at rest (:func:`_lif_inhibitory_step`). FP32 leaves rest where it
+    is (vr + 0 x decay); on a grid, rest must be a grid value inside the format's range (the leak's
+    decrement of 0 is 0, and rounding a grid value draws nothing)."""
+    if vr > vth:
+        return False
+    scale, lo, hi = qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
+    if kind != VMEM_FP32 and not (lo <= vr <= hi and np.floor(vr * scale) == vr * scale):
+        return False
+    inv = np.float32(1.0) / max(scale, np.float32(1.0))
+    x = _vmem_step(
+        kind, vr, np.float32(0.0), True, vr, dec, scale, inv, lo, hi, mode == NEAREST, leak,
+        mode == STOCHASTIC, np.int64(0), np.int64(0), 0,
+    )  # fmt: skip
+    return x == vr
+
+
+@njit
+def _lif_inhibitory_step(
+    vi, refi, si, si_new, spk, nsp, s, active, listed, n_active, k, w_ei, qv, mode, key, key_decay,
+    refr_i, kind, rest_fixed,
+):  # fmt: skip
     """The baselines' inhibitory LIF layer (``equations.lif_inhibitory_step``): leak toward rest,
     add w_exc_inh for the excitatory spike of t - 1 unless refractory, quantize (qWN), fire above
-    v_th, reset. Writes the spikes to ``si_new``; returns their number. ``kind``: :func:`_vmem_kind`.
-    """
+    v_th, reset. Writes the spikes to ``si_new``; returns their number and the new ``n_active``.
+    ``kind``: :func:`_vmem_kind`.
+
+    FP32 steps every neuron: its V_mem comes back to a fixed point only some 160 steps after a
+    spike (15 mV decaying to one float32 step), so most neurons that fired in a sample stay busy,
+    and a vectorized pass over all of them is faster than a list.
+
+    On a grid (qWN), event-driven: only the neurons listed in ``active[:n_active]`` (flagged in ``listed``) are
+    stepped, and the partners of the excitatory spikes ``spk[:nsp]`` of t - 1 join them. A neuron
+    leaves the list when a step without input left its V_mem as it was, it is not refractory and it
+    was silent at t - 1 and t (``si``, ``si_new``): its V_mem is then a fixed point of the step (in
+    FP32 often one float32 step above rest, where the decay rounds back up), so further steps
+    would leave everything as it is, and the numbers are those of stepping every neuron (its
+    refractory count, already <= 0, is read only as <= 0). Under stochastic rounding a step draws,
+    so only rest itself is a fixed point, where ``rest_fixed`` (:func:`_rest_is_fixed`). The decay
+    on a grid moves V_mem by whole steps, so a neuron reaches rest a few steps after its spike."""
     vr, vres, vth, dec, leak = k[K_VR_I], k[K_VRESET_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
     stochastic, scale, lo, hi = mode == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
     inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST  # FP32: scale 0
+    if kind == VMEM_FP32:  # every neuron, in a loop that vectorizes (the list is not kept)
+        fired = 0
+        for j in range(si_new.shape[0]):
+            x = _vmem_step(
+                VMEM_FP32, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr,
+                dec, scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j,
+            )  # fmt: skip
+            sp = x > vth
+            refi[j] = refr_i if sp else refi[j] - 1
+            vi[j] = vres if sp else x
+            si_new[j] = sp
+            fired += 1 if sp else 0
+        return fired, n_active
+    for m in range(nsp):
+        j = spk[m]
+        if not listed[j]:
+            listed[j] = True
+            active[n_active] = j
+            n_active += 1
     fired = 0
-    # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
-    if kind == VMEM_FP32:
-        for j in range(n):
-            x = _vmem_step(
-                VMEM_FP32,
-                vi[j],
-                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
-                refi[j] <= 0,
-                vr,
-                dec,
-                scale,
-                inv,
-                lo,
-                hi,
-                nearest,
-                leak,
-                stochastic,
-                key,
-                key_decay,
-                j,
-            )
-            sp = x > vth
-            refi[j] = refr_i if sp else refi[j] - 1
-            vi[j] = vres if sp else x
-            si_new[j] = sp
-            fired += 1 if sp else 0
-    elif kind == VMEM_GRID32:
-        for j in range(n):
-            x = _vmem_step(
-                VMEM_GRID32,
-                vi[j],
-                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
-                refi[j] <= 0,
-                vr,
-                dec,
-                scale,
-                inv,
-                lo,
-                hi,
-                nearest,
-                leak,
-                stochastic,
-                key,
-                key_decay,
-                j,
-            )
-            sp = x > vth
-            refi[j] = refr_i if sp else refi[j] - 1
-            vi[j] = vres if sp else x
-            si_new[j] = sp
-            fired += 1 if sp else 0
-    elif kind == VMEM_GRID:
-        for j in range(n):
-            x = _vmem_step(
-                VMEM_GRID,
-                vi[j],
-                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
-                refi[j] <= 0,
-                vr,
-                dec,
-                scale,
-                inv,
-                lo,
-                hi,
-                nearest,
-                leak,
-                stochastic,
-                key,
-                key_decay,
-                j,
-            )
-            sp = x > vth
-            refi[j] = refr_i if sp else refi[j] - 1
-            vi[j] = vres if sp else x
-            si_new[j] = sp
-            fired += 1 if sp else 0
-    else:
-        for j in range(n):
-            x = _vmem_step(
-                VMEM_SCALAR,
-                vi[j],
-                w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)),
-                refi[j] <= 0,
-                vr,
-                dec,
-                scale,
-                inv,
-                lo,
-                hi,
-                nearest,
-                leak,
-                stochastic,
-                key,
-                key_decay,
-                j,
-            )
-            sp = x > vth
-            refi[j] = refr_i if sp else refi[j] - 1
-            vi[j] = vres if sp else x
-            si_new[j] = sp
-            fired += 1 if sp else 0
-    return fired
+    kept = 0
+    for q in range(n_active):
+        j = active[q]
+        v_old = vi[j]
+        x = _vmem_step(
+            kind, vi[j], w_ei * (np.float32(1.0) if s[j] else np.float32(0.0)), refi[j] <= 0, vr, dec,
+            scale, inv, lo, hi, nearest, leak, stochastic, key, key_decay, j,
+        )  # fmt: skip
+        sp = x > vth
+        refi[j] = refr_i if sp else refi[j] - 1
+        vi[j] = vres if sp else x
+        si_new[j] = sp
+        fired += 1 if sp else 0
+        settled = (x == vr and rest_fixed) if stochastic else x == v_old
+        if settled and not s[j] and not sp and not si[j] and refi[j] <= 0:
+            listed[j] = False
+        else:
+            active[kept] = j
+            kept += 1
+    return fired, kept
 
 
 @njit
@@ -1133,6 +1171,14 @@ def _run_one(
         thr[j] = vth_e + theta_p[j]
     kind_e = _vmem_kind(qv, mode_v, k[K_LEAK_E], k[K_VR_E], k[K_VRESET_E])
     kind_i = _vmem_kind(qv, mode_v, k[K_LEAK_I], k[K_VR_I], k[K_VRESET_I])
+    inh_rest_fixed = inhibitory_layer and _rest_is_fixed(
+        kind_i, qv, mode_v, k[K_VR_I], k[K_VTH_I], k[K_DEC_I], np.int64(k[K_LEAK_I])
+    )
+    # the inhibitory neurons that are stepped (:func:`_lif_inhibitory_step`): all when rest is not a
+    # fixed point, else none until their excitatory partner fires
+    inh_active = np.arange(n)
+    n_inh_active = 0 if inh_rest_fixed else n
+    inh_listed = np.full(n, not inh_rest_fixed, np.bool_)
     nsp = 0  # excitatory spikes of t - 1
     n_si = 0  # inhibitory spikes of t - 1
     n_inh_spikes = 0
@@ -1149,9 +1195,10 @@ def _run_one(
             _input_current(Wp, idx, a0, a1, n, acc, cur)
         clock = _lap(prof, PH_INPUT, clock)
         if inhibitory_layer:
-            fired = _lif_inhibitory_step(
-                vi, refi, si_new, s, n, k, prm[C_W_EI], qv, mode_v, key_vi, key_vid, refr_i, kind_i
-            )
+            fired, n_inh_active = _lif_inhibitory_step(
+                vi, refi, si, si_new, spk, nsp, s, inh_active, inh_listed, n_inh_active, k, prm[C_W_EI], qv,
+                mode_v, key_vi, key_vid, refr_i, kind_i, inh_rest_fixed,
+            )  # fmt: skip
             _lateral_inhibition(cur, si, n_si, n, w_lat)  # inhibitory spikes of t - 1
             si, si_new, n_si = si_new, si, fired  # this step's spikes act at t + 1
             n_inh_spikes += fired

@@ -4,7 +4,8 @@ Trains and runs a fixed set of configurations (every variant; FP32, PTQ qWN unde
 ITQ qW and qWN; P = 1 and a population of two with different sizes; with and without the
 one-spike rule; the normalization rules) on synthetic MNIST-like images, and hashes what the
 kernels produce: training and inference spike counts, statistics, the learned weights and
-thresholds, and the V_mem range. Run it at two revisions and compare::
+thresholds, and the V_mem range. Training runs in chunks of samples where the simulator takes
+them (``Simulator.train_samples``), one sample at a time before it did; the digest is the same. Run it at two revisions and compare::
 
     python bench/kernel_digest.py --json /tmp/before.json            # at the old revision
     python bench/kernel_digest.py --compare /tmp/before.json         # at the new one
@@ -39,6 +40,7 @@ QUANTS = (
     "weights=UQ0.10,vmem=SQ8.2,vth=Q7.5,rounding=nearest,scheme=itq,norm=settled",
 )
 VARIANTS = ("diehl_cook", "sl_stdp", "tinysnn")
+CHUNK = 7  # training samples per Simulator.train_samples call
 # (neurons of each network, one-spike rule)
 SHAPES = (((60,), False), ((60, 40), True))
 
@@ -83,8 +85,15 @@ def run_config(
     infer = torch.from_numpy(synthetic_images(n_infer, 1))
     sim = Simulator(pop, enc, seed=3, backend="numba")
     out: List[Any] = []
-    for i in range(n_train):
-        out += [sim.train_sample(train[i], i), sim.last_stats]
+    if hasattr(sim, "train_samples"):  # in chunks of CHUNK, digested sample by sample
+        for a in range(0, n_train, CHUNK):
+            counts = sim.train_samples(train[a : a + CHUNK], a)
+            stats = sim.last_stats
+            for b in range(counts.shape[1]):
+                out += [counts[:, b, :], stats[:, b : b + 1, :]]
+    else:  # revisions before Simulator.train_samples
+        for i in range(n_train):
+            out += [sim.train_sample(train[i], i), sim.last_stats]
     out += [pop.weights, pop.theta, sim.vmem_range]
     if qspec is not None:
         apply_quant_rows(pop, [qspec] * P, training=False)

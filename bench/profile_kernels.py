@@ -11,16 +11,17 @@ everything runs on one numba thread. "other" is the wall time of the calls less 
 Python and kernel-call overhead, state set-up, and the counter reads themselves (each row also
 gives the rate of the same samples run without the profile, so the cost of the reads shows).
 
-Phases: ``encode`` (inter-spike-interval trains; in training drawn in Python before the kernel
-call, so timed apart with a wall clock on the same images and counted out of "other"), ``input_current`` (the weight rows of the
-inputs that fire), ``neuron_update`` (the excitatory LIF step), ``inhibition`` (the inhibitory
+Phases: ``encode`` (inter-spike-interval trains; in training drawn for a chunk of samples
+before the kernel call, so timed apart with a wall clock on the same images and counted out of
+"other"), ``input_current`` (the weight rows of the inputs that fire), ``neuron_update`` (the excitatory LIF step), ``inhibition`` (the inhibitory
 layer and the lateral inhibition), ``learning`` (thresholds, traces and the learning rule, every
 step), ``normalization`` (theta decay and column normalization after the sample), and
 ``label_assignment`` (``tinysnn.evaluate.assign_labels`` on the inference counts, wall clock,
 added to the inference time).
 
-Each ``--quant`` row trains and infers with that spec as bench/throughput.py does: ITQ specs are
-active while training; every network infers with its quantized values (PTQ too).
+Each ``--quant`` row trains and infers with that spec as bench/throughput.py does (training in
+chunks of ``tinysnn.train.TRAIN_CHUNK`` samples per call): ITQ specs are active while training;
+every network infers with its quantized values (PTQ too).
 
 Example::
 
@@ -101,7 +102,7 @@ def profile_row(
     from tinysnn.quant import parse_quant_arg, quantized_or_none
     from tinysnn.sim import Simulator
     from tinysnn.sim import numba_kernels as K
-    from tinysnn.train import apply_quant_rows, quantize_parameters
+    from tinysnn.train import TRAIN_CHUNK, apply_quant_rows, quantize_parameters
 
     enc = EncodingConfig(time_steps=TIME_STEPS, dt=DT, max_rate=MAX_RATE)
     spec = quantized_or_none(parse_quant_arg(qtext))
@@ -122,8 +123,8 @@ def profile_row(
                 sim._impl.profile = np.zeros(len(K.PHASES), np.int64)
             t0 = time.perf_counter()
             if mode == "train":
-                for i in range(1, 1 + n_train):
-                    sim.train_sample(images[i], i)
+                for a in range(1, 1 + n_train, TRAIN_CHUNK):  # in chunks, as the training loop
+                    sim.train_samples(images[a : min(a + TRAIN_CHUNK, 1 + n_train)], a)
                 samples = n_train
             else:
                 counts = [
@@ -139,8 +140,7 @@ def profile_row(
             if mode == "train":  # drawn before the kernel call (inside the wall time): timed apart
                 probs = spike_probability(images[1 : 1 + n_train], enc).numpy()
                 t1 = time.perf_counter()
-                for i in range(n_train):
-                    K.encode_isi(probs[i], TIME_STEPS, i)
+                K.encode_batch(probs, TIME_STEPS, np.arange(n_train, dtype=np.int64))
                 phases["encode"] = (time.perf_counter() - t1) / n_train
             else:  # after the inference calls: added to their wall time
                 all_counts = torch.cat(counts, dim=1)

@@ -4,14 +4,16 @@ Protocol (docs/method.md §1): 250 steps of dt = 1 ms, 128 Hz for a full pixel, 
 samples. For every configuration (variant x neurons x population size P x device) a fresh child
 process (this script with ``--worker``) builds P networks with ``build_population`` and times
 
-* training: ``Simulator(pop, EncodingConfig(), seed=0).train_sample(image, index)`` per sample, one
-  sample at a time (Poisson encoding included, as BindsNET's timing includes its encoding);
+* training: ``Simulator(pop, EncodingConfig(), seed=0).train_samples(images, first_index)`` on
+  chunks of ``tinysnn.train.TRAIN_CHUNK`` samples, as the training loop (``tinysnn.train``) calls
+  it (Poisson encoding included, as BindsNET's timing includes its encoding; the samples of a
+  chunk are learned one after the other, each from the weights the one before left);
 * inference: ``sim.infer(batch, stream=2, first_index=offset)`` on batches (default 500 images),
   learning off, after the training phase (as BindsNET's inference follows its training).
 
 A few warmup samples and a small inference batch run first (numba JIT / cache load, CUDA start)
 and are not timed. Rates are TOTAL rates: timed samples / summed seconds of the timed samples
-(median per-sample and per-batch rates are in the JSON too). "per net" is the rate of the
+(median per-chunk and per-batch rates are in the JSON too). "per net" is the rate of the
 population loop (each of the P networks sees every sample); "aggregate" is P x that, in
 network-samples/s. Each child reports its peak RSS (``ru_maxrss``), so memory is per
 configuration. On CUDA the torch backend runs and the clock is read after a synchronize.
@@ -183,7 +185,7 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     from tinysnn.network import build_population
     from tinysnn.quant import parse_quant_arg, quantized_or_none
     from tinysnn.sim import Simulator
-    from tinysnn.train import apply_quant_rows, quantize_parameters
+    from tinysnn.train import TRAIN_CHUNK, apply_quant_rows, quantize_parameters
 
     rss_imports = peak_rss_mb()
     load_start = loadavg()
@@ -222,13 +224,14 @@ def run_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         sim.train_sample(train_imgs[i], i).cpu()
     sync()
 
-    t_train: List[float] = []
+    t_train: List[float] = []  # seconds per sample: each chunk's time over its samples
     spikes_train = 0.0
-    for i in range(warmup, warmup + n_train):
+    for a in range(warmup, warmup + n_train, TRAIN_CHUNK):
+        chunk = train_imgs[a : min(a + TRAIN_CHUNK, warmup + n_train)]
         t0 = time.perf_counter()
-        counts = sim.train_sample(train_imgs[i], i).cpu()  # .cpu() as the training loop does
+        counts = sim.train_samples(chunk, a).cpu()  # .cpu() as the training loop does
         sync()
-        t_train.append(time.perf_counter() - t0)
+        t_train += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
         spikes_train += float(counts.sum())
 
     if qspec is not None:  # inference with the quantized values (V_mem rows for PTQ too)

@@ -195,19 +195,22 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
         meter.start()
     t0 = time.perf_counter()
     first_seconds = 0.0
-    for i in range(start, total):
-        counts = sim.train_sample(images[i % n], i)
+    i = start
+    while i < total:
+        end = _chunk_end(i, start, total, spec.checkpoint_every)
+        counts = sim.train_samples(images[torch.arange(i, end) % n], i)
         if i == start:  # the first sample compiles (or loads) the kernels: timed apart
             _sync(pop.device)
             first_seconds = time.perf_counter() - t0
-        sums[:, 0] += counts.sum(dim=1).to(torch.float64).cpu()
+        sums[:, 0] += counts.sum(dim=(1, 2)).to(torch.float64).cpu()
         if sim.last_stats is not None:
-            sums[:, 1:] += sim.last_stats[:, 0, :].to(torch.float64).cpu()
-        if spec.checkpoint_every and (i + 1) % spec.checkpoint_every == 0 and i + 1 < total:
+            sums[:, 1:] += sim.last_stats.sum(dim=1).to(torch.float64).cpu()
+        if spec.checkpoint_every and end % spec.checkpoint_every == 0 and end < total:
             energy += _lap(meter) if meter is not None else 0.0
-            callbacks.on_checkpoint(TrainState(i + 1, sums.clone(), energy), pop)
+            callbacks.on_checkpoint(TrainState(end, sums.clone(), energy), pop)
         if bar is not None:
-            bar.update(1)
+            bar.update(end - i)
+        i = end
     _sync(pop.device)
     seconds = time.perf_counter() - t0
     if bar is not None:
@@ -226,6 +229,23 @@ def _train_phase(spec: RunSpec, callbacks: RunCallbacks) -> _Trained:
         energy,
         reading,
     )
+
+
+#: training samples per simulator call: the per-call work (encoding set-up, kernel arguments,
+#: statistics) is paid once per chunk; a chunk ends at every checkpoint
+TRAIN_CHUNK = 32
+
+
+def _chunk_end(i: int, start: int, total: int, checkpoint_every: int) -> int:
+    """The end of the chunk of training samples that starts at sample ``i``: the first sample alone
+    (it compiles or loads the kernels, and is timed apart), then :data:`TRAIN_CHUNK` samples, never
+    past ``total`` or the next multiple of ``checkpoint_every`` (when set)."""
+    if i == start:
+        return i + 1
+    end = min(total, i + TRAIN_CHUNK)
+    if checkpoint_every:
+        end = min(end, (i // checkpoint_every + 1) * checkpoint_every)
+    return end
 
 
 def _sync(device: torch.device) -> None:

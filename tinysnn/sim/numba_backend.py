@@ -50,6 +50,15 @@ def _said_if_compiled(kernel: Any) -> Iterator[None]:
     print(f"tinysnn: {name} compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
+def _csr_batch(trains: torch.Tensor) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense trains (T, B, n_in) as the kernels' CSR batch (ptrs (B, T + 1), idxs, offs (B + 1))."""
+    parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(trains.shape[1])]
+    ptrs = np.stack([p for p, _ in parts])
+    offs = np.cumsum([0] + [len(i) for _, i in parts]).astype(np.int64)
+    idxs = np.concatenate([i for _, i in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+    return ptrs, idxs, offs
+
+
 class _KernelArgs(TypedDict):
     """The arguments the kernels share (numpy views of the population's tensors)."""
 
@@ -161,29 +170,33 @@ class NumbaBackend:
             dense[t, idx[ptr[t] : ptr[t + 1]]] = True
         return torch.from_numpy(dense)
 
-    def train_sample(
+    def train_samples(
         self,
-        image: torch.Tensor,
-        train: Optional[torch.Tensor],
-        train_seed: int,
-        learn_seed: int,
+        images: torch.Tensor,
+        trains: Optional[torch.Tensor],
+        train_seeds: Sequence[int],
+        learn_seeds: Sequence[int],
         vmem_range: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Learn from one sample: counts (P, N) and kernel statistics (P, 1, 3)."""
+        """Learn from B samples in order, in one kernel call: counts (P, B, N) and kernel statistics
+        (P, B, 3). Sample b's train is drawn from ``train_seeds[b]`` unless dense ``trains``
+        (T, B, n_in) are given."""
         a = self._kernel_args()
-        if train is None:
-            prob = spike_probability(image.cpu(), self.enc).numpy()
-            ptr, idx = K.encode_isi(prob, a["T"], train_seed)
+        B = len(learn_seeds)
+        if trains is None:
+            probs = np.ascontiguousarray(spike_probability(images.cpu(), self.enc).numpy().reshape(B, -1))
+            ptrs, idxs, offs = K.encode_batch(probs, a["T"], np.array(train_seeds, dtype=np.int64))
         else:
-            ptr, idx = K.dense_to_csr(train.cpu().numpy())
-        counts = np.zeros((self.pop.n_networks, 1, self.pop.n_max), np.int32)
-        stats = np.zeros((self.pop.n_networks, 1, 3), np.int64)
+            ptrs, idxs, offs = _csr_batch(trains)
+        counts = np.zeros((self.pop.n_networks, B, self.pop.n_max), np.int32)
+        stats = np.zeros((self.pop.n_networks, B, 3), np.int64)
         kernel = K.train_kernel_serial if self.pop.n_networks == 1 else K.train_kernel
         with _said_if_compiled(kernel):
             kernel(
                 a["variant"],
-                ptr,
-                idx,
+                ptrs,
+                idxs,
+                offs,
                 a["W"],
                 a["theta"],
                 a["sizes"],
@@ -198,14 +211,14 @@ class NumbaBackend:
                 a["refr_i"],
                 a["table"],
                 a["T"],
-                learn_seed,
+                np.array(learn_seeds, dtype=np.int64),
                 a["net_seeds"],
                 counts,
                 stats,
                 vmem_range.numpy(),
                 self.profile,
             )
-        return torch.from_numpy(counts[:, 0, :]), torch.from_numpy(stats)
+        return torch.from_numpy(counts), torch.from_numpy(stats)
 
     def infer(
         self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]
@@ -242,15 +255,12 @@ class NumbaBackend:
                     self.profile,
                 )
         else:
-            parts = [K.dense_to_csr(trains[:, b].cpu().numpy()) for b in range(B)]
-            ptrs = np.stack([p for p, _ in parts])
-            offs = np.cumsum([0] + [len(i) for _, i in parts]).astype(np.int64)
-            idxs = np.concatenate([i for _, i in parts]) if parts else np.zeros(0, np.int32)
+            ptrs, idxs, offs = _csr_batch(trains)
             with _said_if_compiled(K.infer_trains_kernel):
                 K.infer_trains_kernel(
                     a["variant"],
                     ptrs,
-                    idxs.astype(np.int32),
+                    idxs,
                     offs,
                     a["W"],
                     a["theta"],

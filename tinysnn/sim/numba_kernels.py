@@ -246,6 +246,25 @@ def encode_isi(prob, T, seed):
     return ptr, idx
 
 
+@njit(cache=True)
+def encode_batch(probs, T, seeds):
+    """:func:`encode_isi` of B samples (``probs`` (B, n_in), ``seeds`` (B,)) in one call: sample b is
+    ptrs[b], idxs[offs[b]:offs[b + 1]]."""
+    B = probs.shape[0]
+    ptrs = np.empty((B, T + 1), np.int64)
+    offs = np.zeros(B + 1, np.int64)
+    idxs = np.empty(max(1, B * 64), np.int32)
+    for b in range(B):
+        ptr, idx = encode_isi(probs[b], T, seeds[b])
+        ptrs[b] = ptr
+        m = idx.shape[0]
+        while offs[b] + m > idxs.shape[0]:
+            idxs = np.concatenate((idxs, np.empty(idxs.shape[0], np.int32)))
+        idxs[offs[b] : offs[b] + m] = idx
+        offs[b + 1] = offs[b] + m
+    return ptrs, idxs[: offs[B]], offs
+
+
 def dense_to_csr(train: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """CSR (ptr, idx) of a dense bool train (T, n_in) — for running given trains."""
     t_idx, i_idx = np.nonzero(train)
@@ -634,13 +653,14 @@ def _lif_excitatory_step(
     and counted in ``cnt``. Returns (number of spikes, number of crossings, running min and max of
     V_mem from ``v_lo``, ``v_hi``, updated only with ``track_range``). ``kind``: :func:`_vmem_kind`.
 
-    The new V_mem of every neuron is computed first, in a branch-free loop that vectorizes; the
-    few neurons that cross are then handled in index order.
+    The new V_mem of every neuron is computed first, in a branch-free loop that vectorizes, which
+    marks the neurons that cross in ``s``; the few that cross are then handled in index order.
+    The loop stores the marks rather than counting them: a count (int64) is a reduction that held
+    the loop to four float32 lanes, and the neuron update took twice as long.
     """
     vr, vres, dec, leak = k[K_VR_E], k[K_VRESET_E], k[K_DEC_E], np.int64(k[K_LEAK_E])
     stochastic, scale, lo, hi = mode == STOCHASTIC, qv[ROW_SCALE], qv[ROW_LO], qv[ROW_HI]
     inv, nearest = np.float32(1.0) / max(scale, np.float32(1.0)), mode == NEAREST  # FP32: scale 0
-    crossing = 0
     # one loop per kind, each the same branch-free body (a constant kind), so that each vectorizes
     if kind == VMEM_FP32:
         for j in range(n):
@@ -664,7 +684,7 @@ def _lif_excitatory_step(
             )
             v[j] = x
             ref[j] -= 1
-            crossing += 1 if x > thr[j] else 0
+            s[j] = x > thr[j]
     elif kind == VMEM_GRID32:
         for j in range(n):
             x = _vmem_step(
@@ -687,7 +707,7 @@ def _lif_excitatory_step(
             )
             v[j] = x
             ref[j] -= 1
-            crossing += 1 if x > thr[j] else 0
+            s[j] = x > thr[j]
     elif kind == VMEM_GRID:
         for j in range(n):
             x = _vmem_step(
@@ -710,7 +730,7 @@ def _lif_excitatory_step(
             )
             v[j] = x
             ref[j] -= 1
-            crossing += 1 if x > thr[j] else 0
+            s[j] = x > thr[j]
     else:
         for j in range(n):
             x = _vmem_step(
@@ -733,28 +753,30 @@ def _lif_excitatory_step(
             )
             v[j] = x
             ref[j] -= 1
-            crossing += 1 if x > thr[j] else 0
+            s[j] = x > thr[j]
     if track_range:  # a pass that vectorizes finds whether any V_mem lies outside the range so far
-        outside = 0
+        outside = False
         for j in range(n):
-            outside += 1 if v[j] < v_lo or v[j] > v_hi else 0
+            outside |= v[j] < v_lo or v[j] > v_hi
         for j in range(n if outside else 0):
             if v[j] < v_lo:
                 v_lo = v[j]
             if v[j] > v_hi:
                 v_hi = v[j]
+    crossing = False
     for j in range(n):
-        s[j] = False
-    if crossing == 0:
+        crossing |= s[j]
+    if not crossing:
         return 0, 0, v_lo, v_hi
     nsp = 0
     ncross = 0
     best = -1
     best_over = np.float32(0.0)
     for j in range(n):
-        if not v[j] > thr[j]:
+        if not s[j]:
             continue
         if one_spike:
+            s[j] = False
             over = v[j] - thr[j]
             if best < 0 or over > best_over:
                 best = j
@@ -763,7 +785,6 @@ def _lif_excitatory_step(
             cnt[j] += 1
             spk[nsp] = j
             nsp += 1
-            s[j] = True
         ref[j] = refr_e
         v[j] = vres
         cross[ncross] = j
@@ -1289,8 +1310,9 @@ def _run_one(
 @njit(cache=True, parallel=True)
 def train_kernel(
     variant,
-    ptr,
-    idx,
+    ptrs,
+    idxs,
+    offs,
     W,
     theta,
     sizes,
@@ -1305,59 +1327,63 @@ def train_kernel(
     refr_i,
     pre_table,
     T,
-    sample_seed,
+    sample_seeds,
     net_seeds,
     counts,
     stats,
     vrange,
     prof,
 ):
-    """One training sample for all P networks (in parallel); counts (P, 1, N) is written.
+    """B training samples, one after the other, each for all P networks (in parallel); sample b's
+    train is ptrs[b], idxs[offs[b]:offs[b + 1]] (:func:`encode_batch`); counts (P, B, N) and stats
+    (P, B, 3) are written.
 
     ``vrange`` (P, 2) holds the running min and max of the excitatory V_mem (range analysis);
-    stochastic rounding draws from the streams of (``sample_seed``, ``net_seeds[p]``).
+    stochastic rounding draws from the streams of (``sample_seeds[b]``, ``net_seeds[p]``).
     """
     P = W.shape[0]
     no_codes = np.zeros((1, 1), np.int16)
-    for p in prange(P):
-        _run_one(
-            p,
-            True,
-            variant,
-            ptr,
-            idx,
-            W,
-            theta,
-            sizes[p],
-            fp,
-            ip,
-            t_upd,
-            qw[p],
-            qv[p],
-            qth[p],
-            k,
-            refr_e,
-            refr_i,
-            pre_table,
-            T,
-            counts,
-            0,
-            stats,
-            vrange,
-            sample_seed,
-            net_seeds[p],
-            no_codes,
-            0.0,
-            prof,
-            _lap(prof, -1, 0),
-        )
+    for b in range(ptrs.shape[0]):
+        for p in prange(P):
+            _run_one(
+                p,
+                True,
+                variant,
+                ptrs[b],
+                idxs[offs[b] : offs[b + 1]],
+                W,
+                theta,
+                sizes[p],
+                fp,
+                ip,
+                t_upd,
+                qw[p],
+                qv[p],
+                qth[p],
+                k,
+                refr_e,
+                refr_i,
+                pre_table,
+                T,
+                counts,
+                b,
+                stats,
+                vrange,
+                sample_seeds[b],
+                net_seeds[p],
+                no_codes,
+                0.0,
+                prof,
+                _lap(prof, -1, 0),
+            )
 
 
 @njit(cache=True)
 def train_kernel_serial(
     variant,
-    ptr,
-    idx,
+    ptrs,
+    idxs,
+    offs,
     W,
     theta,
     sizes,
@@ -1372,7 +1398,7 @@ def train_kernel_serial(
     refr_i,
     pre_table,
     T,
-    sample_seed,
+    sample_seeds,
     net_seeds,
     counts,
     stats,
@@ -1386,38 +1412,39 @@ def train_kernel_serial(
     by its function, so the two shared one cache entry and a run loaded whichever was compiled first.
     """
     no_codes = np.zeros((1, 1), np.int16)
-    for p in range(W.shape[0]):
-        _run_one(
-            p,
-            True,
-            variant,
-            ptr,
-            idx,
-            W,
-            theta,
-            sizes[p],
-            fp,
-            ip,
-            t_upd,
-            qw[p],
-            qv[p],
-            qth[p],
-            k,
-            refr_e,
-            refr_i,
-            pre_table,
-            T,
-            counts,
-            0,
-            stats,
-            vrange,
-            sample_seed,
-            net_seeds[p],
-            no_codes,
-            0.0,
-            prof,
-            _lap(prof, -1, 0),
-        )
+    for b in range(ptrs.shape[0]):
+        for p in range(W.shape[0]):
+            _run_one(
+                p,
+                True,
+                variant,
+                ptrs[b],
+                idxs[offs[b] : offs[b + 1]],
+                W,
+                theta,
+                sizes[p],
+                fp,
+                ip,
+                t_upd,
+                qw[p],
+                qv[p],
+                qth[p],
+                k,
+                refr_e,
+                refr_i,
+                pre_table,
+                T,
+                counts,
+                b,
+                stats,
+                vrange,
+                sample_seeds[b],
+                net_seeds[p],
+                no_codes,
+                0.0,
+                prof,
+                _lap(prof, -1, 0),
+            )
 
 
 @njit(cache=True, parallel=True)

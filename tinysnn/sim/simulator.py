@@ -32,16 +32,16 @@ class SimulatorBackend(Protocol):
     def encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
         """The dense bool train (T, n_in) this backend presents for a sample drawn from ``seed``."""
 
-    def train_sample(
+    def train_samples(
         self,
-        image: torch.Tensor,
-        train: Optional[torch.Tensor],
-        train_seed: int,
-        learn_seed: int,
+        images: torch.Tensor,
+        trains: Optional[torch.Tensor],
+        train_seeds: Sequence[int],
+        learn_seeds: Sequence[int],
         vmem_range: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Learn from one sample (from ``train`` when given); counts (P, N) and statistics (P, 1, 3);
-        the V_mem range seen is merged into ``vmem_range`` (P, 2)."""
+        """Learn from B samples in order (from dense ``trains`` (T, B, n_in) when given); counts
+        (P, B, N) and statistics (P, B, 3); the V_mem range seen is merged into ``vmem_range`` (P, 2)."""
 
     def infer(
         self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]
@@ -102,11 +102,22 @@ class Simulator:
         self, image: torch.Tensor, index: int, train: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Learn from one sample (or from a given dense train (T, n_in)); counts (P, N)."""
-        counts, self.last_stats = self._impl.train_sample(
-            image,
-            train,
-            self._sample_seed(STREAM_TRAIN, index),
-            self._sample_seed(STREAM_LEARN, index),
+        trains = None if train is None else train[:, None, :]
+        return self.train_samples(image[None], index, trains)[:, 0, :]
+
+    def train_samples(
+        self, images: torch.Tensor, first_index: int, trains: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Learn from a batch of images (B, n_in) in order, sample b being sample ``first_index + b``
+        of the training stream (or from given dense trains (T, B, n_in)); counts (P, B, N). The
+        same numbers as B calls of :meth:`train_sample`, with the per-call work done once."""
+        B = int(images.shape[0]) if trains is None else int(trains.shape[1])
+        indices = range(first_index, first_index + B)
+        counts, self.last_stats = self._impl.train_samples(
+            images,
+            trains,
+            [self._sample_seed(STREAM_TRAIN, i) for i in indices],
+            [self._sample_seed(STREAM_LEARN, i) for i in indices],
             self.vmem_range,
         )
         return counts

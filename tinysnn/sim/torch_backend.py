@@ -464,18 +464,23 @@ class TorchBackend:
         """The dense bool train (T, n_in) of a sample drawn from ``seed`` (one uniform per input per step)."""
         return poisson(image.to(self.pop.device), self.enc, make_generator(seed, self.pop.device))
 
-    def train_sample(
+    def train_samples(
         self,
-        image: torch.Tensor,
-        train: Optional[torch.Tensor],
-        train_seed: int,
-        learn_seed: int,
+        images: torch.Tensor,
+        trains: Optional[torch.Tensor],
+        train_seeds: Sequence[int],
+        learn_seeds: Sequence[int],
         vmem_range: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Learn from one sample: counts (P, N) and statistics (P, 1, 3)."""
-        if train is None:
-            train = self.encode(image, train_seed)
-        return train_sample(self.pop, train, self.enc, learn_seed, vmem_range, self.compiled)
+        """Learn from B samples in order: counts (P, B, N) and statistics (P, B, 3); sample b's train
+        is drawn from ``train_seeds[b]`` unless dense ``trains`` (T, B, n_in) are given."""
+        counts, stats = [], []
+        for b, learn_seed in enumerate(learn_seeds):
+            train = self.encode(images[b], train_seeds[b]) if trains is None else trains[:, b]
+            c, st = train_sample(self.pop, train, self.enc, learn_seed, vmem_range, self.compiled)
+            counts.append(c)
+            stats.append(st)
+        return torch.stack(counts, dim=1), torch.cat(stats, dim=1)
 
     def infer(
         self, images: torch.Tensor, trains: Optional[torch.Tensor], seeds: Sequence[int]

@@ -133,13 +133,17 @@ def test_encoder_draws_the_geometric_gaps_of_numba() -> None:
         return steps, inputs
 
     rng = np.random.default_rng(3)
-    for seed, prob in enumerate(
+    # several Mersenne Twister blocks (312 uniforms each); seeds as numba takes them (low 32 bits)
+    for seed, prob in zip(
+        [0, 1, 2, 3, 2**32 + 7, 2**40 - 1],
         [
             rng.random(300).astype(np.float32) * 0.13,
             rng.random(50).astype(np.float32),
             np.zeros(5, np.float32),
             np.ones(4, np.float32),
-        ]
+            rng.random(784).astype(np.float32) * 0.13,
+            rng.random(200).astype(np.float32) * 0.5,
+        ],
     ):
         ptr, idx = K.encode_isi(prob, 60, seed)
         steps, inputs = reference(prob, 60, seed)
@@ -147,6 +151,33 @@ def test_encoder_draws_the_geometric_gaps_of_numba() -> None:
         dense[np.array(steps, np.int64), np.array(inputs, np.int64)] = True
         want_ptr, want_idx = K.dense_to_csr(dense)
         assert np.array_equal(ptr, want_ptr) and np.array_equal(idx, want_idx)
+
+
+def test_the_encoder_resumes_where_its_event_list_filled_up() -> None:
+    # drawn into lists of 7 events, grown and resumed, the events are those of one large list
+    prob = np.random.default_rng(5).random(100).astype(np.float32) * 0.4
+    T, n_uni = 50, K._MT_UNIFORMS
+
+    def draw(capacity: int):
+        mt = np.empty(K._MT_N, np.uint32)
+        K._mt_seed(mt, 11)
+        u, log1m = np.empty(n_uni), np.empty(n_uni)
+        cnt = np.zeros(T + 1, np.int64)
+        ev_t, ev_i = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
+        k, i, t, m = n_uni, 0, -1, 0
+        calls = 0
+        while i < prob.shape[0]:
+            k, i, t, m = K._draw_events(prob, T, mt, u, log1m, k, i, t, ev_t, ev_i, m, cnt)
+            calls += 1
+            ev_t = np.concatenate((ev_t, np.empty(7, np.int32)))
+            ev_i = np.concatenate((ev_i, np.empty(7, np.int32)))
+        return ev_t[:m], ev_i[:m], cnt, calls
+
+    t_small, i_small, cnt_small, calls = draw(7)
+    t_big, i_big, cnt_big, _ = draw(100_000)
+    assert calls > 100  # it did fill up, many times
+    assert np.array_equal(t_small, t_big) and np.array_equal(i_small, i_big)
+    assert np.array_equal(cnt_small, cnt_big)
 
 
 @pytest.mark.parametrize("quant", [None, "weights=Q1.7,vmem=SQ6.2,vth=Q7.1,rounding=truncate"])

@@ -180,39 +180,24 @@ def _mt_block(mt, u, log1m):
         log1m[m] = math.log(1.0 - u[m])
 
 
-@njit(cache=True)
-def encode_isi(prob, T, seed):
-    """Poisson trains of one sample as CSR: step t fires inputs idx[ptr[t]:ptr[t+1]] (ascending).
+@njit
+def _draw_events(prob, T, mt, u, log1m, k, i, t, ev_t, ev_i, m, cnt):
+    """Draw the spikes of inputs i, i + 1, ... into the event list (ev_t, ev_i)[m:] and count them
+    per step (``cnt[t + 1]``), input i's last spike being at step t (-1: none yet), uniform k of the
+    block ``u`` / ``log1m`` next. Stops before a draw when the list is full; returns (k, i, t, m),
+    i = n_in when every input is done.
 
-    ``prob`` (n_in,) float32 holds each input's firing probability per step. Each input's spike
-    times are drawn once, input by input, into an event list, then sorted by step (a counting
-    sort, which keeps the inputs of a step ascending). The gaps are numba's
-    ``np.random.geometric(p)`` after ``np.random.seed(seed)``, draw for draw: the same uniforms
-    (:func:`_mt_block`) and the same arithmetic (inversion, ceil(log(1 - u) / log(1 - p)), below
-    p = 1/3; a search over the cumulative probabilities above).
-    """
-    n_in = prob.shape[0]
-    cnt = np.zeros(T + 1, np.int64)
-    expected = 0.0
-    for i in range(n_in):
-        expected += max(np.float64(prob[i]), 0.0)
-    ev_t = np.empty(64 + int(1.25 * expected * T), np.int32)
-    ev_i = np.empty(ev_t.shape[0], np.int32)
-    m = 0
-    mt = np.empty(_MT_N, np.uint32)
-    _mt_seed(mt, seed)
-    u = np.empty(_MT_UNIFORMS, np.float64)
-    log1m = np.empty(_MT_UNIFORMS, np.float64)
-    k = _MT_UNIFORMS  # uniforms of the block used: none drawn yet
-    for i in range(n_in):
+    A function of its own so that its arrays are never reassigned: where the list grows, in the
+    same loop, the loop ran about twice as slowly."""
+    n_in, cap = prob.shape[0], ev_t.shape[0]
+    while i < n_in:
         p = np.float64(prob[i])
-        if p <= 0.0:
-            continue
         if p > 1.0:
             raise ValueError("geometric(): p outside of (0, 1]")
-        log_q = math.log(1.0 - p)
-        t = -1
-        while True:
+        log_q = math.log(1.0 - p) if p > 0.0 else 0.0
+        while p > 0.0:
+            if m == cap:
+                return k, i, t, m
             if k == _MT_UNIFORMS:
                 _mt_block(mt, u, log1m)
                 k = 0
@@ -229,13 +214,44 @@ def encode_isi(prob, T, seed):
             k += 1
             if t >= T:
                 break
-            if m == ev_t.shape[0]:  # more spikes than expected: grow the event list
-                ev_t = np.concatenate((ev_t, np.empty(m, np.int32)))
-                ev_i = np.concatenate((ev_i, np.empty(m, np.int32)))
             ev_t[m] = t
             ev_i[m] = i
             m += 1
             cnt[t + 1] += 1
+        i += 1
+        t = -1
+    return k, i, t, m
+
+
+@njit(cache=True)
+def encode_isi(prob, T, seed):
+    """Poisson trains of one sample as CSR: step t fires inputs idx[ptr[t]:ptr[t+1]] (ascending).
+
+    ``prob`` (n_in,) float32 holds each input's firing probability per step. Each input's spike
+    times are drawn once, input by input, into an event list (:func:`_draw_events`), then sorted by
+    step (a counting sort, which keeps the inputs of a step ascending). The gaps are numba's
+    ``np.random.geometric(p)`` after ``np.random.seed(seed)``, draw for draw: the same uniforms
+    (:func:`_mt_block`) and the same arithmetic (inversion, ceil(log(1 - u) / log(1 - p)), below
+    p = 1/3; a search over the cumulative probabilities above).
+    """
+    n_in = prob.shape[0]
+    cnt = np.zeros(T + 1, np.int64)
+    expected = 0.0
+    for i in range(n_in):
+        expected += max(np.float64(prob[i]), 0.0)
+    ev_t = np.empty(64 + int(1.25 * expected * T), np.int32)
+    ev_i = np.empty(ev_t.shape[0], np.int32)
+    mt = np.empty(_MT_N, np.uint32)
+    _mt_seed(mt, seed)
+    u = np.empty(_MT_UNIFORMS, np.float64)
+    log1m = np.empty(_MT_UNIFORMS, np.float64)
+    k, i, t, m = _MT_UNIFORMS, 0, -1, 0  # no uniform drawn yet
+    while True:
+        k, i, t, m = _draw_events(prob, T, mt, u, log1m, k, i, t, ev_t, ev_i, m, cnt)
+        if i == n_in:
+            break
+        ev_t = np.concatenate((ev_t, np.empty(m, np.int32)))  # more spikes than expected: grow
+        ev_i = np.concatenate((ev_i, np.empty(m, np.int32)))
     ptr = np.cumsum(cnt)
     fill = ptr[:-1].copy()
     idx = np.empty(m, np.int32)

@@ -199,3 +199,30 @@ def test_the_phase_profile_counts_and_changes_nothing(quant) -> None:
     assert all(torch.equal(a, b) for a, b in zip(c0, c1))
     assert torch.equal(w0, w1) and torch.equal(th0, th1)
     assert p0.size == 0 and (p1 > 0).all(), dict(zip(K.PHASES, p1))
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("variant", ["diehl_cook", "tinysnn"])
+def test_a_chunk_of_samples_learns_as_the_samples_one_by_one(backend, variant) -> None:
+    # Simulator.train_samples (the training loop's chunks) against train_sample sample by sample:
+    # the same counts, statistics, weights, thresholds and V_mem range, stochastic rounding included
+    enc = EncodingConfig(time_steps=30)
+    imgs = (torch.rand(7, 40, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    spec = parse_quant_arg("weights=UQ0.8,vmem=SQ8.0,vth=Q7.1,rounding=stochastic,scheme=itq")
+    results = []
+    for chunked in (False, True):
+        nets = [NetworkConfig(variant=variant, n_neurons=n, n_input=40) for n in (6, 9)]
+        pop = build_population(nets, seeds=[1, 2])
+        apply_quant_rows(pop, [spec, spec], training=True)
+        quantize_parameters(pop)
+        sim = Simulator(pop, enc, seed=4, backend=backend)
+        counts, stats = [], []
+        for first, last in [(0, 3), (3, 7)] if chunked else [(k, k + 1) for k in range(7)]:
+            counts.append(sim.train_samples(imgs[first:last], first))
+            stats.append(sim.last_stats)
+        results.append(
+            (torch.cat(counts, dim=1), torch.cat(stats, dim=1), pop.weights, pop.theta, sim.vmem_range)
+        )
+    assert results[0][0].shape == (2, 7, 9)
+    for one_by_one, chunk in zip(*results):
+        assert torch.equal(one_by_one, chunk)

@@ -80,6 +80,17 @@ def test_each_kernel_column_reads_the_constant_of_its_name() -> None:
     assert ip[:, K.I_ROUND_VTH].tolist() == [NONE, TRUNCATE]
 
 
+@pytest.mark.parametrize("bad", [-1e-3, float("nan"), float("inf")])
+def test_a_state_with_negative_or_non_finite_weights_is_refused(bad) -> None:
+    state = _pop().state_dict()
+    weights = state["weights"].clone()  # type: ignore[attr-defined]
+    weights[1, 2, 0] = bad
+    fresh = _pop()
+    with pytest.raises(ValueError, match="negative or non-finite weights"):
+        fresh.load_state_dict({**state, "weights": weights})
+    fresh.load_state_dict(state)  # the state as saved loads
+
+
 def test_a_state_saved_with_float_codes_or_without_norm_rule_loads_as_ints() -> None:
     pop = _pop()
     state = pop.state_dict()

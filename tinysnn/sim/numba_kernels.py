@@ -852,8 +852,10 @@ def _pair_depression(Wp, idx, a0, a1, x_post, dep, n, nu_pre, wmax, qw, mode, ke
     and nearest in a loop that vectorizes, :func:`_quantize_on_grid`).
 
     ``post[:n_post]`` lists the neurons that have spiked in this sample: every other x_post_j is 0,
-    and in FP32 w - 0 clipped at 0 is w (weights are >= 0), so while they are few (a quarter of the
-    neurons or fewer) only their columns are updated: the same numbers, a fraction of the work."""
+    and in FP32 w - 0 clipped at 0 is w (weights are >= 0: every rule keeps them in [0, w_max], and
+    ``Population.load_state_dict`` refuses a state with a negative one), so while they are few (a
+    quarter of the neurons or fewer) only their columns are updated: the same numbers, a fraction
+    of the work."""
     for j in range(n):
         dep[j] = nu_pre * x_post[j]
     scale, lo, hi = qw[ROW_SCALE], qw[ROW_LO], qw[ROW_HI]

@@ -206,7 +206,9 @@ class Population:
             )
         if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
             # every rule keeps weights in [0, w_max]; the kernels rely on it (a weight 0 - 0 is 0)
-            raise ValueError("state has negative or non-finite weights: it is damaged; use another saved state")
+            raise ValueError(
+                "state has negative or non-finite weights: it is damaged; use another saved state"
+            )
         dev = self.device
         self.weights = w.to(dev).clone()
         self.theta = state["theta"].to(dev).clone()

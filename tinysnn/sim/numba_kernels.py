@@ -1290,13 +1290,13 @@ def _run_one(
                 seen[n_seen] = i
                 n_seen += 1
             last_in[i] = t
-        for m in range(nsp):  # the neurons that have spiked in this sample, each listed once
-            if not in_post[spk[m]]:
-                in_post[spk[m]] = True
-                post[n_post] = spk[m]
-                n_post += 1
         _trace_step(x_post, s, k[K_DEC_POST], n)
         if variant == VARIANT_DIEHL_COOK:  # depression rows (clip), then potentiation columns (clip)
+            for m in range(nsp):  # the neurons that have spiked in this sample, each listed once
+                if not in_post[spk[m]]:
+                    in_post[spk[m]] = True
+                    post[n_post] = spk[m]
+                    n_post += 1
             if a1 > a0:
                 _pair_depression(
                     Wp, idx, a0, a1, x_post, dep, n, prm[C_NU_PRE], wmax, qw, mode_w, key_dep, post, n_post
